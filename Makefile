@@ -1,0 +1,49 @@
+# Every target creates or reuses .venv and installs what it needs (Debian packages included).
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.pagefs-installed
+NATIVE := $(wildcard impl/*/_*_build.py impl/*/*.c impl/*/*.h)
+
+.PHONY: setup test test-all verify conformance bench bench-wire bench-guest lint docs clean
+
+$(STAMP): pyproject.toml setup.py scripts/install-system-deps $(NATIVE)
+	scripts/install-system-deps
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+setup: $(STAMP)
+
+## make test: the project's tests, less those marked slow (under ~10 minutes on 2 cores)
+test: $(STAMP)
+	$(PY) -m pytest -m "not slow"
+
+## make test-all: every test, slow ones included
+test-all: $(STAMP)
+	$(PY) -m pytest
+
+## make verify: spec self-checks, CrossHair, z3 proofs and a quick conformance run, as one table
+verify: $(STAMP)
+	$(PY) -m pagefs.proofs.verify
+
+## make conformance: the full conformance matrix; reports land in reports/
+conformance: $(STAMP)
+	$(PY) -m pagefs.conformance.cli matrix --out reports
+
+bench: bench-wire bench-guest
+
+bench-wire: $(STAMP)
+	$(PY) benchmarks/wire.py
+
+bench-guest: $(STAMP)
+	$(PY) benchmarks/guest.py
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+
+## make docs: regenerate docs/SEMANTICS.md from the spec's docstrings
+docs: $(STAMP)
+	$(PY) -m pagefs.spec.document > docs/SEMANTICS.md
+
+clean:
+	rm -rf $(VENV) build *.egg-info impl/*/_*.so impl/*/*.abi3.so

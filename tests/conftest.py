@@ -1,0 +1,21 @@
+"""Project-wide test settings.
+
+Hypothesis runs derandomized under CI (CI=true), so a red run reproduces exactly;
+locally it explores fresh examples each run. Fixtures that belong to one layer
+live in that layer's folder (tests/<layer>/conftest.py).
+"""
+
+import os
+
+from hypothesis import HealthCheck, settings
+
+settings.register_profile(
+    "ci",
+    derandomize=True,
+    deadline=None,
+    database=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile("dev", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
