@@ -1,0 +1,204 @@
+/*
+ * Fault-contained copies to and from the DAX window.
+ *
+ * The host may truncate a file that a guest has mapped; the guest's next load or
+ * store of a page wholly beyond the new end of file then raises SIGBUS (EOF-FAULT).
+ * A window range that was reclaimed is PROT_NONE again, and touching it raises
+ * SIGSEGV. Either must end that one access with EFAULT, never the process.
+ *
+ * A guarded copy publishes, in thread-local storage, the window-side address range
+ * it touches and a sigjmp_buf. The process-wide handler jumps back into the copy when
+ * the fault lies in that range (SIGBUS anywhere in it; SIGSEGV only inside a
+ * registered window, so a stray pointer still crashes loudly). Every other fault is
+ * passed to the handler that was installed before ours (Python's faulthandler, or
+ * the default action), so we never hide a real bug.
+ *
+ * The copy goes in chunks; a fault inside a chunk is retried page by page up to the
+ * faulting page, so the byte count returned is exact to the page: every byte before
+ * it was copied, and it is less than the length asked for if and only if a fault
+ * stopped the copy.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdint.h>
+#include <string.h>
+#include <unistd.h>
+
+#define SAFEMEM_CHUNK (256u * 1024u)
+#define SAFEMEM_MAX_WINDOWS 64
+
+struct guard {
+    sigjmp_buf env;
+    uintptr_t lo, hi;          /* window-side range of the access in progress */
+    volatile uintptr_t fault_addr;
+    volatile int armed;
+};
+
+static __thread struct guard *current_guard;
+
+static struct sigaction previous_bus, previous_segv;
+static pthread_mutex_t install_lock = PTHREAD_MUTEX_INITIALIZER;
+static int installed;
+
+/* Read by the signal handler without a lock: slots are written before the count
+ * that publishes them, and a slot is cleared (lo = hi = 0) rather than moved. */
+static volatile uintptr_t window_lo[SAFEMEM_MAX_WINDOWS];
+static volatile uintptr_t window_hi[SAFEMEM_MAX_WINDOWS];
+static volatile int window_count;
+static pthread_mutex_t window_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static int in_registered_window(uintptr_t addr)
+{
+    int n = window_count;
+    for (int i = 0; i < n; i++)
+        if (addr >= window_lo[i] && addr < window_hi[i])
+            return 1;
+    return 0;
+}
+
+static void chain(int sig, siginfo_t *info, void *uctx)
+{
+    struct sigaction *prev = sig == SIGBUS ? &previous_bus : &previous_segv;
+    if ((prev->sa_flags & SA_SIGINFO) && prev->sa_sigaction) {
+        prev->sa_sigaction(sig, info, uctx);
+        return;
+    }
+    if (prev->sa_handler != SIG_DFL && prev->sa_handler != SIG_IGN) {
+        prev->sa_handler(sig);
+        return;
+    }
+    /* Default action: restore it and return; the faulting instruction runs again
+     * and the kernel ends the process with the right signal and core dump. */
+    signal(sig, SIG_DFL);
+}
+
+static void on_fault(int sig, siginfo_t *info, void *uctx)
+{
+    struct guard *g = current_guard;
+    uintptr_t addr = (uintptr_t)info->si_addr;
+    if (g && g->armed && addr >= g->lo && addr < g->hi &&
+        (sig == SIGBUS || in_registered_window(addr))) {
+        g->armed = 0;
+        g->fault_addr = addr;
+        siglongjmp(g->env, 1);
+    }
+    chain(sig, info, uctx);
+}
+
+int safemem_install(void)
+{
+    int rc = 0;
+    pthread_mutex_lock(&install_lock);
+    if (!installed) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_sigaction = on_fault;
+        /* SA_NODEFER: we leave the handler by siglongjmp without restoring the
+         * signal mask, so the signal must not be blocked while it runs. */
+        sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_NODEFER;
+        sigemptyset(&sa.sa_mask);
+        if (sigaction(SIGBUS, &sa, &previous_bus) != 0 ||
+            sigaction(SIGSEGV, &sa, &previous_segv) != 0)
+            rc = -errno;
+        else
+            installed = 1;
+    }
+    pthread_mutex_unlock(&install_lock);
+    return rc;
+}
+
+int safemem_register_window(uintptr_t base, size_t length)
+{
+    int rc = -ENOSPC;
+    pthread_mutex_lock(&window_lock);
+    for (int i = 0; i < SAFEMEM_MAX_WINDOWS; i++) {
+        if (i < window_count && window_hi[i] != 0)
+            continue;
+        window_lo[i] = base;
+        window_hi[i] = base + length;
+        __sync_synchronize();
+        if (i == window_count)
+            window_count = i + 1;
+        rc = 0;
+        break;
+    }
+    pthread_mutex_unlock(&window_lock);
+    return rc;
+}
+
+int safemem_unregister_window(uintptr_t base)
+{
+    int rc = -ENOENT;
+    pthread_mutex_lock(&window_lock);
+    for (int i = 0; i < window_count; i++) {
+        if (window_lo[i] == base && window_hi[i] != 0) {
+            window_hi[i] = 0;
+            window_lo[i] = 0;
+            rc = 0;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&window_lock);
+    return rc;
+}
+
+/* One guarded memcpy. Returns 0, or 1 with *fault_addr set if a fault stopped it. */
+static int guarded_memcpy(void *dst, const void *src, size_t n, uintptr_t lo,
+                          uintptr_t *fault_addr)
+{
+    struct guard g;
+    g.lo = lo;
+    g.hi = lo + n;
+    g.fault_addr = 0;
+    g.armed = 0;
+    if (sigsetjmp(g.env, 0) != 0) {
+        current_guard = NULL;
+        *fault_addr = g.fault_addr;
+        return 1;
+    }
+    current_guard = &g;
+    g.armed = 1;
+    memcpy(dst, src, n);
+    g.armed = 0;
+    current_guard = NULL;
+    return 0;
+}
+
+/* Copy n bytes, the window side being src (read) or dst (write). Returns the
+ * number of bytes known to be copied: n, or fewer if a fault stopped the copy. */
+static size_t safe_copy(char *dst, const char *src, size_t n, int window_is_src)
+{
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    const uintptr_t wbase = (uintptr_t)(window_is_src ? src : dst);
+    size_t done = 0, limit = n;
+    while (done < limit) {
+        /* Chunks end on page boundaries of the window address, so that a fault
+         * in one chunk says nothing bad about the chunks before it. */
+        uintptr_t waddr = wbase + done;
+        size_t chunk = SAFEMEM_CHUNK - (waddr & (page - 1));
+        if (chunk > limit - done)
+            chunk = limit - done;
+        uintptr_t fault_addr;
+        if (guarded_memcpy(dst + done, src + done, chunk, waddr, &fault_addr)) {
+            /* memcpy may copy out of order: keep only the pages before the
+             * faulting one, and copy those again (they were readable). */
+            uintptr_t fault_page = fault_addr & ~(page - 1);
+            limit = fault_page > wbase ? fault_page - wbase : 0;
+            continue;
+        }
+        done += chunk;
+    }
+    return done;
+}
+
+size_t safemem_read(void *dst, const void *window_src, size_t n)
+{
+    return safe_copy(dst, window_src, n, 1);
+}
+
+size_t safemem_write(void *window_dst, const void *src, size_t n)
+{
+    return safe_copy(window_dst, src, n, 0);
+}

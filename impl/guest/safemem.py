@@ -1,0 +1,74 @@
+"""Fault-contained copies between Python buffers and window memory.
+
+Every access the guest driver makes to the DAX window goes through here: a load or
+store that faults (SIGBUS on a page the host truncated away, SIGSEGV on a window
+range that is not mapped) ends that one copy early instead of ending the process.
+The result is the number of bytes copied; fewer than asked means a fault stopped
+the copy at that byte (page-exact). See safemem.c for the mechanism.
+
+The handler is installed on import. Install it after any other SIGBUS/SIGSEGV
+handler (Python's faulthandler included): faults outside a guarded copy are passed
+on to the handler that was there before.
+"""
+
+from __future__ import annotations
+
+import errno
+import mmap
+import os
+
+from pagefs.impl.guest._safemem import ffi, lib
+
+# Anything exporting the buffer protocol (collections.abc.Buffer from Python 3.12).
+Buffer = bytes | bytearray | memoryview | mmap.mmap
+
+
+def _check(rc: int, what: str) -> None:
+    if rc < 0:
+        raise OSError(-rc, f"{what}: {os.strerror(-rc)}")
+
+
+def install() -> None:
+    """Install the process-wide fault handler (idempotent)."""
+    _check(lib.safemem_install(), "safemem install")
+
+
+def register_window(base: int, length: int) -> None:
+    """Declare [base, base+length) a window: SIGSEGV there, in a guarded copy, is EFAULT."""
+    _check(lib.safemem_register_window(base, length), "safemem register window")
+
+
+def unregister_window(base: int) -> None:
+    _check(lib.safemem_unregister_window(base), "safemem unregister window")
+
+
+def read_into(address: int, buffer: Buffer, length: int | None = None) -> int:
+    """Copy `length` bytes (default: len(buffer)) from window memory at `address`
+    into the writable `buffer`; return the count copied before any fault."""
+    dst = ffi.from_buffer(buffer, require_writable=True)
+    n = len(dst) if length is None else length
+    if n < 0 or n > len(dst):
+        raise OSError(errno.EINVAL, "length outside the buffer")
+    return lib.safemem_read(dst, ffi.cast("void *", address), n)
+
+
+def write_from(address: int, data: Buffer) -> int:
+    """Copy `data` to window memory at `address`; return the count copied before any fault."""
+    src = ffi.from_buffer(data)
+    return lib.safemem_write(ffi.cast("void *", address), src, len(src))
+
+
+def read(address: int, length: int) -> bytes:
+    """Read up to `length` bytes from window memory; short if a fault stopped it."""
+    buf = bytearray(length)
+    n = read_into(address, buf, length)
+    del buf[n:]
+    return bytes(buf)
+
+
+def buffer_address(buffer: Buffer) -> int:
+    """The address of a buffer's first byte (for an mmap object, its mapping)."""
+    return int(ffi.cast("uintptr_t", ffi.from_buffer(buffer)))
+
+
+install()
