@@ -36,7 +36,11 @@ struct guard {
     volatile int armed;
 };
 
-static __thread struct guard *current_guard;
+/* volatile, and fenced in guarded_memcpy: the compiler knows memcpy never reads
+ * this variable and would otherwise move or drop the stores around it. */
+static __thread struct guard *volatile current_guard;
+
+#define COMPILER_BARRIER() __asm__ __volatile__("" ::: "memory")
 
 static struct sigaction previous_bus, previous_segv;
 static pthread_mutex_t install_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -160,7 +164,9 @@ static int guarded_memcpy(void *dst, const void *src, size_t n, uintptr_t lo,
     }
     current_guard = &g;
     g.armed = 1;
+    COMPILER_BARRIER();
     memcpy(dst, src, n);
+    COMPILER_BARRIER();
     g.armed = 0;
     current_guard = NULL;
     return 0;
