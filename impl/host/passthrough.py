@@ -1,0 +1,538 @@
+"""The passthrough filesystem: one host directory exported to guests, request by request.
+
+One `PassthroughFS` per export; one `GuestSession` per connected guest. A session maps
+its nodeids to O_PATH descriptors of host inodes (keyed by host identity (st_dev,
+st_ino), so hard links share a nodeid) and its handles to open descriptors. Nodeids and
+handles are counted up and never reused (NODEID, HANDLE). Attributes come from fstat at
+every request, so host changes show at the guest's next request (COH-META); nothing is
+cached that could go stale. Failures raise OSError with a POSIX errno; this layer knows
+nothing of FUSE encodings or virtqueues.
+
+The daemon runs as root and does no per-request credential switching: the export's
+permissions are the host's business, the guest's kernel checks its own users.
+"""
+
+from __future__ import annotations
+
+import errno
+import itertools
+import mmap
+import os
+import stat
+import threading
+from dataclasses import dataclass
+from functools import wraps
+
+from . import confine, syscalls
+from .mappings import WindowMap, WindowMapping
+
+ROOT_ID = 1
+PAGE_SIZE = mmap.PAGESIZE
+_MAX_FILE_OFFSET = (1 << 63) - 1
+_MAX_WINDOW_OFFSET = (1 << 64) - 1
+_RENAME_NOREPLACE = 1
+_RENAME_EXCHANGE = 2
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A LOOKUP-like reply: the guest now holds one more lookup of `nodeid`."""
+
+    nodeid: int
+    generation: int
+    attr: os.stat_result
+
+
+@dataclass(frozen=True)
+class DirEntry:
+    """One READDIR entry; `offset` is the cookie that resumes the listing after it."""
+
+    ino: int
+    offset: int
+    type: int  # DT_*: stat.S_IFMT(mode) >> 12
+    name: bytes
+
+
+@dataclass(frozen=True)
+class MapGrant:
+    """A file range the caller may donate to the guest's window; the caller closes `fd`."""
+
+    fd: int
+    fd_offset: int
+    length: int
+    writable: bool
+
+
+@dataclass
+class _Node:
+    fd: int  # O_PATH, pins the inode
+    key: tuple[int, int]
+    generation: int
+    nlookup: int
+
+
+@dataclass
+class _Handle:
+    fd: int
+    key: tuple[int, int]
+    flags: int
+    is_dir: bool
+    listing: list[DirEntry] | None = None
+
+    @property
+    def readable(self) -> bool:
+        return self.flags & os.O_ACCMODE in (os.O_RDONLY, os.O_RDWR)
+
+    @property
+    def writable(self) -> bool:
+        return self.flags & os.O_ACCMODE in (os.O_WRONLY, os.O_RDWR)
+
+
+def _key(st: os.stat_result) -> tuple[int, int]:
+    return (st.st_dev, st.st_ino)
+
+
+def _dtype(mode: int) -> int:
+    return stat.S_IFMT(mode) >> 12
+
+
+class PassthroughFS:
+    """One exported host directory; `read_only` refuses every write path with EROFS."""
+
+    def __init__(self, root: str, *, read_only: bool = False) -> None:
+        if not os.path.isdir("/proc/self/fd"):
+            raise OSError(errno.ENOSYS, "pagefs-host needs /proc mounted")
+        self.root = os.path.realpath(root)
+        self.read_only = read_only
+        self._root_fd = os.open(self.root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        # FUSE asks that (nodeid, generation) never repeats; nodeids are not reused
+        # either, so an export-wide counter is more than enough.
+        self._generations = itertools.count(1)
+        self._lock = threading.Lock()
+        self._sessions: set[GuestSession] = set()
+
+    def session(self) -> GuestSession:
+        """A new guest connected: it starts knowing only the root, nodeid 1."""
+        session = GuestSession(self, os.dup(self._root_fd))
+        with self._lock:
+            self._sessions.add(session)
+        return session
+
+    def next_generation(self) -> int:
+        return next(self._generations)
+
+    def _forget_session(self, session: GuestSession) -> None:
+        with self._lock:
+            self._sessions.discard(session)
+
+    @property
+    def sessions(self) -> int:
+        """How many guests are connected."""
+        with self._lock:
+            return len(self._sessions)
+
+    def close(self) -> None:
+        """Release every guest's session, then the export root."""
+        with self._lock:
+            sessions = list(self._sessions)
+        for session in sessions:
+            session.close()
+        if self._root_fd >= 0:
+            os.close(self._root_fd)
+            self._root_fd = -1
+
+    def __enter__(self) -> PassthroughFS:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _serialized(method):
+    """One request at a time per guest: a descriptor in use is never closed under it."""
+
+    @wraps(method)
+    def run(self: GuestSession, *args, **kwargs):
+        with self._lock:
+            if self._closed:
+                raise OSError(errno.ENOTCONN, "guest session closed")
+            return method(self, *args, **kwargs)
+
+    return run
+
+
+class GuestSession:
+    """What one guest holds: nodeids with lookup counts, handles, window mappings."""
+
+    def __init__(self, fs: PassthroughFS, root_fd: int) -> None:
+        self._fs = fs
+        self._lock = threading.RLock()
+        self._closed = False
+        root_st = os.fstat(root_fd)
+        self._nodes: dict[int, _Node] = {
+            ROOT_ID: _Node(root_fd, _key(root_st), fs.next_generation(), 1)}
+        self._root_key = _key(root_st)
+        self._by_key: dict[tuple[int, int], int] = {self._root_key: ROOT_ID}
+        self._next_nodeid = itertools.count(ROOT_ID + 1)
+        self._handles: dict[int, _Handle] = {}
+        self._next_fh = itertools.count(1)
+        self._window = WindowMap()
+
+    # -- bookkeeping ---------------------------------------------------------
+
+    @property
+    def read_only(self) -> bool:
+        return self._fs.read_only
+
+    def _refuse_write(self) -> None:
+        if self._fs.read_only:
+            raise OSError(errno.EROFS, "read-only export")
+
+    def _node(self, nodeid: int) -> _Node:
+        node = self._nodes.get(nodeid)
+        if node is None:
+            raise OSError(errno.ESTALE, f"unknown nodeid {nodeid}")
+        return node
+
+    def _handle(self, fh: int, *, is_dir: bool | None = False) -> _Handle:
+        handle = self._handles.get(fh)
+        if handle is None or (is_dir is not None and handle.is_dir != is_dir):
+            raise OSError(errno.EBADF, f"unknown handle {fh}")
+        return handle
+
+    def _new_handle(self, fd: int, flags: int, is_dir: bool) -> int:
+        fh = next(self._next_fh)
+        self._handles[fh] = _Handle(fd, _key(os.fstat(fd)), flags, is_dir)
+        return fh
+
+    def _enter(self, path_fd: int) -> Entry:
+        """Count one lookup of the inode behind `path_fd` (which this call owns)."""
+        st = os.fstat(path_fd)
+        key = _key(st)
+        nodeid = self._by_key.get(key)
+        if nodeid is not None:
+            os.close(path_fd)
+            node = self._nodes[nodeid]
+            node.nlookup += 1
+        else:
+            nodeid = next(self._next_nodeid)
+            node = _Node(path_fd, key, self._fs.next_generation(), 1)
+            self._nodes[nodeid] = node
+            self._by_key[key] = nodeid
+        return Entry(nodeid, node.generation, st)
+
+    def _lookup_name(self, parent: int, name: bytes) -> Entry:
+        confine.check_name(name)
+        return self._enter(confine.lookup_fd(self._node(parent).fd, name))
+
+    # -- namespace -------------------------------------------------------------
+
+    @_serialized
+    def lookup(self, parent: int, name: bytes) -> Entry:
+        return self._lookup_name(parent, name)
+
+    @_serialized
+    def forget(self, nodeid: int, nlookup: int) -> None:
+        """Drop `nlookup` lookups; at zero the nodeid is gone for good (never reissued)."""
+        node = self._nodes.get(nodeid)
+        if node is None or nodeid == ROOT_ID:
+            return
+        node.nlookup -= nlookup
+        if node.nlookup <= 0:
+            del self._nodes[nodeid]
+            del self._by_key[node.key]
+            os.close(node.fd)
+
+    @_serialized
+    def getattr(self, nodeid: int, fh: int | None = None) -> os.stat_result:
+        if fh is not None:
+            return os.fstat(self._handle(fh, is_dir=None).fd)
+        return os.fstat(self._node(nodeid).fd)
+
+    @_serialized
+    def setattr(self, nodeid: int, fh: int | None, *, size: int | None = None,
+                mode: int | None = None, atime_ns: int | None = None,
+                mtime_ns: int | None = None) -> os.stat_result:
+        node = self._node(nodeid)
+        self._refuse_write()
+        handle = self._handle(fh, is_dir=None) if fh is not None else None
+        st = os.fstat(node.fd)
+        is_link = stat.S_ISLNK(st.st_mode)
+        if is_link and (mode is not None or atime_ns is not None or mtime_ns is not None):
+            raise OSError(errno.EOPNOTSUPP, "symlink attributes are not settable")
+        path = confine.proc_path(node.fd)
+        if mode is not None:
+            os.chmod(path, stat.S_IMODE(mode))
+        if size is not None:
+            if size < 0:
+                raise OSError(errno.EINVAL, "negative size")
+            if handle is not None:
+                os.ftruncate(handle.fd, size)
+            elif stat.S_ISDIR(st.st_mode):
+                raise OSError(errno.EISDIR, "truncate of a directory")
+            elif not stat.S_ISREG(st.st_mode):
+                raise OSError(errno.EINVAL, "truncate of a special file")
+            else:
+                os.truncate(path, size)
+        if atime_ns is not None or mtime_ns is not None:
+            syscalls.utimens(path, atime_ns, mtime_ns)
+        return os.fstat(node.fd)
+
+    @_serialized
+    def readlink(self, nodeid: int) -> bytes:
+        return os.readlink(b"", dir_fd=self._node(nodeid).fd)
+
+    @_serialized
+    def symlink(self, parent: int, name: bytes, target: bytes) -> Entry:
+        node = self._node(parent)
+        self._refuse_write()
+        confine.check_name(name)
+        confine.check_symlink_target(target)
+        os.symlink(target, name, dir_fd=node.fd)
+        return self._lookup_name(parent, name)
+
+    @_serialized
+    def mkdir(self, parent: int, name: bytes, mode: int) -> Entry:
+        node = self._node(parent)
+        self._refuse_write()
+        confine.check_name(name)
+        os.mkdir(name, stat.S_IMODE(mode), dir_fd=node.fd)
+        return self._lookup_name(parent, name)
+
+    @_serialized
+    def unlink(self, parent: int, name: bytes) -> None:
+        node = self._node(parent)
+        self._refuse_write()
+        confine.check_name(name)
+        os.unlink(name, dir_fd=node.fd)
+
+    @_serialized
+    def rmdir(self, parent: int, name: bytes) -> None:
+        node = self._node(parent)
+        self._refuse_write()
+        confine.check_name(name)
+        os.rmdir(name, dir_fd=node.fd)
+
+    @_serialized
+    def rename(self, parent: int, name: bytes, newparent: int, newname: bytes,
+               flags: int = 0) -> None:
+        old_dir, new_dir = self._node(parent), self._node(newparent)
+        self._refuse_write()
+        confine.check_name(name)
+        confine.check_name(newname)
+        if flags & ~(_RENAME_NOREPLACE | _RENAME_EXCHANGE):
+            raise OSError(errno.EINVAL, "unsupported rename flags")
+        if flags:
+            syscalls.renameat2(old_dir.fd, name, new_dir.fd, newname, flags)
+        else:
+            os.rename(name, newname, src_dir_fd=old_dir.fd, dst_dir_fd=new_dir.fd)
+
+    # -- files -----------------------------------------------------------------
+
+    def _check_open_flags(self, flags: int) -> None:
+        if flags & os.O_ACCMODE == os.O_ACCMODE:
+            raise OSError(errno.EINVAL, "invalid access mode")
+        if self._fs.read_only and (flags & os.O_ACCMODE != os.O_RDONLY or flags & os.O_TRUNC):
+            raise OSError(errno.EROFS, "read-only export")
+
+    @_serialized
+    def open(self, nodeid: int, flags: int) -> int:
+        node = self._node(nodeid)
+        self._check_open_flags(flags)
+        fd = confine.reopen(node.fd, flags)
+        return self._new_handle(fd, flags & confine.GUEST_OPEN_FLAGS, is_dir=False)
+
+    @_serialized
+    def create(self, parent: int, name: bytes, flags: int, mode: int) -> tuple[Entry, int]:
+        """Create and open a regular file; an existing one is opened unless O_EXCL."""
+        node = self._node(parent)
+        self._refuse_write()
+        confine.check_name(name)
+        self._check_open_flags(flags)
+        open_flags = flags & confine.GUEST_OPEN_FLAGS
+        try:
+            # O_EXCL so that nothing but a fresh regular file is ever opened by O_CREAT.
+            fd = confine.open_beneath(node.fd, name, open_flags | os.O_CREAT | os.O_EXCL,
+                                      stat.S_IMODE(mode))
+        except FileExistsError:
+            if flags & os.O_EXCL:
+                raise
+            path_fd = confine.lookup_fd(node.fd, name)
+            try:
+                if stat.S_ISDIR(os.fstat(path_fd).st_mode):
+                    raise OSError(errno.EISDIR, "create over a directory") from None
+                fd = confine.reopen(path_fd, open_flags)
+            finally:
+                os.close(path_fd)
+        try:
+            entry = self._enter(_path_fd_of(fd))
+        except BaseException:
+            os.close(fd)
+            raise
+        return entry, self._new_handle(fd, open_flags, is_dir=False)
+
+    @_serialized
+    def read(self, fh: int, offset: int, size: int) -> bytes:
+        handle = self._handle(fh)
+        if not handle.readable:
+            raise OSError(errno.EBADF, "handle not open for reading")
+        if offset < 0 or size < 0:
+            raise OSError(errno.EINVAL, "negative offset or size")
+        return os.pread(handle.fd, size, offset)
+
+    @_serialized
+    def write(self, fh: int, offset: int, data: bytes) -> int:
+        handle = self._handle(fh)
+        self._refuse_write()
+        if not handle.writable:
+            raise OSError(errno.EBADF, "handle not open for writing")
+        if offset < 0:
+            raise OSError(errno.EINVAL, "negative offset")
+        if offset + len(data) > _MAX_FILE_OFFSET:
+            raise OSError(errno.EFBIG, "write beyond the largest file offset")
+        return os.pwrite(handle.fd, data, offset)
+
+    @_serialized
+    def flush(self, fh: int) -> None:
+        """DURABLE at close: what was written through a writable handle reaches disk."""
+        handle = self._handle(fh)
+        if handle.writable:
+            os.fsync(handle.fd)
+
+    @_serialized
+    def fsync(self, fh: int, datasync: bool) -> None:
+        """DURABLE: WRITEs and stores through any mapping of the file reach disk."""
+        handle = self._handle(fh, is_dir=None)
+        (os.fdatasync if datasync else os.fsync)(handle.fd)
+
+    @_serialized
+    def release(self, fh: int) -> None:
+        os.close(self._handle(fh).fd)
+        del self._handles[fh]
+
+    # -- directories -----------------------------------------------------------
+
+    @_serialized
+    def opendir(self, nodeid: int) -> int:
+        node = self._node(nodeid)
+        if not stat.S_ISDIR(os.fstat(node.fd).st_mode):
+            raise OSError(errno.ENOTDIR, "not a directory")
+        fd = confine.reopen(node.fd, os.O_RDONLY)
+        return self._new_handle(fd, os.O_RDONLY, is_dir=True)
+
+    @_serialized
+    def readdir(self, fh: int, offset: int) -> list[DirEntry]:
+        """Entries after cookie `offset`; offset 0 rereads the directory (rewinddir)."""
+        handle = self._handle(fh, is_dir=True)
+        if offset < 0:
+            raise OSError(errno.EINVAL, "negative offset")
+        if offset == 0 or handle.listing is None:
+            handle.listing = _list_directory(handle.fd, is_root=handle.key == self._root_key)
+        return handle.listing[offset:]
+
+    @_serialized
+    def releasedir(self, fh: int) -> None:
+        os.close(self._handle(fh, is_dir=True).fd)
+        del self._handles[fh]
+
+    @_serialized
+    def statfs(self, nodeid: int) -> os.statvfs_result:
+        return os.fstatvfs(self._node(nodeid).fd)
+
+    # -- DAX window --------------------------------------------------------------
+
+    @_serialized
+    def setupmapping(self, fh: int, foffset: int, length: int, writable: bool,
+                     moffset: int) -> MapGrant:
+        """Check a mapping request and grant a fresh descriptor to donate (ACCESS-MODE).
+
+        Read mappings and every mapping of a read-only export get an O_RDONLY descriptor,
+        so the guest's window can never write the file whatever the guest does (RO-EXPORT).
+        """
+        handle = self._handle(fh, is_dir=None)
+        if handle.is_dir:
+            raise OSError(errno.ENODEV, "directories cannot be mapped")
+        if writable:
+            self._refuse_write()
+        if not handle.readable:
+            raise OSError(errno.EACCES, "handle not open for reading")
+        if writable and (not handle.writable or handle.flags & os.O_APPEND):
+            raise OSError(errno.EACCES, "handle not open for writing")
+        if length <= 0 or foffset < 0 or moffset < 0:
+            raise OSError(errno.EINVAL, "empty or negative range")
+        if foffset % PAGE_SIZE or moffset % PAGE_SIZE or length % PAGE_SIZE:
+            raise OSError(errno.EINVAL, f"range not aligned to {PAGE_SIZE} bytes")
+        if foffset + length > _MAX_FILE_OFFSET:
+            raise OSError(errno.EOVERFLOW, "file range beyond the largest offset")
+        if moffset + length > _MAX_WINDOW_OFFSET:
+            raise OSError(errno.EINVAL, "window range overflows")
+        fd = os.open(confine.proc_path(handle.fd),
+                     (os.O_RDWR if writable else os.O_RDONLY) | os.O_CLOEXEC)
+        self._window.add(WindowMapping(moffset, length, handle.key, foffset, writable))
+        return MapGrant(fd, foffset, length, writable)
+
+    @_serialized
+    def removemapping(self, moffset: int, length: int) -> None:
+        if length <= 0 or moffset < 0 or moffset % PAGE_SIZE or length % PAGE_SIZE:
+            raise OSError(errno.EINVAL, "empty, negative or unaligned range")
+        self._window.remove(moffset, moffset + length)
+
+    @property
+    def mappings(self) -> list[WindowMapping]:
+        """The window ranges this guest has mapped, in window order."""
+        with self._lock:
+            return list(self._window)
+
+    # -- lifetime ----------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def close(self) -> None:
+        """RECLAIM: release every nodeid, handle and mapping record this guest held."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            for handle in self._handles.values():
+                os.close(handle.fd)
+            for node in self._nodes.values():
+                os.close(node.fd)
+            self._handles.clear()
+            self._nodes.clear()
+            self._by_key.clear()
+            self._window.clear()
+        self._fs._forget_session(self)
+
+    def stats(self) -> dict[str, int]:
+        """Counts of what this guest holds (for logs and tests)."""
+        with self._lock:
+            return {"nodes": len(self._nodes), "handles": len(self._handles),
+                    "mappings": len(self._window)}
+
+
+def _path_fd_of(fd: int) -> int:
+    """An O_PATH descriptor for the inode behind an open descriptor (no name involved)."""
+    return os.open(confine.proc_path(fd), os.O_PATH | os.O_CLOEXEC)
+
+
+def _list_directory(fd: int, *, is_root: bool) -> list[DirEntry]:
+    """A snapshot of a directory, '.' and '..' first as readdir(3) gives them.
+
+    '..' of the export root reports the root itself, so nothing above it is revealed.
+    """
+    st = os.fstat(fd)
+    up = st if is_root else os.stat("..", dir_fd=fd, follow_symlinks=False)
+    entries = [DirEntry(st.st_ino, 1, _dtype(st.st_mode), b"."),
+               DirEntry(up.st_ino, 2, _dtype(up.st_mode), b"..")]
+    with os.scandir(fd) as it:
+        for item in it:
+            try:
+                kind = _dtype(item.stat(follow_symlinks=False).st_mode)
+            except FileNotFoundError:
+                continue  # removed by the host while listing
+            entries.append(DirEntry(item.inode(), len(entries) + 1, kind,
+                                    os.fsencode(item.name)))
+    return entries
+
