@@ -1,0 +1,132 @@
+"""The DAX window manager on a real window: ranges granted by the real host
+filesystem session, the donated descriptors really mapped, loads and stores real."""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pagefs.impl.guest import safemem
+from pagefs.impl.guest.window import DaxWindow
+from pagefs.impl.host.passthrough import PassthroughFS
+
+from .inprocess import InProcessWindow
+
+RANGE = 64 * 1024
+RANGES = 5
+FILE_SIZE = 8 * RANGE
+
+
+@pytest.fixture
+def export(tmp_path: Path) -> Path:
+    root = tmp_path / "export"
+    root.mkdir()
+    (root / "data").write_bytes(bytes(i % 251 for i in range(FILE_SIZE)))
+    return root
+
+
+@pytest.fixture
+def setup(export: Path) -> Iterator[tuple[DaxWindow, InProcessWindow, int, int, int]]:
+    fs = PassthroughFS(str(export))
+    session = fs.session()
+    nodeid = session.lookup(1, b"data").nodeid
+    rw = session.open(nodeid, os.O_RDWR)
+    ro = session.open(nodeid, os.O_RDONLY)
+    frontend = InProcessWindow(session, RANGES * RANGE)
+    window = DaxWindow(frontend.base, frontend.size, frontend, range_size=RANGE, reclaim_chunk=2)
+    yield window, frontend, nodeid, ro, rw
+    window.close()
+    frontend.close()
+    session.close()
+    fs.close()
+
+
+def test_a_mapped_range_shows_the_host_file_and_its_updates(setup, export: Path) -> None:
+    window, frontend, nodeid, ro, _ = setup
+    rng = window.acquire(nodeid, ro, 3 * RANGE + 100, writable=False)
+    address = window.address(rng, 3 * RANGE + 100)
+    assert safemem.read(address, 4) == bytes((3 * RANGE + 100 + i) % 251 for i in range(4))
+    with open(export / "data", "r+b") as f:
+        f.seek(3 * RANGE + 100)
+        f.write(b"HOST")
+    assert safemem.read(address, 4) == b"HOST"  # COH-READ, no message sent
+    assert frontend.sent == [("setup", 3 * RANGE, rng.moffset, False)]
+
+
+def test_one_range_per_file_range_shared_by_handles(setup) -> None:
+    window, frontend, nodeid, ro, rw = setup
+    a = window.acquire(nodeid, ro, RANGE + 1, writable=False)
+    b = window.acquire(nodeid, rw, 2 * RANGE - 1, writable=False)
+    assert a is b and a.pins == 2
+    assert len(frontend.sent) == 1
+    assert window.mapped(nodeid) == {RANGE: a}
+
+
+def test_write_access_upgrades_the_same_window_range(setup, export: Path) -> None:
+    window, frontend, nodeid, ro, rw = setup
+    rng = window.acquire(nodeid, ro, 0, writable=False)
+    assert safemem.write_from(window.address(rng, 0), b"x") == 0  # read-only: contained
+    same = window.acquire(nodeid, rw, 10, writable=True)
+    assert same is rng and rng.writable
+    assert frontend.sent[-1] == ("setup", 0, rng.moffset, True)
+    assert safemem.write_from(window.address(rng, 10), b"GUEST") == 5
+    assert os.pread(os.open(export / "data", os.O_RDONLY), 5, 10) == b"GUEST"  # COH-WRITE
+
+
+def test_read_only_handle_cannot_make_a_writable_range(setup) -> None:
+    window, frontend, nodeid, ro, _ = setup
+    with pytest.raises(OSError) as err:
+        window.acquire(nodeid, ro, 0, writable=True)
+    assert err.value.errno == errno.EACCES
+    assert window.free_count() == RANGES and window.mapped(nodeid) == {}
+
+
+def test_reclaim_removes_least_recently_used_unpinned_ranges_in_one_batch(setup) -> None:
+    window, frontend, nodeid, ro, _ = setup
+    ranges = [window.acquire(nodeid, ro, i * RANGE, writable=False) for i in range(RANGES)]
+    for rng in ranges:
+        window.release(rng)
+    window.release(window.acquire(nodeid, ro, 0, writable=False))  # range 0 is used again
+    oldest = [ranges[1], ranges[2]]
+    addresses = [window.address(r, r.foffset) for r in oldest]
+    fresh = window.acquire(nodeid, ro, RANGES * RANGE, writable=False)
+    assert frontend.sent[-2] == ("remove", sorted(r.moffset for r in oldest))
+    assert fresh.moffset in {r.moffset for r in oldest}
+    assert set(window.mapped(nodeid)) == {0, 3 * RANGE, 4 * RANGE, RANGES * RANGE}
+    # The range that was not handed out again is PROT_NONE: a load there is contained.
+    stale = [a for a, r in zip(addresses, oldest, strict=True) if r is not fresh][0]
+    assert safemem.read(stale, 8) == b""
+
+
+def test_pinned_ranges_survive_reclaim_and_exhaustion_is_enomem(setup) -> None:
+    window, frontend, nodeid, ro, _ = setup
+    pinned = [window.acquire(nodeid, ro, i * RANGE, writable=False) for i in range(RANGES)]
+    assert window.reclaim() == 0
+    with pytest.raises(OSError) as err:
+        window.acquire(nodeid, ro, RANGES * RANGE, writable=False)
+    assert err.value.errno == errno.ENOMEM
+    assert not [s for s in frontend.sent if s[0] == "remove"]
+    window.release(pinned[3])
+    assert window.acquire(nodeid, ro, RANGES * RANGE, writable=False).moffset == pinned[3].moffset
+
+
+def test_forget_removes_the_unpinned_ranges_of_an_inode(setup) -> None:
+    window, frontend, nodeid, ro, _ = setup
+    kept = window.acquire(nodeid, ro, 0, writable=False)
+    window.release(window.acquire(nodeid, ro, RANGE, writable=False))
+    window.release(window.acquire(nodeid, ro, 2 * RANGE, writable=False))
+    window.forget(nodeid)
+    assert window.mapped(nodeid) == {0: kept}
+    assert frontend.sent[-1][0] == "remove" and len(frontend.sent[-1][1]) == 2
+    assert window.free_count() == RANGES - 1
+
+
+def test_failed_setup_leaves_no_trace(setup) -> None:
+    window, frontend, nodeid, _, _ = setup
+    with pytest.raises(OSError) as err:
+        window.acquire(nodeid, 999, 0, writable=False)
+    assert err.value.errno == errno.EBADF
+    assert window.free_count() == RANGES and window.mapped(nodeid) == {}
