@@ -1,0 +1,205 @@
+"""The Target interface: what an implementation provides to be judged by the suite.
+
+A target is one export of a host directory seen by one or more guests. It offers
+three things, and nothing else is assumed:
+
+* **host operations** (`Host`): what the host's own processes do to the exported
+  directory at any time -- write, truncate, create, unlink, rename, mkdir, rmdir,
+  chmod -- and a host-side read so the suite can see what a guest store did;
+* **guest requests** (`Guest`): the FUSE requests, with FUSE meaning, on integer
+  nodeids (root is 1) and handles the target chooses;
+* **guest memory** (`Guest.setupmapping`, `load`, `store`): a DAX window the guest
+  maps file ranges into, and plain loads and stores on it.
+
+Every failure is an `OSError` carrying the errno the target answered; a load or
+store that faults is `OSError(EFAULT)` for that access only. Properties a target
+cannot exercise are declared by leaving capabilities out: the suite then reports
+them "n/a", never "pass".
+
+A third party implements `Guest` (about twenty short methods: usually a thin layer
+over its own client library), reuses `HostDir` for the host side, and registers a
+factory with `pagefs.conformance.targets.register`. See docs/ARCHITECTURE.md.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+# Capabilities: what the suite may ask of a target.
+MAPPINGS = "mappings"  # SETUPMAPPING/REMOVEMAPPING, LOAD/STORE through a DAX window
+PEERS = "peers"  # two guests at once on the same export
+READ_ONLY = "read-only"  # can be started as a read-only export
+OWN_HANDLES = "own-handles"  # handles and nodeids are the target's own, not the harness's
+RAW_NAMES = "raw-names"  # names reach the target as sent (a syscall view cannot send '/')
+CONFINED = "confined"  # host and guest resolve names in separate worlds (CONFINE applies)
+
+ALL_CAPABILITIES = frozenset({MAPPINGS, PEERS, READ_ONLY, OWN_HANDLES, RAW_NAMES, CONFINED})
+
+ROOT_NODEID = 1
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A LOOKUP/CREATE/MKDIR/SYMLINK reply: the nodeid and the attributes."""
+
+    nodeid: int
+    generation: int
+    attr: os.stat_result
+
+
+@dataclass(frozen=True)
+class DirEntry:
+    """One READDIR entry; `type` is DT_* (stat.S_IFMT >> 12)."""
+
+    ino: int
+    offset: int
+    type: int
+    name: bytes
+
+
+class Host(ABC):
+    """The host's own processes acting on the export directory; paths are relative."""
+
+    @abstractmethod
+    def write(self, path: str, offset: int, data: bytes) -> None: ...
+    @abstractmethod
+    def read(self, path: str, offset: int, size: int) -> bytes: ...
+    @abstractmethod
+    def truncate(self, path: str, size: int) -> None: ...
+    @abstractmethod
+    def create(self, path: str, mode: int = 0o644) -> None: ...
+    @abstractmethod
+    def unlink(self, path: str) -> None: ...
+    @abstractmethod
+    def rename(self, old: str, new: str) -> None: ...
+    @abstractmethod
+    def mkdir(self, path: str, mode: int = 0o755) -> None: ...
+    @abstractmethod
+    def rmdir(self, path: str) -> None: ...
+    @abstractmethod
+    def chmod(self, path: str, mode: int) -> None: ...
+    @abstractmethod
+    def symlink(self, target: str, path: str) -> None: ...
+    @abstractmethod
+    def mkfifo(self, path: str) -> None: ...
+    @abstractmethod
+    def stat(self, path: str) -> os.stat_result: ...
+
+
+class Guest(ABC):
+    """One connected guest: FUSE requests and its DAX window. Errors are OSError(errno)."""
+
+    @abstractmethod
+    def lookup(self, parent: int, name: bytes) -> Entry: ...
+    @abstractmethod
+    def forget(self, nodeid: int, nlookup: int) -> None: ...
+    @abstractmethod
+    def getattr(self, nodeid: int, fh: int | None = None) -> os.stat_result: ...
+    @abstractmethod
+    def setattr(self, nodeid: int, fh: int | None = None, *, size: int | None = None,
+                mode: int | None = None, mtime_ns: int | None = None) -> os.stat_result: ...
+    @abstractmethod
+    def readlink(self, nodeid: int) -> bytes: ...
+    @abstractmethod
+    def symlink(self, parent: int, name: bytes, target: bytes) -> Entry: ...
+    @abstractmethod
+    def mkdir(self, parent: int, name: bytes, mode: int) -> Entry: ...
+    @abstractmethod
+    def unlink(self, parent: int, name: bytes) -> None: ...
+    @abstractmethod
+    def rmdir(self, parent: int, name: bytes) -> None: ...
+    @abstractmethod
+    def rename(self, parent: int, name: bytes, newparent: int, newname: bytes) -> None: ...
+    @abstractmethod
+    def open(self, nodeid: int, flags: int) -> int: ...
+    @abstractmethod
+    def create(self, parent: int, name: bytes, flags: int, mode: int) -> tuple[Entry, int]: ...
+    @abstractmethod
+    def read(self, fh: int, offset: int, size: int) -> bytes: ...
+    @abstractmethod
+    def write(self, fh: int, offset: int, data: bytes) -> int: ...
+    @abstractmethod
+    def flush(self, fh: int) -> None: ...
+    @abstractmethod
+    def fsync(self, fh: int) -> None: ...
+    @abstractmethod
+    def release(self, fh: int) -> None: ...
+    @abstractmethod
+    def opendir(self, nodeid: int) -> int: ...
+    @abstractmethod
+    def readdir(self, fh: int) -> list[DirEntry]: ...
+    @abstractmethod
+    def releasedir(self, fh: int) -> None: ...
+    @abstractmethod
+    def statfs(self, nodeid: int) -> os.statvfs_result: ...
+
+    # Guest memory (capability MAPPINGS).
+    @abstractmethod
+    def setupmapping(self, fh: int, foffset: int, length: int, writable: bool,
+                     moffset: int) -> None: ...
+    @abstractmethod
+    def removemapping(self, moffset: int, length: int) -> None: ...
+    @abstractmethod
+    def load(self, moffset: int, size: int) -> bytes: ...
+    @abstractmethod
+    def store(self, moffset: int, data: bytes) -> None: ...
+
+    @abstractmethod
+    def close(self) -> None:
+        """Disconnect: every handle, nodeid and mapping this guest held is released."""
+
+
+class Target(ABC):
+    """One running export: its host side, its guests, and what it can be asked."""
+
+    name: str
+    capabilities: frozenset[str]
+    read_only: bool
+    window_size: int  # bytes of DAX window per guest (0 without MAPPINGS)
+    host: Host
+
+    @abstractmethod
+    def connect(self) -> Guest:
+        """Connect a new guest to the export (a second call needs capability PEERS)."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Disconnect every guest and stop whatever the target started."""
+
+    def __enter__(self) -> Target:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class TargetFactory(ABC):
+    """Starts fresh instances of one kind of target, each over a new empty export.
+
+    The suite starts one instance per test case, so a case never sees another's
+    names or caches; whatever is expensive to set up (a daemon, a mount) may live in
+    the factory and be shared, as long as each instance's export starts empty.
+    """
+
+    name: str
+    capabilities: frozenset[str]
+
+    @abstractmethod
+    def start(self, *, read_only: bool = False) -> Target:
+        """A new target exporting a new, empty directory (read-only if asked)."""
+
+    def why_not(self, capability: str) -> str:
+        """One line: why this kind of target lacks `capability` (for n/a rows)."""
+        return f"{self.name} does not offer {capability}"
+
+    def close(self) -> None:
+        """Undo what the factory set up (mounts, daemons, directories)."""
+        return None  # nothing to undo unless a factory sets something up
+
+    def __enter__(self) -> TargetFactory:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
