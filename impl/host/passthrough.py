@@ -280,7 +280,10 @@ class GuestSession:
 
     @_serialized
     def readlink(self, nodeid: int) -> bytes:
-        return os.readlink(b"", dir_fd=self._node(nodeid).fd)
+        node = self._node(nodeid)
+        if not stat.S_ISLNK(os.fstat(node.fd).st_mode):
+            raise OSError(errno.EINVAL, "not a symlink")
+        return os.readlink(b"", dir_fd=node.fd)
 
     @_serialized
     def symlink(self, parent: int, name: bytes, target: bytes) -> Entry:
