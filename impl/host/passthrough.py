@@ -171,8 +171,7 @@ class GuestSession:
         root_st = os.fstat(root_fd)
         self._nodes: dict[int, _Node] = {
             ROOT_ID: _Node(root_fd, _key(root_st), fs.next_generation(), 1)}
-        self._root_key = _key(root_st)
-        self._by_key: dict[tuple[int, int], int] = {self._root_key: ROOT_ID}
+        self._by_key: dict[tuple[int, int], int] = {_key(root_st): ROOT_ID}
         self._next_nodeid = itertools.count(ROOT_ID + 1)
         self._handles: dict[int, _Handle] = {}
         self._next_fh = itertools.count(1)
@@ -430,7 +429,7 @@ class GuestSession:
         if offset < 0:
             raise OSError(errno.EINVAL, "negative offset")
         if offset == 0 or handle.listing is None:
-            handle.listing = _list_directory(handle.fd, is_root=handle.key == self._root_key)
+            handle.listing = _list_directory(handle.fd)
         return handle.listing[offset:]
 
     @_serialized
@@ -520,15 +519,10 @@ def _path_fd_of(fd: int) -> int:
     return os.open(confine.proc_path(fd), os.O_PATH | os.O_CLOEXEC)
 
 
-def _list_directory(fd: int, *, is_root: bool) -> list[DirEntry]:
-    """A snapshot of a directory, '.' and '..' first as readdir(3) gives them.
-
-    '..' of the export root reports the root itself, so nothing above it is revealed.
-    """
-    st = os.fstat(fd)
-    up = st if is_root else os.stat("..", dir_fd=fd, follow_symlinks=False)
-    entries = [DirEntry(st.st_ino, 1, _dtype(st.st_mode), b"."),
-               DirEntry(up.st_ino, 2, _dtype(up.st_mode), b"..")]
+def _list_directory(fd: int) -> list[DirEntry]:
+    """A snapshot of a directory's entries, without '.' and '..': those are the guest's
+    to synthesize, and '..' of the export root must reveal nothing above it."""
+    entries: list[DirEntry] = []
     with os.scandir(fd) as it:
         for item in it:
             try:

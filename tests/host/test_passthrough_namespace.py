@@ -176,8 +176,7 @@ def test_readdir_lists_and_resumes(guest: GuestSession, export) -> None:
     fh = guest.opendir(dir_id)
     everything = guest.readdir(fh, 0)
     names = [e.name for e in everything]
-    assert names[:2] == [b".", b".."]
-    assert sorted(names[2:]) == sorted([b"inner"] + [f"e{i:02}".encode() for i in range(20)])
+    assert sorted(names) == sorted([b"inner"] + [f"e{i:02}".encode() for i in range(20)])
     assert [e.offset for e in everything] == list(range(1, len(everything) + 1))
     resumed = guest.readdir(fh, everything[9].offset)
     assert resumed == everything[10:]
@@ -185,8 +184,6 @@ def test_readdir_lists_and_resumes(guest: GuestSession, export) -> None:
     inner = next(e for e in everything if e.name == b"inner")
     assert inner.type == stat.S_IFREG >> 12
     assert inner.ino == os.stat(export / "dir" / "inner").st_ino
-    dotdot = everything[1]
-    assert dotdot.ino == os.stat(export).st_ino
     (export / "dir" / "late").touch()
     assert b"late" in [e.name for e in guest.readdir(fh, 0)]  # offset 0 rereads
     guest.releasedir(fh)
@@ -194,10 +191,9 @@ def test_readdir_lists_and_resumes(guest: GuestSession, export) -> None:
     expect_errno(errno.EBADF, guest.releasedir, fh)
 
 
-def test_readdir_of_the_root_reveals_nothing_above_it(guest: GuestSession, export) -> None:
+def test_readdir_lists_no_dot_names(guest: GuestSession, export) -> None:
     fh = guest.opendir(ROOT_ID)
-    dot, dotdot = guest.readdir(fh, 0)[:2]
-    assert dot.ino == dotdot.ino == os.stat(export).st_ino
+    assert sorted(e.name for e in guest.readdir(fh, 0)) == [b"dir", b"file"]
     guest.releasedir(fh)
 
 
