@@ -9,26 +9,11 @@ recorded so tests can see what the manager sent.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import mmap
 import os
 
 from pagefs.impl.guest import safemem
 from pagefs.impl.host.passthrough import GuestSession
-
-_libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-_libc.mmap.restype = ctypes.c_void_p
-_libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
-                       ctypes.c_int, ctypes.c_long]
-MAP_FIXED = 0x10
-MAP_FAILED = ctypes.c_void_p(-1).value
-
-
-def _map_fixed(address: int, length: int, prot: int, flags: int, fd: int, offset: int) -> None:
-    if _libc.mmap(address, length, prot, flags | MAP_FIXED, fd, offset) == MAP_FAILED:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
+from pagefs.impl.transport import mapping
 
 
 class InProcessWindow:
@@ -37,8 +22,7 @@ class InProcessWindow:
     def __init__(self, session: GuestSession, size: int) -> None:
         self.session = session
         self.size = size
-        self._reservation = mmap.mmap(-1, size, prot=0)
-        self.base = safemem.buffer_address(self._reservation)
+        self.base = mapping.reserve(size)
         safemem.register_window(self.base, size)
         self.sent: list[tuple] = []
 
@@ -47,8 +31,8 @@ class InProcessWindow:
         self.sent.append(("setup", foffset, moffset, writable))
         grant = self.session.setupmapping(fh, foffset, length, writable, moffset)
         try:
-            prot = mmap.PROT_READ | (mmap.PROT_WRITE if grant.writable else 0)
-            _map_fixed(self.base + moffset, length, prot, mmap.MAP_SHARED, grant.fd, foffset)
+            mapping.map_fixed(self.base + moffset, length, grant.fd, foffset,
+                              writable=grant.writable)
         finally:
             os.close(grant.fd)
 
@@ -56,9 +40,8 @@ class InProcessWindow:
         self.sent.append(("remove", sorted(m for m, _ in ranges)))
         for moffset, length in ranges:
             self.session.removemapping(moffset, length)
-            _map_fixed(self.base + moffset, length, 0,
-                       mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1, 0)
+            mapping.reserve_fixed(self.base + moffset, length)
 
     def close(self) -> None:
         safemem.unregister_window(self.base)
-        self._reservation.close()
+        mapping.unmap(self.base, self.size)

@@ -1,0 +1,156 @@
+"""File data between a caller's buffer and the host: through the window, or by message.
+
+Reads and in-EOF writes go through the DAX window: one copy, by safemem, between the
+caller's buffer and the host's page-cache pages, and no READ or WRITE message. A
+write that extends the file goes as WRITE (fs/fuse/dax.c does the same: a store
+cannot move the host's end of file, and growing it first would not be atomic). With
+no window (the back-end offers no DAX, or every range is pinned) data goes by
+READ/WRITE messages.
+
+A fault in the middle of a window copy means the host truncated the file under us
+(EOF-FAULT). The size is then fetched again (GETATTR): a read ends short at the new
+end of file, a write sends its remainder as WRITE, which is what a write at that
+offset means once the file is shorter.
+"""
+
+from __future__ import annotations
+
+import errno
+from collections.abc import Callable
+from typing import Protocol
+
+from pagefs.impl.guest import safemem
+from pagefs.impl.guest.window import DaxRange, DaxWindow
+
+
+class DataRequests(Protocol):
+    """The requests the data path sends (a subset of the FUSE client's)."""
+
+    def getattr(self, nodeid: int, fh: int | None = None): ...  # -> stat result (st_size)
+    def read(self, fh: int, offset: int, size: int) -> bytes: ...
+    def write(self, fh: int, offset: int, data: bytes) -> int: ...
+
+
+def window_copy(
+    window: DaxWindow,
+    acquire: Callable[[int], DaxRange],
+    release: Callable[[DaxRange], None],
+    foffset: int,
+    buffer: memoryview,
+    store: bool,
+) -> int:
+    """Copy between `buffer` and file bytes [foffset, foffset + len(buffer)) range by
+    range: loads into the buffer, or stores from it when `store`. `acquire(offset)`
+    gives the pinned range holding that file offset. Returns the bytes copied, fewer
+    than asked only if a fault stopped the copy."""
+    done = 0
+    while done < len(buffer):
+        position = foffset + done
+        rng = acquire(position)
+        try:
+            n = min(len(buffer) - done, rng.foffset + window.range_size - position)
+            address = window.address(rng, position)
+            piece = buffer[done : done + n]
+            copied = safemem.write_from(address, piece) if store else safemem.read_into(
+                address, piece
+            )
+        finally:
+            release(rng)
+        done += copied
+        if copied < n:
+            break
+    return done
+
+
+class DataPath:
+    """pread/pwrite for one connection: the window when it can, messages otherwise."""
+
+    def __init__(
+        self, requests: DataRequests, window: DaxWindow | None, *, max_read: int, max_write: int
+    ) -> None:
+        self.requests = requests
+        self.window = window
+        self.max_read = max_read
+        self.max_write = max_write
+
+    def size(self, nodeid: int, fh: int | None = None) -> int:
+        return self.requests.getattr(nodeid, fh).st_size
+
+    def pread(self, nodeid: int, fh: int, size: int, offset: int) -> bytes:
+        if size < 0 or offset < 0:
+            raise OSError(errno.EINVAL, "negative size or offset")
+        if self.window is None:
+            return self._read_messages(fh, size, offset)
+        end = min(offset + size, self.size(nodeid, fh))
+        if end <= offset:
+            return b""
+        buffer = bytearray(end - offset)
+        try:
+            done = self._through_window(nodeid, fh, offset, memoryview(buffer), store=False)
+        except OSError as err:
+            if err.errno != errno.ENOMEM:
+                raise
+            return self._read_messages(fh, size, offset)  # every range pinned
+        if done < len(buffer):
+            # EOF-FAULT: the file shrank under the copy; what lies before the new end
+            # was copied (faults are page-exact and pages before the end are there).
+            done = min(done, max(0, self.size(nodeid, fh) - offset))
+            del buffer[done:]
+        return bytes(buffer)
+
+    def pwrite(
+        self, nodeid: int, fh: int, data: bytes, offset: int, *, append: bool = False
+    ) -> int:
+        """Write `data` at `offset`; with `append` the handle is O_APPEND, so the host
+        places it at its own end of file, and only WRITE can do that."""
+        if offset < 0:
+            raise OSError(errno.EINVAL, "negative offset")
+        view = memoryview(data).cast("B")
+        if not view:
+            return 0
+        done = 0
+        if (
+            self.window is not None
+            and not append
+            and offset + len(view) <= self.size(nodeid, fh)
+        ):
+            try:
+                done = self._through_window(nodeid, fh, offset, view, store=True)
+            except OSError as err:
+                if err.errno != errno.ENOMEM:
+                    raise
+        return done + self._write_messages(fh, view[done:], offset + done)
+
+    def _through_window(
+        self, nodeid: int, fh: int, offset: int, buffer: memoryview, store: bool
+    ) -> int:
+        window = self.window
+        assert window is not None
+        return window_copy(
+            window,
+            lambda position: window.acquire(nodeid, fh, position, writable=store),
+            window.release,
+            offset,
+            buffer,
+            store,
+        )
+
+    def _read_messages(self, fh: int, size: int, offset: int) -> bytes:
+        parts: list[bytes] = []
+        while size > 0:
+            part = self.requests.read(fh, offset, min(size, self.max_read))
+            if not part:
+                break
+            parts.append(part)
+            offset += len(part)
+            size -= len(part)
+        return b"".join(parts)
+
+    def _write_messages(self, fh: int, view: memoryview, offset: int) -> int:
+        done = 0
+        while done < len(view):
+            n = self.requests.write(fh, offset + done, bytes(view[done : done + self.max_write]))
+            if n <= 0:
+                raise OSError(errno.EIO, "the daemon wrote nothing")
+            done += n
+        return done

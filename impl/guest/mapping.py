@@ -1,0 +1,187 @@
+"""A user's mapping of a file through the DAX window.
+
+`Share.mmap()` returns a `Mapping`: the window ranges covering the requested file
+bytes, pinned for as long as the mapping is open (they are never reclaimed under
+it). Loads and stores go straight to the host's page-cache pages, so another guest
+mapping the same file, or the host itself, sees a store at once (COH-WRITE,
+COH-PEER), and this mapping sees theirs (COH-READ).
+
+Safe access (`read`, `write`, indexing, slicing) goes through safemem: if the host
+truncated the file, an access to a page wholly beyond the new end ends with a short
+result or OSError(EFAULT) (EOF-FAULT), and the known size is refreshed; the process
+lives on. `unsafe_views()` is the escape hatch: raw memoryviews of the window, as
+fast as memory gets, with no such protection — touching a vanished page through
+them kills the process with SIGBUS, exactly like a native mmap.
+
+A mapping outlives the handle it was made through (LIFETIME); close it, or use it
+as a context manager, to unpin its ranges.
+"""
+
+from __future__ import annotations
+
+import errno
+from collections.abc import Callable
+
+from pagefs.impl.guest._safemem import ffi
+from pagefs.impl.guest.datapath import window_copy
+from pagefs.impl.guest.window import DaxRange, DaxWindow
+
+
+class Mapping:
+    """Bytes [offset, offset + length) of one file, mapped through the window."""
+
+    def __init__(
+        self,
+        window: DaxWindow,
+        nodeid: int,
+        fh: int,
+        offset: int,
+        length: int,
+        writable: bool,
+        refresh_size: Callable[[], int],
+        on_close: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._window = window
+        self.offset = offset
+        self.length = length
+        self.writable = writable
+        self._refresh_size = refresh_size
+        self._on_close = on_close
+        self._ranges: dict[int, DaxRange] | None = {}
+        self.size = refresh_size()  # the file's size as last seen
+        step = window.range_size
+        try:
+            for start in range(offset - offset % step, offset + length, step):
+                self._ranges[start] = window.acquire(nodeid, fh, start, writable)
+        except BaseException:
+            self._release_pins()
+            raise
+
+    def __len__(self) -> int:
+        return self.length
+
+    @property
+    def closed(self) -> bool:
+        return self._ranges is None
+
+    def close(self) -> None:
+        """Unpin the ranges; the window may reclaim them from now on."""
+        if self._ranges is not None:
+            self._release_pins()
+            self._on_close()
+
+    def __enter__(self) -> Mapping:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        # Pins must not leak with the object; a mapping dropped unclosed is closed here.
+        if getattr(self, "_ranges", None) is not None:
+            self.close()
+
+    def read(self, position: int, size: int) -> bytes:
+        """Up to `size` bytes at `position` (relative to the mapping). Short if the
+        mapping ends, or if the host truncated the file under it; OSError(EFAULT) if
+        not even the first byte could be loaded."""
+        self._check(position, 0)
+        size = max(0, min(size, self.length - position))
+        buffer = bytearray(size)
+        done = self._copy(position, memoryview(buffer), store=False)
+        del buffer[done:]
+        return bytes(buffer)
+
+    def write(self, position: int, data: bytes) -> int:
+        """Store `data` at `position`; return the bytes stored (fewer only if the host
+        truncated the file under the mapping; none at all is OSError(EFAULT))."""
+        if not self.writable:
+            raise OSError(errno.EACCES, "mapping is read-only")
+        view = memoryview(data).cast("B")
+        self._check(position, len(view))
+        return self._copy(position, view, store=True)
+
+    def __getitem__(self, index: int | slice) -> int | bytes:
+        if isinstance(index, slice):
+            start, stop, stride = index.indices(self.length)
+            if stride != 1:
+                raise ValueError("mapping slices must be contiguous")
+            return self._exact(start, max(0, stop - start))
+        if index < 0:
+            index += self.length
+        return self._exact(index, 1)[0]
+
+    def __setitem__(self, index: int | slice, value: int | bytes) -> None:
+        if isinstance(index, slice):
+            start, stop, stride = index.indices(self.length)
+            if stride != 1 or stop - start != len(value):
+                raise ValueError("slice assignment must be contiguous and keep the length")
+            data = bytes(value)
+        else:
+            start = index + self.length if index < 0 else index
+            data = bytes([value])
+        if self.write(start, data) != len(data):
+            raise OSError(errno.EFAULT, "store beyond the end of the file")
+
+    def unsafe_views(self) -> list[memoryview]:
+        """UNSAFE. Writable (if the mapping is) memoryviews of the window covering
+        the mapping, in file order, one per window range (consecutive file ranges
+        are not contiguous in the window). No fault containment: a load or store of
+        a page beyond a host truncation raises SIGBUS and ends the process. Views must
+        not be used after close()."""
+        self._check(0, 0)
+        views = []
+        position = 0
+        while position < self.length:
+            foffset = self.offset + position
+            rng = self._range_at(foffset)
+            n = min(self.length - position, rng.foffset + self._window.range_size - foffset)
+            address = self._window.address(rng, foffset)
+            view = memoryview(ffi.buffer(ffi.cast("char *", address), n))
+            views.append(view if self.writable else view.toreadonly())
+            position += n
+        return views
+
+    def unsafe_memoryview(self) -> memoryview:
+        """UNSAFE. The one raw memoryview of a mapping that lies within one window
+        range (see unsafe_views()); ValueError if it spans several."""
+        views = self.unsafe_views()
+        if len(views) != 1:
+            raise ValueError("mapping spans several window ranges; use unsafe_views()")
+        return views[0]
+
+    # -- internals --------------------------------------------------------------------
+
+    def _exact(self, position: int, size: int) -> bytes:
+        data = self.read(position, size)
+        if len(data) != size:
+            raise OSError(errno.EFAULT, "load beyond the end of the file")
+        return data
+
+    def _check(self, position: int, size: int) -> None:
+        if self._ranges is None:
+            raise ValueError("mapping is closed")
+        if position < 0 or position + size > self.length:
+            raise IndexError("outside the mapping")
+
+    def _range_at(self, foffset: int) -> DaxRange:
+        return self._ranges[foffset - foffset % self._window.range_size]
+
+    def _copy(self, position: int, buffer: memoryview, store: bool) -> int:
+        done = window_copy(
+            self._window, self._range_at, lambda rng: None, self.offset + position, buffer,
+            store,
+        )
+        if done < len(buffer):
+            try:
+                self.size = self._refresh_size()  # EOF-FAULT: learn the new end of file
+            except OSError:
+                pass  # the fault is the answer; a lost connection shows on the next call
+            if done == 0:
+                raise OSError(errno.EFAULT, "access beyond the end of the file")
+        return done
+
+    def _release_pins(self) -> None:
+        ranges, self._ranges = self._ranges, None
+        for rng in (ranges or {}).values():
+            self._window.release(rng)

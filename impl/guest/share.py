@@ -1,0 +1,404 @@
+"""The guest's view of an export: paths, handles, data and mappings.
+
+A `Share` is one guest's connection to a daemon. Its methods read like the `os`
+module's, with handles in place of descriptors; every failure is an OSError with
+the errno the daemon (or the guest's own checks) gave. Paths are relative to the
+export root ('/' or '' is the root); '.' and '..' are resolved here, lexically, and
+never go over the wire, so nothing names a place above the root.
+
+    with connect("/run/pagefs.sock") as share:
+        share.write_file("notes.txt", b"hello")
+        with share.open("notes.txt", os.O_RDWR) as f, share.mmap(f, 0, 4096, True) as m:
+            m[0:5] = b"HELLO"      # a store on the host's page: visible there at once
+
+Nodeids come from LOOKUP and are remembered with their lookup counts; they are
+handed back with FORGET when no handle or mapping uses them and the table grows,
+and on disconnect.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import threading
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from pagefs.impl.guest.datapath import DataPath, DataRequests
+from pagefs.impl.guest.mapping import Mapping
+from pagefs.impl.guest.window import DaxWindow
+
+ROOT_ID = 1
+# How many unused nodeids to keep before handing them back with FORGET.
+FORGET_THRESHOLD = 1024
+
+PathLike = str | bytes | os.PathLike
+
+
+class Entry(Protocol):
+    nodeid: int
+    attr: os.stat_result
+
+
+class GuestRequests(DataRequests, Protocol):
+    """The FUSE requests a share sends: the FUSE client's typed calls, which raise
+    OSError(errno) for an error reply. Names and argument order follow the host's
+    GuestSession (docs/ARCHITECTURE.md), request for request."""
+
+    def lookup(self, parent: int, name: bytes) -> Entry: ...
+    def forget(self, nodeid: int, nlookup: int) -> None: ...
+    def setattr(self, nodeid: int, fh: int | None, *, size: int | None = None): ...
+    def readlink(self, nodeid: int) -> bytes: ...
+    def symlink(self, parent: int, name: bytes, target: bytes) -> Entry: ...
+    def mkdir(self, parent: int, name: bytes, mode: int) -> Entry: ...
+    def unlink(self, parent: int, name: bytes) -> None: ...
+    def rmdir(self, parent: int, name: bytes) -> None: ...
+    def rename(self, parent: int, name: bytes, newparent: int, newname: bytes) -> None: ...
+    def open(self, nodeid: int, flags: int) -> int: ...
+    def create(self, parent: int, name: bytes, flags: int, mode: int) -> tuple[Entry, int]: ...
+    def fsync(self, fh: int, datasync: bool) -> None: ...
+    def flush(self, fh: int) -> None: ...
+    def release(self, fh: int) -> None: ...
+    def opendir(self, nodeid: int) -> int: ...
+    def readdir(self, fh: int, offset: int) -> list: ...  # entries with .name, .offset
+    def releasedir(self, fh: int) -> None: ...
+
+
+@dataclass(eq=False)
+class Handle:
+    """An open file. Methods are shortcuts for the Share's handle-level calls."""
+
+    share: Share
+    nodeid: int
+    fh: int
+    flags: int
+    position: int = 0
+    closed: bool = False
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def readable(self) -> bool:
+        return self.flags & os.O_ACCMODE in (os.O_RDONLY, os.O_RDWR)
+
+    @property
+    def writable(self) -> bool:
+        return self.flags & os.O_ACCMODE in (os.O_WRONLY, os.O_RDWR)
+
+    def read(self, size: int = -1) -> bytes:
+        return self.share.read(self, size)
+
+    def write(self, data: bytes) -> int:
+        return self.share.write(self, data)
+
+    def pread(self, size: int, offset: int) -> bytes:
+        return self.share.pread(self, size, offset)
+
+    def pwrite(self, data: bytes, offset: int) -> int:
+        return self.share.pwrite(self, data, offset)
+
+    def close(self) -> None:
+        self.share.close(self)
+
+    def __enter__(self) -> Handle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if not self.closed:
+            self.close()
+
+
+def _name(component: str | bytes) -> bytes:
+    return os.fsencode(component)
+
+
+def _components(path: PathLike) -> list[bytes]:
+    """The path's names after lexical '.' and '..' resolution, clamped at the root."""
+    names: list[bytes] = []
+    for part in os.fsencode(path).split(b"/"):
+        if part in (b"", b"."):
+            continue
+        if part == b"..":
+            if names:
+                names.pop()
+        else:
+            names.append(part)
+    return names
+
+
+class Share:
+    """One guest's connection to an export (see the module docstring)."""
+
+    def __init__(
+        self,
+        requests: GuestRequests,
+        window: DaxWindow | None,
+        *,
+        max_read: int = 128 * 1024,
+        max_write: int = 128 * 1024,
+        on_close: list | None = None,
+    ) -> None:
+        self.requests = requests
+        self.window = window
+        self.data = DataPath(requests, window, max_read=max_read, max_write=max_write)
+        self._lock = threading.Lock()
+        self._lookups: dict[int, int] = {}  # nodeid -> lookups not yet forgotten
+        self._users: dict[int, int] = {}  # nodeid -> open handles and mappings
+        self._on_close = on_close or []
+        self._closed = False
+
+    @property
+    def dax(self) -> bool:
+        """Whether data goes through the DAX window (False: READ/WRITE fallback)."""
+        return self.window is not None
+
+    # -- connection --------------------------------------------------------------------
+
+    def disconnect(self) -> None:
+        """Unmap the window and end the connection; the host releases whatever this
+        guest still held (RECLAIM)."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self.window is not None:
+                self.window.close()
+        finally:
+            for close in self._on_close:
+                close()
+
+    def __enter__(self) -> Share:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.disconnect()
+
+    # -- names -------------------------------------------------------------------------
+
+    def _lookup(self, parent: int, name: bytes) -> Entry:
+        entry = self.requests.lookup(parent, name)
+        with self._lock:
+            self._lookups[entry.nodeid] = self._lookups.get(entry.nodeid, 0) + 1
+        return entry
+
+    def _resolve(self, path: PathLike) -> int:
+        nodeid = ROOT_ID
+        for name in _components(path):
+            nodeid = self._lookup(nodeid, name).nodeid
+        self._forget_unused()
+        return nodeid
+
+    def _parent(self, path: PathLike) -> tuple[int, bytes]:
+        names = _components(path)
+        if not names:
+            raise OSError(errno.EINVAL, "the root has no parent")
+        return self._resolve(b"/".join(names[:-1])), names[-1]
+
+    def _use(self, nodeid: int, delta: int) -> None:
+        with self._lock:
+            self._users[nodeid] = self._users.get(nodeid, 0) + delta
+            if self._users[nodeid] <= 0:
+                del self._users[nodeid]
+
+    def _forget_unused(self, *, everything: bool = False) -> None:
+        with self._lock:
+            if not everything and len(self._lookups) < FORGET_THRESHOLD:
+                return
+            unused = {n: c for n, c in self._lookups.items() if n not in self._users}
+            for nodeid in unused:
+                del self._lookups[nodeid]
+        for nodeid, count in unused.items():
+            if self.window is not None:
+                self.window.forget(nodeid)
+            self.requests.forget(nodeid, count)
+
+    # -- path-level calls --------------------------------------------------------------
+
+    def stat(self, target: PathLike | Handle) -> os.stat_result:
+        if isinstance(target, Handle):
+            self._check_open(target)
+            return self.requests.getattr(target.nodeid, target.fh)
+        return self.requests.getattr(self._resolve(target))
+
+    def exists(self, path: PathLike) -> bool:
+        try:
+            self._resolve(path)
+        except FileNotFoundError:
+            return False
+        return True
+
+    def listdir(self, path: PathLike = "/") -> list[str]:
+        fh = self.requests.opendir(self._resolve(path))
+        names: list[str] = []
+        try:
+            offset = 0
+            while entries := self.requests.readdir(fh, offset):
+                names += [os.fsdecode(e.name) for e in entries if e.name not in (b".", b"..")]
+                offset = entries[-1].offset
+        finally:
+            self.requests.releasedir(fh)
+        return names
+
+    def mkdir(self, path: PathLike, mode: int = 0o755) -> None:
+        parent, name = self._parent(path)
+        entry = self.requests.mkdir(parent, name, mode)
+        self._count_lookup(entry)
+
+    def rmdir(self, path: PathLike) -> None:
+        parent, name = self._parent(path)
+        self.requests.rmdir(parent, name)
+
+    def unlink(self, path: PathLike) -> None:
+        parent, name = self._parent(path)
+        self.requests.unlink(parent, name)
+
+    def rename(self, source: PathLike, destination: PathLike) -> None:
+        parent, name = self._parent(source)
+        newparent, newname = self._parent(destination)
+        self.requests.rename(parent, name, newparent, newname)
+
+    def symlink(self, target: PathLike, path: PathLike) -> None:
+        """Create `path` as a symlink holding `target` (stored as given, never followed
+        by the host)."""
+        parent, name = self._parent(path)
+        self._count_lookup(self.requests.symlink(parent, name, os.fsencode(target)))
+
+    def readlink(self, path: PathLike) -> str:
+        return os.fsdecode(self.requests.readlink(self._resolve(path)))
+
+    def truncate(self, target: PathLike | Handle, size: int) -> None:
+        if size < 0:
+            raise OSError(errno.EINVAL, "negative size")
+        if isinstance(target, Handle):
+            self._check_open(target)
+            if not target.writable:
+                raise OSError(errno.EINVAL, "handle not open for writing")
+            self.requests.setattr(target.nodeid, target.fh, size=size)
+        else:
+            self.requests.setattr(self._resolve(target), None, size=size)
+
+    def read_file(self, path: PathLike) -> bytes:
+        with self.open(path) as handle:
+            return self.read(handle)
+
+    def write_file(self, path: PathLike, data: bytes, mode: int = 0o644) -> None:
+        with self.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode) as handle:
+            self.write(handle, data)
+
+    def _count_lookup(self, entry: Entry) -> None:
+        with self._lock:
+            self._lookups[entry.nodeid] = self._lookups.get(entry.nodeid, 0) + 1
+
+    # -- handles -----------------------------------------------------------------------
+
+    def open(self, path: PathLike, flags: int = os.O_RDONLY, mode: int = 0o644) -> Handle:
+        """Open a regular file; O_CREAT (with O_EXCL) creates it, O_TRUNC empties it."""
+        if flags & os.O_CREAT:
+            parent, name = self._parent(path)
+            entry, fh = self.requests.create(parent, name, flags & ~os.O_CREAT, mode)
+            self._count_lookup(entry)
+            nodeid = entry.nodeid
+        else:
+            nodeid = self._resolve(path)
+            fh = self.requests.open(nodeid, flags)
+        self._use(nodeid, +1)
+        return Handle(self, nodeid, fh, flags)
+
+    def close(self, handle: Handle) -> None:
+        self._check_open(handle)
+        handle.closed = True
+        self._use(handle.nodeid, -1)
+        try:
+            if handle.writable:
+                self.requests.flush(handle.fh)
+        finally:
+            self.requests.release(handle.fh)
+
+    def read(self, handle: Handle, size: int = -1) -> bytes:
+        """Read at the handle's position and advance it; size -1 reads to the end."""
+        self._check_readable(handle)
+        with handle._lock:
+            if size < 0:
+                size = max(0, self.requests.getattr(handle.nodeid, handle.fh).st_size
+                           - handle.position)
+            data = self.data.pread(handle.nodeid, handle.fh, size, handle.position)
+            handle.position += len(data)
+            return data
+
+    def write(self, handle: Handle, data: bytes) -> int:
+        """Write at the handle's position (the end, for O_APPEND) and advance it."""
+        self._check_writable(handle)
+        with handle._lock:
+            append = bool(handle.flags & os.O_APPEND)
+            n = self.data.pwrite(handle.nodeid, handle.fh, data, handle.position, append=append)
+            if append:
+                handle.position = self.requests.getattr(handle.nodeid, handle.fh).st_size
+            else:
+                handle.position += n
+            return n
+
+    def pread(self, handle: Handle, size: int, offset: int) -> bytes:
+        self._check_readable(handle)
+        return self.data.pread(handle.nodeid, handle.fh, size, offset)
+
+    def pwrite(self, handle: Handle, data: bytes, offset: int) -> int:
+        self._check_writable(handle)
+        append = bool(handle.flags & os.O_APPEND)
+        return self.data.pwrite(handle.nodeid, handle.fh, data, offset, append=append)
+
+    def seek(self, handle: Handle, offset: int, whence: int = os.SEEK_SET) -> int:
+        self._check_open(handle)
+        with handle._lock:
+            base = {os.SEEK_SET: 0, os.SEEK_CUR: handle.position}.get(whence)
+            if base is None:
+                if whence != os.SEEK_END:
+                    raise OSError(errno.EINVAL, "bad whence")
+                base = self.requests.getattr(handle.nodeid, handle.fh).st_size
+            if base + offset < 0:
+                raise OSError(errno.EINVAL, "negative position")
+            handle.position = base + offset
+            return handle.position
+
+    def fsync(self, handle: Handle, datasync: bool = False) -> None:
+        """DURABLE: what this guest wrote, by WRITE or by store, reaches stable storage."""
+        self._check_open(handle)
+        self.requests.fsync(handle.fh, datasync)
+
+    def mmap(self, handle: Handle, offset: int, length: int, writable: bool = False) -> Mapping:
+        """Map file bytes [offset, offset + length) through the DAX window (see
+        mapping.Mapping). `offset` must be page aligned; a writable mapping needs a
+        handle open for writing (EACCES otherwise, as mmap(2)). ENODEV when the
+        back-end offers no DAX; ENOMEM when the window cannot hold it."""
+        self._check_open(handle)
+        if self.window is None:
+            raise OSError(errno.ENODEV, "the back-end offers no DAX window")
+        if length <= 0 or offset < 0 or offset % os.sysconf("SC_PAGE_SIZE"):
+            raise OSError(errno.EINVAL, "empty, negative or unaligned mapping")
+        if not handle.readable or (writable and not handle.writable):
+            raise OSError(errno.EACCES, "handle's access mode does not allow this mapping")
+        if writable and handle.flags & os.O_APPEND:
+            raise OSError(errno.EACCES, "append-only handle")
+        nodeid = handle.nodeid
+        self._use(nodeid, +1)  # the mapping refreshes the size by nodeid after a fault
+        try:
+            return Mapping(
+                self.window, nodeid, handle.fh, offset, length, writable,
+                refresh_size=lambda: self.requests.getattr(nodeid).st_size,
+                on_close=lambda: self._use(nodeid, -1),
+            )
+        except BaseException:
+            self._use(nodeid, -1)
+            raise
+
+    def _check_open(self, handle: Handle) -> None:
+        if handle.closed or handle.share is not self:
+            raise OSError(errno.EBADF, "handle is closed or not of this share")
+
+    def _check_readable(self, handle: Handle) -> None:
+        self._check_open(handle)
+        if not handle.readable:
+            raise OSError(errno.EBADF, "handle not open for reading")
+
+    def _check_writable(self, handle: Handle) -> None:
+        self._check_open(handle)
+        if not handle.writable:
+            raise OSError(errno.EBADF, "handle not open for writing")
