@@ -124,10 +124,10 @@ class DaxWindow:
         with self._lock:
             if self._closed:
                 raise OSError(errno.ENOTCONN, "the DAX window is closed")
-            inode = self._inodes.setdefault(nodeid, _Inode())
-            rng = inode.ranges.get(index)
+            inode = self._inodes.get(nodeid)
+            rng = inode.ranges.get(index) if inode else None
             if rng is None:
-                rng = self._take_free_range(nodeid)
+                rng = self._take_free_range()  # may reclaim ranges of this very inode
                 try:
                     self.requests.setupmapping(
                         nodeid, fh, index * self.range_size, self.range_size, writable,
@@ -135,11 +135,9 @@ class DaxWindow:
                     )
                 except BaseException:
                     self._free.append(rng)
-                    if not inode.ranges:
-                        del self._inodes[nodeid]
                     raise
                 rng.nodeid, rng.foffset, rng.writable = nodeid, index * self.range_size, writable
-                inode.ranges[index] = rng
+                self._inodes.setdefault(nodeid, _Inode()).ranges[index] = rng
             elif writable and not rng.writable:
                 # Upgrade: the same window range, mapped again with FLAG_WRITE.
                 self.requests.setupmapping(
@@ -182,7 +180,7 @@ class DaxWindow:
 
     # -- internals, called with the lock held --------------------------------------
 
-    def _take_free_range(self, nodeid: int) -> DaxRange:
+    def _take_free_range(self) -> DaxRange:
         if len(self._free) * 100 < len(self.ranges) * RECLAIM_FREE_PERCENT:
             # Inline reclaim; dax.c does it in a worker, we have none to wake.
             self._reclaim(self.reclaim_chunk)

@@ -1,0 +1,153 @@
+"""pagefs-guest: try a share by hand.
+
+    pagefs-guest SOCKET ls [PATH]           names in a directory ('/' after directories)
+    pagefs-guest SOCKET cat PATH            file to stdout
+    pagefs-guest SOCKET put LOCAL PATH      local file ('-': stdin) to the share
+    pagefs-guest SOCKET get PATH LOCAL      file from the share to a local file
+    pagefs-guest SOCKET stat PATH           size, mode, links, mtime
+    pagefs-guest SOCKET mkdir|rmdir|rm PATH
+    pagefs-guest SOCKET mv SOURCE DEST
+    pagefs-guest SOCKET ln TARGET PATH      symlink
+    pagefs-guest SOCKET readlink PATH
+    pagefs-guest SOCKET truncate PATH SIZE
+
+Every failure is one line on stderr and a non-zero exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import stat
+import sys
+import time
+from collections.abc import Callable
+
+from pagefs.impl.guest.share import Share
+
+COMMANDS: dict[str, tuple[int, str]] = {
+    # name: (number of operands, usage of the operands)
+    "ls": (-1, "[PATH]"),
+    "cat": (1, "PATH"),
+    "put": (2, "LOCAL PATH"),
+    "get": (2, "PATH LOCAL"),
+    "stat": (1, "PATH"),
+    "mkdir": (1, "PATH"),
+    "rmdir": (1, "PATH"),
+    "rm": (1, "PATH"),
+    "mv": (2, "SOURCE DEST"),
+    "ln": (2, "TARGET PATH"),
+    "readlink": (1, "PATH"),
+    "truncate": (2, "PATH SIZE"),
+}
+
+
+def _size(text: str) -> int:
+    """A byte count with an optional K, M or G suffix (powers of 1024)."""
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    text = text.strip().upper().removesuffix("B").removesuffix("I")
+    scale = units.get(text[-1:], 1)
+    number = text[:-1] if text[-1:] in units else text
+    value = int(number) * scale
+    if value < 0:
+        raise ValueError(text)
+    return value
+
+
+def _ls(share: Share, path: str = "/") -> None:
+    for name in sorted(share.listdir(path)):
+        full = f"{path.rstrip('/')}/{name}"
+        try:
+            mode = share.stat(full).st_mode
+        except FileNotFoundError:  # removed by the host meanwhile
+            mode = 0
+        print(name + ("/" if stat.S_ISDIR(mode) else ""))
+
+
+def _cat(share: Share, path: str) -> None:
+    with share.open(path) as handle:
+        while chunk := handle.read(1 << 20):
+            sys.stdout.buffer.write(chunk)
+    sys.stdout.buffer.flush()
+
+
+def _put(share: Share, local: str, path: str) -> None:
+    source = sys.stdin.buffer if local == "-" else open(local, "rb")  # noqa: SIM115
+    with source, share.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC) as handle:
+        while chunk := source.read(1 << 20):
+            handle.write(chunk)
+
+
+def _get(share: Share, path: str, local: str) -> None:
+    with share.open(path) as handle, open(local, "wb") as target:
+        while chunk := handle.read(1 << 20):
+            target.write(chunk)
+
+
+def _stat(share: Share, path: str) -> None:
+    st = share.stat(path)
+    print(f"size {st.st_size}  mode {stat.filemode(st.st_mode)} ({st.st_mode & 0o7777:o})"
+          f"  links {st.st_nlink}  inode {st.st_ino}"
+          f"  mtime {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(st.st_mtime))} UTC")
+
+
+def _readlink(share: Share, path: str) -> None:
+    print(share.readlink(path))
+
+
+ACTIONS: dict[str, Callable[..., None]] = {
+    "ls": _ls,
+    "cat": _cat,
+    "put": _put,
+    "get": _get,
+    "stat": _stat,
+    "mkdir": lambda share, path: share.mkdir(path),
+    "rmdir": lambda share, path: share.rmdir(path),
+    "rm": lambda share, path: share.unlink(path),
+    "mv": lambda share, source, dest: share.rename(source, dest),
+    "ln": lambda share, target, path: share.symlink(target, path),
+    "readlink": _readlink,
+    "truncate": lambda share, path, size: share.truncate(path, _size(size)),
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    usage = "\n".join(f"  %(prog)s SOCKET {name} {ops}" for name, (_, ops) in COMMANDS.items())
+    parser = argparse.ArgumentParser(
+        prog="pagefs-guest",
+        description="A guest's view of a pagefs export (or any virtio-fs daemon).",
+        usage=f"\n{usage}",
+    )
+    parser.add_argument("socket", help="the daemon's vhost-user socket")
+    parser.add_argument("command", choices=sorted(COMMANDS))
+    parser.add_argument("operands", nargs="*")
+    parser.add_argument("--window-size", type=_size, default="64M",
+                        help="DAX window size (default 64M; 0 for READ/WRITE only)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from pagefs.impl.guest.connect import connect
+
+    parser = _parser()
+    args = parser.parse_args(argv)
+    arity, operands_usage = COMMANDS[args.command]
+    if (arity >= 0 and len(args.operands) != arity) or (arity < 0 and len(args.operands) > 1):
+        parser.error(f"usage: {args.command} {operands_usage}")
+    what = " ".join([args.command, *args.operands])
+    try:
+        with connect(args.socket, window_size=args.window_size) as share:
+            ACTIONS[args.command](share, *args.operands)
+    except BrokenPipeError:
+        return 1  # stdout's reader went away (cat | head)
+    except OSError as err:
+        print(f"pagefs-guest: {what}: {err.strerror or err}", file=sys.stderr)
+        return 1
+    except ValueError as err:
+        print(f"pagefs-guest: {what}: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
