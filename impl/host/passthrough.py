@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import errno
 import itertools
+import logging
 import mmap
 import os
 import stat
@@ -25,6 +26,8 @@ from functools import wraps
 
 from . import confine, syscalls
 from .mappings import WindowMap, WindowMapping
+
+log = logging.getLogger("pagefs.host")
 
 ROOT_ID = 1
 PAGE_SIZE = mmap.PAGESIZE
@@ -108,13 +111,14 @@ class PassthroughFS:
         # FUSE asks that (nodeid, generation) never repeats; nodeids are not reused
         # either, so an export-wide counter is more than enough.
         self._generations = itertools.count(1)
+        self._guests = itertools.count(1)
         self._lock = threading.Lock()
         self._sessions: set[GuestSession] = set()
 
     def session(self) -> GuestSession:
         """A new guest connected: it starts knowing only the root, nodeid 1."""
-        session = GuestSession(self, os.dup(self._root_fd))
         with self._lock:
+            session = GuestSession(self, os.dup(self._root_fd), f"guest {next(self._guests)}")
             self._sessions.add(session)
         return session
 
@@ -149,14 +153,20 @@ class PassthroughFS:
 
 
 def _serialized(method):
-    """One request at a time per guest: a descriptor in use is never closed under it."""
+    """One request at a time per guest: a descriptor in use is never closed under it.
+    Each refused request is logged once, with its errno, under the session's name."""
 
     @wraps(method)
     def run(self: GuestSession, *args, **kwargs):
         with self._lock:
-            if self._closed:
-                raise OSError(errno.ENOTCONN, "guest session closed")
-            return method(self, *args, **kwargs)
+            try:
+                if self._closed:
+                    raise OSError(errno.ENOTCONN, "guest session closed")
+                return method(self, *args, **kwargs)
+            except OSError as err:
+                log.info("%s: %s refused: %s (%s)", self.name, method.__name__,
+                         errno.errorcode.get(err.errno, err.errno), err.strerror)
+                raise
 
     return run
 
@@ -164,7 +174,8 @@ def _serialized(method):
 class GuestSession:
     """What one guest holds: nodeids with lookup counts, handles, window mappings."""
 
-    def __init__(self, fs: PassthroughFS, root_fd: int) -> None:
+    def __init__(self, fs: PassthroughFS, root_fd: int, name: str) -> None:
+        self.name = name
         self._fs = fs
         self._lock = threading.RLock()
         self._closed = False

@@ -1,0 +1,235 @@
+"""pagefs-host: export a host directory to guests over vhost-user, with DAX by fd donation.
+
+    pagefs-host --socket-path PATH --shared-dir DIR [--read-only] [--max-guests N]
+                [--window-size BYTES] [--log-level LEVEL]
+    pagefs-host --print-capabilities
+
+One listening unix socket; each guest connects to it with its own vhost-user
+connection, served on its own thread (transport back-end -> FUSE dispatch -> passthrough
+session). When a guest disconnects or dies, its session is closed: every nodeid, handle
+and mapping record it held is released (RECLAIM). SIGTERM or SIGINT stops the daemon:
+the socket is removed and every guest's connection closed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import select
+import signal
+import socket
+import sys
+import threading
+
+from pagefs.impl.host.dispatch import Dispatcher
+from pagefs.impl.host.listener import bind_listener
+from pagefs.impl.host.passthrough import GuestSession, PassthroughFS
+from pagefs.impl.transport.backend import DEFAULT_WINDOW_SIZE, VhostUserBackend
+
+log = logging.getLogger("pagefs.host")
+
+PROG = "pagefs-host"
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+# What libvirt and QEMU read from --print-capabilities (vhost-user.rst, "Backend program
+# conventions"): a virtio-fs back-end taking its options as separate arguments.
+CAPABILITIES = {"type": "fs", "features": ["separate-options"]}
+LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING,
+              "warning": logging.WARNING, "err": logging.ERROR, "error": logging.ERROR}
+# How long a guest's connection gets to wind down at shutdown before the daemon leaves.
+STOP_GRACE_SECONDS = 5.0
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, not the usage block
+        self.exit(EXIT_USAGE, f"{PROG}: error: {message} (see --help)\n")
+
+
+def _size(text: str) -> int:
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+    scale = units.get(text[-1:].lower(), 1)
+    digits = text[:-1] if scale > 1 else text
+    if not digits.isdigit() or int(digits) == 0:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (bytes, or with K, M, G)")
+    return int(digits) * scale
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) == 0:
+        raise argparse.ArgumentTypeError(f"not a positive number: {text!r}")
+    return int(text)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = _Parser(prog=PROG, description="Export a host directory to guests over "
+                     "vhost-user (virtio-fs), with DAX mappings of the host's own pages.")
+    parser.add_argument("--socket-path", metavar="PATH",
+                        help="unix socket to listen on; each guest connects to it")
+    parser.add_argument("--shared-dir", metavar="DIR", help="host directory to export")
+    parser.add_argument("--read-only", action="store_true",
+                        help="refuse every write path with EROFS; donate read-only fds only")
+    parser.add_argument("--max-guests", type=_positive, metavar="N",
+                        help="refuse connections beyond N guests at once (default: no limit)")
+    parser.add_argument("--window-size", type=_size, default=DEFAULT_WINDOW_SIZE,
+                        metavar="BYTES", help="DAX window size offered to each guest "
+                        f"(default {DEFAULT_WINDOW_SIZE >> 20}M)")
+    parser.add_argument("--log-level", choices=sorted(LOG_LEVELS), default="info",
+                        help="least severe messages logged to stderr (default: info)")
+    parser.add_argument("--print-capabilities", action="store_true",
+                        help="print the vhost-user back-end capabilities (JSON) and exit")
+    args = parser.parse_args(argv)
+    if not args.print_capabilities:
+        missing = [opt for opt, value in (("--socket-path", args.socket_path),
+                                          ("--shared-dir", args.shared_dir)) if not value]
+        if missing:
+            parser.error(f"{' and '.join(missing)} required")
+    return args
+
+
+class Daemon:
+    """The listening socket and the guests connected to it."""
+
+    def __init__(self, fs: PassthroughFS, listener: socket.socket, socket_path: str, *,
+                 max_guests: int | None, window_size: int) -> None:
+        self._fs = fs
+        self._listener = listener
+        self._socket_path = socket_path
+        self._max_guests = max_guests
+        self._window_size = window_size
+        self._lock = threading.Lock()
+        self._guests: dict[threading.Thread, VhostUserBackend | None] = {}
+        self._stop_r, self._stop_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+
+    def request_stop(self) -> None:
+        """Wake the accept loop to shut down; safe from a signal handler."""
+        try:
+            os.write(self._stop_w, b"x")
+        except BlockingIOError:
+            pass  # already requested
+
+    def run(self) -> None:
+        """Accept guests until asked to stop, then close every connection."""
+        try:
+            self._accept_loop()
+        finally:
+            self._shutdown()
+
+    def _accept_loop(self) -> None:
+        while True:
+            ready, _, _ = select.select([self._listener, self._stop_r], [], [])
+            if self._stop_r in ready:
+                return
+            try:
+                conn, _ = self._listener.accept()
+            except (BlockingIOError, InterruptedError):
+                continue
+            conn.setblocking(True)
+            self._admit(conn)
+
+    def _admit(self, conn: socket.socket) -> None:
+        peer = _peer_pid(conn)
+        with self._lock:
+            live = len(self._guests)
+            if self._max_guests is not None and live >= self._max_guests:
+                log.warning("refused connection from pid %s: %d guests connected "
+                            "(--max-guests %d)", peer, live, self._max_guests)
+                conn.close()
+                return
+            session = self._fs.session()
+            thread = threading.Thread(target=self._serve, args=(conn, session, peer),
+                                      name=session.name, daemon=True)
+            self._guests[thread] = None
+        thread.start()
+
+    def _serve(self, conn: socket.socket, session: GuestSession, peer: int | None) -> None:
+        me = threading.current_thread()
+        log.info("%s connected (pid %s)", session.name, peer)
+        why = "disconnected"
+        try:
+            backend = VhostUserBackend(conn, window_size=self._window_size)
+            with self._lock:
+                self._guests[me] = backend
+            backend.serve(Dispatcher(session, mapper=backend).handle)
+            if backend.broken:
+                why = f"dropped: {backend.broken}"
+        except Exception as err:  # one guest's failure never takes the daemon down
+            why = f"failed: {err!r}"
+            log.exception("%s: connection failed", session.name)
+        finally:
+            held = session.stats()
+            session.close()
+            with self._lock:
+                self._guests.pop(me, None)
+            log.info("%s %s; released %d nodeids, %d handles, %d mappings", session.name,
+                     why, held["nodes"], held["handles"], held["mappings"])
+
+    def _shutdown(self) -> None:
+        self._listener.close()
+        _unlink_socket(self._socket_path)
+        with self._lock:
+            guests = dict(self._guests)
+        for backend in guests.values():
+            if backend is not None:
+                backend.stop()
+        for thread in guests:
+            thread.join(STOP_GRACE_SECONDS)
+            if thread.is_alive():
+                log.warning("%s did not stop within %.0f s", thread.name, STOP_GRACE_SECONDS)
+        self._fs.close()
+        os.close(self._stop_r)
+        os.close(self._stop_w)
+        log.info("stopped")
+
+
+def _peer_pid(conn: socket.socket) -> int | None:
+    try:
+        creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
+    except OSError:
+        return None
+    return int.from_bytes(creds[:4], sys.byteorder)
+
+
+def _unlink_socket(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def _fail(message: str) -> int:
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+    return EXIT_FAILURE
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.print_capabilities:
+        print(json.dumps(CAPABILITIES, indent=2))
+        return 0
+    logging.basicConfig(level=LOG_LEVELS[args.log_level], stream=sys.stderr,
+                        format=f"%(asctime)s {PROG}[%(process)d] %(levelname)s %(message)s")
+    try:
+        fs = PassthroughFS(args.shared_dir, read_only=args.read_only)
+    except OSError as err:
+        return _fail(f"shared dir {args.shared_dir}: {err.strerror}")
+    try:
+        listener = bind_listener(args.socket_path)
+    except OSError as err:
+        fs.close()
+        return _fail(f"socket path {args.socket_path}: {err.strerror}")
+    # The guest's kernel applies its own umask; modes arrive as meant.
+    os.umask(0)
+    daemon = Daemon(fs, listener, args.socket_path, max_guests=args.max_guests,
+                    window_size=args.window_size)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: daemon.request_stop())
+    log.info("exporting %s%s on %s", fs.root, " read-only" if fs.read_only else "",
+             args.socket_path)
+    daemon.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

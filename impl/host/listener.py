@@ -1,0 +1,61 @@
+"""The daemon's listening socket: bound only where no live listener is, removed at exit."""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import stat
+
+BACKLOG = 16
+_LISTENING = 0x10000  # __SO_ACCEPTCON in /proc/net/unix's Flags column
+
+
+class SocketInUse(OSError):
+    """Another process is listening on the socket path."""
+
+
+def is_listening(path: str) -> bool:
+    """True when some process listens on unix socket `path`.
+
+    Read from /proc/net/unix rather than by connecting, so that a live daemon never sees
+    a probe connection as a guest.
+    """
+    with open("/proc/net/unix") as table:
+        next(table)
+        for line in table:
+            fields = line.split()
+            if len(fields) >= 8 and fields[7] == path and int(fields[3], 16) & _LISTENING:
+                return True
+    return False
+
+
+def bind_listener(path: str) -> socket.socket:
+    """Listen on `path`, owner-only (0600).
+
+    A socket file that nobody listens on (left by a daemon that was killed) is replaced;
+    a live listener is never disturbed (SocketInUse), nor is anything but a socket.
+    """
+    path = os.path.abspath(path)  # /proc/net/unix names sockets as they were bound
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        pass
+    else:
+        if not stat.S_ISSOCK(mode):
+            raise OSError(errno.EEXIST, "exists and is not a socket")
+        if is_listening(path):
+            raise SocketInUse(errno.EADDRINUSE, "in use by a live listener")
+        os.unlink(path)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old_umask = os.umask(0o077)
+    try:
+        listener.bind(path)
+        listener.listen(BACKLOG)
+    except BaseException:
+        listener.close()
+        raise
+    finally:
+        os.umask(old_umask)
+    listener.setblocking(False)
+    return listener
