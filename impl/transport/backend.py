@@ -1,0 +1,462 @@
+"""vhost-user back-end (the daemon's end of one guest connection).
+
+`VhostUserBackend(sock).serve(handle)` answers the front-end's set-up messages, maps the
+guest memory it is given, and runs one thread per started queue: pop a chain, pass its
+device-readable bytes to `handle`, write the returned bytes into the device-writable part,
+push it used, notify. It knows nothing of FUSE. `shmem_map` / `shmem_unmap` send
+VHOST_USER_BACKEND_SHMEM_MAP/_UNMAP on the backend channel and wait for the REPLY_ACK.
+
+A malformed message or descriptor chain drops the connection; nothing escapes `serve`,
+which closes every fd it was handed before returning.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import select
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pagefs.impl.transport import mapping
+from pagefs.impl.transport.vhost_user import (
+    FLAG_NEED_REPLY,
+    MAX_MEM_REGIONS,
+    MEM_REGION,
+    MEM_TABLE_HEAD,
+    MMAP,
+    MMAP_FLAG_RW,
+    SHMEM_CONFIG,
+    SHMEM_MAX_REGIONS,
+    U64,
+    VHOST_USER_F_PROTOCOL_FEATURES,
+    VIRTIO_F_VERSION_1,
+    VIRTIO_RING_F_EVENT_IDX,
+    VRING_ADDR,
+    VRING_IDX_MASK,
+    VRING_NOFD,
+    VRING_STATE,
+    BackendRequest,
+    Channel,
+    Message,
+    ProtocolError,
+    ProtocolFeature,
+    Request,
+    bit,
+)
+from pagefs.impl.transport.virtqueue import (
+    DeviceQueue,
+    RingLayout,
+    VirtqueueError,
+    check_queue_size,
+)
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[bytes], "bytes | None"]
+
+DEFAULT_WINDOW_SIZE = 1 << 30
+BACKEND_REPLY_TIMEOUT = 10.0
+SUPPORTED_FEATURES = (
+    bit(VIRTIO_F_VERSION_1) | bit(VHOST_USER_F_PROTOCOL_FEATURES) | bit(VIRTIO_RING_F_EVENT_IDX)
+)
+SUPPORTED_PROTOCOL_FEATURES = (
+    bit(ProtocolFeature.MQ)
+    | bit(ProtocolFeature.REPLY_ACK)
+    | bit(ProtocolFeature.BACKEND_REQ)
+    | bit(ProtocolFeature.BACKEND_SEND_FD)
+    | bit(ProtocolFeature.SHMEM)
+)
+
+
+@dataclass
+class _Region:
+    gpa: int
+    size: int
+    qva: int
+    map_base: int
+    map_len: int
+    hva: int
+
+
+class _Vring:
+    """What the front-end told us about one queue, and its serving thread when started."""
+
+    def __init__(self) -> None:
+        self.num = 0
+        self.base = 0
+        self.addr: tuple[int, int, int] | None = None  # desc, used, avail (front-end addresses)
+        self.kick_fd = -1
+        self.call_fd = -1
+        self.err_fd = -1
+        self.enabled = False
+        self.stop_fd = -1
+        self.thread: threading.Thread | None = None
+        self.device: DeviceQueue | None = None
+
+
+class VhostUserBackend:
+    """Serves one front-end connected on `sock` (which it owns and closes)."""
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        *,
+        num_request_queues: int = 1,
+        window_size: int = DEFAULT_WINDOW_SIZE,
+    ) -> None:
+        self._chan = Channel(sock)
+        self._num_queues = 1 + num_request_queues  # hiprio + request queues
+        self._window_size = window_size
+        self._features = 0
+        self._protocol_features = 0
+        self._regions: list[_Region] = []
+        self._vrings = [_Vring() for _ in range(self._num_queues)]
+        self._backend_chan: Channel | None = None
+        self._backend_lock = threading.Lock()
+        self._stopping = False
+        self._broken: str | None = None
+        self._handler: Handler | None = None
+
+    # ---- public ------------------------------------------------------------------
+
+    def serve(self, handler: Handler) -> None:
+        """Serves until the front-end disconnects or `stop()`; then releases everything."""
+        self._handler = handler
+        try:
+            while not self._stopping and self._broken is None:
+                try:
+                    msg = self._chan.recv()
+                except (ProtocolError, OSError) as e:
+                    self._break(f"bad vhost-user message: {e}")
+                    break
+                if msg is None:
+                    break
+                try:
+                    self._dispatch(msg)
+                except Exception as e:  # whatever the peer sent, serve() only returns
+                    self._break(f"vhost-user request {msg.request} refused: {e!r}")
+                finally:
+                    msg.close_fds()
+        finally:
+            self._teardown()
+
+    def stop(self) -> None:
+        """Makes `serve` return soon; callable from any thread or a signal handler."""
+        self._stopping = True
+        self._chan.shutdown()
+        backend_chan = self._backend_chan
+        if backend_chan is not None:
+            backend_chan.shutdown()
+
+    @property
+    def broken(self) -> str | None:
+        """Why the connection was dropped, if it was dropped for a protocol violation."""
+        return self._broken
+
+    def shmem_map(
+        self, fd: int, fd_offset: int, shm_offset: int, length: int, writable: bool
+    ) -> None:
+        """Asks the front-end to map fd into its DAX window; raises OSError on refusal."""
+        payload = MMAP.pack(0, fd_offset, shm_offset, length, MMAP_FLAG_RW if writable else 0)
+        self._backend_request(BackendRequest.SHMEM_MAP, payload, [fd])
+
+    def shmem_unmap(self, shm_offset: int, length: int) -> None:
+        """Asks the front-end to put its inaccessible reservation back over the range."""
+        self._backend_request(BackendRequest.SHMEM_UNMAP, MMAP.pack(0, 0, shm_offset, length, 0))
+
+    # ---- backend channel ---------------------------------------------------------
+
+    def _backend_request(self, request: int, payload: bytes, fds: list[int] | None = None) -> None:
+        if not self._protocol_features & bit(ProtocolFeature.SHMEM):
+            raise OSError(errno.EOPNOTSUPP, "front-end did not negotiate SHMEM (no DAX window)")
+        with self._backend_lock:
+            chan = self._backend_chan
+            if chan is None:
+                raise OSError(errno.ENOTCONN, "no backend channel")
+            try:
+                chan.send(request, payload, fds or (), flags=FLAG_NEED_REPLY)
+                reply = chan.recv(timeout=BACKEND_REPLY_TIMEOUT)
+            except TimeoutError as e:
+                raise OSError(errno.ETIMEDOUT, "front-end did not answer SHMEM request") from e
+            except ProtocolError as e:
+                raise OSError(errno.EPROTO, str(e)) from e
+            if reply is None:
+                raise OSError(errno.ENOTCONN, "backend channel closed")
+            reply.close_fds()
+            if not reply.is_reply or reply.request != request:
+                raise OSError(errno.EPROTO, f"unexpected reply {reply.request} on backend channel")
+            (status,) = reply.unpack(U64)
+            if status:
+                code = status if 0 < status < 4096 else errno.EIO
+                raise OSError(code, f"front-end refused {BackendRequest(request).name}")
+
+    # ---- main-socket messages ----------------------------------------------------
+
+    def _dispatch(self, msg: Message) -> None:
+        if msg.is_reply:
+            raise ProtocolError("unsolicited reply")
+        try:
+            name = Request(msg.request).name
+        except ValueError:
+            raise ProtocolError(f"unknown request {msg.request}") from None
+        method = getattr(self, "_on_" + name.lower(), None)
+        if method is None:
+            raise ProtocolError(f"unsupported request {name}")
+        reply = method(msg)
+        if reply is not None:
+            self._chan.reply(msg, reply)
+        elif msg.need_reply and self._protocol_features & bit(ProtocolFeature.REPLY_ACK):
+            self._chan.reply(msg, U64.pack(0))
+
+    def _on_get_features(self, msg: Message) -> bytes:
+        return U64.pack(SUPPORTED_FEATURES)
+
+    def _on_set_features(self, msg: Message) -> None:
+        (features,) = msg.unpack(U64)
+        if features & ~SUPPORTED_FEATURES or not features & bit(VIRTIO_F_VERSION_1):
+            raise ProtocolError(f"features {features:#x} not offered or VERSION_1 missing")
+        self._features = features
+
+    def _on_get_protocol_features(self, msg: Message) -> bytes:
+        return U64.pack(SUPPORTED_PROTOCOL_FEATURES)
+
+    def _on_set_protocol_features(self, msg: Message) -> None:
+        (features,) = msg.unpack(U64)
+        if features & ~SUPPORTED_PROTOCOL_FEATURES:
+            raise ProtocolError(f"protocol features {features:#x} not offered")
+        self._protocol_features = features
+
+    def _on_set_owner(self, msg: Message) -> None:
+        return None
+
+    def _on_reset_owner(self, msg: Message) -> None:
+        self._stop_all_queues()
+
+    def _on_get_queue_num(self, msg: Message) -> bytes:
+        return U64.pack(self._num_queues)
+
+    def _on_get_shmem_config(self, msg: Message) -> bytes:
+        sizes = [0] * SHMEM_MAX_REGIONS
+        sizes[0] = self._window_size
+        return SHMEM_CONFIG.pack(1 if self._window_size else 0, 0, *sizes)
+
+    def _on_set_backend_req_fd(self, msg: Message) -> None:
+        fd = msg.take_fd()
+        with self._backend_lock:
+            if self._backend_chan is not None:
+                self._backend_chan.close()
+            self._backend_chan = Channel(socket.socket(fileno=fd))
+
+    def _on_set_mem_table(self, msg: Message) -> None:
+        nregions, _ = msg.unpack(MEM_TABLE_HEAD)
+        if not 0 < nregions <= MAX_MEM_REGIONS or len(msg.fds) != nregions:
+            raise ProtocolError(f"mem table of {nregions} regions with {len(msg.fds)} fds")
+        if len(msg.payload) < MEM_TABLE_HEAD.size + nregions * MEM_REGION.size:
+            raise ProtocolError("mem table payload too short")
+        running = self._stop_all_queues()
+        self._unmap_regions()
+        for k in range(nregions):
+            gpa, size, qva, offset = MEM_REGION.unpack_from(
+                msg.payload, MEM_TABLE_HEAD.size + k * MEM_REGION.size
+            )
+            if size == 0 or offset % mapping.PAGE_SIZE:
+                raise ProtocolError(f"memory region {k}: size {size}, mmap_offset {offset}")
+            base = mapping.map_shared(msg.fds[k], size + offset)
+            self._regions.append(_Region(gpa, size, qva, base, size + offset, base + offset))
+        for index in running:
+            self._maybe_start(index)
+
+    def _on_set_vring_num(self, msg: Message) -> None:
+        vring = self._stopped_vring(msg)
+        num = msg.unpack(VRING_STATE)[1]
+        check_queue_size(num)
+        vring.num = num
+
+    def _on_set_vring_base(self, msg: Message) -> None:
+        self._stopped_vring(msg).base = msg.unpack(VRING_STATE)[1] & 0xFFFF
+
+    def _on_set_vring_addr(self, msg: Message) -> None:
+        index, _flags, desc, used, avail, _log = msg.unpack(VRING_ADDR)
+        self._stopped_vring(msg, index).addr = (desc, used, avail)
+
+    def _on_get_vring_base(self, msg: Message) -> bytes:
+        index, _ = msg.unpack(VRING_STATE)
+        vring = self._stopped_vring(msg)
+        for name in ("kick_fd", "call_fd", "err_fd"):
+            _close_attr(vring, name)
+        vring.enabled = False
+        return VRING_STATE.pack(index, vring.base)
+
+    def _on_set_vring_kick(self, msg: Message) -> None:
+        self._set_vring_fd(msg, "kick_fd")
+        vring = self._vrings[self._file_index(msg)]
+        if not self._features & bit(VHOST_USER_F_PROTOCOL_FEATURES):
+            vring.enabled = True  # without protocol features a ring starts on its kick fd
+        self._maybe_start(self._file_index(msg))
+
+    def _on_set_vring_call(self, msg: Message) -> None:
+        self._set_vring_fd(msg, "call_fd")
+        self._maybe_start(self._file_index(msg))
+
+    def _on_set_vring_err(self, msg: Message) -> None:
+        self._set_vring_fd(msg, "err_fd")
+        self._maybe_start(self._file_index(msg))
+
+    def _on_set_vring_enable(self, msg: Message) -> None:
+        index, enable = msg.unpack(VRING_STATE)
+        vring = self._stopped_vring(msg, index)
+        vring.enabled = bool(enable)
+        self._maybe_start(index)
+
+    # ---- queues ------------------------------------------------------------------
+
+    def _vring_index(self, msg: Message, index: int | None = None) -> int:
+        if index is None:
+            index = msg.unpack(VRING_STATE)[0]
+        if not 0 <= index < self._num_queues:
+            raise ProtocolError(f"queue index {index} outside 0..{self._num_queues - 1}")
+        return index
+
+    def _stopped_vring(self, msg: Message, index: int | None = None) -> _Vring:
+        index = self._vring_index(msg, index)
+        self._stop_queue(index)
+        return self._vrings[index]
+
+    def _file_index(self, msg: Message) -> int:
+        (value,) = msg.unpack(U64)
+        return self._vring_index(msg, value & VRING_IDX_MASK)
+
+    def _set_vring_fd(self, msg: Message, name: str) -> None:
+        (value,) = msg.unpack(U64)
+        vring = self._stopped_vring(msg, self._file_index(msg))
+        _close_attr(vring, name)
+        if not value & VRING_NOFD:
+            setattr(vring, name, msg.take_fd())
+
+    def _maybe_start(self, index: int) -> None:
+        vring = self._vrings[index]
+        ready = vring.enabled and vring.num and vring.addr and vring.kick_fd >= 0
+        if not ready or vring.thread is not None or not self._regions:
+            return
+        layout = RingLayout.for_size(vring.num)
+        desc, used, avail = vring.addr
+        vring.device = DeviceQueue(
+            num=vring.num,
+            desc=self._qva_to_hva(desc, layout.avail - layout.desc),
+            avail=self._qva_to_hva(avail, layout.used - layout.avail),
+            used=self._qva_to_hva(used, layout.size - layout.used),
+            regions=[(r.gpa, r.size, r.hva) for r in self._regions],
+            event_idx=bool(self._features & bit(VIRTIO_RING_F_EVENT_IDX)),
+            last_avail=vring.base,
+        )
+        vring.stop_fd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
+        vring.thread = threading.Thread(
+            target=self._run_queue, args=(index,), name=f"vhost-user-queue-{index}", daemon=True
+        )
+        vring.thread.start()
+
+    def _qva_to_hva(self, qva: int, length: int) -> int:
+        for r in self._regions:
+            if r.qva <= qva and qva + length <= r.qva + r.size:
+                return r.hva + (qva - r.qva)
+        raise ProtocolError(f"ring address {qva:#x}+{length} outside guest memory")
+
+    def _stop_queue(self, index: int) -> bool:
+        vring = self._vrings[index]
+        if vring.thread is None:
+            return False
+        os.eventfd_write(vring.stop_fd, 1)
+        vring.thread.join()
+        vring.thread = None
+        _close_attr(vring, "stop_fd")
+        if vring.device is not None:
+            vring.base = vring.device.last_avail
+            vring.device = None
+        return True
+
+    def _stop_all_queues(self) -> list[int]:
+        return [i for i in range(self._num_queues) if self._stop_queue(i)]
+
+    def _run_queue(self, index: int) -> None:
+        vring = self._vrings[index]
+        device = vring.device
+        poller = select.poll()
+        poller.register(vring.kick_fd, select.POLLIN)
+        poller.register(vring.stop_fd, select.POLLIN)
+        try:
+            while True:
+                device.suppress_kicks()
+                while (chain := device.pop()) is not None:
+                    self._serve_chain(vring, device, chain)
+                if device.enable_kicks():
+                    continue
+                ready = {fd for fd, _ in poller.poll()}
+                if vring.stop_fd in ready:
+                    return
+                _drain(vring.kick_fd)
+        except VirtqueueError as e:
+            self._break(f"queue {index}: {e}")
+
+    def _serve_chain(self, vring: _Vring, device: DeviceQueue, chain) -> None:
+        request = chain.read()
+        try:
+            reply = self._handler(request)
+        except Exception:
+            log.exception("request handler failed; the request is returned with no reply")
+            reply = None
+        written = chain.write(reply) if reply else 0
+        if reply and written < len(reply):
+            log.warning(
+                "reply of %d bytes truncated to the %d the guest offered", len(reply), written
+            )
+        old = device.used_idx
+        device.push(chain.head, written)
+        if device.notify_needed(old) and vring.call_fd >= 0:
+            os.eventfd_write(vring.call_fd, 1)
+
+    # ---- teardown ----------------------------------------------------------------
+
+    def _break(self, why: str) -> None:
+        if self._broken is None and not self._stopping:
+            self._broken = why
+            log.warning("dropping vhost-user connection: %s", why)
+        self._chan.shutdown()
+
+    def _unmap_regions(self) -> None:
+        while self._regions:
+            r = self._regions.pop()
+            mapping.unmap(r.map_base, r.map_len)
+
+    def _teardown(self) -> None:
+        self._stopping = True
+        backend_chan = self._backend_chan
+        if backend_chan is not None:
+            backend_chan.shutdown()  # a handler waiting for a SHMEM reply returns at once
+        self._stop_all_queues()
+        for vring in self._vrings:
+            for name in ("kick_fd", "call_fd", "err_fd"):
+                _close_attr(vring, name)
+        self._unmap_regions()
+        with self._backend_lock:
+            if self._backend_chan is not None:
+                self._backend_chan.close()
+                self._backend_chan = None
+        self._chan.close()
+
+
+def _close_attr(obj: object, name: str) -> None:
+    fd = getattr(obj, name)
+    if fd >= 0:
+        os.close(fd)
+        setattr(obj, name, -1)
+
+
+def _drain(efd: int) -> None:
+    try:
+        os.eventfd_read(efd)
+    except BlockingIOError:
+        pass

@@ -1,0 +1,400 @@
+"""vhost-user front-end: the guest (VMM) end of a virtio-fs device.
+
+`VhostUserFrontend.connect(path)` negotiates with a back-end, hands it memfd-backed guest
+memory (SET_MEM_TABLE), sets up the queues (0 = hiprio, 1.. = requests) with kick and
+call eventfds, and opens the backend channel. `submit(queue, request, reply_capacity)`
+puts one chain on a queue and returns a Future of the bytes the device wrote back; many
+may be in flight. One completion thread reaps used chains, serves SHMEM_MAP/_UNMAP into
+the DAX window (`window`) and notices a back-end that went away (pending futures then
+fail with ConnectionError). `close()` stops the queues (GET_VRING_BASE) and releases
+every thread, fd and mapping.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import select
+import socket
+import threading
+from concurrent.futures import Future
+
+from pagefs.impl.transport.guest_memory import BufferHeap, GuestMemory
+from pagefs.impl.transport.shmem_window import ShmemWindow
+from pagefs.impl.transport.vhost_user import (
+    FLAG_NEED_REPLY,
+    MEM_REGION,
+    MEM_TABLE_HEAD,
+    MMAP,
+    MMAP_FLAG_RW,
+    SHMEM_CONFIG,
+    U64,
+    VHOST_USER_F_PROTOCOL_FEATURES,
+    VIRTIO_F_VERSION_1,
+    VIRTIO_RING_F_EVENT_IDX,
+    VRING_ADDR,
+    VRING_STATE,
+    BackendRequest,
+    Channel,
+    Message,
+    ProtocolError,
+    ProtocolFeature,
+    Request,
+    bit,
+)
+from pagefs.impl.transport.virtqueue import DriverQueue, RingLayout, VirtqueueError
+
+log = logging.getLogger(__name__)
+
+HIPRIO_QUEUE = 0
+REQUEST_QUEUE = 1
+DEFAULT_MEM_SIZE = 64 << 20
+DEFAULT_QUEUE_SIZE = 128
+WANTED_FEATURES = (
+    bit(VIRTIO_F_VERSION_1) | bit(VHOST_USER_F_PROTOCOL_FEATURES) | bit(VIRTIO_RING_F_EVENT_IDX)
+)
+WANTED_PROTOCOL_FEATURES = (
+    bit(ProtocolFeature.MQ)
+    | bit(ProtocolFeature.REPLY_ACK)
+    | bit(ProtocolFeature.BACKEND_REQ)
+    | bit(ProtocolFeature.BACKEND_SEND_FD)
+)
+_WAIT_SLICE = 0.5  # how often a blocked submitter re-checks that the connection lives
+
+
+class _Queue:
+    def __init__(self, driver: DriverQueue) -> None:
+        self.driver = driver
+        self.kick_fd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
+        self.call_fd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
+        self.pending: dict[int, tuple[Future, int, int | None, int]] = {}
+
+
+class VhostUserFrontend:
+    """A connected virtio-fs front-end. Build it with `connect()`."""
+
+    def __init__(self, sock: socket.socket, mem_size: int, queue_size: int) -> None:
+        self._chan = Channel(sock)
+        self.memory = GuestMemory(mem_size)
+        self.window: ShmemWindow | None = None
+        self.features = 0
+        self.protocol_features = 0
+        self._queue_size = queue_size
+        self._queues: list[_Queue] = []
+        self._heap: BufferHeap | None = None
+        self._lock = threading.Condition()
+        self._backend_chan: Channel | None = None
+        self._stop_fd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
+        self._thread: threading.Thread | None = None
+        self._dead: str | None = None
+        self._closed = False
+
+    # ---- set-up ------------------------------------------------------------------
+
+    @classmethod
+    def connect(
+        cls,
+        socket_path: str,
+        *,
+        mem_size: int = DEFAULT_MEM_SIZE,
+        window_size: int | None = None,
+        queue_size: int = DEFAULT_QUEUE_SIZE,
+        num_request_queues: int = 1,
+        timeout: float = 10.0,
+    ) -> VhostUserFrontend:
+        """Connects and negotiates. window_size: None takes the back-end's advertised size
+        (GET_SHMEM_CONFIG), 0 asks for no DAX window."""
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        try:
+            sock.settimeout(timeout)
+            sock.connect(socket_path)
+            sock.settimeout(None)
+        except BaseException:
+            sock.close()
+            raise
+        self = cls(sock, mem_size, queue_size)
+        try:
+            self._timeout = timeout
+            self._negotiate(window_size, 1 + num_request_queues)
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def _call(self, request: Request, payload: bytes = b"", fds: tuple[int, ...] = ()) -> bytes:
+        """Sends a request whose reply carries a payload, returns that payload."""
+        self._chan.send(request, payload, fds)
+        reply = self._chan.recv(timeout=self._timeout)
+        if reply is None:
+            raise ConnectionError(f"back-end closed the connection during {request.name}")
+        reply.close_fds()
+        if not reply.is_reply or reply.request != request:
+            raise ProtocolError(f"got message {reply.request} in reply to {request.name}")
+        return reply.payload
+
+    def _set(self, request: Request, payload: bytes = b"", fds: tuple[int, ...] = ()) -> None:
+        """Sends a request without a reply payload; with REPLY_ACK, waits for its ack."""
+        if self.protocol_features & bit(ProtocolFeature.REPLY_ACK):
+            reply = self._call_acked(request, payload, fds)
+            if reply:
+                raise OSError(errno.EIO, f"back-end refused {request.name} (status {reply})")
+        else:
+            self._chan.send(request, payload, fds)
+
+    def _call_acked(self, request: Request, payload: bytes, fds: tuple[int, ...]) -> int:
+        self._chan.send(request, payload, fds, flags=FLAG_NEED_REPLY)
+        reply = self._chan.recv(timeout=self._timeout)
+        if reply is None:
+            raise ConnectionError(f"back-end closed the connection during {request.name}")
+        reply.close_fds()
+        if not reply.is_reply or reply.request != request:
+            raise ProtocolError(f"got message {reply.request} in reply to {request.name}")
+        return reply.unpack(U64)[0]
+
+    def _negotiate(self, window_size: int | None, num_queues: int) -> None:
+        self._chan.send(Request.SET_OWNER)
+        (offered,) = U64.unpack_from(self._call(Request.GET_FEATURES))
+        if not offered & bit(VIRTIO_F_VERSION_1):
+            raise ProtocolError("back-end does not offer VIRTIO_F_VERSION_1")
+        self.features = offered & WANTED_FEATURES
+        if self.features & bit(VHOST_USER_F_PROTOCOL_FEATURES):
+            (proto,) = U64.unpack_from(self._call(Request.GET_PROTOCOL_FEATURES))
+            wanted = WANTED_PROTOCOL_FEATURES
+            if window_size != 0:
+                wanted |= bit(ProtocolFeature.SHMEM)
+            self._chan.send(Request.SET_PROTOCOL_FEATURES, U64.pack(proto & wanted))
+            self.protocol_features = proto & wanted
+        if self.protocol_features & bit(ProtocolFeature.MQ):
+            (available,) = U64.unpack_from(self._call(Request.GET_QUEUE_NUM))
+            if available < num_queues:
+                raise ProtocolError(f"back-end has {available} queues, {num_queues} needed")
+        self._setup_window(window_size)
+        if self.protocol_features & bit(ProtocolFeature.BACKEND_REQ):
+            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                self._set(Request.SET_BACKEND_REQ_FD, fds=(theirs.fileno(),))
+            finally:
+                theirs.close()
+            self._backend_chan = Channel(ours)
+        self._set(Request.SET_FEATURES, U64.pack(self.features))
+        region = MEM_REGION.pack(0, self.memory.size, self.memory.base, 0)
+        self._set(Request.SET_MEM_TABLE, MEM_TABLE_HEAD.pack(1, 0) + region, (self.memory.fd,))
+        self._setup_queues(num_queues)
+        self._thread = threading.Thread(target=self._run, name="vhost-user-frontend", daemon=True)
+        self._thread.start()
+
+    def _setup_window(self, window_size: int | None) -> None:
+        if not self.protocol_features & bit(ProtocolFeature.SHMEM):
+            return
+        if window_size is None:
+            nregions, _, *sizes = SHMEM_CONFIG.unpack_from(
+                _padded(self._call(Request.GET_SHMEM_CONFIG), SHMEM_CONFIG.size)
+            )
+            window_size = sizes[0] if nregions else 0
+        if window_size:
+            self.window = ShmemWindow(window_size)
+
+    def _setup_queues(self, num_queues: int) -> None:
+        layout = RingLayout.for_size(self._queue_size)
+        if num_queues * layout.size >= self.memory.size // 2:
+            raise ValueError("guest memory too small for the queues")
+        event_idx = bool(self.features & bit(VIRTIO_RING_F_EVENT_IDX))
+        for index in range(num_queues):
+            start = index * layout.size
+            queue = _Queue(DriverQueue(self.memory.base + start, layout, event_idx=event_idx))
+            self._queues.append(queue)
+            qva = self.memory.base + start
+            self._set(Request.SET_VRING_NUM, VRING_STATE.pack(index, layout.num))
+            self._set(Request.SET_VRING_BASE, VRING_STATE.pack(index, 0))
+            self._set(
+                Request.SET_VRING_ADDR,
+                VRING_ADDR.pack(
+                    index, 0, qva + layout.desc, qva + layout.used, qva + layout.avail, 0
+                ),
+            )
+            self._set(Request.SET_VRING_KICK, U64.pack(index), (queue.kick_fd,))
+            self._set(Request.SET_VRING_CALL, U64.pack(index), (queue.call_fd,))
+        self._heap = BufferHeap(num_queues * layout.size, self.memory.size)
+        if self.features & bit(VHOST_USER_F_PROTOCOL_FEATURES):
+            for index in range(num_queues):
+                self._set(Request.SET_VRING_ENABLE, VRING_STATE.pack(index, 1))
+
+    # ---- requests ----------------------------------------------------------------
+
+    @property
+    def num_queues(self) -> int:
+        return len(self._queues)
+
+    def submit(self, queue: int, request: bytes, reply_capacity: int) -> Future:
+        """Queues one chain (request readable, reply_capacity writable bytes).
+
+        The Future yields the bytes the device wrote (its used length), or raises
+        ConnectionError if the back-end goes away first. Blocks while the queue or the
+        buffer memory is full."""
+        q = self._queues[queue]
+        with self._lock:
+            if self._dead or self._closed:
+                raise ConnectionError(self._dead or "front-end closed")
+            req_gpa = self._alloc(len(request))
+            rep_gpa = self._alloc(reply_capacity) if reply_capacity else None
+            self.memory.write(req_gpa, request)
+            writable = [(rep_gpa, reply_capacity)] if rep_gpa is not None else []
+            while (head := q.driver.add([(req_gpa, len(request))], writable)) is None:
+                self._wait()
+            future: Future = Future()
+            q.pending[head] = (future, req_gpa, rep_gpa, reply_capacity)
+            if q.driver.kick_needed(q.driver.avail_idx - 1):
+                os.eventfd_write(q.kick_fd, 1)
+        return future
+
+    def _alloc(self, length: int) -> int:
+        if length > self.memory.size // 2:
+            raise ValueError(f"buffer of {length} bytes larger than guest memory allows")
+        while (gpa := self._heap.alloc(max(1, length))) is None:
+            self._wait()
+        return gpa
+
+    def _wait(self) -> None:
+        """Waits for completions to free room (called with the lock held)."""
+        if self._dead or self._closed:
+            raise ConnectionError(self._dead or "front-end closed")
+        self._lock.wait(_WAIT_SLICE)
+
+    # ---- completion thread -------------------------------------------------------
+
+    def _run(self) -> None:
+        poller = select.poll()
+        by_fd = {q.call_fd: q for q in self._queues}
+        for fd in by_fd:
+            poller.register(fd, select.POLLIN)
+        poller.register(self._stop_fd, select.POLLIN)
+        poller.register(self._chan.fileno(), select.POLLRDHUP)
+        if self._backend_chan is not None:
+            poller.register(self._backend_chan.fileno(), select.POLLIN)
+        try:
+            while True:
+                for fd, _events in poller.poll():
+                    if fd == self._stop_fd:
+                        return
+                    if fd in by_fd:
+                        _drain(fd)
+                        self._reap(by_fd[fd])
+                    elif fd == self._chan.fileno():
+                        raise ConnectionError("back-end closed the connection")
+                    elif not self._serve_backend_request():
+                        poller.unregister(fd)
+        except (ConnectionError, VirtqueueError, ProtocolError, OSError) as e:
+            self._die(str(e))
+
+    def _reap(self, q: _Queue) -> None:
+        done = []
+        with self._lock:
+            while True:
+                while (used := q.driver.get_used()) is not None:
+                    head, written = used
+                    future, req_gpa, rep_gpa, capacity = q.pending.pop(head)
+                    reply = self.memory.read(rep_gpa, min(written, capacity)) if rep_gpa else b""
+                    self._heap.free(req_gpa)
+                    if rep_gpa is not None:
+                        self._heap.free(rep_gpa)
+                    done.append((future, reply))
+                if not q.driver.has_used():
+                    break
+            self._lock.notify_all()
+        for future, reply in done:
+            future.set_result(reply)
+
+    def _serve_backend_request(self) -> bool:
+        """Handles one SHMEM_MAP/_UNMAP; False when the channel is gone."""
+        chan = self._backend_chan
+        try:
+            msg = chan.recv()
+        except (ProtocolError, OSError) as e:
+            log.warning("backend channel dropped: %s", e)
+            msg = None
+        if msg is None:
+            return False
+        try:
+            status = self._shmem_request(msg)
+        finally:
+            msg.close_fds()
+        if msg.need_reply:
+            chan.reply(msg, U64.pack(status))
+        return True
+
+    def _shmem_request(self, msg: Message) -> int:
+        """Carries out a backend request; returns 0 or the errno that refuses it."""
+        try:
+            shmid, fd_offset, shm_offset, length, flags = msg.unpack(MMAP)
+        except ProtocolError:
+            return errno.EINVAL
+        if self.window is None or shmid != 0:
+            return errno.EINVAL
+        try:
+            if msg.request == BackendRequest.SHMEM_MAP:
+                if flags & ~MMAP_FLAG_RW or len(msg.fds) != 1:
+                    return errno.EINVAL
+                self.window.map(msg.fds[0], fd_offset, shm_offset, length, bool(flags))
+            elif msg.request == BackendRequest.SHMEM_UNMAP:
+                self.window.unmap(shm_offset, length)
+            else:
+                return errno.EOPNOTSUPP
+        except OSError as e:
+            return e.errno or errno.EIO
+        return 0
+
+    def _die(self, why: str) -> None:
+        with self._lock:
+            self._dead = why
+            failed = [entry[0] for q in self._queues for entry in q.pending.values()]
+            for q in self._queues:
+                q.pending.clear()
+            self._lock.notify_all()
+        for future in failed:
+            future.set_exception(ConnectionError(why))
+
+    # ---- teardown ----------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stops the queues, disconnects, and releases every resource. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._thread is not None:
+            os.eventfd_write(self._stop_fd, 1)
+            self._thread.join()
+        if self._dead is None:
+            try:
+                for index in range(len(self._queues)):
+                    self._call(Request.GET_VRING_BASE, VRING_STATE.pack(index, 0))
+            except (OSError, ProtocolError, TimeoutError) as e:
+                log.info("back-end gone while stopping queues: %s", e)
+        self._die("front-end closed")
+        self._chan.close()
+        if self._backend_chan is not None:
+            self._backend_chan.close()
+        for q in self._queues:
+            os.close(q.kick_fd)
+            os.close(q.call_fd)
+        os.close(self._stop_fd)
+        if self.window is not None:
+            self.window.close()
+        self.memory.close()
+
+    def __enter__(self) -> VhostUserFrontend:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _padded(data: bytes, size: int) -> bytes:
+    return data + bytes(max(0, size - len(data)))
+
+
+def _drain(efd: int) -> None:
+    try:
+        os.eventfd_read(efd)
+    except BlockingIOError:
+        pass

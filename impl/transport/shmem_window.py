@@ -1,0 +1,67 @@
+"""The front-end's DAX window: VIRTIO shared memory region 0 of a virtio-fs device.
+
+An inaccessible (PROT_NONE) reservation; VHOST_USER_BACKEND_SHMEM_MAP maps a donated fd
+over part of it with MAP_FIXED|MAP_SHARED, and _UNMAP puts the reservation back, so a
+stray access to an unmapped part always faults instead of reading someone else's page.
+"""
+
+from __future__ import annotations
+
+import errno
+import threading
+
+from pagefs.impl.transport import mapping
+
+
+class ShmemWindow:
+    """`size` bytes at address `base` in this process; mapped ranges are tracked per page."""
+
+    def __init__(self, size: int) -> None:
+        if size <= 0 or size % mapping.PAGE_SIZE:
+            raise ValueError(f"window size {size} is not a positive multiple of a page")
+        self.size = size
+        self.base = mapping.reserve(size)
+        self._lock = threading.Lock()
+        self._mapped: dict[int, bool] = {}  # page index -> writable
+
+    def map(self, fd: int, fd_offset: int, shm_offset: int, length: int, writable: bool) -> None:
+        """Maps fd[fd_offset:+length] at shm_offset, replacing what was there."""
+        self._check(shm_offset, length)
+        if fd_offset % mapping.PAGE_SIZE:
+            raise OSError(errno.EINVAL, f"fd offset {fd_offset:#x} is not page aligned")
+        with self._lock:
+            mapping.map_fixed(self.base + shm_offset, length, fd, fd_offset, writable=writable)
+            for page in self._pages(shm_offset, length):
+                self._mapped[page] = writable
+
+    def unmap(self, shm_offset: int, length: int) -> None:
+        """Makes [shm_offset, +length) inaccessible again; every page of it must be mapped."""
+        self._check(shm_offset, length)
+        with self._lock:
+            pages = self._pages(shm_offset, length)
+            if any(page not in self._mapped for page in pages):
+                raise OSError(errno.EINVAL, "unmap of a range that is not wholly mapped")
+            mapping.reserve_fixed(self.base + shm_offset, length)
+            for page in pages:
+                del self._mapped[page]
+
+    def mapped_bytes(self) -> int:
+        with self._lock:
+            return len(self._mapped) * mapping.PAGE_SIZE
+
+    def _check(self, shm_offset: int, length: int) -> None:
+        if length <= 0 or shm_offset < 0 or shm_offset + length > self.size:
+            raise OSError(errno.EINVAL, f"range {shm_offset:#x}+{length:#x} outside the window")
+        if shm_offset % mapping.PAGE_SIZE or length % mapping.PAGE_SIZE:
+            raise OSError(errno.EINVAL, f"range {shm_offset:#x}+{length:#x} is not page aligned")
+
+    @staticmethod
+    def _pages(shm_offset: int, length: int) -> range:
+        return range(shm_offset // mapping.PAGE_SIZE, (shm_offset + length) // mapping.PAGE_SIZE)
+
+    def close(self) -> None:
+        with self._lock:
+            if self.size:
+                mapping.unmap(self.base, self.size)
+                self._mapped.clear()
+                self.size = 0

@@ -1,0 +1,205 @@
+"""Split virtqueues: thin Python handles over the C hot path in vring.c.
+
+A queue's three areas (descriptor table, avail ring, used ring) live in guest memory
+shared by the two processes. `DriverQueue` is the guest (front-end) end: it adds chains
+and reaps used ones. `DeviceQueue` is the host (back-end) end: it pops chains, translating
+guest-physical addresses through the regions it mapped, and pushes them used. Neither is
+thread-safe; each end serialises its own calls.
+"""
+
+from __future__ import annotations
+
+import errno
+from dataclasses import dataclass
+
+from pagefs.impl.transport._vring import ffi, lib
+
+MAX_QUEUE_SIZE = 32768  # virtio: a split queue has at most 2^15 entries
+
+
+class VirtqueueError(Exception):
+    """The other end published something malformed; the queue cannot be trusted again."""
+
+
+@dataclass(frozen=True)
+class RingLayout:
+    """Offsets of one queue's areas inside a block of guest memory."""
+
+    num: int
+    desc: int
+    avail: int
+    used: int
+    size: int
+
+    @classmethod
+    def for_size(cls, num: int) -> RingLayout:
+        check_queue_size(num)
+        desc = 0
+        avail = desc + lib.vring_desc_bytes(num)
+        # +2 for used_event; the used ring needs 4-byte alignment (we give it a page).
+        used = _align(avail + lib.vring_avail_bytes(num) + 2, 4096)
+        size = _align(used + lib.vring_used_bytes(num) + 2, 4096)
+        return cls(num, desc, avail, used, size)
+
+
+def check_queue_size(num: int) -> None:
+    if not (1 <= num <= MAX_QUEUE_SIZE) or num & (num - 1):
+        raise ValueError(f"queue size {num} is not a power of two in 1..{MAX_QUEUE_SIZE}")
+
+
+def _align(n: int, a: int) -> int:
+    return (n + a - 1) // a * a
+
+
+class DriverQueue:
+    """The driver end of one queue whose areas start at host address `base`."""
+
+    def __init__(self, base: int, layout: RingLayout, *, event_idx: bool) -> None:
+        self.layout = layout
+        self._next = ffi.new("uint16_t[]", layout.num)
+        self._chain_len = ffi.new("uint16_t[]", layout.num)
+        vq = ffi.new("struct vq_driver *")
+        vq.desc = ffi.cast("struct vring_desc *", base + layout.desc)
+        vq.avail = ffi.cast("uint16_t *", base + layout.avail)
+        vq.used = ffi.cast("uint8_t *", base + layout.used)
+        vq.next = self._next
+        vq.chain_len = self._chain_len
+        vq.num = layout.num
+        vq.event_idx = int(event_idx)
+        lib.vq_driver_init(vq)
+        self._vq = vq
+        self._addr = ffi.new("uint64_t[]", layout.num)
+        self._len = ffi.new("uint32_t[]", layout.num)
+
+    @property
+    def num_free(self) -> int:
+        return self._vq.num_free
+
+    @property
+    def avail_idx(self) -> int:
+        return self._vq.avail_idx
+
+    def add(self, readable: list[tuple[int, int]], writable: list[tuple[int, int]]) -> int | None:
+        """Publishes a chain of (guest address, length) buffers; None when the queue is full."""
+        bufs = readable + writable
+        if not bufs or len(bufs) > self.layout.num:
+            raise ValueError(f"a chain has 1..{self.layout.num} buffers, not {len(bufs)}")
+        for k, (addr, length) in enumerate(bufs):
+            self._addr[k] = addr
+            self._len[k] = length
+        head = lib.vq_driver_add(self._vq, self._addr, self._len, len(readable), len(writable))
+        return None if head == -errno.ENOSPC else head
+
+    def kick_needed(self, old_avail: int) -> bool:
+        return bool(lib.vq_driver_kick_needed(self._vq, old_avail & 0xFFFF))
+
+    def get_used(self) -> tuple[int, int] | None:
+        """One used chain as (head, bytes written by the device), or None."""
+        written = ffi.new("uint32_t *")
+        head = lib.vq_driver_get_used(self._vq, written)
+        if head == -errno.EAGAIN:
+            return None
+        if head < 0:
+            raise VirtqueueError("device returned a descriptor that is not in flight")
+        return head, written[0]
+
+    def has_used(self) -> bool:
+        return bool(lib.vq_driver_has_used(self._vq))
+
+
+@dataclass
+class Chain:
+    """A popped chain: `head`, its readable bytes and room for the reply."""
+
+    head: int
+    segs: object  # cdata struct vq_seg[], valid until pushed
+    n_out: int
+    n_all: int
+
+    @property
+    def readable_len(self) -> int:
+        return sum(self.segs[k].len for k in range(self.n_out))
+
+    @property
+    def writable_len(self) -> int:
+        return sum(self.segs[k].len for k in range(self.n_out, self.n_all))
+
+    def read(self) -> bytes:
+        buf = bytearray(self.readable_len)
+        got = lib.vq_gather(self.segs, self.n_out, ffi.from_buffer(buf), len(buf))
+        return bytes(buf[:got])
+
+    def write(self, data: bytes) -> int:
+        """Copies data into the writable part; returns how much fitted."""
+        src = ffi.from_buffer(data)
+        return lib.vq_scatter(self.segs + self.n_out, self.n_all - self.n_out, src, len(data))
+
+
+class DeviceQueue:
+    """The device end of one queue: areas at host addresses, buffers found by `regions`.
+
+    `regions` is a list of (guest physical address, size, host address) for guest memory
+    mapped into this process.
+    """
+
+    def __init__(
+        self,
+        *,
+        num: int,
+        desc: int,
+        avail: int,
+        used: int,
+        regions: list[tuple[int, int, int]],
+        event_idx: bool,
+        last_avail: int = 0,
+    ) -> None:
+        check_queue_size(num)
+        self._regions = ffi.new("struct vq_region[]", max(1, len(regions)))
+        for k, (gpa, size, hva) in enumerate(regions):
+            self._regions[k].gpa = gpa
+            self._regions[k].size = size
+            self._regions[k].hva = ffi.cast("uint8_t *", hva)
+        vq = ffi.new("struct vq_device *")
+        vq.desc = ffi.cast("struct vring_desc *", desc)
+        vq.avail = ffi.cast("uint16_t *", avail)
+        vq.used = ffi.cast("uint8_t *", used)
+        vq.regions = self._regions
+        vq.nregions = len(regions)
+        vq.num = num
+        vq.last_avail = last_avail & 0xFFFF
+        vq.event_idx = int(event_idx)
+        lib.vq_device_init(vq)
+        self._vq = vq
+        self.num = num
+        self._n_out = ffi.new("unsigned *")
+        self._head = ffi.new("uint16_t *")
+
+    @property
+    def last_avail(self) -> int:
+        return self._vq.last_avail
+
+    @property
+    def used_idx(self) -> int:
+        return self._vq.used_idx
+
+    def pop(self) -> Chain | None:
+        segs = ffi.new("struct vq_seg[]", self.num)
+        n = lib.vq_device_pop(self._vq, segs, self.num, self._n_out, self._head)
+        if n == 0:
+            return None
+        if n < 0:
+            raise VirtqueueError(f"malformed descriptor chain (errno {-n})")
+        return Chain(self._head[0], segs, self._n_out[0], n)
+
+    def push(self, head: int, written: int) -> None:
+        lib.vq_device_push(self._vq, head, written)
+
+    def notify_needed(self, old_used: int) -> bool:
+        return bool(lib.vq_device_notify_needed(self._vq, old_used & 0xFFFF))
+
+    def suppress_kicks(self) -> None:
+        lib.vq_device_suppress_kicks(self._vq)
+
+    def enable_kicks(self) -> bool:
+        """Re-arms kicks; True if chains arrived meanwhile (process them before sleeping)."""
+        return bool(lib.vq_device_enable_kicks(self._vq))
