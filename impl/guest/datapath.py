@@ -77,26 +77,36 @@ class DataPath:
         return self.requests.getattr(nodeid, fh).st_size
 
     def pread(self, nodeid: int, fh: int, size: int, offset: int) -> bytes:
-        if size < 0 or offset < 0:
-            raise OSError(errno.EINVAL, "negative size or offset")
+        if size < 0:
+            raise OSError(errno.EINVAL, "negative size")
+        buffer = bytearray(size)
+        n = self.pread_into(nodeid, fh, buffer, offset)
+        del buffer[n:]
+        return bytes(buffer)
+
+    def pread_into(self, nodeid: int, fh: int, buffer: bytearray | memoryview, offset: int) -> int:
+        """Fill `buffer` from file offset `offset`; return the bytes read (short at
+        the end of file). Through the window this is the only copy."""
+        if offset < 0:
+            raise OSError(errno.EINVAL, "negative offset")
+        view = memoryview(buffer).cast("B")
         if self.window is None:
-            return self._read_messages(fh, size, offset)
-        end = min(offset + size, self.size(nodeid, fh))
+            return self._read_messages(fh, view, offset)
+        end = min(offset + len(view), self.size(nodeid, fh))
         if end <= offset:
-            return b""
-        buffer = bytearray(end - offset)
+            return 0
+        view = view[: end - offset]
         try:
-            done = self._through_window(nodeid, fh, offset, memoryview(buffer), store=False)
+            done = self._through_window(nodeid, fh, offset, view, store=False)
         except OSError as err:
             if err.errno != errno.ENOMEM:
                 raise
-            return self._read_messages(fh, size, offset)  # every range pinned
-        if done < len(buffer):
+            return self._read_messages(fh, view, offset)  # every range pinned
+        if done < len(view):
             # EOF-FAULT: the file shrank under the copy; what lies before the new end
             # was copied (faults are page-exact and pages before the end are there).
             done = min(done, max(0, self.size(nodeid, fh) - offset))
-            del buffer[done:]
-        return bytes(buffer)
+        return done
 
     def pwrite(
         self, nodeid: int, fh: int, data: bytes, offset: int, *, append: bool = False
@@ -135,16 +145,15 @@ class DataPath:
             store,
         )
 
-    def _read_messages(self, fh: int, size: int, offset: int) -> bytes:
-        parts: list[bytes] = []
-        while size > 0:
-            part = self.requests.read(fh, offset, min(size, self.max_read))
+    def _read_messages(self, fh: int, view: memoryview, offset: int) -> int:
+        done = 0
+        while done < len(view):
+            part = self.requests.read(fh, offset + done, min(len(view) - done, self.max_read))
             if not part:
                 break
-            parts.append(part)
-            offset += len(part)
-            size -= len(part)
-        return b"".join(parts)
+            view[done : done + len(part)] = part
+            done += len(part)
+        return done
 
     def _write_messages(self, fh: int, view: memoryview, offset: int) -> int:
         done = 0

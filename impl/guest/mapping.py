@@ -86,11 +86,16 @@ class Mapping:
         mapping ends, or if the host truncated the file under it; OSError(EFAULT) if
         not even the first byte could be loaded."""
         self._check(position, 0)
-        size = max(0, min(size, self.length - position))
-        buffer = bytearray(size)
-        done = self._copy(position, memoryview(buffer), store=False)
-        del buffer[done:]
+        buffer = bytearray(max(0, min(size, self.length - position)))
+        del buffer[self.read_into(position, buffer) :]
         return bytes(buffer)
+
+    def read_into(self, position: int, buffer: bytearray | memoryview) -> int:
+        """Like read(), into `buffer` (up to its length): the one copy; return the count."""
+        view = memoryview(buffer).cast("B")
+        self._check(position, 0)
+        view = view[: max(0, self.length - position)]
+        return self._copy(position, view, store=False)
 
     def write(self, position: int, data: bytes) -> int:
         """Store `data` at `position`; return the bytes stored (fewer only if the host

@@ -96,6 +96,9 @@ class Handle:
     def pwrite(self, data: bytes, offset: int) -> int:
         return self.share.pwrite(self, data, offset)
 
+    def pread_into(self, buffer: bytearray | memoryview, offset: int) -> int:
+        return self.share.pread_into(self, buffer, offset)
+
     def close(self) -> None:
         self.share.close(self)
 
@@ -339,6 +342,12 @@ class Share:
     def pread(self, handle: Handle, size: int, offset: int) -> bytes:
         self._check_readable(handle)
         return self.data.pread(handle.nodeid, handle.fh, size, offset)
+
+    def pread_into(self, handle: Handle, buffer: bytearray | memoryview, offset: int) -> int:
+        """Fill `buffer` from `offset`; return the count (short at the end of file).
+        Through the window this is the one and only copy of the data."""
+        self._check_readable(handle)
+        return self.data.pread_into(handle.nodeid, handle.fh, buffer, offset)
 
     def pwrite(self, handle: Handle, data: bytes, offset: int) -> int:
         self._check_writable(handle)

@@ -1,0 +1,75 @@
+"""SINGLE-COPY probe: one guest process reads a whole file and reports its memory.
+
+    python -m pagefs.impl.guest.memprobe SOCKET PATH --via window|read
+
+The process connects, notes its memory (/proc/self/smaps_rollup), then reads every
+byte of PATH and keeps it accessible, as a guest's page cache would:
+- `window`: maps the file through the DAX window and loads every page (into a small
+  reused buffer, folding the bytes into a checksum); the pages stay mapped;
+- `read`: reads the file with READ messages (no window) and keeps the bytes.
+It prints one JSON line {"checksum", "before", "after"} on stdout, then waits for a
+line on stdin before it exits, so that a coordinator can measure several guests
+while they all hold the file. Memory figures are smaps_rollup fields in bytes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import zlib
+
+from pagefs.impl.guest.connect import connect
+
+FIELDS = ("Rss", "Pss", "Private_Clean", "Private_Dirty", "Anonymous")
+CHUNK = 1 << 20
+
+
+def smaps_rollup(pid: int | str = "self") -> dict[str, int]:
+    """The process's memory totals, in bytes, for FIELDS."""
+    totals: dict[str, int] = {}
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            name, _, rest = line.partition(":")
+            if name in FIELDS:
+                totals[name] = int(rest.split()[0]) * 1024
+    return totals
+
+
+def private(totals: dict[str, int]) -> int:
+    """Bytes no other process shares: what a guest-private copy costs."""
+    return totals["Private_Clean"] + totals["Private_Dirty"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="pagefs-memprobe")
+    parser.add_argument("socket")
+    parser.add_argument("path")
+    parser.add_argument("--via", choices=("window", "read"), required=True)
+    args = parser.parse_args(argv)
+    with connect(args.socket, window_size=None if args.via == "window" else 0) as share:
+        buffer = bytearray(CHUNK)
+        before = smaps_rollup()
+        handle = share.open(args.path)
+        checksum = 0
+        if args.via == "window":
+            size = share.stat(handle).st_size
+            held = share.mmap(handle, 0, size)
+            for position in range(0, size, CHUNK):
+                n = min(CHUNK, size - position)
+                held.read_into(position, memoryview(buffer)[:n])
+                checksum = zlib.crc32(memoryview(buffer)[:n], checksum)
+        else:
+            held = share.read(handle)
+            checksum = zlib.crc32(held)
+        after = smaps_rollup()
+        print(json.dumps({"checksum": checksum, "before": before, "after": after}), flush=True)
+        sys.stdin.readline()
+        if args.via == "window":
+            held.close()
+        handle.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
