@@ -1,0 +1,66 @@
+"""Small checked primitives shared by the request and reply layouts.
+
+Every decoder in this package reads through these helpers, so the rules "the body has exactly
+the size fuse.h gives", "a name is NUL-terminated", "only known flag bits" and "nanoseconds
+below one second" are written once.
+"""
+
+from __future__ import annotations
+
+import errno
+import struct
+
+from .errors import ProtocolError
+
+Buffer = bytes | bytearray | memoryview
+
+NSEC_PER_SEC = 1_000_000_000
+U32 = 0xFFFF_FFFF
+
+
+def pack(layout: struct.Struct, *values: int) -> bytes:
+    """struct.pack that reports out-of-range fields as a ProtocolError."""
+    try:
+        return layout.pack(*values)
+    except struct.error as exc:
+        raise ProtocolError(errno.EINVAL, f"cannot encode field: {exc}") from None
+
+
+def expect_size(body: Buffer, size: int, what: str) -> None:
+    if len(body) != size:
+        raise ProtocolError(errno.EINVAL, f"{what}: {len(body)} bytes, expected {size}")
+
+
+def expect_at_least(body: Buffer, size: int, what: str) -> None:
+    if len(body) < size:
+        raise ProtocolError(errno.EINVAL, f"{what}: {len(body)} bytes, expected >= {size}")
+
+
+def known_bits(value: int, known: int, what: str) -> int:
+    if value & ~known:
+        raise ProtocolError(errno.EINVAL, f"{what}: unknown bits {value & ~known:#x}")
+    return value
+
+
+def nanoseconds(value: int, what: str) -> int:
+    if value >= NSEC_PER_SEC:
+        raise ProtocolError(errno.EINVAL, f"{what}: {value} ns is not below one second")
+    return value
+
+
+def cstrings(body: Buffer, count: int, what: str) -> tuple[bytes, ...]:
+    """Split a body that is exactly `count` NUL-terminated strings."""
+    raw = bytes(body)
+    if not raw.endswith(b"\0"):
+        raise ProtocolError(errno.EINVAL, f"{what}: missing NUL terminator")
+    parts = raw[:-1].split(b"\0")
+    if len(parts) != count:
+        raise ProtocolError(errno.EINVAL, f"{what}: {len(parts)} strings, expected {count}")
+    return tuple(parts)
+
+
+def cstring(value: bytes, what: str) -> bytes:
+    """Encode one string with its NUL terminator; a NUL inside cannot travel on the wire."""
+    if b"\0" in value:
+        raise ProtocolError(errno.EINVAL, f"{what}: contains NUL")
+    return value + b"\0"

@@ -1,0 +1,173 @@
+"""Whole FUSE messages: fuse_in_header + request body, fuse_out_header + reply body.
+
+    decode_request(buf) -> Request          encode_request(Request) -> bytes
+    encode_reply(unique, body) -> bytes     encode_error(unique, errno) -> bytes
+    decode_reply(buf, opcode) -> Reply
+
+Decoding raises ProtocolError and nothing else, whatever the bytes.
+"""
+
+from __future__ import annotations
+
+import errno
+from dataclasses import dataclass
+from struct import Struct
+
+from . import replies as rp
+from . import requests as rq
+from ._wire import Buffer, pack
+from .constants import Opcode
+from .errors import ProtocolError
+
+IN_HEADER = Struct("<IIQQIIII")
+OUT_HEADER = Struct("<IiQ")
+# The guest kernel accepts errors in (-512, 0] only (fs/fuse/dev.c).
+ERRNO_LIMIT = 512
+
+RequestBody = (
+    rq.Empty | rq.InitIn | rq.Name | rq.ForgetIn | rq.BatchForgetIn | rq.GetattrIn
+    | rq.SetattrIn | rq.SymlinkIn | rq.MkdirIn | rq.RenameIn | rq.Rename2In | rq.OpenIn
+    | rq.CreateIn | rq.ReadIn | rq.WriteIn | rq.ReleaseIn | rq.FlushIn | rq.FsyncIn
+    | rq.InterruptIn | rq.SetupmappingIn | rq.RemovemappingIn
+)  # fmt: skip
+ReplyBody = (
+    rq.Empty | rp.InitOut | rp.EntryOut | rp.AttrOut | rp.OpenOut | rp.CreateOut
+    | rp.WriteOut | rp.StatfsOut | rp.Data | rp.Dirents
+)  # fmt: skip
+
+# opcode -> (request body class, reply body class or None when the request has no reply)
+LAYOUTS: dict[int, tuple[type, type | None]] = {
+    Opcode.INIT: (rq.InitIn, rp.InitOut),
+    Opcode.DESTROY: (rq.Empty, rq.Empty),
+    Opcode.LOOKUP: (rq.Name, rp.EntryOut),
+    Opcode.FORGET: (rq.ForgetIn, None),
+    Opcode.BATCH_FORGET: (rq.BatchForgetIn, None),
+    Opcode.INTERRUPT: (rq.InterruptIn, None),
+    Opcode.GETATTR: (rq.GetattrIn, rp.AttrOut),
+    Opcode.SETATTR: (rq.SetattrIn, rp.AttrOut),
+    Opcode.READLINK: (rq.Empty, rp.Data),
+    Opcode.SYMLINK: (rq.SymlinkIn, rp.EntryOut),
+    Opcode.MKDIR: (rq.MkdirIn, rp.EntryOut),
+    Opcode.UNLINK: (rq.Name, rq.Empty),
+    Opcode.RMDIR: (rq.Name, rq.Empty),
+    Opcode.RENAME: (rq.RenameIn, rq.Empty),
+    Opcode.RENAME2: (rq.Rename2In, rq.Empty),
+    Opcode.OPEN: (rq.OpenIn, rp.OpenOut),
+    Opcode.CREATE: (rq.CreateIn, rp.CreateOut),
+    Opcode.READ: (rq.ReadIn, rp.Data),
+    Opcode.WRITE: (rq.WriteIn, rp.WriteOut),
+    Opcode.STATFS: (rq.Empty, rp.StatfsOut),
+    Opcode.FLUSH: (rq.FlushIn, rq.Empty),
+    Opcode.FSYNC: (rq.FsyncIn, rq.Empty),
+    Opcode.RELEASE: (rq.ReleaseIn, rq.Empty),
+    Opcode.OPENDIR: (rq.OpenIn, rp.OpenOut),
+    Opcode.READDIR: (rq.ReadIn, rp.Dirents),
+    Opcode.RELEASEDIR: (rq.ReleaseIn, rq.Empty),
+    Opcode.FSYNCDIR: (rq.FsyncIn, rq.Empty),
+    Opcode.SETUPMAPPING: (rq.SetupmappingIn, rq.Empty),
+    Opcode.REMOVEMAPPING: (rq.RemovemappingIn, rq.Empty),
+}
+
+
+def expects_reply(opcode: int) -> bool:
+    """FORGET, BATCH_FORGET and INTERRUPT are answered with nothing at all, not even a header."""
+    layout = LAYOUTS.get(opcode)
+    return layout is None or layout[1] is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """A request: the fuse_in_header fields (less `len`, which is derived) and its body."""
+
+    opcode: Opcode
+    unique: int
+    nodeid: int
+    body: RequestBody
+    uid: int = 0
+    gid: int = 0
+    pid: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A reply: `error` is a positive errno (0 on success); an error reply has an empty body."""
+
+    unique: int
+    body: ReplyBody = rq.EMPTY
+    error: int = 0
+
+
+def encode_request(request: Request) -> bytes:
+    layout = LAYOUTS.get(request.opcode)
+    if layout is None or type(request.body) is not layout[0]:
+        name = type(request.body).__name__
+        raise ProtocolError(errno.EINVAL, f"{name} is not the body of opcode {request.opcode}")
+    body = request.body.encode()
+    header = pack(
+        IN_HEADER, IN_HEADER.size + len(body), request.opcode, request.unique, request.nodeid,
+        request.uid, request.gid, request.pid, 0,
+    )  # fmt: skip
+    return header + body
+
+
+def decode_request(buf: Buffer) -> Request:
+    view = memoryview(buf)
+    if len(view) < IN_HEADER.size:
+        raise ProtocolError(errno.EINVAL, f"request of {len(view)} bytes has no fuse_in_header")
+    length, opcode, unique, nodeid, uid, gid, pid, extlen = IN_HEADER.unpack_from(view)
+
+    def fail(err: int, message: str) -> ProtocolError:
+        return ProtocolError(err, message, unique=unique, opcode=opcode)
+
+    if length != len(view):
+        raise fail(errno.EINVAL, f"header len {length} but the request has {len(view)} bytes")
+    if extlen:
+        # total_extlen (7.38): extension headers exist only when negotiated, and we never do.
+        raise fail(errno.EINVAL, f"extension headers ({extlen} x 8 bytes) were not negotiated")
+    layout = LAYOUTS.get(opcode)
+    if layout is None:
+        raise fail(errno.ENOSYS, f"opcode {opcode} is not supported")
+    try:
+        body = layout[0].decode(view[IN_HEADER.size :])
+    except ProtocolError as exc:
+        raise fail(exc.errno, f"{Opcode(opcode).name}: {exc}") from None
+    return Request(Opcode(opcode), unique, nodeid, body, uid, gid, pid)
+
+
+def encode_reply(unique: int, body: ReplyBody) -> bytes:
+    payload = body.encode()
+    return pack(OUT_HEADER, OUT_HEADER.size + len(payload), 0, unique) + payload
+
+
+def encode_error(unique: int, err: int) -> bytes:
+    if not 0 < err < ERRNO_LIMIT:
+        raise ProtocolError(errno.EINVAL, f"errno {err} is outside 1..{ERRNO_LIMIT - 1}")
+    return pack(OUT_HEADER, OUT_HEADER.size, -err, unique)
+
+
+def decode_reply(buf: Buffer, opcode: int) -> Reply:
+    """Decode the reply to a request of `opcode` (the header does not say which it answers)."""
+    view = memoryview(buf)
+    if len(view) < OUT_HEADER.size:
+        raise ProtocolError(errno.EPROTO, f"reply of {len(view)} bytes has no fuse_out_header")
+    length, error, unique = OUT_HEADER.unpack_from(view)
+
+    def fail(message: str) -> ProtocolError:
+        return ProtocolError(errno.EPROTO, message, unique=unique, opcode=opcode)
+
+    if length != len(view):
+        raise fail(f"header len {length} but the reply has {len(view)} bytes")
+    if not -ERRNO_LIMIT < error <= 0:
+        raise fail(f"reply error {error} is not a negative errno")
+    layout = LAYOUTS.get(opcode)
+    if layout is None or layout[1] is None:
+        raise fail(f"opcode {opcode} has no reply")
+    if error:
+        if length != OUT_HEADER.size:
+            raise fail(f"error reply carries {length - OUT_HEADER.size} bytes of body")
+        return Reply(unique, rq.EMPTY, -error)
+    try:
+        body = layout[1].decode(view[OUT_HEADER.size :])
+    except ProtocolError as exc:
+        raise fail(f"{Opcode(opcode).name} reply: {exc}") from None
+    return Reply(unique, body)

@@ -1,0 +1,287 @@
+"""Reply bodies: what follows fuse_out_header on success, one dataclass per fuse.h layout.
+
+Same shape as requests.py: `encode() -> bytes`, `decode(body) -> cls` with every length and
+judgeable field checked (decode_reply turns the errno into EPROTO: a bad reply is the server's
+fault, not the caller's).
+"""
+
+from __future__ import annotations
+
+import errno
+from dataclasses import dataclass
+from struct import Struct
+from typing import Self
+
+from . import constants as c
+from ._wire import U32, Buffer, expect_at_least, expect_size, nanoseconds, pack
+from .errors import ProtocolError
+
+_ATTR = "QQQQQQIIIIIIIIII"
+_ATTR_FIELDS = 16
+_INIT_OUT = Struct("<IIIIHHIIHHIIH22x")
+_INIT_OUT_COMPAT_22 = Struct("<IIIIHHI")  # FUSE_COMPAT_22_INIT_OUT_SIZE, minor < 23
+_INIT_OUT_COMPAT = Struct("<II")  # FUSE_COMPAT_INIT_OUT_SIZE, minor < 5
+_ENTRY_OUT = Struct("<QQQQII" + _ATTR)
+_ATTR_OUT = Struct("<QI4x" + _ATTR)
+_OPEN_OUT = Struct("<QI4x")
+_WRITE_OUT = Struct("<I4x")
+_STATFS_OUT = Struct("<QQQQQIII28x")
+_DIRENT = Struct("<QQII")
+_DT_MAX = 0xF  # a DT_* value is (st_mode & S_IFMT) >> 12
+
+
+@dataclass(frozen=True, slots=True)
+class Attr:
+    """fuse_attr: times are seconds plus nanoseconds (below 10**9)."""
+
+    ino: int
+    size: int
+    blocks: int
+    atime: int
+    mtime: int
+    ctime: int
+    atimensec: int
+    mtimensec: int
+    ctimensec: int
+    mode: int
+    nlink: int
+    uid: int
+    gid: int
+    rdev: int
+    blksize: int
+    flags: int = 0
+
+    def fields(self) -> tuple[int, ...]:
+        return (
+            self.ino, self.size, self.blocks, self.atime, self.mtime, self.ctime,
+            self.atimensec, self.mtimensec, self.ctimensec, self.mode, self.nlink,
+            self.uid, self.gid, self.rdev, self.blksize, self.flags,
+        )  # fmt: skip
+
+    @classmethod
+    def from_fields(cls, f: tuple[int, ...]) -> Self:
+        for value in f[6:9]:
+            nanoseconds(value, "fuse_attr time")
+        return cls(*f)
+
+
+@dataclass(frozen=True, slots=True)
+class InitOut:
+    """fuse_init_out. `flags` holds all 64 capability bits: flags | flags2 << 32."""
+
+    major: int
+    minor: int
+    max_readahead: int = 0
+    flags: int = 0
+    max_background: int = 0
+    congestion_threshold: int = 0
+    max_write: int = 0
+    time_gran: int = 0
+    max_pages: int = 0
+    map_alignment: int = 0
+    max_stack_depth: int = 0
+    request_timeout: int = 0
+
+    def encode(self) -> bytes:
+        return pack(
+            _INIT_OUT, self.major, self.minor, self.max_readahead, self.flags & U32,
+            self.max_background, self.congestion_threshold, self.max_write, self.time_gran,
+            self.max_pages, self.map_alignment, self.flags >> 32, self.max_stack_depth,
+            self.request_timeout,
+        )  # fmt: skip
+
+    @classmethod
+    def decode(cls, body: Buffer) -> Self:
+        # Servers answer older clients with the shorter layouts of their minor version.
+        if len(body) == _INIT_OUT_COMPAT.size:
+            return cls(*_INIT_OUT_COMPAT.unpack(body))
+        if len(body) == _INIT_OUT_COMPAT_22.size:
+            return cls(*_INIT_OUT_COMPAT_22.unpack(body))
+        expect_size(body, _INIT_OUT.size, "fuse_init_out")
+        f = _INIT_OUT.unpack(body)
+        return cls(f[0], f[1], f[2], f[3] | f[10] << 32, *f[4:10], f[11], f[12])
+
+
+@dataclass(frozen=True, slots=True)
+class EntryOut:
+    """fuse_entry_out: the nodeid a name resolved to, with cache timeouts and attributes."""
+
+    nodeid: int
+    generation: int
+    attr: Attr
+    entry_valid: int = 0
+    attr_valid: int = 0
+    entry_valid_nsec: int = 0
+    attr_valid_nsec: int = 0
+
+    def encode(self) -> bytes:
+        return pack(
+            _ENTRY_OUT, self.nodeid, self.generation, self.entry_valid, self.attr_valid,
+            self.entry_valid_nsec, self.attr_valid_nsec, *self.attr.fields(),
+        )  # fmt: skip
+
+    @classmethod
+    def decode(cls, body: Buffer) -> Self:
+        expect_size(body, _ENTRY_OUT.size, "fuse_entry_out")
+        f = _ENTRY_OUT.unpack(body)
+        nanoseconds(f[4], "entry_valid_nsec")
+        nanoseconds(f[5], "attr_valid_nsec")
+        return cls(f[0], f[1], Attr.from_fields(f[6:]), f[2], f[3], f[4], f[5])
+
+
+@dataclass(frozen=True, slots=True)
+class AttrOut:
+    attr: Attr
+    attr_valid: int = 0
+    attr_valid_nsec: int = 0
+
+    def encode(self) -> bytes:
+        return pack(_ATTR_OUT, self.attr_valid, self.attr_valid_nsec, *self.attr.fields())
+
+    @classmethod
+    def decode(cls, body: Buffer) -> Self:
+        expect_size(body, _ATTR_OUT.size, "fuse_attr_out")
+        f = _ATTR_OUT.unpack(body)
+        return cls(Attr.from_fields(f[2:]), f[0], nanoseconds(f[1], "attr_valid_nsec"))
+
+
+@dataclass(frozen=True, slots=True)
+class OpenOut:
+    """fuse_open_out (OPEN, OPENDIR): the handle and FOPEN_* flags."""
+
+    fh: int
+    open_flags: int = 0
+
+    def encode(self) -> bytes:
+        return pack(_OPEN_OUT, self.fh, self.open_flags)
+
+    @classmethod
+    def decode(cls, body: Buffer) -> Self:
+        expect_size(body, _OPEN_OUT.size, "fuse_open_out")
+        return cls(*_OPEN_OUT.unpack(body))
+
+
+@dataclass(frozen=True, slots=True)
+class CreateOut:
+    """CREATE's reply: fuse_entry_out then fuse_open_out."""
+
+    entry: EntryOut
+    open: OpenOut
+
+    def encode(self) -> bytes:
+        return self.entry.encode() + self.open.encode()
+
+    @classmethod
+    def decode(cls, body: Buffer) -> Self:
+        expect_size(body, _ENTRY_OUT.size + _OPEN_OUT.size, "create reply")
+        split = _ENTRY_OUT.size
+        return cls(EntryOut.decode(body[:split]), OpenOut.decode(body[split:]))
+
+
+@dataclass(frozen=True, slots=True)
+class WriteOut:
+    size: int
+
+    def encode(self) -> bytes:
+        return pack(_WRITE_OUT, self.size)
+
+    @classmethod
+    def decode(cls, body: Buffer) -> Self:
+        expect_size(body, _WRITE_OUT.size, "fuse_write_out")
+        return cls(*_WRITE_OUT.unpack(body))
+
+
+@dataclass(frozen=True, slots=True)
+class StatfsOut:
+    """fuse_statfs_out (struct fuse_kstatfs)."""
+
+    blocks: int
+    bfree: int
+    bavail: int
+    files: int
+    ffree: int
+    bsize: int
+    namelen: int
+    frsize: int
+
+    def encode(self) -> bytes:
+        return pack(
+            _STATFS_OUT, self.blocks, self.bfree, self.bavail, self.files, self.ffree,
+            self.bsize, self.namelen, self.frsize,
+        )  # fmt: skip
+
+    @classmethod
+    def decode(cls, body: Buffer) -> Self:
+        expect_size(body, _STATFS_OUT.size, "fuse_statfs_out")
+        return cls(*_STATFS_OUT.unpack(body))
+
+
+@dataclass(frozen=True, slots=True)
+class Data:
+    """Raw bytes: READ's data, READLINK's target (no NUL)."""
+
+    data: bytes
+
+    def encode(self) -> bytes:
+        return self.data
+
+    @classmethod
+    def decode(cls, body: Buffer) -> Self:
+        return cls(bytes(body))
+
+
+@dataclass(frozen=True, slots=True)
+class Dirent:
+    """fuse_dirent: `off` is the cookie a READDIR continues from to get the next entry."""
+
+    ino: int
+    off: int
+    type: int
+    name: bytes
+
+
+def dirent_size(name_length: int) -> int:
+    """FUSE_DIRENT_SIZE: header plus name, rounded up to 8 bytes."""
+    return (_DIRENT.size + name_length + 7) & ~7
+
+
+@dataclass(frozen=True, slots=True)
+class Dirents:
+    """READDIR's reply: fuse_dirent records, each padded to an 8-byte boundary."""
+
+    entries: tuple[Dirent, ...]
+
+    def encode(self) -> bytes:
+        parts = []
+        for d in self.entries:
+            _check_dirent_name(d.name)
+            if not 0 <= d.type <= _DT_MAX:
+                raise ProtocolError(errno.EINVAL, f"dirent type {d.type} is not a DT_* value")
+            record = pack(_DIRENT, d.ino, d.off, len(d.name), d.type) + d.name
+            parts.append(record.ljust(dirent_size(len(d.name)), b"\0"))
+        return b"".join(parts)
+
+    @classmethod
+    def decode(cls, body: Buffer) -> Self:
+        entries = []
+        pos = 0
+        while pos < len(body):
+            expect_at_least(body[pos:], _DIRENT.size, "fuse_dirent")
+            ino, off, namelen, dtype = _DIRENT.unpack_from(body, pos)
+            if not 0 < namelen <= c.FUSE_NAME_MAX:
+                raise ProtocolError(errno.EINVAL, f"dirent name length {namelen}")
+            size = dirent_size(namelen)
+            expect_at_least(body[pos:], size, "fuse_dirent record")
+            name = bytes(body[pos + _DIRENT.size : pos + _DIRENT.size + namelen])
+            _check_dirent_name(name)
+            if dtype > _DT_MAX:
+                raise ProtocolError(errno.EINVAL, f"dirent type {dtype} is not a DT_* value")
+            entries.append(Dirent(ino, off, dtype, name))
+            pos += size
+        return cls(tuple(entries))
+
+
+def _check_dirent_name(name: bytes) -> None:
+    # The guest kernel refuses these too (fs/fuse/readdir.c): an entry is one path component.
+    if not 0 < len(name) <= c.FUSE_NAME_MAX or b"/" in name or b"\0" in name:
+        raise ProtocolError(errno.EINVAL, f"bad directory entry name {name[:64]!r}")

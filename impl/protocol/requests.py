@@ -1,0 +1,484 @@
+"""Request bodies: what follows fuse_in_header, one dataclass per fuse.h layout.
+
+Each class has `encode() -> bytes` and `decode(body) -> cls`; `decode` is given exactly the
+bytes after the header and checks every length and every field it can judge on its own.
+Padding and reserved fields are written as zero and not judged on input, as the kernel and
+libfuse do, so that a field later given a meaning does not break older peers.
+"""
+
+from __future__ import annotations
+
+import errno
+from dataclasses import dataclass
+from struct import Struct
+from typing import Self
+
+from . import constants as c
+from ._wire import (
+    U32,
+    Buffer,
+    cstring,
+    cstrings,
+    expect_at_least,
+    expect_size,
+    known_bits,
+    nanoseconds,
+    pack,
+)
+from .errors import ProtocolError
+
+_INIT_IN = Struct("<IIIII44x")
+_INIT_IN_COMPAT = Struct("<IIII")  # before 7.36: no flags2
+_U64 = Struct("<Q")
+_BATCH_FORGET_IN = Struct("<II")
+_FORGET_ONE = Struct("<QQ")
+_GETATTR_IN = Struct("<IIQ")
+_SETATTR_IN = Struct("<I4xQQQQQQIIII4xII4x")
+_MKDIR_IN = Struct("<II")
+_RENAME2_IN = Struct("<QI4x")
+_OPEN_IN = Struct("<II")
+_CREATE_IN = Struct("<IIII")
+_READ_IN = Struct("<QQIIQI4x")
+_RELEASE_IN = Struct("<QIIQ")
+_FLUSH_IN = Struct("<Q8xQ")
+_FSYNC_IN = Struct("<QI4x")
+_SETUPMAPPING_IN = Struct("<QQQQQ")
+_REMOVEMAPPING_IN = Struct("<I")
+_REMOVEMAPPING_ONE = Struct("<QQ")
+
+_GETATTR_FLAGS = c.FUSE_GETATTR_FH
+_SETATTR_VALID = (c.SetattrValid.KILL_SUIDGID << 1) - 1
+_OPEN_FLAGS = c.FUSE_OPEN_KILL_SUIDGID
+_READ_FLAGS = c.FUSE_READ_LOCKOWNER
+_WRITE_FLAGS = c.FUSE_WRITE_CACHE | c.FUSE_WRITE_LOCKOWNER | c.FUSE_WRITE_KILL_SUIDGID
+_RELEASE_FLAGS = c.FUSE_RELEASE_FLUSH | c.FUSE_RELEASE_FLOCK_UNLOCK
+_FSYNC_FLAGS = c.FUSE_FSYNC_FDATASYNC
+_MAPPING_FLAGS = c.FUSE_SETUPMAPPING_FLAG_READ | c.FUSE_SETUPMAPPING_FLAG_WRITE
+_RENAME_FLAGS = c.RENAME_NOREPLACE | c.RENAME_EXCHANGE | c.RENAME_WHITEOUT
+
+
+@dataclass(frozen=True, slots=True)
+class Empty:
+    """No body (READLINK, STATFS, DESTROY requests; replies that carry only a header)."""
+
+    def encode(self) -> bytes:
+        return b""
+
+    @classmethod
+    def decode(cls, body: Buffer) -> Self:
+        expect_size(body, 0, "empty body")
+        return cls()
+
+
+EMPTY = Empty()
+
+
+@dataclass(frozen=True, slots=True)
+class InitIn:
+    """fuse_init_in. `flags` holds all 64 capability bits: flags | flags2 << 32."""
+
+    major: int
+    minor: int
+    max_readahead: int = 0
+    flags: int = 0
+
+    def encode(self) -> bytes:
+        return pack(
+            _INIT_IN, self.major, self.minor, self.max_readahead, self.flags & U32, self.flags >> 32
+        )
+
+    @classmethod
+    def decode(cls, body: Buffer) -> Self:
+        if len(body) == _INIT_IN_COMPAT.size:
+            return cls(*_INIT_IN_COMPAT.unpack(body))
+        expect_size(body, _INIT_IN.size, "fuse_init_in")
+        major, minor, readahead, flags, flags2 = _INIT_IN.unpack(body)
+        return cls(major, minor, readahead, flags | flags2 << 32)
+
+
+@dataclass(frozen=True, slots=True)
+class Name:
+    """One NUL-terminated name (LOOKUP, UNLINK, RMDIR)."""
+
+    name: bytes
+
+    def encode(self) -> bytes:
+        return cstring(self.name, "name")
+
+    @classmethod
+    def decode(cls, body: Buffer) -> Self:
+        return cls(*cstrings(body, 1, "name"))
+
+
+@dataclass(frozen=True, slots=True)
+class ForgetIn:
+    nlookup: int
+
+    def encode(self) -> bytes:
+        return pack(_U64, self.nlookup)
+
+    @classmethod
+    def decode(cls, body: Buffer) -> Self:
+        expect_size(body, _U64.size, "fuse_forget_in")
+        return cls(*_U64.unpack(body))
+
+
+@dataclass(frozen=True, slots=True)
+class ForgetOne:
+    nodeid: int
+    nlookup: int
+
+
+@dataclass(frozen=True, slots=True)
+class BatchForgetIn:
+    """fuse_batch_forget_in followed by `count` fuse_forget_one."""
+
+    entries: tuple[ForgetOne, ...]
+
+    def encode(self) -> bytes:
+        head = pack(_BATCH_FORGET_IN, len(self.entries), 0)
+        return head + b"".join(pack(_FORGET_ONE, e.nodeid, e.nlookup) for e in self.entries)
+
+    @classmethod
+    def decode(cls, body: Buffer) -> Self:
+        expect_at_least(body, _BATCH_FORGET_IN.size, "fuse_batch_forget_in")
+        count, _ = _BATCH_FORGET_IN.unpack_from(body)
+        expect_size(body, _BATCH_FORGET_IN.size + count * _FORGET_ONE.size, "batch forget")
+        items = _FORGET_ONE.iter_unpack(body[_BATCH_FORGET_IN.size :])
+        return cls(tuple(ForgetOne(n, k) for n, k in items))
+
+
+@dataclass(frozen=True, slots=True)
+class GetattrIn:
+    getattr_flags: int = 0
+    fh: int = 0
+
+    def encode(self) -> bytes:
+        return pack(_GETATTR_IN, self.getattr_flags, 0, self.fh)
+
+    @classmethod
+    def decode(cls, body: Buffer) -> Self:
+        expect_size(body, _GETATTR_IN.size, "fuse_getattr_in")
+        flags, _, fh = _GETATTR_IN.unpack(body)
+        return cls(known_bits(flags, _GETATTR_FLAGS, "getattr_flags"), fh)
+
+
+@dataclass(frozen=True, slots=True)
+class SetattrIn:
+    """fuse_setattr_in; `valid` (SetattrValid bits) says which other fields count."""
+
+    valid: int
+    fh: int = 0
+    size: int = 0
+    lock_owner: int = 0
+    atime: int = 0
+    mtime: int = 0
+    ctime: int = 0
+    atimensec: int = 0
+    mtimensec: int = 0
+    ctimensec: int = 0
+    mode: int = 0
+    uid: int = 0
+    gid: int = 0
+
+    def encode(self) -> bytes:
+        return pack(
+            _SETATTR_IN, self.valid, self.fh, self.size, self.lock_owner, self.atime,
+            self.mtime, self.ctime, self.atimensec, self.mtimensec, self.ctimensec,
+            self.mode, self.uid, self.gid,
+        )  # fmt: skip
+
+    @classmethod
+    def decode(cls, body: Buffer) -> Self:
+        expect_size(body, _SETATTR_IN.size, "fuse_setattr_in")
+        f = _SETATTR_IN.unpack(body)
+        known_bits(f[0], _SETATTR_VALID, "setattr valid")
+        for value in f[7:10]:
+            nanoseconds(value, "setattr time")
+        return cls(*f)
+
+
+@dataclass(frozen=True, slots=True)
+class SymlinkIn:
+    """Two NUL-terminated strings: the new entry's name, then the link target."""
+
+    name: bytes
+    target: bytes
+
+    def encode(self) -> bytes:
+        return cstring(self.name, "name") + cstring(self.target, "symlink target")
+
+    @classmethod
+    def decode(cls, body: Buffer) -> Self:
+        return cls(*cstrings(body, 2, "symlink"))
+
+
+@dataclass(frozen=True, slots=True)
+class MkdirIn:
+    mode: int
+    name: bytes
+    umask: int = 0
+
+    def encode(self) -> bytes:
+        return pack(_MKDIR_IN, self.mode, self.umask) + cstring(self.name, "name")
+
+    @classmethod
+    def decode(cls, body: Buffer) -> Self:
+        expect_at_least(body, _MKDIR_IN.size, "fuse_mkdir_in")
+        mode, umask = _MKDIR_IN.unpack_from(body)
+        (name,) = cstrings(body[_MKDIR_IN.size :], 1, "mkdir name")
+        return cls(mode, name, umask)
+
+
+@dataclass(frozen=True, slots=True)
+class RenameIn:
+    """fuse_rename_in, then the old and the new name."""
+
+    newdir: int
+    oldname: bytes
+    newname: bytes
+
+    def encode(self) -> bytes:
+        names = cstring(self.oldname, "old name") + cstring(self.newname, "new name")
+        return pack(_U64, self.newdir) + names
+
+    @classmethod
+    def decode(cls, body: Buffer) -> Self:
+        expect_at_least(body, _U64.size, "fuse_rename_in")
+        (newdir,) = _U64.unpack_from(body)
+        return cls(newdir, *cstrings(body[_U64.size :], 2, "rename names"))
+
+
+@dataclass(frozen=True, slots=True)
+class Rename2In:
+    """fuse_rename2_in (renameat2 flags), then the old and the new name."""
+
+    newdir: int
+    oldname: bytes
+    newname: bytes
+    flags: int = 0
+
+    def encode(self) -> bytes:
+        names = cstring(self.oldname, "old name") + cstring(self.newname, "new name")
+        return pack(_RENAME2_IN, self.newdir, self.flags) + names
+
+    @classmethod
+    def decode(cls, body: Buffer) -> Self:
+        expect_at_least(body, _RENAME2_IN.size, "fuse_rename2_in")
+        newdir, flags = _RENAME2_IN.unpack_from(body)
+        known_bits(flags, _RENAME_FLAGS, "rename flags")
+        old, new = cstrings(body[_RENAME2_IN.size :], 2, "rename names")
+        return cls(newdir, old, new, flags)
+
+
+@dataclass(frozen=True, slots=True)
+class OpenIn:
+    """fuse_open_in (OPEN and OPENDIR): `flags` are the open(2) flags."""
+
+    flags: int
+    open_flags: int = 0
+
+    def encode(self) -> bytes:
+        return pack(_OPEN_IN, self.flags, self.open_flags)
+
+    @classmethod
+    def decode(cls, body: Buffer) -> Self:
+        expect_size(body, _OPEN_IN.size, "fuse_open_in")
+        flags, open_flags = _OPEN_IN.unpack(body)
+        return cls(flags, known_bits(open_flags, _OPEN_FLAGS, "open_flags"))
+
+
+@dataclass(frozen=True, slots=True)
+class CreateIn:
+    """fuse_create_in, then the new file's name."""
+
+    flags: int
+    mode: int
+    name: bytes
+    umask: int = 0
+    open_flags: int = 0
+
+    def encode(self) -> bytes:
+        head = pack(_CREATE_IN, self.flags, self.mode, self.umask, self.open_flags)
+        return head + cstring(self.name, "name")
+
+    @classmethod
+    def decode(cls, body: Buffer) -> Self:
+        expect_at_least(body, _CREATE_IN.size, "fuse_create_in")
+        flags, mode, umask, open_flags = _CREATE_IN.unpack_from(body)
+        known_bits(open_flags, _OPEN_FLAGS, "open_flags")
+        (name,) = cstrings(body[_CREATE_IN.size :], 1, "create name")
+        return cls(flags, mode, name, umask, open_flags)
+
+
+@dataclass(frozen=True, slots=True)
+class ReadIn:
+    """fuse_read_in (READ and READDIR)."""
+
+    fh: int
+    offset: int
+    size: int
+    read_flags: int = 0
+    lock_owner: int = 0
+    flags: int = 0
+
+    def encode(self) -> bytes:
+        return pack(
+            _READ_IN, self.fh, self.offset, self.size, self.read_flags, self.lock_owner, self.flags
+        )
+
+    @classmethod
+    def decode(cls, body: Buffer) -> Self:
+        expect_size(body, _READ_IN.size, "fuse_read_in")
+        fh, offset, size, read_flags, owner, flags = _READ_IN.unpack(body)
+        known_bits(read_flags, _READ_FLAGS, "read_flags")
+        return cls(fh, offset, size, read_flags, owner, flags)
+
+
+@dataclass(frozen=True, slots=True)
+class WriteIn:
+    """fuse_write_in followed by exactly `size` bytes of data."""
+
+    fh: int
+    offset: int
+    data: bytes
+    write_flags: int = 0
+    lock_owner: int = 0
+    flags: int = 0
+
+    def encode(self) -> bytes:
+        head = pack(
+            _READ_IN, self.fh, self.offset, len(self.data), self.write_flags,
+            self.lock_owner, self.flags,
+        )  # fmt: skip
+        return head + self.data
+
+    @classmethod
+    def decode(cls, body: Buffer) -> Self:
+        expect_at_least(body, _READ_IN.size, "fuse_write_in")
+        fh, offset, size, write_flags, owner, flags = _READ_IN.unpack_from(body)
+        known_bits(write_flags, _WRITE_FLAGS, "write_flags")
+        expect_size(body, _READ_IN.size + size, "write")
+        return cls(fh, offset, bytes(body[_READ_IN.size :]), write_flags, owner, flags)
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseIn:
+    """fuse_release_in (RELEASE and RELEASEDIR)."""
+
+    fh: int
+    flags: int = 0
+    release_flags: int = 0
+    lock_owner: int = 0
+
+    def encode(self) -> bytes:
+        return pack(_RELEASE_IN, self.fh, self.flags, self.release_flags, self.lock_owner)
+
+    @classmethod
+    def decode(cls, body: Buffer) -> Self:
+        expect_size(body, _RELEASE_IN.size, "fuse_release_in")
+        fh, flags, release_flags, owner = _RELEASE_IN.unpack(body)
+        known_bits(release_flags, _RELEASE_FLAGS, "release_flags")
+        return cls(fh, flags, release_flags, owner)
+
+
+@dataclass(frozen=True, slots=True)
+class FlushIn:
+    fh: int
+    lock_owner: int = 0
+
+    def encode(self) -> bytes:
+        return pack(_FLUSH_IN, self.fh, self.lock_owner)
+
+    @classmethod
+    def decode(cls, body: Buffer) -> Self:
+        expect_size(body, _FLUSH_IN.size, "fuse_flush_in")
+        return cls(*_FLUSH_IN.unpack(body))
+
+
+@dataclass(frozen=True, slots=True)
+class FsyncIn:
+    fh: int
+    fsync_flags: int = 0
+
+    def encode(self) -> bytes:
+        return pack(_FSYNC_IN, self.fh, self.fsync_flags)
+
+    @classmethod
+    def decode(cls, body: Buffer) -> Self:
+        expect_size(body, _FSYNC_IN.size, "fuse_fsync_in")
+        fh, flags = _FSYNC_IN.unpack(body)
+        return cls(fh, known_bits(flags, _FSYNC_FLAGS, "fsync_flags"))
+
+
+@dataclass(frozen=True, slots=True)
+class InterruptIn:
+    unique: int
+
+    def encode(self) -> bytes:
+        return pack(_U64, self.unique)
+
+    @classmethod
+    def decode(cls, body: Buffer) -> Self:
+        expect_size(body, _U64.size, "fuse_interrupt_in")
+        return cls(*_U64.unpack(body))
+
+
+@dataclass(frozen=True, slots=True)
+class SetupmappingIn:
+    """fuse_setupmapping_in: map `length` bytes of the file at `foffset` to window `moffset`."""
+
+    fh: int
+    foffset: int
+    length: int
+    flags: int
+    moffset: int
+
+    @property
+    def writable(self) -> bool:
+        return bool(self.flags & c.FUSE_SETUPMAPPING_FLAG_WRITE)
+
+    def encode(self) -> bytes:
+        return pack(_SETUPMAPPING_IN, self.fh, self.foffset, self.length, self.flags, self.moffset)
+
+    @classmethod
+    def decode(cls, body: Buffer) -> Self:
+        expect_size(body, _SETUPMAPPING_IN.size, "fuse_setupmapping_in")
+        fh, foffset, length, flags, moffset = _SETUPMAPPING_IN.unpack(body)
+        known_bits(flags, _MAPPING_FLAGS, "setupmapping flags")
+        return cls(fh, foffset, length, flags, moffset)
+
+
+@dataclass(frozen=True, slots=True)
+class RemovemappingOne:
+    moffset: int
+    length: int
+
+
+@dataclass(frozen=True, slots=True)
+class RemovemappingIn:
+    """fuse_removemapping_in, then 1..FUSE_REMOVEMAPPING_MAX_ENTRY fuse_removemapping_one."""
+
+    entries: tuple[RemovemappingOne, ...]
+
+    def encode(self) -> bytes:
+        ones = b"".join(pack(_REMOVEMAPPING_ONE, e.moffset, e.length) for e in self.entries)
+        return pack(_REMOVEMAPPING_IN, len(self.entries)) + ones
+
+    @classmethod
+    def decode(cls, body: Buffer) -> Self:
+        expect_at_least(body, _REMOVEMAPPING_IN.size, "fuse_removemapping_in")
+        (count,) = _REMOVEMAPPING_IN.unpack_from(body)
+        _check_removemapping_count(count)
+        size = _REMOVEMAPPING_IN.size + count * _REMOVEMAPPING_ONE.size
+        expect_size(body, size, "removemapping")
+        items = _REMOVEMAPPING_ONE.iter_unpack(body[_REMOVEMAPPING_IN.size :])
+        return cls(tuple(RemovemappingOne(m, n) for m, n in items))
+
+
+def _check_removemapping_count(count: int) -> None:
+    if not 1 <= count <= c.FUSE_REMOVEMAPPING_MAX_ENTRY:
+        raise ProtocolError(
+            errno.EINVAL,
+            f"removemapping: {count} entries, allowed 1..{c.FUSE_REMOVEMAPPING_MAX_ENTRY}",
+        )
