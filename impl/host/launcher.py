@@ -58,10 +58,13 @@ class HostDaemon:
         return self.process.poll() is None
 
 
+# pagefs-host from this interpreter's environment, whatever is on PATH.
+PAGEFS_HOST = (sys.executable, "-m", "pagefs.impl.host.daemon")
+
+
 def command(socket_path: str, shared_dir: str, *options: str) -> list[str]:
-    """The command line that runs pagefs-host from this interpreter's environment."""
-    return [sys.executable, "-m", "pagefs.impl.host.daemon", "--socket-path", socket_path,
-            "--shared-dir", shared_dir, *options]
+    """The command line that runs pagefs-host on `shared_dir` at `socket_path`."""
+    return [*PAGEFS_HOST, "--socket-path", socket_path, "--shared-dir", shared_dir, *options]
 
 
 @contextmanager

@@ -1,0 +1,158 @@
+"""pagefs-host as a user runs it: options, one-line errors, the socket's life, signals,
+--max-guests, and connections that end early or speak nonsense."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from pagefs.impl.host.launcher import PAGEFS_HOST, HostDaemonError, command, host_daemon
+from pagefs.impl.host.listener import is_listening
+
+
+def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([*PAGEFS_HOST, *args], capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def one_line_error(result: subprocess.CompletedProcess, code: int, fragment: str) -> None:
+    assert result.returncode == code, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("pagefs-host: error:") and fragment in lines[0], lines[0]
+
+
+def test_print_capabilities_is_what_libvirt_reads() -> None:
+    result = run_cli("--print-capabilities")
+    assert result.returncode == 0
+    caps = json.loads(result.stdout)
+    assert caps["type"] == "fs"
+    assert "separate-options" in caps["features"]
+
+
+@pytest.mark.parametrize(("args", "fragment"), [
+    ((), "--socket-path and --shared-dir required"),
+    (("--socket-path", "/tmp/x.sock"), "--shared-dir required"),
+    (("--shared-dir", "/tmp"), "--socket-path required"),
+    (("--bogus",), "unrecognized arguments: --bogus"),
+    (("--max-guests", "0"), "--max-guests"),
+    (("--max-guests", "many"), "--max-guests"),
+    (("--log-level", "loud"), "--log-level"),
+    (("--window-size", "1X"), "--window-size"),
+])
+def test_bad_options_get_one_line_and_exit_2(args, fragment: str) -> None:
+    one_line_error(run_cli(*args), 2, fragment)
+
+
+def test_bad_shared_dir(tmp_path: Path) -> None:
+    sock = str(tmp_path / "s.sock")
+    one_line_error(run_cli("--socket-path", sock, "--shared-dir", str(tmp_path / "missing")), 1,
+                   "No such file or directory")
+    (tmp_path / "plain").write_text("x")
+    one_line_error(run_cli("--socket-path", sock, "--shared-dir", str(tmp_path / "plain")), 1,
+                   "Not a directory")
+    assert not os.path.lexists(sock)
+
+
+def test_socket_path_that_is_not_a_socket_is_left_alone(tmp_path: Path) -> None:
+    precious = tmp_path / "precious"
+    precious.write_text("keep me")
+    one_line_error(run_cli("--socket-path", str(precious), "--shared-dir", str(tmp_path)), 1,
+                   "not a socket")
+    assert precious.read_text() == "keep me"
+    one_line_error(run_cli("--socket-path", str(tmp_path / "no" / "s.sock"),
+                           "--shared-dir", str(tmp_path)), 1, "No such file or directory")
+
+
+def test_a_live_listener_is_never_disturbed(tmp_path: Path) -> None:
+    with host_daemon(str(tmp_path)) as host:
+        one_line_error(run_cli("--socket-path", host.socket_path, "--shared-dir", str(tmp_path)),
+                       1, "in use by a live listener")
+        assert is_listening(host.socket_path)
+        assert "connected" not in host.log()  # no probe connection reached it
+
+
+def test_a_stale_socket_is_replaced(tmp_path: Path) -> None:
+    path = str(tmp_path / "stale.sock")
+    dead = socket.socket(socket.AF_UNIX)
+    dead.bind(path)
+    dead.close()  # the file stays, nobody listens: what a killed daemon leaves
+    proc = subprocess.Popen(command(path, str(tmp_path)), stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for(lambda: is_listening(path), proc)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert not os.path.lexists(path)
+
+
+def _wait_for(condition, proc: subprocess.Popen) -> None:
+    while not condition():
+        assert proc.poll() is None, proc.communicate()[1]
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_signals_stop_cleanly_and_close_guests(tmp_path: Path, signum: int) -> None:
+    with host_daemon(str(tmp_path)) as host:
+        guest = socket.socket(socket.AF_UNIX)
+        guest.connect(host.socket_path)
+        _wait_for(lambda: "guest 1 connected" in host.log(), host.process)
+        host.process.send_signal(signum)
+        assert host.process.wait(30) == 0
+        assert guest.recv(1) == b""  # the daemon closed our connection
+        guest.close()
+        assert not os.path.lexists(host.socket_path)
+        assert "stopped" in host.log()
+
+
+def test_max_guests_refuses_extra_connections(tmp_path: Path) -> None:
+    with host_daemon(str(tmp_path), max_guests=2) as host:
+        guests = [socket.socket(socket.AF_UNIX) for _ in range(3)]
+        for guest in guests[:2]:
+            guest.connect(host.socket_path)
+        _wait_for(lambda: "guest 2 connected" in host.log(), host.process)
+        guests[2].connect(host.socket_path)
+        assert guests[2].recv(1) == b""
+        assert "refused connection" in host.log()
+        guests[0].close()
+        _wait_for(lambda: "guest 1 disconnected" in host.log(), host.process)
+        late = socket.socket(socket.AF_UNIX)
+        late.connect(host.socket_path)  # a slot is free again
+        _wait_for(lambda: "guest 3 connected" in host.log(), host.process)
+        for guest in (*guests[1:], late):
+            guest.close()
+
+
+def test_nonsense_on_the_wire_drops_only_that_guest(tmp_path: Path) -> None:
+    with host_daemon(str(tmp_path)) as host:
+        steady = socket.socket(socket.AF_UNIX)
+        steady.connect(host.socket_path)
+        _wait_for(lambda: "guest 1 connected" in host.log(), host.process)
+        baseline = host.open_fds()
+        for junk in (b"\xff" * 12, b"\x01\x00\x00\x00\x01\x00\x00\x00\xff\xff\xff\xff", b"x"):
+            rogue = socket.socket(socket.AF_UNIX)
+            rogue.connect(host.socket_path)
+            rogue.sendall(junk)
+            rogue.shutdown(socket.SHUT_WR)
+            rogue.recv(1)
+            rogue.close()
+        _wait_for(lambda: host.log().count("disconnected") + host.log().count("dropped") >= 3,
+                  host.process)
+        _wait_for(lambda: host.open_fds() == baseline, host.process)
+        assert host.alive()
+        steady.close()
+
+
+def test_launcher_reports_a_daemon_that_cannot_start(tmp_path: Path) -> None:
+    with pytest.raises(HostDaemonError, match="Not a directory"):
+        (tmp_path / "file").write_text("x")
+        with host_daemon(str(tmp_path / "file")):
+            pass
