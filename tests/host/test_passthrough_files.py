@@ -163,3 +163,23 @@ def test_open_flags_reach_the_host_descriptor(guest: GuestSession, export, flags
         guest.write(fh, 0, b"!")  # O_APPEND: the offset is ignored, as pwrite(2) does
         assert (export / "file").read_bytes() == b"0123456789!"
     guest.release(fh)
+
+
+def test_fsync_and_flush_reach_the_host_file(guest: GuestSession, export, monkeypatch) -> None:
+    """DURABLE: the calls reach fsync/fdatasync on a descriptor of the very file."""
+    synced: list[tuple[str, int]] = []
+    for name in ("fsync", "fdatasync"):
+        real = getattr(os, name)
+
+        def spy(fd: int, real=real, name=name) -> None:
+            synced.append((name, os.fstat(fd).st_ino))
+            real(fd)
+
+        monkeypatch.setattr(os, name, spy)
+    ino = os.stat(export / "file").st_ino
+    writer = open_file(guest, os.O_WRONLY)
+    guest.write(writer, 0, b"x")
+    guest.fsync(writer, datasync=True)
+    guest.fsync(writer, datasync=False)
+    guest.flush(writer)
+    assert synced == [("fdatasync", ino), ("fsync", ino), ("fsync", ino)]
