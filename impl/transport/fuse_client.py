@@ -1,0 +1,260 @@
+"""The guest's FUSE client: typed FUSE requests over a vhost-user front-end.
+
+Requests go on the request queue (FORGET and BATCH_FORGET on hiprio) with room for the
+largest reply their opcode can have; replies are decoded with `impl.protocol` and
+checked against the request they answer. `submit` returns a Future, so any number of
+requests may be in flight from any number of threads; the typed methods wait for theirs.
+An error reply raises OSError(errno); a back-end that goes away raises ConnectionError.
+"""
+
+from __future__ import annotations
+
+import errno
+import itertools
+import os
+from concurrent.futures import Future
+
+from pagefs.impl import protocol as p
+from pagefs.impl.protocol.constants import (
+    FUSE_FSYNC_FDATASYNC,
+    FUSE_GETATTR_FH,
+    FUSE_KERNEL_MINOR_VERSION,
+    FUSE_KERNEL_VERSION,
+    FUSE_ROOT_ID,
+    FUSE_SETUPMAPPING_FLAG_READ,
+    FUSE_SETUPMAPPING_FLAG_WRITE,
+)
+from pagefs.impl.protocol.virtio_fs import HIPRIO_OPCODES, HIPRIO_QUEUE, request_queue
+from pagefs.impl.transport.frontend import VhostUserFrontend
+
+OUT_HEADER_SIZE = 16
+DEFAULT_REPLY_ROOM = 4096  # more than any fixed-size reply body (fuse_create_out is 144)
+MAX_TRANSFER = 1 << 20  # what we ask for as max_write / max_pages, and read at most at once
+PATH_MAX = 4096
+INIT_FLAGS = (
+    p.InitFlag.ASYNC_READ | p.InitFlag.BIG_WRITES | p.InitFlag.MAX_PAGES
+    | p.InitFlag.MAP_ALIGNMENT
+)  # fmt: skip
+DEFAULT_TIMEOUT = 30.0
+
+
+class FuseClient:
+    """FUSE session over `frontend` (which it owns: `close()` closes it)."""
+
+    def __init__(self, frontend: VhostUserFrontend, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+        self.frontend = frontend
+        self.timeout = timeout
+        self.init_out: p.InitOut | None = None
+        self._unique = itertools.count(1)
+
+    @classmethod
+    def connect(
+        cls, socket_path: str, *, timeout: float = DEFAULT_TIMEOUT, **options
+    ) -> FuseClient:
+        """Connects a front-end (`options` go to VhostUserFrontend.connect) and sends INIT."""
+        client = cls(VhostUserFrontend.connect(socket_path, **options), timeout=timeout)
+        try:
+            client.init()
+        except BaseException:
+            client.close()
+            raise
+        return client
+
+    # ---- session -----------------------------------------------------------------
+
+    def init(self, flags: int = INIT_FLAGS) -> p.InitOut:
+        out = self.call(
+            p.Opcode.INIT,
+            0,
+            p.InitIn(FUSE_KERNEL_VERSION, FUSE_KERNEL_MINOR_VERSION, MAX_TRANSFER, flags),
+        )
+        if out.major != FUSE_KERNEL_VERSION:
+            raise OSError(errno.EPROTO, f"back-end speaks FUSE {out.major}.{out.minor}")
+        self.init_out = out
+        return out
+
+    @property
+    def map_alignment(self) -> int | None:
+        """log2 of the DAX mapping alignment, or None when the back-end offers no DAX."""
+        out = self.init_out
+        if out is None or not out.flags & p.InitFlag.MAP_ALIGNMENT:
+            return None
+        return out.map_alignment
+
+    @property
+    def max_write(self) -> int:
+        return min(MAX_TRANSFER, self.init_out.max_write) if self.init_out else 4096
+
+    @property
+    def window(self):
+        """The DAX window (ShmemWindow) or None."""
+        return self.frontend.window
+
+    def close(self) -> None:
+        self.frontend.close()
+
+    def __enter__(self) -> FuseClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- requests ----------------------------------------------------------------
+
+    def submit(
+        self, opcode: p.Opcode, nodeid: int, body: p.RequestBody, *, reply_room: int | None = None
+    ) -> Future:
+        """Sends one request; the Future yields the reply body (None for no-reply opcodes)
+        or raises OSError(errno) / ConnectionError."""
+        unique = next(self._unique)
+        request = p.encode_request(
+            p.Request(opcode, unique, nodeid, body, os.getuid(), os.getgid(), os.getpid())
+        )
+        wants_reply = p.expects_reply(opcode)
+        queue = HIPRIO_QUEUE if opcode in HIPRIO_OPCODES else request_queue(0)
+        room = OUT_HEADER_SIZE + (reply_room or DEFAULT_REPLY_ROOM) if wants_reply else 0
+        raw = self.frontend.submit(queue, request, room)
+        result: Future = Future()
+
+        def decode(done: Future) -> None:
+            try:
+                data = done.result()
+                if not wants_reply:
+                    result.set_result(None)
+                    return
+                if not data:
+                    raise OSError(errno.EIO, f"{opcode.name}: the back-end returned no reply")
+                reply = p.decode_reply(data, opcode)
+                if reply.unique != unique:
+                    raise OSError(errno.EPROTO, f"{opcode.name}: reply to another request")
+                if reply.error:
+                    raise OSError(reply.error, f"{opcode.name}: {os.strerror(reply.error)}")
+                result.set_result(reply.body)
+            except p.ProtocolError as e:
+                result.set_exception(OSError(e.errno, f"{opcode.name}: {e}"))
+            except BaseException as e:
+                result.set_exception(e)
+
+        raw.add_done_callback(decode)
+        return result
+
+    def call(self, opcode: p.Opcode, nodeid: int, body: p.RequestBody, **kw):
+        """`submit` and wait for the reply body."""
+        return self.submit(opcode, nodeid, body, **kw).result(self.timeout)
+
+    # ---- typed requests ----------------------------------------------------------
+
+    def lookup(self, parent: int, name: bytes) -> p.EntryOut:
+        return self.call(p.Opcode.LOOKUP, parent, p.Name(name))
+
+    def forget(self, nodeid: int, nlookup: int) -> None:
+        self.submit(p.Opcode.FORGET, nodeid, p.ForgetIn(nlookup)).result(self.timeout)
+
+    def batch_forget(self, entries: list[tuple[int, int]]) -> None:
+        body = p.BatchForgetIn(tuple(p.ForgetOne(n, k) for n, k in entries))
+        self.submit(p.Opcode.BATCH_FORGET, 0, body).result(self.timeout)
+
+    def getattr(self, nodeid: int, fh: int | None = None) -> p.AttrOut:
+        body = p.GetattrIn(FUSE_GETATTR_FH, fh) if fh is not None else p.GetattrIn()
+        return self.call(p.Opcode.GETATTR, nodeid, body)
+
+    def setattr(
+        self,
+        nodeid: int,
+        fh: int | None = None,
+        *,
+        size: int | None = None,
+        mode: int | None = None,
+        atime_ns: int | None = None,
+        mtime_ns: int | None = None,
+    ) -> p.AttrOut:
+        v = p.SetattrValid
+        valid = 0
+        fields: dict[str, int] = {}
+        if fh is not None:
+            valid |= v.FH
+            fields["fh"] = fh
+        if size is not None:
+            valid |= v.SIZE
+            fields["size"] = size
+        if mode is not None:
+            valid |= v.MODE
+            fields["mode"] = mode
+        if atime_ns is not None:
+            valid |= v.ATIME
+            fields["atime"], fields["atimensec"] = divmod(atime_ns, 10**9)
+        if mtime_ns is not None:
+            valid |= v.MTIME
+            fields["mtime"], fields["mtimensec"] = divmod(mtime_ns, 10**9)
+        return self.call(p.Opcode.SETATTR, nodeid, p.SetattrIn(valid, **fields))
+
+    def readlink(self, nodeid: int) -> bytes:
+        return self.call(p.Opcode.READLINK, nodeid, p.EMPTY, reply_room=PATH_MAX).data
+
+    def symlink(self, parent: int, name: bytes, target: bytes) -> p.EntryOut:
+        return self.call(p.Opcode.SYMLINK, parent, p.SymlinkIn(name, target))
+
+    def mkdir(self, parent: int, name: bytes, mode: int = 0o755) -> p.EntryOut:
+        return self.call(p.Opcode.MKDIR, parent, p.MkdirIn(mode, name))
+
+    def unlink(self, parent: int, name: bytes) -> None:
+        self.call(p.Opcode.UNLINK, parent, p.Name(name))
+
+    def rmdir(self, parent: int, name: bytes) -> None:
+        self.call(p.Opcode.RMDIR, parent, p.Name(name))
+
+    def rename(
+        self, parent: int, name: bytes, newparent: int, newname: bytes, flags: int = 0
+    ) -> None:
+        if flags:
+            self.call(p.Opcode.RENAME2, parent, p.Rename2In(newparent, name, newname, flags))
+        else:
+            self.call(p.Opcode.RENAME, parent, p.RenameIn(newparent, name, newname))
+
+    def open(self, nodeid: int, flags: int) -> p.OpenOut:
+        return self.call(p.Opcode.OPEN, nodeid, p.OpenIn(flags))
+
+    def create(self, parent: int, name: bytes, flags: int, mode: int = 0o644) -> p.CreateOut:
+        return self.call(p.Opcode.CREATE, parent, p.CreateIn(flags, mode, name))
+
+    def read(self, nodeid: int, fh: int, offset: int, size: int) -> bytes:
+        size = min(size, MAX_TRANSFER)
+        body = p.ReadIn(fh, offset, size)
+        return self.call(p.Opcode.READ, nodeid, body, reply_room=size).data
+
+    def write(self, nodeid: int, fh: int, offset: int, data: bytes) -> int:
+        return self.call(p.Opcode.WRITE, nodeid, p.WriteIn(fh, offset, bytes(data))).size
+
+    def flush(self, nodeid: int, fh: int) -> None:
+        self.call(p.Opcode.FLUSH, nodeid, p.FlushIn(fh))
+
+    def fsync(self, nodeid: int, fh: int, datasync: bool = False) -> None:
+        self.call(p.Opcode.FSYNC, nodeid, p.FsyncIn(fh, FUSE_FSYNC_FDATASYNC if datasync else 0))
+
+    def release(self, nodeid: int, fh: int, flags: int = 0) -> None:
+        self.call(p.Opcode.RELEASE, nodeid, p.ReleaseIn(fh, flags))
+
+    def opendir(self, nodeid: int) -> p.OpenOut:
+        return self.call(p.Opcode.OPENDIR, nodeid, p.OpenIn(os.O_RDONLY | os.O_DIRECTORY))
+
+    def readdir(self, nodeid: int, fh: int, offset: int = 0, size: int = 65536) -> tuple:
+        """Entries after `offset` that fit in `size` bytes (empty at the end)."""
+        body = p.ReadIn(fh, offset, size)
+        return self.call(p.Opcode.READDIR, nodeid, body, reply_room=size).entries
+
+    def releasedir(self, nodeid: int, fh: int) -> None:
+        self.call(p.Opcode.RELEASEDIR, nodeid, p.ReleaseIn(fh))
+
+    def statfs(self, nodeid: int = FUSE_ROOT_ID) -> p.StatfsOut:
+        return self.call(p.Opcode.STATFS, nodeid, p.EMPTY)
+
+    def setupmapping(
+        self, nodeid: int, fh: int, foffset: int, length: int, writable: bool, moffset: int
+    ) -> None:
+        flags = FUSE_SETUPMAPPING_FLAG_READ | (FUSE_SETUPMAPPING_FLAG_WRITE if writable else 0)
+        body = p.SetupmappingIn(fh, foffset, length, flags, moffset)
+        self.call(p.Opcode.SETUPMAPPING, nodeid, body)
+
+    def removemapping(self, ranges: list[tuple[int, int]]) -> None:
+        body = p.RemovemappingIn(tuple(p.RemovemappingOne(m, n) for m, n in ranges))
+        self.call(p.Opcode.REMOVEMAPPING, 0, body)
