@@ -1,0 +1,103 @@
+"""A guest's session: its nodeids, handles and connection, as requests find them.
+
+These rules decide which errno a request earns before it does anything: a guest that has
+not sent INIT (EIO), a nodeid it does not hold (ESTALE or ENOENT: NODEID), a handle it
+does not hold or of the wrong kind (EBADF: HANDLE), and a write path in a read-only
+export (EROFS: RO-EXPORT).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from pagefs.spec.datatypes import (
+    Entry,
+    Errno,
+    Guest,
+    Handle,
+    HandleKind,
+    Node,
+    State,
+)
+from pagefs.spec.tree import NO_ERRORS, attr_of
+
+STALE = frozenset({Errno.ESTALE, Errno.ENOENT})
+"""A nodeid the guest does not hold (never had, or forgot): the server cannot know it."""
+
+UNCONNECTED = frozenset({Errno.EIO})
+"""Every request but INIT before INIT."""
+
+BAD_HANDLE = frozenset({Errno.EBADF})
+READ_ONLY = frozenset({Errno.EROFS})
+
+
+def with_guest(state: State, guest: int, session: Guest) -> State:
+    guests = list(state.guests)
+    guests[guest] = session
+    return replace(state, guests=tuple(guests))
+
+
+def session_errors(state: State, guest: int) -> frozenset[Errno]:
+    """A request is only served on a connection that completed INIT."""
+    return NO_ERRORS if state.guests[guest].connected else UNCONNECTED
+
+
+def node_ino(state: State, guest: int, nodeid: int) -> int | None:
+    """The inode a guest's nodeid names, or None for a nodeid it does not hold."""
+    node = state.guests[guest].nodes.get(nodeid)
+    return None if node is None else node.ino
+
+
+def node_errors(state: State, guest: int, nodeid: int) -> frozenset[Errno]:
+    """A connected guest naming a nodeid it holds: no error; else EIO or ESTALE/ENOENT."""
+    return session_errors(state, guest) or (
+        NO_ERRORS if node_ino(state, guest, nodeid) is not None else STALE)
+
+
+def write_errors(state: State) -> frozenset[Errno]:
+    """Any request that would change the host's files fails in a read-only export."""
+    return READ_ONLY if state.config.read_only else NO_ERRORS
+
+
+def find_handle(state: State, guest: int, fh: int, kind: HandleKind) -> Handle | None:
+    """The guest's handle `fh` of this kind (files for I/O, directories for READDIR)."""
+    handle = state.guests[guest].handles.get(fh)
+    return handle if handle is not None and handle.kind is kind else None
+
+
+def handle_errors(state: State, guest: int, fh: int, kind: HandleKind) -> frozenset[Errno]:
+    """An unknown or released handle, or one of the other kind, is EBADF (HANDLE)."""
+    return session_errors(state, guest) or (
+        NO_ERRORS if find_handle(state, guest, fh, kind) is not None else BAD_HANDLE)
+
+
+def remember(state: State, guest: int, ino: int) -> tuple[State, Entry]:
+    """A LOOKUP-style reply hands the guest a nodeid for `ino`: the one it already holds
+    for that inode (one more lookup for FORGET to undo), or else the next never-used one."""
+    session = state.guests[guest]
+    for nodeid, node in session.nodes.items():
+        if node.ino == ino:
+            nodes = session.nodes.set(nodeid, Node(ino, node.nlookup + 1))
+            break
+    else:
+        nodeid = session.next_nodeid
+        nodes = session.nodes.set(nodeid, Node(ino, 1))
+        session = replace(session, next_nodeid=nodeid + 1)
+    state = with_guest(state, guest, replace(session, nodes=nodes))
+    entry = Entry(nodeid=nodeid, generation=state.inodes[ino].generation,
+                  attr=attr_of(state, ino))
+    return state, entry
+
+
+def open_handle(state: State, guest: int, handle: Handle) -> tuple[State, int]:
+    """A new handle takes the guest's next never-used number (HANDLE)."""
+    session = state.guests[guest]
+    fh = session.next_fh
+    session = replace(session, handles=session.handles.set(fh, handle), next_fh=fh + 1)
+    return with_guest(state, guest, session), fh
+
+
+def close_handle(state: State, guest: int, fh: int) -> State:
+    """The handle ends; mappings made through it stay (LIFETIME)."""
+    session = state.guests[guest]
+    return with_guest(state, guest, replace(session, handles=session.handles.remove(fh)))

@@ -1,0 +1,222 @@
+"""Host operations: what the host's own processes do to the exported files, at any time,
+between any two guest steps.
+
+The host works on paths under the export root, never follows a symlink (CONFINE), and is
+not bound by the export's `read_only` flag: a read-only export stops guests writing, not
+the host, and guests still see host changes (RO-EXPORT). `host.read` and `host.stat`
+change nothing; they are how COH-WRITE and COH-META are observed from the host's side.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from pagefs.spec.datatypes import (
+    Data,
+    Errno,
+    FileKind,
+    Inode,
+    Length,
+    Mode,
+    Offset,
+    Outcome,
+    Path,
+    State,
+    Target,
+)
+from pagefs.spec.outcomes import ok, refuse, sound  # noqa: F401 (contracts)
+from pagefs.spec.rules import read_bytes, resize, write_bytes
+from pagefs.spec.tree import (
+    add_entry,
+    attr_of,
+    create_errors,
+    move_entry,
+    put,
+    remove_entry,
+    rename_errors,
+    resolve_parent,
+    resolve_path,
+    rmdir_errors,
+    unlink_errors,
+    with_data,
+)
+
+
+def _regular(state: State, path: bytes) -> int | frozenset[Errno]:
+    """The regular file a host data operation names: EISDIR for a directory, ELOOP for a
+    symlink (opened without following it), EINVAL for anything else."""
+    ino = resolve_path(state, path)
+    if isinstance(ino, frozenset):
+        return ino
+    kind = state.inodes[ino].kind
+    if kind is FileKind.DIR:
+        return frozenset({Errno.EISDIR})
+    if kind is FileKind.LNK:
+        return frozenset({Errno.ELOOP})
+    if kind is not FileKind.REG:
+        return frozenset({Errno.EINVAL})
+    return ino
+
+
+def write(state: State, path: Path, offset: Offset, data: Data) -> tuple[Outcome, ...]:
+    """The host writes `data` at `offset` (zero-filling any gap); every guest sees it at
+    once, by READ or through a mapping (COH-READ).
+
+    post: sound(state, __return__)
+    """
+    ino = _regular(state, path)
+    if isinstance(ino, frozenset):
+        return refuse(state, ino)
+    if offset < 0:
+        return refuse(state, {Errno.EINVAL})
+    if not data:
+        return ok(state, 0)
+    inode = state.inodes[ino]
+    return ok(put(state, ino, with_data(inode, write_bytes(inode.data, offset, data))), len(data))
+
+
+def truncate(state: State, path: Path, size: Length) -> tuple[Outcome, ...]:
+    """The host truncates or extends a file. Pages wholly beyond the new end fault for
+    every guest that maps them (EOF-FAULT: contained, never a hang); extension reads as
+    zeros, never as bytes that lay past the old end.
+
+    post: sound(state, __return__)
+    """
+    ino = _regular(state, path)
+    if isinstance(ino, frozenset):
+        return refuse(state, ino)
+    if size < 0:
+        return refuse(state, {Errno.EINVAL})
+    inode = state.inodes[ino]
+    return ok(put(state, ino, with_data(inode, resize(inode.data, size))))
+
+
+def _make(state: State, path: bytes, inode: Inode) -> tuple[Outcome, ...]:
+    where = resolve_parent(state, path)
+    if isinstance(where, frozenset):
+        return refuse(state, where)
+    errors = create_errors(state, *where)
+    if errors:
+        return refuse(state, errors)
+    return ok(add_entry(state, where[0], where[1], inode)[0])
+
+
+def create(state: State, path: Path, mode: Mode) -> tuple[Outcome, ...]:
+    """The host creates an empty regular file (EEXIST when the name exists).
+
+    post: sound(state, __return__)
+    """
+    return _make(state, path, Inode(kind=FileKind.REG, mode=mode & 0o7777))
+
+
+def mkdir(state: State, path: Path, mode: Mode) -> tuple[Outcome, ...]:
+    """The host makes an empty directory.
+
+    post: sound(state, __return__)
+    """
+    return _make(state, path, Inode(kind=FileKind.DIR, mode=mode & 0o7777))
+
+
+def symlink(state: State, target: Target, path: Path) -> tuple[Outcome, ...]:
+    """The host makes a symlink; its target may point anywhere, even outside the export,
+    since nothing in pagefs follows it (CONFINE).
+
+    post: sound(state, __return__)
+    """
+    if not target or bytes(1) in target:
+        return refuse(state, {Errno.ENOENT} if not target else {Errno.EINVAL})
+    return _make(state, path, Inode(kind=FileKind.LNK, mode=0o777, data=target))
+
+
+def mkfifo(state: State, path: Path, mode: Mode) -> tuple[Outcome, ...]:
+    """The host makes a FIFO; guests may see it but the host never opens it for them.
+
+    post: sound(state, __return__)
+    """
+    return _make(state, path, Inode(kind=FileKind.FIFO, mode=mode & 0o7777))
+
+
+def unlink(state: State, path: Path) -> tuple[Outcome, ...]:
+    """The host removes a name; a file that a guest holds open or mapped keeps its data
+    until the last handle and mapping go (LIFETIME).
+
+    post: sound(state, __return__)
+    """
+    where = resolve_parent(state, path)
+    if isinstance(where, frozenset):
+        return refuse(state, where)
+    errors = unlink_errors(state, *where)
+    if errors:
+        return refuse(state, errors)
+    return ok(remove_entry(state, *where))
+
+
+def rmdir(state: State, path: Path) -> tuple[Outcome, ...]:
+    """The host removes an empty directory.
+
+    post: sound(state, __return__)
+    """
+    where = resolve_parent(state, path)
+    if isinstance(where, frozenset):
+        return refuse(state, where)
+    errors = rmdir_errors(state, *where)
+    if errors:
+        return refuse(state, errors)
+    return ok(remove_entry(state, *where))
+
+
+def rename(state: State, old: Path, new: Path) -> tuple[Outcome, ...]:
+    """The host renames, replacing what `new` named; guests' nodeids and handles keep
+    meaning the inodes they meant (NODEID, LIFETIME).
+
+    post: sound(state, __return__)
+    """
+    source = resolve_parent(state, old)
+    if isinstance(source, frozenset):
+        return refuse(state, source)
+    target = resolve_parent(state, new)
+    if isinstance(target, frozenset):
+        return refuse(state, target)
+    errors = rename_errors(state, *source, *target, 0)
+    if errors:
+        return refuse(state, errors)
+    return ok(move_entry(state, *source, *target))
+
+
+def chmod(state: State, path: Path, mode: Mode) -> tuple[Outcome, ...]:
+    """The host changes permission bits; guests see the new mode at their next GETATTR.
+
+    post: sound(state, __return__)
+    """
+    ino = resolve_path(state, path)
+    if isinstance(ino, frozenset):
+        return refuse(state, ino)
+    return ok(put(state, ino, replace(state.inodes[ino], mode=mode & 0o7777)))
+
+
+def read(state: State, path: Path, offset: Offset, length: Length) -> tuple[Outcome, ...]:
+    """The host reads its file: what guests stored through writable mappings is there at
+    once, without msync or fsync (COH-WRITE, COH-PEER).
+
+    post: sound(state, __return__)
+    post: all(o.state == state for o in __return__)
+    """
+    ino = _regular(state, path)
+    if isinstance(ino, frozenset):
+        return refuse(state, ino)
+    if offset < 0 or length < 0:
+        return refuse(state, {Errno.EINVAL})
+    return ok(state, read_bytes(state.inodes[ino].data, offset, length))
+
+
+def stat(state: State, path: Path) -> tuple[Outcome, ...]:
+    """The host's stat(2) of a path (not following a final symlink): the attributes
+    guests must see too (COH-META).
+
+    post: sound(state, __return__)
+    post: all(o.state == state for o in __return__)
+    """
+    ino = resolve_path(state, path)
+    if isinstance(ino, frozenset):
+        return refuse(state, ino)
+    return ok(state, attr_of(state, ino))

@@ -1,0 +1,257 @@
+"""The host's tree: finding, adding, removing and renaming entries, and inode lifetime.
+
+Host operations and guest requests both change the tree through these rules, so POSIX's
+namespace rules (NAMESPACE) are written once. Each `*_errors` rule returns every errno
+that applies; when several apply, any of them is allowed, as POSIX allows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from pagefs.spec.datatypes import (
+    RENAME_NOREPLACE,
+    ROOT_INO,
+    Attr,
+    Errno,
+    FileKind,
+    Inode,
+    Mtime,
+    State,
+)
+from pagefs.spec.rules import is_dot, name_errors
+
+NO_ERRORS: frozenset[Errno] = frozenset()
+
+
+def child(state: State, dir_ino: int, name: bytes) -> int | None:
+    """The inode a directory entry names, or None when there is no such entry."""
+    return state.inodes[dir_ino].entries.get(name)
+
+
+def is_dir(state: State, ino: int) -> bool:
+    return state.inodes[ino].kind is FileKind.DIR
+
+
+def attr_of(state: State, ino: int) -> Attr:
+    """An inode's attributes as every guest and the host see them now (COH-META): size and
+    mtime are the inode's current ones. A directory's size and link count are left open."""
+    inode = state.inodes[ino]
+    directory = inode.kind is FileKind.DIR
+    return Attr(
+        ino=ino,
+        kind=inode.kind,
+        mode=inode.mode,
+        nlink=None if directory else inode.nlink,
+        size=None if directory else inode.size,
+        mtime=inode.mtime,
+    )
+
+
+def bump(inode: Inode) -> Inode:
+    """A change to an inode's data, size or entries gives it a new mtime version."""
+    return replace(inode, mtime=Mtime(inode.mtime.version + 1, None))
+
+
+def with_data(inode: Inode, data: bytes) -> Inode:
+    """New file contents: a new mtime version, not yet on stable storage (DURABLE), and,
+    when the size changes, a zeroed tail (what lay past the old end never becomes data)."""
+    tail = inode.tail if len(data) == inode.size else b""
+    return replace(bump(inode), data=data, tail=tail, dirty=True)
+
+
+def put(state: State, ino: int, inode: Inode) -> State:
+    return replace(state, inodes=state.inodes.set(ino, inode))
+
+
+def is_ancestor(state: State, ancestor: int, ino: int) -> bool:
+    """True when directory `ancestor` is `ino` or lies on its path to the root."""
+    seen = 0
+    while seen <= len(state.inodes):
+        if ino == ancestor:
+            return True
+        if ino == ROOT_INO:
+            return False
+        ino = state.inodes[ino].parent
+        seen += 1
+    return False
+
+
+def dir_errors(state: State, dir_ino: int) -> frozenset[Errno]:
+    """A name can only be looked up in a directory: ENOTDIR otherwise."""
+    return NO_ERRORS if is_dir(state, dir_ino) else frozenset({Errno.ENOTDIR})
+
+
+def create_errors(state: State, dir_ino: int, name: bytes) -> frozenset[Errno]:
+    """Creating a name (file, directory, symlink) needs a directory, a valid name, and no
+    entry of that name: EEXIST otherwise; '.' and '..' always exist (EEXIST, or EINVAL
+    from servers that refuse them by name)."""
+    errors = set(dir_errors(state, dir_ino) | name_errors(name, state.config.name_max))
+    if is_dot(name):
+        errors |= {Errno.EEXIST, Errno.EINVAL}
+    elif not errors and child(state, dir_ino, name) is not None:
+        errors.add(Errno.EEXIST)
+    return frozenset(errors)
+
+
+def _existing_errors(state: State, dir_ino: int, name: bytes,
+                     dot: frozenset[Errno]) -> frozenset[Errno]:
+    errors = set(dir_errors(state, dir_ino) | name_errors(name, state.config.name_max))
+    if is_dot(name):
+        errors |= dot
+    elif not errors and child(state, dir_ino, name) is None:
+        errors.add(Errno.ENOENT)
+    return frozenset(errors)
+
+
+def unlink_errors(state: State, dir_ino: int, name: bytes) -> frozenset[Errno]:
+    """UNLINK removes a non-directory name: ENOENT when absent, EISDIR for a directory
+    (Linux; POSIX also allows EPERM). '.' and '..' are directories (EISDIR, or EINVAL)."""
+    dot = frozenset({Errno.EISDIR, Errno.EPERM, Errno.EINVAL})
+    errors = set(_existing_errors(state, dir_ino, name, dot))
+    if not errors:
+        target = child(state, dir_ino, name)
+        if target is not None and is_dir(state, target):
+            errors |= {Errno.EISDIR, Errno.EPERM}
+    return frozenset(errors)
+
+
+def rmdir_errors(state: State, dir_ino: int, name: bytes) -> frozenset[Errno]:
+    """RMDIR removes an empty directory: ENOENT when absent, ENOTDIR for a non-directory,
+    ENOTEMPTY (or POSIX's EEXIST) when it has entries. '.' is EINVAL, '..' ENOTEMPTY."""
+    dot = frozenset({Errno.EINVAL, Errno.ENOTEMPTY, Errno.EBUSY})
+    errors = set(_existing_errors(state, dir_ino, name, dot))
+    if not errors:
+        target = child(state, dir_ino, name)
+        if target is not None and not is_dir(state, target):
+            errors.add(Errno.ENOTDIR)
+        elif target is not None and state.inodes[target].entries:
+            errors |= {Errno.ENOTEMPTY, Errno.EEXIST}
+    return frozenset(errors)
+
+
+def rename_errors(state: State, sdir: int, sname: bytes, ddir: int, dname: bytes,
+                  flags: int) -> frozenset[Errno]:
+    """RENAME moves an entry: ENOENT when the source is absent; EEXIST with
+    RENAME_NOREPLACE over an existing name; a directory only replaces an empty directory
+    (ENOTDIR, EISDIR, ENOTEMPTY/EEXIST) and never moves into itself (EINVAL); '.' and
+    '..' cannot be renamed or replaced (EBUSY, or EINVAL); unknown flags are EINVAL."""
+    limit = state.config.name_max
+    errors = set(dir_errors(state, sdir) | dir_errors(state, ddir)
+                 | name_errors(sname, limit) | name_errors(dname, limit))
+    if flags & ~RENAME_NOREPLACE or flags < 0:
+        errors.add(Errno.EINVAL)
+    if is_dot(sname) or is_dot(dname):
+        errors |= {Errno.EBUSY, Errno.EINVAL}
+    if errors:
+        return frozenset(errors)
+    source = child(state, sdir, sname)
+    if source is None:
+        return frozenset({Errno.ENOENT})
+    target = child(state, ddir, dname)
+    if is_dir(state, source) and is_ancestor(state, source, ddir):
+        errors.add(Errno.EINVAL)
+    if target is None or target == source:
+        return frozenset(errors)
+    if flags & RENAME_NOREPLACE:
+        errors.add(Errno.EEXIST)
+    if is_dir(state, source) and not is_dir(state, target):
+        errors.add(Errno.ENOTDIR)
+    if not is_dir(state, source) and is_dir(state, target):
+        errors.add(Errno.EISDIR)
+    if is_dir(state, target) and state.inodes[target].entries:
+        errors |= {Errno.ENOTEMPTY, Errno.EEXIST}
+    return frozenset(errors)
+
+
+def add_entry(state: State, dir_ino: int, name: bytes, inode: Inode) -> tuple[State, int]:
+    """Create a new inode named `name` in `dir_ino`; the new inode gets the next unused
+    inode number (never reused), and the directory a new mtime version."""
+    ino = state.next_ino
+    if inode.kind is FileKind.DIR:
+        inode = replace(inode, parent=dir_ino)
+    parent = state.inodes[dir_ino]
+    parent = bump(replace(parent, entries=parent.entries.set(name, ino)))
+    inodes = state.inodes.set(ino, replace(inode, nlink=1)).set(dir_ino, parent)
+    return replace(state, inodes=inodes, next_ino=ino + 1), ino
+
+
+def remove_entry(state: State, dir_ino: int, name: bytes) -> State:
+    """Remove a name; its inode loses a link but lives on while a guest still holds it
+    (a nodeid, a handle or a mapping: LIFETIME)."""
+    ino = state.inodes[dir_ino].entries[name]
+    parent = state.inodes[dir_ino]
+    state = put(state, dir_ino, bump(replace(parent, entries=parent.entries.remove(name))))
+    target = state.inodes[ino]
+    return put(state, ino, replace(target, nlink=target.nlink - 1))
+
+
+def move_entry(state: State, sdir: int, sname: bytes, ddir: int, dname: bytes) -> State:
+    """Rename after `rename_errors` allowed it: whatever `dname` named loses that link,
+    then the source inode (the same inode, so open handles follow it) takes the name."""
+    source = state.inodes[sdir].entries[sname]
+    if child(state, ddir, dname) == source:
+        return state
+    if child(state, ddir, dname) is not None:
+        state = remove_entry(state, ddir, dname)
+    parent = state.inodes[sdir]
+    state = put(state, sdir, bump(replace(parent, entries=parent.entries.remove(sname))))
+    parent = state.inodes[ddir]
+    state = put(state, ddir, bump(replace(parent, entries=parent.entries.set(dname, source))))
+    moved = state.inodes[source]
+    if moved.kind is FileKind.DIR:
+        state = put(state, source, replace(moved, parent=ddir))
+    return state
+
+
+def held_inodes(state: State) -> frozenset[int]:
+    """Inodes some guest still holds by nodeid, handle or mapping."""
+    held: set[int] = {ROOT_INO}
+    for guest in state.guests:
+        held |= {node.ino for node in guest.nodes.values()}
+        held |= {handle.ino for handle in guest.handles.values()}
+        held |= {m.ino for m in guest.window if m is not None}
+    return frozenset(held)
+
+
+def collect(state: State) -> State:
+    """Free every inode with no name left that no guest holds: its data is gone for good
+    and its number is never handed out again (so nothing can reach a freed page)."""
+    held = held_inodes(state)
+    dead = [ino for ino, inode in state.inodes.items() if inode.nlink <= 0 and ino not in held]
+    if not dead:
+        return state
+    inodes = state.inodes
+    for ino in dead:
+        inodes = inodes.remove(ino)
+    return replace(state, inodes=inodes)
+
+
+def resolve_path(state: State, path: bytes) -> int | frozenset[Errno]:
+    """The inode a host path names, walking from the export root without following
+    symlinks (CONFINE): ENOENT for a missing component, ENOTDIR for a non-directory one,
+    EINVAL for '.', '..' or empty components. b"" is the root."""
+    ino = ROOT_INO
+    if not path:
+        return ino
+    for name in path.split(b"/"):
+        if not name or is_dot(name):
+            return frozenset({Errno.EINVAL})
+        if not is_dir(state, ino):
+            return frozenset({Errno.ENOTDIR})
+        found = child(state, ino, name)
+        if found is None:
+            return frozenset({Errno.ENOENT})
+        ino = found
+    return ino
+
+
+def resolve_parent(state: State, path: bytes) -> tuple[int, bytes] | frozenset[Errno]:
+    """The directory that would hold a host path's last component, and that component."""
+    head, _, name = path.rpartition(b"/")
+    parent = resolve_path(state, head)
+    if isinstance(parent, frozenset):
+        return parent
+    if not name:
+        return frozenset({Errno.EINVAL})
+    return parent, name
