@@ -159,13 +159,15 @@ def decode_reply(buf: Buffer, opcode: int) -> Reply:
         raise fail(f"header len {length} but the reply has {len(view)} bytes")
     if not -ERRNO_LIMIT < error <= 0:
         raise fail(f"reply error {error} is not a negative errno")
-    layout = LAYOUTS.get(opcode)
-    if layout is None or layout[1] is None:
+    if not expects_reply(opcode):
         raise fail(f"opcode {opcode} has no reply")
-    if error:
+    if error:  # any opcode, ours or not, may be answered with an errno (ENOSYS first)
         if length != OUT_HEADER.size:
             raise fail(f"error reply carries {length - OUT_HEADER.size} bytes of body")
         return Reply(unique, rq.EMPTY, -error)
+    layout = LAYOUTS.get(opcode)
+    if layout is None:
+        raise fail(f"opcode {opcode} is not supported")
     try:
         body = layout[1].decode(view[OUT_HEADER.size :])
     except ProtocolError as exc:
