@@ -12,54 +12,58 @@ class HostDir(Host):
     """Host operations as plain syscalls on a real directory (paths relative to it)."""
 
     def __init__(self, root: str) -> None:
-        self.root = root
+        self.root = os.fsencode(root)
 
-    def _path(self, path: str) -> str:
+    def _path(self, path: bytes) -> bytes:
         # The suite only names paths inside the export; refuse anything else loudly.
-        if path.startswith("/") or ".." in path.split("/"):
+        if path.startswith(b"/") or b".." in path.split(b"/"):
             raise OSError(errno.EINVAL, f"host path outside the export: {path!r}")
         return os.path.join(self.root, path)
 
-    def write(self, path: str, offset: int, data: bytes) -> None:
+    def write(self, path: bytes, offset: int, data: bytes) -> int:
         fd = os.open(self._path(path), os.O_WRONLY | os.O_NOFOLLOW)
         try:
-            os.pwrite(fd, data, offset)
+            return os.pwrite(fd, data, offset)
         finally:
             os.close(fd)
 
-    def read(self, path: str, offset: int, size: int) -> bytes:
+    def read(self, path: bytes, offset: int, size: int) -> bytes:
         fd = os.open(self._path(path), os.O_RDONLY | os.O_NOFOLLOW)
         try:
             return os.pread(fd, size, offset)
         finally:
             os.close(fd)
 
-    def truncate(self, path: str, size: int) -> None:
-        os.truncate(self._path(path), size)
+    def truncate(self, path: bytes, size: int) -> None:
+        fd = os.open(self._path(path), os.O_WRONLY | os.O_NOFOLLOW)
+        try:
+            os.ftruncate(fd, size)
+        finally:
+            os.close(fd)
 
-    def create(self, path: str, mode: int = 0o644) -> None:
+    def create(self, path: bytes, mode: int = 0o644) -> None:
         os.close(os.open(self._path(path), os.O_CREAT | os.O_EXCL | os.O_WRONLY, mode))
 
-    def unlink(self, path: str) -> None:
+    def unlink(self, path: bytes) -> None:
         os.unlink(self._path(path))
 
-    def rename(self, old: str, new: str) -> None:
+    def rename(self, old: bytes, new: bytes) -> None:
         os.rename(self._path(old), self._path(new))
 
-    def mkdir(self, path: str, mode: int = 0o755) -> None:
+    def mkdir(self, path: bytes, mode: int = 0o755) -> None:
         os.mkdir(self._path(path), mode)
 
-    def rmdir(self, path: str) -> None:
+    def rmdir(self, path: bytes) -> None:
         os.rmdir(self._path(path))
 
-    def chmod(self, path: str, mode: int) -> None:
-        os.chmod(self._path(path), mode, follow_symlinks=False)
+    def chmod(self, path: bytes, mode: int) -> None:
+        os.chmod(self._path(path), mode)
 
-    def symlink(self, target: str, path: str) -> None:
+    def symlink(self, target: bytes, path: bytes) -> None:
         os.symlink(target, self._path(path))
 
-    def mkfifo(self, path: str) -> None:
-        os.mkfifo(self._path(path))
+    def mkfifo(self, path: bytes, mode: int = 0o644) -> None:
+        os.mkfifo(self._path(path), mode)
 
-    def stat(self, path: str) -> os.stat_result:
+    def stat(self, path: bytes) -> os.stat_result:
         return os.stat(self._path(path), follow_symlinks=False)

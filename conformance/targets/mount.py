@@ -37,9 +37,9 @@ class ViewTarget(Target):
         self._cleanup = cleanup
 
     def connect(self) -> Guest:
-        if len(self._guests) >= len(self._guestdirs):
-            raise OSError(f"{self.name}: only {len(self._guestdirs)} guest view(s)")
-        guest = PathGuest(self._guestdirs[len(self._guests)], self.window_size)
+        # A reconnecting guest takes the next view round the list (views are equivalent).
+        guest = PathGuest(self._guestdirs[len(self._guests) % len(self._guestdirs)],
+                          self.window_size)
         self._guests.append(guest)
         return guest
 

@@ -14,6 +14,7 @@ which is why these targets do not claim OWN_HANDLES.
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import os
 import stat
@@ -22,6 +23,7 @@ from pagefs.conformance.target import ROOT_NODEID, DirEntry, Entry, Guest
 from pagefs.conformance.targets.window import Window
 
 _ACCESS = os.O_RDONLY | os.O_WRONLY | os.O_RDWR
+_libc = ctypes.CDLL(None, use_errno=True)  # renameat2: os.rename has no flags
 
 
 class PathGuest(Guest):
@@ -136,9 +138,12 @@ class PathGuest(Guest):
     def rmdir(self, parent: int, name: bytes) -> None:
         os.rmdir(self._name(name), dir_fd=self._node(parent))
 
-    def rename(self, parent: int, name: bytes, newparent: int, newname: bytes) -> None:
-        os.rename(self._name(name), self._name(newname), src_dir_fd=self._node(parent),
-                  dst_dir_fd=self._node(newparent))
+    def rename(self, parent: int, name: bytes, newparent: int, newname: bytes,
+               flags: int = 0) -> None:
+        src, dst = self._node(parent), self._node(newparent)
+        if _libc.renameat2(src, self._name(name), dst, self._name(newname), flags) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err))
 
     # Files
     def _new_fh(self, table: dict[int, int], fd: int) -> int:
@@ -156,11 +161,12 @@ class PathGuest(Guest):
         if not stat.S_ISREG(mode):
             raise OSError(errno.EACCES if stat.S_ISLNK(mode) else errno.ENXIO,
                           "not a regular file")
-        return self._new_fh(self._files, os.open(self._proc(fd), flags & _ACCESS))
+        return self._new_fh(self._files, os.open(self._proc(fd), flags & (_ACCESS | os.O_TRUNC)))
 
     def create(self, parent: int, name: bytes, flags: int, mode: int) -> tuple[Entry, int]:
-        fd = os.open(self._name(name), (flags & _ACCESS) | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
-                     mode, dir_fd=self._node(parent))
+        flags &= _ACCESS | os.O_TRUNC | os.O_EXCL
+        fd = os.open(self._name(name), flags | os.O_CREAT | os.O_NOFOLLOW, mode,
+                     dir_fd=self._node(parent))
         try:
             entry = self.lookup(parent, name)
         except OSError:
@@ -177,8 +183,8 @@ class PathGuest(Guest):
     def flush(self, fh: int) -> None:
         self._fd(fh)
 
-    def fsync(self, fh: int) -> None:
-        os.fsync(self._fd(fh))
+    def fsync(self, fh: int, datasync: bool = False) -> None:
+        (os.fdatasync if datasync else os.fsync)(self._fd(fh))
 
     def release(self, fh: int) -> None:
         fd = self._fd(fh)

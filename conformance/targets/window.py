@@ -19,22 +19,30 @@ from pagefs.impl.transport import mapping
 class Window:
     """`size` bytes of guest address space; ranges are file mappings or inaccessible."""
 
-    def __init__(self, size: int) -> None:
-        self.size = size
+    def __init__(self, size: int, range_size: int = 2 << 20) -> None:
+        self.size, self.range_size = size, range_size
         self.base = mapping.reserve(size)
         safemem.register_window(self.base, size)
 
-    def _check(self, moffset: int, length: int) -> None:
+    def _check(self, moffset: int, length: int, error: int = errno.EFAULT) -> None:
         if moffset < 0 or length <= 0 or moffset + length > self.size:
-            raise OSError(errno.EINVAL, "range outside the window")
+            raise OSError(error, "range outside the window")
+
+    def _check_ranges(self, moffset: int, length: int) -> None:
+        """The window is managed in whole ranges, as the pagefs guest's is."""
+        self._check(moffset, length, errno.EINVAL)
+        if moffset % self.range_size or length % self.range_size:
+            raise OSError(errno.EINVAL, "not whole window ranges")
 
     def map(self, fd: int, foffset: int, length: int, moffset: int, writable: bool) -> None:
         """Map `length` bytes of `fd` from `foffset`, shared, at window offset `moffset`."""
-        self._check(moffset, length)
+        self._check_ranges(moffset, length)
+        if foffset < 0 or foffset % mapping.PAGE_SIZE:
+            raise OSError(errno.EINVAL, "file offset not page-aligned")
         mapping.map_fixed(self.base + moffset, length, fd, foffset, writable=writable)
 
     def unmap(self, moffset: int, length: int) -> None:
-        self._check(moffset, length)
+        self._check_ranges(moffset, length)
         mapping.reserve_fixed(self.base + moffset, length)
 
     def load(self, moffset: int, size: int) -> bytes:
