@@ -21,14 +21,15 @@ from typing import Protocol
 
 from pagefs.impl.guest import safemem
 from pagefs.impl.guest.window import DaxRange, DaxWindow
+from pagefs.impl.protocol import AttrOut
 
 
 class DataRequests(Protocol):
-    """The requests the data path sends (a subset of the FUSE client's)."""
+    """The requests the data path sends (those of the FUSE client, FuseClient)."""
 
-    def getattr(self, nodeid: int, fh: int | None = None): ...  # -> stat result (st_size)
-    def read(self, fh: int, offset: int, size: int) -> bytes: ...
-    def write(self, fh: int, offset: int, data: bytes) -> int: ...
+    def getattr(self, nodeid: int, fh: int | None = None) -> AttrOut: ...
+    def read(self, nodeid: int, fh: int, offset: int, size: int) -> bytes: ...
+    def write(self, nodeid: int, fh: int, offset: int, data: bytes) -> int: ...
 
 
 def window_copy(
@@ -74,7 +75,7 @@ class DataPath:
         self.max_write = max_write
 
     def size(self, nodeid: int, fh: int | None = None) -> int:
-        return self.requests.getattr(nodeid, fh).st_size
+        return self.requests.getattr(nodeid, fh).attr.size
 
     def pread(self, nodeid: int, fh: int, size: int, offset: int) -> bytes:
         if size < 0:
@@ -91,7 +92,7 @@ class DataPath:
             raise OSError(errno.EINVAL, "negative offset")
         view = memoryview(buffer).cast("B")
         if self.window is None:
-            return self._read_messages(fh, view, offset)
+            return self._read_messages(nodeid, fh, view, offset)
         end = min(offset + len(view), self.size(nodeid, fh))
         if end <= offset:
             return 0
@@ -101,7 +102,7 @@ class DataPath:
         except OSError as err:
             if err.errno != errno.ENOMEM:
                 raise
-            return self._read_messages(fh, view, offset)  # every range pinned
+            return self._read_messages(nodeid, fh, view, offset)  # every range pinned
         if done < len(view):
             # EOF-FAULT: the file shrank under the copy; what lies before the new end
             # was copied (faults are page-exact and pages before the end are there).
@@ -129,7 +130,7 @@ class DataPath:
             except OSError as err:
                 if err.errno != errno.ENOMEM:
                     raise
-        return done + self._write_messages(fh, view[done:], offset + done)
+        return done + self._write_messages(nodeid, fh, view[done:], offset + done)
 
     def _through_window(
         self, nodeid: int, fh: int, offset: int, buffer: memoryview, store: bool
@@ -145,20 +146,24 @@ class DataPath:
             store,
         )
 
-    def _read_messages(self, fh: int, view: memoryview, offset: int) -> int:
+    def _read_messages(self, nodeid: int, fh: int, view: memoryview, offset: int) -> int:
         done = 0
         while done < len(view):
-            part = self.requests.read(fh, offset + done, min(len(view) - done, self.max_read))
+            part = self.requests.read(
+                nodeid, fh, offset + done, min(len(view) - done, self.max_read)
+            )
             if not part:
                 break
             view[done : done + len(part)] = part
             done += len(part)
         return done
 
-    def _write_messages(self, fh: int, view: memoryview, offset: int) -> int:
+    def _write_messages(self, nodeid: int, fh: int, view: memoryview, offset: int) -> int:
         done = 0
         while done < len(view):
-            n = self.requests.write(fh, offset + done, bytes(view[done : done + self.max_write]))
+            n = self.requests.write(
+                nodeid, fh, offset + done, bytes(view[done : done + self.max_write])
+            )
             if n <= 0:
                 raise OSError(errno.EIO, "the daemon wrote nothing")
             done += n

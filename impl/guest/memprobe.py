@@ -7,9 +7,10 @@ byte of PATH and keeps it accessible, as a guest's page cache would:
 - `window`: maps the file through the DAX window and loads every page (into a small
   reused buffer, folding the bytes into a checksum); the pages stay mapped;
 - `read`: reads the file with READ messages (no window) and keeps the bytes.
-It prints one JSON line {"checksum", "before", "after"} on stdout, then waits for a
-line on stdin before it exits, so that a coordinator can measure several guests
-while they all hold the file. Memory figures are smaps_rollup fields in bytes.
+It prints a JSON line {"checksum", "before", "after"} on stdout; then, for each line
+on stdin other than "exit", one more JSON line of its memory now. So a coordinator
+measures several guests once they all hold the file (a page one process alone maps
+counts as private to it). Memory figures are smaps_rollup fields in bytes.
 """
 
 from __future__ import annotations
@@ -64,7 +65,8 @@ def main(argv: list[str] | None = None) -> int:
             checksum = zlib.crc32(held)
         after = smaps_rollup()
         print(json.dumps({"checksum": checksum, "before": before, "after": after}), flush=True)
-        sys.stdin.readline()
+        while sys.stdin.readline() not in ("exit\n", ""):
+            print(json.dumps(smaps_rollup()), flush=True)
         if args.via == "window":
             held.close()
         handle.close()

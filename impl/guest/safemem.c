@@ -11,7 +11,8 @@
  * the fault lies in that range (SIGBUS anywhere in it; SIGSEGV only inside a
  * registered window, so a stray pointer still crashes loudly). Every other fault is
  * passed to the handler that was installed before ours (Python's faulthandler, or
- * the default action), so we never hide a real bug.
+ * the default action), so we never hide a real bug. If another handler is installed
+ * over ours, the next guarded copy puts ours back on top.
  *
  * The copy goes in chunks; a fault inside a chunk is retried page by page up to the
  * faulting page, so the byte count returned is exact to the page: every byte before
@@ -44,7 +45,6 @@ static __thread struct guard *volatile current_guard;
 
 static struct sigaction previous_bus, previous_segv;
 static pthread_mutex_t install_lock = PTHREAD_MUTEX_INITIALIZER;
-static int installed;
 
 /* Read by the signal handler without a lock: slots are written before the count
  * that publishes them, and a slot is cleared (lo = hi = 0) rather than moved. */
@@ -62,20 +62,22 @@ static int in_registered_window(uintptr_t addr)
     return 0;
 }
 
-static void chain(int sig, siginfo_t *info, void *uctx)
+/* A fault that is not ours. A real one (raised by the kernel for an access) goes
+ * to the handler installed before ours: we put it back and return, the access
+ * runs again and faults into it with its own siginfo. A signal sent by a process
+ * (kill, or raise() by that handler once it is done, as faulthandler does) gets
+ * the default action: that handler has had its turn, and calling it again could
+ * bounce between the two of us forever. */
+static void not_ours(int sig, siginfo_t *info)
 {
     struct sigaction *prev = sig == SIGBUS ? &previous_bus : &previous_segv;
-    if ((prev->sa_flags & SA_SIGINFO) && prev->sa_sigaction) {
-        prev->sa_sigaction(sig, info, uctx);
+    if (info->si_code > 0 && prev->sa_handler != SIG_IGN) {
+        sigaction(sig, prev, NULL);
         return;
     }
-    if (prev->sa_handler != SIG_DFL && prev->sa_handler != SIG_IGN) {
-        prev->sa_handler(sig);
-        return;
-    }
-    /* Default action: restore it and return; the faulting instruction runs again
-     * and the kernel ends the process with the right signal and core dump. */
     signal(sig, SIG_DFL);
+    if (info->si_code <= 0)
+        raise(sig);
 }
 
 static void on_fault(int sig, siginfo_t *info, void *uctx)
@@ -88,27 +90,36 @@ static void on_fault(int sig, siginfo_t *info, void *uctx)
         g->fault_addr = addr;
         siglongjmp(g->env, 1);
     }
-    chain(sig, info, uctx);
+    not_ours(sig, info);
 }
 
+static int ours_installed(int sig)
+{
+    struct sigaction now;
+    return sigaction(sig, NULL, &now) == 0 && (now.sa_flags & SA_SIGINFO) &&
+           now.sa_sigaction == on_fault;
+}
+
+/* Install the handler, or install it again if another took its place since (for
+ * example faulthandler.enable() after we were loaded): that one becomes the handler
+ * that faults not ours go to. Called before every guarded copy. */
 int safemem_install(void)
 {
     int rc = 0;
+    if (ours_installed(SIGBUS) && ours_installed(SIGSEGV))
+        return 0;
     pthread_mutex_lock(&install_lock);
-    if (!installed) {
-        struct sigaction sa;
-        memset(&sa, 0, sizeof sa);
-        sa.sa_sigaction = on_fault;
-        /* SA_NODEFER: we leave the handler by siglongjmp without restoring the
-         * signal mask, so the signal must not be blocked while it runs. */
-        sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_NODEFER;
-        sigemptyset(&sa.sa_mask);
-        if (sigaction(SIGBUS, &sa, &previous_bus) != 0 ||
-            sigaction(SIGSEGV, &sa, &previous_segv) != 0)
-            rc = -errno;
-        else
-            installed = 1;
-    }
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_fault;
+    /* SA_NODEFER: we leave the handler by siglongjmp without restoring the signal
+     * mask, so the signal must not be blocked while it runs. */
+    sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_NODEFER;
+    sigemptyset(&sa.sa_mask);
+    if (!ours_installed(SIGBUS) && sigaction(SIGBUS, &sa, &previous_bus) != 0)
+        rc = -errno;
+    if (rc == 0 && !ours_installed(SIGSEGV) && sigaction(SIGSEGV, &sa, &previous_segv) != 0)
+        rc = -errno;
     pthread_mutex_unlock(&install_lock);
     return rc;
 }
@@ -176,6 +187,8 @@ static int guarded_memcpy(void *dst, const void *src, size_t n, uintptr_t lo,
  * number of bytes known to be copied: n, or fewer if a fault stopped the copy. */
 static size_t safe_copy(char *dst, const char *src, size_t n, int window_is_src)
 {
+    if (safemem_install() != 0)
+        return 0;
     const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
     const uintptr_t wbase = (uintptr_t)(window_is_src ? src : dst);
     size_t done = 0, limit = n;

@@ -21,12 +21,14 @@ from __future__ import annotations
 import errno
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
 
-from pagefs.impl.guest.datapath import DataPath, DataRequests
+from pagefs.impl.guest.datapath import DataPath
 from pagefs.impl.guest.mapping import Mapping
 from pagefs.impl.guest.window import DaxWindow
+from pagefs.impl.protocol import Attr, EntryOut
+from pagefs.impl.transport.fuse_client import FuseClient
 
 ROOT_ID = 1
 # How many unused nodeids to keep before handing them back with FORGET.
@@ -35,33 +37,15 @@ FORGET_THRESHOLD = 1024
 PathLike = str | bytes | os.PathLike
 
 
-class Entry(Protocol):
-    nodeid: int
-    attr: os.stat_result
-
-
-class GuestRequests(DataRequests, Protocol):
-    """The FUSE requests a share sends: the FUSE client's typed calls, which raise
-    OSError(errno) for an error reply. Names and argument order follow the host's
-    GuestSession (docs/ARCHITECTURE.md), request for request."""
-
-    def lookup(self, parent: int, name: bytes) -> Entry: ...
-    def forget(self, nodeid: int, nlookup: int) -> None: ...
-    def setattr(self, nodeid: int, fh: int | None, *, size: int | None = None): ...
-    def readlink(self, nodeid: int) -> bytes: ...
-    def symlink(self, parent: int, name: bytes, target: bytes) -> Entry: ...
-    def mkdir(self, parent: int, name: bytes, mode: int) -> Entry: ...
-    def unlink(self, parent: int, name: bytes) -> None: ...
-    def rmdir(self, parent: int, name: bytes) -> None: ...
-    def rename(self, parent: int, name: bytes, newparent: int, newname: bytes) -> None: ...
-    def open(self, nodeid: int, flags: int) -> int: ...
-    def create(self, parent: int, name: bytes, flags: int, mode: int) -> tuple[Entry, int]: ...
-    def fsync(self, fh: int, datasync: bool) -> None: ...
-    def flush(self, fh: int) -> None: ...
-    def release(self, fh: int) -> None: ...
-    def opendir(self, nodeid: int) -> int: ...
-    def readdir(self, fh: int, offset: int) -> list: ...  # entries with .name, .offset
-    def releasedir(self, fh: int) -> None: ...
+def stat_result(attr: Attr) -> os.stat_result:
+    """A FUSE attribute record as the `os` module's stat result (st_dev is 0)."""
+    times = (attr.atime, attr.mtime, attr.ctime)
+    nanos = [t * 10**9 + n for t, n in zip(times, (attr.atimensec, attr.mtimensec,
+                                                     attr.ctimensec), strict=True)]
+    return os.stat_result((
+        attr.mode, attr.ino, 0, attr.nlink, attr.uid, attr.gid, attr.size, *times,
+        *(n / 1e9 for n in nanos), *nanos, attr.blksize, attr.blocks, attr.rdev,
+    ))
 
 
 @dataclass(eq=False)
@@ -133,13 +117,15 @@ class Share:
 
     def __init__(
         self,
-        requests: GuestRequests,
+        requests: FuseClient,
         window: DaxWindow | None,
         *,
         max_read: int = 128 * 1024,
         max_write: int = 128 * 1024,
-        on_close: list | None = None,
+        on_close: list[Callable[[], None]] | None = None,
     ) -> None:
+        """Use connect(); this takes a connected FUSE client, the window manager over
+        its DAX window (None: READ/WRITE only), and what to call on disconnect."""
         self.requests = requests
         self.window = window
         self.data = DataPath(requests, window, max_read=max_read, max_write=max_write)
@@ -177,7 +163,7 @@ class Share:
 
     # -- names -------------------------------------------------------------------------
 
-    def _lookup(self, parent: int, name: bytes) -> Entry:
+    def _lookup(self, parent: int, name: bytes) -> EntryOut:
         entry = self.requests.lookup(parent, name)
         with self._lock:
             self._lookups[entry.nodeid] = self._lookups.get(entry.nodeid, 0) + 1
@@ -202,25 +188,26 @@ class Share:
             if self._users[nodeid] <= 0:
                 del self._users[nodeid]
 
-    def _forget_unused(self, *, everything: bool = False) -> None:
+    def _forget_unused(self) -> None:
         with self._lock:
-            if not everything and len(self._lookups) < FORGET_THRESHOLD:
+            if len(self._lookups) < FORGET_THRESHOLD:
                 return
             unused = {n: c for n, c in self._lookups.items() if n not in self._users}
             for nodeid in unused:
                 del self._lookups[nodeid]
-        for nodeid, count in unused.items():
-            if self.window is not None:
+        if self.window is not None:
+            for nodeid in unused:
                 self.window.forget(nodeid)
-            self.requests.forget(nodeid, count)
+        if unused:
+            self.requests.batch_forget(list(unused.items()))
 
     # -- path-level calls --------------------------------------------------------------
 
     def stat(self, target: PathLike | Handle) -> os.stat_result:
         if isinstance(target, Handle):
             self._check_open(target)
-            return self.requests.getattr(target.nodeid, target.fh)
-        return self.requests.getattr(self._resolve(target))
+            return stat_result(self.requests.getattr(target.nodeid, target.fh).attr)
+        return stat_result(self.requests.getattr(self._resolve(target)).attr)
 
     def exists(self, path: PathLike) -> bool:
         try:
@@ -230,15 +217,16 @@ class Share:
         return True
 
     def listdir(self, path: PathLike = "/") -> list[str]:
-        fh = self.requests.opendir(self._resolve(path))
+        nodeid = self._resolve(path)
+        fh = self.requests.opendir(nodeid).fh
         names: list[str] = []
         try:
             offset = 0
-            while entries := self.requests.readdir(fh, offset):
+            while entries := self.requests.readdir(nodeid, fh, offset):
                 names += [os.fsdecode(e.name) for e in entries if e.name not in (b".", b"..")]
-                offset = entries[-1].offset
+                offset = entries[-1].off
         finally:
-            self.requests.releasedir(fh)
+            self.requests.releasedir(nodeid, fh)
         return names
 
     def mkdir(self, path: PathLike, mode: int = 0o755) -> None:
@@ -287,7 +275,7 @@ class Share:
         with self.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode) as handle:
             self.write(handle, data)
 
-    def _count_lookup(self, entry: Entry) -> None:
+    def _count_lookup(self, entry: EntryOut) -> None:
         with self._lock:
             self._lookups[entry.nodeid] = self._lookups.get(entry.nodeid, 0) + 1
 
@@ -297,12 +285,12 @@ class Share:
         """Open a regular file; O_CREAT (with O_EXCL) creates it, O_TRUNC empties it."""
         if flags & os.O_CREAT:
             parent, name = self._parent(path)
-            entry, fh = self.requests.create(parent, name, flags & ~os.O_CREAT, mode)
-            self._count_lookup(entry)
-            nodeid = entry.nodeid
+            out = self.requests.create(parent, name, flags & ~os.O_CREAT, mode)
+            self._count_lookup(out.entry)
+            nodeid, fh = out.entry.nodeid, out.open.fh
         else:
             nodeid = self._resolve(path)
-            fh = self.requests.open(nodeid, flags)
+            fh = self.requests.open(nodeid, flags).fh
         self._use(nodeid, +1)
         return Handle(self, nodeid, fh, flags)
 
@@ -312,17 +300,16 @@ class Share:
         self._use(handle.nodeid, -1)
         try:
             if handle.writable:
-                self.requests.flush(handle.fh)
+                self.requests.flush(handle.nodeid, handle.fh)
         finally:
-            self.requests.release(handle.fh)
+            self.requests.release(handle.nodeid, handle.fh)
 
     def read(self, handle: Handle, size: int = -1) -> bytes:
         """Read at the handle's position and advance it; size -1 reads to the end."""
         self._check_readable(handle)
         with handle._lock:
             if size < 0:
-                size = max(0, self.requests.getattr(handle.nodeid, handle.fh).st_size
-                           - handle.position)
+                size = max(0, self.data.size(handle.nodeid, handle.fh) - handle.position)
             data = self.data.pread(handle.nodeid, handle.fh, size, handle.position)
             handle.position += len(data)
             return data
@@ -334,7 +321,7 @@ class Share:
             append = bool(handle.flags & os.O_APPEND)
             n = self.data.pwrite(handle.nodeid, handle.fh, data, handle.position, append=append)
             if append:
-                handle.position = self.requests.getattr(handle.nodeid, handle.fh).st_size
+                handle.position = self.data.size(handle.nodeid, handle.fh)
             else:
                 handle.position += n
             return n
@@ -361,7 +348,7 @@ class Share:
             if base is None:
                 if whence != os.SEEK_END:
                     raise OSError(errno.EINVAL, "bad whence")
-                base = self.requests.getattr(handle.nodeid, handle.fh).st_size
+                base = self.data.size(handle.nodeid, handle.fh)
             if base + offset < 0:
                 raise OSError(errno.EINVAL, "negative position")
             handle.position = base + offset
@@ -370,7 +357,7 @@ class Share:
     def fsync(self, handle: Handle, datasync: bool = False) -> None:
         """DURABLE: what this guest wrote, by WRITE or by store, reaches stable storage."""
         self._check_open(handle)
-        self.requests.fsync(handle.fh, datasync)
+        self.requests.fsync(handle.nodeid, handle.fh, datasync)
 
     def mmap(self, handle: Handle, offset: int, length: int, writable: bool = False) -> Mapping:
         """Map file bytes [offset, offset + length) through the DAX window (see
@@ -391,7 +378,7 @@ class Share:
         try:
             return Mapping(
                 self.window, nodeid, handle.fh, offset, length, writable,
-                refresh_size=lambda: self.requests.getattr(nodeid).st_size,
+                refresh_size=lambda: self.data.size(nodeid),
                 on_close=lambda: self._use(nodeid, -1),
             )
         except BaseException:

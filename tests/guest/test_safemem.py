@@ -126,3 +126,26 @@ def test_segfault_outside_any_window_is_not_swallowed() -> None:
     )
     assert result.returncode == -11, result
     assert "Segmentation fault" in result.stderr
+
+
+def test_a_handler_installed_later_neither_breaks_containment_nor_is_bypassed(tmp_path):
+    # faulthandler enabled after safemem loaded (pytest does this when a conftest
+    # imports the driver): guarded copies still end short, real crashes still report.
+    result = _run(
+        f"""
+        import ctypes, faulthandler, mmap, os
+        from pagefs.impl.guest import safemem
+        faulthandler.disable()
+        faulthandler.enable()
+        fd = os.open({str(tmp_path / 'g')!r}, os.O_RDWR | os.O_CREAT)
+        os.ftruncate(fd, 3 * mmap.PAGESIZE)
+        m = mmap.mmap(fd, 3 * mmap.PAGESIZE)
+        os.ftruncate(fd, 0)
+        assert safemem.read(safemem.buffer_address(m), 10) == b""
+        print("contained", flush=True)
+        ctypes.string_at(safemem.buffer_address(m), 10)
+        """
+    )
+    assert result.returncode == -7, result
+    assert result.stdout == "contained\n"
+    assert "Fatal Python error: Bus error" in result.stderr

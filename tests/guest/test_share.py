@@ -1,68 +1,36 @@
-"""The Share API's own logic (paths, handles, data path choice, mappings), with the
-real host filesystem session answering in-process and a real window; the same
-behaviour over the real wire is in test_wire.py."""
+"""The Share API over the real wire, on pagefs-host: paths, handles, access modes,
+which data path carries the bytes, mappings; with and without the DAX window."""
 
 from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pagefs.impl.guest.connect import connect
 from pagefs.impl.guest.share import Share
-from pagefs.impl.guest.window import DaxWindow
-from pagefs.impl.host.passthrough import PassthroughFS
 
-from .inprocess import InProcessWindow
-
-RANGE = 64 * 1024
+RANGE = 2 * 1024 * 1024
 
 
-class CountingSession:
-    """The host session, with a count of the data messages the guest sent."""
+class DataMessages:
+    """Counts the READ and WRITE requests a share sends (wrapping its FUSE client's calls)."""
 
-    def __init__(self, session) -> None:
-        self._session = session
-        self.reads = 0
-        self.writes = 0
+    def __init__(self, share: Share) -> None:
+        self.reads = self.writes = 0
+        client = share.requests
+        read, write = client.read, client.write
 
-    def read(self, fh: int, offset: int, size: int) -> bytes:
-        self.reads += 1
-        return self._session.read(fh, offset, size)
+        def counted_read(*args):
+            self.reads += 1
+            return read(*args)
 
-    def write(self, fh: int, offset: int, data: bytes) -> int:
-        self.writes += 1
-        return self._session.write(fh, offset, data)
+        def counted_write(*args):
+            self.writes += 1
+            return write(*args)
 
-    def __getattr__(self, name: str):
-        return getattr(self._session, name)
-
-
-def _guest(tmp_path: Path, dax: bool) -> Iterator[tuple[Share, Path, CountingSession]]:
-    root = tmp_path / "export"
-    root.mkdir()
-    fs = PassthroughFS(str(root))
-    session = CountingSession(fs.session())
-    frontend = InProcessWindow(session._session, 4 * RANGE) if dax else None
-    window = DaxWindow(frontend.base, frontend.size, frontend, range_size=RANGE) if dax else None
-    share = Share(session, window, max_read=8192, max_write=8192)
-    yield share, root, session
-    share.disconnect()
-    if frontend:
-        frontend.close()
-    session.close()
-    fs.close()
-
-
-@pytest.fixture(params=[True, False], ids=["dax", "no-dax"])
-def guest(request, tmp_path: Path) -> Iterator[tuple[Share, Path, CountingSession]]:
-    yield from _guest(tmp_path, request.param)
-
-
-@pytest.fixture
-def dax_guest(tmp_path: Path) -> Iterator[tuple[Share, Path, CountingSession]]:
-    yield from _guest(tmp_path, True)
+        client.read, client.write = counted_read, counted_write
 
 
 def errno_of(call, *args) -> int:
@@ -71,8 +39,8 @@ def errno_of(call, *args) -> int:
     return err.value.errno
 
 
-def test_namespace_calls_and_their_errnos(guest) -> None:
-    share, root, _ = guest
+def test_namespace_calls_and_their_errnos(any_share: Share, export: Path) -> None:
+    share, root = any_share, export
     share.mkdir("d")
     share.write_file("d/f", b"x")
     share.symlink("../elsewhere", "d/link")
@@ -92,8 +60,8 @@ def test_namespace_calls_and_their_errnos(guest) -> None:
     assert errno_of(share.stat, "d") == errno.ENOENT
 
 
-def test_handle_positions_append_and_truncate(guest) -> None:
-    share, root, _ = guest
+def test_handle_positions_append_and_truncate(any_share: Share, export: Path) -> None:
+    share, root = any_share, export
     with share.open("f", os.O_RDWR | os.O_CREAT) as f:
         assert f.write(b"hello ") == 6
         assert f.write(b"world") == 5
@@ -110,8 +78,8 @@ def test_handle_positions_append_and_truncate(guest) -> None:
     assert (root / "f").read_bytes() == b""
 
 
-def test_access_modes_are_checked(guest) -> None:
-    share, root, _ = guest
+def test_access_modes_are_checked(any_share: Share, export: Path) -> None:
+    share, root = any_share, export
     (root / "f").write_bytes(b"data")
     with share.open("f") as ro, share.open("f", os.O_WRONLY) as wo:
         assert errno_of(share.write, ro, b"x") == errno.EBADF
@@ -124,30 +92,35 @@ def test_access_modes_are_checked(guest) -> None:
     assert errno_of(share.close, closed) == errno.EBADF
 
 
-def test_reads_and_in_eof_writes_use_the_window_extending_writes_use_write(guest) -> None:
-    share, root, session = guest
-    (root / "f").write_bytes(bytes(range(256)) * 1024)  # 256 KiB: four ranges
+def test_reads_and_in_eof_writes_use_the_window_extending_writes_use_write(
+    any_share: Share, export: Path
+) -> None:
+    share, session = any_share, DataMessages(any_share)
+    content = bytes(range(256)) * (2 * RANGE // 256)
+    (export / "f").write_bytes(content)
     with share.open("f", os.O_RDWR) as f:
-        assert f.pread(1000, RANGE - 500) == (bytes(range(256)) * 1024)[RANGE - 500 : RANGE + 500]
-        assert f.pwrite(b"A" * 3000, RANGE - 1000) == 3000
-        assert f.pwrite(b"tail", 256 * 1024 - 2) == 4  # extends the file
-    data = (root / "f").read_bytes()
+        assert f.pread(1000, RANGE - 500) == content[RANGE - 500 : RANGE + 500]
+        assert f.pwrite(b"A" * 3000, RANGE - 1000) == 3000  # across two ranges
+        assert f.pwrite(b"tail", 2 * RANGE - 2) == 4  # extends the file
+    data = (export / "f").read_bytes()
     assert data[RANGE - 1000 : RANGE + 2000] == b"A" * 3000 and data[-4:] == b"tail"
     if share.dax:
         assert (session.reads, session.writes) == (0, 1)
     else:
-        assert session.reads == 1 and session.writes == 2
+        assert (session.reads, session.writes) == (1, 2)
 
 
-def test_no_dax_means_no_mmap(tmp_path: Path) -> None:
-    for share, root, _ in _guest(tmp_path, False):
-        (root / "f").write_bytes(b"data")
-        with share.open("f") as f:
-            assert errno_of(share.mmap, f, 0, 4096) == errno.ENODEV
+def test_without_dax_there_is_no_mmap(host, export: Path) -> None:
+    (export / "f").write_bytes(b"data")
+    with connect(host.socket_path, window_size=0) as share, share.open("f") as f:
+        assert not share.dax
+        assert errno_of(share.mmap, f, 0, 4096) == errno.ENODEV
 
 
-def test_mapping_is_coherent_with_the_host_and_contains_truncation(dax_guest) -> None:
-    share, root, _ = dax_guest
+def test_mapping_is_coherent_with_the_host_and_contains_truncation(
+    share: Share, export: Path
+) -> None:
+    root = export
     (root / "f").write_bytes(b"a" * (3 * RANGE))
     with share.open("f", os.O_RDWR) as f:
         m = share.mmap(f, 0, 3 * RANGE, writable=True)
@@ -171,10 +144,10 @@ def test_mapping_is_coherent_with_the_host_and_contains_truncation(dax_guest) ->
         m.read(0, 1)
 
 
-def test_window_exhaustion_falls_back_to_read(dax_guest) -> None:
-    share, root, session = dax_guest
-    (root / "f").write_bytes(b"z" * (5 * RANGE))
-    with share.open("f") as f:
+def test_window_exhaustion_falls_back_to_read(host, export: Path) -> None:
+    (export / "f").write_bytes(b"z" * (5 * RANGE))
+    with connect(host.socket_path, window_size=4 * RANGE) as share, share.open("f") as f:
+        session = DataMessages(share)
         pins = [share.mmap(f, i * RANGE, RANGE) for i in range(4)]
         assert errno_of(share.mmap, f, 4 * RANGE, RANGE) == errno.ENOMEM
         assert f.pread(10, 4 * RANGE) == b"z" * 10 and session.reads == 1

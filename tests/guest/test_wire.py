@@ -1,0 +1,141 @@
+"""The guest driver against the real pagefs-host over vhost-user: the named
+properties a guest can observe, on real host files."""
+
+from __future__ import annotations
+
+import errno
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from pagefs.impl.guest.connect import connect
+from pagefs.impl.guest.share import Share
+from pagefs.impl.host.launcher import HostDaemon, host_daemon
+
+MiB = 1024 * 1024
+RANGE = 2 * MiB
+
+
+def _host_file(export: Path, name: str, size: int) -> Path:
+    path = export / name
+    path.write_bytes(bytes(i % 253 for i in range(size)))
+    return path
+
+
+def test_coh_read_host_writes_are_seen_through_mapping_and_read(share: Share, export: Path):
+    path = _host_file(export, "coh-read", 3 * MiB)
+    with share.open("coh-read") as f, share.mmap(f, 0, 3 * MiB) as m:
+        assert m[RANGE : RANGE + 3] == bytes(i % 253 for i in range(RANGE, RANGE + 3))
+        fd = os.open(path, os.O_WRONLY)
+        os.pwrite(fd, b"host-update", RANGE)
+        os.close(fd)
+        assert m[RANGE : RANGE + 11] == b"host-update"
+        assert f.pread(11, RANGE) == b"host-update"
+
+
+def test_coh_write_guest_stores_reach_the_host_without_msync(share: Share, export: Path):
+    path = _host_file(export, "coh-write", 3 * MiB)
+    with share.open("coh-write", os.O_RDWR) as f:
+        with share.mmap(f, 0, 3 * MiB, writable=True) as m:
+            m[RANGE - 3 : RANGE + 3] = b"STORE!"  # across two window ranges
+            assert os.pread(os.open(path, os.O_RDONLY), 6, RANGE - 3) == b"STORE!"
+        assert f.pwrite(b"pwrite", 100) == 6  # in-EOF: a store through the window too
+    assert path.read_bytes()[100:106] == b"pwrite"
+
+
+PEER = textwrap.dedent(
+    """
+    import os, sys
+    from pagefs.impl.guest.connect import connect
+    with connect(sys.argv[1], window_size=16 << 20) as share:
+        with share.open(sys.argv[2], os.O_RDWR) as f, share.mmap(f, 0, 8192, True) as m:
+            print("ready", flush=True)
+            sys.stdin.readline()
+            print(m[0:8].decode(), flush=True)  # what the other guest stored
+            m[8:16] = b"FROMPEER"
+            print("stored", flush=True)
+            sys.stdin.readline()
+    """
+)
+
+
+def test_coh_peer_two_guest_processes_share_a_writable_mapping(
+    share: Share, host: HostDaemon, export: Path
+):
+    _host_file(export, "coh-peer", 8192)
+    peer = subprocess.Popen(
+        [sys.executable, "-c", PEER, host.socket_path, "coh-peer"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        with share.open("coh-peer", os.O_RDWR) as f, share.mmap(f, 0, 8192, True) as m:
+            assert peer.stdout.readline() == "ready\n"
+            m[0:8] = b"FROMHERE"
+            peer.stdin.write("go\n")
+            peer.stdin.flush()
+            assert peer.stdout.readline() == "FROMHERE\n"
+            assert peer.stdout.readline() == "stored\n"
+            assert m[8:16] == b"FROMPEER"
+            peer.stdin.write("done\n")
+            peer.stdin.flush()
+        assert peer.wait(timeout=30) == 0
+    finally:
+        if peer.poll() is None:
+            peer.kill()
+            peer.wait()
+
+
+def test_eof_fault_host_truncate_under_a_live_mapping(share: Share, export: Path):
+    path = _host_file(export, "eof-fault", 3 * RANGE)
+    with share.open("eof-fault", os.O_RDWR) as f, share.mmap(f, 0, 3 * RANGE, True) as m:
+        os.truncate(path, RANGE + 10)
+        with pytest.raises(OSError) as err:
+            m.read(2 * RANGE, 100)  # a page wholly beyond the end
+        assert err.value.errno == errno.EFAULT
+        with pytest.raises(OSError) as err:
+            m[2 * RANGE] = 1
+        assert err.value.errno == errno.EFAULT
+        tail = m.read(RANGE, 8192)  # short: the last page reads, its tail as zeros
+        assert len(tail) == 4096 and tail[10:] == bytes(4086)
+        assert m.size == RANGE + 10
+        assert f.pread(100, RANGE) == bytes(i % 253 for i in range(RANGE, RANGE + 10))
+        # The guest keeps working: writes past the end grow the file by WRITE, and
+        # the same mapping sees the pages again.
+        assert f.pwrite(b"back", 2 * RANGE) == 4
+        assert m[2 * RANGE : 2 * RANGE + 4] == b"back"
+        assert path.stat().st_size == 2 * RANGE + 4
+
+
+def test_reads_through_a_small_window_reclaim_ranges(host: HostDaemon, export: Path):
+    size = 5 * RANGE + 123
+    data = _host_file(export, "reclaim", size).read_bytes()
+    with connect(host.socket_path, window_size=2 * RANGE) as share:
+        with share.open("reclaim") as f:
+            assert f.read() == data  # six file ranges through a window of two
+            # The last two file ranges hold the window: the others were reclaimed.
+            assert set(share.window.mapped(f.nodeid)) == {4 * RANGE, 5 * RANGE}
+
+
+def test_read_only_handle_gets_no_writable_mapping(share: Share, export: Path):
+    _host_file(export, "ro", 4096)
+    with share.open("ro") as f:
+        with pytest.raises(OSError) as err:
+            share.mmap(f, 0, 4096, writable=True)
+        assert err.value.errno == errno.EACCES
+
+
+def test_read_only_export_refuses_every_write_path(tmp_path: Path):
+    (tmp_path / "f").write_bytes(b"read me")
+    with host_daemon(str(tmp_path), read_only=True) as daemon:
+        with connect(daemon.socket_path, window_size=4 * MiB) as share:
+            assert share.read_file("f") == b"read me"
+            for flags in (os.O_RDWR, os.O_WRONLY | os.O_CREAT):
+                with pytest.raises(OSError) as err:
+                    share.open("f", flags)
+                assert err.value.errno == errno.EROFS
+            with pytest.raises(OSError) as err:
+                share.mkdir("d")
+            assert err.value.errno == errno.EROFS
