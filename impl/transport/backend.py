@@ -60,6 +60,7 @@ Handler = Callable[[bytes], "bytes | None"]
 
 DEFAULT_WINDOW_SIZE = 1 << 30
 BACKEND_REPLY_TIMEOUT = 10.0
+MESSAGE_TIMEOUT = 10.0
 SUPPORTED_FEATURES = (
     bit(VIRTIO_F_VERSION_1) | bit(VHOST_USER_F_PROTOCOL_FEATURES) | bit(VIRTIO_RING_F_EVENT_IDX)
 )
@@ -118,6 +119,8 @@ class VhostUserBackend:
         self._backend_chan: Channel | None = None
         self._backend_lock = threading.Lock()
         self._stopping = False
+        self._wake_fd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
+        self._wake_lock = threading.Lock()
         self._broken: str | None = None
         self._handler: Handler | None = None
 
@@ -126,8 +129,15 @@ class VhostUserBackend:
     def serve(self, handler: Handler) -> None:
         """Serves until the front-end disconnects or `stop()`; then releases everything."""
         self._handler = handler
+        poller = select.poll()
+        poller.register(self._chan.fileno(), select.POLLIN)
+        poller.register(self._wake_fd, select.POLLIN)
+        # a peer that stops half-way through a message must not hold serve() forever
+        self._chan.sock.settimeout(MESSAGE_TIMEOUT)
         try:
             while not self._stopping and self._broken is None:
+                if any(fd == self._wake_fd for fd, _ in poller.poll()):
+                    break
                 try:
                     msg = self._chan.recv()
                 except (ProtocolError, OSError) as e:
@@ -145,12 +155,12 @@ class VhostUserBackend:
             self._teardown()
 
     def stop(self) -> None:
-        """Makes `serve` return soon; callable from any thread or a signal handler."""
+        """Makes `serve` return soon, from any thread: requests being handled are finished
+        and answered, then the queues stop and the connection closes."""
         self._stopping = True
-        self._chan.shutdown()
-        backend_chan = self._backend_chan
-        if backend_chan is not None:
-            backend_chan.shutdown()
+        with self._wake_lock:
+            if self._wake_fd >= 0:
+                os.eventfd_write(self._wake_fd, 1)
 
     @property
     def broken(self) -> str | None:
@@ -446,6 +456,9 @@ class VhostUserBackend:
                 self._backend_chan.close()
                 self._backend_chan = None
         self._chan.close()
+        with self._wake_lock:
+            os.close(self._wake_fd)
+            self._wake_fd = -1
 
 
 def _close_attr(obj: object, name: str) -> None:

@@ -223,6 +223,11 @@ class VhostUserFrontend:
     # ---- requests ----------------------------------------------------------------
 
     @property
+    def alive(self) -> bool:
+        """False once closed or once the back-end has gone (pending requests then failed)."""
+        return self._dead is None and not self._closed
+
+    @property
     def num_queues(self) -> int:
         return len(self._queues)
 
@@ -281,6 +286,8 @@ class VhostUserFrontend:
                         _drain(fd)
                         self._reap(by_fd[fd])
                     elif fd == self._chan.fileno():
+                        for q in self._queues:  # replies pushed before it went still count
+                            self._reap(q)
                         raise ConnectionError("back-end closed the connection")
                     elif not self._serve_backend_request():
                         poller.unregister(fd)

@@ -1,0 +1,115 @@
+"""Fixtures of the transport tests: back-ends on real unix sockets, in a thread of this
+process or in a process of their own, and an fd census to catch leaks."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from pagefs.impl.transport.backend import VhostUserBackend
+
+HERE = Path(__file__).parent
+WINDOW_SIZE = 16 << 20
+
+
+def open_fds() -> set[int]:
+    return {int(name) for name in os.listdir("/proc/self/fd")}
+
+
+class ThreadBackend:
+    """A VhostUserBackend serving one connection on a thread, with `handle` as handler."""
+
+    def __init__(self, path: str, handle: Callable[[bytes], bytes | None], window_size: int):
+        self.path = path
+        self.backend: VhostUserBackend | None = None
+        self.ready = threading.Event()
+        self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._listener.bind(path)
+        self._listener.listen(1)
+        self._thread = threading.Thread(target=self._run, args=(handle, window_size))
+        self._thread.start()
+
+    def _run(self, handle, window_size) -> None:
+        conn, _ = self._listener.accept()
+        self._listener.close()
+        self.backend = VhostUserBackend(conn, window_size=window_size)
+        self.ready.set()
+        self.backend.serve(handle)
+
+    def join(self, timeout: float = 10) -> bool:
+        """True once serve() has returned."""
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def stop(self) -> None:
+        if self.backend is not None:
+            self.backend.stop()
+        else:
+            # nobody connected: wake accept() by connecting ourselves
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                s.connect(self.path)
+        assert self.join(), "back-end thread did not end"
+
+
+@pytest.fixture
+def sock_path(tmp_path: Path) -> str:
+    return str(tmp_path / "vhost-user.sock")
+
+
+@pytest.fixture
+def thread_backend(sock_path: str) -> Iterator[Callable[..., ThreadBackend]]:
+    started: list[ThreadBackend] = []
+
+    def start(handle=lambda request: b"echo:" + request, window_size=WINDOW_SIZE):
+        tb = ThreadBackend(sock_path, handle, window_size)
+        started.append(tb)
+        return tb
+
+    yield start
+    for tb in started:
+        tb.stop()
+
+
+@contextmanager
+def helper_process(script: str, *args: str, first_line: str) -> Iterator[subprocess.Popen]:
+    """Runs tests/transport/<script> and waits for its first line; kills it at the end."""
+    proc = subprocess.Popen(
+        [sys.executable, str(HERE / script), *args], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout.readline().strip() == first_line
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        proc.stdout.close()
+
+
+@pytest.fixture
+def process_backend(sock_path: str) -> Iterator[subprocess.Popen]:
+    """tests/transport/echo_backend.py in its own process (it serves one connection on
+    `sock_path` and exits when that ends)."""
+    with helper_process(
+        "echo_backend.py", sock_path, str(WINDOW_SIZE), first_line="ready"
+    ) as proc:
+        yield proc
+        proc.wait(10)
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 10) -> bool:
+    """Polls `condition` (for events with no file descriptor to wait on)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+    return True

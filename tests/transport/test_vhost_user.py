@@ -1,0 +1,216 @@
+"""vhost-user between our front-end and our back-end on a real unix socket: negotiation,
+requests in flight, teardown without leaks, and a back-end that survives (by dropping the
+connection cleanly) whatever a front-end sends."""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import socket
+import struct
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from pagefs.impl.transport.frontend import REQUEST_QUEUE, VhostUserFrontend
+from pagefs.impl.transport.vhost_user import (
+    HEADER,
+    MEM_REGION,
+    MEM_TABLE_HEAD,
+    U64,
+    VHOST_USER_F_PROTOCOL_FEATURES,
+    VIRTIO_F_VERSION_1,
+    VIRTIO_RING_F_EVENT_IDX,
+    VRING_STATE,
+    Channel,
+    ProtocolFeature,
+    Request,
+    bit,
+)
+from pagefs.impl.transport.virtqueue import RingLayout
+
+from .conftest import WINDOW_SIZE, helper_process, open_fds, wait_until
+
+
+def test_negotiation_and_echo(thread_backend, sock_path: str) -> None:
+    tb = thread_backend()
+    with VhostUserFrontend.connect(sock_path) as fe:
+        assert fe.features == (
+            bit(VIRTIO_F_VERSION_1) | bit(VHOST_USER_F_PROTOCOL_FEATURES)
+            | bit(VIRTIO_RING_F_EVENT_IDX)
+        )  # fmt: skip
+        for feature in ("MQ", "REPLY_ACK", "BACKEND_REQ", "BACKEND_SEND_FD", "SHMEM"):
+            assert fe.protocol_features & bit(ProtocolFeature[feature])
+        assert fe.window is not None and fe.window.size == WINDOW_SIZE  # GET_SHMEM_CONFIG
+        assert fe.submit(REQUEST_QUEUE, b"hello", 64).result(10) == b"echo:hello"
+        assert fe.submit(0, b"hiprio", 64).result(10) == b"echo:hiprio"
+    assert tb.join() and tb.backend.broken is None
+
+
+def test_no_window_when_asked_for_none(thread_backend, sock_path: str) -> None:
+    thread_backend()
+    with VhostUserFrontend.connect(sock_path, window_size=0) as fe:
+        assert fe.window is None
+        assert not fe.protocol_features & bit(ProtocolFeature.SHMEM)
+
+
+def test_many_requests_in_flight_from_many_threads(thread_backend, sock_path: str) -> None:
+    thread_backend()
+    with VhostUserFrontend.connect(sock_path, queue_size=16) as fe:
+        def burst(t: int) -> None:
+            futures = [fe.submit(REQUEST_QUEUE, b"%d-%d" % (t, i), 32) for i in range(300)]
+            for i, f in enumerate(futures):
+                assert f.result(30) == b"echo:%d-%d" % (t, i)
+
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(burst, range(4)))
+
+
+def test_reply_longer_than_offered_room_is_cut(thread_backend, sock_path: str) -> None:
+    thread_backend(lambda request: b"x" * 100)
+    with VhostUserFrontend.connect(sock_path) as fe:
+        assert fe.submit(REQUEST_QUEUE, b"q", 10).result(10) == b"x" * 10
+
+
+def test_handler_failure_and_no_reply_leave_connection_up(thread_backend, sock_path) -> None:
+    def handle(request: bytes) -> bytes | None:
+        if request == b"boom":
+            raise RuntimeError("handler bug")
+        return None if request == b"forget" else b"ok"
+
+    tb = thread_backend(handle)
+    with VhostUserFrontend.connect(sock_path) as fe:
+        assert fe.submit(REQUEST_QUEUE, b"boom", 64).result(10) == b""
+        assert fe.submit(0, b"forget", 0).result(10) == b""
+        assert fe.submit(REQUEST_QUEUE, b"again", 64).result(10) == b"ok"
+    assert tb.join() and tb.backend.broken is None
+
+
+def test_cross_process_echo_and_clean_exit(process_backend, sock_path: str) -> None:
+    with VhostUserFrontend.connect(sock_path) as fe:
+        futures = [fe.submit(REQUEST_QUEUE, b"r%d" % i, 64) for i in range(2000)]
+        assert [f.result(30) for f in futures] == [b"echo:r%d" % i for i in range(2000)]
+    assert process_backend.wait(10) == 0
+
+
+def test_stop_from_another_thread_ends_serve(thread_backend, sock_path: str) -> None:
+    gate = threading.Event()
+    tb = thread_backend(lambda request: gate.wait(10) and b"late")
+    with VhostUserFrontend.connect(sock_path) as fe:
+        tb.ready.wait(10)
+        pending = fe.submit(REQUEST_QUEUE, b"slow", 64)
+        stopper = threading.Thread(target=tb.backend.stop)
+        stopper.start()
+        gate.set()  # the request in the handler is finished and answered, then serve() ends
+        stopper.join()
+        assert tb.join()
+        assert pending.result(10) == b"late"
+        assert wait_until(lambda: not fe.alive)
+        with pytest.raises(ConnectionError):
+            fe.submit(REQUEST_QUEUE, b"after", 64)
+
+
+def test_back_end_releases_every_fd_when_guest_is_killed(thread_backend, sock_path) -> None:
+    before = open_fds()
+    tb = thread_backend()
+    with helper_process("sleeping_guest.py", sock_path, first_line="up") as guest:
+        guest.send_signal(signal.SIGKILL)
+        assert tb.join(), "serve() did not return after the guest died"
+    assert tb.backend.broken is None
+    assert open_fds() == before
+
+
+def test_front_end_fails_pending_when_back_end_is_killed(process_backend, sock_path) -> None:
+    with VhostUserFrontend.connect(sock_path) as fe:
+        assert fe.submit(REQUEST_QUEUE, b"x", 64).result(10) == b"echo:x"
+        process_backend.send_signal(signal.SIGKILL)
+        assert wait_until(lambda: not fe.alive)
+        with pytest.raises(ConnectionError):
+            fe.submit(REQUEST_QUEUE, b"y", 64)
+
+
+# ---- malformed input: the back-end drops the connection, serve() returns, no fd leaks ---
+
+
+def _raw(request: int, payload: bytes = b"", flags: int = 1) -> bytes:
+    return HEADER.pack(request, flags, len(payload)) + payload
+
+
+MALFORMED = {
+    "bad version bits": _raw(Request.GET_FEATURES, flags=2),
+    "payload larger than any message": HEADER.pack(Request.SET_FEATURES, 1, 1 << 20),
+    "unknown request": _raw(99),
+    "request pagefs does not serve": _raw(Request.SET_LOG_BASE, bytes(16)),
+    "reply flag on a request": _raw(Request.GET_FEATURES, flags=1 | 4),
+    "short payload": _raw(Request.SET_FEATURES, b"\x01"),
+    "features never offered": _raw(Request.SET_FEATURES, U64.pack(1 << 63)),
+    "legacy device (no VERSION_1)": _raw(Request.SET_FEATURES, U64.pack(0)),
+    "mem table without fds": _raw(
+        Request.SET_MEM_TABLE, MEM_TABLE_HEAD.pack(1, 0) + MEM_REGION.pack(0, 4096, 0, 0)
+    ),
+    "queue size not a power of two": _raw(Request.SET_VRING_NUM, VRING_STATE.pack(1, 100)),
+    "queue index out of range": _raw(Request.SET_VRING_NUM, VRING_STATE.pack(7, 64)),
+    "kick without an fd": _raw(Request.SET_VRING_KICK, U64.pack(1)),
+    "truncated header then close": HEADER.pack(Request.GET_FEATURES, 1, 0)[:5],
+}
+
+
+@pytest.mark.parametrize("name", sorted(MALFORMED))
+def test_malformed_message_drops_connection(thread_backend, sock_path, name: str) -> None:
+    before = open_fds()
+    tb = thread_backend()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.connect(sock_path)
+        s.sendall(MALFORMED[name])
+        if name.startswith("truncated"):
+            s.shutdown(socket.SHUT_WR)
+        assert tb.join(), "serve() did not return"
+    assert name.startswith("truncated") or tb.backend.broken
+    assert open_fds() == before
+
+
+def test_too_many_fds_drop_connection(thread_backend, sock_path: str) -> None:
+    tb = thread_backend()
+    fds = [os.eventfd(0) for _ in range(12)]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.connect(sock_path)
+            Channel(s).send(Request.SET_VRING_KICK, U64.pack(1), fds)
+            assert tb.join()
+    finally:
+        for fd in fds:
+            os.close(fd)
+    assert tb.backend.broken
+
+
+def test_ring_outside_guest_memory_drops_connection(thread_backend, sock_path: str) -> None:
+    tb = thread_backend()
+    fe = VhostUserFrontend.connect(sock_path)
+    try:
+        fe._chan.send(Request.SET_VRING_ADDR, struct.pack("<IIQQQQ", 1, 0, 1 << 50, 0, 0, 0))
+        fe._chan.send(Request.SET_VRING_ENABLE, VRING_STATE.pack(1, 1))
+        assert tb.join()
+        assert "outside guest memory" in tb.backend.broken
+    finally:
+        fe.close()
+
+
+def test_corrupt_chain_from_the_guest_drops_connection(thread_backend, sock_path: str) -> None:
+    """A guest that publishes a descriptor loop gets disconnected, not a hung daemon."""
+    tb = thread_backend()
+    fe = VhostUserFrontend.connect(sock_path)
+    try:
+        assert fe.submit(REQUEST_QUEUE, b"x", 64).result(10) == b"echo:x"
+        layout = RingLayout.for_size(128)
+        q = REQUEST_QUEUE * layout.size  # the front-end lays queues out one after another
+        fe.memory.write(q + layout.desc + 16 * 5, struct.pack("<QIHH", 1 << 16, 8, 1, 5))
+        idx = struct.unpack("<H", fe.memory.read(q + layout.avail + 2, 2))[0]
+        fe.memory.write(q + layout.avail + 4 + 2 * (idx % 128), struct.pack("<H", 5))
+        fe.memory.write(q + layout.avail + 2, struct.pack("<H", idx + 1))
+        os.eventfd_write(fe._queues[REQUEST_QUEUE].kick_fd, 1)
+        assert tb.join()
+        assert "malformed descriptor chain" in tb.backend.broken
+        assert str(errno.ELOOP) in tb.backend.broken
+    finally:
+        fe.close()
