@@ -135,8 +135,8 @@ def create(state: State, guest: GuestId, parent: NodeId, name: Name, flags: Open
             return refuse(state, errors)
         state, ino = add_entry(state, dir_ino, name,
                                Inode(kind=FileKind.REG, mode=mode & 0o7777))
-    state, entry = remember(state, guest, ino)
     state, fh = _open_file(state, guest, ino, flags)
+    state, entry = remember(state, guest, ino)
     return ok(state, Created(entry, fh))
 
 
