@@ -1,0 +1,159 @@
+"""The DAX window: VHOST_USER_BACKEND_SHMEM_MAP / _UNMAP with real file fds, real
+mappings (checked in /proc/self/maps) and real loads and stores on the file's pages."""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+import pytest
+from pagefs.impl.transport import mapping
+from pagefs.impl.transport.frontend import REQUEST_QUEUE, VhostUserFrontend
+
+from .conftest import open_fds
+
+MIB = 1 << 20
+
+
+def maps_entry(address: int) -> tuple[str, str]:
+    """(permissions, path) of the mapping that holds `address` in this process."""
+    for line in Path("/proc/self/maps").read_text().splitlines():
+        fields = line.split()
+        start, end = (int(x, 16) for x in fields[0].split("-"))
+        if start <= address < end:
+            return fields[1], fields[5] if len(fields) > 5 else ""
+    raise AssertionError(f"nothing mapped at {address:#x}")
+
+
+@pytest.fixture
+def host_file(tmp_path: Path) -> Path:
+    path = tmp_path / "shared.dat"
+    path.write_bytes(b"host bytes " + bytes(4 * MIB - 11))
+    return path
+
+
+@pytest.fixture
+def connected(thread_backend, sock_path: str):
+    tb = thread_backend()
+    fe = VhostUserFrontend.connect(sock_path)
+    tb.ready.wait(10)
+    yield tb.backend, fe
+    fe.close()
+
+
+def test_map_store_load_unmap(connected, host_file: Path) -> None:
+    backend, fe = connected
+    fds_before = open_fds()
+    fd = os.open(host_file, os.O_RDWR)
+    try:
+        backend.shmem_map(fd, MIB, 2 * MIB, 2 * MIB, True)
+    finally:
+        os.close(fd)
+    at = fe.window.base + 2 * MIB
+    assert maps_entry(at) == ("rw-s", str(host_file))
+    assert open_fds() == fds_before  # the donated fd was closed; the mapping holds the file
+    mapping.poke(at + 5, b"guest store")  # COH-WRITE: visible to host reads at once
+    with open(host_file, "rb") as f:
+        f.seek(MIB + 5)
+        assert f.read(11) == b"guest store"
+    with open(host_file, "r+b") as f:  # COH-READ: a host write is the next load's bytes
+        f.seek(MIB + 100)
+        f.write(b"host write")
+    assert mapping.peek(at + 100, 10) == b"host write"
+    assert fe.window.mapped_bytes() == 2 * MIB
+    backend.shmem_unmap(2 * MIB, 2 * MIB)
+    assert maps_entry(at) == ("---p", "")  # the inaccessible reservation is back
+    assert fe.window.mapped_bytes() == 0
+
+
+def test_read_only_map_and_replacement(connected, host_file: Path) -> None:
+    backend, fe = connected
+    fd = os.open(host_file, os.O_RDONLY)
+    try:
+        backend.shmem_map(fd, 0, 0, MIB, False)
+        assert maps_entry(fe.window.base) == ("r--s", str(host_file))
+        assert mapping.peek(fe.window.base, 10) == b"host bytes"
+    finally:
+        os.close(fd)
+    fd = os.open(host_file, os.O_RDWR)
+    try:
+        backend.shmem_map(fd, 0, 0, MIB, True)  # same range, now writable: replaced
+    finally:
+        os.close(fd)
+    assert maps_entry(fe.window.base) == ("rw-s", str(host_file))
+    backend.shmem_unmap(0, MIB)
+
+
+@pytest.mark.parametrize(
+    "fd_offset, shm_offset, length, writable, expected",
+    [
+        (0, 15 * MIB, 2 * MIB, False, errno.EINVAL),  # runs past the 16 MiB window
+        (0, 16 * MIB, 4096, False, errno.EINVAL),  # starts at the window's end
+        (0, 100, 4096, False, errno.EINVAL),  # window offset not page aligned
+        (100, 0, 4096, False, errno.EINVAL),  # file offset not page aligned
+        (0, 0, 1000, False, errno.EINVAL),  # length not page aligned
+        (0, 0, 0, False, errno.EINVAL),  # nothing to map
+        (0, 0, MIB, True, errno.EACCES),  # writable mapping of a read-only fd
+    ],
+)
+def test_bad_map_is_refused_and_connection_stays(
+    connected, host_file: Path, fd_offset, shm_offset, length, writable, expected
+) -> None:
+    backend, fe = connected
+    fd = os.open(host_file, os.O_RDONLY)
+    try:
+        with pytest.raises(OSError) as refused:
+            backend.shmem_map(fd, fd_offset, shm_offset, length, writable)
+    finally:
+        os.close(fd)
+    assert refused.value.errno == expected
+    assert fe.window.mapped_bytes() == 0
+    assert fe.submit(REQUEST_QUEUE, b"still", 64).result(10) == b"echo:still"
+
+
+def test_unmap_of_unmapped_range_is_refused(connected, host_file: Path) -> None:
+    backend, fe = connected
+    fd = os.open(host_file, os.O_RDONLY)
+    try:
+        backend.shmem_map(fd, 0, 0, MIB, False)
+    finally:
+        os.close(fd)
+    with pytest.raises(OSError) as refused:
+        backend.shmem_unmap(0, 2 * MIB)  # half of it was never mapped
+    assert refused.value.errno == errno.EINVAL
+    assert fe.window.mapped_bytes() == MIB
+
+
+def test_no_window_means_no_shmem(thread_backend, sock_path: str, host_file: Path) -> None:
+    tb = thread_backend()
+    with VhostUserFrontend.connect(sock_path, window_size=0) as fe:
+        tb.ready.wait(10)
+        assert fe.window is None
+        fd = os.open(host_file, os.O_RDONLY)
+        try:
+            with pytest.raises(OSError) as refused:
+                tb.backend.shmem_map(fd, 0, 0, MIB, False)
+        finally:
+            os.close(fd)
+        assert refused.value.errno == errno.EOPNOTSUPP
+
+
+def test_map_requested_from_inside_a_request_across_processes(
+    process_backend, sock_path: str, host_file: Path
+) -> None:
+    """The daemon's path: a request on the virtqueue makes the back-end process donate a
+    file fd on the backend channel and wait for the ack while the request is in flight."""
+    with VhostUserFrontend.connect(sock_path) as fe:
+        def ask(words: str) -> bytes:
+            return fe.submit(REQUEST_QUEUE, words.encode(), 64).result(10)
+
+        assert ask(f"map {host_file} {4 * MIB} {2 * MIB} rw") == b"ok"
+        at = fe.window.base + 4 * MIB
+        assert maps_entry(at) == ("rw-s", str(host_file))
+        assert mapping.peek(at, 10) == b"host bytes"
+        mapping.poke(at, b"HOST")
+        assert host_file.read_bytes()[:10] == b"HOST bytes"
+        assert ask(f"map {host_file} {4 * MIB + 1} {MIB} ro") == b"err %d" % errno.EINVAL
+        assert ask(f"unmap {4 * MIB} {2 * MIB}") == b"ok"
+        assert maps_entry(at) == ("---p", "")
