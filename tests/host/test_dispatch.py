@@ -14,12 +14,16 @@ import stat
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pagefs.impl import protocol as p
 from pagefs.impl.host.dispatch import MAX_TRANSFER, Dispatcher
-from pagefs.impl.host.passthrough import GuestSession
+from pagefs.impl.host.passthrough import GuestSession, PassthroughFS
 from pagefs.impl.protocol import constants as c
-from pagefs.impl.protocol.codec import IN_HEADER
+from pagefs.impl.protocol.codec import ERRNO_LIMIT, IN_HEADER, OUT_HEADER
 from pagefs.impl.transport.shmem_window import ShmemWindow
+
+from ..protocol.test_codec_properties import REQUEST_BODIES
 
 ROOT = c.FUSE_ROOT_ID
 Op = c.Opcode
@@ -329,3 +333,50 @@ def test_an_unexpected_exception_becomes_eio_and_a_log_line(
         faulty.fails(errno.EIO, Op.READLINK, ROOT)
     assert any("READLINK failed" in r.getMessage() for r in caplog.records)
     faulty.lookup(ROOT, b"file")
+
+
+# -- nothing escapes, whatever arrives ------------------------------------------------
+
+
+def _fuzz_guest(root: Path) -> tuple[PassthroughFS, Guest]:
+    (root / "file").write_bytes(b"0123456789")
+    (root / "dir").mkdir(exist_ok=True)
+    fs = PassthroughFS(str(root))
+    guest = Guest(Dispatcher(fs.session(), WindowMapper(4 << 20)))
+    return fs, guest
+
+
+@settings(max_examples=300)
+@given(
+    st.lists(
+        st.one_of(
+            st.tuples(st.sampled_from(sorted(REQUEST_BODIES)), st.integers(0, 6), st.data()),
+            st.binary(max_size=120),
+        ),
+        max_size=12,
+    ),
+)
+def test_any_request_sequence_gets_a_reply_or_none_and_never_raises(
+    tmp_path_factory: pytest.TempPathFactory, steps: list
+) -> None:
+    fs, guest = _fuzz_guest(tmp_path_factory.mktemp("fuzz"))
+    try:
+        guest.init()
+        for step in steps:
+            if isinstance(step, bytes):
+                reply = guest.dispatcher.handle(step)
+                if reply is not None:  # a well-formed header with an errno or a body
+                    length, error, _ = OUT_HEADER.unpack_from(reply)
+                    assert length == len(reply) and -ERRNO_LIMIT < error <= 0
+                continue
+            opcode, nodeid, data = step
+            body = data.draw(REQUEST_BODIES[opcode])
+            reply = guest.send(opcode, nodeid, body)
+            if p.expects_reply(opcode):
+                p.decode_reply(reply, opcode)  # well-formed for its opcode
+            else:
+                assert reply is None
+    finally:
+        guest.dispatcher.session.close()
+        guest.dispatcher.mapper.window.close()
+        fs.close()
