@@ -19,6 +19,16 @@ FUSE_NAME_MAX = 1024
 FUSE_UNIQUE_RESEND = 1 << 63
 # The Linux guest maps the DAX window in 2 MiB ranges (fs/fuse/dax.c FUSE_DAX_SHIFT).
 FUSE_DAX_SHIFT = 21
+# Shorter layouts of protocols before 7.9 (entry, attr), 7.4 (statfs), 7.9 (write_in) and
+# 7.12 (mknod_in): all older than FUSE_MIN_MINOR_VERSION, so never accepted here; the INIT
+# reply's own compat sizes (8 before 7.5, 24 before 7.23) are, to learn a server's version.
+FUSE_COMPAT_ENTRY_OUT_SIZE = 120
+FUSE_COMPAT_ATTR_OUT_SIZE = 96
+FUSE_COMPAT_STATFS_SIZE = 48
+FUSE_COMPAT_WRITE_IN_SIZE = 24
+FUSE_COMPAT_MKNOD_IN_SIZE = 8
+FUSE_COMPAT_INIT_OUT_SIZE = 8
+FUSE_COMPAT_22_INIT_OUT_SIZE = 24
 # PAGE_SIZE / sizeof(struct fuse_removemapping_one): the most entries one REMOVEMAPPING holds.
 FUSE_REMOVEMAPPING_MAX_ENTRY = mmap.PAGESIZE // 16
 

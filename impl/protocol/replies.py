@@ -19,8 +19,8 @@ from .errors import ProtocolError
 _ATTR = "QQQQQQIIIIIIIIII"
 _ATTR_FIELDS = 16
 _INIT_OUT = Struct("<IIIIHHIIHHIIH22x")
-_INIT_OUT_COMPAT_22 = Struct("<IIIIHHI")  # FUSE_COMPAT_22_INIT_OUT_SIZE, minor < 23
-_INIT_OUT_COMPAT = Struct("<II")  # FUSE_COMPAT_INIT_OUT_SIZE, minor < 5
+_INIT_OUT_COMPAT_22 = Struct("<IIIIHHI")  # minor < 23
+_INIT_OUT_COMPAT = Struct("<II")  # minor < 5
 _ENTRY_OUT = Struct("<QQQQII" + _ATTR)
 _ATTR_OUT = Struct("<QI4x" + _ATTR)
 _OPEN_OUT = Struct("<QI4x")

@@ -7,6 +7,7 @@ import errno
 import pytest
 from pagefs.impl import protocol as p
 from pagefs.impl.protocol import constants as c
+from pagefs.impl.protocol import replies
 from pagefs.impl.protocol.virtio_fs import (
     HIPRIO_OPCODES,
     HIPRIO_QUEUE,
@@ -200,3 +201,27 @@ def test_virtio_fs_device_facts() -> None:
 def test_bad_virtio_fs_config_is_refused(raw: bytes) -> None:
     with pytest.raises(p.ProtocolError):
         VirtioFsConfig.decode(raw)
+
+
+def test_init_reply_compat_sizes_are_fuse_h_s() -> None:
+    assert replies._INIT_OUT_COMPAT.size == c.FUSE_COMPAT_INIT_OUT_SIZE
+    assert replies._INIT_OUT_COMPAT_22.size == c.FUSE_COMPAT_22_INIT_OUT_SIZE
+
+
+@pytest.mark.parametrize(
+    ("opcode", "size"),
+    [(c.Opcode.LOOKUP, c.FUSE_COMPAT_ENTRY_OUT_SIZE),
+     (c.Opcode.GETATTR, c.FUSE_COMPAT_ATTR_OUT_SIZE),
+     (c.Opcode.STATFS, c.FUSE_COMPAT_STATFS_SIZE)],
+)  # fmt: skip
+def test_pre_7_9_reply_layouts_are_refused(opcode: int, size: int) -> None:
+    """They belong to protocols older than the 7.31 we require."""
+    with pytest.raises(p.ProtocolError):
+        p.decode_reply(le(16 + size, 4) + le(0, 4) + le(1, 8) + bytes(size), opcode)
+
+
+def test_pre_7_9_write_in_is_refused() -> None:
+    body = le(1, 8) + le(0, 8) + le(3, 4) + le(0, 4) + b"abc"  # 24-byte fuse_write_in
+    assert len(body) == c.FUSE_COMPAT_WRITE_IN_SIZE + 3
+    with pytest.raises(p.ProtocolError):
+        p.decode_request(in_header(40 + len(body), c.Opcode.WRITE, 1, 2) + body)
