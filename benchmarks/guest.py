@@ -17,12 +17,10 @@ Figures are only meaningful as ratios within one run on one machine.
 from __future__ import annotations
 
 import argparse
-import json
 import mmap
 import os
 import random
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,7 +29,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from pagefs.impl.guest.connect import connect
-from pagefs.impl.guest.memprobe import private
+from pagefs.impl.guest.memprobe import memory_per_guest
 from pagefs.impl.host.launcher import host_daemon
 from pagefs.impl.transport.virtiofsd import Virtiofsd, VirtiofsdError
 
@@ -45,36 +43,6 @@ def _make_file(path: Path, size: int) -> None:
     with open(path, "wb") as f:
         for _ in range(size // MiB):
             f.write(block)
-
-
-def memory_per_guest(socket_path: str, name: str, guests: int, via: str) -> list[int]:
-    """Private bytes each of `guests` concurrent memprobe guests added."""
-    probes = [
-        subprocess.Popen(
-            [sys.executable, "-m", "pagefs.impl.guest.memprobe", socket_path, name, "--via", via],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-        )
-        for _ in range(guests)
-    ]
-    try:
-        reports = [json.loads(p.stdout.readline()) for p in probes]
-        # Measure again once every guest holds the file: shared pages are shared now.
-        held = []
-        for p in probes:
-            p.stdin.write("measure\nexit\n")
-            p.stdin.flush()
-            held.append(json.loads(p.stdout.readline()))
-        for p in probes:
-            if p.wait(timeout=120) != 0:
-                raise RuntimeError(f"memprobe ({via}) failed")
-    finally:
-        for p in probes:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-    if len({r["checksum"] for r in reports}) != 1:
-        raise RuntimeError("guests read different bytes")
-    return [private(h) - private(r["before"]) for r, h in zip(reports, held, strict=True)]
 
 
 def _timed(run: Callable[[], int]) -> float:

@@ -58,7 +58,7 @@ def _ls(share: Share, path: str = "/") -> None:
     for name in sorted(share.listdir(path)):
         full = f"{path.rstrip('/')}/{name}"
         try:
-            mode = share.stat(full).st_mode
+            mode = share.lstat(full).st_mode
         except FileNotFoundError:  # removed by the host meanwhile
             mode = 0
         print(name + ("/" if stat.S_ISDIR(mode) else ""))
@@ -85,7 +85,7 @@ def _get(share: Share, path: str, local: str) -> None:
 
 
 def _stat(share: Share, path: str) -> None:
-    st = share.stat(path)
+    st = share.lstat(path)
     print(f"size {st.st_size}  mode {stat.filemode(st.st_mode)} ({st.st_mode & 0o7777:o})"
           f"  links {st.st_nlink}  inode {st.st_ino}"
           f"  mtime {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(st.st_mtime))} UTC")
@@ -141,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         return 1  # stdout's reader went away (cat | head)
     except OSError as err:
-        print(f"pagefs-guest: {what}: {err.strerror or err}", file=sys.stderr)
+        reason = os.strerror(err.errno) if err.errno else str(err)
+        print(f"pagefs-guest: {what}: {reason}", file=sys.stderr)
         return 1
     except ValueError as err:
         print(f"pagefs-guest: {what}: {err}", file=sys.stderr)

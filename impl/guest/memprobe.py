@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 import zlib
 
@@ -40,6 +41,39 @@ def smaps_rollup(pid: int | str = "self") -> dict[str, int]:
 def private(totals: dict[str, int]) -> int:
     """Bytes no other process shares: what a guest-private copy costs."""
     return totals["Private_Clean"] + totals["Private_Dirty"]
+
+
+def memory_per_guest(socket_path: str, path: str, guests: int, via: str) -> list[int]:
+    """Start `guests` probes at once on `path`; once every one holds the file, return
+    the private bytes each added (in the order they were started)."""
+    probes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "pagefs.impl.guest.memprobe", socket_path, path, "--via", via],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )
+        for _ in range(guests)
+    ]
+    try:
+        reports = [json.loads(p.stdout.readline()) for p in probes]
+        # Measure again once every guest holds the file: shared pages are shared now.
+        for p in probes:
+            p.stdin.write("measure\n")
+            p.stdin.flush()
+        held = [json.loads(p.stdout.readline()) for p in probes]
+        for p in probes:
+            p.stdin.write("exit\n")
+            p.stdin.flush()
+        for p in probes:
+            if p.wait(timeout=120) != 0:
+                raise RuntimeError(f"memprobe ({via}) failed")
+    finally:
+        for p in probes:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    if len({r["checksum"] for r in reports}) != 1:
+        raise RuntimeError("guests read different bytes")
+    return [private(h) - private(r["before"]) for r, h in zip(reports, held, strict=True)]
 
 
 def main(argv: list[str] | None = None) -> int:

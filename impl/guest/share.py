@@ -3,8 +3,9 @@
 A `Share` is one guest's connection to a daemon. Its methods read like the `os`
 module's, with handles in place of descriptors; every failure is an OSError with
 the errno the daemon (or the guest's own checks) gave. Paths are relative to the
-export root ('/' or '' is the root); '.' and '..' are resolved here, lexically, and
-never go over the wire, so nothing names a place above the root.
+export root ('/' or '' is the root). The path walk is the guest's, as in a kernel:
+'.' and '..' and symlinks are resolved here and never go over the wire, and nothing
+names a place above the root.
 
     with connect("/run/pagefs.sock") as share:
         share.write_file("notes.txt", b"hello")
@@ -20,7 +21,9 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 import threading
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -31,6 +34,7 @@ from pagefs.impl.protocol import Attr, EntryOut
 from pagefs.impl.transport.fuse_client import FuseClient
 
 ROOT_ID = 1
+MAX_SYMLINK_HOPS = 40  # Linux's limit on symlinks followed in one path walk
 # How many unused nodeids to keep before handing them back with FORGET.
 FORGET_THRESHOLD = 1024
 
@@ -98,18 +102,12 @@ def _name(component: str | bytes) -> bytes:
     return os.fsencode(component)
 
 
-def _components(path: PathLike) -> list[bytes]:
-    """The path's names after lexical '.' and '..' resolution, clamped at the root."""
-    names: list[bytes] = []
-    for part in os.fsencode(path).split(b"/"):
-        if part in (b"", b"."):
-            continue
-        if part == b"..":
-            if names:
-                names.pop()
-        else:
-            names.append(part)
-    return names
+def _split_parent(path: PathLike) -> tuple[bytes, bytes]:
+    """(directory part, last name) of a path that names an entry to create or remove."""
+    head, _, name = os.fsencode(path).rstrip(b"/").rpartition(b"/")
+    if name in (b"", b".", b".."):
+        raise OSError(errno.EINVAL, "the path names no entry")
+    return head, name
 
 
 class Share:
@@ -169,18 +167,45 @@ class Share:
             self._lookups[entry.nodeid] = self._lookups.get(entry.nodeid, 0) + 1
         return entry
 
-    def _resolve(self, path: PathLike) -> int:
-        nodeid = ROOT_ID
-        for name in _components(path):
-            nodeid = self._lookup(nodeid, name).nodeid
+    def _walk(self, path: PathLike, *, follow: bool = True) -> tuple[int, int]:
+        """(nodeid, mode) of what `path` names. Symlinks are followed here, in the
+        guest, as a kernel's VFS does (never by the host: CONFINE): a relative target
+        from the link's directory, an absolute one from the export root; the last
+        component only when `follow`. '..' climbs the walked path, never above root."""
+        names = deque(os.fsencode(path).split(b"/"))
+        walked = [(ROOT_ID, stat.S_IFDIR)]
+        hops = 0
+        while names:
+            name = names.popleft()
+            if name in (b"", b"."):
+                continue
+            if name == b"..":
+                if len(walked) > 1:
+                    walked.pop()
+                continue
+            entry = self._lookup(walked[-1][0], name)
+            if stat.S_ISLNK(entry.attr.mode) and (follow or any(names)):
+                hops += 1
+                if hops > MAX_SYMLINK_HOPS:
+                    raise OSError(errno.ELOOP, "too many levels of symbolic links")
+                target = self.requests.readlink(entry.nodeid)
+                if target.startswith(b"/"):
+                    del walked[1:]
+                names.extendleft(reversed(target.split(b"/")))
+                continue
+            walked.append((entry.nodeid, entry.attr.mode))
         self._forget_unused()
-        return nodeid
+        return walked[-1]
+
+    def _resolve(self, path: PathLike) -> int:
+        return self._walk(path)[0]
 
     def _parent(self, path: PathLike) -> tuple[int, bytes]:
-        names = _components(path)
-        if not names:
-            raise OSError(errno.EINVAL, "the root has no parent")
-        return self._resolve(b"/".join(names[:-1])), names[-1]
+        head, name = _split_parent(path)
+        nodeid, mode = self._walk(head)
+        if not stat.S_ISDIR(mode):
+            raise OSError(errno.ENOTDIR, "not a directory")
+        return nodeid, name
 
     def _use(self, nodeid: int, delta: int) -> None:
         with self._lock:
@@ -208,6 +233,10 @@ class Share:
             self._check_open(target)
             return stat_result(self.requests.getattr(target.nodeid, target.fh).attr)
         return stat_result(self.requests.getattr(self._resolve(target)).attr)
+
+    def lstat(self, path: PathLike) -> os.stat_result:
+        """stat() of the path itself, not of what a final symlink points to."""
+        return stat_result(self.requests.getattr(self._walk(path, follow=False)[0]).attr)
 
     def exists(self, path: PathLike) -> bool:
         try:
@@ -254,7 +283,7 @@ class Share:
         self._count_lookup(self.requests.symlink(parent, name, os.fsencode(target)))
 
     def readlink(self, path: PathLike) -> str:
-        return os.fsdecode(self.requests.readlink(self._resolve(path)))
+        return os.fsdecode(self.requests.readlink(self._walk(path, follow=False)[0]))
 
     def truncate(self, target: PathLike | Handle, size: int) -> None:
         if size < 0:
@@ -289,7 +318,9 @@ class Share:
             self._count_lookup(out.entry)
             nodeid, fh = out.entry.nodeid, out.open.fh
         else:
-            nodeid = self._resolve(path)
+            nodeid, mode = self._walk(path)
+            if stat.S_ISDIR(mode):
+                raise OSError(errno.EISDIR, "is a directory")
             fh = self.requests.open(nodeid, flags).fh
         self._use(nodeid, +1)
         return Handle(self, nodeid, fh, flags)

@@ -154,3 +154,21 @@ def test_window_exhaustion_falls_back_to_read(host, export: Path) -> None:
         for m in pins:
             m.close()
         assert f.pread(10, 4 * RANGE) == b"z" * 10 and session.reads == 1
+
+
+def test_the_path_walk_follows_symlinks_in_the_guest(share: Share, export: Path) -> None:
+    share.mkdir("d")
+    share.symlink("d", "rel")
+    share.symlink("/d/../d", "abs")
+    share.symlink("loop", "loop")
+    share.write_file("rel/x", b"via a symlink")
+    assert (export / "d" / "x").read_bytes() == b"via a symlink"
+    assert share.read_file("abs/x") == share.read_file("../../d/./x") == b"via a symlink"
+    assert share.stat("rel").st_mode & 0o170000 == 0o040000
+    assert share.lstat("rel").st_mode & 0o170000 == 0o120000
+    assert errno_of(share.open, "loop") == errno.ELOOP
+    assert errno_of(share.open, "d") == errno.EISDIR
+    assert errno_of(share.open, "d/x/y") == errno.ENOTDIR
+    assert errno_of(share.mkdir, "..") == errno.EINVAL
+    share.unlink("rel")  # the link, not its target
+    assert share.listdir("d") == ["x"]

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from pagefs.impl.guest.connect import connect
+from pagefs.impl.guest.memprobe import memory_per_guest
 from pagefs.impl.guest.share import Share
 from pagefs.impl.host.launcher import HostDaemon, host_daemon
 
@@ -139,3 +140,13 @@ def test_read_only_export_refuses_every_write_path(tmp_path: Path):
             with pytest.raises(OSError) as err:
                 share.mkdir("d")
             assert err.value.errno == errno.EROFS
+
+
+def test_single_copy_guests_share_the_host_pages_where_read_copies(host: HostDaemon, export):
+    size = 8 * MiB
+    (export / "shared").write_bytes(os.urandom(size))
+    through_window = memory_per_guest(host.socket_path, "shared", 3, "window")
+    by_read = memory_per_guest(host.socket_path, "shared", 3, "read")
+    # Every guest read all 8 MiB either way; only READ left a private copy behind.
+    assert all(added < size // 8 for added in through_window), through_window
+    assert all(added > size * 9 // 10 for added in by_read), by_read

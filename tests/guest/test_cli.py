@@ -1,0 +1,58 @@
+"""pagefs-guest, the command line, against the real pagefs-host."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from pagefs.impl.host.launcher import HostDaemon
+
+
+def run(host: HostDaemon, *args: str, stdin: bytes = b"") -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "pagefs.impl.guest.cli", host.socket_path, *args],
+        input=stdin, capture_output=True, timeout=60,
+    )
+
+
+def test_a_session_by_hand(host: HostDaemon, export: Path, tmp_path: Path) -> None:
+    assert run(host, "mkdir", "docs").returncode == 0
+    assert run(host, "put", "-", "docs/a.txt", stdin=b"hello\n").returncode == 0
+    assert (export / "docs" / "a.txt").read_bytes() == b"hello\n"
+    assert run(host, "cat", "docs/a.txt").stdout == b"hello\n"
+    assert run(host, "ls").stdout == b"docs/\n"
+    assert run(host, "ln", "a.txt", "docs/link").returncode == 0
+    assert run(host, "readlink", "docs/link").stdout == b"a.txt\n"
+    assert run(host, "mv", "docs/a.txt", "b.txt").returncode == 0
+    assert run(host, "truncate", "b.txt", "2").returncode == 0
+    assert run(host, "stat", "b.txt").stdout.startswith(b"size 2  mode -rw-")
+    assert run(host, "get", "b.txt", str(tmp_path / "local")).returncode == 0
+    assert (tmp_path / "local").read_bytes() == b"he"
+    assert run(host, "rm", "docs/link").returncode == 0
+    assert run(host, "rmdir", "docs").returncode == 0
+    assert sorted(p.name for p in export.iterdir()) == ["b.txt"]
+
+
+def test_failures_are_one_line_and_a_nonzero_status(host: HostDaemon, export: Path) -> None:
+    (export / "full").mkdir()
+    (export / "full" / "x").write_bytes(b"")
+    cases = {
+        ("cat", "missing"): b"pagefs-guest: cat missing: No such file or directory\n",
+        ("rmdir", "full"): b"pagefs-guest: rmdir full: Directory not empty\n",
+        ("cat", "full"): b"pagefs-guest: cat full: Is a directory\n",
+        ("truncate", "full/x", "lots"): b"pagefs-guest: truncate full/x lots: invalid literal",
+    }
+    for args, message in cases.items():
+        result = run(host, *args)
+        assert result.returncode != 0, args
+        assert result.stderr.startswith(message) and result.stderr.count(b"\n") == 1, result
+
+
+def test_an_absent_daemon_is_a_one_line_error(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "pagefs.impl.guest.cli", str(tmp_path / "no.sock"), "ls"],
+        capture_output=True, timeout=60,
+    )
+    assert result.returncode == 1
+    assert result.stderr == b"pagefs-guest: ls: No such file or directory\n"
