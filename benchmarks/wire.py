@@ -1,10 +1,10 @@
 """make bench-wire: request round trips on the real wire, as ratios to the floor.
 
 The floor is the raw eventfd ping-pong between two processes (one notification each way,
-the least any kick/call transport can do). Beside it: one GETATTR round trip through our
+the least any kick/call transport can do). Beside it: GETATTR round trips through our
 vhost-user front-end and FUSE client to QEMU's C virtiofsd and to pagefs-host, one at a
-time and with many in flight. Each figure is the median over runs of the per-run median;
-all of them are measured in the same invocation, so the ratios hold on a noisy machine.
+time and with many in flight. Every run measures the floor and each case back to back;
+a ratio is taken within a run, and the table shows medians over runs.
 
     .venv/bin/python benchmarks/wire.py [--runs 5] [--calls 2000]
 """
@@ -18,8 +18,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 
 from pagefs.impl import protocol as p
 from pagefs.impl.protocol.constants import FUSE_ROOT_ID
@@ -33,23 +33,22 @@ ping, pong = int(sys.argv[1]), int(sys.argv[2])
 while os.eventfd_read(ping) < 2:
     os.eventfd_write(pong, 1)
 """
-BURST = 256
+BURST = 64  # below the queue size (128), so submitters never wait for room
 
 
-def per_call_medians(call: Callable[[], object], runs: int, calls: int) -> list[float]:
-    """For each run, the median time of one call, in microseconds."""
-    medians = []
-    for _ in range(runs):
-        samples = []
-        for _ in range(calls):
-            t0 = time.perf_counter_ns()
-            call()
-            samples.append(time.perf_counter_ns() - t0)
-        medians.append(statistics.median(samples) / 1000)
-    return medians
+def median_call_us(call: Callable[[], object], calls: int) -> float:
+    """The median time of one call, in microseconds."""
+    samples = []
+    for _ in range(calls):
+        t0 = time.perf_counter_ns()
+        call()
+        samples.append(time.perf_counter_ns() - t0)
+    return statistics.median(samples) / 1000
 
 
-def eventfd_ping_pong(runs: int, calls: int) -> list[float]:
+@contextmanager
+def eventfd_ping_pong() -> Iterator[Callable[[], None]]:
+    """A round trip of one eventfd notification each way between two processes."""
     ping, pong = os.eventfd(0), os.eventfd(0)
     child = subprocess.Popen(
         [sys.executable, "-c", PONG, str(ping), str(pong)], pass_fds=(ping, pong)
@@ -60,7 +59,7 @@ def eventfd_ping_pong(runs: int, calls: int) -> list[float]:
             os.eventfd_write(ping, 1)
             os.eventfd_read(pong)
 
-        return per_call_medians(round_trip, runs, calls)
+        yield round_trip
     finally:
         os.eventfd_write(ping, 2)  # tells the child to leave
         child.wait(10)
@@ -68,25 +67,10 @@ def eventfd_ping_pong(runs: int, calls: int) -> list[float]:
         os.close(pong)
 
 
-def getattr_one_at_a_time(client: FuseClient, runs: int, calls: int) -> list[float]:
-    return per_call_medians(lambda: client.getattr(FUSE_ROOT_ID), runs, calls)
-
-
-def getattr_in_flight(client: FuseClient, runs: int, calls: int) -> list[float]:
-    """Time per GETATTR when BURST of them are in flight at once."""
-    per_request = []
-    for _ in range(runs):
-        samples = []
-        for _ in range(max(1, calls // BURST)):
-            t0 = time.perf_counter_ns()
-            futures = [
-                client.submit(p.Opcode.GETATTR, FUSE_ROOT_ID, p.GetattrIn()) for _ in range(BURST)
-            ]
-            for f in futures:
-                f.result(30)
-            samples.append((time.perf_counter_ns() - t0) / BURST)
-        per_request.append(statistics.median(samples) / 1000)
-    return per_request
+def getattr_burst(client: FuseClient) -> None:
+    futures = [client.submit(p.Opcode.GETATTR, FUSE_ROOT_ID, p.GetattrIn()) for _ in range(BURST)]
+    for f in futures:
+        f.result(30)
 
 
 def main() -> None:
@@ -95,11 +79,10 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=2000)
     args = parser.parse_args()
 
-    rows: list[tuple[str, float]] = []
-    floor = statistics.median(eventfd_ping_pong(args.runs, args.calls))
-    rows.append(("eventfd ping-pong, 2 processes (floor)", floor))
-    notes = []
+    notes: list[str] = []
+    cases: list[tuple[str, Callable[[], float]]] = []
     with tempfile.TemporaryDirectory(prefix="pagefs-bench-wire-") as shared, ExitStack() as stack:
+        floor_call = stack.enter_context(eventfd_ping_pong())
         backends: list[tuple[str, str]] = []
         try:
             daemon = stack.enter_context(Virtiofsd(shared, cache="none"))
@@ -114,19 +97,44 @@ def main() -> None:
         except Exception as e:  # the host layer is optional for this benchmark
             notes.append(f"pagefs-host skipped: {e}")
         for name, path in backends:
-            with FuseClient.connect(path, window_size=0) as client:
-                for _ in range(200):  # warm up both ends
-                    client.getattr(FUSE_ROOT_ID)
-                one = statistics.median(getattr_one_at_a_time(client, args.runs, args.calls))
-                many = statistics.median(getattr_in_flight(client, args.runs, args.calls))
-            rows.append((f"GETATTR -> {name}, one at a time", one))
-            rows.append((f"GETATTR -> {name}, {BURST} in flight (per request)", many))
+            client = stack.enter_context(FuseClient.connect(path, window_size=0))
+            for _ in range(200):  # warm up both ends
+                client.getattr(FUSE_ROOT_ID)
+            cases.append(
+                (
+                    f"GETATTR -> {name}, one at a time",
+                    lambda c=client: median_call_us(lambda: c.getattr(FUSE_ROOT_ID), args.calls),
+                )
+            )
+            cases.append(
+                (
+                    f"GETATTR -> {name}, {BURST} in flight, per request",
+                    lambda c=client: (
+                        median_call_us(lambda: getattr_burst(c), max(3, args.calls // BURST))
+                        / BURST
+                    ),
+                )
+            )
+        # Each run measures the floor and every case back to back, so a ratio compares
+        # figures taken under the same load; the table shows medians over runs.
+        floors: list[float] = []
+        values: dict[str, list[float]] = {name: [] for name, _ in cases}
+        ratios: dict[str, list[float]] = {name: [] for name, _ in cases}
+        for _ in range(args.runs):
+            floor = median_call_us(floor_call, args.calls)
+            floors.append(floor)
+            for name, measure in cases:
+                us = measure()
+                values[name].append(us)
+                ratios[name].append(us / floor)
 
-    print(f"bench-wire: medians of {args.runs} runs x {args.calls} calls, microseconds")
-    width = max(len(name) for name, _ in rows)
+    print(f"bench-wire: medians of {args.runs} runs x {args.calls} calls")
+    rows = [("eventfd ping-pong, 2 processes (floor)", statistics.median(floors), 1.0)]
+    rows += [(n, statistics.median(values[n]), statistics.median(ratios[n])) for n, _ in cases]
+    width = max(len(name) for name, _, _ in rows)
     print(f"{'':{width}}  {'us':>8}  {'x floor':>8}")
-    for name, us in rows:
-        print(f"{name:{width}}  {us:8.1f}  {us / floor:8.2f}")
+    for name, us, ratio in rows:
+        print(f"{name:{width}}  {us:8.1f}  {ratio:8.2f}")
     for note in notes:
         print(note)
 

@@ -18,6 +18,7 @@ import os
 import select
 import socket
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future
 
 from pagefs.impl.transport.guest_memory import BufferHeap, GuestMemory
@@ -60,6 +61,7 @@ WANTED_PROTOCOL_FEATURES = (
     | bit(ProtocolFeature.BACKEND_REQ)
     | bit(ProtocolFeature.BACKEND_SEND_FD)
 )
+_BUFFER_ALIGN = 64
 _WAIT_SLICE = 0.5  # how often a blocked submitter re-checks that the connection lives
 
 
@@ -68,7 +70,8 @@ class _Queue:
         self.driver = driver
         self.kick_fd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
         self.call_fd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
-        self.pending: dict[int, tuple[Future, int, int | None, int]] = {}
+        # head -> (future, buffer address, reply offset in it, reply capacity, decode)
+        self.pending: dict[int, tuple] = {}
 
 
 class VhostUserFrontend:
@@ -231,24 +234,35 @@ class VhostUserFrontend:
     def num_queues(self) -> int:
         return len(self._queues)
 
-    def submit(self, queue: int, request: bytes, reply_capacity: int) -> Future:
+    def submit(
+        self,
+        queue: int,
+        request: bytes,
+        reply_capacity: int,
+        decode: Callable[[bytes], object] | None = None,
+    ) -> Future:
         """Queues one chain (request readable, reply_capacity writable bytes).
 
-        The Future yields the bytes the device wrote (its used length), or raises
+        The Future yields the bytes the device wrote (its used length), or `decode` of
+        them (run on the completion thread; what it raises, the Future raises), or raises
         ConnectionError if the back-end goes away first. Blocks while the queue or the
         buffer memory is full."""
         q = self._queues[queue]
+        room = -(-len(request) // _BUFFER_ALIGN) * _BUFFER_ALIGN
         with self._lock:
             if self._dead or self._closed:
                 raise ConnectionError(self._dead or "front-end closed")
-            req_gpa = self._alloc(len(request))
-            rep_gpa = self._alloc(reply_capacity) if reply_capacity else None
-            self.memory.write(req_gpa, request)
-            writable = [(rep_gpa, reply_capacity)] if rep_gpa is not None else []
-            while (head := q.driver.add([(req_gpa, len(request))], writable)) is None:
-                self._wait()
+            gpa = self._alloc(room + reply_capacity)
+            try:
+                self.memory.write(gpa, request)
+                writable = [(gpa + room, reply_capacity)] if reply_capacity else []
+                while (head := q.driver.add([(gpa, len(request))], writable)) is None:
+                    self._wait()
+            except BaseException:
+                self._heap.free(gpa)
+                raise
             future: Future = Future()
-            q.pending[head] = (future, req_gpa, rep_gpa, reply_capacity)
+            q.pending[head] = (future, gpa, room, reply_capacity, decode)
             if q.driver.kick_needed(q.driver.avail_idx - 1):
                 os.eventfd_write(q.kick_fd, 1)
         return future
@@ -300,17 +314,25 @@ class VhostUserFrontend:
             while True:
                 while (used := q.driver.get_used()) is not None:
                     head, written = used
-                    future, req_gpa, rep_gpa, capacity = q.pending.pop(head)
-                    reply = self.memory.read(rep_gpa, min(written, capacity)) if rep_gpa else b""
-                    self._heap.free(req_gpa)
-                    if rep_gpa is not None:
-                        self._heap.free(rep_gpa)
-                    done.append((future, reply))
+                    future, gpa, room, capacity, decode = q.pending.pop(head)
+                    reply = (
+                        self.memory.read(gpa + room, min(written, capacity)) if capacity else b""
+                    )
+                    self._heap.free(gpa)
+                    done.append((future, reply, decode))
                 if not q.driver.has_used():
                     break
             self._lock.notify_all()
-        for future, reply in done:
-            future.set_result(reply)
+        for future, reply, decode in done:
+            if decode is None:
+                future.set_result(reply)
+                continue
+            try:
+                value = decode(reply)
+            except Exception as e:  # the caller's decoder: its failure is the request's
+                future.set_exception(e)
+            else:
+                future.set_result(value)
 
     def _serve_backend_request(self) -> bool:
         """Handles one SHMEM_MAP/_UNMAP; False when the channel is gone."""

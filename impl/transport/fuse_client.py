@@ -46,6 +46,7 @@ class FuseClient:
         self.timeout = timeout
         self.init_out: p.InitOut | None = None
         self._unique = itertools.count(1)
+        self._ids = (os.getuid(), os.getgid(), os.getpid())  # fuse_in_header uid, gid, pid
 
     @classmethod
     def connect(
@@ -107,36 +108,27 @@ class FuseClient:
         """Sends one request; the Future yields the reply body (None for no-reply opcodes)
         or raises OSError(errno) / ConnectionError."""
         unique = next(self._unique)
-        request = p.encode_request(
-            p.Request(opcode, unique, nodeid, body, os.getuid(), os.getgid(), os.getpid())
-        )
+        request = p.encode_request(p.Request(opcode, unique, nodeid, body, *self._ids))
         wants_reply = p.expects_reply(opcode)
         queue = HIPRIO_QUEUE if opcode in HIPRIO_OPCODES else request_queue(0)
         room = OUT_HEADER_SIZE + (reply_room or DEFAULT_REPLY_ROOM) if wants_reply else 0
-        raw = self.frontend.submit(queue, request, room)
-        result: Future = Future()
 
-        def decode(done: Future) -> None:
+        def decode(data: bytes):
+            if not wants_reply:
+                return None
+            if not data:
+                raise OSError(errno.EIO, f"{opcode.name}: the back-end returned no reply")
             try:
-                data = done.result()
-                if not wants_reply:
-                    result.set_result(None)
-                    return
-                if not data:
-                    raise OSError(errno.EIO, f"{opcode.name}: the back-end returned no reply")
                 reply = p.decode_reply(data, opcode)
-                if reply.unique != unique:
-                    raise OSError(errno.EPROTO, f"{opcode.name}: reply to another request")
-                if reply.error:
-                    raise OSError(reply.error, f"{opcode.name}: {os.strerror(reply.error)}")
-                result.set_result(reply.body)
             except p.ProtocolError as e:
-                result.set_exception(OSError(e.errno, f"{opcode.name}: {e}"))
-            except BaseException as e:
-                result.set_exception(e)
+                raise OSError(e.errno, f"{opcode.name}: {e}") from None
+            if reply.unique != unique:
+                raise OSError(errno.EPROTO, f"{opcode.name}: reply to another request")
+            if reply.error:
+                raise OSError(reply.error, f"{opcode.name}: {os.strerror(reply.error)}")
+            return reply.body
 
-        raw.add_done_callback(decode)
-        return result
+        return self.frontend.submit(queue, request, room, decode)
 
     def call(self, opcode: p.Opcode, nodeid: int, body: p.RequestBody, **kw):
         """`submit` and wait for the reply body."""

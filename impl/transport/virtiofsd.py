@@ -127,4 +127,3 @@ class Virtiofsd:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
