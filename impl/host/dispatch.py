@@ -26,7 +26,7 @@ from pagefs.impl.protocol import constants as c
 from pagefs.impl.protocol.codec import ERRNO_LIMIT
 
 if TYPE_CHECKING:
-    from .passthrough import Entry, GuestSession
+    from .passthrough import Entry, GuestSession, MapGrant
 
 log = logging.getLogger("pagefs.host")
 
@@ -280,9 +280,12 @@ class Dispatcher:
 
     def _setupmapping(self, req: p.Request) -> p.Empty:
         body: p.SetupmappingIn = req.body
-        grant = self.session.setupmapping(
-            body.fh, body.foffset, body.length, body.writable, body.moffset
-        )
+        if body.fh != c.FUSE_SETUPMAPPING_NO_FH:
+            grant = self.session.setupmapping(
+                body.fh, body.foffset, body.length, body.writable, body.moffset
+            )
+        else:
+            grant = self._grant_by_nodeid(req.nodeid, body)
         try:
             self.mapper.shmem_map(
                 grant.fd, grant.fd_offset, body.moffset, grant.length, grant.writable
@@ -297,6 +300,18 @@ class Dispatcher:
         finally:
             os.close(grant.fd)
         return p.EMPTY
+
+    def _grant_by_nodeid(self, nodeid: int, body: p.SetupmappingIn) -> MapGrant:
+        """A Linux guest maps by nodeid: open a handle in the mode asked for, map through it
+        (same checks: export mode, access mode, range) and release it; the mapping outlives
+        the handle (LIFETIME)."""
+        fh = self.session.open(nodeid, os.O_RDWR if body.writable else os.O_RDONLY)
+        try:
+            return self.session.setupmapping(
+                fh, body.foffset, body.length, body.writable, body.moffset
+            )
+        finally:
+            self.session.release(fh)
 
     def _removemapping(self, req: p.Request) -> p.Empty:
         for one in req.body.entries:

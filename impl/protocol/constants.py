@@ -182,6 +182,8 @@ FUSE_READ_LOCKOWNER = 1 << 1
 # fuse_setupmapping_in.flags
 FUSE_SETUPMAPPING_FLAG_WRITE = 1 << 0
 FUSE_SETUPMAPPING_FLAG_READ = 1 << 1
+# The Linux guest (fs/fuse/dax.c) sends fh = -1: it maps by the header's nodeid, no handle.
+FUSE_SETUPMAPPING_NO_FH = (1 << 64) - 1
 # fuse_rename2_in.flags: the renameat2(2) flags
 RENAME_NOREPLACE = 1 << 0
 RENAME_EXCHANGE = 1 << 1

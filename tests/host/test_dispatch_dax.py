@@ -198,3 +198,35 @@ def test_fd_count_returns_to_baseline(fs: PassthroughFS, data_export: Path) -> N
     session.close()
     mapper.window.close()
     assert fds() == baseline
+
+
+def test_a_linux_guest_maps_by_nodeid_without_a_handle(
+    guest: GuestSession, window: WindowMapper, data_export: Path
+) -> None:
+    """fs/fuse/dax.c sends fh = -1 and a whole 2 MiB range, past EOF included."""
+    wire = connect(guest, window)
+    nodeid = wire.lookup(ROOT, b"data").nodeid
+    by_node = p.SetupmappingIn(c.FUSE_SETUPMAPPING_NO_FH, 0, RANGE, READ | WRITE, RANGE)
+    wire.ok(Op.SETUPMAPPING, nodeid, by_node)
+    assert guest.stats()["handles"] == 0  # the handle it was made through is gone
+    assert window_bytes(window, RANGE + PAGE, 2) == b"BB"
+    assert safemem.write_from(window.window.base + RANGE, b"kernel") == 6
+    assert (data_export / "data").read_bytes()[:6] == b"kernel"
+    # Past EOF the access faults for itself alone (EOF-FAULT).
+    assert safemem.read_into(window.window.base + RANGE + 2 * PAGE, bytearray(1)) == 0
+    wire.fails(errno.ESTALE, Op.SETUPMAPPING, 999, by_node)
+
+
+def test_by_nodeid_writable_mapping_of_a_read_only_export_is_erofs(
+    data_export: Path, window: WindowMapper
+) -> None:
+    with PassthroughFS(str(data_export), read_only=True) as fs:
+        session = fs.session()
+        wire = connect(session, window)
+        nodeid = wire.lookup(ROOT, b"data").nodeid
+        no_fh = c.FUSE_SETUPMAPPING_NO_FH
+        wire.fails(errno.EROFS, Op.SETUPMAPPING, nodeid,
+                   p.SetupmappingIn(no_fh, 0, RANGE, READ | WRITE, 0))  # fmt: skip
+        wire.ok(Op.SETUPMAPPING, nodeid, p.SetupmappingIn(no_fh, 0, RANGE, READ, 0))
+        assert window_bytes(window, 0, 1) == b"A" and session.stats()["handles"] == 0
+        session.close()
