@@ -57,6 +57,11 @@ class HostDaemon:
     def alive(self) -> bool:
         return self.process.poll() is None
 
+    def stop(self, signum: int = signal.SIGTERM, timeout: float = 10.0) -> int:
+        """Signal the daemon, wait for it (SIGKILL after `timeout`), check its socket is
+        gone; returns its exit status."""
+        return stop(self, timeout, signum)
+
 
 # pagefs-host from this interpreter's environment, whatever is on PATH.
 PAGEFS_HOST = (sys.executable, "-m", "pagefs.impl.host.daemon")
@@ -110,13 +115,13 @@ def _wait_listening(host: HostDaemon, timeout: float) -> None:
         time.sleep(0.02)
 
 
-def stop(host: HostDaemon, timeout: float = 10.0) -> int:
-    """SIGTERM, wait, SIGKILL if need be; the socket must be gone afterwards."""
+def stop(host: HostDaemon, timeout: float = 10.0, signum: int = signal.SIGTERM) -> int:
+    """Signal, wait, SIGKILL if need be; the socket must be gone afterwards."""
     if host.returncode is not None:
         return host.returncode
     died_early = not host.alive()
     if not died_early:
-        host.process.send_signal(signal.SIGTERM)
+        host.process.send_signal(signum)
     try:
         host.returncode = host.process.wait(timeout)
     except subprocess.TimeoutExpired:
@@ -132,8 +137,8 @@ def stop(host: HostDaemon, timeout: float = 10.0) -> int:
     if left_socket:
         raise HostDaemonError(f"pagefs-host left its socket behind:\n{host.log()}")
     if host.returncode != 0:
-        raise HostDaemonError(f"pagefs-host exited with {host.returncode} on SIGTERM:\n"
-                              f"{host.log()}")
+        raise HostDaemonError(f"pagefs-host exited with {host.returncode} on signal "
+                              f"{signum}:\n{host.log()}")
     return host.returncode
 
 
