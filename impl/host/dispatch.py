@@ -121,14 +121,13 @@ class Dispatcher:
 
     def _serve(self, req: p.Request) -> p.ReplyBody:
         if not self.initialized and req.opcode != c.Opcode.INIT:
+            log.info("%s: %s before INIT refused (EIO)", self._name, req.opcode.name)
             raise OSError(errno.EIO, "request before INIT")
         handler = self._handlers.get(req.opcode)
         if handler is None:
             self._note_unsupported(req.opcode)
             raise OSError(errno.ENOSYS, f"{req.opcode.name} not served")
-        body = handler(req)
-        assert body is not None
-        return body
+        return handler(req)
 
     def _serve_quietly(self, req: p.Request) -> None:
         """FORGET-like requests: the guest waits for nothing, so failures are only logged."""
