@@ -13,6 +13,7 @@ which closes every fd it was handed before returning.
 from __future__ import annotations
 
 import errno
+import fcntl
 import logging
 import os
 import select
@@ -275,6 +276,7 @@ class VhostUserBackend:
             )
             if size == 0 or offset % mapping.PAGE_SIZE:
                 raise ProtocolError(f"memory region {k}: size {size}, mmap_offset {offset}")
+            _check_guest_memory_fd(msg.fds[k], size + offset)
             base = mapping.map_shared(msg.fds[k], size + offset)
             self._regions.append(_Region(gpa, size, qva, base, size + offset, base + offset))
         for index in running:
@@ -345,7 +347,10 @@ class VhostUserBackend:
         vring = self._stopped_vring(msg, self._file_index(msg))
         _close_attr(vring, name)
         if not value & VRING_NOFD:
-            setattr(vring, name, msg.take_fd())
+            fd = msg.take_fd()
+            setattr(vring, name, fd)
+            if os.readlink(f"/proc/self/fd/{fd}") != "anon_inode:[eventfd]":
+                raise ProtocolError(f"{name} of queue {self._file_index(msg)} is not an eventfd")
 
     def _maybe_start(self, index: int) -> None:
         vring = self._vrings[index]
@@ -408,7 +413,7 @@ class VhostUserBackend:
                 if vring.stop_fd in ready:
                     return
                 _drain(vring.kick_fd)
-        except VirtqueueError as e:
+        except (VirtqueueError, OSError) as e:
             self._break(f"queue {index}: {e}")
 
     def _serve_chain(self, vring: _Vring, device: DeviceQueue, chain) -> None:
@@ -459,6 +464,20 @@ class VhostUserBackend:
         with self._wake_lock:
             os.close(self._wake_fd)
             self._wake_fd = -1
+
+
+def _check_guest_memory_fd(fd: int, length: int) -> None:
+    """Guest memory must be a memfd sealed against shrinking and at least `length` long:
+    otherwise the guest could truncate it under us and our next access to a descriptor
+    or ring would be a SIGBUS in the daemon instead of an error for that guest."""
+    try:
+        seals = fcntl.fcntl(fd, fcntl.F_GET_SEALS)
+    except OSError:
+        seals = 0
+    if not seals & fcntl.F_SEAL_SHRINK:
+        raise ProtocolError("guest memory is not a memfd sealed with F_SEAL_SHRINK")
+    if os.fstat(fd).st_size < length:
+        raise ProtocolError(f"guest memory fd is shorter than the {length} bytes claimed")
 
 
 def _close_attr(obj: object, name: str) -> None:

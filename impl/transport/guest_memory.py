@@ -7,11 +7,13 @@ rest is a heap from which request and reply buffers are carved (first fit, coale
 from __future__ import annotations
 
 import bisect
+import fcntl
 import os
 import threading
 
 from pagefs.impl.transport import mapping
 
+_SEALS = fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SEAL
 _GRAIN = 64  # cache-line granularity keeps neighbouring buffers off each other's lines
 
 
@@ -22,9 +24,11 @@ class GuestMemory:
         if size <= 0 or size % mapping.PAGE_SIZE:
             raise ValueError(f"guest memory size {size} is not a positive multiple of a page")
         self.size = size
-        self.fd = os.memfd_create("pagefs-guest-ram", os.MFD_CLOEXEC)
+        self.fd = os.memfd_create("pagefs-guest-ram", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
         try:
             os.ftruncate(self.fd, size)
+            # the back-end maps this; a fixed size means no access of its can ever fault
+            fcntl.fcntl(self.fd, fcntl.F_ADD_SEALS, _SEALS)
             self.base = mapping.map_shared(self.fd, size)
         except BaseException:
             os.close(self.fd)

@@ -5,6 +5,7 @@ connection cleanly) whatever a front-end sends."""
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import signal
 import socket
@@ -214,3 +215,49 @@ def test_corrupt_chain_from_the_guest_drops_connection(thread_backend, sock_path
         assert str(errno.ELOOP) in tb.backend.broken
     finally:
         fe.close()
+
+
+def _send_with_fd(sock_path: str, request: Request, payload: bytes, fd: int) -> None:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.connect(sock_path)
+        Channel(s).send(request, payload, [fd])
+        s.recv(1)  # returns when the back-end drops the connection
+
+
+def _mem_table(size: int) -> bytes:
+    return MEM_TABLE_HEAD.pack(1, 0) + MEM_REGION.pack(0, size, 0x10000, 0)
+
+
+def test_guest_memory_that_could_shrink_is_refused(thread_backend, sock_path: str) -> None:
+    """Unsealed memory could be truncated under the daemon (a SIGBUS instead of an error)."""
+    tb = thread_backend()
+    fd = os.memfd_create("unsealed")
+    try:
+        os.ftruncate(fd, 1 << 20)
+        _send_with_fd(sock_path, Request.SET_MEM_TABLE, _mem_table(1 << 20), fd)
+    finally:
+        os.close(fd)
+    assert tb.join() and "F_SEAL_SHRINK" in tb.backend.broken
+
+
+def test_guest_memory_shorter_than_claimed_is_refused(thread_backend, sock_path: str) -> None:
+    tb = thread_backend()
+    fd = os.memfd_create("short", os.MFD_ALLOW_SEALING)
+    try:
+        os.ftruncate(fd, 1 << 16)
+        fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SHRINK)
+        _send_with_fd(sock_path, Request.SET_MEM_TABLE, _mem_table(1 << 20), fd)
+    finally:
+        os.close(fd)
+    assert tb.join() and "shorter" in tb.backend.broken
+
+
+def test_kick_that_is_not_an_eventfd_is_refused(thread_backend, sock_path: str) -> None:
+    tb = thread_backend()
+    r, w = os.pipe()
+    try:
+        _send_with_fd(sock_path, Request.SET_VRING_KICK, U64.pack(1), r)
+    finally:
+        os.close(r)
+        os.close(w)
+    assert tb.join() and "not an eventfd" in tb.backend.broken
