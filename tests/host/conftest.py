@@ -1,14 +1,21 @@
-"""Fixtures for the host daemon's tests: a real export directory on the host's disk."""
+"""Fixtures for the host daemon's tests: real export directories on the host's disk, a
+real pagefs-host on a real socket, and guests connected to it over vhost-user."""
 
 from __future__ import annotations
 
 import errno
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pagefs.impl.host.launcher import HostDaemon, host_daemon
 from pagefs.impl.host.passthrough import GuestSession, PassthroughFS
+from pagefs.impl.transport.fuse_client import FuseClient
+
+# Small enough that many guests in one test process do not crowd its address space.
+WINDOW_SIZE = 64 << 20
 
 
 def expect_errno(code: int, call, *args, **kwargs) -> None:
@@ -58,3 +65,40 @@ def ro_guest(ro_fs: PassthroughFS) -> Iterator[GuestSession]:
     session = ro_fs.session()
     yield session
     session.close()
+
+
+@pytest.fixture(scope="module")
+def wire_export(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("wire-export")
+
+
+@pytest.fixture(scope="module")
+def daemon(wire_export: Path) -> Iterator[HostDaemon]:
+    """One real pagefs-host per test module, serving `wire_export`."""
+    with host_daemon(str(wire_export)) as host:
+        yield host
+
+
+@pytest.fixture
+def client(daemon: HostDaemon) -> Iterator[FuseClient]:
+    """A guest connected to `daemon` over vhost-user, INIT done."""
+    with FuseClient.connect(daemon.socket_path, window_size=WINDOW_SIZE) as fuse:
+        yield fuse
+
+
+@pytest.fixture
+def area(client: FuseClient, wire_export: Path, request) -> tuple[FuseClient, int, Path]:
+    """A fresh directory of the export for one test: (guest, its nodeid, its host path)."""
+    host_dir = wire_export / request.node.name.replace("/", "_")[:200]
+    host_dir.mkdir()
+    (host_dir / "file").write_bytes(b"0123456789")
+    (host_dir / "dir").mkdir()
+    (host_dir / "dir" / "inner").write_bytes(b"inner")
+    return client, client.lookup(1, host_dir.name.encode()).nodeid, host_dir
+
+
+def wait_until(condition, host: HostDaemon, what: str) -> None:
+    """Poll `condition` while the daemon lives (pytest's timeout bounds the wait)."""
+    while not condition():
+        assert host.alive(), f"pagefs-host died waiting for {what}:\n{host.log()}"
+        time.sleep(0.02)
