@@ -12,8 +12,8 @@ ffibuilder.cdef(
     int safemem_install(void);
     int safemem_register_window(uintptr_t base, size_t length);
     int safemem_unregister_window(uintptr_t base);
-    size_t safemem_read(void *dst, const void *window_src, size_t n);
-    size_t safemem_write(void *window_dst, const void *src, size_t n);
+    size_t safemem_read(void *dst, uintptr_t window_src, size_t n);
+    size_t safemem_write(uintptr_t window_dst, const void *src, size_t n);
     """
 )
 ffibuilder.set_source(

@@ -22,6 +22,7 @@ from __future__ import annotations
 import errno
 from collections.abc import Callable
 
+from pagefs.impl.guest import safemem
 from pagefs.impl.guest._safemem import ffi
 from pagefs.impl.guest.datapath import window_copy
 from pagefs.impl.guest.window import DaxRange, DaxWindow
@@ -49,13 +50,15 @@ class Mapping:
         self._on_close = on_close
         self._ranges: dict[int, DaxRange] | None = {}
         self.size = refresh_size()  # the file's size as last seen
-        step = window.range_size
+        step = self._range_size = window.range_size
         try:
             for start in range(offset - offset % step, offset + length, step):
                 self._ranges[start] = window.acquire(nodeid, fh, start, writable)
         except BaseException:
             self._release_pins()
             raise
+        # Where each range starts in memory: the pinned ranges never move.
+        self._addresses = {start: window.address(r, start) for start, r in self._ranges.items()}
 
     def __len__(self) -> int:
         return self.length
@@ -173,10 +176,19 @@ class Mapping:
         return self._ranges[foffset - foffset % self._window.range_size]
 
     def _copy(self, position: int, buffer: memoryview, store: bool) -> int:
-        done = window_copy(
-            self._window, self._range_at, lambda rng: None, self.offset + position, buffer,
-            store,
-        )
+        foffset = self.offset + position
+        within = foffset % self._range_size
+        if within + len(buffer) <= self._range_size:
+            # Within one range, the common case: straight to the copy.
+            address = self._addresses[foffset - within] + within
+            if store:
+                done = safemem.write_from(address, buffer)
+            else:
+                done = safemem.read_into(address, buffer)
+        else:
+            done = window_copy(
+                self._window, self._range_at, lambda rng: None, foffset, buffer, store
+            )
         if done < len(buffer):
             try:
                 self.size = self._refresh_size()  # EOF-FAULT: learn the new end of file

@@ -212,12 +212,14 @@ static size_t safe_copy(char *dst, const char *src, size_t n, int window_is_src)
     return done;
 }
 
-size_t safemem_read(void *dst, const void *window_src, size_t n)
+/* The window side is an address (an integer to the caller, who computes it from
+ * the window's base), the other side a buffer. */
+size_t safemem_read(void *dst, uintptr_t window_src, size_t n)
 {
-    return safe_copy(dst, window_src, n, 1);
+    return safe_copy(dst, (const char *)window_src, n, 1);
 }
 
-size_t safemem_write(void *window_dst, const void *src, size_t n)
+size_t safemem_write(uintptr_t window_dst, const void *src, size_t n)
 {
-    return safe_copy(window_dst, src, n, 0);
+    return safe_copy((char *)window_dst, src, n, 0);
 }

@@ -46,16 +46,17 @@ def read_into(address: int, buffer: Buffer, length: int | None = None) -> int:
     """Copy `length` bytes (default: len(buffer)) from window memory at `address`
     into the writable `buffer`; return the count copied before any fault."""
     dst = ffi.from_buffer(buffer, require_writable=True)
-    n = len(dst) if length is None else length
-    if n < 0 or n > len(dst):
+    if length is None:
+        length = len(dst)
+    elif not 0 <= length <= len(dst):
         raise OSError(errno.EINVAL, "length outside the buffer")
-    return lib.safemem_read(dst, ffi.cast("void *", address), n)
+    return lib.safemem_read(dst, address, length)
 
 
 def write_from(address: int, data: Buffer) -> int:
     """Copy `data` to window memory at `address`; return the count copied before any fault."""
     src = ffi.from_buffer(data)
-    return lib.safemem_write(ffi.cast("void *", address), src, len(src))
+    return lib.safemem_write(address, src, len(src))
 
 
 def read(address: int, length: int) -> bytes:
