@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import struct
+from typing import ClassVar, Self
 
 from .errors import ProtocolError
 
@@ -64,3 +65,31 @@ def cstring(value: bytes, what: str) -> bytes:
     if b"\0" in value:
         raise ProtocolError(errno.EINVAL, f"{what}: contains NUL")
     return value + b"\0"
+
+
+class FixedLayout:
+    """A body that is exactly one fuse.h struct whose fields are the dataclass's, in order.
+
+    Subclasses (slotted dataclasses) name their struct in LAYOUT (padding as `x`), the flag
+    fields with the bits fuse.h defines in KNOWN_BITS, and their nanosecond fields in
+    NSEC_FIELDS; encode and decode follow from that.
+    """
+
+    __slots__ = ()
+    LAYOUT: ClassVar[struct.Struct]
+    KNOWN_BITS: ClassVar[dict[str, int]] = {}
+    NSEC_FIELDS: ClassVar[tuple[str, ...]] = ()
+
+    def encode(self) -> bytes:
+        return pack(self.LAYOUT, *[getattr(self, name) for name in self.__slots__])
+
+    @classmethod
+    def decode(cls, body: Buffer) -> Self:
+        name = cls.__name__
+        expect_size(body, cls.LAYOUT.size, name)
+        message = cls(*cls.LAYOUT.unpack(body))
+        for field, known in cls.KNOWN_BITS.items():
+            known_bits(getattr(message, field), known, f"{name}.{field}")
+        for field in cls.NSEC_FIELDS:
+            nanoseconds(getattr(message, field), f"{name}.{field}")
+        return message

@@ -13,26 +13,25 @@ from struct import Struct
 from typing import Self
 
 from . import constants as c
-from ._wire import U32, Buffer, expect_at_least, expect_size, nanoseconds, pack
+from ._wire import U32, Buffer, FixedLayout, expect_at_least, expect_size, nanoseconds, pack
 from .errors import ProtocolError
 
-_ATTR = "QQQQQQIIIIIIIIII"
-_ATTR_FIELDS = 16
 _INIT_OUT = Struct("<IIIIHHIIHHIIH22x")
 _INIT_OUT_COMPAT_22 = Struct("<IIIIHHI")  # minor < 23
 _INIT_OUT_COMPAT = Struct("<II")  # minor < 5
-_ENTRY_OUT = Struct("<QQQQII" + _ATTR)
-_ATTR_OUT = Struct("<QI4x" + _ATTR)
+_ENTRY_OUT = Struct("<QQQQII")  # then fuse_attr
+_ATTR_OUT = Struct("<QI4x")  # then fuse_attr
 _OPEN_OUT = Struct("<QI4x")
-_WRITE_OUT = Struct("<I4x")
-_STATFS_OUT = Struct("<QQQQQIII28x")
 _DIRENT = Struct("<QQII")
 _DT_MAX = 0xF  # a DT_* value is (st_mode & S_IFMT) >> 12
 
 
 @dataclass(frozen=True, slots=True)
-class Attr:
+class Attr(FixedLayout):
     """fuse_attr: times are seconds plus nanoseconds (below 10**9)."""
+
+    LAYOUT = Struct("<QQQQQQIIIIIIIIII")
+    NSEC_FIELDS = ("atimensec", "mtimensec", "ctimensec")
 
     ino: int
     size: int
@@ -50,19 +49,6 @@ class Attr:
     rdev: int
     blksize: int
     flags: int = 0
-
-    def fields(self) -> tuple[int, ...]:
-        return (
-            self.ino, self.size, self.blocks, self.atime, self.mtime, self.ctime,
-            self.atimensec, self.mtimensec, self.ctimensec, self.mode, self.nlink,
-            self.uid, self.gid, self.rdev, self.blksize, self.flags,
-        )  # fmt: skip
-
-    @classmethod
-    def from_fields(cls, f: tuple[int, ...]) -> Self:
-        for value in f[6:9]:
-            nanoseconds(value, "fuse_attr time")
-        return cls(*f)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,18 +101,22 @@ class EntryOut:
     attr_valid_nsec: int = 0
 
     def encode(self) -> bytes:
-        return pack(
+        head = pack(
             _ENTRY_OUT, self.nodeid, self.generation, self.entry_valid, self.attr_valid,
-            self.entry_valid_nsec, self.attr_valid_nsec, *self.attr.fields(),
+            self.entry_valid_nsec, self.attr_valid_nsec,
         )  # fmt: skip
+        return head + self.attr.encode()
 
     @classmethod
     def decode(cls, body: Buffer) -> Self:
-        expect_size(body, _ENTRY_OUT.size, "fuse_entry_out")
-        f = _ENTRY_OUT.unpack(body)
-        nanoseconds(f[4], "entry_valid_nsec")
-        nanoseconds(f[5], "attr_valid_nsec")
-        return cls(f[0], f[1], Attr.from_fields(f[6:]), f[2], f[3], f[4], f[5])
+        expect_size(body, _ENTRY_OUT.size + Attr.LAYOUT.size, "fuse_entry_out")
+        nodeid, generation, entry_valid, attr_valid, entry_nsec, attr_nsec = (
+            _ENTRY_OUT.unpack_from(body)
+        )
+        nanoseconds(entry_nsec, "entry_valid_nsec")
+        nanoseconds(attr_nsec, "attr_valid_nsec")
+        attr = Attr.decode(body[_ENTRY_OUT.size :])
+        return cls(nodeid, generation, attr, entry_valid, attr_valid, entry_nsec, attr_nsec)
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,29 +126,24 @@ class AttrOut:
     attr_valid_nsec: int = 0
 
     def encode(self) -> bytes:
-        return pack(_ATTR_OUT, self.attr_valid, self.attr_valid_nsec, *self.attr.fields())
+        return pack(_ATTR_OUT, self.attr_valid, self.attr_valid_nsec) + self.attr.encode()
 
     @classmethod
     def decode(cls, body: Buffer) -> Self:
-        expect_size(body, _ATTR_OUT.size, "fuse_attr_out")
-        f = _ATTR_OUT.unpack(body)
-        return cls(Attr.from_fields(f[2:]), f[0], nanoseconds(f[1], "attr_valid_nsec"))
+        expect_size(body, _ATTR_OUT.size + Attr.LAYOUT.size, "fuse_attr_out")
+        attr_valid, attr_nsec = _ATTR_OUT.unpack_from(body)
+        attr = Attr.decode(body[_ATTR_OUT.size :])
+        return cls(attr, attr_valid, nanoseconds(attr_nsec, "attr_valid_nsec"))
 
 
 @dataclass(frozen=True, slots=True)
-class OpenOut:
+class OpenOut(FixedLayout):
     """fuse_open_out (OPEN, OPENDIR): the handle and FOPEN_* flags."""
+
+    LAYOUT = _OPEN_OUT
 
     fh: int
     open_flags: int = 0
-
-    def encode(self) -> bytes:
-        return pack(_OPEN_OUT, self.fh, self.open_flags)
-
-    @classmethod
-    def decode(cls, body: Buffer) -> Self:
-        expect_size(body, _OPEN_OUT.size, "fuse_open_out")
-        return cls(*_OPEN_OUT.unpack(body))
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,27 +158,23 @@ class CreateOut:
 
     @classmethod
     def decode(cls, body: Buffer) -> Self:
-        expect_size(body, _ENTRY_OUT.size + _OPEN_OUT.size, "create reply")
-        split = _ENTRY_OUT.size
+        expect_size(body, _ENTRY_OUT.size + Attr.LAYOUT.size + _OPEN_OUT.size, "create reply")
+        split = _ENTRY_OUT.size + Attr.LAYOUT.size
         return cls(EntryOut.decode(body[:split]), OpenOut.decode(body[split:]))
 
 
 @dataclass(frozen=True, slots=True)
-class WriteOut:
+class WriteOut(FixedLayout):
+    LAYOUT = Struct("<I4x")
+
     size: int
-
-    def encode(self) -> bytes:
-        return pack(_WRITE_OUT, self.size)
-
-    @classmethod
-    def decode(cls, body: Buffer) -> Self:
-        expect_size(body, _WRITE_OUT.size, "fuse_write_out")
-        return cls(*_WRITE_OUT.unpack(body))
 
 
 @dataclass(frozen=True, slots=True)
-class StatfsOut:
+class StatfsOut(FixedLayout):
     """fuse_statfs_out (struct fuse_kstatfs)."""
+
+    LAYOUT = Struct("<QQQQQIII28x")
 
     blocks: int
     bfree: int
@@ -203,17 +184,6 @@ class StatfsOut:
     bsize: int
     namelen: int
     frsize: int
-
-    def encode(self) -> bytes:
-        return pack(
-            _STATFS_OUT, self.blocks, self.bfree, self.bavail, self.files, self.ffree,
-            self.bsize, self.namelen, self.frsize,
-        )  # fmt: skip
-
-    @classmethod
-    def decode(cls, body: Buffer) -> Self:
-        expect_size(body, _STATFS_OUT.size, "fuse_statfs_out")
-        return cls(*_STATFS_OUT.unpack(body))
 
 
 @dataclass(frozen=True, slots=True)

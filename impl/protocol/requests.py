@@ -17,12 +17,12 @@ from . import constants as c
 from ._wire import (
     U32,
     Buffer,
+    FixedLayout,
     cstring,
     cstrings,
     expect_at_least,
     expect_size,
     known_bits,
-    nanoseconds,
     pack,
 )
 from .errors import ProtocolError
@@ -32,28 +32,15 @@ _INIT_IN_COMPAT = Struct("<IIII")  # before 7.36: no flags2
 _U64 = Struct("<Q")
 _BATCH_FORGET_IN = Struct("<II")
 _FORGET_ONE = Struct("<QQ")
-_GETATTR_IN = Struct("<IIQ")
-_SETATTR_IN = Struct("<I4xQQQQQQIIII4xII4x")
 _MKDIR_IN = Struct("<II")
 _RENAME2_IN = Struct("<QI4x")
-_OPEN_IN = Struct("<II")
 _CREATE_IN = Struct("<IIII")
-_READ_IN = Struct("<QQIIQI4x")
-_RELEASE_IN = Struct("<QIIQ")
-_FLUSH_IN = Struct("<Q8xQ")
-_FSYNC_IN = Struct("<QI4x")
-_SETUPMAPPING_IN = Struct("<QQQQQ")
+_RW_IN = Struct("<QQIIQI4x")  # fuse_read_in; fuse_write_in has the same layout
 _REMOVEMAPPING_IN = Struct("<I")
 _REMOVEMAPPING_ONE = Struct("<QQ")
 
-_GETATTR_FLAGS = c.FUSE_GETATTR_FH
-_SETATTR_VALID = (c.SetattrValid.KILL_SUIDGID << 1) - 1
 _OPEN_FLAGS = c.FUSE_OPEN_KILL_SUIDGID
-_READ_FLAGS = c.FUSE_READ_LOCKOWNER
 _WRITE_FLAGS = c.FUSE_WRITE_CACHE | c.FUSE_WRITE_LOCKOWNER | c.FUSE_WRITE_KILL_SUIDGID
-_RELEASE_FLAGS = c.FUSE_RELEASE_FLUSH | c.FUSE_RELEASE_FLOCK_UNLOCK
-_FSYNC_FLAGS = c.FUSE_FSYNC_FDATASYNC
-_MAPPING_FLAGS = c.FUSE_SETUPMAPPING_FLAG_READ | c.FUSE_SETUPMAPPING_FLAG_WRITE
 _RENAME_FLAGS = c.RENAME_NOREPLACE | c.RENAME_EXCHANGE | c.RENAME_WHITEOUT
 
 
@@ -111,16 +98,10 @@ class Name:
 
 
 @dataclass(frozen=True, slots=True)
-class ForgetIn:
+class ForgetIn(FixedLayout):
+    LAYOUT = _U64
+
     nlookup: int
-
-    def encode(self) -> bytes:
-        return pack(_U64, self.nlookup)
-
-    @classmethod
-    def decode(cls, body: Buffer) -> Self:
-        expect_size(body, _U64.size, "fuse_forget_in")
-        return cls(*_U64.unpack(body))
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,23 +130,21 @@ class BatchForgetIn:
 
 
 @dataclass(frozen=True, slots=True)
-class GetattrIn:
+class GetattrIn(FixedLayout):
+    LAYOUT = Struct("<I4xQ")
+    KNOWN_BITS = {"getattr_flags": c.FUSE_GETATTR_FH}
+
     getattr_flags: int = 0
     fh: int = 0
 
-    def encode(self) -> bytes:
-        return pack(_GETATTR_IN, self.getattr_flags, 0, self.fh)
-
-    @classmethod
-    def decode(cls, body: Buffer) -> Self:
-        expect_size(body, _GETATTR_IN.size, "fuse_getattr_in")
-        flags, _, fh = _GETATTR_IN.unpack(body)
-        return cls(known_bits(flags, _GETATTR_FLAGS, "getattr_flags"), fh)
-
 
 @dataclass(frozen=True, slots=True)
-class SetattrIn:
+class SetattrIn(FixedLayout):
     """fuse_setattr_in; `valid` (SetattrValid bits) says which other fields count."""
+
+    LAYOUT = Struct("<I4xQQQQQQIIII4xII4x")
+    KNOWN_BITS = {"valid": (c.SetattrValid.KILL_SUIDGID << 1) - 1}
+    NSEC_FIELDS = ("atimensec", "mtimensec", "ctimensec")
 
     valid: int
     fh: int = 0
@@ -180,22 +159,6 @@ class SetattrIn:
     mode: int = 0
     uid: int = 0
     gid: int = 0
-
-    def encode(self) -> bytes:
-        return pack(
-            _SETATTR_IN, self.valid, self.fh, self.size, self.lock_owner, self.atime,
-            self.mtime, self.ctime, self.atimensec, self.mtimensec, self.ctimensec,
-            self.mode, self.uid, self.gid,
-        )  # fmt: skip
-
-    @classmethod
-    def decode(cls, body: Buffer) -> Self:
-        expect_size(body, _SETATTR_IN.size, "fuse_setattr_in")
-        f = _SETATTR_IN.unpack(body)
-        known_bits(f[0], _SETATTR_VALID, "setattr valid")
-        for value in f[7:10]:
-            nanoseconds(value, "setattr time")
-        return cls(*f)
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,20 +235,14 @@ class Rename2In:
 
 
 @dataclass(frozen=True, slots=True)
-class OpenIn:
+class OpenIn(FixedLayout):
     """fuse_open_in (OPEN and OPENDIR): `flags` are the open(2) flags."""
+
+    LAYOUT = Struct("<II")
+    KNOWN_BITS = {"open_flags": _OPEN_FLAGS}
 
     flags: int
     open_flags: int = 0
-
-    def encode(self) -> bytes:
-        return pack(_OPEN_IN, self.flags, self.open_flags)
-
-    @classmethod
-    def decode(cls, body: Buffer) -> Self:
-        expect_size(body, _OPEN_IN.size, "fuse_open_in")
-        flags, open_flags = _OPEN_IN.unpack(body)
-        return cls(flags, known_bits(open_flags, _OPEN_FLAGS, "open_flags"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -312,8 +269,11 @@ class CreateIn:
 
 
 @dataclass(frozen=True, slots=True)
-class ReadIn:
+class ReadIn(FixedLayout):
     """fuse_read_in (READ and READDIR)."""
+
+    LAYOUT = _RW_IN
+    KNOWN_BITS = {"read_flags": c.FUSE_READ_LOCKOWNER}
 
     fh: int
     offset: int
@@ -321,18 +281,6 @@ class ReadIn:
     read_flags: int = 0
     lock_owner: int = 0
     flags: int = 0
-
-    def encode(self) -> bytes:
-        return pack(
-            _READ_IN, self.fh, self.offset, self.size, self.read_flags, self.lock_owner, self.flags
-        )
-
-    @classmethod
-    def decode(cls, body: Buffer) -> Self:
-        expect_size(body, _READ_IN.size, "fuse_read_in")
-        fh, offset, size, read_flags, owner, flags = _READ_IN.unpack(body)
-        known_bits(read_flags, _READ_FLAGS, "read_flags")
-        return cls(fh, offset, size, read_flags, owner, flags)
 
 
 @dataclass(frozen=True, slots=True)
@@ -348,85 +296,63 @@ class WriteIn:
 
     def encode(self) -> bytes:
         head = pack(
-            _READ_IN, self.fh, self.offset, len(self.data), self.write_flags,
+            _RW_IN, self.fh, self.offset, len(self.data), self.write_flags,
             self.lock_owner, self.flags,
         )  # fmt: skip
         return head + self.data
 
     @classmethod
     def decode(cls, body: Buffer) -> Self:
-        expect_at_least(body, _READ_IN.size, "fuse_write_in")
-        fh, offset, size, write_flags, owner, flags = _READ_IN.unpack_from(body)
+        expect_at_least(body, _RW_IN.size, "fuse_write_in")
+        fh, offset, size, write_flags, owner, flags = _RW_IN.unpack_from(body)
         known_bits(write_flags, _WRITE_FLAGS, "write_flags")
-        expect_size(body, _READ_IN.size + size, "write")
-        return cls(fh, offset, bytes(body[_READ_IN.size :]), write_flags, owner, flags)
+        expect_size(body, _RW_IN.size + size, "write")
+        return cls(fh, offset, bytes(body[_RW_IN.size :]), write_flags, owner, flags)
 
 
 @dataclass(frozen=True, slots=True)
-class ReleaseIn:
+class ReleaseIn(FixedLayout):
     """fuse_release_in (RELEASE and RELEASEDIR)."""
+
+    LAYOUT = Struct("<QIIQ")
+    KNOWN_BITS = {"release_flags": c.FUSE_RELEASE_FLUSH | c.FUSE_RELEASE_FLOCK_UNLOCK}
 
     fh: int
     flags: int = 0
     release_flags: int = 0
     lock_owner: int = 0
 
-    def encode(self) -> bytes:
-        return pack(_RELEASE_IN, self.fh, self.flags, self.release_flags, self.lock_owner)
-
-    @classmethod
-    def decode(cls, body: Buffer) -> Self:
-        expect_size(body, _RELEASE_IN.size, "fuse_release_in")
-        fh, flags, release_flags, owner = _RELEASE_IN.unpack(body)
-        known_bits(release_flags, _RELEASE_FLAGS, "release_flags")
-        return cls(fh, flags, release_flags, owner)
-
 
 @dataclass(frozen=True, slots=True)
-class FlushIn:
+class FlushIn(FixedLayout):
+    LAYOUT = Struct("<Q8xQ")
+
     fh: int
     lock_owner: int = 0
 
-    def encode(self) -> bytes:
-        return pack(_FLUSH_IN, self.fh, self.lock_owner)
-
-    @classmethod
-    def decode(cls, body: Buffer) -> Self:
-        expect_size(body, _FLUSH_IN.size, "fuse_flush_in")
-        return cls(*_FLUSH_IN.unpack(body))
-
 
 @dataclass(frozen=True, slots=True)
-class FsyncIn:
+class FsyncIn(FixedLayout):
+    LAYOUT = Struct("<QI4x")
+    KNOWN_BITS = {"fsync_flags": c.FUSE_FSYNC_FDATASYNC}
+
     fh: int
     fsync_flags: int = 0
 
-    def encode(self) -> bytes:
-        return pack(_FSYNC_IN, self.fh, self.fsync_flags)
-
-    @classmethod
-    def decode(cls, body: Buffer) -> Self:
-        expect_size(body, _FSYNC_IN.size, "fuse_fsync_in")
-        fh, flags = _FSYNC_IN.unpack(body)
-        return cls(fh, known_bits(flags, _FSYNC_FLAGS, "fsync_flags"))
-
 
 @dataclass(frozen=True, slots=True)
-class InterruptIn:
+class InterruptIn(FixedLayout):
+    LAYOUT = _U64
+
     unique: int
 
-    def encode(self) -> bytes:
-        return pack(_U64, self.unique)
-
-    @classmethod
-    def decode(cls, body: Buffer) -> Self:
-        expect_size(body, _U64.size, "fuse_interrupt_in")
-        return cls(*_U64.unpack(body))
-
 
 @dataclass(frozen=True, slots=True)
-class SetupmappingIn:
+class SetupmappingIn(FixedLayout):
     """fuse_setupmapping_in: map `length` bytes of the file at `foffset` to window `moffset`."""
+
+    LAYOUT = Struct("<QQQQQ")
+    KNOWN_BITS = {"flags": c.FUSE_SETUPMAPPING_FLAG_READ | c.FUSE_SETUPMAPPING_FLAG_WRITE}
 
     fh: int
     foffset: int
@@ -437,16 +363,6 @@ class SetupmappingIn:
     @property
     def writable(self) -> bool:
         return bool(self.flags & c.FUSE_SETUPMAPPING_FLAG_WRITE)
-
-    def encode(self) -> bytes:
-        return pack(_SETUPMAPPING_IN, self.fh, self.foffset, self.length, self.flags, self.moffset)
-
-    @classmethod
-    def decode(cls, body: Buffer) -> Self:
-        expect_size(body, _SETUPMAPPING_IN.size, "fuse_setupmapping_in")
-        fh, foffset, length, flags, moffset = _SETUPMAPPING_IN.unpack(body)
-        known_bits(flags, _MAPPING_FLAGS, "setupmapping flags")
-        return cls(fh, foffset, length, flags, moffset)
 
 
 @dataclass(frozen=True, slots=True)
