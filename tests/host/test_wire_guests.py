@@ -1,0 +1,245 @@
+"""The daemon with real guests on its real socket: a read-only export (no write path, no
+writable fd ever donated), CONFINE attacks over the wire, two guests sharing a file's
+pages, a guest killed mid-session (RECLAIM), and shutdown with guests connected."""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import fcntl
+import mmap
+import os
+import signal
+import stat
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from pagefs.impl.host.launcher import host_daemon
+from pagefs.impl.transport import mapping
+from pagefs.impl.transport.fuse_client import FuseClient
+
+from .conftest import WINDOW_SIZE, expect_errno, wait_until
+
+PAGE = mmap.PAGESIZE
+NO_FH = (1 << 64) - 1  # FUSE_SETUPMAPPING_NO_FH: how a Linux guest maps, by nodeid
+
+
+def window_perms(client: FuseClient, moffset: int) -> str:
+    """The protection this process's page tables give a window page (from /proc/self/maps)."""
+    address = client.window.base + moffset
+    with open("/proc/self/maps") as maps:
+        for line in maps:
+            span, perms = line.split()[:2]
+            lo, hi = (int(x, 16) for x in span.split("-"))
+            if lo <= address < hi:
+                return perms
+    raise AssertionError(f"window address {address:#x} is not mapped")
+
+
+@pytest.fixture
+def donated(monkeypatch) -> list[tuple[int, bool]]:
+    """Every fd the daemon donates to this process's windows: (access mode, writable
+    shared mapping possible). Records, then maps as the front-end always does."""
+    seen: list[tuple[int, bool]] = []
+    real_map_fixed = mapping.map_fixed
+
+    def recording(addr: int, length: int, fd: int, offset: int, *, writable: bool) -> None:
+        try:
+            mmap.mmap(fd, PAGE, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE,
+                      offset=offset).close()
+            can_write = True
+        except PermissionError:
+            can_write = False
+        seen.append((fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE, can_write))
+        real_map_fixed(addr, length, fd, offset, writable=writable)
+
+    monkeypatch.setattr(mapping, "map_fixed", recording)
+    return seen
+
+
+# -- read-only export -----------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def ro_export(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("ro-export")
+    (root / "file").write_bytes(b"R" * 2 * PAGE)
+    (root / "dir").mkdir()
+    (root / "dir" / "inner").touch()
+    return root
+
+
+@pytest.fixture(scope="module")
+def ro_daemon(ro_export: Path):
+    with host_daemon(str(ro_export), read_only=True) as host:
+        yield host
+
+
+def snapshot(root: Path) -> dict[str, tuple[int, int, bytes | None]]:
+    return {str(p.relative_to(root)): (p.lstat().st_mode, p.lstat().st_mtime_ns,
+                                        p.read_bytes() if p.is_file() else None)
+            for p in sorted(root.rglob("*"))}
+
+
+def test_read_only_export_has_no_write_path_on_the_wire(ro_daemon, ro_export, donated) -> None:
+    before = snapshot(ro_export)
+    with FuseClient.connect(ro_daemon.socket_path, window_size=WINDOW_SIZE) as guest:
+        file_id = guest.lookup(1, b"file").nodeid
+        reader = guest.open(file_id, os.O_RDONLY).fh
+        refusals = [
+            lambda: guest.setattr(file_id, size=0),
+            lambda: guest.setattr(file_id, mode=0o777),
+            lambda: guest.setattr(file_id, mtime_ns=0),
+            lambda: guest.open(file_id, os.O_WRONLY),
+            lambda: guest.open(file_id, os.O_RDWR),
+            lambda: guest.open(file_id, os.O_RDONLY | os.O_TRUNC),
+            lambda: guest.write(file_id, reader, 0, b"x"),
+            lambda: guest.create(1, b"new", os.O_RDONLY | os.O_CREAT, 0o644),
+            lambda: guest.create(1, b"file", os.O_RDONLY | os.O_CREAT, 0o644),
+            lambda: guest.mkdir(1, b"newdir", 0o755),
+            lambda: guest.symlink(1, b"newlink", b"file"),
+            lambda: guest.unlink(1, b"file"),
+            lambda: guest.rmdir(1, b"dir"),
+            lambda: guest.rename(1, b"file", 1, b"moved"),
+            lambda: guest.rename(1, b"file", 1, b"dir", 2),
+            lambda: guest.setupmapping(file_id, reader, 0, PAGE, True, 0),
+            lambda: guest.setupmapping(file_id, NO_FH, 0, PAGE, True, 0),
+        ]
+        for refusal in refusals:
+            expect_errno(errno.EROFS, refusal)
+        guest.setupmapping(file_id, reader, 0, PAGE, False, 0)
+        guest.setupmapping(file_id, NO_FH, PAGE, PAGE, False, PAGE)
+        assert ctypes.string_at(guest.window.base, 4) == b"RRRR"
+        assert window_perms(guest, 0) == "r--s" and window_perms(guest, PAGE) == "r--s"
+        assert guest.read(file_id, reader, 0, 2) == b"RR"
+    assert donated == [(os.O_RDONLY, False), (os.O_RDONLY, False)]
+    assert snapshot(ro_export) == before
+    assert "refused: EROFS" in ro_daemon.log()
+
+
+def test_read_only_export_still_sees_host_changes(ro_daemon, ro_export) -> None:
+    with FuseClient.connect(ro_daemon.socket_path, window_size=WINDOW_SIZE) as guest:
+        (ro_export / "late").write_bytes(b"written by the host")
+        entry = guest.lookup(1, b"late")
+        fh = guest.open(entry.nodeid, os.O_RDONLY).fh
+        assert guest.read(entry.nodeid, fh, 0, 100) == b"written by the host"
+    (ro_export / "late").unlink()
+
+
+def test_read_mappings_get_read_only_fds_in_a_writable_export(area, donated) -> None:
+    client, top, host = area
+    (host / "big").write_bytes(b"x" * PAGE)
+    nodeid = client.lookup(top, b"big").nodeid
+    rw = client.open(nodeid, os.O_RDWR).fh
+    client.setupmapping(nodeid, rw, 0, PAGE, False, 0)
+    client.setupmapping(nodeid, rw, 0, PAGE, True, PAGE)
+    assert (window_perms(client, 0), window_perms(client, PAGE)) == ("r--s", "rw-s")
+    assert donated == [(os.O_RDONLY, False), (os.O_RDWR, True)]
+
+
+# -- CONFINE over the wire ------------------------------------------------------------
+
+def test_confinement_attacks_over_the_wire(area) -> None:
+    client, top, host = area
+    os.symlink("/etc", host / "etc")
+    os.symlink("../../../../../../../etc/passwd", host / "passwd")
+    os.mkfifo(host / "fifo")
+    os.mknod(host / "null", stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    etc = client.lookup(top, b"etc").nodeid
+    expect_errno(errno.ENOTDIR, client.lookup, etc, b"passwd")
+    expect_errno(errno.ENOTDIR, client.opendir, etc)
+    expect_errno(errno.ENOTDIR, client.create, etc, b"evil", os.O_RDWR | os.O_CREAT, 0o644)
+    expect_errno(errno.ELOOP, client.open, client.lookup(top, b"passwd").nodeid, os.O_RDONLY)
+    expect_errno(errno.ELOOP, client.create, top, b"passwd", os.O_RDWR | os.O_CREAT, 0o644)
+    expect_errno(errno.EACCES, client.open, client.lookup(top, b"fifo").nodeid, os.O_RDONLY)
+    expect_errno(errno.EACCES, client.open, client.lookup(top, b"null").nodeid, os.O_RDWR)
+    for name in (b"..", b"../..", b"/etc", b"dir/../../.."):
+        expect_errno(errno.EINVAL, client.lookup, top, name)
+        expect_errno(errno.EINVAL, client.lookup, 1, name)
+    # The daemon is still there for everyone, and /etc is untouched.
+    assert client.getattr(top).attr.ino == os.stat(host).st_ino
+    assert os.path.isfile("/etc/passwd")
+
+
+# -- several guests ---------------------------------------------------------------------
+
+def test_two_guests_share_the_same_file_pages(daemon, area) -> None:
+    one, top, host = area
+    (host / "shared").write_bytes(bytes(PAGE))
+    with FuseClient.connect(daemon.socket_path, window_size=WINDOW_SIZE) as two:
+        top_two = two.lookup(1, host.name.encode()).nodeid
+        a, b = one.lookup(top, b"shared").nodeid, two.lookup(top_two, b"shared").nodeid
+        one.setupmapping(a, one.open(a, os.O_RDWR).fh, 0, PAGE, True, 0)
+        two.setupmapping(b, two.open(b, os.O_RDWR).fh, 0, PAGE, True, 3 * PAGE)
+        ctypes.memmove(one.window.base + 10, b"from one", 8)
+        assert ctypes.string_at(two.window.base + 3 * PAGE + 10, 8) == b"from one"  # COH-PEER
+        ctypes.memmove(two.window.base + 3 * PAGE + 20, b"from two", 8)
+        assert ctypes.string_at(one.window.base + 20, 8) == b"from two"
+        assert (host / "shared").read_bytes()[10:28] == b"from one\0\0from two"
+        fh = two.open(b, os.O_RDONLY).fh
+        assert two.read(b, fh, 10, 8) == b"from one"  # READ and the window agree
+
+
+GUEST = textwrap.dedent("""
+    import os, sys, time
+    from pagefs.impl.transport.fuse_client import FuseClient
+    guest = FuseClient.connect(sys.argv[1], window_size=64 << 20)
+    top = guest.lookup(1, sys.argv[2].encode()).nodeid
+    for i in range(20):
+        made = guest.create(top, b"f%d" % i, os.O_RDWR | os.O_CREAT, 0o644)
+        guest.write(made.entry.nodeid, made.open.fh, 0, b"x" * 8192)
+        guest.setupmapping(made.entry.nodeid, made.open.fh, 0, 8192, True, i * 8192)
+    guest.opendir(top)
+    print("holding", flush=True)
+    time.sleep(600)
+""")
+
+
+def test_a_guest_killed_mid_session_is_reclaimed(daemon, area) -> None:
+    survivor, top, host = area
+    wait_until(lambda: live_guests(daemon) == 1, daemon, "earlier tests' guests to go")
+    baseline = daemon.open_fds()
+    victim = subprocess.Popen([sys.executable, "-c", GUEST, daemon.socket_path, host.name],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert victim.stdout.readline() == "holding\n"
+        holding = daemon.open_fds()
+        assert holding > baseline + 20  # its nodeids and handles are host fds
+        victim.send_signal(signal.SIGKILL)
+        victim.wait()
+    finally:
+        if victim.poll() is None:
+            victim.kill()
+            victim.wait()
+        victim.stdout.close()
+    wait_until(lambda: daemon.open_fds() == baseline, daemon, "RECLAIM of the killed guest")
+    assert "released 22 nodeids, 21 handles, 20 mappings" in daemon.log()
+    file_id = survivor.lookup(top, b"file").nodeid
+    fh = survivor.open(file_id, os.O_RDONLY).fh
+    assert survivor.read(file_id, fh, 0, 4) == b"0123"  # the other guest carries on
+
+
+def live_guests(host) -> int:
+    log = host.log()
+    return log.count(" connected (pid") - log.count(" disconnected") - log.count(" dropped")
+
+
+def test_shutdown_with_guests_connected(tmp_path: Path) -> None:
+    (tmp_path / "file").write_bytes(b"data")
+    with host_daemon(str(tmp_path)) as host:
+        guests = [FuseClient.connect(host.socket_path, window_size=WINDOW_SIZE)
+                  for _ in range(2)]
+        try:
+            nodeid = guests[0].lookup(1, b"file").nodeid
+            guests[0].open(nodeid, os.O_RDONLY)
+            assert host.stop(signal.SIGTERM) == 0  # and its socket is gone
+            for guest in guests:
+                with pytest.raises((ConnectionError, OSError)):
+                    guest.getattr(1)
+        finally:
+            for guest in guests:
+                guest.close()
+        assert host.log().count("disconnected") == 2
+        assert "stopped" in host.log()
