@@ -232,8 +232,9 @@ class GuestSession:
         return Entry(nodeid, node.generation, st)
 
     def _lookup_name(self, parent: int, name: bytes) -> Entry:
+        node = self._node(parent)  # a stale parent is ESTALE whatever the name
         confine.check_name(name)
-        return self._enter(confine.lookup_fd(self._node(parent).fd, name))
+        return self._enter(confine.lookup_fd(node.fd, name))
 
     # -- namespace -------------------------------------------------------------
 

@@ -209,3 +209,10 @@ def test_statfs_is_the_host_filesystems(guest: GuestSession, export) -> None:
     host = os.statvfs(export)
     assert (ours.f_bsize, ours.f_blocks, ours.f_namemax) == (
         host.f_bsize, host.f_blocks, host.f_namemax)
+
+
+def test_a_stale_parent_is_stale_whatever_the_name(guest: GuestSession) -> None:
+    for name in (b"file", b"", b"a/b", b".."):
+        expect_errno(errno.ESTALE, guest.lookup, 777, name)
+        expect_errno(errno.ESTALE, guest.mkdir, 777, name, 0o755)
+        expect_errno(errno.ESTALE, guest.unlink, 777, name)
