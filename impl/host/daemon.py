@@ -22,6 +22,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 
 from pagefs.impl.host.dispatch import Dispatcher
 from pagefs.impl.host.listener import bind_listener
@@ -40,6 +41,8 @@ LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARN
               "warning": logging.WARNING, "err": logging.ERROR, "error": logging.ERROR}
 # How long a guest's connection gets to wind down at shutdown before the daemon leaves.
 STOP_GRACE_SECONDS = 5.0
+# How long to back off when accept() fails for want of descriptors.
+ACCEPT_RETRY_SECONDS = 0.1
 
 
 class _Parser(argparse.ArgumentParser):
@@ -100,6 +103,7 @@ class Daemon:
         self._window_size = window_size
         self._lock = threading.Lock()
         self._guests: dict[threading.Thread, VhostUserBackend | None] = {}
+        self._stopping = False
         self._stop_r, self._stop_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
 
     def request_stop(self) -> None:
@@ -125,8 +129,16 @@ class Daemon:
                 conn, _ = self._listener.accept()
             except (BlockingIOError, InterruptedError):
                 continue
+            except OSError as err:  # EMFILE and the like: keep serving who is connected
+                log.warning("cannot accept a connection: %s", err.strerror)
+                time.sleep(ACCEPT_RETRY_SECONDS)
+                continue
             conn.setblocking(True)
-            self._admit(conn)
+            try:
+                self._admit(conn)
+            except OSError as err:
+                log.warning("refused connection: %s", err.strerror)
+                conn.close()
 
     def _admit(self, conn: socket.socket) -> None:
         peer = _peer_pid(conn)
@@ -141,16 +153,29 @@ class Daemon:
             thread = threading.Thread(target=self._serve, args=(conn, session, peer),
                                       name=session.name, daemon=True)
             self._guests[thread] = None
-        thread.start()
+        try:
+            thread.start()
+        except RuntimeError as err:  # no more threads: this guest waits for a free slot
+            with self._lock:
+                del self._guests[thread]
+            session.close()
+            conn.close()
+            log.warning("refused connection from pid %s: %s", peer, err)
 
     def _serve(self, conn: socket.socket, session: GuestSession, peer: int | None) -> None:
         me = threading.current_thread()
         log.info("%s connected (pid %s)", session.name, peer)
         why = "disconnected"
         try:
-            backend = VhostUserBackend(conn, window_size=self._window_size)
+            try:
+                backend = VhostUserBackend(conn, window_size=self._window_size)
+            except BaseException:
+                conn.close()
+                raise
             with self._lock:
                 self._guests[me] = backend
+                if self._stopping:  # shutdown began before this guest's back-end existed
+                    backend.stop()
             backend.serve(Dispatcher(session, mapper=backend).handle)
             if backend.broken:
                 why = f"dropped: {backend.broken}"
@@ -169,6 +194,7 @@ class Daemon:
         self._listener.close()
         _unlink_socket(self._socket_path)
         with self._lock:
+            self._stopping = True
             guests = dict(self._guests)
         for backend in guests.values():
             if backend is not None:
