@@ -17,6 +17,7 @@ import argparse
 import json
 import logging
 import os
+import resource
 import select
 import signal
 import socket
@@ -224,6 +225,15 @@ def _unlink_socket(path: str) -> None:
         pass
 
 
+def _raise_fd_limit() -> None:
+    """Every nodeid and handle a guest holds is a host descriptor: allow as many as the
+    hard limit does (as virtiofsd does), so one busy guest does not starve the others."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        log.debug("descriptor limit raised from %d to %d", soft, hard)
+
+
 def _fail(message: str) -> int:
     print(f"{PROG}: error: {message}", file=sys.stderr)
     return EXIT_FAILURE
@@ -247,6 +257,7 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(f"socket path {args.socket_path}: {err.strerror}")
     # The guest's kernel applies its own umask; modes arrive as meant.
     os.umask(0)
+    _raise_fd_limit()
     daemon = Daemon(fs, listener, args.socket_path, max_guests=args.max_guests,
                     window_size=args.window_size)
     for signum in (signal.SIGTERM, signal.SIGINT):
