@@ -9,8 +9,9 @@ READ/WRITE messages.
 
 A fault in the middle of a window copy means the host truncated the file under us
 (EOF-FAULT). The size is then fetched again (GETATTR): a read ends short at the new
-end of file, a write sends its remainder as WRITE, which is what a write at that
-offset means once the file is shorter.
+end of file, a write sends everything from the new end on as WRITE, which is what a
+write at that offset means once the file is shorter (stores into the tail of the
+last page, past the end, did not fault but are no file data).
 """
 
 from __future__ import annotations
@@ -130,6 +131,10 @@ class DataPath:
             except OSError as err:
                 if err.errno != errno.ENOMEM:
                     raise
+            if done < len(view):
+                # EOF-FAULT: stores into the last page past the new end did not fault
+                # but are not file data; everything from the new end goes by WRITE.
+                done = min(done, max(0, self.size(nodeid, fh) - offset))
         return done + self._write_messages(nodeid, fh, view[done:], offset + done)
 
     def _through_window(

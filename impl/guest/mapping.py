@@ -194,6 +194,10 @@ class Mapping:
                 self.size = self._refresh_size()  # EOF-FAULT: learn the new end of file
             except OSError:
                 pass  # the fault is the answer; a lost connection shows on the next call
+            if store:
+                # Stores into the last page past the end did not fault, but they are
+                # not file data: count only what lies before the end.
+                done = min(done, max(0, self.size - foffset))
             if done == 0:
                 raise OSError(errno.EFAULT, "access beyond the end of the file")
         return done

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import errno
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from pagefs.impl.guest.connect import connect
+from pagefs.impl.guest.datapath import DataPath
 from pagefs.impl.guest.share import Share
 
 RANGE = 2 * 1024 * 1024
@@ -172,3 +174,42 @@ def test_the_path_walk_follows_symlinks_in_the_guest(share: Share, export: Path)
     assert errno_of(share.mkdir, "..") == errno.EINVAL
     share.unlink("rel")  # the link, not its target
     assert share.listdir("d") == ["x"]
+
+
+class StaleFirstSize:
+    """The FUSE client, except that the first GETATTR answers a size seen earlier: the
+    host truncates between the data path's size check and its copy."""
+
+    def __init__(self, client, stale_size: int) -> None:
+        self._client = client
+        self._stale: int | None = stale_size
+        self.getattrs = 0
+
+    def getattr(self, nodeid: int, fh: int | None = None):
+        self.getattrs += 1
+        out = self._client.getattr(nodeid, fh)
+        if self._stale is not None:
+            out = replace(out, attr=replace(out.attr, size=self._stale))
+            self._stale = None
+        return out
+
+    def __getattr__(self, name: str):
+        return getattr(self._client, name)
+
+
+def test_a_fault_in_the_middle_of_a_window_copy_ends_short_or_goes_by_write(
+    share: Share, export: Path
+) -> None:
+    (export / "f").write_bytes(b"q" * (3 * RANGE))
+    with share.open("f", os.O_RDWR) as f:
+        assert f.pread(1, 2 * RANGE) == b"q"  # the ranges are mapped now
+        os.truncate(export / "f", RANGE + 100)
+        stale = StaleFirstSize(share.requests, 3 * RANGE)
+        data = DataPath(stale, share.window, max_read=1 << 20, max_write=1 << 20)
+        # The copy faults at the first page past the new end: a short read at the end.
+        assert data.pread(f.nodeid, f.fh, 2 * RANGE, RANGE // 2) == b"q" * (RANGE // 2 + 100)
+        assert stale.getattrs == 2
+        stale._stale = 3 * RANGE
+        # A store faults there too: the rest goes by WRITE, which extends the file.
+        assert data.pwrite(f.nodeid, f.fh, b"w" * RANGE, RANGE) == RANGE
+    assert (export / "f").read_bytes() == b"q" * RANGE + b"w" * RANGE

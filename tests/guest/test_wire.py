@@ -102,7 +102,8 @@ def test_eof_fault_host_truncate_under_a_live_mapping(share: Share, export: Path
         tail = m.read(RANGE, 8192)  # short: the last page reads, its tail as zeros
         assert len(tail) == 4096 and tail[10:] == bytes(4086)
         assert m.size == RANGE + 10
-        assert f.pread(100, RANGE) == bytes(i % 253 for i in range(RANGE, RANGE + 10))
+        assert m.write(RANGE, b"z" * 8192) == 10  # only bytes before the end count
+        assert f.pread(100, RANGE) == b"z" * 10
         # The guest keeps working: writes past the end grow the file by WRITE, and
         # the same mapping sees the pages again.
         assert f.pwrite(b"back", 2 * RANGE) == 4
