@@ -2,6 +2,7 @@
 
     pagefs-host --socket-path PATH --shared-dir DIR [--read-only] [--max-guests N]
                 [--window-size BYTES] [--log-level LEVEL]
+    pagefs-host --fd FD --shared-dir DIR ...     (an inherited listening socket: libvirt)
     pagefs-host --print-capabilities
 
 One listening unix socket; each guest connects to it with its own vhost-user
@@ -26,7 +27,7 @@ import threading
 import time
 
 from pagefs.impl.host.dispatch import Dispatcher
-from pagefs.impl.host.listener import bind_listener
+from pagefs.impl.host.listener import adopt_listener, bind_listener
 from pagefs.impl.host.passthrough import GuestSession, PassthroughFS
 from pagefs.impl.transport.backend import DEFAULT_WINDOW_SIZE, VhostUserBackend
 
@@ -71,7 +72,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                      "vhost-user (virtio-fs), with DAX mappings of the host's own pages.")
     parser.add_argument("--socket-path", metavar="PATH",
                         help="unix socket to listen on; each guest connects to it")
+    parser.add_argument("--fd", type=_descriptor, metavar="FD",
+                        help="serve an inherited listening unix socket instead of "
+                        "--socket-path (what libvirt passes)")
     parser.add_argument("--shared-dir", metavar="DIR", help="host directory to export")
+    parser.add_argument("--cache", choices=["never"],
+                        help="accepted for virtiofsd compatibility: pagefs-host never lets a "
+                        "guest cache entries or attributes")
     parser.add_argument("--read-only", action="store_true",
                         help="refuse every write path with EROFS; donate read-only fds only")
     parser.add_argument("--max-guests", type=_positive, metavar="N",
@@ -85,17 +92,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="print the vhost-user back-end capabilities (JSON) and exit")
     args = parser.parse_args(argv)
     if not args.print_capabilities:
-        missing = [opt for opt, value in (("--socket-path", args.socket_path),
-                                          ("--shared-dir", args.shared_dir)) if not value]
+        if args.socket_path and args.fd is not None:
+            parser.error("--socket-path and --fd exclude each other")
+        listen = args.socket_path or args.fd is not None
+        missing = [opt for opt, given in (("--socket-path", listen),
+                                          ("--shared-dir", args.shared_dir)) if not given]
         if missing:
             parser.error(f"{' and '.join(missing)} required")
     return args
 
 
+def _descriptor(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"not a descriptor number: {text!r}")
+    return int(text)
+
+
 class Daemon:
     """The listening socket and the guests connected to it."""
 
-    def __init__(self, fs: PassthroughFS, listener: socket.socket, socket_path: str, *,
+    def __init__(self, fs: PassthroughFS, listener: socket.socket, socket_path: str | None, *,
                  max_guests: int | None, window_size: int) -> None:
         self._fs = fs
         self._listener = listener
@@ -193,7 +209,8 @@ class Daemon:
 
     def _shutdown(self) -> None:
         self._listener.close()
-        _unlink_socket(self._socket_path)
+        if self._socket_path is not None:  # an inherited socket is its owner's to remove
+            _unlink_socket(self._socket_path)
         with self._lock:
             self._stopping = True
             guests = dict(self._guests)
@@ -251,10 +268,15 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as err:
         return _fail(f"shared dir {args.shared_dir}: {err.strerror}")
     try:
-        listener = bind_listener(args.socket_path)
+        if args.fd is not None:
+            where = f"--fd {args.fd}"
+            listener = adopt_listener(args.fd)
+        else:
+            where = f"socket path {args.socket_path}"
+            listener = bind_listener(args.socket_path)
     except OSError as err:
         fs.close()
-        return _fail(f"socket path {args.socket_path}: {err.strerror}")
+        return _fail(f"{where}: {err.strerror}")
     # The guest's kernel applies its own umask; modes arrive as meant.
     os.umask(0)
     _raise_fd_limit()
@@ -263,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: daemon.request_stop())
     log.info("exporting %s%s on %s", fs.root, " read-only" if fs.read_only else "",
-             args.socket_path)
+             args.socket_path or f"inherited socket {args.fd}")
     daemon.run()
     return 0
 

@@ -59,3 +59,18 @@ def bind_listener(path: str) -> socket.socket:
         os.umask(old_umask)
     listener.setblocking(False)
     return listener
+
+
+def adopt_listener(fd: int) -> socket.socket:
+    """Serve a listening unix socket handed down by whoever started us (libvirt's --fd)."""
+    try:
+        listener = socket.socket(fileno=fd)
+    except OSError as err:
+        raise OSError(err.errno, f"not an open socket ({err.strerror})") from None
+    if (listener.family != socket.AF_UNIX or listener.type != socket.SOCK_STREAM
+            or not listener.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)):
+        listener.detach()  # not ours to close
+        raise OSError(errno.EINVAL, "not a listening unix stream socket")
+    listener.set_inheritable(False)
+    listener.setblocking(False)
+    return listener

@@ -14,10 +14,13 @@ from pathlib import Path
 import pytest
 from pagefs.impl.host.launcher import PAGEFS_HOST, HostDaemonError, command, host_daemon
 from pagefs.impl.host.listener import is_listening
+from pagefs.impl.transport.fuse_client import FuseClient
+
+from .conftest import WINDOW_SIZE
 
 
 def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([*PAGEFS_HOST, *args], capture_output=True,
+    return subprocess.run([*PAGEFS_HOST, *args], capture_output=True, stdin=subprocess.DEVNULL,
                           text=True, timeout=timeout)
 
 
@@ -154,3 +157,38 @@ def test_launcher_reports_a_daemon_that_cannot_start(tmp_path: Path) -> None:
         (tmp_path / "file").write_text("x")
         with host_daemon(str(tmp_path / "file")):
             pass
+
+
+def test_an_inherited_listening_socket_as_libvirt_passes_it(tmp_path: Path) -> None:
+    (tmp_path / "file").write_bytes(b"via --fd")
+    path = str(tmp_path / "libvirt.sock")
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(path)
+    listener.listen()
+    fd = listener.fileno()
+    proc = subprocess.Popen([*PAGEFS_HOST, f"--fd={fd}", "--shared-dir", str(tmp_path),
+                             "--cache", "never"], pass_fds=[fd], stderr=subprocess.PIPE,
+                            text=True)
+    listener.close()  # the daemon holds it now, as virtiofsd does under libvirt
+    try:
+        with FuseClient.connect(path, window_size=WINDOW_SIZE) as guest:
+            entry = guest.lookup(1, b"file")
+            fh = guest.open(entry.nodeid, os.O_RDONLY).fh
+            assert guest.read(entry.nodeid, fh, 0, 100) == b"via --fd"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert os.path.exists(path)  # the inherited socket's file is its owner's to remove
+    os.unlink(path)
+
+
+@pytest.mark.parametrize(("args", "code", "fragment"), [
+    (("--fd", "1", "--socket-path", "/tmp/x.sock", "--shared-dir", "/tmp"), 2, "exclude"),
+    (("--fd", "x", "--shared-dir", "/tmp"), 2, "not a descriptor"),
+    (("--fd", "0", "--shared-dir", "/tmp"), 1, "not an open socket"),
+    (("--cache", "always", "--socket-path", "/tmp/x.sock", "--shared-dir", "/tmp"), 2,
+     "--cache"),
+])
+def test_bad_inherited_sockets_and_cache_modes(args, code: int, fragment: str) -> None:
+    one_line_error(run_cli(*args), code, fragment)
