@@ -145,7 +145,7 @@ def symbolic(prefix: str = "s") -> State:
 
 def constant(sorts: tuple[z3.SortRef, ...], value: z3.ExprRef) -> z3.ArrayRef:
     """An array of any arity holding ``value`` everywhere."""
-    bound = [z3.Const(f"k{i}", s) for i, s in enumerate(sorts[:-1])]
+    bound = [z3.FreshConst(s, "k") for s in sorts[:-1]]
     return z3.Lambda(bound, value)
 
 

@@ -40,13 +40,14 @@ class Clause:
     variables: tuple[tuple[str, z3.SortRef], ...]
     body: Callable[..., z3.BoolRef]
 
-    def bound(self, tag: str = "") -> list[z3.ExprRef]:
+    def bound(self, tag: str) -> list[z3.ExprRef]:
+        """Named constants for the variables, to read a counterexample's witnesses by."""
         return [z3.Const(f"{name}{tag}", sort) for name, sort in self.variables]
 
     def holds(self, s: State) -> z3.BoolRef:
         if not self.variables:
             return self.body(s)
-        xs = self.bound()
+        xs = [z3.FreshConst(sort, name) for name, sort in self.variables]
         return z3.ForAll(xs, self.body(s, *xs))
 
 
@@ -77,6 +78,8 @@ ISOLATION = Invariant("ISOLATION", (
 ))
 
 SINGLE_COPY = Invariant("SINGLE-COPY", (
+    Clause("frame 0 means 'no frame' and is never owned",
+           (), lambda s: s.owner[0] == NONE),
     Clause("the page cache holds at most one frame per (inode, page), and that frame "
            "records it as its owner and page",
            (I, P), lambda s, i, p: z3.Implies(s.pc[i, p] != NONE, z3.And(
@@ -136,10 +139,17 @@ NODEID = Invariant("NODEID", (
     Clause("nodeids at or past the guest's next nodeid were never bound",
            (G, N), lambda s, g, n: z3.Implies(z3.UGE(n, s.next_node[g]), z3.And(
                s.node_ino[g, n] == NONE, s.node_hist[g, n] == NONE))),
-    Clause("a bound nodeid means the inode it first meant, and the inverse map agrees",
-           (G, N), lambda s, g, n: z3.Implies(s.node_ino[g, n] != NONE, z3.And(
-               s.node_ino[g, n] == s.node_hist[g, n], s.ino_node[g, s.node_ino[g, n]] == n,
-               s.node_cnt[g, n] > 0, z3.ULT(s.node_ino[g, n], s.next_ino)))),
+    Clause("a bound nodeid means the inode it first meant",
+           (G, N), lambda s, g, n: z3.Implies(s.node_ino[g, n] != NONE,
+                                              s.node_ino[g, n] == s.node_hist[g, n])),
+    Clause("the inverse map agrees with a bound nodeid",
+           (G, N), lambda s, g, n: z3.Implies(s.node_ino[g, n] != NONE,
+                                              s.ino_node[g, s.node_ino[g, n]] == n)),
+    Clause("a bound nodeid has a positive lookup count",
+           (G, N), lambda s, g, n: z3.Implies(s.node_ino[g, n] != NONE, s.node_cnt[g, n] > 0)),
+    Clause("a bound nodeid names an issued inode identity",
+           (G, N), lambda s, g, n: z3.Implies(s.node_ino[g, n] != NONE,
+                                              z3.ULT(s.node_ino[g, n], s.next_ino))),
     Clause("the inverse map names only bound nodeids",
            (G, I), lambda s, g, i: z3.Implies(s.ino_node[g, i] != NONE,
                                               s.node_ino[g, s.ino_node[g, i]] == i)),

@@ -104,7 +104,7 @@ def frame_for(s: State, i: z3.ExprRef, page: z3.ExprRef, f: z3.ExprRef
         pc=z3.Store(s.pc, i, page, f),
         owner=z3.Store(s.owner, f, i),
         fpage=z3.Store(s.fpage, f, page),
-        fdata=z3.Lambda([fx := z3.Const("fx", Frame), ox := z3.Const("ox", Offset)],
+        fdata=z3.Lambda([fx := z3.FreshConst(Frame, "fx"), ox := z3.FreshConst(Offset, "ox")],
                         z3.If(fx == f, zero[ox], s.fdata[fx, ox])),
     )
     return z3.If(fresh, f, cached), usable, d.ite(fresh, allocated, s)
@@ -138,7 +138,7 @@ def truncate(s: State, i: z3.ExprRef, new_size: z3.ExprRef, *, zap: bool = True,
     ``truncate_inode_pages``): no guest entry may still reach a frame once it is freed.
     """
     gone = lambda page: z3.UGE(page_start(page), new_size)  # noqa: E731
-    g, sl, j, p, fr, o = (z3.Const(n, k) for n, k in (
+    g, sl, j, p, fr, o = (z3.FreshConst(k, n) for n, k in (
         ("g", Guest), ("sl", Slot), ("j", Inode), ("p", Page), ("fr", Frame), ("o", Offset)))
     pte = s.pte
     if zap:
@@ -183,7 +183,7 @@ def new_inode(s: State, parent: z3.ExprRef, name: z3.ExprRef, directory: bool
 
 
 def empty_dir(s: State, i: z3.ExprRef) -> z3.BoolRef:
-    n = z3.Const("n", Name)
+    n = z3.FreshConst(Name, "n")
     return z3.ForAll([n], s.dent[i, n] == NONE)
 
 
@@ -294,21 +294,21 @@ def evict(s: State, i: z3.ExprRef) -> Step:
     unlinked file keeps its data while held (LIFETIME). Not a request: the moment the
     last reference goes; the abstract spec does not see it.
     """
-    g, h, sl, p, n, fr = (z3.Const(x, k) for x, k in (
+    g, h, sl, p, n, fr = (z3.FreshConst(k, x) for x, k in (
         ("g", Guest), ("h", Handle), ("sl", Slot), ("p", Inode), ("n", Name), ("fr", Frame)))
     unheld = z3.And(
         z3.ForAll([p, n], s.dent[p, n] != i),
         z3.ForAll([g, h], s.fh_ino[g, h] != i),
         z3.ForAll([g, sl], s.map_ino[g, sl] != i),
     )
-    pg = z3.Const("pg", Page)
+    pg = z3.FreshConst(Page, "pg")
     new = d.update(
         s,
         alive=z3.Store(s.alive, i, False),
         pc=z3.Lambda([p, pg], z3.If(p == i, val(Frame, NONE), s.pc[p, pg])),
         owner=z3.Lambda([fr], z3.If(s.owner[fr] == i, val(Inode, NONE), s.owner[fr])),
     )
-    enabled = z3.And(i != NONE, i != ROOT, s.alive[i], unheld)
+    enabled = z3.And(i != NONE, i != ROOT, s.alive[i], empty_dir(s, i), unheld)
     return step(s, new, z3.IntVal(0), enabled)
 
 
@@ -334,11 +334,11 @@ def init(s: State, g: z3.ExprRef) -> Step:
 
 def disconnect(s: State, g: z3.ExprRef) -> Step:
     """RECLAIM: a guest goes away; every nodeid, handle and mapping it held is released."""
-    x, h, sl, i = (z3.Const(n, k) for n, k in (
+    x, h, sl, i = (z3.FreshConst(k, n) for n, k in (
         ("x", Guest), ("h", Handle), ("sl", Slot), ("i", Inode)))
     mine = lambda arr, idx, dead: z3.Lambda(  # noqa: E731
         [x, idx], z3.If(x == g, dead, arr[x, idx]))
-    n = z3.Const("n", Nodeid)
+    n = z3.FreshConst(Nodeid, "n")
     new = d.update(
         s,
         conn=z3.Store(s.conn, g, False),
@@ -354,6 +354,11 @@ def disconnect(s: State, g: z3.ExprRef) -> Step:
     return step(s, new, z3.IntVal(0), s.conn[g])
 
 
+def first_meaning(s: State, g: z3.ExprRef, n: z3.ExprRef, i: z3.ExprRef) -> z3.ExprRef:
+    """Ghost: a nodeid's history records only the first inode it was bound to."""
+    return z3.If(s.node_hist[g, n] == NONE, i, s.node_hist[g, n])
+
+
 def lookup(s: State, g: z3.ExprRef, parent: z3.ExprRef, name: z3.ExprRef) -> Step:
     """LOOKUP: the child's nodeid, the one this guest already has for it or a new one."""
     pi = node(s, g, parent)
@@ -366,8 +371,8 @@ def lookup(s: State, g: z3.ExprRef, parent: z3.ExprRef, name: z3.ExprRef) -> Ste
         s,
         node_ino=z3.Store(s.node_ino, g, n, c),
         ino_node=z3.Store(s.ino_node, g, c, n),
-        node_cnt=z3.Store(s.node_cnt, g, n, s.node_cnt[g, n] + 1),
-        node_hist=z3.Store(s.node_hist, g, n, c),
+        node_cnt=z3.Store(s.node_cnt, g, n, z3.If(have != NONE, s.node_cnt[g, n] + 1, 1)),
+        node_hist=z3.Store(s.node_hist, g, n, first_meaning(s, g, n, c)),
         next_node=z3.If(have != NONE, s.next_node,
                         z3.Store(s.next_node, g, fresh + 1)),
     )
@@ -498,7 +503,7 @@ def setupmapping(s: State, g: z3.ExprRef, h: z3.ExprRef, fpage: z3.ExprRef,
         (z3.And(writable, s.read_only), E.EROFS),
         (z3.And(writable, z3.Not(s.fh_wr[g, h])), E.EACCES),
     )
-    x, sl = z3.Const("x", Guest), z3.Const("sl", Slot)
+    x, sl = z3.FreshConst(Guest, "x"), z3.FreshConst(Slot, "sl")
     here = lambda: z3.And(x == g, slot_in(sl, start, count))  # noqa: E731
     put = lambda arr, v: z3.Lambda([x, sl], z3.If(here(), v, arr[x, sl]))  # noqa: E731
     new = d.update(
@@ -515,7 +520,7 @@ def setupmapping(s: State, g: z3.ExprRef, h: z3.ExprRef, fpage: z3.ExprRef,
 def removemapping(s: State, g: z3.ExprRef, start: z3.ExprRef, count: z3.ExprRef) -> Step:
     """REMOVEMAPPING: the window pages go back to free; the file may then be evicted."""
     err = checks((z3.Not(in_window(start, count)), E.EINVAL))
-    x, sl = z3.Const("x", Guest), z3.Const("sl", Slot)
+    x, sl = z3.FreshConst(Guest, "x"), z3.FreshConst(Slot, "sl")
     here = z3.And(x == g, slot_in(sl, start, count))
     new = d.update(
         s,
