@@ -32,7 +32,7 @@ class LocalFactory(TargetFactory):
 
     def start(self, *, read_only: bool = False) -> Target:
         root = os.path.join(self._base, str(next(self._cases)))
-        os.mkdir(root)
+        os.mkdir(root, 0o755)  # the spec's export root
         return ViewTarget(self.name, self.capabilities, root, [root, root], read_only=False)
 
     def close(self) -> None:

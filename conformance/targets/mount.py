@@ -79,7 +79,7 @@ class MountFactory(TargetFactory):
     def start(self, *, read_only: bool = False) -> Target:
         case = f"pagefs-conformance.{os.getpid()}.{next(self._cases)}"
         hostdir = os.path.join(self.hostdir, case)
-        os.mkdir(hostdir)
+        os.mkdir(hostdir, 0o755)  # the spec's export root
         views = [self.ro_guestdir] if read_only and self.ro_guestdir else self.guestdirs
         return ViewTarget(self.name, self.capabilities, hostdir,
                           [os.path.join(v, case) for v in views], read_only)

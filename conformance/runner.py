@@ -1,0 +1,102 @@
+"""Running the families against one target: a verdict for every named property.
+
+For each property: not applicable if the target lacks a capability its family needs
+(the factory says why); otherwise its family's machine runs with that property in focus
+for up to `examples` test cases under a fixed seed, and any departure attributed to it
+is shrunk by hypothesis to the shortest trace found.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Iterable
+
+import hypothesis
+from hypothesis import HealthCheck, Phase, settings
+from hypothesis.errors import Flaky
+from hypothesis.stateful import get_state_machine_test
+from pagefs.conformance.machines import NOT_EXERCISED, Departure, family_of, machine_for
+from pagefs.conformance.progress import Progress
+from pagefs.conformance.report import ERROR, FAIL, NA, PASS, Report, Verdict
+from pagefs.conformance.target import TargetFactory
+from pagefs.spec.properties import PROPERTIES
+
+ALL = tuple(p.name for p in PROPERTIES)
+
+
+def _settings(examples: int, steps: int) -> settings:
+    return settings(max_examples=examples, stateful_step_count=steps, deadline=None,
+                    database=None, derandomize=False, print_blob=False,
+                    report_multiple_bugs=False, verbosity=hypothesis.Verbosity.quiet,
+                    phases=(Phase.generate, Phase.shrink),
+                    suppress_health_check=list(HealthCheck))
+
+
+def judge(factory: TargetFactory, prop: str, *, examples: int, steps: int, seed: int,
+          progress: Progress | None = None) -> Verdict:
+    """The verdict for one property."""
+    family = family_of(prop)
+    if family is None:
+        return Verdict(prop, "-", NA, NOT_EXERCISED.get(prop, "not exercised"))
+    missing = sorted(family.needs[prop] - factory.capabilities)
+    if missing:
+        return Verdict(prop, family.name, NA, "; ".join(factory.why_not(c) for c in missing))
+    counts = {"examples": 0}
+    departures: list[Departure] = []
+    stopped: Counter[str] = Counter()
+
+    def on_example() -> None:
+        counts["examples"] += 1
+        if progress:
+            progress.example()
+
+    def on_diverge(props: set[str]) -> None:
+        stopped.update(props)
+
+    machine = machine_for(factory, family, prop, on_example=on_example,
+                          on_departure=departures.append, on_diverge=on_diverge)
+    test = get_state_machine_test(machine, settings=_settings(examples, steps))
+    test._hypothesis_internal_use_seed = seed  # what @seed(seed) sets: same seed, same run
+    start = time.monotonic()
+    verdict = Verdict(prop, family.name, PASS)
+    try:
+        test()
+    except (Departure, Flaky) as exc:
+        # The shortest departure seen is the trace to show; hypothesis has shrunk toward it
+        # (a target whose caches expire in real time may not replay exactly: Flaky).
+        best = min(departures, key=lambda d: len(d.trace)) if departures else None
+        trace = best.trace if best else str(exc).splitlines()
+        verdict = Verdict(prop, family.name, FAIL, trace[-1].strip() if trace else str(exc),
+                          trace)
+    except Exception as exc:  # a broken target or harness is an error, not a verdict
+        verdict = Verdict(prop, family.name, ERROR, f"{type(exc).__name__}: {exc}")
+    verdict.examples = counts["examples"]
+    if stopped and verdict.result == PASS:
+        # Honest about coverage: runs that met another property's departure stop judging.
+        verdict.detail = ("some runs stopped judging at departures on " +
+                          ", ".join(f"{p} ({n}x)" for p, n in stopped.most_common()))
+    verdict.seconds = round(time.monotonic() - start, 2)
+    return verdict
+
+
+def run(factory: TargetFactory, properties: Iterable[str] = ALL, *, examples: int = 50,
+        steps: int = 25, seed: int = 0, target_name: str | None = None,
+        show_progress: bool = True) -> Report:
+    """Judge every property in `properties` on the target `factory` makes."""
+    props = list(properties)
+    unknown = [p for p in props if p not in ALL]
+    if unknown:
+        raise ValueError(f"unknown properties: {', '.join(unknown)}; known: {', '.join(ALL)}")
+    name = target_name or factory.name
+    progress = Progress(len(props), name) if show_progress else None
+    verdicts = []
+    for prop in props:
+        if progress:
+            progress.start(prop)
+        verdict = judge(factory, prop, examples=examples, steps=steps, seed=seed,
+                        progress=progress)
+        if progress:
+            progress.finish(prop, verdict.result)
+        verdicts.append(verdict)
+    return Report(name, seed, examples, verdicts)
