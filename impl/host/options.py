@@ -1,0 +1,78 @@
+"""pagefs-host's command line: options, their checks, and what --print-capabilities says."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from pagefs.impl.transport.backend import DEFAULT_WINDOW_SIZE
+
+PROG = "pagefs-host"
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+# What libvirt and QEMU read from --print-capabilities (vhost-user.rst, "Backend program
+# conventions"): a virtio-fs back-end taking its options as separate arguments.
+CAPABILITIES = {"type": "fs", "features": ["separate-options"]}
+LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING,
+              "warning": logging.WARNING, "err": logging.ERROR, "error": logging.ERROR}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, not the usage block
+        self.exit(EXIT_USAGE, f"{PROG}: error: {message} (see --help)\n")
+
+
+def _size(text: str) -> int:
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+    scale = units.get(text[-1:].lower(), 1)
+    digits = text[:-1] if scale > 1 else text
+    if not digits.isdigit() or int(digits) == 0:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (bytes, or with K, M, G)")
+    return int(digits) * scale
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) == 0:
+        raise argparse.ArgumentTypeError(f"not a positive number: {text!r}")
+    return int(text)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = _Parser(prog=PROG, description="Export a host directory to guests over "
+                     "vhost-user (virtio-fs), with DAX mappings of the host's own pages.")
+    parser.add_argument("--socket-path", metavar="PATH",
+                        help="unix socket to listen on; each guest connects to it")
+    parser.add_argument("--fd", type=_descriptor, metavar="FD",
+                        help="serve an inherited listening unix socket instead of "
+                        "--socket-path (what libvirt passes)")
+    parser.add_argument("--shared-dir", metavar="DIR", help="host directory to export")
+    parser.add_argument("--cache", choices=["never"],
+                        help="accepted for virtiofsd compatibility: pagefs-host never lets a "
+                        "guest cache entries or attributes")
+    parser.add_argument("--read-only", action="store_true",
+                        help="refuse every write path with EROFS; donate read-only fds only")
+    parser.add_argument("--max-guests", type=_positive, metavar="N",
+                        help="refuse connections beyond N guests at once (default: no limit)")
+    parser.add_argument("--window-size", type=_size, default=DEFAULT_WINDOW_SIZE,
+                        metavar="BYTES", help="DAX window size offered to each guest "
+                        f"(default {DEFAULT_WINDOW_SIZE >> 20}M)")
+    parser.add_argument("--log-level", choices=sorted(LOG_LEVELS), default="info",
+                        help="least severe messages logged to stderr (default: info)")
+    parser.add_argument("--print-capabilities", action="store_true",
+                        help="print the vhost-user back-end capabilities (JSON) and exit")
+    args = parser.parse_args(argv)
+    if not args.print_capabilities:
+        if args.socket_path and args.fd is not None:
+            parser.error("--socket-path and --fd exclude each other")
+        listen = args.socket_path or args.fd is not None
+        missing = [opt for opt, given in (("--socket-path", listen),
+                                          ("--shared-dir", args.shared_dir)) if not given]
+        if missing:
+            parser.error(f"{' and '.join(missing)} required")
+    return args
+
+
+def _descriptor(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"not a descriptor number: {text!r}")
+    return int(text)
