@@ -17,6 +17,7 @@ import logging
 import mmap
 import os
 import stat
+import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
@@ -60,6 +61,9 @@ class Dispatcher:
         self.mapper = mapper
         self.initialized = False
         self._unsupported_logged: set[int] = set()
+        # Requests arrive on several queues at once; the session's record of the window and
+        # the front-end's window must change together, one mapping request at a time.
+        self._window_lock = threading.Lock()
         self._handlers: dict[int, Callable[[p.Request], p.ReplyBody | None]] = {
             c.Opcode.INIT: self._init,
             c.Opcode.DESTROY: self._destroy,
@@ -279,25 +283,26 @@ class Dispatcher:
 
     def _setupmapping(self, req: p.Request) -> p.Empty:
         body: p.SetupmappingIn = req.body
-        if body.fh != c.FUSE_SETUPMAPPING_NO_FH:
-            grant = self.session.setupmapping(
-                body.fh, body.foffset, body.length, body.writable, body.moffset
-            )
-        else:
-            grant = self._grant_by_nodeid(req.nodeid, body)
-        try:
-            self.mapper.shmem_map(
-                grant.fd, grant.fd_offset, body.moffset, grant.length, grant.writable
-            )
-        except BaseException:
-            # The front-end did not map it, so the host must not believe it is mapped.
+        with self._window_lock:
+            if body.fh != c.FUSE_SETUPMAPPING_NO_FH:
+                grant = self.session.setupmapping(
+                    body.fh, body.foffset, body.length, body.writable, body.moffset
+                )
+            else:
+                grant = self._grant_by_nodeid(req.nodeid, body)
             try:
-                self.session.removemapping(body.moffset, grant.length)
-            except OSError:
-                pass
-            raise
-        finally:
-            os.close(grant.fd)
+                self.mapper.shmem_map(
+                    grant.fd, grant.fd_offset, body.moffset, grant.length, grant.writable
+                )
+            except BaseException:
+                # The front-end did not map it, so the host must not believe it is mapped.
+                try:
+                    self.session.removemapping(body.moffset, grant.length)
+                except OSError:
+                    pass
+                raise
+            finally:
+                os.close(grant.fd)
         return p.EMPTY
 
     def _grant_by_nodeid(self, nodeid: int, body: p.SetupmappingIn) -> MapGrant:
@@ -313,9 +318,10 @@ class Dispatcher:
             self.session.release(fh)
 
     def _removemapping(self, req: p.Request) -> p.Empty:
-        for one in req.body.entries:
-            self.session.removemapping(one.moffset, one.length)
-            self.mapper.shmem_unmap(one.moffset, one.length)
+        with self._window_lock:
+            for one in req.body.entries:
+                self.session.removemapping(one.moffset, one.length)
+                self.mapper.shmem_unmap(one.moffset, one.length)
         return p.EMPTY
 
 

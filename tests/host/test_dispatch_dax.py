@@ -9,7 +9,10 @@ from __future__ import annotations
 import errno
 import itertools
 import os
+import random
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -230,3 +233,52 @@ def test_by_nodeid_writable_mapping_of_a_read_only_export_is_erofs(
         wire.ok(Op.SETUPMAPPING, nodeid, p.SetupmappingIn(no_fh, 0, RANGE, READ, 0))
         assert window_bytes(window, 0, 1) == b"A" and session.stats()["handles"] == 0
         session.close()
+
+
+def test_concurrent_mapping_requests_keep_host_record_and_window_in_agreement(
+    guest: GuestSession, window: WindowMapper, export: Path
+) -> None:
+    """Requests come from several queues at once; afterwards every window page shows the
+    file the session's record says it shows, and unrecorded pages fault."""
+    contents = {b"a": b"a" * PAGE, b"b": b"b" * PAGE}
+    for name, data in contents.items():
+        (export / name.decode()).write_bytes(data)
+    wire = connect(guest, window)
+    handles = {name: opened(wire, name, os.O_RDONLY) for name in contents}
+    slots = [i * PAGE for i in range(4)]
+
+    def churn(seed: int) -> None:
+        rng = random.Random(seed)
+        for _ in range(40):
+            moffset = rng.choice(slots)
+            if rng.random() < 0.3:
+                entry = p.RemovemappingIn((p.RemovemappingOne(moffset, PAGE),))
+                wire.call(Op.REMOVEMAPPING, ROOT, entry)  # EINVAL when not mapped: fine
+            else:
+                nodeid, fh = handles[rng.choice(list(contents))]
+                wire.ok(Op.SETUPMAPPING, nodeid, p.SetupmappingIn(fh, 0, PAGE, READ, moffset))
+
+    # The real back-end waits for the front-end's REPLY_ACK on a socket: give each map and
+    # unmap that much time, so that requests on other queues overtake one another.
+    for method in ("shmem_map", "shmem_unmap"):
+        setattr(window, method, _after_a_round_trip(getattr(window, method)))
+    keys = {os.stat(export / name.decode()).st_ino: name for name in contents}
+    for round_ in range(16):
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(churn, range(4 * round_, 4 * round_ + 4)))
+        recorded = {m.moffset: keys[m.inode[1]] for m in guest.mappings}
+        for moffset in slots:
+            shown = bytearray(1)
+            if moffset in recorded:
+                assert safemem.read_into(window.window.base + moffset, shown) == 1
+                assert bytes(shown) == contents[recorded[moffset]][:1]
+            else:
+                assert safemem.read_into(window.window.base + moffset, shown) == 0
+
+
+def _after_a_round_trip(call):
+    def delayed(*args):
+        time.sleep(random.uniform(0, 0.001))
+        return call(*args)
+
+    return delayed
