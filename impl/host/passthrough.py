@@ -538,10 +538,22 @@ def _list_directory(fd: int) -> list[DirEntry]:
     with os.scandir(fd) as it:
         for item in it:
             try:
-                kind = _dtype(item.stat(follow_symlinks=False).st_mode)
+                kind = _entry_type(item)
             except FileNotFoundError:
                 continue  # removed by the host while listing
             entries.append(DirEntry(item.inode(), len(entries) + 1, kind,
                                     os.fsencode(item.name)))
     return entries
+
+
+def _entry_type(item: os.DirEntry) -> int:
+    """DT_* of an entry: from getdents' d_type for the common kinds (no syscall), from
+    fstatat (never following a symlink, never opening) for the rest."""
+    if item.is_symlink():
+        return stat.S_IFLNK >> 12
+    if item.is_dir(follow_symlinks=False):
+        return stat.S_IFDIR >> 12
+    if item.is_file(follow_symlinks=False):
+        return stat.S_IFREG >> 12
+    return _dtype(item.stat(follow_symlinks=False).st_mode)
 
