@@ -195,7 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=LOG_LEVELS[args.log_level], stream=sys.stderr,
                         format=f"%(asctime)s {PROG}[%(process)d] %(levelname)s %(message)s")
     try:
-        fs = PassthroughFS(args.shared_dir, read_only=args.read_only)
+        fs = PassthroughFS(args.shared_dir, read_only=args.read_only,
+                           fds_per_guest=args.fds_per_guest)
     except OSError as err:
         return _fail(f"shared dir {args.shared_dir}: {err.strerror}")
     try:

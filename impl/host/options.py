@@ -53,6 +53,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="refuse every write path with EROFS; donate read-only fds only")
     parser.add_argument("--max-guests", type=_positive, metavar="N",
                         help="refuse connections beyond N guests at once (default: no limit)")
+    parser.add_argument("--fds-per-guest", type=_positive, metavar="N",
+                        help="host descriptors one guest may hold (nodeids + handles); "
+                        "beyond, its requests get EMFILE (default: no cap)")
     parser.add_argument("--window-size", type=_size, default=DEFAULT_WINDOW_SIZE,
                         metavar="BYTES", help="DAX window size offered to each guest "
                         f"(default {DEFAULT_WINDOW_SIZE >> 20}M)")

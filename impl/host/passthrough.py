@@ -102,11 +102,15 @@ def _dtype(mode: int) -> int:
 class PassthroughFS:
     """One exported host directory; `read_only` refuses every write path with EROFS."""
 
-    def __init__(self, root: str, *, read_only: bool = False) -> None:
+    def __init__(self, root: str, *, read_only: bool = False,
+                 fds_per_guest: int | None = None) -> None:
         if not os.path.isdir("/proc/self/fd"):
             raise OSError(errno.ENOSYS, "pagefs-host needs /proc mounted")
         self.root = os.path.realpath(root)
         self.read_only = read_only
+        # Each nodeid and handle a guest holds is a host descriptor; a cap keeps one guest
+        # from exhausting the daemon's table and so starving the others.
+        self.fds_per_guest = fds_per_guest
         self._root_fd = os.open(self.root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         # FUSE asks that (nodeid, generation) never repeats; nodeids are not reused
         # either, so an export-wide counter is more than enough.
@@ -210,6 +214,12 @@ class GuestSession:
             raise OSError(errno.EBADF, f"unknown handle {fh}")
         return handle
 
+    def _reserve(self, fds: int) -> None:
+        """EMFILE when `fds` more descriptors would take this guest past its cap."""
+        limit = self._fs.fds_per_guest
+        if limit is not None and len(self._nodes) + len(self._handles) + fds > limit:
+            raise OSError(errno.EMFILE, f"guest holds {limit} host descriptors already")
+
     def _new_handle(self, fd: int, flags: int, is_dir: bool) -> int:
         fh = next(self._next_fh)
         self._handles[fh] = _Handle(fd, _key(os.fstat(fd)), flags, is_dir)
@@ -225,6 +235,11 @@ class GuestSession:
             node = self._nodes[nodeid]
             node.nlookup += 1
         else:
+            try:
+                self._reserve(1)
+            except OSError:
+                os.close(path_fd)
+                raise
             nodeid = next(self._next_nodeid)
             node = _Node(path_fd, key, self._fs.next_generation(), 1)
             self._nodes[nodeid] = node
@@ -302,6 +317,7 @@ class GuestSession:
         self._refuse_write()
         confine.check_name(name)
         confine.check_symlink_target(target)
+        self._reserve(1)
         os.symlink(target, name, dir_fd=node.fd)
         return self._lookup_name(parent, name)
 
@@ -310,6 +326,7 @@ class GuestSession:
         node = self._node(parent)
         self._refuse_write()
         confine.check_name(name)
+        self._reserve(1)
         os.mkdir(name, stat.S_IMODE(mode), dir_fd=node.fd)
         return self._lookup_name(parent, name)
 
@@ -353,6 +370,7 @@ class GuestSession:
     def open(self, nodeid: int, flags: int) -> int:
         node = self._node(nodeid)
         self._check_open_flags(flags)
+        self._reserve(1)
         fd = confine.reopen(node.fd, flags)
         return self._new_handle(fd, flags & confine.GUEST_OPEN_FLAGS, is_dir=False)
 
@@ -363,6 +381,7 @@ class GuestSession:
         self._refuse_write()
         confine.check_name(name)
         self._check_open_flags(flags)
+        self._reserve(2)  # the new nodeid and the handle, checked before anything is made
         open_flags = flags & confine.GUEST_OPEN_FLAGS
         try:
             # O_EXCL so that nothing but a fresh regular file is ever opened by O_CREAT.
@@ -431,6 +450,7 @@ class GuestSession:
         node = self._node(nodeid)
         if not stat.S_ISDIR(os.fstat(node.fd).st_mode):
             raise OSError(errno.ENOTDIR, "not a directory")
+        self._reserve(1)
         fd = confine.reopen(node.fd, os.O_RDONLY)
         return self._new_handle(fd, os.O_RDONLY, is_dir=True)
 

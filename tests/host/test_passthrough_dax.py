@@ -190,3 +190,22 @@ def test_close_reclaims_everything_and_spares_other_guests(fs: PassthroughFS, bi
     assert other.read(other_fh, 0, 4) == big[:4]
     other.close()
     assert open_fds() == baseline
+
+
+def test_a_guest_cannot_hold_more_descriptors_than_its_cap(export) -> None:
+    for i in range(5):
+        (export / f"f{i}").write_bytes(b"x")
+    with PassthroughFS(str(export), fds_per_guest=4) as capped:
+        greedy, other = capped.session(), capped.session()
+        held = [greedy.lookup(ROOT_ID, f"f{i}".encode()).nodeid for i in range(3)]  # + root
+        expect_errno(errno.EMFILE, greedy.lookup, ROOT_ID, b"f3")
+        assert greedy.lookup(ROOT_ID, b"f0").nodeid == held[0]  # known inodes cost nothing
+        expect_errno(errno.EMFILE, greedy.open, held[0], os.O_RDONLY)
+        expect_errno(errno.EMFILE, greedy.opendir, ROOT_ID)
+        expect_errno(errno.EMFILE, greedy.mkdir, ROOT_ID, b"d", 0o755)
+        expect_errno(errno.EMFILE, greedy.create, ROOT_ID, b"c", os.O_RDWR | os.O_CREAT, 0o644)
+        assert sorted(p.name for p in export.iterdir()) == [
+            "dir", "f0", "f1", "f2", "f3", "f4", "file"]  # nothing made half-way
+        assert other.lookup(ROOT_ID, b"f3").nodeid > ROOT_ID  # the cap is per guest
+        greedy.forget(held[1], 1)
+        greedy.release(greedy.open(held[0], os.O_RDONLY))

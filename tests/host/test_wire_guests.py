@@ -243,3 +243,21 @@ def test_shutdown_with_guests_connected(tmp_path: Path) -> None:
                 guest.close()
         assert host.log().count("disconnected") == 2
         assert "stopped" in host.log()
+
+
+def test_a_greedy_guest_meets_its_cap_and_the_others_carry_on(tmp_path: Path) -> None:
+    for i in range(50):
+        (tmp_path / f"f{i:02}").touch()
+    with host_daemon(str(tmp_path), options=("--fds-per-guest", "16")) as host:
+        with (FuseClient.connect(host.socket_path, window_size=WINDOW_SIZE) as greedy,
+              FuseClient.connect(host.socket_path, window_size=WINDOW_SIZE) as modest):
+            refused = 0
+            for i in range(50):
+                try:
+                    greedy.lookup(1, f"f{i:02}".encode())
+                except OSError as err:
+                    assert err.errno == errno.EMFILE
+                    refused += 1
+            assert refused == 50 - 15  # root + 15 lookups
+            assert modest.lookup(1, b"f49").attr.ino == os.stat(tmp_path / "f49").st_ino
+        assert "refused: EMFILE" in host.log()
