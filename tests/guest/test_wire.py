@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import errno
 import os
+import random
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import pytest
@@ -151,3 +153,29 @@ def test_single_copy_guests_share_the_host_pages_where_read_copies(host: HostDae
     # Every guest read all 8 MiB either way; only READ left a private copy behind.
     assert all(added < size // 8 for added in through_window), through_window
     assert all(added > size * 9 // 10 for added in by_read), by_read
+
+
+def test_threads_reading_through_a_contended_window_get_the_right_bytes(
+    host: HostDaemon, export: Path
+):
+    data = _host_file(export, "contended", 6 * RANGE)
+    data_bytes = data.read_bytes()
+    errors: list[BaseException] = []
+    with connect(host.socket_path, window_size=2 * RANGE) as share:
+        with share.open("contended") as f:
+
+            def reader(seed: int) -> None:
+                rng = random.Random(seed)
+                try:
+                    for _ in range(60):
+                        offset = rng.randrange(6 * RANGE - 10_000)
+                        assert f.pread(10_000, offset) == data_bytes[offset : offset + 10_000]
+                except BaseException as err:  # reported by the main thread
+                    errors.append(err)
+
+            threads = [threading.Thread(target=reader, args=(seed,)) for seed in range(4)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+    assert not errors, errors[0]
