@@ -68,8 +68,9 @@ def offset_of(pos: z3.ExprRef) -> z3.ExprRef:
 class State:
     """One state of the design: host page cache, namespace, and every guest's tables."""
 
-    # The export.
+    # The export (fixed for a run).
     read_only: z3.BoolRef
+    window_pages: z3.BitVecRef  # pages in every guest's window, a whole number of ranges
     # Host inodes (identities below next_ino have been issued; none is ever reissued).
     alive: z3.ArrayRef  # Inode -> Bool
     is_dir: z3.ArrayRef  # Inode -> Bool
@@ -90,6 +91,7 @@ class State:
     next_node: z3.ArrayRef  # Guest -> Nodeid
     # Per guest: open handles.
     fh_ino: z3.ArrayRef  # (Guest, Handle) -> Inode (NONE: not open)
+    fh_rd: z3.ArrayRef  # (Guest, Handle) -> Bool, opened for reading
     fh_wr: z3.ArrayRef  # (Guest, Handle) -> Bool, opened for writing
     fh_issued: z3.ArrayRef  # ghost: (Guest, Handle) -> Bool
     fh_released: z3.ArrayRef  # ghost: (Guest, Handle) -> Bool
@@ -104,6 +106,7 @@ class State:
 
 _SORTS: dict[str, tuple[z3.SortRef, ...]] = {
     "read_only": (z3.BoolSort(),),
+    "window_pages": (Slot,),
     "alive": (Inode, z3.BoolSort()),
     "is_dir": (Inode, z3.BoolSort()),
     "size": (Inode, Size),
@@ -120,6 +123,7 @@ _SORTS: dict[str, tuple[z3.SortRef, ...]] = {
     "node_hist": (Guest, Nodeid, Inode),
     "next_node": (Guest, Nodeid),
     "fh_ino": (Guest, Handle, Inode),
+    "fh_rd": (Guest, Handle, z3.BoolSort()),
     "fh_wr": (Guest, Handle, z3.BoolSort()),
     "fh_issued": (Guest, Handle, z3.BoolSort()),
     "fh_released": (Guest, Handle, z3.BoolSort()),
@@ -149,8 +153,10 @@ def constant(sorts: tuple[z3.SortRef, ...], value: z3.ExprRef) -> z3.ArrayRef:
     return z3.Lambda(bound, value)
 
 
-def initial(read_only: bool | z3.BoolRef = False) -> State:
-    """The export before any guest connects: only the root directory exists, empty."""
+def initial(read_only: bool | z3.BoolRef = False,
+            window_pages: int | z3.BitVecRef = 8 * RANGE_PAGES) -> State:
+    """The spec's initial state: only the empty root directory exists, and every guest
+    is connected (past INIT) holding nothing but the root nodeid."""
     made = {}
     for name, sorts in _SORTS.items():
         rng = sorts[-1]
@@ -162,9 +168,21 @@ def initial(read_only: bool | z3.BoolRef = False) -> State:
             zero = val(rng, 0)
         made[name] = zero if len(sorts) == 1 else constant(sorts, zero)
     made["read_only"] = z3.BoolVal(read_only) if isinstance(read_only, bool) else read_only
-    made["alive"] = z3.Store(made["alive"], val(Inode, ROOT), True)
-    made["is_dir"] = z3.Store(made["is_dir"], val(Inode, ROOT), True)
+    made["window_pages"] = (val(Slot, window_pages) if isinstance(window_pages, int)
+                            else window_pages)
+    root_i, root_n = val(Inode, ROOT), val(Nodeid, ROOT)
+    made["alive"] = z3.Store(made["alive"], root_i, True)
+    made["is_dir"] = z3.Store(made["is_dir"], root_i, True)
     made["next_ino"] = val(Inode, ROOT + 1)
+    made["conn"] = constant((Guest, z3.BoolSort()), z3.BoolVal(True))
+    g, x = z3.FreshConst(Guest, "g"), z3.FreshConst(Nodeid, "n")
+    made["node_ino"] = z3.Lambda([g, x], z3.If(x == root_n, root_i, val(Inode, NONE)))
+    made["node_hist"] = made["node_ino"]
+    made["node_cnt"] = z3.Lambda([g, x], z3.If(x == root_n, z3.IntVal(1), z3.IntVal(0)))
+    y = z3.FreshConst(Inode, "i")
+    made["ino_node"] = z3.Lambda([g, y], z3.If(y == root_i, root_n, val(Nodeid, NONE)))
+    made["next_node"] = constant((Guest, Nodeid), val(Nodeid, ROOT + 1))
+    made["next_fh"] = constant((Guest, Handle), val(Handle, 1))
     return State(**made)
 
 

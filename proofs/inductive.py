@@ -12,7 +12,6 @@ import time
 from dataclasses import dataclass
 
 import z3
-
 from pagefs.proofs import design
 from pagefs.proofs.invariants import Invariant, all_hold
 from pagefs.proofs.transitions import Operation, Step

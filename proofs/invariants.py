@@ -12,23 +12,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import z3
-
 from pagefs.proofs.design import (
     NONE,
     ROOT,
-    Byte,
     Frame,
     Guest,
     Handle,
     Inode,
     Name,
     Nodeid,
-    Offset,
     Page,
     Slot,
     State,
     page_start,
-    position,
 )
 
 
@@ -60,9 +56,8 @@ class Invariant:
         return z3.And([c.holds(s) for c in self.clauses])
 
 
-G, SL, H, N, I, P, F, O, NM = (("g", Guest), ("sl", Slot), ("h", Handle), ("n", Nodeid),
-                               ("i", Inode), ("p", Page), ("f", Frame), ("o", Offset),
-                               ("nm", Name))
+G, SL, H, N, INO, P, F, NM = (("g", Guest), ("sl", Slot), ("h", Handle), ("n", Nodeid),
+                              ("i", Inode), ("p", Page), ("f", Frame), ("nm", Name))
 
 
 def _resolved_entry(s: State, g: z3.ExprRef, sl: z3.ExprRef) -> z3.BoolRef:
@@ -82,7 +77,7 @@ SINGLE_COPY = Invariant("SINGLE-COPY", (
            (), lambda s: s.owner[0] == NONE),
     Clause("the page cache holds at most one frame per (inode, page), and that frame "
            "records it as its owner and page",
-           (I, P), lambda s, i, p: z3.Implies(s.pc[i, p] != NONE, z3.And(
+           (INO, P), lambda s, i, p: z3.Implies(s.pc[i, p] != NONE, z3.And(
                s.owner[s.pc[i, p]] == i, s.fpage[s.pc[i, p]] == p))),
     Clause("every frame in use is the page cache's frame for its (owner, page): there are "
            "no guest-private copies",
@@ -91,13 +86,9 @@ SINGLE_COPY = Invariant("SINGLE-COPY", (
 ))
 
 EOF_FAULT = Invariant("EOF-FAULT", (
-    Clause("no frame is cached for a page wholly beyond end of file",
-           (I, P), lambda s, i, p: z3.Implies(s.pc[i, p] != NONE,
+    Clause("no frame is cached for a page wholly beyond end of file (truncate dropped it)",
+           (INO, P), lambda s, i, p: z3.Implies(s.pc[i, p] != NONE,
                                               z3.ULT(page_start(p), s.size[i]))),
-    Clause("the tail of a file's last partial page holds zeros",
-           (F, O), lambda s, f, o: z3.Implies(
-               z3.And(s.owner[f] != NONE, z3.UGE(position(s.fpage[f], o), s.size[s.owner[f]])),
-               s.fdata[f, o] == z3.BitVecVal(0, Byte.size()))),
 ))
 
 RO_EXPORT = Invariant("RO-EXPORT", (
@@ -110,14 +101,16 @@ RO_EXPORT = Invariant("RO-EXPORT", (
 ))
 
 ACCESS_MODE = Invariant("ACCESS-MODE", (
+    Clause("a handle is opened for reading, writing or both",
+           (G, H), lambda s, g, h: z3.Implies(s.fh_ino[g, h] != NONE,
+                                              z3.Or(s.fh_rd[g, h], s.fh_wr[g, h]))),
     Clause("a writable mapping was made through a handle opened for writing",
            (G, SL), lambda s, g, sl: z3.Implies(z3.And(s.map_ino[g, sl] != NONE, s.map_wr[g, sl]),
                                                 s.map_via_wr[g, sl])),
 ))
 
 HANDLE = Invariant("HANDLE", (
-    Clause("a connected guest's next handle is never 0",
-           (G,), lambda s, g: z3.Implies(s.conn[g], s.next_fh[g] != 0)),
+    Clause("a guest's next handle is never 0", (G,), lambda s, g: s.next_fh[g] != 0),
     Clause("handles at or past the guest's next handle were never issued",
            (G, H), lambda s, g, h: z3.Implies(z3.UGE(h, s.next_fh[g]), z3.And(
                z3.Not(s.fh_issued[g, h]), s.fh_ino[g, h] == NONE))),
@@ -130,9 +123,8 @@ HANDLE = Invariant("HANDLE", (
 ))
 
 NODEID = Invariant("NODEID", (
-    Clause("a connected guest holds the root nodeid for the root, and its next nodeid is past it",
-           (G,), lambda s, g: z3.Implies(s.conn[g], z3.And(
-               s.node_ino[g, ROOT] == ROOT, z3.UGT(s.next_node[g], ROOT)))),
+    Clause("every guest holds the root nodeid for the root, and its next nodeid is past it",
+           (G,), lambda s, g: z3.And(s.node_ino[g, ROOT] == ROOT, z3.UGT(s.next_node[g], ROOT))),
     Clause("nodeid 0 and inode 0 are never bound",
            (G,), lambda s, g: z3.And(s.node_ino[g, 0] == NONE, s.ino_node[g, 0] == NONE,
                                      s.node_hist[g, 0] == NONE)),
@@ -150,8 +142,11 @@ NODEID = Invariant("NODEID", (
     Clause("a bound nodeid names an issued inode identity",
            (G, N), lambda s, g, n: z3.Implies(s.node_ino[g, n] != NONE,
                                               z3.ULT(s.node_ino[g, n], s.next_ino))),
+    Clause("a bound nodeid keeps its inode alive (so it never needs to mean another)",
+           (G, N), lambda s, g, n: z3.Implies(s.node_ino[g, n] != NONE,
+                                              s.alive[s.node_ino[g, n]])),
     Clause("the inverse map names only bound nodeids",
-           (G, I), lambda s, g, i: z3.Implies(s.ino_node[g, i] != NONE,
+           (G, INO), lambda s, g, i: z3.Implies(s.ino_node[g, i] != NONE,
                                               s.node_ino[g, s.ino_node[g, i]] == i)),
 ))
 
@@ -163,11 +158,11 @@ def _regular(s: State, i: z3.ExprRef) -> z3.BoolRef:
 LIFETIME = Invariant("LIFETIME", (
     Clause("the root lives and is a directory; inode 0 never lives; identities past "
            "next_ino were never issued",
-           (I,), lambda s, i: z3.And(
+           (INO,), lambda s, i: z3.And(
                s.alive[ROOT], s.is_dir[ROOT], z3.UGT(s.next_ino, ROOT), z3.Not(s.alive[0]),
                z3.Implies(z3.UGE(i, s.next_ino), z3.Not(s.alive[i])))),
     Clause("a name lives in a live directory and names a live, issued inode",
-           (I, NM), lambda s, i, nm: z3.Implies(s.dent[i, nm] != NONE, z3.And(
+           (INO, NM), lambda s, i, nm: z3.Implies(s.dent[i, nm] != NONE, z3.And(
                s.alive[i], s.is_dir[i], s.alive[s.dent[i, nm]], nm != 0,
                s.dent[i, nm] != ROOT))),
     Clause("an open handle keeps its regular file alive",
@@ -177,7 +172,7 @@ LIFETIME = Invariant("LIFETIME", (
            (G, SL), lambda s, g, sl: z3.Implies(s.map_ino[g, sl] != NONE,
                                                 _regular(s, s.map_ino[g, sl]))),
     Clause("only live regular files have cached pages and frames",
-           (I, P), lambda s, i, p: z3.Implies(s.pc[i, p] != NONE, _regular(s, i))),
+           (INO, P), lambda s, i, p: z3.Implies(s.pc[i, p] != NONE, _regular(s, i))),
     Clause("a frame's owner is alive",
            (F,), lambda s, f: z3.Implies(s.owner[f] != NONE, s.alive[s.owner[f]])),
 ))
@@ -188,8 +183,9 @@ RECLAIM = Invariant("RECLAIM", (
     Clause("a disconnected guest holds no mapping or resolved entry",
            (G, SL), lambda s, g, sl: z3.Implies(z3.Not(s.conn[g]), z3.And(
                s.map_ino[g, sl] == NONE, s.pte[g, sl] == NONE))),
-    Clause("a disconnected guest holds no nodeid",
-           (G, N), lambda s, g, n: z3.Implies(z3.Not(s.conn[g]), s.node_ino[g, n] == NONE)),
+    Clause("a disconnected guest holds no nodeid but the root",
+           (G, N), lambda s, g, n: z3.Implies(z3.And(z3.Not(s.conn[g]), n != ROOT),
+                                              s.node_ino[g, n] == NONE)),
 ))
 
 ALL: tuple[Invariant, ...] = (ISOLATION, SINGLE_COPY, EOF_FAULT, RO_EXPORT, ACCESS_MODE,

@@ -20,7 +20,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import z3
-
 from pagefs.proofs import design as d
 from pagefs.proofs.design import (
     NONE,
@@ -38,12 +37,10 @@ from pagefs.proofs.design import (
     Slot,
     State,
     page_start,
-    position,
     val,
 )
 
 EFAULT = E.EFAULT  # a faulting LOAD or STORE, reported to the guest for that access only
-WINDOW_PAGES = 16 * d.RANGE_PAGES  # the window every guest gets: 16 ranges of 2 MiB
 
 
 @dataclass(frozen=True)
@@ -68,23 +65,26 @@ def checks(*rules: tuple[z3.BoolRef, int]) -> z3.ArithRef:
     return result
 
 
-def step(old: State, new: State, err: z3.ArithRef, enabled: z3.BoolRef = z3.BoolVal(True),
+def step(old: State, new: State, err: z3.ArithRef, enabled: z3.BoolRef | None = None,
          value: z3.ExprRef | None = None) -> Step:
+    enabled = z3.BoolVal(True) if enabled is None else enabled
     return Step(enabled, err, value, d.ite(z3.And(enabled, err == 0), new, old))
-
-
-def then(first: Step, second: Callable[[State], Step]) -> Step:
-    """Run ``second`` on the state ``first`` leaves; the first errno wins."""
-    nxt = second(first.post)
-    err = z3.If(first.err != 0, first.err, nxt.err)
-    enabled = z3.And(first.enabled, z3.Or(first.err != 0, nxt.enabled))
-    return Step(enabled, err, nxt.value, d.ite(first.err == 0, nxt.post, first.post))
 
 
 # ---------------------------------------------------------------- shared pieces
 
-def is_file(s: State, i: z3.ExprRef) -> z3.BoolRef:
-    return z3.And(i != NONE, s.alive[i], z3.Not(s.is_dir[i]))
+def fresh(sort: z3.SortRef, name: str) -> z3.ExprRef:
+    """A bound variable for a Lambda or quantifier that no argument can be captured by."""
+    return z3.FreshConst(sort, name)
+
+
+def zeroed_from(s: State, i: z3.ExprRef, pos: z3.ExprRef) -> State:
+    """Zero the bytes of ``i``'s cached page holding ``pos``, from ``pos`` to the page's
+    end: what lay past end of file never becomes file data."""
+    frame = s.pc[i, d.page_of(pos)]
+    fr, o = fresh(Frame, "fr"), fresh(Offset, "o")
+    hit = z3.And(fr == frame, frame != NONE, z3.UGE(o, d.offset_of(pos)))
+    return d.update(s, fdata=z3.Lambda([fr, o], z3.If(hit, val(Byte, 0), s.fdata[fr, o])))
 
 
 def beyond_eof(s: State, i: z3.ExprRef, page: z3.ExprRef) -> z3.BoolRef:
@@ -96,18 +96,17 @@ def frame_for(s: State, i: z3.ExprRef, page: z3.ExprRef, f: z3.ExprRef
               ) -> tuple[z3.ExprRef, z3.BoolRef, State]:
     """The page cache's frame for (i, page), allocating free frame ``f`` zeroed if none."""
     cached = s.pc[i, page]
-    fresh = cached == NONE
-    usable = z3.Or(z3.Not(fresh), z3.And(f != NONE, s.owner[f] == NONE))
-    zero = d.constant((Offset, Byte), val(Byte, 0))
+    missing = cached == NONE
+    usable = z3.Or(z3.Not(missing), z3.And(f != NONE, s.owner[f] == NONE))
+    fx, ox = fresh(Frame, "fx"), fresh(Offset, "ox")
     allocated = d.update(
         s,
         pc=z3.Store(s.pc, i, page, f),
         owner=z3.Store(s.owner, f, i),
         fpage=z3.Store(s.fpage, f, page),
-        fdata=z3.Lambda([fx := z3.FreshConst(Frame, "fx"), ox := z3.FreshConst(Offset, "ox")],
-                        z3.If(fx == f, zero[ox], s.fdata[fx, ox])),
+        fdata=z3.Lambda([fx, ox], z3.If(fx == f, val(Byte, 0), s.fdata[fx, ox])),
     )
-    return z3.If(fresh, f, cached), usable, d.ite(fresh, allocated, s)
+    return z3.If(missing, f, cached), usable, d.ite(missing, allocated, s)
 
 
 def put_byte(s: State, frame: z3.ExprRef, off: z3.ExprRef, b: z3.ExprRef) -> State:
@@ -116,12 +115,14 @@ def put_byte(s: State, frame: z3.ExprRef, off: z3.ExprRef, b: z3.ExprRef) -> Sta
 
 def write_byte(s: State, i: z3.ExprRef, pos: z3.ExprRef, b: z3.ExprRef, f: z3.ExprRef
                ) -> tuple[z3.BoolRef, State]:
-    """Write one byte at ``pos`` of file ``i`` through its page-cache frame; extend the size."""
-    frame, usable, s1 = frame_for(s, i, d.page_of(pos), f)
-    s2 = put_byte(s1, frame, d.offset_of(pos), b)
-    end = pos + 1
-    s3 = d.update(s2, size=z3.Store(s2.size, i, z3.If(z3.UGT(end, s2.size[i]), end, s2.size[i])))
-    return z3.And(usable, pos != z3.BitVecVal(-1, Size.size())), s3
+    """Write one byte at ``pos`` of file ``i`` through its page-cache frame. Past the end,
+    the old tail is zeroed first and the size grows (the gap reads as zeros)."""
+    old = s.size[i]
+    extends = z3.UGE(pos, old)
+    s0 = d.ite(extends, d.update(zeroed_from(s, i, old), size=z3.Store(s.size, i, pos + 1)), s)
+    frame, usable, s1 = frame_for(s0, i, d.page_of(pos), f)
+    return z3.And(usable, pos != z3.BitVecVal(-1, Size.size())), put_byte(
+        s1, frame, d.offset_of(pos), b)
 
 
 def read_byte(s: State, i: z3.ExprRef, pos: z3.ExprRef) -> z3.ExprRef:
@@ -131,30 +132,29 @@ def read_byte(s: State, i: z3.ExprRef, pos: z3.ExprRef) -> z3.ExprRef:
 
 
 def truncate(s: State, i: z3.ExprRef, new_size: z3.ExprRef, *, zap: bool = True,
-             zero_tail: bool = True) -> State:
-    """Set the size; zap window entries beyond the new end, zero the tail, then free frames.
+             drop: bool = True) -> State:
+    """Set the size: zap window entries beyond the new end, zero the page tail, then free
+    the frames beyond the end.
 
     The order is the design's point (Linux's ``unmap_mapping_range`` before
     ``truncate_inode_pages``): no guest entry may still reach a frame once it is freed.
+    ``zap`` and ``drop`` exist only so that seeded bugs can leave a step out.
     """
+    old = s.size[i]
     gone = lambda page: z3.UGE(page_start(page), new_size)  # noqa: E731
-    g, sl, j, p, fr, o = (z3.FreshConst(k, n) for n, k in (
-        ("g", Guest), ("sl", Slot), ("j", Inode), ("p", Page), ("fr", Frame), ("o", Offset)))
+    g, sl, j, p, fr = (fresh(k, n) for n, k in (
+        ("g", Guest), ("sl", Slot), ("j", Inode), ("p", Page), ("fr", Frame)))
     pte = s.pte
     if zap:
         pte = z3.Lambda([g, sl], z3.If(z3.And(s.map_ino[g, sl] == i, gone(s.map_page[g, sl])),
                                        val(Frame, NONE), s.pte[g, sl]))
-    fdata = s.fdata
-    if zero_tail:
-        last = s.pc[i, d.page_of(new_size)]
-        fdata = z3.Lambda([fr, o], z3.If(z3.And(fr == last, last != NONE,
-                                                z3.UGE(o, d.offset_of(new_size))),
-                                         val(Byte, 0), s.fdata[fr, o]))
+    low = z3.If(z3.ULT(new_size, old), new_size, old)
+    s1 = d.ite(new_size == old, s, zeroed_from(s, i, low))
+    s2 = d.update(s1, size=z3.Store(s.size, i, new_size), pte=pte)
+    if not drop:
+        return s2
     return d.update(
-        s,
-        size=z3.Store(s.size, i, new_size),
-        pte=pte,
-        fdata=fdata,
+        s2,
         pc=z3.Lambda([j, p], z3.If(z3.And(j == i, gone(p)), val(Frame, NONE), s.pc[j, p])),
         owner=z3.Lambda([fr], z3.If(z3.And(s.owner[fr] == i, gone(s.fpage[fr])),
                                     val(Inode, NONE), s.owner[fr])),
@@ -183,7 +183,7 @@ def new_inode(s: State, parent: z3.ExprRef, name: z3.ExprRef, directory: bool
 
 
 def empty_dir(s: State, i: z3.ExprRef) -> z3.BoolRef:
-    n = z3.FreshConst(Name, "n")
+    n = fresh(Name, "n")
     return z3.ForAll([n], s.dent[i, n] == NONE)
 
 
@@ -225,25 +225,32 @@ def node(s: State, g: z3.ExprRef, n: z3.ExprRef) -> z3.ExprRef:
     return s.node_ino[g, n]
 
 
-def stale(s: State, g: z3.ExprRef, n: z3.ExprRef) -> tuple[tuple[z3.BoolRef, int], ...]:
-    """A nodeid this guest does not hold fails with ENOENT; one whose inode died, ESTALE."""
-    i = node(s, g, n)
-    return ((i == NONE, E.ENOENT), (z3.Not(s.alive[i]), E.ESTALE))
+def stale(s: State, g: z3.ExprRef, n: z3.ExprRef) -> tuple[z3.BoolRef, int]:
+    """A nodeid this guest does not hold (never had, or forgot) is ESTALE."""
+    return (node(s, g, n) == NONE, E.ESTALE)
 
 
 def handle_open(s: State, g: z3.ExprRef, h: z3.ExprRef) -> z3.BoolRef:
     return s.fh_ino[g, h] != NONE
 
 
-def in_window(start: z3.ExprRef, count: z3.ExprRef) -> z3.BoolRef:
+def in_window(s: State, start: z3.ExprRef, count: z3.ExprRef) -> z3.BoolRef:
     """[start, start+count) is a whole number of aligned ranges inside the window."""
     aligned = lambda x: z3.URem(x, d.RANGE_PAGES) == 0  # noqa: E731
     end = z3.ZeroExt(1, start) + z3.ZeroExt(1, count)
-    return z3.And(aligned(start), aligned(count), count != 0, z3.ULE(end, WINDOW_PAGES))
+    return z3.And(aligned(start), aligned(count), count != 0,
+                  z3.ULE(end, z3.ZeroExt(1, s.window_pages)))
 
 
 def slot_in(sl: z3.ExprRef, start: z3.ExprRef, count: z3.ExprRef) -> z3.BoolRef:
     return z3.And(z3.UGE(sl, start), z3.ULT(sl - start, count))
+
+
+def session(s: State, g: z3.ExprRef, inner: Step) -> Step:
+    """Every request but INIT needs a connected guest: EIO before INIT."""
+    idle = z3.Not(s.conn[g])
+    return Step(z3.Or(idle, inner.enabled), z3.If(idle, z3.IntVal(E.EIO), inner.err),
+                inner.value, d.ite(idle, s, inner.post))
 
 
 # ---------------------------------------------------------------- host operations
@@ -287,71 +294,63 @@ def host_rename(s: State, p1: z3.ExprRef, n1: z3.ExprRef, p2: z3.ExprRef, n2: z3
     return step(s, new, err)
 
 
-def evict(s: State, i: z3.ExprRef) -> Step:
-    """The host drops an inode nothing holds: no name, no open handle, no mapping.
-
-    Only then are its frames freed, which is why a mapping outlives RELEASE and an
-    unlinked file keeps its data while held (LIFETIME). Not a request: the moment the
-    last reference goes; the abstract spec does not see it.
-    """
-    g, h, sl, p, n, fr = (z3.FreshConst(k, x) for x, k in (
-        ("g", Guest), ("h", Handle), ("sl", Slot), ("p", Inode), ("n", Name), ("fr", Frame)))
-    unheld = z3.And(
+def unheld(s: State, i: z3.ExprRef) -> z3.BoolRef:
+    """No name, nodeid, open handle or mapping of any guest refers to inode ``i``."""
+    g, h, sl, p, n, x = (fresh(k, v) for v, k in (
+        ("g", Guest), ("h", Handle), ("sl", Slot), ("p", Inode), ("n", Name), ("x", Nodeid)))
+    return z3.And(
         z3.ForAll([p, n], s.dent[p, n] != i),
+        z3.ForAll([g, x], s.node_ino[g, x] != i),
         z3.ForAll([g, h], s.fh_ino[g, h] != i),
         z3.ForAll([g, sl], s.map_ino[g, sl] != i),
     )
-    pg = z3.FreshConst(Page, "pg")
+
+
+def evict(s: State, i: z3.ExprRef) -> Step:
+    """The host drops an inode nothing holds (the spec's ``collect``), and only then
+    frees its frames: so a mapping outlives RELEASE and an unlinked file keeps its data
+    while held (LIFETIME). Not a request: the moment the last reference goes."""
+    p, pg, fr = fresh(Inode, "p"), fresh(Page, "pg"), fresh(Frame, "fr")
     new = d.update(
         s,
         alive=z3.Store(s.alive, i, False),
         pc=z3.Lambda([p, pg], z3.If(p == i, val(Frame, NONE), s.pc[p, pg])),
         owner=z3.Lambda([fr], z3.If(s.owner[fr] == i, val(Inode, NONE), s.owner[fr])),
     )
-    enabled = z3.And(i != NONE, i != ROOT, s.alive[i], empty_dir(s, i), unheld)
+    enabled = z3.And(i != NONE, i != ROOT, s.alive[i], empty_dir(s, i), unheld(s, i))
     return step(s, new, z3.IntVal(0), enabled)
 
 
 # ---------------------------------------------------------------- guest requests
 
 def init(s: State, g: z3.ExprRef) -> Step:
-    """A guest connects: it holds the root nodeid and nothing else."""
-    root_n, root_i = val(Nodeid, ROOT), val(Inode, ROOT)
-    first = z3.If(z3.ULT(s.next_node[g], ROOT + 1), val(Nodeid, ROOT + 1), s.next_node[g])
-    first_fh = z3.If(s.next_fh[g] == 0, val(Handle, 1), s.next_fh[g])
-    new = d.update(
-        s,
-        conn=z3.Store(s.conn, g, True),
-        node_ino=z3.Store(s.node_ino, g, root_n, root_i),
-        ino_node=z3.Store(s.ino_node, g, root_i, root_n),
-        node_cnt=z3.Store(s.node_cnt, g, root_n, z3.IntVal(1)),
-        node_hist=z3.Store(s.node_hist, g, root_n, root_i),
-        next_node=z3.Store(s.next_node, g, first),
-        next_fh=z3.Store(s.next_fh, g, first_fh),
-    )
-    return step(s, new, z3.IntVal(0), z3.Not(s.conn[g]))
+    """INIT: the guest's session opens again (it still holds the root nodeid); a second
+    INIT on a live session is a protocol error."""
+    return step(s, d.update(s, conn=z3.Store(s.conn, g, True)),
+                checks((s.conn[g], E.EPROTO)))
 
 
-def disconnect(s: State, g: z3.ExprRef) -> Step:
-    """RECLAIM: a guest goes away; every nodeid, handle and mapping it held is released."""
-    x, h, sl, i = (z3.FreshConst(k, n) for n, k in (
-        ("x", Guest), ("h", Handle), ("sl", Slot), ("i", Inode)))
-    mine = lambda arr, idx, dead: z3.Lambda(  # noqa: E731
-        [x, idx], z3.If(x == g, dead, arr[x, idx]))
-    n = z3.FreshConst(Nodeid, "n")
+def destroy(s: State, g: z3.ExprRef) -> Step:
+    """DESTROY (or the guest's death), RECLAIM: every nodeid but the root, every handle
+    and every mapping the guest held is released; its counters keep running."""
+    x, h, sl, i, n = (fresh(k, v) for v, k in (
+        ("x", Guest), ("h", Handle), ("sl", Slot), ("i", Inode), ("n", Nodeid)))
+    mine = lambda arr, idx, keep, dead: z3.Lambda(  # noqa: E731
+        [x, idx], z3.If(z3.And(x == g, z3.Not(keep)), dead, arr[x, idx]))
     new = d.update(
         s,
         conn=z3.Store(s.conn, g, False),
-        node_ino=mine(s.node_ino, n, val(Inode, NONE)),
-        ino_node=mine(s.ino_node, i, val(Nodeid, NONE)),
-        node_cnt=mine(s.node_cnt, n, z3.IntVal(0)),
-        fh_ino=mine(s.fh_ino, h, val(Inode, NONE)),
+        node_ino=mine(s.node_ino, n, n == ROOT, val(Inode, NONE)),
+        ino_node=mine(s.ino_node, i, i == ROOT, val(Nodeid, NONE)),
+        node_cnt=z3.Lambda([x, n], z3.If(z3.And(x == g, n != ROOT), z3.IntVal(0),
+                                         z3.If(x == g, z3.IntVal(1), s.node_cnt[x, n]))),
+        fh_ino=mine(s.fh_ino, h, z3.BoolVal(False), val(Inode, NONE)),
         fh_released=z3.Lambda([x, h], z3.Or(s.fh_released[x, h],
                                             z3.And(x == g, s.fh_issued[x, h]))),
-        map_ino=mine(s.map_ino, sl, val(Inode, NONE)),
-        pte=mine(s.pte, sl, val(Frame, NONE)),
+        map_ino=mine(s.map_ino, sl, z3.BoolVal(False), val(Inode, NONE)),
+        pte=mine(s.pte, sl, z3.BoolVal(False), val(Frame, NONE)),
     )
-    return step(s, new, z3.IntVal(0), s.conn[g])
+    return step(s, new, z3.IntVal(0))
 
 
 def first_meaning(s: State, g: z3.ExprRef, n: z3.ExprRef, i: z3.ExprRef) -> z3.ExprRef:
@@ -359,14 +358,13 @@ def first_meaning(s: State, g: z3.ExprRef, n: z3.ExprRef, i: z3.ExprRef) -> z3.E
     return z3.If(s.node_hist[g, n] == NONE, i, s.node_hist[g, n])
 
 
-def lookup(s: State, g: z3.ExprRef, parent: z3.ExprRef, name: z3.ExprRef) -> Step:
-    """LOOKUP: the child's nodeid, the one this guest already has for it or a new one."""
-    pi = node(s, g, parent)
-    c = s.dent[pi, name]
-    err = checks(*stale(s, g, parent), (z3.Not(s.is_dir[pi]), E.ENOTDIR), (c == NONE, E.ENOENT))
+def remember(s: State, g: z3.ExprRef, c: z3.ExprRef, nodeid: z3.ExprRef | None = None
+             ) -> tuple[z3.BoolRef, z3.ExprRef, State]:
+    """Hand the guest a nodeid for inode ``c``: the one it holds (one more lookup), else
+    the next never-used one. ``nodeid`` lets a seeded bug choose another."""
     have = s.ino_node[g, c]
-    fresh = s.next_node[g]
-    n = z3.If(have != NONE, have, fresh)
+    fresh_n = s.next_node[g] if nodeid is None else nodeid
+    n = z3.If(have != NONE, have, fresh_n)
     new = d.update(
         s,
         node_ino=z3.Store(s.node_ino, g, n, c),
@@ -374,14 +372,28 @@ def lookup(s: State, g: z3.ExprRef, parent: z3.ExprRef, name: z3.ExprRef) -> Ste
         node_cnt=z3.Store(s.node_cnt, g, n, z3.If(have != NONE, s.node_cnt[g, n] + 1, 1)),
         node_hist=z3.Store(s.node_hist, g, n, first_meaning(s, g, n, c)),
         next_node=z3.If(have != NONE, s.next_node,
-                        z3.Store(s.next_node, g, fresh + 1)),
+                        z3.Store(s.next_node, g, s.next_node[g] + 1)),
     )
-    enabled = z3.And(s.conn[g], fresh != z3.BitVecVal(-1, Nodeid.size()))
-    return step(s, new, err, enabled, n)
+    usable = s.next_node[g] != z3.BitVecVal(-1, Nodeid.size())
+    if nodeid is not None:
+        usable = z3.And(usable, nodeid != NONE, s.node_ino[g, nodeid] == NONE)
+    return usable, n, new
+
+
+def lookup(s: State, g: z3.ExprRef, parent: z3.ExprRef, name: z3.ExprRef) -> Step:
+    """LOOKUP: the child's nodeid, the one this guest already has for it or a new one."""
+    pi = node(s, g, parent)
+    c = s.dent[pi, name]
+    err = checks(stale(s, g, parent), (z3.Not(s.is_dir[pi]), E.ENOTDIR),
+                 (name == NONE, E.EINVAL), (c == NONE, E.ENOENT))
+    usable, n, new = remember(s, g, c)
+    return session(s, g, step(s, new, err, z3.Or(err != 0, usable), n))
 
 
 def forget(s: State, g: z3.ExprRef, n: z3.ExprRef, count: z3.ArithRef) -> Step:
-    """FORGET: drop ``count`` lookups; at zero the nodeid is gone (never to be reissued)."""
+    """FORGET: drop ``count`` lookups; at zero the nodeid is gone (never to be reissued).
+    It has no reply, so it never fails: an unknown nodeid, the root or a count below one
+    is ignored."""
     i = node(s, g, n)
     left = s.node_cnt[g, n] - count
     dropped = d.update(
@@ -391,26 +403,41 @@ def forget(s: State, g: z3.ExprRef, n: z3.ExprRef, count: z3.ArithRef) -> Step:
         node_cnt=z3.Store(s.node_cnt, g, n, z3.IntVal(0)),
     )
     kept = d.update(s, node_cnt=z3.Store(s.node_cnt, g, n, left))
-    applies = z3.And(i != NONE, n != ROOT)
-    new = d.ite(applies, d.ite(left <= 0, dropped, kept), s)
-    return step(s, new, z3.IntVal(0), z3.And(s.conn[g], count > 0))
+    applies = z3.And(i != NONE, n != ROOT, count > 0)
+    return step(s, d.ite(applies, d.ite(left <= 0, dropped, kept), s), z3.IntVal(0))
 
 
-def open_(s: State, g: z3.ExprRef, n: z3.ExprRef, writable: z3.BoolRef) -> Step:
-    """OPEN: a new handle, never one issued before to this guest (HANDLE)."""
-    i = node(s, g, n)
-    err = checks(*stale(s, g, n), (s.is_dir[i], E.EISDIR),
-                 (z3.And(writable, s.read_only), E.EROFS))
+def open_file(s: State, g: z3.ExprRef, i: z3.ExprRef, readable: z3.BoolRef,
+              writable: z3.BoolRef, trunc: z3.BoolRef) -> tuple[z3.BoolRef, z3.ExprRef, State]:
+    """Hand out the guest's next never-used handle on ``i`` (emptying it for O_TRUNC)."""
     h = s.next_fh[g]
+    s1 = d.ite(trunc, truncate(s, i, val(Size, 0)), s)
     new = d.update(
-        s,
+        s1,
         fh_ino=z3.Store(s.fh_ino, g, h, i),
+        fh_rd=z3.Store(s.fh_rd, g, h, readable),
         fh_wr=z3.Store(s.fh_wr, g, h, writable),
         fh_issued=z3.Store(s.fh_issued, g, h, True),
         next_fh=z3.Store(s.next_fh, g, h + 1),
     )
-    enabled = z3.And(s.conn[g], h != z3.BitVecVal(-1, Handle.size()))
-    return step(s, new, err, enabled, h)
+    return h != z3.BitVecVal(-1, Handle.size()), h, new
+
+
+def open_errors(s: State, i: z3.ExprRef, readable: z3.BoolRef, writable: z3.BoolRef,
+                trunc: z3.BoolRef) -> tuple[tuple[z3.BoolRef, int], ...]:
+    return ((z3.Not(z3.Or(readable, writable)), E.EINVAL),
+            (z3.And(z3.Or(writable, trunc), s.read_only), E.EROFS),
+            (s.is_dir[i], E.EISDIR))
+
+
+def open_(s: State, g: z3.ExprRef, n: z3.ExprRef, readable: z3.BoolRef,
+          writable: z3.BoolRef, trunc: z3.BoolRef) -> Step:
+    """OPEN: a new handle, never one issued before to this guest (HANDLE). A directory
+    is refused with EISDIR (one of the outcomes the spec allows)."""
+    i = node(s, g, n)
+    err = checks(stale(s, g, n), *open_errors(s, i, readable, writable, trunc))
+    usable, h, new = open_file(s, g, i, readable, writable, trunc)
+    return session(s, g, step(s, new, err, z3.Or(err != 0, usable), h))
 
 
 def release(s: State, g: z3.ExprRef, h: z3.ExprRef) -> Step:
@@ -418,76 +445,102 @@ def release(s: State, g: z3.ExprRef, h: z3.ExprRef) -> Step:
     err = checks((z3.Not(handle_open(s, g, h)), E.EBADF))
     new = d.update(s, fh_ino=z3.Store(s.fh_ino, g, h, val(Inode, NONE)),
                    fh_released=z3.Store(s.fh_released, g, h, True))
-    return step(s, new, err, s.conn[g])
+    return session(s, g, step(s, new, err))
+
+
+NO_BYTE = z3.BitVecVal(256, 9)  # READ's value past end of file: no byte
 
 
 def read(s: State, g: z3.ExprRef, h: z3.ExprRef, pos: z3.ExprRef) -> Step:
-    """READ of one byte: the host's current byte, or nothing at or past end of file."""
+    """READ of one byte: the host's current byte, or none at or past end of file."""
     i = s.fh_ino[g, h]
-    err = checks((z3.Not(handle_open(s, g, h)), E.EBADF))
+    err = checks((z3.Not(handle_open(s, g, h)), E.EBADF), (z3.Not(s.fh_rd[g, h]), E.EBADF))
     inside = z3.ULT(pos, s.size[i])
-    return step(s, s, err, s.conn[g], z3.If(inside, z3.ZeroExt(1, read_byte(s, i, pos)),
-                                            z3.BitVecVal(256, 9)))
+    value = z3.If(inside, z3.ZeroExt(1, read_byte(s, i, pos)), NO_BYTE)
+    return session(s, g, step(s, s, err, value=value))
 
 
 def write(s: State, g: z3.ExprRef, h: z3.ExprRef, pos: z3.ExprRef, b: z3.ExprRef,
           f: z3.ExprRef) -> Step:
     """WRITE of one byte through a handle opened for writing."""
     i = s.fh_ino[g, h]
-    err = checks((z3.Not(handle_open(s, g, h)), E.EBADF), (z3.Not(s.fh_wr[g, h]), E.EBADF),
-                 (s.read_only, E.EROFS))
+    err = checks((z3.Not(handle_open(s, g, h)), E.EBADF), (z3.Not(s.fh_wr[g, h]), E.EBADF))
     usable, new = write_byte(s, i, pos, b, f)
-    return step(s, new, err, z3.And(s.conn[g], z3.Or(err != 0, usable)))
+    return session(s, g, step(s, new, err, z3.Or(err != 0, usable)))
 
 
 def setattr_size(s: State, g: z3.ExprRef, n: z3.ExprRef, new_size: z3.ExprRef) -> Step:
     """SETATTR with a size: a guest-requested truncate, by the same rule as the host's."""
     i = node(s, g, n)
-    err = checks((s.read_only, E.EROFS), *stale(s, g, n), (s.is_dir[i], E.EISDIR))
-    return step(s, truncate(s, i, new_size), err, s.conn[g])
+    err = checks(stale(s, g, n), (s.is_dir[i], E.EISDIR), (s.read_only, E.EROFS))
+    return session(s, g, step(s, truncate(s, i, new_size), err))
 
 
-def _guest_ns(s: State, g: z3.ExprRef, parent: z3.ExprRef) -> tuple[tuple[z3.BoolRef, int], ...]:
-    return ((s.read_only, E.EROFS), *stale(s, g, parent))
-
-
-def _guarded(s: State, g: z3.ExprRef, pre: tuple[tuple[z3.BoolRef, int], ...], inner: Step
-             ) -> Step:
-    err0 = checks(*pre)
-    err = z3.If(err0 != 0, err0, inner.err)
-    enabled = z3.And(s.conn[g], z3.Or(err0 != 0, inner.enabled))
-    return Step(enabled, err, inner.value, d.ite(err0 == 0, inner.post, s))
+def _then_remember(s: State, g: z3.ExprRef, made: Step) -> Step:
+    """After a successful ``made``, the guest holds a nodeid for the inode it names."""
+    usable, n, new = remember(made.post, g, made.value)
+    return Step(z3.And(made.enabled, z3.Or(made.err != 0, usable)), made.err, n,
+                d.ite(made.ok, new, s))
 
 
 def create(s: State, g: z3.ExprRef, parent: z3.ExprRef, name: z3.ExprRef,
-           writable: z3.BoolRef) -> Step:
-    """CREATE: a new file, its nodeid and an open handle, as one request."""
-    made = _guarded(s, g, _guest_ns(s, g, parent), host_create(s, node(s, g, parent), name))
-    looked = then(made, lambda s1: lookup(s1, g, parent, name))
-    return then(looked, lambda s2: open_(s2, g, looked.value, writable))
+           readable: z3.BoolRef, writable: z3.BoolRef, trunc: z3.BoolRef,
+           excl: z3.BoolRef) -> Step:
+    """CREATE: make the file and open it, as one request; an existing name is opened as
+    OPEN would (EEXIST with O_EXCL). The reply's nodeid is remembered like LOOKUP's."""
+    pi = node(s, g, parent)
+    existing = s.dent[pi, name]
+    there = existing != NONE
+    err = checks(
+        stale(s, g, parent),
+        (z3.Not(s.is_dir[pi]), E.ENOTDIR),
+        (name == NONE, E.EINVAL),
+        (z3.Not(z3.Or(readable, writable)), E.EINVAL),
+        (z3.And(there, excl), E.EEXIST),
+        *((z3.And(there, c), e) for c, e in open_errors(s, existing, readable, writable, trunc)),
+        (z3.And(z3.Not(there), s.read_only), E.EROFS),
+    )
+    ok_new, _, made_i, made = new_inode(s, pi, name, directory=False)
+    target = z3.If(there, existing, made_i)
+    s1 = d.ite(there, s, made)
+    usable, h, opened = open_file(s1, g, target, readable, writable, trunc)
+    inner = step(s, opened, err, z3.Or(err != 0, z3.And(usable, ok_new)), target)
+    return session(s, g, _then_remember(s, g, inner))
 
 
 def mkdir(s: State, g: z3.ExprRef, parent: z3.ExprRef, name: z3.ExprRef) -> Step:
-    made = _guarded(s, g, _guest_ns(s, g, parent), host_mkdir(s, node(s, g, parent), name))
-    return then(made, lambda s1: lookup(s1, g, parent, name))
+    """MKDIR: a new empty directory, and its nodeid."""
+    pi = node(s, g, parent)
+    ok_new, err, i, new = new_inode(s, pi, name, directory=True)
+    err = z3.If(node(s, g, parent) == NONE, z3.IntVal(E.ESTALE),
+                z3.If(z3.And(err == 0, s.read_only), z3.IntVal(E.EROFS), err))
+    return session(s, g, _then_remember(s, g, step(s, new, err, ok_new, i)))
+
+
+def _namespace(s: State, g: z3.ExprRef, parents: tuple[z3.ExprRef, ...], inner: Step) -> Step:
+    """A guest's namespace change: stale nodeids first, then the host rule, then EROFS."""
+    err = checks(*(stale(s, g, p) for p in parents))
+    err = z3.If(err != 0, err, z3.If(z3.And(inner.err == 0, s.read_only),
+                                      z3.IntVal(E.EROFS), inner.err))
+    return session(s, g, Step(inner.enabled, err, inner.value, d.ite(err == 0, inner.post, s)))
 
 
 def unlink(s: State, g: z3.ExprRef, parent: z3.ExprRef, name: z3.ExprRef) -> Step:
-    return _guarded(s, g, _guest_ns(s, g, parent), host_unlink(s, node(s, g, parent), name))
+    return _namespace(s, g, (parent,), host_unlink(s, node(s, g, parent), name))
 
 
 def rmdir(s: State, g: z3.ExprRef, parent: z3.ExprRef, name: z3.ExprRef) -> Step:
-    return _guarded(s, g, _guest_ns(s, g, parent), host_rmdir(s, node(s, g, parent), name))
+    return _namespace(s, g, (parent,), host_rmdir(s, node(s, g, parent), name))
 
 
 def rename(s: State, g: z3.ExprRef, p1: z3.ExprRef, n1: z3.ExprRef, p2: z3.ExprRef,
            n2: z3.ExprRef) -> Step:
-    pre = (*_guest_ns(s, g, p1), *stale(s, g, p2))
-    return _guarded(s, g, pre, host_rename(s, node(s, g, p1), n1, node(s, g, p2), n2))
+    return _namespace(s, g, (p1, p2), host_rename(s, node(s, g, p1), n1, node(s, g, p2), n2))
 
 
 def setupmapping(s: State, g: z3.ExprRef, h: z3.ExprRef, fpage: z3.ExprRef,
-                 count: z3.ExprRef, writable: z3.BoolRef, start: z3.ExprRef) -> Step:
+                 count: z3.ExprRef, writable: z3.BoolRef, start: z3.ExprRef,
+                 *, check_mode: bool = True) -> Step:
     """SETUPMAPPING: window pages [start, start+count) map file pages from ``fpage``.
 
     Entries are not resolved here: the first access resolves each to the frame the
@@ -498,12 +551,12 @@ def setupmapping(s: State, g: z3.ExprRef, h: z3.ExprRef, fpage: z3.ExprRef,
     fits = z3.ULE(z3.ZeroExt(1, fpage) + z3.ZeroExt(1, count), 1 << Page.size())
     err = checks(
         (z3.Not(handle_open(s, g, h)), E.EBADF),
-        (z3.Not(z3.And(in_window(start, count), fits, z3.URem(fpage, d.RANGE_PAGES) == 0)),
-         E.EINVAL),
+        (z3.Not(z3.And(in_window(s, start, count), fits)), E.EINVAL),
         (z3.And(writable, s.read_only), E.EROFS),
-        (z3.And(writable, z3.Not(s.fh_wr[g, h])), E.EACCES),
+        (z3.And(writable, z3.Not(s.fh_wr[g, h]) if check_mode else z3.BoolVal(False)),
+         E.EACCES),
     )
-    x, sl = z3.FreshConst(Guest, "x"), z3.FreshConst(Slot, "sl")
+    x, sl = fresh(Guest, "x"), fresh(Slot, "sl")
     here = lambda: z3.And(x == g, slot_in(sl, start, count))  # noqa: E731
     put = lambda arr, v: z3.Lambda([x, sl], z3.If(here(), v, arr[x, sl]))  # noqa: E731
     new = d.update(
@@ -514,20 +567,20 @@ def setupmapping(s: State, g: z3.ExprRef, h: z3.ExprRef, fpage: z3.ExprRef,
         map_via_wr=put(s.map_via_wr, s.fh_wr[g, h]),
         pte=put(s.pte, val(Frame, NONE)),
     )
-    return step(s, new, err, s.conn[g])
+    return session(s, g, step(s, new, err))
 
 
 def removemapping(s: State, g: z3.ExprRef, start: z3.ExprRef, count: z3.ExprRef) -> Step:
     """REMOVEMAPPING: the window pages go back to free; the file may then be evicted."""
-    err = checks((z3.Not(in_window(start, count)), E.EINVAL))
-    x, sl = z3.FreshConst(Guest, "x"), z3.FreshConst(Slot, "sl")
+    err = checks((z3.Not(in_window(s, start, count)), E.EINVAL))
+    x, sl = fresh(Guest, "x"), fresh(Slot, "sl")
     here = z3.And(x == g, slot_in(sl, start, count))
     new = d.update(
         s,
         map_ino=z3.Lambda([x, sl], z3.If(here, val(Inode, NONE), s.map_ino[x, sl])),
         pte=z3.Lambda([x, sl], z3.If(here, val(Frame, NONE), s.pte[x, sl])),
     )
-    return step(s, new, err, s.conn[g])
+    return session(s, g, step(s, new, err))
 
 
 # ---------------------------------------------------------------- guest memory
@@ -541,15 +594,14 @@ def load(s: State, g: z3.ExprRef, sl: z3.ExprRef, off: z3.ExprRef) -> Step:
     frame = z3.If(s.pte[g, sl] != NONE, s.pte[g, sl], s.pc[i, p])
     byte = z3.If(frame == NONE, val(Byte, 0), s.fdata[frame, off])
     new = d.update(s, pte=z3.Store(s.pte, g, sl, frame))
-    return step(s, new, err, s.conn[g], byte)
+    return step(s, new, err, value=byte)
 
 
 def store(s: State, g: z3.ExprRef, sl: z3.ExprRef, off: z3.ExprRef, b: z3.ExprRef,
           f: z3.ExprRef) -> Step:
-    """STORE of one byte: faults on a free, read-only or wholly-beyond-EOF page; else
-    it lands in the page cache's frame, seen at once by the host and every peer
-    (COH-WRITE, COH-PEER). A byte stored in the tail past end of file is dropped, as
-    POSIX says of the partial last page of a mapping."""
+    """STORE of one byte: faults on a free, read-only or wholly-beyond-EOF page; else it
+    lands in the page cache's frame, seen at once by the host and every peer (COH-WRITE,
+    COH-PEER). A byte past end of file in the last page stays in the page, not the file."""
     i, p = s.map_ino[g, sl], s.map_page[g, sl]
     err = checks((i == NONE, EFAULT), (z3.Not(s.map_wr[g, sl]), EFAULT),
                  (beyond_eof(s, i, p), EFAULT))
@@ -557,10 +609,9 @@ def store(s: State, g: z3.ExprRef, sl: z3.ExprRef, off: z3.ExprRef, b: z3.ExprRe
     frame, usable, s1 = frame_for(s, i, p, f)
     frame = z3.If(resolved != NONE, resolved, frame)
     s1 = d.ite(resolved != NONE, s, s1)
-    inside = z3.ULT(position(p, off), s.size[i])
-    s2 = d.ite(inside, put_byte(s1, frame, off, b), s1)
+    s2 = put_byte(s1, frame, off, b)
     new = d.update(s2, pte=z3.Store(s2.pte, g, sl, frame))
-    return step(s, new, err, z3.And(s.conn[g], z3.Or(err != 0, resolved != NONE, usable)))
+    return step(s, new, err, z3.Or(err != 0, resolved != NONE, usable))
 
 
 # ---------------------------------------------------------------- the registry
@@ -572,7 +623,7 @@ class Operation:
     name: str
     fn: Callable[..., Step]
     args: tuple[tuple[str, z3.SortRef], ...]
-    side: str  # "host", "guest request", "guest memory" or "design" (not visible in the spec)
+    kind: str  # the spec's kind ("host", "request", "memory"), or "design": not a spec step
 
     def symbolic_args(self, tag: str = "") -> list[z3.ExprRef]:
         return [z3.Const(f"{a}{tag}", sort) for a, sort in self.args]
@@ -583,39 +634,40 @@ class Operation:
 
 _g, _h, _n, _i = ("g", Guest), ("h", Handle), ("n", Nodeid), ("i", Inode)
 _nm, _f, _b, _sl = ("name", Name), ("frame", Frame), ("byte", Byte), ("slot", Slot)
-_pos, _wr, _page = ("pos", Size), ("writable", z3.BoolSort()), ("page", Page)
 _B = z3.BoolSort()
+_pos, _rd, _wr, _tr = ("pos", Size), ("readable", _B), ("writable", _B), ("trunc", _B)
 
 OPERATIONS: tuple[Operation, ...] = (
-    Operation("host_write", host_write, (_i, _pos, _b, _f), "host"),
-    Operation("host_truncate", host_truncate, (_i, ("size", Size)), "host"),
-    Operation("host_create", host_create, (("dir", Inode), _nm), "host"),
-    Operation("host_mkdir", host_mkdir, (("dir", Inode), _nm), "host"),
-    Operation("host_unlink", host_unlink, (("dir", Inode), _nm), "host"),
-    Operation("host_rmdir", host_rmdir, (("dir", Inode), _nm), "host"),
-    Operation("host_rename", host_rename,
+    Operation("host.write", host_write, (_i, _pos, _b, _f), "host"),
+    Operation("host.truncate", host_truncate, (_i, ("size", Size)), "host"),
+    Operation("host.create", host_create, (("dir", Inode), _nm), "host"),
+    Operation("host.mkdir", host_mkdir, (("dir", Inode), _nm), "host"),
+    Operation("host.unlink", host_unlink, (("dir", Inode), _nm), "host"),
+    Operation("host.rmdir", host_rmdir, (("dir", Inode), _nm), "host"),
+    Operation("host.rename", host_rename,
               (("dir", Inode), _nm, ("newdir", Inode), ("newname", Name)), "host"),
-    Operation("evict", evict, (_i,), "design"),
-    Operation("init", init, (_g,), "guest request"),
-    Operation("disconnect", disconnect, (_g,), "guest request"),
-    Operation("lookup", lookup, (_g, ("parent", Nodeid), _nm), "guest request"),
-    Operation("forget", forget, (_g, _n, ("count", z3.IntSort())), "guest request"),
-    Operation("open", open_, (_g, _n, _wr), "guest request"),
-    Operation("release", release, (_g, _h), "guest request"),
-    Operation("read", read, (_g, _h, _pos), "guest request"),
-    Operation("write", write, (_g, _h, _pos, _b, _f), "guest request"),
-    Operation("setattr", setattr_size, (_g, _n, ("size", Size)), "guest request"),
-    Operation("create", create, (_g, ("parent", Nodeid), _nm, _wr), "guest request"),
-    Operation("mkdir", mkdir, (_g, ("parent", Nodeid), _nm), "guest request"),
-    Operation("unlink", unlink, (_g, ("parent", Nodeid), _nm), "guest request"),
-    Operation("rmdir", rmdir, (_g, ("parent", Nodeid), _nm), "guest request"),
-    Operation("rename", rename, (_g, ("parent", Nodeid), _nm, ("newparent", Nodeid),
-                                 ("newname", Name)), "guest request"),
-    Operation("setupmapping", setupmapping,
-              (_g, _h, ("fpage", Page), ("count", Slot), _wr, ("start", Slot)), "guest request"),
-    Operation("removemapping", removemapping, (_g, ("start", Slot), ("count", Slot)),
-              "guest request"),
-    Operation("load", load, (_g, _sl, ("offset", Offset)), "guest memory"),
-    Operation("store", store, (_g, _sl, ("offset", Offset), _b, _f), "guest memory"),
+    Operation("collect", evict, (_i,), "design"),
+    Operation("INIT", init, (_g,), "request"),
+    Operation("DESTROY", destroy, (_g,), "request"),
+    Operation("LOOKUP", lookup, (_g, ("parent", Nodeid), _nm), "request"),
+    Operation("FORGET", forget, (_g, _n, ("nlookup", z3.IntSort())), "request"),
+    Operation("OPEN", open_, (_g, _n, _rd, _wr, _tr), "request"),
+    Operation("RELEASE", release, (_g, _h), "request"),
+    Operation("READ", read, (_g, _h, _pos), "request"),
+    Operation("WRITE", write, (_g, _h, _pos, _b, _f), "request"),
+    Operation("SETATTR", setattr_size, (_g, _n, ("size", Size)), "request"),
+    Operation("CREATE", create, (_g, ("parent", Nodeid), _nm, _rd, _wr, _tr,
+                                 ("excl", _B)), "request"),
+    Operation("MKDIR", mkdir, (_g, ("parent", Nodeid), _nm), "request"),
+    Operation("UNLINK", unlink, (_g, ("parent", Nodeid), _nm), "request"),
+    Operation("RMDIR", rmdir, (_g, ("parent", Nodeid), _nm), "request"),
+    Operation("RENAME", rename, (_g, ("parent", Nodeid), _nm, ("newparent", Nodeid),
+                                 ("newname", Name)), "request"),
+    Operation("SETUPMAPPING", setupmapping,
+              (_g, _h, ("fpage", Page), ("count", Slot), _wr, ("start", Slot)), "request"),
+    Operation("REMOVEMAPPING", removemapping, (_g, ("start", Slot), ("count", Slot)),
+              "request"),
+    Operation("LOAD", load, (_g, _sl, ("offset", Offset)), "memory"),
+    Operation("STORE", store, (_g, _sl, ("offset", Offset), _b, _f), "memory"),
 )
 BY_NAME = {op.name: op for op in OPERATIONS}
