@@ -9,7 +9,7 @@ as the Linux guest requires; otherwise every byte goes by READ/WRITE (virtiofsd)
 from __future__ import annotations
 
 from pagefs.impl.guest import safemem
-from pagefs.impl.guest.share import Share
+from pagefs.impl.guest.share import FORGET_THRESHOLD, Share
 from pagefs.impl.guest.window import DEFAULT_RANGE_SIZE, DaxWindow
 from pagefs.impl.transport.fuse_client import DEFAULT_TIMEOUT, FuseClient
 
@@ -20,12 +20,14 @@ def connect(
     window_size: int | None = None,
     range_size: int = DEFAULT_RANGE_SIZE,
     timeout: float = DEFAULT_TIMEOUT,
+    forget_threshold: int = FORGET_THRESHOLD,
 ) -> Share:
     """Connect to pagefs-host, virtiofsd or any virtio-fs vhost-user back-end.
 
     window_size: bytes of DAX window to reserve; None takes the size the back-end
     advertises, 0 asks for none (READ/WRITE only). range_size: the window's
-    mapping granule (2 MiB, as Linux). Raises OSError or ConnectionError."""
+    mapping granule (2 MiB, as Linux). forget_threshold: how many nodeids to remember
+    before handing unused ones back (FORGET). Raises OSError or ConnectionError."""
     client = FuseClient.connect(socket_path, window_size=window_size, timeout=timeout)
     on_close = [client.close]
     try:
@@ -38,7 +40,7 @@ def connect(
             on_close.insert(0, lambda: safemem.unregister_window(shm.base))
         return Share(
             client, window, max_read=client.max_write, max_write=client.max_write,
-            on_close=on_close,
+            on_close=on_close, forget_threshold=forget_threshold,
         )
     except BaseException:
         for close in on_close:

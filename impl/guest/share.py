@@ -13,8 +13,9 @@ names a place above the root.
             m[0:5] = b"HELLO"      # a store on the host's page: visible there at once
 
 Nodeids come from LOOKUP and are remembered with their lookup counts; they are
-handed back with FORGET when no handle or mapping uses them and the table grows,
-and on disconnect.
+handed back with BATCH_FORGET when the table grows, those no handle or mapping
+uses; on disconnect the host drops them all (RECLAIM). A Share may be used from
+several threads; requests from them are in flight together.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from pagefs.impl.transport.fuse_client import FuseClient
 
 ROOT_ID = 1
 MAX_SYMLINK_HOPS = 40  # Linux's limit on symlinks followed in one path walk
-# How many unused nodeids to keep before handing them back with FORGET.
+# How many nodeids to remember before handing unused ones back with FORGET.
 FORGET_THRESHOLD = 1024
 
 PathLike = str | bytes | os.PathLike
@@ -98,10 +99,6 @@ class Handle:
             self.close()
 
 
-def _name(component: str | bytes) -> bytes:
-    return os.fsencode(component)
-
-
 def _split_parent(path: PathLike) -> tuple[bytes, bytes]:
     """(directory part, last name) of a path that names an entry to create or remove."""
     head, _, name = os.fsencode(path).rstrip(b"/").rpartition(b"/")
@@ -121,6 +118,7 @@ class Share:
         max_read: int = 128 * 1024,
         max_write: int = 128 * 1024,
         on_close: list[Callable[[], None]] | None = None,
+        forget_threshold: int = FORGET_THRESHOLD,
     ) -> None:
         """Use connect(); this takes a connected FUSE client, the window manager over
         its DAX window (None: READ/WRITE only), and what to call on disconnect."""
@@ -128,8 +126,12 @@ class Share:
         self.window = window
         self.data = DataPath(requests, window, max_read=max_read, max_write=max_write)
         self._lock = threading.Lock()
-        self._lookups: dict[int, int] = {}  # nodeid -> lookups not yet forgotten
+        # nodeid -> [lookups not yet forgotten, forget pass of the latest lookup]
+        self._lookups: dict[int, list[int]] = {}
         self._users: dict[int, int] = {}  # nodeid -> open handles and mappings
+        self._forget_threshold = forget_threshold
+        self._forget_pass = 0
+        self._new_lookups = 0
         self._on_close = on_close or []
         self._closed = False
 
@@ -163,15 +165,22 @@ class Share:
 
     def _lookup(self, parent: int, name: bytes) -> EntryOut:
         entry = self.requests.lookup(parent, name)
-        with self._lock:
-            self._lookups[entry.nodeid] = self._lookups.get(entry.nodeid, 0) + 1
+        self._count_lookup(entry)
         return entry
+
+    def _count_lookup(self, entry: EntryOut) -> None:
+        with self._lock:
+            record = self._lookups.setdefault(entry.nodeid, [0, 0])
+            record[0] += 1
+            record[1] = self._forget_pass
+            self._new_lookups += 1
 
     def _walk(self, path: PathLike, *, follow: bool = True) -> tuple[int, int]:
         """(nodeid, mode) of what `path` names. Symlinks are followed here, in the
         guest, as a kernel's VFS does (never by the host: CONFINE): a relative target
         from the link's directory, an absolute one from the export root; the last
         component only when `follow`. '..' climbs the walked path, never above root."""
+        self._forget_unused()
         names = deque(os.fsencode(path).split(b"/"))
         walked = [(ROOT_ID, stat.S_IFDIR)]
         hops = 0
@@ -194,7 +203,6 @@ class Share:
                 names.extendleft(reversed(target.split(b"/")))
                 continue
             walked.append((entry.nodeid, entry.attr.mode))
-        self._forget_unused()
         return walked[-1]
 
     def _resolve(self, path: PathLike) -> int:
@@ -214,12 +222,22 @@ class Share:
                 del self._users[nodeid]
 
     def _forget_unused(self) -> None:
+        """Hand back nodeids no handle or mapping uses and no lookup has named since
+        the previous pass: a nodeid a walk has just returned, for the request that
+        follows it (maybe in another thread), is never among them."""
         with self._lock:
-            if len(self._lookups) < FORGET_THRESHOLD:
+            if (len(self._lookups) < self._forget_threshold
+                    or self._new_lookups < self._forget_threshold // 2):
                 return
-            unused = {n: c for n, c in self._lookups.items() if n not in self._users}
+            unused = {
+                nodeid: count
+                for nodeid, (count, last_pass) in self._lookups.items()
+                if nodeid not in self._users and last_pass < self._forget_pass
+            }
             for nodeid in unused:
                 del self._lookups[nodeid]
+            self._forget_pass += 1
+            self._new_lookups = 0
         if self.window is not None:
             for nodeid in unused:
                 self.window.forget(nodeid)
@@ -303,10 +321,6 @@ class Share:
     def write_file(self, path: PathLike, data: bytes, mode: int = 0o644) -> None:
         with self.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode) as handle:
             self.write(handle, data)
-
-    def _count_lookup(self, entry: EntryOut) -> None:
-        with self._lock:
-            self._lookups[entry.nodeid] = self._lookups.get(entry.nodeid, 0) + 1
 
     # -- handles -----------------------------------------------------------------------
 

@@ -213,3 +213,21 @@ def test_a_fault_in_the_middle_of_a_window_copy_ends_short_or_goes_by_write(
         # A store faults there too: the rest goes by WRITE, which extends the file.
         assert data.pwrite(f.nodeid, f.fh, b"w" * RANGE, RANGE) == RANGE
     assert (export / "f").read_bytes() == b"q" * RANGE + b"w" * RANGE
+
+
+def test_unused_nodeids_are_handed_back(host, export: Path) -> None:
+    for i in range(40):
+        (export / f"f{i}").write_bytes(b"x")
+    with connect(host.socket_path, window_size=0, forget_threshold=8) as share:
+        baseline = host.open_fds()  # the daemon holds a descriptor per nodeid
+        with share.open("f0") as held:
+            for _ in range(2):
+                for i in range(40):
+                    assert share.stat(f"f{i}").st_size == 1
+            assert host.open_fds() - baseline < 20
+            assert held.pread(1, 0) == b"x"  # an open handle's nodeid is kept
+    with connect(host.socket_path, window_size=0) as share:
+        baseline = host.open_fds()
+        for i in range(40):
+            share.stat(f"f{i}")
+        assert host.open_fds() - baseline >= 40
