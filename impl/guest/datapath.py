@@ -111,10 +111,12 @@ class DataPath:
         return done
 
     def pwrite(
-        self, nodeid: int, fh: int, data: bytes, offset: int, *, append: bool = False
+        self, nodeid: int, fh: int, data: bytes, offset: int, *, storable: bool = True
     ) -> int:
-        """Write `data` at `offset`; with `append` the handle is O_APPEND, so the host
-        places it at its own end of file, and only WRITE can do that."""
+        """Write `data` at `offset`. `storable` False when the handle cannot map the
+        file writable: opened O_APPEND (the host places the data at its own end of
+        file, which only WRITE can do) or write-only (a mapping needs read access,
+        as mmap(2) does); then only WRITE is used."""
         if offset < 0:
             raise OSError(errno.EINVAL, "negative offset")
         view = memoryview(data).cast("B")
@@ -123,7 +125,7 @@ class DataPath:
         done = 0
         if (
             self.window is not None
-            and not append
+            and storable
             and offset + len(view) <= self.size(nodeid, fh)
         ):
             try:

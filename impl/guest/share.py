@@ -73,6 +73,12 @@ class Handle:
     def writable(self) -> bool:
         return self.flags & os.O_ACCMODE in (os.O_WRONLY, os.O_RDWR)
 
+    @property
+    def storable(self) -> bool:
+        """Whether a writable mapping can be made through this handle (O_RDWR, no
+        O_APPEND), so that writes may be stores through the window."""
+        return self.readable and self.writable and not self.flags & os.O_APPEND
+
     def read(self, size: int = -1) -> bytes:
         return self.share.read(self, size)
 
@@ -363,9 +369,9 @@ class Share:
         """Write at the handle's position (the end, for O_APPEND) and advance it."""
         self._check_writable(handle)
         with handle._lock:
-            append = bool(handle.flags & os.O_APPEND)
-            n = self.data.pwrite(handle.nodeid, handle.fh, data, handle.position, append=append)
-            if append:
+            n = self.data.pwrite(handle.nodeid, handle.fh, data, handle.position,
+                                 storable=handle.storable)
+            if handle.flags & os.O_APPEND:
                 handle.position = self.data.size(handle.nodeid, handle.fh)
             else:
                 handle.position += n
@@ -383,8 +389,8 @@ class Share:
 
     def pwrite(self, handle: Handle, data: bytes, offset: int) -> int:
         self._check_writable(handle)
-        append = bool(handle.flags & os.O_APPEND)
-        return self.data.pwrite(handle.nodeid, handle.fh, data, offset, append=append)
+        return self.data.pwrite(handle.nodeid, handle.fh, data, offset,
+                                storable=handle.storable)
 
     def seek(self, handle: Handle, offset: int, whence: int = os.SEEK_SET) -> int:
         self._check_open(handle)
@@ -414,10 +420,8 @@ class Share:
             raise OSError(errno.ENODEV, "the back-end offers no DAX window")
         if length <= 0 or offset < 0 or offset % os.sysconf("SC_PAGE_SIZE"):
             raise OSError(errno.EINVAL, "empty, negative or unaligned mapping")
-        if not handle.readable or (writable and not handle.writable):
+        if not handle.readable or (writable and not handle.storable):
             raise OSError(errno.EACCES, "handle's access mode does not allow this mapping")
-        if writable and handle.flags & os.O_APPEND:
-            raise OSError(errno.EACCES, "append-only handle")
         nodeid = handle.nodeid
         self._use(nodeid, +1)  # the mapping refreshes the size by nodeid after a fault
         try:

@@ -76,6 +76,10 @@ def test_handle_positions_append_and_truncate(any_share: Share, export: Path) ->
     with share.open("f", os.O_WRONLY | os.O_APPEND) as f:
         f.write(b"!!")
     assert (root / "f").read_bytes() == b"Jell!!"
+    with share.open("f", os.O_WRONLY) as f:  # no mapping without read access: by WRITE
+        assert f.pwrite(b"j", 0) == 1
+        share.fsync(f)
+    assert (root / "f").read_bytes() == b"jell!!"
     share.truncate("f", 0)
     assert (root / "f").read_bytes() == b""
 
