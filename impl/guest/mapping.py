@@ -117,6 +117,7 @@ class Mapping:
             return self._exact(start, max(0, stop - start))
         if index < 0:
             index += self.length
+        self._check(index, 1)
         return self._exact(index, 1)[0]
 
     def __setitem__(self, index: int | slice, value: int | bytes) -> None:

@@ -143,6 +143,8 @@ def test_mapping_is_coherent_with_the_host_and_contains_truncation(
         assert len(m.read(0, 8192)) == 4096 and m.size == 100
         assert errno_of(m.read, 2 * RANGE, 10) == errno.EFAULT
         assert errno_of(m.__setitem__, slice(8192, 8193), b"x") == errno.EFAULT
+        with pytest.raises(IndexError):
+            m[3 * RANGE]
         views = m.unsafe_views()
         assert [len(v) for v in views] == [RANGE] * 3 and bytes(views[0][:4]) == b"HOST"
     assert m.closed
