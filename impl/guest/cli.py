@@ -64,11 +64,18 @@ def _ls(share: Share, path: str = "/") -> None:
         print(name + ("/" if stat.S_ISDIR(mode) else ""))
 
 
+class _StdoutClosed(Exception):
+    """Whoever read our stdout has gone (`cat | head`): stop quietly."""
+
+
 def _cat(share: Share, path: str) -> None:
     with share.open(path) as handle:
         while chunk := handle.read(1 << 20):
-            sys.stdout.buffer.write(chunk)
-    sys.stdout.buffer.flush()
+            try:
+                sys.stdout.buffer.write(chunk)
+                sys.stdout.buffer.flush()
+            except BrokenPipeError:
+                raise _StdoutClosed from None
 
 
 def _put(share: Share, local: str, path: str) -> None:
@@ -111,9 +118,14 @@ ACTIONS: dict[str, Callable[..., None]] = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, not the usage block
+        self.exit(2, f"{self.prog}: {message} (see --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
     usage = "\n".join(f"  %(prog)s SOCKET {name} {ops}" for name, (_, ops) in COMMANDS.items())
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="pagefs-guest",
         description="A guest's view of a pagefs export (or any virtio-fs daemon).",
         usage=f"\n{usage}",
@@ -138,8 +150,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with connect(args.socket, window_size=args.window_size) as share:
             ACTIONS[args.command](share, *args.operands)
-    except BrokenPipeError:
-        return 1  # stdout's reader went away (cat | head)
+    except _StdoutClosed:
+        sys.stdout = None  # nothing more to flush into the closed pipe at exit
+        return 1
     except OSError as err:
         reason = os.strerror(err.errno) if err.errno else str(err)
         print(f"pagefs-guest: {what}: {reason}", file=sys.stderr)

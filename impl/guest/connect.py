@@ -8,10 +8,13 @@ as the Linux guest requires; otherwise every byte goes by READ/WRITE (virtiofsd)
 
 from __future__ import annotations
 
+import errno
+
 from pagefs.impl.guest import safemem
 from pagefs.impl.guest.share import FORGET_THRESHOLD, Share
 from pagefs.impl.guest.window import DEFAULT_RANGE_SIZE, DaxWindow
 from pagefs.impl.transport.fuse_client import DEFAULT_TIMEOUT, FuseClient
+from pagefs.impl.transport.vhost_user import ProtocolError as VhostUserProtocolError
 
 
 def connect(
@@ -28,7 +31,10 @@ def connect(
     advertises, 0 asks for none (READ/WRITE only). range_size: the window's
     mapping granule (2 MiB, as Linux). forget_threshold: how many nodeids to remember
     before handing unused ones back (FORGET). Raises OSError or ConnectionError."""
-    client = FuseClient.connect(socket_path, window_size=window_size, timeout=timeout)
+    try:
+        client = FuseClient.connect(socket_path, window_size=window_size, timeout=timeout)
+    except VhostUserProtocolError as err:
+        raise OSError(errno.EPROTO, f"not a vhost-user back-end we can drive: {err}") from err
     on_close = [client.close]
     try:
         window = None

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 from pagefs.impl.host.launcher import HostDaemon
@@ -56,3 +58,43 @@ def test_an_absent_daemon_is_a_one_line_error(tmp_path: Path) -> None:
     )
     assert result.returncode == 1
     assert result.stderr == b"pagefs-guest: ls: No such file or directory\n"
+
+
+def test_a_socket_that_is_no_daemon_is_a_one_line_error(tmp_path: Path) -> None:
+    path = str(tmp_path / "impostor.sock")
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(path)
+    server.listen()
+
+    def answer_with_junk() -> None:
+        for _ in range(2):
+            conn, _ = server.accept()
+            with conn:
+                conn.recv(4096)
+                conn.sendall(b"\x01" * 64)
+
+    responder = threading.Thread(target=answer_with_junk, daemon=True)
+    responder.start()
+    try:
+        for args in (["ls"], ["cat", "x"]):
+            result = subprocess.run(
+                [sys.executable, "-m", "pagefs.impl.guest.cli", path, *args],
+                capture_output=True, timeout=60,
+            )
+            assert result.returncode == 1, result
+            assert result.stderr.startswith(f"pagefs-guest: {' '.join(args)}: ".encode())
+            assert result.stderr.count(b"\n") == 1, result
+    finally:
+        server.close()
+        responder.join(timeout=10)
+
+
+def test_usage_errors_are_one_line(host: HostDaemon) -> None:
+    for args, message in (
+        (("frob",), b"pagefs-guest: argument command: invalid choice: 'frob'"),
+        (("cat",), b"pagefs-guest: usage: cat PATH (see --help)\n"),
+        (("ls", "a", "b"), b"pagefs-guest: usage: ls [PATH] (see --help)\n"),
+    ):
+        result = run(host, *args)
+        assert result.returncode == 2
+        assert result.stderr.startswith(message) and result.stderr.count(b"\n") == 1, result
