@@ -179,3 +179,17 @@ def test_threads_reading_through_a_contended_window_get_the_right_bytes(
             for t in threads:
                 t.join()
     assert not errors, errors[0]
+
+
+def test_a_replaced_file_keeps_its_mapping_and_the_new_name_maps_the_new_file(
+    share: Share, export: Path
+):
+    (export / "swap").write_bytes(b"old" * 1000)
+    with share.open("swap") as old, share.mmap(old, 0, 3000) as m:
+        (export / "swap").unlink()  # LIFETIME: the mapping keeps the old file
+        (export / "swap").write_bytes(b"new" * 2000)
+        with share.open("swap") as new:
+            assert new.nodeid != old.nodeid
+            assert new.pread(6, 0) == b"newnew"  # through its own window ranges
+            assert share.stat("swap").st_size == 6000  # COH-META: asked, so current
+        assert m[0:6] == b"oldold" and old.pread(6, 2994) == b"oldold"
