@@ -44,7 +44,7 @@ from pagefs.spec.guests import (
     remember,
     write_errors,
 )
-from pagefs.spec.outcomes import either, ok, ok_values, refuse, sound  # noqa: F401 (contracts)
+from pagefs.spec.outcomes import either, lawful, ok, ok_values, refuse  # noqa: F401 (contracts)
 from pagefs.spec.rules import access_of, read_bytes, resize, write_bytes
 from pagefs.spec.tree import NO_ERRORS, add_entry, attr_of, child, create_errors, put, with_data
 
@@ -86,7 +86,7 @@ def open_(state: State, guest: GuestId, nodeid: NodeId, flags: OpenFlags) -> tup
     read-only OPEN of one (then READ on it is EISDIR) or refuse it with EISDIR.
 
     pre: 0 <= guest < len(state.guests)
-    post: sound(state, __return__)
+    post: lawful(state, "OPEN", (guest, nodeid, flags), __return__)
     """
     errors = node_errors(state, guest, nodeid)
     if errors:
@@ -109,7 +109,7 @@ def create(state: State, guest: GuestId, parent: NodeId, name: Name, flags: Open
     as OPEN would (a directory there is EISDIR).
 
     pre: 0 <= guest < len(state.guests)
-    post: sound(state, __return__)
+    post: lawful(state, "CREATE", (guest, parent, name, flags, mode), __return__)
     """
     errors = node_errors(state, guest, parent)
     if errors:
@@ -145,7 +145,7 @@ def release(state: State, guest: GuestId, fh: Fh) -> tuple[Outcome, ...]:
     Mappings made through it stay (LIFETIME), and the handle's number is never reused.
 
     pre: 0 <= guest < len(state.guests)
-    post: sound(state, __return__)
+    post: lawful(state, "RELEASE", (guest, fh), __return__)
     post: all(o.state.guests[guest].window == state.guests[guest].window for o in __return__)
     """
     errors = handle_errors(state, guest, fh, HandleKind.FILE)
@@ -178,7 +178,7 @@ def read(state: State, guest: GuestId, fh: Fh, offset: Offset,
     and never past end of file (COH-READ): a read at or past the end returns b"".
 
     pre: 0 <= guest < len(state.guests)
-    post: sound(state, __return__)
+    post: lawful(state, "READ", (guest, fh, offset, length), __return__)
     post: all(o.state == state for o in __return__)
     post: all(len(v) <= length for v in ok_values(__return__))
     """
@@ -196,7 +196,7 @@ def write(state: State, guest: GuestId, fh: Fh, offset: Offset, data: Data) -> t
     once (COH-READ, COH-PEER); it is durable only after FSYNC (DURABLE).
 
     pre: 0 <= guest < len(state.guests)
-    post: sound(state, __return__)
+    post: lawful(state, "WRITE", (guest, fh, offset, data), __return__)
     post: all(v == len(data) for v in ok_values(__return__))
     """
     handle = _io_handle(state, guest, fh, write=True)
@@ -216,7 +216,7 @@ def flush(state: State, guest: GuestId, fh: Fh) -> tuple[Outcome, ...]:
     spec observes, and needs a live file handle (EBADF otherwise).
 
     pre: 0 <= guest < len(state.guests)
-    post: sound(state, __return__)
+    post: lawful(state, "FLUSH", (guest, fh), __return__)
     post: all(o.state == state for o in __return__)
     """
     errors = handle_errors(state, guest, fh, HandleKind.FILE)
@@ -231,7 +231,7 @@ def fsync(state: State, guest: GuestId, fh: Fh, datasync: bool) -> tuple[Outcome
     read-only handle too, as fsync(2) does.
 
     pre: 0 <= guest < len(state.guests)
-    post: sound(state, __return__)
+    post: lawful(state, "FSYNC", (guest, fh, datasync), __return__)
     """
     errors = handle_errors(state, guest, fh, HandleKind.FILE)
     if errors:
@@ -250,7 +250,7 @@ def setattr_(state: State, guest: GuestId, nodeid: NodeId, size: Length | None,
     the new attributes; EROFS in a read-only export when it would change anything.
 
     pre: 0 <= guest < len(state.guests)
-    post: sound(state, __return__)
+    post: lawful(state, "SETATTR", (guest, nodeid, size, mode, mtime_ns), __return__)
     """
     errors = node_errors(state, guest, nodeid)
     if errors:

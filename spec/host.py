@@ -24,7 +24,7 @@ from pagefs.spec.datatypes import (
     State,
     Target,
 )
-from pagefs.spec.outcomes import ok, refuse, sound  # noqa: F401 (contracts)
+from pagefs.spec.outcomes import lawful, ok, refuse  # noqa: F401 (contracts)
 from pagefs.spec.rules import read_bytes, resize, write_bytes
 from pagefs.spec.tree import (
     add_entry,
@@ -62,7 +62,7 @@ def write(state: State, path: Path, offset: Offset, data: Data) -> tuple[Outcome
     """The host writes `data` at `offset` (zero-filling any gap); every guest sees it at
     once, by READ or through a mapping (COH-READ).
 
-    post: sound(state, __return__)
+    post: lawful(state, "host.write", (path, offset, data), __return__)
     """
     ino = _regular(state, path)
     if isinstance(ino, frozenset):
@@ -80,7 +80,7 @@ def truncate(state: State, path: Path, size: Length) -> tuple[Outcome, ...]:
     every guest that maps them (EOF-FAULT: contained, never a hang); extension reads as
     zeros, never as bytes that lay past the old end.
 
-    post: sound(state, __return__)
+    post: lawful(state, "host.truncate", (path, size), __return__)
     """
     ino = _regular(state, path)
     if isinstance(ino, frozenset):
@@ -104,7 +104,7 @@ def _make(state: State, path: bytes, inode: Inode) -> tuple[Outcome, ...]:
 def create(state: State, path: Path, mode: Mode) -> tuple[Outcome, ...]:
     """The host creates an empty regular file (EEXIST when the name exists).
 
-    post: sound(state, __return__)
+    post: lawful(state, "host.create", (path, mode), __return__)
     """
     return _make(state, path, Inode(kind=FileKind.REG, mode=mode & 0o7777))
 
@@ -112,7 +112,7 @@ def create(state: State, path: Path, mode: Mode) -> tuple[Outcome, ...]:
 def mkdir(state: State, path: Path, mode: Mode) -> tuple[Outcome, ...]:
     """The host makes an empty directory.
 
-    post: sound(state, __return__)
+    post: lawful(state, "host.mkdir", (path, mode), __return__)
     """
     return _make(state, path, Inode(kind=FileKind.DIR, mode=mode & 0o7777))
 
@@ -121,7 +121,7 @@ def symlink(state: State, target: Target, path: Path) -> tuple[Outcome, ...]:
     """The host makes a symlink; its target may point anywhere, even outside the export,
     since nothing in pagefs follows it (CONFINE).
 
-    post: sound(state, __return__)
+    post: lawful(state, "host.symlink", (target, path), __return__)
     """
     if not target or bytes(1) in target:
         return refuse(state, {Errno.ENOENT} if not target else {Errno.EINVAL})
@@ -131,7 +131,7 @@ def symlink(state: State, target: Target, path: Path) -> tuple[Outcome, ...]:
 def mkfifo(state: State, path: Path, mode: Mode) -> tuple[Outcome, ...]:
     """The host makes a FIFO; guests may see it but the host never opens it for them.
 
-    post: sound(state, __return__)
+    post: lawful(state, "host.mkfifo", (path, mode), __return__)
     """
     return _make(state, path, Inode(kind=FileKind.FIFO, mode=mode & 0o7777))
 
@@ -140,7 +140,7 @@ def unlink(state: State, path: Path) -> tuple[Outcome, ...]:
     """The host removes a name; a file that a guest holds open or mapped keeps its data
     until the last handle and mapping go (LIFETIME).
 
-    post: sound(state, __return__)
+    post: lawful(state, "host.unlink", (path,), __return__)
     """
     where = resolve_parent(state, path)
     if isinstance(where, frozenset):
@@ -154,7 +154,7 @@ def unlink(state: State, path: Path) -> tuple[Outcome, ...]:
 def rmdir(state: State, path: Path) -> tuple[Outcome, ...]:
     """The host removes an empty directory.
 
-    post: sound(state, __return__)
+    post: lawful(state, "host.rmdir", (path,), __return__)
     """
     where = resolve_parent(state, path)
     if isinstance(where, frozenset):
@@ -169,7 +169,7 @@ def rename(state: State, old: Path, new: Path) -> tuple[Outcome, ...]:
     """The host renames, replacing what `new` named; guests' nodeids and handles keep
     meaning the inodes they meant (NODEID, LIFETIME).
 
-    post: sound(state, __return__)
+    post: lawful(state, "host.rename", (old, new), __return__)
     """
     source = resolve_parent(state, old)
     if isinstance(source, frozenset):
@@ -186,7 +186,7 @@ def rename(state: State, old: Path, new: Path) -> tuple[Outcome, ...]:
 def chmod(state: State, path: Path, mode: Mode) -> tuple[Outcome, ...]:
     """The host changes permission bits; guests see the new mode at their next GETATTR.
 
-    post: sound(state, __return__)
+    post: lawful(state, "host.chmod", (path, mode), __return__)
     """
     ino = resolve_path(state, path)
     if isinstance(ino, frozenset):
@@ -198,7 +198,7 @@ def read(state: State, path: Path, offset: Offset, length: Length) -> tuple[Outc
     """The host reads its file: what guests stored through writable mappings is there at
     once, without msync or fsync (COH-WRITE, COH-PEER).
 
-    post: sound(state, __return__)
+    post: lawful(state, "host.read", (path, offset, length), __return__)
     post: all(o.state == state for o in __return__)
     """
     ino = _regular(state, path)
@@ -213,7 +213,7 @@ def stat(state: State, path: Path) -> tuple[Outcome, ...]:
     """The host's stat(2) of a path (not following a final symlink): the attributes
     guests must see too (COH-META).
 
-    post: sound(state, __return__)
+    post: lawful(state, "host.stat", (path,), __return__)
     post: all(o.state == state for o in __return__)
     """
     ino = resolve_path(state, path)

@@ -24,7 +24,7 @@ from pagefs.spec.datatypes import (
     WindowOffset,
 )
 from pagefs.spec.guests import find_handle, handle_errors, session_errors, with_guest
-from pagefs.spec.outcomes import ok, refuse, sound  # noqa: F401 (contracts)
+from pagefs.spec.outcomes import lawful, ok, refuse  # noqa: F401 (contracts)
 from pagefs.spec.rules import mapping_request_valid, ranges_of
 
 
@@ -43,7 +43,7 @@ def setupmapping(state: State, guest: GuestId, fh: Fh, foffset: Offset, length: 
     file is allowed: access there faults (EOF-FAULT).
 
     pre: 0 <= guest < len(state.guests)
-    post: sound(state, __return__)
+    post: lawful(state, "SETUPMAPPING", (guest,fh,foffset,length,writable,moffset), __return__)
     post: all(len(o.state.guests[guest].window) == state.config.window_ranges for o in __return__)
     """
     errors = handle_errors(state, guest, fh, HandleKind.FILE)
@@ -77,7 +77,7 @@ def removemapping(state: State, guest: GuestId, moffset: WindowOffset,
     nodeid or mapping holds an unlinked file, it is gone (LIFETIME).
 
     pre: 0 <= guest < len(state.guests)
-    post: sound(state, __return__)
+    post: lawful(state, "REMOVEMAPPING", (guest, moffset, length), __return__)
     """
     errors = session_errors(state, guest)
     if errors:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from pagefs.spec.datatypes import Data, GuestId, Length, Outcome, State, WindowOffset
-from pagefs.spec.outcomes import either, fault, ok, ok_values, sound  # noqa: F401 (contracts)
+from pagefs.spec.outcomes import either, fault, lawful, ok, ok_values  # noqa: F401 (contracts)
 from pagefs.spec.rules import page_beyond_eof, page_start, tail_length
 from pagefs.spec.tree import bump, put
 
@@ -83,7 +83,7 @@ def load(state: State, guest: GuestId, woffset: WindowOffset,
     both allowed.
 
     pre: 0 <= guest < len(state.guests)
-    post: sound(state, __return__)
+    post: lawful(state, "LOAD", (guest, woffset, length), __return__)
     post: all(len(v) == max(length, 0) for v in ok_values(__return__))
     """
     pieces, faulted = resolve(state, guest, woffset, max(length, 0), store=False)
@@ -123,7 +123,7 @@ def store(state: State, guest: GuestId, woffset: WindowOffset, data: Data) -> tu
     page by page and stops at the fault.
 
     pre: 0 <= guest < len(state.guests)
-    post: sound(state, __return__)
+    post: lawful(state, "STORE", (guest, woffset, data), __return__)
     post: all(o.state.guests == state.guests for o in __return__)
     """
     pieces, faulted = resolve(state, guest, woffset, len(data), store=True)

@@ -44,7 +44,7 @@ from pagefs.spec.guests import (
     with_guest,
     write_errors,
 )
-from pagefs.spec.outcomes import either, ok, refuse, sound  # noqa: F401 (contracts)
+from pagefs.spec.outcomes import either, lawful, ok, refuse  # noqa: F401 (contracts)
 from pagefs.spec.rules import name_errors
 from pagefs.spec.tree import (
     add_entry,
@@ -67,7 +67,7 @@ def lookup(state: State, guest: GuestId, parent: NodeId, name: Name) -> tuple[Ou
     by servers that accept only real names.
 
     pre: 0 <= guest < len(state.guests)
-    post: sound(state, __return__)
+    post: lawful(state, "LOOKUP", (guest, parent, name), __return__)
     """
     errors = node_errors(state, guest, parent)
     if errors:
@@ -93,7 +93,7 @@ def forget(state: State, guest: GuestId, nodeid: NodeId, nlookup: int) -> tuple[
     is never forgotten.
 
     pre: 0 <= guest < len(state.guests)
-    post: sound(state, __return__)
+    post: lawful(state, "FORGET", (guest, nodeid, nlookup), __return__)
     post: all(ROOT_NODEID in o.state.guests[guest].nodes for o in __return__)
     """
     session = state.guests[guest]
@@ -112,7 +112,7 @@ def getattr_(state: State, guest: GuestId, nodeid: NodeId) -> tuple[Outcome, ...
     holds answers too (link count 0).
 
     pre: 0 <= guest < len(state.guests)
-    post: sound(state, __return__)
+    post: lawful(state, "GETATTR", (guest, nodeid), __return__)
     post: all(o.state == state for o in __return__)
     """
     errors = node_errors(state, guest, nodeid)
@@ -128,7 +128,7 @@ def readlink(state: State, guest: GuestId, nodeid: NodeId) -> tuple[Outcome, ...
     (CONFINE). Anything but a symlink is EINVAL.
 
     pre: 0 <= guest < len(state.guests)
-    post: sound(state, __return__)
+    post: lawful(state, "READLINK", (guest, nodeid), __return__)
     post: all(o.state == state for o in __return__)
     """
     errors = node_errors(state, guest, nodeid)
@@ -163,7 +163,7 @@ def mkdir(state: State, guest: GuestId, parent: NodeId, name: Name,
     in a read-only export) and hands the guest its nodeid.
 
     pre: 0 <= guest < len(state.guests)
-    post: sound(state, __return__)
+    post: lawful(state, "MKDIR", (guest, parent, name, mode), __return__)
     """
     return _make(state, guest, parent, name, Inode(kind=FileKind.DIR, mode=mode & 0o7777))
 
@@ -175,7 +175,7 @@ def symlink(state: State, guest: GuestId, parent: NodeId, name: Name,
     is EINVAL (the wire carries it NUL-terminated).
 
     pre: 0 <= guest < len(state.guests)
-    post: sound(state, __return__)
+    post: lawful(state, "SYMLINK", (guest, parent, name, target), __return__)
     """
     if not node_errors(state, guest, parent):
         if not target:
@@ -191,7 +191,7 @@ def unlink(state: State, guest: GuestId, parent: NodeId, name: Name) -> tuple[Ou
     open, mapped or by nodeid (LIFETIME).
 
     pre: 0 <= guest < len(state.guests)
-    post: sound(state, __return__)
+    post: lawful(state, "UNLINK", (guest, parent, name), __return__)
     """
     errors = node_errors(state, guest, parent)
     if errors:
@@ -208,7 +208,7 @@ def rmdir(state: State, guest: GuestId, parent: NodeId, name: Name) -> tuple[Out
     """RMDIR removes an empty directory (ENOTEMPTY otherwise).
 
     pre: 0 <= guest < len(state.guests)
-    post: sound(state, __return__)
+    post: lawful(state, "RMDIR", (guest, parent, name), __return__)
     """
     errors = node_errors(state, guest, parent)
     if errors:
@@ -228,7 +228,7 @@ def rename(state: State, guest: GuestId, parent: NodeId, name: Name, newparent: 
     every nodeid and handle keeps meaning the inode it meant (NODEID).
 
     pre: 0 <= guest < len(state.guests)
-    post: sound(state, __return__)
+    post: lawful(state, "RENAME", (guest,parent,name,newparent,newname,flags), __return__)
     """
     errors = node_errors(state, guest, parent) | node_errors(state, guest, newparent)
     if errors:
@@ -246,7 +246,7 @@ def opendir(state: State, guest: GuestId, nodeid: NodeId) -> tuple[Outcome, ...]
     """OPENDIR opens a directory handle for READDIR; anything else is ENOTDIR.
 
     pre: 0 <= guest < len(state.guests)
-    post: sound(state, __return__)
+    post: lawful(state, "OPENDIR", (guest, nodeid), __return__)
     """
     errors = node_errors(state, guest, nodeid)
     if errors:
@@ -266,7 +266,7 @@ def readdir(state: State, guest: GuestId, fh: Fh) -> tuple[Outcome, ...]:
     directory removed while open lists nothing.
 
     pre: 0 <= guest < len(state.guests)
-    post: sound(state, __return__)
+    post: lawful(state, "READDIR", (guest, fh), __return__)
     post: all(o.state == state for o in __return__)
     """
     errors = handle_errors(state, guest, fh, HandleKind.DIR)
@@ -284,7 +284,7 @@ def releasedir(state: State, guest: GuestId, fh: Fh) -> tuple[Outcome, ...]:
     """RELEASEDIR ends a directory handle; a second RELEASEDIR is EBADF (HANDLE).
 
     pre: 0 <= guest < len(state.guests)
-    post: sound(state, __return__)
+    post: lawful(state, "RELEASEDIR", (guest, fh), __return__)
     """
     errors = handle_errors(state, guest, fh, HandleKind.DIR)
     if errors:
@@ -297,7 +297,7 @@ def statfs(state: State, guest: GuestId, nodeid: NodeId) -> tuple[Outcome, ...]:
     the host filesystem's and the spec leaves them open.
 
     pre: 0 <= guest < len(state.guests)
-    post: sound(state, __return__)
+    post: lawful(state, "STATFS", (guest, nodeid), __return__)
     post: all(o.state == state for o in __return__)
     """
     errors = session_errors(state, guest) or node_errors(state, guest, nodeid)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from pagefs.spec.datatypes import FAULT, Err, Errno, Ok, Outcome, State, Value
+from pagefs.spec.properties import Step, step_violations, violations
 from pagefs.spec.tree import collect
 
 
@@ -50,3 +51,12 @@ def sound(state: State, outcomes: tuple[Outcome, ...]) -> bool:
 def ok_values(outcomes: tuple[Outcome, ...]) -> tuple[Value, ...]:
     """The values of the successful outcomes (for contracts about what succeeds)."""
     return tuple(o.result.value for o in outcomes if isinstance(o.result, Ok))
+
+
+def lawful(state: State, op: str, args: tuple[object, ...], outcomes: tuple[Outcome, ...]) -> bool:
+    """The contract every operation carries: its outcomes are `sound`, and each of them
+    keeps every named property, both as a step and in the state it leads to (given a
+    state that kept them)."""
+    return sound(state, outcomes) and (bool(violations(state)) or all(
+        not step_violations(Step(state, op, args, o)) and not violations(o.state)
+        for o in outcomes))

@@ -123,6 +123,9 @@ def _files(state: State) -> dict[int, Inode]:
 
 
 def coh_read(step: Step) -> bool:
+    """A successful LOAD returns, byte by byte, the host's current byte at the file
+    offset each window byte maps to (past end of file in the last page: zero, or what a
+    guest stored there); a successful READ returns the file's bytes from the offset."""
     result = step.result
     if step.op == "LOAD" and isinstance(result, Ok):
         guest, woffset, _ = step.args
@@ -151,12 +154,16 @@ def _stored_bytes(step: Step) -> list[tuple[int, int, int]]:
 
 
 def coh_write(step: Step) -> bool:
+    """After a successful STORE, every stored byte that lies inside the file is the
+    host's data at once."""
     if step.op != "STORE" or not isinstance(step.result, Ok):
         return True
     return all(step.after.inodes[ino].data[f] == byte for ino, f, byte in _stored_bytes(step))
 
 
 def coh_peer(step: Step) -> bool:
+    """After a successful STORE, every guest whose window maps a stored byte's page
+    shows exactly that byte."""
     if step.op != "STORE" or not isinstance(step.result, Ok):
         return True
     after = step.after
@@ -190,6 +197,8 @@ def _attrs_of(value: object) -> list[Attr]:
 
 
 def coh_meta(step: Step) -> bool:
+    """Every attribute a guest is given (GETATTR, SETATTR, LOOKUP, CREATE, ...) carries
+    the inode's current size and mtime."""
     if not isinstance(step.result, Ok):
         return True
     for attr in _attrs_of(step.result.value):
@@ -202,6 +211,9 @@ def coh_meta(step: Step) -> bool:
 
 
 def eof_fault(step: Step) -> bool:
+    """LOAD and STORE fault exactly when some byte falls outside the window, in a free
+    range, in a page wholly beyond end of file, or (for STORE) in a read-only range; a
+    fault changes no guest's session, and a faulting LOAD changes nothing at all."""
     if step.op not in ("LOAD", "STORE"):
         return True
     guest, woffset, third = step.args
@@ -221,6 +233,8 @@ def eof_fault(step: Step) -> bool:
 
 
 def ro_export_invariant(state: State) -> bool:
+    """In a read-only export no guest holds a handle with write access or a writable
+    mapping."""
     if not state.config.read_only:
         return True
     return all(not h.access.can_write for g in state.guests for h in g.handles.values()) and all(
@@ -228,6 +242,8 @@ def ro_export_invariant(state: State) -> bool:
 
 
 def ro_export_step(step: Step) -> bool:
+    """In a read-only export no guest request or access changes any file's contents,
+    attributes or names."""
     if not step.state.config.read_only or not _guest_op(step):
         return True
     before = {i: replace(n, tail=b"") for i, n in _files(step.state).items()}
@@ -236,6 +252,8 @@ def ro_export_step(step: Step) -> bool:
 
 
 def access_mode(step: Step) -> bool:
+    """A successful WRITE, or writable SETUPMAPPING, went through a handle opened with
+    write access."""
     if not isinstance(step.result, Ok):
         return True
     if step.op == "WRITE":
@@ -248,12 +266,16 @@ def access_mode(step: Step) -> bool:
 
 
 def isolation_invariant(state: State) -> bool:
+    """Every mapped range names a live inode number that was handed out once (numbers
+    are never reused, so a range can never come to show another file)."""
     return all(
         m is None or (m.ino in state.inodes and m.ino < state.next_ino)
         for g in state.guests for m in g.window)
 
 
 def isolation_step(step: Step) -> bool:
+    """A STORE changes only files the guest maps writable; READ and WRITE touch only the
+    handle's file; SETUPMAPPING maps only the handle's file."""
     if step.op == "SETUPMAPPING" and isinstance(step.result, Ok):
         handle = _handle(step)
         return handle is not None and all(
@@ -274,6 +296,7 @@ def isolation_step(step: Step) -> bool:
 
 
 def handle_invariant(state: State) -> bool:
+    """Every handle a guest holds is a number below its next never-used one."""
     return all(0 < fh < g.next_fh for g in state.guests for fh in g.handles)
 
 
@@ -282,6 +305,9 @@ _DIR_FH_OPS = {"READDIR", "RELEASEDIR"}
 
 
 def handle_step(step: Step) -> bool:
+    """OPEN, OPENDIR and CREATE hand out the guest's next never-used number; a request
+    naming a handle the guest does not hold (of that kind) fails with EBADF; RELEASE
+    removes the handle."""
     result = step.result
     if step.op in ("OPEN", "OPENDIR", "CREATE") and isinstance(result, Ok):
         fh = result.value.fh if isinstance(result.value, Created) else result.value
@@ -306,12 +332,16 @@ def _held(state: State) -> set[int]:
 
 
 def lifetime_invariant(state: State) -> bool:
+    """Every inode a guest holds exists, and every inode that exists is named or held
+    (nothing leaks)."""
     held = _held(state)
     return held <= set(state.inodes) and all(
         inode.nlink > 0 or ino in held for ino, inode in state.inodes.items())
 
 
 def lifetime_step(step: Step) -> bool:
+    """RELEASE leaves every window alone; unlink, rmdir and rename keep every open or
+    mapped inode and its data."""
     if step.op in ("RELEASE", "RELEASEDIR"):
         return all(a.window == b.window for a, b in zip(step.state.guests, step.after.guests,
                                                         strict=True))
@@ -325,6 +355,8 @@ def lifetime_step(step: Step) -> bool:
 
 
 def nodeid_invariant(state: State) -> bool:
+    """A guest's nodeids name distinct inodes, root nodeid 1 names the root, and every
+    nodeid is below the guest's next never-used one."""
     for g in state.guests:
         inos = [n.ino for n in g.nodes.values()]
         if len(set(inos)) != len(inos) or g.nodes.get(ROOT_NODEID) is None:
@@ -343,6 +375,8 @@ _NODEID_ARGS = {"LOOKUP": (1,), "GETATTR": (1,), "SETATTR": (1,), "READLINK": (1
 
 
 def nodeid_step(step: Step) -> bool:
+    """No step gives a held nodeid another inode or hands an old number out again; a
+    request naming a nodeid the guest does not hold fails with ESTALE or ENOENT."""
     for before, after in zip(step.state.guests, step.after.guests, strict=True):
         for nodeid, node in after.nodes.items():
             kept = before.nodes.get(nodeid)
@@ -359,6 +393,8 @@ def nodeid_step(step: Step) -> bool:
 
 
 def namespace_invariant(state: State) -> bool:
+    """The tree is well formed: entries name live inodes by valid names, each directory
+    has one name and knows its parent, link counts count names."""
     links: dict[int, int] = {}
     for ino, inode in state.inodes.items():
         for name, target in inode.entries.items():
@@ -382,6 +418,9 @@ _NAME_ARGS = {"LOOKUP": (2,), "SYMLINK": (2,), "MKDIR": (2,), "UNLINK": (2,),
 
 
 def namespace_step(step: Step) -> bool:
+    """A successful namespace request used valid names, and did what it says: LOOKUP
+    found the entry, MKDIR/SYMLINK/CREATE made it, UNLINK/RMDIR removed it, RENAME moved
+    the source inode to the new name."""
     if step.op not in _NAME_ARGS or not isinstance(step.result, Ok):
         return True
     limit = step.state.config.name_max
@@ -421,10 +460,14 @@ def _reachable(state: State) -> set[int]:
 
 
 def confine_invariant(state: State) -> bool:
+    """Every inode is reachable from the export root or held by a guest: nothing outside
+    the export exists for guests."""
     return set(state.inodes) <= _reachable(state) | _held(state)
 
 
 def confine_step(step: Step) -> bool:
+    """LOOKUP yields an entry of the directory, the directory itself or its parent (the
+    root's parent is the root); OPEN never succeeds on a symlink or FIFO."""
     if step.op == "LOOKUP" and isinstance(step.result, Ok):
         guest = step.state.guests[step.arg(0)]
         parent = guest.nodes[step.arg(1)].ino
@@ -438,12 +481,16 @@ def confine_step(step: Step) -> bool:
 
 
 def single_copy(state: State) -> bool:
+    """A window range holds a reference to a live host regular file, never bytes of its
+    own: there is one copy of file data, the host's."""
     return all(m is None or (m.ino in state.inodes
                              and state.inodes[m.ino].kind is FileKind.REG)
                for g in state.guests for m in g.window)
 
 
 def reclaim(step: Step) -> bool:
+    """After DESTROY the guest holds no handle, no mapping and only the root nodeid;
+    other guests and every file are unchanged."""
     if step.op != "DESTROY":
         return True
     guest = step.arg(0)
@@ -457,6 +504,8 @@ def reclaim(step: Step) -> bool:
 
 
 def durable(step: Step) -> bool:
+    """After a successful FSYNC the handle's file has nothing that is not on stable
+    storage."""
     if step.op != "FSYNC" or not isinstance(step.result, Ok):
         return True
     handle = _handle(step)

@@ -50,7 +50,6 @@ def is_dot(name: bytes) -> bool:
 def access_of(flags: int) -> Access | None:
     """The access mode that open flags ask for, or None for the invalid O_ACCMODE value 3.
 
-    pre: flags >= 0
     post: (__return__ is None) == (flags & 3 == 3)
     post: __return__ is None or __return__.can_read == (flags & 3 != 1)
     post: __return__ is None or __return__.can_write == (flags & 3 != 0)

@@ -11,7 +11,7 @@ from dataclasses import replace
 
 from pagefs.spec.datatypes import Errno, GuestId, InitInfo, Outcome, State, empty_guest
 from pagefs.spec.guests import with_guest
-from pagefs.spec.outcomes import ok, refuse, sound  # noqa: F401 (contracts)
+from pagefs.spec.outcomes import lawful, ok, refuse  # noqa: F401 (contracts)
 
 
 def init(state: State, guest: GuestId) -> tuple[Outcome, ...]:
@@ -20,7 +20,7 @@ def init(state: State, guest: GuestId) -> tuple[Outcome, ...]:
     protocol error (EPROTO, or EIO from servers that treat it as any early request).
 
     pre: 0 <= guest < len(state.guests)
-    post: sound(state, __return__)
+    post: lawful(state, "INIT", (guest,), __return__)
     post: all(o.state.guests[guest].connected for o in __return__)
     """
     session = state.guests[guest]
@@ -36,7 +36,7 @@ def destroy(state: State, guest: GuestId) -> tuple[Outcome, ...]:
     counters keep running, so numbers it used are never handed out again.
 
     pre: 0 <= guest < len(state.guests)
-    post: sound(state, __return__)
+    post: lawful(state, "DESTROY", (guest,), __return__)
     post: all(not o.state.guests[guest].handles for o in __return__)
     post: all(o.state.guests[:guest] == state.guests[:guest] for o in __return__)
     """

@@ -1,0 +1,197 @@
+"""`make verify` stage: CrossHair over every contract of the spec, one row per module.
+
+Each spec module is checked by `crosshair check --report_all` with explicit budgets (a
+CPU-time limit per condition; CrossHair's own defaults are unbounded), the per-condition
+report is parsed, and the number of conditions CrossHair reported is compared with the
+number of `post:` conditions the module's docstrings declare, so no contract goes
+unchecked silently. A counterexample, an error, or a condition CrossHair could not
+exercise ("unable to meet precondition") fails the row. `State` arguments come from
+`proofs/crosshair_plugin.py`: a family of reachable states, edge cases included, picked
+by a symbolic index, while every other argument is symbolic.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from functools import cache
+from pathlib import Path
+from types import ModuleType
+
+from pagefs.proofs.verify import Row
+from pagefs.spec.datatypes import O_RDWR, Config, State, initial_state
+from pagefs.spec.registry import REGISTRY
+
+SYMBOLIC_CONFIG = Config(page_size=4, range_size=8, window_ranges=2, guests=2, name_max=4)
+"""4-byte pages, 2-page ranges, 2-range windows: every edge within a few bytes."""
+
+SPEC_MODULES = ("rules", "times", "session", "namespace", "files", "mappings", "memory",
+                "host")
+"""The spec modules that carry contracts, cheapest first."""
+
+PLUGIN = Path(__file__).with_name("crosshair_plugin.py")
+
+QUICK_SECONDS = 1.0
+THOROUGH_SECONDS = 8.0
+WORKERS = 2
+
+_LINE = re.compile(r"^(?P<file>.+?):(?P<line>\d+): (?P<level>info|error|warning): (?P<text>.*)$")
+
+
+EDGE_SCRIPTS: tuple[tuple[tuple[str, tuple[object, ...]], ...], ...] = (
+    (),
+    (("host.create", (b"a", 0o644)), ("host.write", (b"a", 0, b"abcdef")),
+     ("host.mkdir", (b"d", 0o755)), ("host.symlink", (b"../x", b"d/l")),
+     ("host.mkfifo", (b"p", 0o644)),
+     ("LOOKUP", (0, 1, b"a")), ("LOOKUP", (0, 1, b"d")), ("LOOKUP", (0, 1, b"p")),
+     ("OPEN", (0, 2, O_RDWR)), ("OPENDIR", (0, 3)),
+     ("SETUPMAPPING", (0, 1, 0, 8, True, 0)),
+     ("LOOKUP", (1, 1, b"a")), ("OPEN", (1, 2, 0)), ("SETUPMAPPING", (1, 1, 0, 8, False, 8))),
+)
+"""Hand-made states at the edges: a partial last page, a symlink pointing outside, a
+FIFO, two guests mapping one file (one writable, one read-only)."""
+
+EDGE_FOLLOW_UPS: tuple[tuple[tuple[str, tuple[object, ...]], ...], ...] = (
+    (("host.truncate", (b"a", 0)),),
+    (("host.unlink", (b"a",)),),
+    (("STORE", (0, 6, b"zz")),),
+    (("RELEASE", (0, 1)), ("FORGET", (0, 2, 1))),
+    (("DESTROY", (1,)),),
+    (("host.truncate", (b"a", 13)), ("SETUPMAPPING", (0, 1, 8, 8, True, 8))),
+)
+"""Steps applied to the second edge state: truncation under a mapping, unlink of an
+open and mapped file, a store into the tail past end of file, a released handle and a
+forgotten nodeid, a guest gone, a mapping wholly beyond end of file."""
+
+FAMILY_WALKS = 12
+
+
+def _run(state: State, script: tuple[tuple[str, tuple[object, ...]], ...]) -> State:
+    for name, args in script:
+        state = REGISTRY[name](state, *args)[0].state
+    return state
+
+
+@cache
+def state_family() -> tuple[State, ...]:
+    """The concrete states CrossHair draws `State` arguments from: the edge states above,
+    each also in a read-only export, and states reached by seeded random walks. Names,
+    offsets, data and every other argument stay symbolic."""
+    from pagefs.spec.explore import walk
+
+    family: list[State] = []
+    for read_only in (False, True):
+        config = replace(SYMBOLIC_CONFIG, read_only=read_only)
+        base = _run(initial_state(config), EDGE_SCRIPTS[1])
+        family.append(initial_state(config))
+        family.append(base)
+        family += [_run(base, follow) for follow in EDGE_FOLLOW_UPS]
+    for state, *_ in walk(SYMBOLIC_CONFIG, walks=FAMILY_WALKS, steps=12, seed=7):
+        family.append(state)
+    return tuple(dict.fromkeys(family))
+
+
+def declared_conditions(module: ModuleType) -> int:
+    """How many `post:` conditions the module's functions and methods declare."""
+    count = 0
+    for _, obj in inspect.getmembers(module):
+        if getattr(obj, "__module__", None) != module.__name__:
+            continue
+        functions = [obj] if inspect.isfunction(obj) else (
+            [m for _, m in inspect.getmembers(obj, inspect.isfunction)]
+            if inspect.isclass(obj) else [])
+        for function in functions:
+            doc = inspect.getdoc(function) or ""
+            count += sum(1 for line in doc.splitlines() if line.strip().startswith("post"))
+    return count
+
+
+@dataclass(frozen=True)
+class ModuleReport:
+    """What CrossHair said about one module's conditions."""
+
+    target: str
+    confirmed: int  # proved on all paths
+    unrefuted: int  # no counterexample within the budget
+    unmet: int  # no input met the preconditions: the condition was not exercised
+    errors: tuple[str, ...]  # counterexamples and crashes, one line each
+    seconds: float
+    returncode: int
+
+    @property
+    def reported(self) -> int:
+        return self.confirmed + self.unrefuted + self.unmet + len(self.errors)
+
+
+def parse(output: str) -> tuple[int, int, int, tuple[str, ...]]:
+    """Count CrossHair's per-condition lines: confirmed, unrefuted, unmet, error lines."""
+    confirmed = unrefuted = unmet = 0
+    errors: list[str] = []
+    for line in output.splitlines():
+        match = _LINE.match(line.strip())
+        if not match:
+            continue
+        text = match["text"]
+        if match["level"] == "error":
+            errors.append(f"line {match['line']}: {text}")
+        elif text.startswith("Confirmed"):
+            confirmed += 1
+        elif text.startswith("Not confirmed"):
+            unrefuted += 1
+        elif text.startswith("Unable to meet precondition"):
+            unmet += 1
+    return confirmed, unrefuted, unmet, tuple(errors)
+
+
+def check_module(target: str, seconds: float) -> ModuleReport:
+    """Run `crosshair check` on one module (dotted name or file) with a per-condition
+    CPU budget, and parse its report."""
+    crosshair = Path(sys.executable).with_name("crosshair")
+    command = [str(crosshair), "check", "--report_all",
+               f"--per_condition_timeout={seconds}", f"--per_path_timeout={max(seconds / 2, 0.5)}",
+               target, "--extra_plugin", str(PLUGIN)]
+    start = time.monotonic()
+    done = subprocess.run(command, capture_output=True, text=True, check=False,
+                          env={**os.environ, "PYTHONHASHSEED": "0"})
+    confirmed, unrefuted, unmet, errors = parse(done.stdout + done.stderr)
+    if done.returncode not in (0, 1) and not errors:
+        tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        errors = (f"crosshair exited {done.returncode}: {tail}",)
+    return ModuleReport(target, confirmed, unrefuted, unmet, errors,
+                        time.monotonic() - start, done.returncode)
+
+
+def row_for(name: str, report: ModuleReport, declared: int, seconds: float) -> Row:
+    """One verify row: pass only when every declared condition was reported, none failed
+    and none went unexercised."""
+    ok = not report.errors and not report.unmet and report.reported >= declared
+    detail = (f"{report.reported}/{declared} conditions: {report.confirmed} proved on all "
+              f"paths, {report.unrefuted} without counterexample in {seconds:g}s CPU each")
+    if report.unmet:
+        detail += f", {report.unmet} never exercised (precondition unmet)"
+    if report.reported < declared:
+        detail += f", {declared - report.reported} not reported"
+    if report.errors:
+        detail = report.errors[0] + f" (+{len(report.errors) - 1} more)" * (len(report.errors) > 1)
+    result = "pass" if ok else "FAIL"
+    return Row("contracts", f"spec.{name}", f"CrossHair {report.reported} conditions", result,
+               ok, report.seconds, detail)
+
+
+def rows(quick: bool = True) -> Iterable[Row]:
+    """Check every spec module, two at a time, and yield a row per module."""
+    import importlib
+
+    seconds = QUICK_SECONDS if quick else THOROUGH_SECONDS
+    modules = {name: importlib.import_module(f"pagefs.spec.{name}") for name in SPEC_MODULES}
+    with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+        reports = pool.map(lambda n: check_module(f"pagefs.spec.{n}", seconds), SPEC_MODULES)
+        for name, report in zip(SPEC_MODULES, reports, strict=True):
+            yield row_for(name, report, declared_conditions(modules[name]), seconds)
