@@ -18,8 +18,10 @@ import os
 import select
 import socket
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
+from concurrent.futures import wait as futures_wait
 
 from pagefs.impl.transport.guest_memory import BufferHeap, GuestMemory
 from pagefs.impl.transport.shmem_window import ShmemWindow
@@ -72,6 +74,31 @@ class _Queue:
         self.call_fd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
         # head -> (future, buffer address, reply offset in it, reply capacity, decode)
         self.pending: dict[int, tuple] = {}
+        # True while a thread waiting for a reply drains the used ring itself (the
+        # completion thread then leaves the call eventfd to it)
+        self.reaping = False
+
+
+class _Completion(Future):
+    """A request's Future. Waiting on it drains the used ring in the waiting thread, so a
+    caller waiting for its reply is woken by the device's call eventfd directly rather
+    than through a second thread; a request in flight cannot be cancelled."""
+
+    def __init__(self, frontend: VhostUserFrontend, queue: _Queue) -> None:
+        super().__init__()
+        self._frontend = frontend
+        self._queue = queue
+
+    def result(self, timeout: float | None = None):
+        self._frontend._wait_for(self, self._queue, timeout)
+        return super().result(timeout=0)
+
+    def exception(self, timeout: float | None = None):
+        self._frontend._wait_for(self, self._queue, timeout)
+        return super().exception(timeout=0)
+
+    def cancel(self) -> bool:
+        return False
 
 
 class VhostUserFrontend:
@@ -261,7 +288,7 @@ class VhostUserFrontend:
             except BaseException:
                 self._heap.free(gpa)
                 raise
-            future: Future = Future()
+            future = _Completion(self, q)
             q.pending[head] = (future, gpa, room, reply_capacity, decode)
             if q.driver.kick_needed(q.driver.avail_idx - 1):
                 os.eventfd_write(q.kick_fd, 1)
@@ -282,23 +309,54 @@ class VhostUserFrontend:
 
     # ---- completion thread -------------------------------------------------------
 
+    def _wait_for(self, future: Future, q: _Queue, timeout: float | None) -> None:
+        """Returns when `future` is done or `timeout` has passed, reaping meanwhile."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not future.done():
+            wait = (
+                _WAIT_SLICE if deadline is None else min(_WAIT_SLICE, deadline - time.monotonic())
+            )
+            if wait <= 0:
+                return
+            with self._lock:
+                mine = not q.reaping and self._dead is None and not self._closed
+                q.reaping = q.reaping or mine
+            if not mine:  # another thread reaps for everyone, or nobody will any more
+                futures_wait([future], wait)
+                continue
+            try:
+                self._reap(q)
+                if not future.done():
+                    poller = select.poll()
+                    poller.register(q.call_fd, select.POLLIN)
+                    if poller.poll(max(1, int(wait * 1000))):
+                        _drain(q.call_fd)
+                    self._reap(q)
+            finally:
+                with self._lock:
+                    q.reaping = False
+                    self._lock.notify_all()
+            # what was used after our last look, while the completion thread left it to us
+            self._reap(q)
+
     def _run(self) -> None:
-        poller = select.poll()
+        poller = select.epoll()
         by_fd = {q.call_fd: q for q in self._queues}
         for fd in by_fd:
-            poller.register(fd, select.POLLIN)
-        poller.register(self._stop_fd, select.POLLIN)
-        poller.register(self._chan.fileno(), select.POLLRDHUP)
+            # edge-triggered: while a waiting caller reaps, this thread leaves the eventfd
+            # undrained without being woken again and again
+            poller.register(fd, select.EPOLLIN | select.EPOLLET)
+        poller.register(self._stop_fd, select.EPOLLIN)
+        poller.register(self._chan.fileno(), select.EPOLLRDHUP)
         if self._backend_chan is not None:
-            poller.register(self._backend_chan.fileno(), select.POLLIN)
+            poller.register(self._backend_chan.fileno(), select.EPOLLIN)
         try:
             while True:
                 for fd, _events in poller.poll():
                     if fd == self._stop_fd:
                         return
                     if fd in by_fd:
-                        _drain(fd)
-                        self._reap(by_fd[fd])
+                        self._reap_for_waiters(by_fd[fd])
                     elif fd == self._chan.fileno():
                         for q in self._queues:  # replies pushed before it went still count
                             self._reap(q)
@@ -307,6 +365,18 @@ class VhostUserFrontend:
                         poller.unregister(fd)
         except (ConnectionError, VirtqueueError, ProtocolError, OSError) as e:
             self._die(str(e))
+        finally:
+            poller.close()
+
+    def _reap_for_waiters(self, q: _Queue) -> None:
+        if q.reaping:
+            return
+        _drain(q.call_fd)
+        self._reap(q)
+        if q.reaping:
+            # a caller began reaping before its reply was handed over here: wake it, or
+            # it would sleep on the eventfd this thread just drained
+            os.eventfd_write(q.call_fd, 1)
 
     def _reap(self, q: _Queue) -> None:
         done = []
@@ -379,6 +449,8 @@ class VhostUserFrontend:
             failed = [entry[0] for q in self._queues for entry in q.pending.values()]
             for q in self._queues:
                 q.pending.clear()
+                if q.reaping:
+                    os.eventfd_write(q.call_fd, 1)  # a reaping caller wakes and sees it
             self._lock.notify_all()
         for future in failed:
             future.set_exception(ConnectionError(why))
@@ -400,6 +472,9 @@ class VhostUserFrontend:
             except (OSError, ProtocolError, TimeoutError) as e:
                 log.info("back-end gone while stopping queues: %s", e)
         self._die("front-end closed")
+        with self._lock:  # no reaping caller may still poll a call fd we are closing
+            while any(q.reaping for q in self._queues):
+                self._lock.wait(_WAIT_SLICE)
         self._chan.close()
         if self._backend_chan is not None:
             self._backend_chan.close()

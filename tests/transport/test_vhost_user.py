@@ -12,6 +12,8 @@ import socket
 import struct
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures import wait as futures_wait
 
 import pytest
 from pagefs.impl.transport.frontend import REQUEST_QUEUE, VhostUserFrontend
@@ -261,3 +263,38 @@ def test_kick_that_is_not_an_eventfd_is_refused(thread_backend, sock_path: str) 
         os.close(r)
         os.close(w)
     assert tb.join() and "not an eventfd" in tb.backend.broken
+
+
+def test_futures_complete_without_anyone_waiting_on_them(thread_backend, sock_path) -> None:
+    """Replies nobody calls result() for are delivered by the completion thread."""
+    thread_backend()
+    with VhostUserFrontend.connect(sock_path) as fe:
+        seen = []
+        done = threading.Event()
+
+        def note(future) -> None:
+            seen.append(future.result(0))
+            if len(seen) == 100:
+                done.set()
+
+        for i in range(100):
+            fe.submit(REQUEST_QUEUE, b"%d" % i, 32).add_done_callback(note)
+        assert done.wait(30)
+        assert sorted(seen) == sorted(b"echo:%d" % i for i in range(100))
+        futures = [fe.submit(REQUEST_QUEUE, b"w%d" % i, 32) for i in range(100)]
+        finished, waiting = futures_wait(futures, timeout=30)
+        assert not waiting and {f.result(0) for f in finished} == {
+            b"echo:w%d" % i for i in range(100)
+        }
+
+
+def test_result_times_out_while_the_device_holds_the_request(thread_backend, sock_path) -> None:
+    gate = threading.Event()
+    thread_backend(lambda request: gate.wait(10) and b"done")
+    with VhostUserFrontend.connect(sock_path) as fe:
+        pending = fe.submit(REQUEST_QUEUE, b"slow", 32)
+        with pytest.raises(FutureTimeout):
+            pending.result(0.05)
+        assert not pending.cancel()  # a request in flight cannot be taken back
+        gate.set()
+        assert pending.result(10) == b"done"
