@@ -268,7 +268,7 @@ class VhostUserBackend:
             raise ProtocolError(f"mem table of {nregions} regions with {len(msg.fds)} fds")
         if len(msg.payload) < MEM_TABLE_HEAD.size + nregions * MEM_REGION.size:
             raise ProtocolError("mem table payload too short")
-        running = self._stop_all_queues()
+        self._stop_all_queues()
         self._unmap_regions()
         for k in range(nregions):
             gpa, size, qva, offset = MEM_REGION.unpack_from(
@@ -279,7 +279,7 @@ class VhostUserBackend:
             _check_guest_memory_fd(msg.fds[k], size + offset)
             base = mapping.map_shared(msg.fds[k], size + offset)
             self._regions.append(_Region(gpa, size, qva, base, size + offset, base + offset))
-        for index in running:
+        for index in range(self._num_queues):  # those stopped, and those waiting for memory
             self._maybe_start(index)
 
     def _on_set_vring_num(self, msg: Message) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import select
 import signal
 import socket
 import struct
@@ -17,6 +18,7 @@ from concurrent.futures import wait as futures_wait
 
 import pytest
 from pagefs.impl.transport.frontend import REQUEST_QUEUE, VhostUserFrontend
+from pagefs.impl.transport.guest_memory import GuestMemory
 from pagefs.impl.transport.vhost_user import (
     HEADER,
     MEM_REGION,
@@ -31,7 +33,7 @@ from pagefs.impl.transport.vhost_user import (
     Request,
     bit,
 )
-from pagefs.impl.transport.virtqueue import RingLayout
+from pagefs.impl.transport.virtqueue import DriverQueue, RingLayout
 
 from .conftest import WINDOW_SIZE, helper_process, open_fds, wait_until
 
@@ -298,3 +300,46 @@ def test_result_times_out_while_the_device_holds_the_request(thread_backend, soc
         assert not pending.cancel()  # a request in flight cannot be taken back
         gate.set()
         assert pending.result(10) == b"done"
+
+
+def test_rings_set_up_before_memory_and_without_protocol_features(
+    thread_backend, sock_path: str
+) -> None:
+    """The order QEMU uses is not the only one: a front-end that negotiates no protocol
+    features (rings start on their kick fd) and sends the memory table last is served."""
+    thread_backend()
+    mem = GuestMemory(1 << 20)
+    layout = RingLayout.for_size(8)
+    kick, call = os.eventfd(0), os.eventfd(0)
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.connect(sock_path)
+            chan = Channel(s)
+            chan.send(Request.SET_FEATURES, U64.pack(bit(VIRTIO_F_VERSION_1)))
+            chan.send(Request.SET_VRING_NUM, VRING_STATE.pack(1, 8))
+            chan.send(Request.SET_VRING_BASE, VRING_STATE.pack(1, 0))
+            chan.send(
+                Request.SET_VRING_ADDR,
+                struct.pack(
+                    "<IIQQQQ", 1, 0, mem.base + layout.desc, mem.base + layout.used,
+                    mem.base + layout.avail, 0,
+                ),
+            )  # fmt: skip
+            chan.send(Request.SET_VRING_KICK, U64.pack(1), [kick])
+            chan.send(Request.SET_VRING_CALL, U64.pack(1), [call])
+            chan.send(Request.SET_MEM_TABLE, _mem_table_at(mem), [mem.fd])
+            driver = DriverQueue(mem.base, layout, event_idx=False)
+            mem.write(layout.size, b"late memory")
+            head = driver.add([(layout.size, 11)], [(layout.size + 64, 64)])
+            os.eventfd_write(kick, 1)
+            assert select.select([call], [], [], 10)[0], "no call notification"
+            assert driver.get_used() == (head, 16)
+            assert mem.read(layout.size + 64, 16) == b"echo:late memory"
+    finally:
+        os.close(kick)
+        os.close(call)
+        mem.close()
+
+
+def _mem_table_at(mem: GuestMemory) -> bytes:
+    return MEM_TABLE_HEAD.pack(1, 0) + MEM_REGION.pack(0, mem.size, mem.base, 0)
