@@ -79,11 +79,21 @@ class DataPath:
         return self.requests.getattr(nodeid, fh).attr.size
 
     def pread(self, nodeid: int, fh: int, size: int, offset: int) -> bytes:
-        if size < 0:
-            raise OSError(errno.EINVAL, "negative size")
-        buffer = bytearray(size)
-        n = self.pread_into(nodeid, fh, buffer, offset)
-        del buffer[n:]
+        """Up to `size` bytes at `offset` (a buffer no larger than the file holds)."""
+        if size < 0 or offset < 0:
+            raise OSError(errno.EINVAL, "negative size or offset")
+        if self.window is None:
+            parts = []
+            while size > 0 and (part := self.requests.read(
+                nodeid, fh, offset, min(size, self.max_read)
+            )):
+                parts.append(part)
+                offset += len(part)
+                size -= len(part)
+            return b"".join(parts)
+        file_size = self.size(nodeid, fh)
+        buffer = bytearray(max(0, min(size, file_size - offset)))
+        del buffer[self._window_read(nodeid, fh, memoryview(buffer), offset, file_size) :]
         return bytes(buffer)
 
     def pread_into(self, nodeid: int, fh: int, buffer: bytearray | memoryview, offset: int) -> int:
@@ -94,10 +104,14 @@ class DataPath:
         view = memoryview(buffer).cast("B")
         if self.window is None:
             return self._read_messages(nodeid, fh, view, offset)
-        end = min(offset + len(view), self.size(nodeid, fh))
-        if end <= offset:
+        return self._window_read(nodeid, fh, view, offset, self.size(nodeid, fh))
+
+    def _window_read(
+        self, nodeid: int, fh: int, view: memoryview, offset: int, file_size: int
+    ) -> int:
+        view = view[: max(0, file_size - offset)]
+        if not view:
             return 0
-        view = view[: end - offset]
         try:
             done = self._through_window(nodeid, fh, offset, view, store=False)
         except OSError as err:

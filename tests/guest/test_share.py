@@ -237,3 +237,10 @@ def test_unused_nodeids_are_handed_back(host, export: Path) -> None:
         for i in range(40):
             share.stat(f"f{i}")
         assert host.open_fds() - baseline >= 40
+
+
+def test_a_huge_read_size_allocates_only_what_the_file_holds(any_share: Share, export: Path):
+    (export / "small").write_bytes(b"tiny")
+    with any_share.open("small") as f:
+        assert f.pread(1 << 40, 0) == b"tiny"
+        assert f.pread(1 << 40, 10) == b""
