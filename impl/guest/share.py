@@ -105,9 +105,17 @@ class Handle:
             self.close()
 
 
+def _encode(path: PathLike) -> bytes:
+    """A path or symlink target as bytes; NUL cannot be in one (EINVAL, as POSIX)."""
+    encoded = os.fsencode(path)
+    if b"\0" in encoded:
+        raise OSError(errno.EINVAL, "path contains NUL")
+    return encoded
+
+
 def _split_parent(path: PathLike) -> tuple[bytes, bytes]:
     """(directory part, last name) of a path that names an entry to create or remove."""
-    head, _, name = os.fsencode(path).rstrip(b"/").rpartition(b"/")
+    head, _, name = _encode(path).rstrip(b"/").rpartition(b"/")
     if name in (b"", b".", b".."):
         raise OSError(errno.EINVAL, "the path names no entry")
     return head, name
@@ -187,7 +195,7 @@ class Share:
         from the link's directory, an absolute one from the export root; the last
         component only when `follow`. '..' climbs the walked path, never above root."""
         self._forget_unused()
-        names = deque(os.fsencode(path).split(b"/"))
+        names = deque(_encode(path).split(b"/"))
         walked = [(ROOT_ID, stat.S_IFDIR)]
         hops = 0
         while names:
@@ -304,7 +312,7 @@ class Share:
         """Create `path` as a symlink holding `target` (stored as given, never followed
         by the host)."""
         parent, name = self._parent(path)
-        self._count_lookup(self.requests.symlink(parent, name, os.fsencode(target)))
+        self._count_lookup(self.requests.symlink(parent, name, _encode(target)))
 
     def readlink(self, path: PathLike) -> str:
         return os.fsdecode(self.requests.readlink(self._walk(path, follow=False)[0]))
@@ -420,6 +428,9 @@ class Share:
             raise OSError(errno.ENODEV, "the back-end offers no DAX window")
         if length <= 0 or offset < 0 or offset % os.sysconf("SC_PAGE_SIZE"):
             raise OSError(errno.EINVAL, "empty, negative or unaligned mapping")
+        step = self.window.range_size
+        if (offset + length + step - 1) // step - offset // step > len(self.window.ranges):
+            raise OSError(errno.ENOMEM, "mapping larger than the DAX window")
         if not handle.readable or (writable and not handle.storable):
             raise OSError(errno.EACCES, "handle's access mode does not allow this mapping")
         nodeid = handle.nodeid

@@ -156,6 +156,7 @@ def test_window_exhaustion_falls_back_to_read(host, export: Path) -> None:
     (export / "f").write_bytes(b"z" * (5 * RANGE))
     with connect(host.socket_path, window_size=4 * RANGE) as share, share.open("f") as f:
         session = DataMessages(share)
+        assert errno_of(share.mmap, f, 0, 5 * RANGE) == errno.ENOMEM  # larger than the window
         pins = [share.mmap(f, i * RANGE, RANGE) for i in range(4)]
         assert errno_of(share.mmap, f, 4 * RANGE, RANGE) == errno.ENOMEM
         assert f.pread(10, 4 * RANGE) == b"z" * 10 and session.reads == 1
@@ -178,6 +179,8 @@ def test_the_path_walk_follows_symlinks_in_the_guest(share: Share, export: Path)
     assert errno_of(share.open, "d") == errno.EISDIR
     assert errno_of(share.open, "d/x/y") == errno.ENOTDIR
     assert errno_of(share.mkdir, "..") == errno.EINVAL
+    assert errno_of(share.open, "d/a\0b") == errno.EINVAL
+    assert errno_of(share.symlink, "a\0b", "l2") == errno.EINVAL
     share.unlink("rel")  # the link, not its target
     assert share.listdir("d") == ["x"]
 
