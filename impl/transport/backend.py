@@ -30,11 +30,13 @@ from pagefs.impl.transport.vhost_user import (
     MEM_TABLE_HEAD,
     MMAP,
     MMAP_FLAG_RW,
+    PROTOCOL_FEATURES,
     SHMEM_CONFIG,
     SHMEM_MAX_REGIONS,
     U64,
     VHOST_USER_F_PROTOCOL_FEATURES,
     VIRTIO_F_VERSION_1,
+    VIRTIO_FEATURES,
     VIRTIO_RING_F_EVENT_IDX,
     VRING_ADDR,
     VRING_IDX_MASK,
@@ -62,16 +64,8 @@ Handler = Callable[[bytes], "bytes | None"]
 DEFAULT_WINDOW_SIZE = 1 << 30
 BACKEND_REPLY_TIMEOUT = 10.0
 MESSAGE_TIMEOUT = 10.0
-SUPPORTED_FEATURES = (
-    bit(VIRTIO_F_VERSION_1) | bit(VHOST_USER_F_PROTOCOL_FEATURES) | bit(VIRTIO_RING_F_EVENT_IDX)
-)
-SUPPORTED_PROTOCOL_FEATURES = (
-    bit(ProtocolFeature.MQ)
-    | bit(ProtocolFeature.REPLY_ACK)
-    | bit(ProtocolFeature.BACKEND_REQ)
-    | bit(ProtocolFeature.BACKEND_SEND_FD)
-    | bit(ProtocolFeature.SHMEM)
-)
+SUPPORTED_FEATURES = VIRTIO_FEATURES
+SUPPORTED_PROTOCOL_FEATURES = PROTOCOL_FEATURES | bit(ProtocolFeature.SHMEM)
 
 
 @dataclass

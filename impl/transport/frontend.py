@@ -31,10 +31,12 @@ from pagefs.impl.transport.vhost_user import (
     MEM_TABLE_HEAD,
     MMAP,
     MMAP_FLAG_RW,
+    PROTOCOL_FEATURES,
     SHMEM_CONFIG,
     U64,
     VHOST_USER_F_PROTOCOL_FEATURES,
     VIRTIO_F_VERSION_1,
+    VIRTIO_FEATURES,
     VIRTIO_RING_F_EVENT_IDX,
     VRING_ADDR,
     VRING_STATE,
@@ -54,15 +56,6 @@ HIPRIO_QUEUE = 0
 REQUEST_QUEUE = 1
 DEFAULT_MEM_SIZE = 64 << 20
 DEFAULT_QUEUE_SIZE = 128
-WANTED_FEATURES = (
-    bit(VIRTIO_F_VERSION_1) | bit(VHOST_USER_F_PROTOCOL_FEATURES) | bit(VIRTIO_RING_F_EVENT_IDX)
-)
-WANTED_PROTOCOL_FEATURES = (
-    bit(ProtocolFeature.MQ)
-    | bit(ProtocolFeature.REPLY_ACK)
-    | bit(ProtocolFeature.BACKEND_REQ)
-    | bit(ProtocolFeature.BACKEND_SEND_FD)
-)
 _BUFFER_ALIGN = 64
 _WAIT_SLICE = 0.5  # how often a blocked submitter re-checks that the connection lives
 
@@ -152,51 +145,43 @@ class VhostUserFrontend:
             raise
         return self
 
-    def _call(self, request: Request, payload: bytes = b"", fds: tuple[int, ...] = ()) -> bytes:
-        """Sends a request whose reply carries a payload, returns that payload."""
-        self._chan.send(request, payload, fds)
+    def _call(
+        self, request: Request, payload: bytes = b"", fds: tuple[int, ...] = (), *, flags: int = 0
+    ) -> Message:
+        """Sends a request and returns the back-end's reply to it."""
+        self._chan.send(request, payload, fds, flags=flags)
         reply = self._chan.recv(timeout=self._timeout)
         if reply is None:
             raise ConnectionError(f"back-end closed the connection during {request.name}")
         reply.close_fds()
         if not reply.is_reply or reply.request != request:
             raise ProtocolError(f"got message {reply.request} in reply to {request.name}")
-        return reply.payload
+        return reply
 
     def _set(self, request: Request, payload: bytes = b"", fds: tuple[int, ...] = ()) -> None:
         """Sends a request without a reply payload; with REPLY_ACK, waits for its ack."""
         if self.protocol_features & bit(ProtocolFeature.REPLY_ACK):
-            reply = self._call_acked(request, payload, fds)
-            if reply:
-                raise OSError(errno.EIO, f"back-end refused {request.name} (status {reply})")
+            (status,) = self._call(request, payload, fds, flags=FLAG_NEED_REPLY).unpack(U64)
+            if status:
+                raise OSError(errno.EIO, f"back-end refused {request.name} (status {status})")
         else:
             self._chan.send(request, payload, fds)
 
-    def _call_acked(self, request: Request, payload: bytes, fds: tuple[int, ...]) -> int:
-        self._chan.send(request, payload, fds, flags=FLAG_NEED_REPLY)
-        reply = self._chan.recv(timeout=self._timeout)
-        if reply is None:
-            raise ConnectionError(f"back-end closed the connection during {request.name}")
-        reply.close_fds()
-        if not reply.is_reply or reply.request != request:
-            raise ProtocolError(f"got message {reply.request} in reply to {request.name}")
-        return reply.unpack(U64)[0]
-
     def _negotiate(self, window_size: int | None, num_queues: int) -> None:
         self._chan.send(Request.SET_OWNER)
-        (offered,) = U64.unpack_from(self._call(Request.GET_FEATURES))
+        (offered,) = self._call(Request.GET_FEATURES).unpack(U64)
         if not offered & bit(VIRTIO_F_VERSION_1):
             raise ProtocolError("back-end does not offer VIRTIO_F_VERSION_1")
-        self.features = offered & WANTED_FEATURES
+        self.features = offered & VIRTIO_FEATURES
         if self.features & bit(VHOST_USER_F_PROTOCOL_FEATURES):
-            (proto,) = U64.unpack_from(self._call(Request.GET_PROTOCOL_FEATURES))
-            wanted = WANTED_PROTOCOL_FEATURES
+            (proto,) = self._call(Request.GET_PROTOCOL_FEATURES).unpack(U64)
+            wanted = PROTOCOL_FEATURES
             if window_size != 0:
                 wanted |= bit(ProtocolFeature.SHMEM)
             self._chan.send(Request.SET_PROTOCOL_FEATURES, U64.pack(proto & wanted))
             self.protocol_features = proto & wanted
         if self.protocol_features & bit(ProtocolFeature.MQ):
-            (available,) = U64.unpack_from(self._call(Request.GET_QUEUE_NUM))
+            (available,) = self._call(Request.GET_QUEUE_NUM).unpack(U64)
             if available < num_queues:
                 raise ProtocolError(f"back-end has {available} queues, {num_queues} needed")
         self._setup_window(window_size)
@@ -218,9 +203,7 @@ class VhostUserFrontend:
         if not self.protocol_features & bit(ProtocolFeature.SHMEM):
             return
         if window_size is None:
-            nregions, _, *sizes = SHMEM_CONFIG.unpack_from(
-                _padded(self._call(Request.GET_SHMEM_CONFIG), SHMEM_CONFIG.size)
-            )
+            nregions, _, *sizes = self._call(Request.GET_SHMEM_CONFIG).unpack(SHMEM_CONFIG)
             window_size = sizes[0] if nregions else 0
         if window_size:
             self.window = ShmemWindow(window_size)
@@ -491,10 +474,6 @@ class VhostUserFrontend:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _padded(data: bytes, size: int) -> bytes:
-    return data + bytes(max(0, size - len(data)))
 
 
 def _drain(efd: int) -> None:

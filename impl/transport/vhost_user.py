@@ -93,6 +93,19 @@ def bit(n: int) -> int:
     return 1 << n
 
 
+# What pagefs speaks at both ends: virtio 1.x rings with event suppression, protocol
+# features, and (on top, when there is a DAX window) SHMEM.
+VIRTIO_FEATURES = (
+    bit(VIRTIO_F_VERSION_1) | bit(VHOST_USER_F_PROTOCOL_FEATURES) | bit(VIRTIO_RING_F_EVENT_IDX)
+)
+PROTOCOL_FEATURES = (
+    bit(ProtocolFeature.MQ)
+    | bit(ProtocolFeature.REPLY_ACK)
+    | bit(ProtocolFeature.BACKEND_REQ)
+    | bit(ProtocolFeature.BACKEND_SEND_FD)
+)
+
+
 class ProtocolError(Exception):
     """The peer sent something this end cannot accept; the connection must be dropped."""
 
