@@ -24,6 +24,17 @@ from pagefs.impl.guest import safemem
 from pagefs.impl.guest.window import DaxRange, DaxWindow
 from pagefs.impl.protocol import AttrOut
 
+# File offsets are signed 64-bit on the wire and in the host's kernel (loff_t).
+MAX_OFFSET = (1 << 63) - 1
+
+
+def check_offset(offset: int, what: str = "offset") -> None:
+    """EINVAL for a negative offset, EFBIG for one no file can reach."""
+    if offset < 0:
+        raise OSError(errno.EINVAL, f"negative {what}")
+    if offset > MAX_OFFSET:
+        raise OSError(errno.EFBIG, f"{what} beyond the largest file offset")
+
 
 class DataRequests(Protocol):
     """The requests the data path sends (those of the FUSE client, FuseClient)."""
@@ -80,8 +91,9 @@ class DataPath:
 
     def pread(self, nodeid: int, fh: int, size: int, offset: int) -> bytes:
         """Up to `size` bytes at `offset` (a buffer no larger than the file holds)."""
-        if size < 0 or offset < 0:
-            raise OSError(errno.EINVAL, "negative size or offset")
+        if size < 0:
+            raise OSError(errno.EINVAL, "negative size")
+        check_offset(offset)
         if self.window is None:
             parts = []
             while size > 0 and (part := self.requests.read(
@@ -99,8 +111,7 @@ class DataPath:
     def pread_into(self, nodeid: int, fh: int, buffer: bytearray | memoryview, offset: int) -> int:
         """Fill `buffer` from file offset `offset`; return the bytes read (short at
         the end of file). Through the window this is the only copy."""
-        if offset < 0:
-            raise OSError(errno.EINVAL, "negative offset")
+        check_offset(offset)
         view = memoryview(buffer).cast("B")
         if self.window is None:
             return self._read_messages(nodeid, fh, view, offset)
@@ -131,9 +142,9 @@ class DataPath:
         file writable: opened O_APPEND (the host places the data at its own end of
         file, which only WRITE can do) or write-only (a mapping needs read access,
         as mmap(2) does); then only WRITE is used."""
-        if offset < 0:
-            raise OSError(errno.EINVAL, "negative offset")
         view = memoryview(data).cast("B")
+        check_offset(offset)
+        check_offset(offset + len(view), "end of the write")
         if not view:
             return 0
         done = 0

@@ -28,7 +28,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from pagefs.impl.guest.datapath import DataPath
+from pagefs.impl.guest.datapath import DataPath, check_offset
 from pagefs.impl.guest.mapping import Mapping
 from pagefs.impl.guest.window import DaxWindow
 from pagefs.impl.protocol import Attr, EntryOut
@@ -318,8 +318,7 @@ class Share:
         return os.fsdecode(self.requests.readlink(self._walk(path, follow=False)[0]))
 
     def truncate(self, target: PathLike | Handle, size: int) -> None:
-        if size < 0:
-            raise OSError(errno.EINVAL, "negative size")
+        check_offset(size, "size")
         if isinstance(target, Handle):
             self._check_open(target)
             if not target.writable:
@@ -408,8 +407,7 @@ class Share:
                 if whence != os.SEEK_END:
                     raise OSError(errno.EINVAL, "bad whence")
                 base = self.data.size(handle.nodeid, handle.fh)
-            if base + offset < 0:
-                raise OSError(errno.EINVAL, "negative position")
+            check_offset(base + offset, "position")
             handle.position = base + offset
             return handle.position
 
@@ -426,8 +424,10 @@ class Share:
         self._check_open(handle)
         if self.window is None:
             raise OSError(errno.ENODEV, "the back-end offers no DAX window")
-        if length <= 0 or offset < 0 or offset % os.sysconf("SC_PAGE_SIZE"):
-            raise OSError(errno.EINVAL, "empty, negative or unaligned mapping")
+        check_offset(offset)
+        check_offset(offset + length, "mapping end")
+        if length <= 0 or offset % os.sysconf("SC_PAGE_SIZE"):
+            raise OSError(errno.EINVAL, "empty or unaligned mapping")
         step = self.window.range_size
         if (offset + length + step - 1) // step - offset // step > len(self.window.ranges):
             raise OSError(errno.ENOMEM, "mapping larger than the DAX window")

@@ -247,3 +247,6 @@ def test_a_huge_read_size_allocates_only_what_the_file_holds(any_share: Share, e
     with any_share.open("small") as f:
         assert f.pread(1 << 40, 0) == b"tiny"
         assert f.pread(1 << 40, 10) == b""
+        assert errno_of(f.pread, 1, 1 << 63) == errno.EFBIG
+        assert errno_of(f.pread, 1, -1) == errno.EINVAL
+        assert errno_of(any_share.seek, f, -1) == errno.EINVAL
