@@ -113,6 +113,11 @@ def _encode(path: PathLike) -> bytes:
     return encoded
 
 
+def _check_mode(mode: int) -> None:
+    if not 0 <= mode <= 0o7777:
+        raise OSError(errno.EINVAL, "mode out of range (permission and set-id bits only)")
+
+
 def _split_parent(path: PathLike) -> tuple[bytes, bytes]:
     """(directory part, last name) of a path that names an entry to create or remove."""
     head, _, name = _encode(path).rstrip(b"/").rpartition(b"/")
@@ -291,6 +296,7 @@ class Share:
         return names
 
     def mkdir(self, path: PathLike, mode: int = 0o755) -> None:
+        _check_mode(mode)
         parent, name = self._parent(path)
         entry = self.requests.mkdir(parent, name, mode)
         self._count_lookup(entry)
@@ -339,6 +345,9 @@ class Share:
 
     def open(self, path: PathLike, flags: int = os.O_RDONLY, mode: int = 0o644) -> Handle:
         """Open a regular file; O_CREAT (with O_EXCL) creates it, O_TRUNC empties it."""
+        _check_mode(mode)
+        if not 0 <= flags <= 0xFFFFFFFF:
+            raise OSError(errno.EINVAL, "open flags out of range")
         if flags & os.O_CREAT:
             parent, name = self._parent(path)
             out = self.requests.create(parent, name, flags & ~os.O_CREAT, mode)

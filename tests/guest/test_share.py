@@ -180,6 +180,8 @@ def test_the_path_walk_follows_symlinks_in_the_guest(share: Share, export: Path)
     assert errno_of(share.open, "d/x/y") == errno.ENOTDIR
     assert errno_of(share.mkdir, "..") == errno.EINVAL
     assert errno_of(share.open, "d/a\0b") == errno.EINVAL
+    assert errno_of(share.mkdir, "m", -1) == errno.EINVAL
+    assert errno_of(share.open, "n", os.O_CREAT | os.O_WRONLY, 1 << 40) == errno.EINVAL
     assert errno_of(share.symlink, "a\0b", "l2") == errno.EINVAL
     share.unlink("rel")  # the link, not its target
     assert share.listdir("d") == ["x"]
