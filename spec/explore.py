@@ -11,7 +11,7 @@ and a conformance harness can use `candidates` to generate calls.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 from pagefs.spec.datatypes import (
@@ -23,6 +23,7 @@ from pagefs.spec.datatypes import (
     RENAME_NOREPLACE,
     Config,
     FileKind,
+    HandleKind,
     Outcome,
     State,
     initial_state,
@@ -48,9 +49,14 @@ def host_paths(state: State) -> tuple[bytes, ...]:
     return tuple(paths)
 
 
-def _values(state: State, param: Param, guest: int | None) -> tuple[tuple[object, ...],
-                                                                      tuple[object, ...]]:
-    """(usually valid values, edge values) for one parameter."""
+MAPPING_OPS = ("SETUPMAPPING", "REMOVEMAPPING")
+DIR_HANDLE_OPS = ("READDIR", "RELEASEDIR")
+FILE_NODE_OPS = ("OPEN", "READLINK", "SETATTR")
+
+
+def _values(state: State, param: Param, guest: int | None, op: str | None
+            ) -> tuple[tuple[object, ...], tuple[object, ...]]:
+    """(usually valid values, edge values) for one parameter of operation `op`."""
     config = state.config
     page, rng = config.page_size, config.range_size
     kind = param.kind
@@ -58,11 +64,22 @@ def _values(state: State, param: Param, guest: int | None) -> tuple[tuple[object
     if kind == "GuestId":
         return tuple(range(len(state.guests))), ()
     if kind == "NodeId":
-        held = sorted({n for g in sessions for n in g.nodes})
-        return tuple(held), (max(g.next_nodeid for g in sessions),)
+        nodes = {n: node.ino for g in sessions for n, node in g.nodes.items()}
+        stale = max(g.next_nodeid for g in sessions)
+        dirs = tuple(sorted(n for n, ino in nodes.items()
+                            if state.inodes[ino].kind is FileKind.DIR))
+        others = tuple(sorted(n for n in nodes if n not in dirs))
+        if param.name in ("parent", "newparent") or op == "OPENDIR":
+            return dirs, (*others, stale)
+        if op in FILE_NODE_OPS and others:
+            return others, (*dirs, stale)
+        return tuple(sorted(nodes)), (stale,)
     if kind == "Fh":
-        held = sorted({fh for g in sessions for fh in g.handles})
-        return tuple(held), (max(g.next_fh for g in sessions),)
+        wanted = HandleKind.DIR if op in DIR_HANDLE_OPS else HandleKind.FILE
+        handles = {fh: h for g in sessions for fh, h in g.handles.items()}
+        fitting = tuple(sorted(fh for fh, h in handles.items() if h.kind is wanted))
+        other = tuple(sorted(fh for fh, h in handles.items() if h.kind is not wanted))
+        return fitting, (*other, max(g.next_fh for g in sessions))
     if kind == "Name":
         return (b"a", b"b", b"d"), (b".", b"..", b"x/y", b"n\0", b"z" * (config.name_max + 1))
     if kind == "Path":
@@ -70,9 +87,11 @@ def _values(state: State, param: Param, guest: int | None) -> tuple[tuple[object
     if kind == "Target":
         return (b"a",), (b"../../outside", b"")
     if kind == "Offset":
-        return (0, page, rng), (1, page - 1)
+        return (0, page), (rng, 1, page - 1)
     if kind == "Length" and param.name == "size":
-        return (0, 5, page + 3), (-1,)
+        return (5, page + 3, 3 * page), (0, -1)
+    if kind == "Length" and op in MAPPING_OPS:
+        return (rng, 2 * rng), (0, page, rng + page, -1)
     if kind == "Length":
         return (1, page + 3, rng), (0, page, 2 * rng, -1)
     if kind == "Data":
@@ -80,9 +99,14 @@ def _values(state: State, param: Param, guest: int | None) -> tuple[tuple[object
     if kind == "Mode":
         return (0o644, 0o755), ()
     if kind == "OpenFlags":
-        return (O_RDONLY, O_RDWR, O_RDWR | O_TRUNC), (O_WRONLY, O_RDWR | O_EXCL, 3)
+        return (O_RDONLY, O_RDWR), (O_RDWR | O_TRUNC, O_WRONLY, O_RDWR | O_EXCL, 3)
     if kind == "RenameFlags":
         return (0,), (RENAME_NOREPLACE, 4)
+    if kind == "WindowOffset" and op in ("LOAD", "STORE"):
+        mapped = tuple(i * rng + delta for g in sessions for i, m in enumerate(g.window)
+                       if m is not None for delta in (0, page + 3))
+        if mapped:
+            return mapped, (rng - 1, config.window_size - 1, config.window_size, -1)
     if kind == "WindowOffset":
         return (0, rng, page + 3), (rng - 1, rng + page - 2, config.window_size, -1)
     if kind == "TimeNs":
@@ -92,11 +116,13 @@ def _values(state: State, param: Param, guest: int | None) -> tuple[tuple[object
     return (1,), (2, 0)
 
 
-def candidates(state: State, param: Param, guest: int | None = None) -> tuple[object, ...]:
+def candidates(state: State, param: Param, guest: int | None = None,
+               op: str | None = None) -> tuple[object, ...]:
     """Values to try for `param` in `state`: usually valid ones first, then edge cases
     (page and range boundaries, '.', '..', '/', NUL, over-long names, stale ids). With
-    `guest`, nodeids and handles are that guest's, plus one it was never given."""
-    good, edge = _values(state, param, guest)
+    `guest`, nodeids and handles are that guest's, plus one it was never given; `op`
+    (the operation's name) tunes lengths to what it expects."""
+    good, edge = _values(state, param, guest, op)
     return (None, *good, *edge) if param.optional else (*good, *edge)
 
 
@@ -117,7 +143,7 @@ def random_call(state: State, rand: random.Random,
     args: list[object] = []
     guest = None
     for param in operation.params:
-        good, edge = _values(state, param, guest)
+        good, edge = _values(state, param, guest, operation.name)
         pool = edge if (rand.random() < 0.15 or not good) and edge else good
         pool = (None, *pool) if param.optional else pool
         value = rand.choice(pool)
@@ -145,23 +171,28 @@ def check_step(state: State, name: str, args: tuple[object, ...],
     return tuple(dict.fromkeys(broken))
 
 
-def walk(config: Config = SMALL, *, walks: int, steps: int, seed: int = 0
+def walk(config: Config = SMALL, *, walks: int, steps: int, seed: int = 0,
+         operations: Mapping[str, Callable[..., tuple[Outcome, ...]]] = REGISTRY,
          ) -> Iterator[tuple[State, str, tuple[object, ...], tuple[Outcome, ...], Finding | None]]:
     """Seeded random walks from the initial state; yields every step with a Finding when
-    a property broke. Each walk starts with a small tree (a 20-byte file `a` and a directory `d`) so
-    that calls find something."""
+    a property broke. Each walk starts with a small tree (a 20-byte file `a` and a
+    directory `d`, both looked up by every guest) so that calls find something.
+    `operations` replaces the spec's own (the self-checks pass deliberately broken ones,
+    to see the properties catch them)."""
     rand = random.Random(seed)
     for _ in range(walks):
         state = initial_state(config)
         trace: list[tuple[str, tuple[object, ...]]] = []
         prelude = (("host.create", (b"a", 0o644)), ("host.write", (b"a", 0, bytes(range(20)))),
-                   ("host.mkdir", (b"d", 0o755)))
+                   ("host.mkdir", (b"d", 0o755)),
+                   *(("LOOKUP", (g, 1, name)) for g in range(config.guests)
+                     for name in (b"a", b"d")))
         for name, args in prelude:
-            state = REGISTRY[name](state, *args)[0].state
+            state = operations[name](state, *args)[0].state
             trace.append((name, args))
         for _ in range(steps):
             name, args = random_call(state, rand)
-            outcomes = REGISTRY[name](state, *args)
+            outcomes = operations[name](state, *args)
             trace.append((name, args))
             broken = check_step(state, name, args, outcomes)
             yield state, name, args, outcomes, Finding(broken, tuple(trace)) if broken else None

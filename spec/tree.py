@@ -78,8 +78,14 @@ def is_ancestor(state: State, ancestor: int, ino: int) -> bool:
 
 
 def dir_errors(state: State, dir_ino: int) -> frozenset[Errno]:
-    """A name can only be looked up in a directory: ENOTDIR otherwise."""
-    return NO_ERRORS if is_dir(state, dir_ino) else frozenset({Errno.ENOTDIR})
+    """A name can only be looked up in a directory: ENOTDIR otherwise. A directory that
+    was removed while a guest still held it is empty for good: nothing can be created in
+    it (ENOENT, as Linux answers for a dead directory)."""
+    if not is_dir(state, dir_ino):
+        return frozenset({Errno.ENOTDIR})
+    if state.inodes[dir_ino].nlink <= 0 and dir_ino != ROOT_INO:
+        return frozenset({Errno.ENOENT})
+    return NO_ERRORS
 
 
 def create_errors(state: State, dir_ino: int, name: bytes) -> frozenset[Errno]:
