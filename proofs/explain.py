@@ -26,7 +26,13 @@ def _reads(term: z3.ExprRef, found: list[z3.ExprRef]) -> None:
 
 
 def _label(term: z3.ExprRef) -> str:
-    return str(term).replace("ph.", "")
+    """``pc[i, p]`` rather than ``Select(ph.pc, i!0, p!0)``."""
+    if z3.is_select(term):
+        array, *index = term.children()
+        return f"{_label(array)}[{', '.join(_label(x) for x in index)}]"
+    if z3.is_const(term) and term.decl().kind() == z3.Z3_OP_UNINTERPRETED:
+        return term.decl().name().removeprefix("ph.").split("!")[0]
+    return str(term)
 
 
 def _value(model: z3.ModelRef, term: z3.ExprRef) -> str:
@@ -67,7 +73,7 @@ def describe(model: z3.ModelRef, title: str, op_name: str, arg_names: list[str],
     shown = ", ".join(f"{n}={_value(model, a)}" for n, a in zip(arg_names, args, strict=True))
     lines.append(f"  step: {op_name}({shown})")
     for clause, xs in broken:
-        if not z3.is_false(model.eval(clause.body(post, *xs), model_completion=True)):
+        if z3.is_true(model.eval(clause.body(post, *xs), model_completion=True)):
             continue
         names = ", ".join(f"{n}={_value(model, x)}"
                           for (n, _), x in zip(clause.variables, xs, strict=True))

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import z3
 from pagefs.proofs import design
+from pagefs.proofs.explain import describe
 from pagefs.proofs.invariants import Invariant, all_hold
 from pagefs.proofs.transitions import Operation, Step
 
@@ -46,6 +47,15 @@ def check(solver_goal: z3.BoolRef, timeout_ms: int = TIMEOUT_MS) -> tuple[z3.Che
     solver.set("timeout", timeout_ms)
     solver.add(solver_goal)
     return solver.check(), solver
+
+
+def explain(outcome: Outcome, inv: Invariant, op: Operation, title: str) -> str:
+    """The counterexample of a failed step proof, as text."""
+    assert outcome.model is not None and outcome.step is not None
+    assert outcome.pre is not None and outcome.args is not None and outcome.witnesses
+    broken = [(c, outcome.witnesses[c.says]) for c in inv.clauses]
+    return describe(outcome.model, title, op.name, [a for a, _ in op.args], outcome.args,
+                    outcome.pre, outcome.step.post, broken)
 
 
 def _verdict(result: z3.CheckSatResult) -> str:

@@ -51,6 +51,7 @@ class Step:
     err: z3.ArithRef
     value: z3.ExprRef | None
     post: State
+    new: State  # the state after it when it succeeds (``post`` without the guard)
 
     @property
     def ok(self) -> z3.BoolRef:
@@ -68,7 +69,7 @@ def checks(*rules: tuple[z3.BoolRef, int]) -> z3.ArithRef:
 def step(old: State, new: State, err: z3.ArithRef, enabled: z3.BoolRef | None = None,
          value: z3.ExprRef | None = None) -> Step:
     enabled = z3.BoolVal(True) if enabled is None else enabled
-    return Step(enabled, err, value, d.ite(z3.And(enabled, err == 0), new, old))
+    return Step(enabled, err, value, d.ite(z3.And(enabled, err == 0), new, old), new)
 
 
 # ---------------------------------------------------------------- shared pieces
@@ -250,7 +251,7 @@ def session(s: State, g: z3.ExprRef, inner: Step) -> Step:
     """Every request but INIT needs a connected guest: EIO before INIT."""
     idle = z3.Not(s.conn[g])
     return Step(z3.Or(idle, inner.enabled), z3.If(idle, z3.IntVal(E.EIO), inner.err),
-                inner.value, d.ite(idle, s, inner.post))
+                inner.value, d.ite(idle, s, inner.post), inner.new)
 
 
 # ---------------------------------------------------------------- host operations
@@ -263,9 +264,11 @@ def host_write(s: State, i: z3.ExprRef, pos: z3.ExprRef, b: z3.ExprRef, f: z3.Ex
     return step(s, new, err, z3.Or(err != 0, usable))
 
 
-def host_truncate(s: State, i: z3.ExprRef, new_size: z3.ExprRef) -> Step:
+def host_truncate(s: State, i: z3.ExprRef, new_size: z3.ExprRef, *, zap: bool = True,
+                  drop: bool = True) -> Step:
+    """The host truncates or extends a file (``zap``/``drop`` are for seeded bugs only)."""
     err = checks((z3.Not(z3.And(i != NONE, s.alive[i])), E.ENOENT), (s.is_dir[i], E.EISDIR))
-    return step(s, truncate(s, i, new_size), err)
+    return step(s, truncate(s, i, new_size, zap=zap, drop=drop), err)
 
 
 def host_create(s: State, parent: z3.ExprRef, name: z3.ExprRef) -> Step:
@@ -294,19 +297,21 @@ def host_rename(s: State, p1: z3.ExprRef, n1: z3.ExprRef, p2: z3.ExprRef, n2: z3
     return step(s, new, err)
 
 
-def unheld(s: State, i: z3.ExprRef) -> z3.BoolRef:
-    """No name, nodeid, open handle or mapping of any guest refers to inode ``i``."""
+def unheld(s: State, i: z3.ExprRef, ignore: tuple[str, ...] = ()) -> z3.BoolRef:
+    """No name, nodeid, open handle or mapping of any guest refers to inode ``i``
+    (``ignore`` leaves kinds of holder out, for seeded bugs only)."""
     g, h, sl, p, n, x = (fresh(k, v) for v, k in (
         ("g", Guest), ("h", Handle), ("sl", Slot), ("p", Inode), ("n", Name), ("x", Nodeid)))
-    return z3.And(
-        z3.ForAll([p, n], s.dent[p, n] != i),
-        z3.ForAll([g, x], s.node_ino[g, x] != i),
-        z3.ForAll([g, h], s.fh_ino[g, h] != i),
-        z3.ForAll([g, sl], s.map_ino[g, sl] != i),
-    )
+    holders = {
+        "names": z3.ForAll([p, n], s.dent[p, n] != i),
+        "nodeids": z3.ForAll([g, x], s.node_ino[g, x] != i),
+        "handles": z3.ForAll([g, h], s.fh_ino[g, h] != i),
+        "mappings": z3.ForAll([g, sl], s.map_ino[g, sl] != i),
+    }
+    return z3.And([held for kind, held in holders.items() if kind not in ignore])
 
 
-def evict(s: State, i: z3.ExprRef) -> Step:
+def evict(s: State, i: z3.ExprRef, *, ignore: tuple[str, ...] = ()) -> Step:
     """The host drops an inode nothing holds (the spec's ``collect``), and only then
     frees its frames: so a mapping outlives RELEASE and an unlinked file keeps its data
     while held (LIFETIME). Not a request: the moment the last reference goes."""
@@ -317,7 +322,7 @@ def evict(s: State, i: z3.ExprRef) -> Step:
         pc=z3.Lambda([p, pg], z3.If(p == i, val(Frame, NONE), s.pc[p, pg])),
         owner=z3.Lambda([fr], z3.If(s.owner[fr] == i, val(Inode, NONE), s.owner[fr])),
     )
-    enabled = z3.And(i != NONE, i != ROOT, s.alive[i], empty_dir(s, i), unheld(s, i))
+    enabled = z3.And(i != NONE, i != ROOT, s.alive[i], empty_dir(s, i), unheld(s, i, ignore))
     return step(s, new, z3.IntVal(0), enabled)
 
 
@@ -330,7 +335,7 @@ def init(s: State, g: z3.ExprRef) -> Step:
                 checks((s.conn[g], E.EPROTO)))
 
 
-def destroy(s: State, g: z3.ExprRef) -> Step:
+def destroy(s: State, g: z3.ExprRef, *, unmap: bool = True) -> Step:
     """DESTROY (or the guest's death), RECLAIM: every nodeid but the root, every handle
     and every mapping the guest held is released; its counters keep running."""
     x, h, sl, i, n = (fresh(k, v) for v, k in (
@@ -347,8 +352,8 @@ def destroy(s: State, g: z3.ExprRef) -> Step:
         fh_ino=mine(s.fh_ino, h, z3.BoolVal(False), val(Inode, NONE)),
         fh_released=z3.Lambda([x, h], z3.Or(s.fh_released[x, h],
                                             z3.And(x == g, s.fh_issued[x, h]))),
-        map_ino=mine(s.map_ino, sl, z3.BoolVal(False), val(Inode, NONE)),
-        pte=mine(s.pte, sl, z3.BoolVal(False), val(Frame, NONE)),
+        map_ino=mine(s.map_ino, sl, z3.BoolVal(not unmap), val(Inode, NONE)),
+        pte=mine(s.pte, sl, z3.BoolVal(not unmap), val(Frame, NONE)),
     )
     return step(s, new, z3.IntVal(0))
 
@@ -358,35 +363,38 @@ def first_meaning(s: State, g: z3.ExprRef, n: z3.ExprRef, i: z3.ExprRef) -> z3.E
     return z3.If(s.node_hist[g, n] == NONE, i, s.node_hist[g, n])
 
 
-def remember(s: State, g: z3.ExprRef, c: z3.ExprRef, nodeid: z3.ExprRef | None = None
+def remember(s: State, g: z3.ExprRef, c: z3.ExprRef, recycled: z3.ExprRef | None = None
              ) -> tuple[z3.BoolRef, z3.ExprRef, State]:
     """Hand the guest a nodeid for inode ``c``: the one it holds (one more lookup), else
-    the next never-used one. ``nodeid`` lets a seeded bug choose another."""
+    the next never-used one. ``recycled`` is for a seeded bug that hands out a free,
+    formerly used number instead when it can."""
     have = s.ino_node[g, c]
-    fresh_n = s.next_node[g] if nodeid is None else nodeid
-    n = z3.If(have != NONE, have, fresh_n)
+    recycle = z3.BoolVal(False)
+    if recycled is not None:
+        recycle = z3.And(recycled != NONE, z3.ULT(recycled, s.next_node[g]),
+                         s.node_ino[g, recycled] == NONE)
+    new_n = z3.If(recycle, recycled, s.next_node[g]) if recycled is not None else s.next_node[g]
+    n = z3.If(have != NONE, have, new_n)
     new = d.update(
         s,
         node_ino=z3.Store(s.node_ino, g, n, c),
         ino_node=z3.Store(s.ino_node, g, c, n),
         node_cnt=z3.Store(s.node_cnt, g, n, z3.If(have != NONE, s.node_cnt[g, n] + 1, 1)),
         node_hist=z3.Store(s.node_hist, g, n, first_meaning(s, g, n, c)),
-        next_node=z3.If(have != NONE, s.next_node,
+        next_node=z3.If(z3.Or(have != NONE, recycle), s.next_node,
                         z3.Store(s.next_node, g, s.next_node[g] + 1)),
     )
-    usable = s.next_node[g] != z3.BitVecVal(-1, Nodeid.size())
-    if nodeid is not None:
-        usable = z3.And(usable, nodeid != NONE, s.node_ino[g, nodeid] == NONE)
-    return usable, n, new
+    return s.next_node[g] != z3.BitVecVal(-1, Nodeid.size()), n, new
 
 
-def lookup(s: State, g: z3.ExprRef, parent: z3.ExprRef, name: z3.ExprRef) -> Step:
+def lookup(s: State, g: z3.ExprRef, parent: z3.ExprRef, name: z3.ExprRef, *,
+           nodeid: z3.ExprRef | None = None) -> Step:
     """LOOKUP: the child's nodeid, the one this guest already has for it or a new one."""
     pi = node(s, g, parent)
     c = s.dent[pi, name]
     err = checks(stale(s, g, parent), (z3.Not(s.is_dir[pi]), E.ENOTDIR),
                  (name == NONE, E.EINVAL), (c == NONE, E.ENOENT))
-    usable, n, new = remember(s, g, c)
+    usable, n, new = remember(s, g, c, nodeid)
     return session(s, g, step(s, new, err, z3.Or(err != 0, usable), n))
 
 
@@ -408,9 +416,14 @@ def forget(s: State, g: z3.ExprRef, n: z3.ExprRef, count: z3.ArithRef) -> Step:
 
 
 def open_file(s: State, g: z3.ExprRef, i: z3.ExprRef, readable: z3.BoolRef,
-              writable: z3.BoolRef, trunc: z3.BoolRef) -> tuple[z3.BoolRef, z3.ExprRef, State]:
-    """Hand out the guest's next never-used handle on ``i`` (emptying it for O_TRUNC)."""
-    h = s.next_fh[g]
+              writable: z3.BoolRef, trunc: z3.BoolRef, handle: z3.ExprRef | None = None
+              ) -> tuple[z3.BoolRef, z3.ExprRef, State]:
+    """Hand out the guest's next never-used handle on ``i`` (emptying it for O_TRUNC).
+    ``handle`` is for a seeded bug that recycles a free, formerly used number instead."""
+    recycle = z3.BoolVal(False)
+    if handle is not None:
+        recycle = z3.And(handle != NONE, z3.ULT(handle, s.next_fh[g]), s.fh_ino[g, handle] == NONE)
+    h = z3.If(recycle, handle, s.next_fh[g]) if handle is not None else s.next_fh[g]
     s1 = d.ite(trunc, truncate(s, i, val(Size, 0)), s)
     new = d.update(
         s1,
@@ -418,25 +431,29 @@ def open_file(s: State, g: z3.ExprRef, i: z3.ExprRef, readable: z3.BoolRef,
         fh_rd=z3.Store(s.fh_rd, g, h, readable),
         fh_wr=z3.Store(s.fh_wr, g, h, writable),
         fh_issued=z3.Store(s.fh_issued, g, h, True),
-        next_fh=z3.Store(s.next_fh, g, h + 1),
+        next_fh=z3.If(recycle, s.next_fh, z3.Store(s.next_fh, g, h + 1)),
     )
-    return h != z3.BitVecVal(-1, Handle.size()), h, new
+    return s.next_fh[g] != z3.BitVecVal(-1, Handle.size()), h, new
 
 
 def open_errors(s: State, i: z3.ExprRef, readable: z3.BoolRef, writable: z3.BoolRef,
-                trunc: z3.BoolRef) -> tuple[tuple[z3.BoolRef, int], ...]:
+                trunc: z3.BoolRef, *, read_only: bool = True
+                ) -> tuple[tuple[z3.BoolRef, int], ...]:
+    refused = s.read_only if read_only else z3.BoolVal(False)
     return ((z3.Not(z3.Or(readable, writable)), E.EINVAL),
-            (z3.And(z3.Or(writable, trunc), s.read_only), E.EROFS),
+            (z3.And(z3.Or(writable, trunc), refused), E.EROFS),
             (s.is_dir[i], E.EISDIR))
 
 
 def open_(s: State, g: z3.ExprRef, n: z3.ExprRef, readable: z3.BoolRef,
-          writable: z3.BoolRef, trunc: z3.BoolRef) -> Step:
+          writable: z3.BoolRef, trunc: z3.BoolRef, *, handle: z3.ExprRef | None = None,
+          read_only: bool = True) -> Step:
     """OPEN: a new handle, never one issued before to this guest (HANDLE). A directory
     is refused with EISDIR (one of the outcomes the spec allows)."""
     i = node(s, g, n)
-    err = checks(stale(s, g, n), *open_errors(s, i, readable, writable, trunc))
-    usable, h, new = open_file(s, g, i, readable, writable, trunc)
+    err = checks(stale(s, g, n), *open_errors(s, i, readable, writable, trunc,
+                                              read_only=read_only))
+    usable, h, new = open_file(s, g, i, readable, writable, trunc, handle)
     return session(s, g, step(s, new, err, z3.Or(err != 0, usable), h))
 
 
@@ -480,7 +497,7 @@ def _then_remember(s: State, g: z3.ExprRef, made: Step) -> Step:
     """After a successful ``made``, the guest holds a nodeid for the inode it names."""
     usable, n, new = remember(made.post, g, made.value)
     return Step(z3.And(made.enabled, z3.Or(made.err != 0, usable)), made.err, n,
-                d.ite(made.ok, new, s))
+                d.ite(made.ok, new, s), new)
 
 
 def create(s: State, g: z3.ExprRef, parent: z3.ExprRef, name: z3.ExprRef,
@@ -522,7 +539,8 @@ def _namespace(s: State, g: z3.ExprRef, parents: tuple[z3.ExprRef, ...], inner: 
     err = checks(*(stale(s, g, p) for p in parents))
     err = z3.If(err != 0, err, z3.If(z3.And(inner.err == 0, s.read_only),
                                       z3.IntVal(E.EROFS), inner.err))
-    return session(s, g, Step(inner.enabled, err, inner.value, d.ite(err == 0, inner.post, s)))
+    return session(s, g, Step(inner.enabled, err, inner.value, d.ite(err == 0, inner.post, s),
+                              inner.new))
 
 
 def unlink(s: State, g: z3.ExprRef, parent: z3.ExprRef, name: z3.ExprRef) -> Step:
@@ -540,7 +558,7 @@ def rename(s: State, g: z3.ExprRef, p1: z3.ExprRef, n1: z3.ExprRef, p2: z3.ExprR
 
 def setupmapping(s: State, g: z3.ExprRef, h: z3.ExprRef, fpage: z3.ExprRef,
                  count: z3.ExprRef, writable: z3.BoolRef, start: z3.ExprRef,
-                 *, check_mode: bool = True) -> Step:
+                 *, check_mode: bool = True) -> Step:  # check_mode=False: a seeded bug
     """SETUPMAPPING: window pages [start, start+count) map file pages from ``fpage``.
 
     Entries are not resolved here: the first access resolves each to the frame the
