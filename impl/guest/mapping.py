@@ -170,6 +170,9 @@ class Mapping:
     def _check(self, position: int, size: int) -> None:
         if self._ranges is None:
             raise ValueError("mapping is closed")
+        if self._window.closed:
+            # The window's memory is gone with the connection: never touch it again.
+            raise OSError(errno.ENOTCONN, "the share was disconnected")
         if position < 0 or position + size > self.length:
             raise IndexError("outside the mapping")
 

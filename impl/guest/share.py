@@ -163,7 +163,9 @@ class Share:
 
     def disconnect(self) -> None:
         """Unmap the window and end the connection; the host releases whatever this
-        guest still held (RECLAIM)."""
+        guest still held (RECLAIM). Mappings still open fail with ENOTCONN from now
+        on; an access racing with disconnect in another thread is the caller's race,
+        as munmap under a reader is."""
         if self._closed:
             return
         self._closed = True

@@ -95,6 +95,10 @@ class DaxWindow:
         self._closed = False
 
     @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
     def size(self) -> int:
         return len(self.ranges) * self.range_size
 

@@ -193,3 +193,15 @@ def test_a_replaced_file_keeps_its_mapping_and_the_new_name_maps_the_new_file(
             assert new.pread(6, 0) == b"newnew"  # through its own window ranges
             assert share.stat("swap").st_size == 6000  # COH-META: asked, so current
         assert m[0:6] == b"oldold" and old.pread(6, 2994) == b"oldold"
+
+
+def test_a_mapping_used_after_disconnect_fails_cleanly(host: HostDaemon, export: Path):
+    _host_file(export, "after", 8192)
+    share = connect(host.socket_path, window_size=4 * MiB)
+    m = share.mmap(share.open("after"), 0, 8192)
+    share.disconnect()
+    for access in (lambda: m.read(0, 10), lambda: m[0], m.unsafe_views):
+        with pytest.raises(OSError) as err:
+            access()
+        assert err.value.errno == errno.ENOTCONN
+    m.close()
