@@ -95,7 +95,8 @@ class _Vring:
 
 
 class VhostUserBackend:
-    """Serves one front-end connected on `sock` (which it owns and closes)."""
+    """Serves one front-end connected on `sock`: call `serve` once; it owns the socket and
+    every fd it receives, and closes them all before it returns."""
 
     def __init__(
         self,
@@ -185,19 +186,25 @@ class VhostUserBackend:
             try:
                 chan.send(request, payload, fds or (), flags=FLAG_NEED_REPLY)
                 reply = chan.recv(timeout=BACKEND_REPLY_TIMEOUT)
-            except TimeoutError as e:
-                raise OSError(errno.ETIMEDOUT, "front-end did not answer SHMEM request") from e
-            except ProtocolError as e:
-                raise OSError(errno.EPROTO, str(e)) from e
-            if reply is None:
-                raise OSError(errno.ENOTCONN, "backend channel closed")
-            reply.close_fds()
-            if not reply.is_reply or reply.request != request:
-                raise OSError(errno.EPROTO, f"unexpected reply {reply.request} on backend channel")
-            (status,) = reply.unpack(U64)
-            if status:
-                code = status if 0 < status < 4096 else errno.EIO
-                raise OSError(code, f"front-end refused {BackendRequest(request).name}")
+                if reply is None:
+                    raise OSError(errno.ENOTCONN, "backend channel closed")
+                reply.close_fds()
+                if not reply.is_reply or reply.request != request:
+                    raise ProtocolError(f"unexpected message {reply.request} on backend channel")
+                (status,) = reply.unpack(U64)
+            except (OSError, ProtocolError) as e:
+                # a late or stray reply would be taken for the next request's: the channel
+                # is unusable from here on (requests needing it fail with ENOTCONN)
+                chan.close()
+                self._backend_chan = None
+                if isinstance(e, TimeoutError):
+                    raise OSError(errno.ETIMEDOUT, "front-end did not answer in time") from e
+                if isinstance(e, ProtocolError):
+                    raise OSError(errno.EPROTO, str(e)) from e
+                raise
+        if status:
+            code = status if 0 < status < 4096 else errno.EIO
+            raise OSError(code, f"front-end refused {BackendRequest(request).name}")
 
     # ---- main-socket messages ----------------------------------------------------
 
@@ -251,10 +258,15 @@ class VhostUserBackend:
 
     def _on_set_backend_req_fd(self, msg: Message) -> None:
         fd = msg.take_fd()
+        try:
+            chan = Channel(socket.socket(fileno=fd))
+        except OSError:
+            os.close(fd)
+            raise ProtocolError("backend channel fd is not a socket") from None
         with self._backend_lock:
             if self._backend_chan is not None:
                 self._backend_chan.close()
-            self._backend_chan = Channel(socket.socket(fileno=fd))
+            self._backend_chan = chan
 
     def _on_set_mem_table(self, msg: Message) -> None:
         nregions, _ = msg.unpack(MEM_TABLE_HEAD)

@@ -17,6 +17,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures import wait as futures_wait
 
 import pytest
+from pagefs.impl.transport import backend as backend_module
 from pagefs.impl.transport.frontend import REQUEST_QUEUE, VhostUserFrontend
 from pagefs.impl.transport.guest_memory import GuestMemory
 from pagefs.impl.transport.vhost_user import (
@@ -343,3 +344,36 @@ def test_rings_set_up_before_memory_and_without_protocol_features(
 
 def _mem_table_at(mem: GuestMemory) -> bytes:
     return MEM_TABLE_HEAD.pack(1, 0) + MEM_REGION.pack(0, mem.size, mem.base, 0)
+
+
+def test_backend_channel_fd_that_is_not_a_socket(thread_backend, sock_path: str) -> None:
+    before = open_fds()
+    tb = thread_backend()
+    efd = os.eventfd(0)
+    try:
+        _send_with_fd(sock_path, Request.SET_BACKEND_REQ_FD, b"", efd)
+    finally:
+        os.close(efd)
+    assert tb.join() and "not a socket" in tb.backend.broken
+    assert open_fds() == before
+
+
+def test_front_end_that_never_answers_shmem(thread_backend, sock_path, monkeypatch) -> None:
+    """No answer in time: ETIMEDOUT, and the channel is not trusted again (ENOTCONN), so a
+    late answer can never be taken for the next request's."""
+    monkeypatch.setattr(backend_module, "BACKEND_REPLY_TIMEOUT", 0.1)
+    tb = thread_backend()
+    ours, theirs = socket.socketpair()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s, ours, theirs:
+        s.connect(sock_path)
+        chan = Channel(s)
+        chan.send(Request.SET_PROTOCOL_FEATURES, U64.pack(bit(ProtocolFeature.SHMEM)))
+        chan.send(Request.SET_BACKEND_REQ_FD, b"", [theirs.fileno()])
+        chan.send(Request.GET_QUEUE_NUM)
+        assert chan.recv(timeout=10).unpack(U64) == (2,)  # both messages were taken
+        with pytest.raises(OSError) as late:
+            tb.backend.shmem_unmap(0, 4096)
+        assert late.value.errno == errno.ETIMEDOUT
+        with pytest.raises(OSError) as gone:
+            tb.backend.shmem_unmap(0, 4096)
+        assert gone.value.errno == errno.ENOTCONN
