@@ -254,9 +254,9 @@ class VhostUserFrontend:
         """Queues one chain (request readable, reply_capacity writable bytes).
 
         The Future yields the bytes the device wrote (its used length), or `decode` of
-        them (run on the completion thread; what it raises, the Future raises), or raises
-        ConnectionError if the back-end goes away first. Blocks while the queue or the
-        buffer memory is full."""
+        them (run by whichever thread reaps the reply; what it raises, the Future raises),
+        or raises ConnectionError if the back-end goes away first. Blocks while the queue
+        or the buffer memory is full."""
         q = self._queues[queue]
         room = -(-len(request) // _BUFFER_ALIGN) * _BUFFER_ALIGN
         with self._lock:
