@@ -1,0 +1,75 @@
+"""The CrossHair stage of `make verify` (proofs/crosshair_spec.py): its parsing, its
+contract counting, and that it really fails on a false contract."""
+
+import textwrap
+from pathlib import Path
+
+from pagefs.proofs import crosshair_spec
+from pagefs.proofs.crosshair_spec import (
+    ModuleReport,
+    check_module,
+    declared_conditions,
+    parse,
+    row_for,
+    state_family,
+)
+from pagefs.spec import rules
+from pagefs.spec.properties import violations
+
+
+def test_parse_counts_each_kind_of_report_line() -> None:
+    output = "\n".join([
+        "/x/spec/a.py:10: info: Confirmed over all paths.",
+        "/x/spec/a.py:11: info: Not confirmed.",
+        "/x/spec/a.py:12: info: Unable to meet precondition.",
+        "/x/spec/a.py:13: error: false when calling f(1) (which returns 2)",
+        "some other noise",
+    ])
+    assert parse(output) == (1, 1, 1, ("line 13: false when calling f(1) (which returns 2)",))
+
+
+def test_rows_fail_on_errors_unexercised_or_missing_conditions() -> None:
+    good = ModuleReport("m", 2, 1, 0, (), 1.0, 0)
+    assert row_for("m", good, 3, 1.0).ok
+    assert not row_for("m", good, 4, 1.0).ok  # a declared condition was not reported
+    assert not row_for("m", ModuleReport("m", 2, 0, 1, (), 1.0, 0), 3, 1.0).ok
+    bad = row_for("m", ModuleReport("m", 2, 0, 0, ("line 3: false",), 1.0, 1), 3, 1.0)
+    assert not bad.ok and "line 3" in bad.detail
+
+
+def test_declared_conditions_counts_post_lines() -> None:
+    expected = sum(line.strip().startswith("post")
+                   for f in vars(rules).values() if callable(f) and f.__doc__
+                   and getattr(f, "__module__", "") == rules.__name__
+                   for line in f.__doc__.splitlines())
+    assert declared_conditions(rules) == expected > 20
+
+
+def test_state_family_is_reachable_and_varied() -> None:
+    family = state_family()
+    assert len(family) >= 20 and len(set(family)) == len(family)
+    assert all(not violations(state) for state in family)
+    assert any(state.config.read_only for state in family)
+    assert any(m is not None and m.writable for s in family for g in s.guests for m in g.window)
+
+
+def test_a_false_contract_on_a_spec_state_is_refuted(tmp_path: Path) -> None:
+    module = tmp_path / "false_contract.py"
+    module.write_text(textwrap.dedent('''
+        from pagefs.spec.datatypes import State
+
+        def writable_somewhere(state: State) -> bool:
+            """
+            post: not __return__
+            """
+            return any(m is not None and m.writable for g in state.guests for m in g.window)
+        '''))
+    report = check_module(str(module), 2.0)
+    assert report.errors and report.returncode == 1
+    assert not row_for("false_contract", report, 1, 2.0).ok
+
+
+def test_a_true_module_passes_with_every_condition_reported() -> None:
+    report = check_module("pagefs.spec.times", crosshair_spec.QUICK_SECONDS)
+    assert not report.errors and not report.unmet
+    assert report.reported == 1
