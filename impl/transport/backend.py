@@ -51,6 +51,7 @@ from pagefs.impl.transport.vhost_user import (
     bit,
 )
 from pagefs.impl.transport.virtqueue import (
+    Chain,
     DeviceQueue,
     RingLayout,
     VirtqueueError,
@@ -64,6 +65,9 @@ Handler = Callable[[bytes], "bytes | None"]
 DEFAULT_WINDOW_SIZE = 1 << 30
 BACKEND_REPLY_TIMEOUT = 10.0
 MESSAGE_TIMEOUT = 10.0
+# Far above any FUSE request (a WRITE carries at most max_write, 1 MiB here), far below
+# what a chain of descriptors each spanning guest memory would make the daemon allocate.
+MAX_REQUEST_BYTES = 16 << 20
 SUPPORTED_FEATURES = VIRTIO_FEATURES
 SUPPORTED_PROTOCOL_FEATURES = PROTOCOL_FEATURES | bit(ProtocolFeature.SHMEM)
 
@@ -422,7 +426,11 @@ class VhostUserBackend:
         except (VirtqueueError, OSError) as e:
             self._break(f"queue {index}: {e}")
 
-    def _serve_chain(self, vring: _Vring, device: DeviceQueue, chain) -> None:
+    def _serve_chain(self, vring: _Vring, device: DeviceQueue, chain: Chain) -> None:
+        if chain.readable_len > MAX_REQUEST_BYTES:
+            raise VirtqueueError(
+                f"request of {chain.readable_len} bytes exceeds {MAX_REQUEST_BYTES}"
+            )
         request = chain.read()
         try:
             reply = self._handler(request)

@@ -115,19 +115,13 @@ class Chain:
     segs: object  # cdata struct vq_seg[], valid until pushed
     n_out: int
     n_all: int
-
-    @property
-    def readable_len(self) -> int:
-        return sum(self.segs[k].len for k in range(self.n_out))
-
-    @property
-    def writable_len(self) -> int:
-        return sum(self.segs[k].len for k in range(self.n_out, self.n_all))
+    readable_len: int
+    writable_len: int
 
     def read(self) -> bytes:
-        buf = bytearray(self.readable_len)
-        got = lib.vq_gather(self.segs, self.n_out, ffi.from_buffer(buf), len(buf))
-        return bytes(buf[:got])
+        buf = ffi.new("uint8_t[]", self.readable_len)
+        got = lib.vq_gather(self.segs, self.n_out, buf, self.readable_len)
+        return ffi.buffer(buf, got)[:]
 
     def write(self, data: bytes) -> int:
         """Copies data into the writable part; returns how much fitted."""
@@ -173,6 +167,7 @@ class DeviceQueue:
         self.num = num
         self._n_out = ffi.new("unsigned *")
         self._head = ffi.new("uint16_t *")
+        self._bytes = ffi.new("uint64_t[2]")  # readable, writable
 
     @property
     def last_avail(self) -> int:
@@ -184,12 +179,14 @@ class DeviceQueue:
 
     def pop(self) -> Chain | None:
         segs = ffi.new("struct vq_seg[]", self.num)
-        n = lib.vq_device_pop(self._vq, segs, self.num, self._n_out, self._head)
+        n = lib.vq_device_pop(
+            self._vq, segs, self.num, self._n_out, self._head, self._bytes, self._bytes + 1
+        )
         if n == 0:
             return None
         if n < 0:
             raise VirtqueueError(f"malformed descriptor chain (errno {-n})")
-        return Chain(self._head[0], segs, self._n_out[0], n)
+        return Chain(self._head[0], segs, self._n_out[0], n, self._bytes[0], self._bytes[1])
 
     def push(self, head: int, written: int) -> None:
         lib.vq_device_push(self._vq, head, written)

@@ -136,12 +136,12 @@ static uint8_t *translate(const struct vq_device *vq, uint64_t gpa, uint32_t len
 }
 
 /* Pops one available chain into segs (readable ones first, n_out of them, then the
- * writable ones). Returns the number of segments, 0 when nothing is available, or a
+ * writable ones) with the byte counts of both parts. Returns the number of segments, 0 when nothing is available, or a
  * negative errno when the driver published a malformed chain (the queue is then broken:
  * out-of-range head or next, loop, chain longer than the queue, indirect descriptor,
  * readable after writable, address outside guest memory). */
 int vq_device_pop(struct vq_device *vq, struct vq_seg *segs, unsigned max_segs,
-                  unsigned *n_out, uint16_t *head) {
+                  unsigned *n_out, uint16_t *head, uint64_t *bytes_out, uint64_t *bytes_in) {
     uint16_t published = LOAD_ACQ(&vq->avail[1]);
     if (published == vq->last_avail)
         return 0;
@@ -152,6 +152,7 @@ int vq_device_pop(struct vq_device *vq, struct vq_seg *segs, unsigned max_segs,
     if (h >= vq->num)
         return -EINVAL;
     unsigned count = 0, readable = 0;
+    uint64_t readable_bytes = 0, writable_bytes = 0;
     int seen_writable = 0;
     uint16_t i = h;
     for (;;) {
@@ -168,10 +169,12 @@ int vq_device_pop(struct vq_device *vq, struct vq_seg *segs, unsigned max_segs,
             return -EFAULT;
         if (d.flags & VRING_DESC_F_WRITE) {
             seen_writable = 1;
+            writable_bytes += d.len;
         } else {
             if (seen_writable)
                 return -EINVAL;
             readable++;
+            readable_bytes += d.len;
         }
         segs[count].ptr = p;
         segs[count].len = d.len;
@@ -184,6 +187,8 @@ int vq_device_pop(struct vq_device *vq, struct vq_seg *segs, unsigned max_segs,
     }
     *n_out = readable;
     *head = h;
+    *bytes_out = readable_bytes;
+    *bytes_in = writable_bytes;
     return (int)count;
 }
 

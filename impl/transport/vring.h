@@ -83,7 +83,7 @@ int vq_driver_has_used(struct vq_driver *vq);
 
 void vq_device_init(struct vq_device *vq);
 int vq_device_pop(struct vq_device *vq, struct vq_seg *segs, unsigned max_segs,
-                  unsigned *n_out, uint16_t *head);
+                  unsigned *n_out, uint16_t *head, uint64_t *bytes_out, uint64_t *bytes_in);
 void vq_device_push(struct vq_device *vq, uint16_t head, uint32_t len);
 int vq_device_notify_needed(struct vq_device *vq, uint16_t old_used);
 void vq_device_suppress_kicks(struct vq_device *vq);
