@@ -168,21 +168,15 @@ def coh_peer(step: Step) -> bool:
         return True
     after = step.after
     stored = {(ino, f): byte for ino, f, byte in _stored_bytes(step)}
-    if not stored:
-        return True
-    config = after.config
+    range_size = after.config.range_size
     for guest in after.guests:
-        for index, mapped in enumerate(guest.window):
+        for mapped in guest.window:
             if mapped is None:
                 continue
             for (ino, f), byte in stored.items():
-                inside = mapped.foffset <= f < mapped.foffset + config.range_size
-                if mapped.ino == ino and inside:
-                    woffset = index * config.range_size + f - mapped.foffset
-                    guest_index = after.guests.index(guest)
-                    target = _window_target(after, guest_index, woffset)
-                    if target is None or {byte} != _allowed_bytes(after, ino, f):
-                        return False
+                shown = mapped.ino == ino and mapped.foffset <= f < mapped.foffset + range_size
+                if shown and _allowed_bytes(after, ino, f) != {byte}:
+                    return False
     return True
 
 
@@ -562,14 +556,27 @@ PROPERTIES: tuple[Property, ...] = (
 BY_NAME: dict[str, Property] = {p.name: p for p in PROPERTIES}
 
 
+def _judge(predicate: Callable[[object], bool], subject: object) -> bool:
+    """A predicate's verdict; one that cannot even be evaluated (a harness passed an
+    observed result of the wrong shape, say) counts as broken, never as a crash."""
+    try:
+        return bool(predicate(subject))
+    except (AttributeError, IndexError, KeyError, TypeError, ValueError):
+        return False
+
+
 def violations(state: State) -> tuple[str, ...]:
     """The names of the properties whose invariant `state` breaks."""
-    return tuple(p.name for p in PROPERTIES if p.invariant is not None and not p.invariant(state))
+    return tuple(p.name for p in PROPERTIES
+                 if p.invariant is not None and not _judge(p.invariant, state))
 
 
 def step_violations(step: Step) -> tuple[str, ...]:
-    """The names of the properties whose step predicate `step` breaks."""
-    return tuple(p.name for p in PROPERTIES if p.step is not None and not p.step(step))
+    """The names of the properties whose step predicate `step` breaks. Harnesses may put
+    an observed result in `step.outcome` (with the spec's next state) to ask which
+    property an unexplained observation breaks."""
+    return tuple(p.name for p in PROPERTIES
+                 if p.step is not None and not _judge(p.step, step))
 
 
 def holds(state: State) -> bool:
