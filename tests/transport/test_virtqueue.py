@@ -8,9 +8,10 @@ import struct
 from collections import deque
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from pagefs.impl.transport.frontend import REQUEST_QUEUE, VhostUserFrontend
 from pagefs.impl.transport.guest_memory import BufferHeap, GuestMemory
 from pagefs.impl.transport.virtqueue import (
     DeviceQueue,
@@ -281,3 +282,32 @@ def test_queue_sizes_must_be_powers_of_two(num: int) -> None:
     else:
         with pytest.raises(ValueError):
             check_queue_size(num)
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    batch=st.lists(
+        st.tuples(st.binary(min_size=1, max_size=300), st.integers(0, 400)),
+        min_size=1,
+        max_size=200,
+    ),
+    big=st.integers(0, 200_000),
+)
+def test_random_chains_against_a_device_in_another_process(echo_frontend, batch, big) -> None:
+    """Batches of chains of random sizes and reply room, all in flight at once, against
+    the device end running in its own process: every reply is the device's bytes, cut to
+    the room the driver offered, and comes back to the chain that asked."""
+    requests = [*batch, (b"B" * big or b"b", big + 16)]
+    futures = [echo_frontend.submit(REQUEST_QUEUE, data, room) for data, room in requests]
+    for (data, room), future in zip(requests, futures, strict=True):
+        assert future.result(30) == (b"echo:" + data)[:room]
+
+
+@pytest.fixture
+def echo_frontend(process_backend, sock_path: str):
+    with VhostUserFrontend.connect(sock_path, queue_size=64) as fe:
+        yield fe
