@@ -82,11 +82,11 @@ class _Completion(Future):
         self._frontend = frontend
         self._queue = queue
 
-    def result(self, timeout: float | None = None):
+    def result(self, timeout: float | None = None) -> object:
         self._frontend._wait_for(self, self._queue, timeout)
         return super().result(timeout=0)
 
-    def exception(self, timeout: float | None = None):
+    def exception(self, timeout: float | None = None) -> BaseException | None:
         self._frontend._wait_for(self, self._queue, timeout)
         return super().exception(timeout=0)
 

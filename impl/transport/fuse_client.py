@@ -26,6 +26,7 @@ from pagefs.impl.protocol.constants import (
 )
 from pagefs.impl.protocol.virtio_fs import HIPRIO_OPCODES, HIPRIO_QUEUE, request_queue
 from pagefs.impl.transport.frontend import VhostUserFrontend
+from pagefs.impl.transport.shmem_window import ShmemWindow
 
 OUT_HEADER_SIZE = 16
 DEFAULT_REPLY_ROOM = 4096  # more than any fixed-size reply body (fuse_create_out is 144)
@@ -87,8 +88,8 @@ class FuseClient:
         return min(MAX_TRANSFER, self.init_out.max_write) if self.init_out else 4096
 
     @property
-    def window(self):
-        """The DAX window (ShmemWindow) or None."""
+    def window(self) -> ShmemWindow | None:
+        """The DAX window, or None when the back-end gave none."""
         return self.frontend.window
 
     def close(self) -> None:
@@ -113,7 +114,7 @@ class FuseClient:
         queue = HIPRIO_QUEUE if opcode in HIPRIO_OPCODES else request_queue(0)
         room = OUT_HEADER_SIZE + (reply_room or DEFAULT_REPLY_ROOM) if wants_reply else 0
 
-        def decode(data: bytes):
+        def decode(data: bytes) -> p.ReplyBody | None:
             if not wants_reply:
                 return None
             if not data:
@@ -130,7 +131,9 @@ class FuseClient:
 
         return self.frontend.submit(queue, request, room, decode)
 
-    def call(self, opcode: p.Opcode, nodeid: int, body: p.RequestBody, **kw):
+    def call(
+        self, opcode: p.Opcode, nodeid: int, body: p.RequestBody, **kw: int
+    ) -> p.ReplyBody | None:
         """`submit` and wait for the reply body."""
         return self.submit(opcode, nodeid, body, **kw).result(self.timeout)
 
@@ -229,7 +232,9 @@ class FuseClient:
     def opendir(self, nodeid: int) -> p.OpenOut:
         return self.call(p.Opcode.OPENDIR, nodeid, p.OpenIn(os.O_RDONLY | os.O_DIRECTORY))
 
-    def readdir(self, nodeid: int, fh: int, offset: int = 0, size: int = 65536) -> tuple:
+    def readdir(
+        self, nodeid: int, fh: int, offset: int = 0, size: int = 65536
+    ) -> tuple[p.Dirent, ...]:
         """Entries after `offset` that fit in `size` bytes (empty at the end)."""
         body = p.ReadIn(fh, offset, size)
         return self.call(p.Opcode.READDIR, nodeid, body, reply_room=size).entries
