@@ -1,9 +1,10 @@
 """make bench-wire: request round trips on the real wire, as ratios to the floor.
 
 The floor is the raw eventfd ping-pong between two processes (one notification each way,
-the least any kick/call transport can do). Beside it: GETATTR round trips through our
-vhost-user front-end and FUSE client to QEMU's C virtiofsd and to pagefs-host, one at a
-time and with many in flight. Every run measures the floor and each case back to back;
+the least any kick/call transport can do). Beside it: a bare chain through our front-end
+to an echo back-end of ours (the transport alone), and GETATTR round trips through our
+front-end and FUSE client to QEMU's C virtiofsd and to pagefs-host, one at a time and with
+many in flight. Every run measures the floor and each case back to back;
 a ratio is taken within a run, and the table shows medians over runs.
 
     .venv/bin/python benchmarks/wire.py [--runs 5] [--calls 2000]
@@ -23,6 +24,7 @@ from contextlib import ExitStack, contextmanager
 
 from pagefs.impl import protocol as p
 from pagefs.impl.protocol.constants import FUSE_ROOT_ID
+from pagefs.impl.transport.frontend import REQUEST_QUEUE, VhostUserFrontend
 from pagefs.impl.transport.fuse_client import FuseClient
 from pagefs.impl.transport.virtiofsd import Virtiofsd, VirtiofsdError
 
@@ -32,6 +34,19 @@ import os, sys
 ping, pong = int(sys.argv[1]), int(sys.argv[2])
 while os.eventfd_read(ping) < 2:
     os.eventfd_write(pong, 1)
+"""
+# A vhost-user back-end of ours that answers every chain with its own bytes: the cost of
+# the transport alone, no FUSE decoding or filesystem behind it.
+ECHO = """
+import socket, sys
+from pagefs.impl.transport.backend import VhostUserBackend
+listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+listener.bind(sys.argv[1])
+listener.listen(1)
+print("ready", flush=True)
+conn, _ = listener.accept()
+listener.close()
+VhostUserBackend(conn, window_size=0).serve(lambda request: request)
 """
 BURST = 64  # below the queue size (128), so submitters never wait for room
 
@@ -67,6 +82,20 @@ def eventfd_ping_pong() -> Iterator[Callable[[], None]]:
         os.close(pong)
 
 
+@contextmanager
+def echo_back_end(directory: str) -> Iterator[str]:
+    """Our back-end with an echo handler in its own process; yields its socket path."""
+    path = os.path.join(directory, "echo.sock")
+    child = subprocess.Popen([sys.executable, "-c", ECHO, path], stdout=subprocess.PIPE, text=True)
+    try:
+        if child.stdout.readline().strip() != "ready":
+            raise RuntimeError("the echo back-end did not start")
+        yield path
+    finally:
+        child.stdout.close()
+        child.wait(10)  # it ends with its connection
+
+
 def getattr_burst(client: FuseClient) -> None:
     futures = [client.submit(p.Opcode.GETATTR, FUSE_ROOT_ID, p.GetattrIn()) for _ in range(BURST)]
     for f in futures:
@@ -83,6 +112,18 @@ def main() -> None:
     cases: list[tuple[str, Callable[[], float]]] = []
     with tempfile.TemporaryDirectory(prefix="pagefs-bench-wire-") as shared, ExitStack() as stack:
         floor_call = stack.enter_context(eventfd_ping_pong())
+        echo = stack.enter_context(
+            VhostUserFrontend.connect(stack.enter_context(echo_back_end(shared)), window_size=0)
+        )
+        request = bytes(56)  # the size of a GETATTR request
+        cases.append(
+            (
+                "64-byte chain -> echo back-end of ours (transport alone)",
+                lambda: median_call_us(
+                    lambda: echo.submit(REQUEST_QUEUE, request, 256).result(30), args.calls
+                ),
+            )
+        )
         backends: list[tuple[str, str]] = []
         try:
             daemon = stack.enter_context(Virtiofsd(shared, cache="none"))
