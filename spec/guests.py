@@ -73,7 +73,12 @@ def handle_errors(state: State, guest: int, fh: int, kind: HandleKind) -> frozen
 
 def remember(state: State, guest: int, ino: int) -> tuple[State, Entry]:
     """A LOOKUP-style reply hands the guest a nodeid for `ino`: the one it already holds
-    for that inode (one more lookup for FORGET to undo), or else the next never-used one."""
+    for that inode (one more lookup for FORGET to undo), or else the next never-used one.
+
+    pre: 0 <= guest < len(state.guests) and ino in state.inodes
+    post: __return__[0].guests[guest].nodes[__return__[1].nodeid].ino == ino
+    post: __return__[1].attr.ino == ino
+    """
     session = state.guests[guest]
     for nodeid, node in session.nodes.items():
         if node.ino == ino:
@@ -90,7 +95,12 @@ def remember(state: State, guest: int, ino: int) -> tuple[State, Entry]:
 
 
 def open_handle(state: State, guest: int, handle: Handle) -> tuple[State, int]:
-    """A new handle takes the guest's next never-used number (HANDLE)."""
+    """A new handle takes the guest's next never-used number (HANDLE).
+
+    pre: 0 <= guest < len(state.guests)
+    post: __return__[1] == state.guests[guest].next_fh
+    post: __return__[1] not in state.guests[guest].handles
+    """
     session = state.guests[guest]
     fh = session.next_fh
     session = replace(session, handles=session.handles.set(fh, handle), next_fh=fh + 1)

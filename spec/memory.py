@@ -34,7 +34,12 @@ class Piece:
 def resolve(state: State, guest: int, woffset: int, length: int,
             store: bool) -> tuple[tuple[Piece, ...], bool]:
     """Split an access into pages and resolve each to the host page behind it now. Returns
-    the pieces up to the first page that faults, and whether one did."""
+    the pieces up to the first page that faults, and whether one did.
+
+    pre: 0 <= guest < len(state.guests) and length >= 0
+    post: sum(p.length for p in __return__[0]) == length or __return__[1]
+    post: all(0 < p.length <= state.config.page_size for p in __return__[0])
+    """
     config = state.config
     pieces: list[Piece] = []
     at = 0

@@ -91,7 +91,12 @@ def dir_errors(state: State, dir_ino: int) -> frozenset[Errno]:
 def create_errors(state: State, dir_ino: int, name: bytes) -> frozenset[Errno]:
     """Creating a name (file, directory, symlink) needs a directory, a valid name, and no
     entry of that name: EEXIST otherwise; '.' and '..' always exist (EEXIST, or EINVAL
-    from servers that refuse them by name)."""
+    from servers that refuse them by name).
+
+    pre: dir_ino in state.inodes
+    post: __return__ or (is_dir(state, dir_ino) and child(state, dir_ino, name) is None)
+    post: not is_dot(name) or Errno.EEXIST in __return__
+    """
     errors = set(dir_errors(state, dir_ino) | name_errors(name, state.config.name_max))
     if is_dot(name):
         errors |= {Errno.EEXIST, Errno.EINVAL}
@@ -112,7 +117,11 @@ def _existing_errors(state: State, dir_ino: int, name: bytes,
 
 def unlink_errors(state: State, dir_ino: int, name: bytes) -> frozenset[Errno]:
     """UNLINK removes a non-directory name: ENOENT when absent, EISDIR for a directory
-    (Linux; POSIX also allows EPERM). '.' and '..' are directories (EISDIR, or EINVAL)."""
+    (Linux; POSIX also allows EPERM). '.' and '..' are directories (EISDIR, or EINVAL).
+
+    pre: dir_ino in state.inodes
+    post: __return__ or not is_dir(state, state.inodes[dir_ino].entries[name])
+    """
     dot = frozenset({Errno.EISDIR, Errno.EPERM, Errno.EINVAL})
     errors = set(_existing_errors(state, dir_ino, name, dot))
     if not errors:
@@ -124,7 +133,11 @@ def unlink_errors(state: State, dir_ino: int, name: bytes) -> frozenset[Errno]:
 
 def rmdir_errors(state: State, dir_ino: int, name: bytes) -> frozenset[Errno]:
     """RMDIR removes an empty directory: ENOENT when absent, ENOTDIR for a non-directory,
-    ENOTEMPTY (or POSIX's EEXIST) when it has entries. '.' is EINVAL, '..' ENOTEMPTY."""
+    ENOTEMPTY (or POSIX's EEXIST) when it has entries. '.' is EINVAL, '..' ENOTEMPTY.
+
+    pre: dir_ino in state.inodes
+    post: __return__ or not state.inodes[state.inodes[dir_ino].entries[name]].entries
+    """
     dot = frozenset({Errno.EINVAL, Errno.ENOTEMPTY, Errno.EBUSY})
     errors = set(_existing_errors(state, dir_ino, name, dot))
     if not errors:
@@ -141,7 +154,12 @@ def rename_errors(state: State, sdir: int, sname: bytes, ddir: int, dname: bytes
     """RENAME moves an entry: ENOENT when the source is absent; EEXIST with
     RENAME_NOREPLACE over an existing name; a directory only replaces an empty directory
     (ENOTDIR, EISDIR, ENOTEMPTY/EEXIST) and never moves into itself (EINVAL); '.' and
-    '..' cannot be renamed or replaced (EBUSY, or EINVAL); unknown flags are EINVAL."""
+    '..' cannot be renamed or replaced (EBUSY, or EINVAL); unknown flags are EINVAL.
+
+    pre: sdir in state.inodes and ddir in state.inodes
+    post: __return__ or child(state, sdir, sname) is not None
+    post: __return__ or not flags & RENAME_NOREPLACE or child(state, ddir, dname) is None
+    """
     limit = state.config.name_max
     errors = set(dir_errors(state, sdir) | dir_errors(state, ddir)
                  | name_errors(sname, limit) | name_errors(dname, limit))
@@ -157,10 +175,12 @@ def rename_errors(state: State, sdir: int, sname: bytes, ddir: int, dname: bytes
     target = child(state, ddir, dname)
     if is_dir(state, source) and is_ancestor(state, source, ddir):
         errors.add(Errno.EINVAL)
-    if target is None or target == source:
+    if target is None:
         return frozenset(errors)
     if flags & RENAME_NOREPLACE:
-        errors.add(Errno.EEXIST)
+        errors.add(Errno.EEXIST)  # even when both names are one entry, as Linux does
+    if target == source:
+        return frozenset(errors)
     if is_dir(state, source) and not is_dir(state, target):
         errors.add(Errno.ENOTDIR)
     if not is_dir(state, source) and is_dir(state, target):
@@ -222,7 +242,11 @@ def held_inodes(state: State) -> frozenset[int]:
 
 def collect(state: State) -> State:
     """Free every inode with no name left that no guest holds: its data is gone for good
-    and its number is never handed out again (so nothing can reach a freed page)."""
+    and its number is never handed out again (so nothing can reach a freed page).
+
+    post: held_inodes(state) <= set(__return__.inodes)
+    post: all(i.nlink > 0 or n in held_inodes(state) for n, i in __return__.inodes.items())
+    """
     held = held_inodes(state)
     dead = [ino for ino, inode in state.inodes.items() if inode.nlink <= 0 and ino not in held]
     if not dead:
@@ -236,7 +260,10 @@ def collect(state: State) -> State:
 def resolve_path(state: State, path: bytes) -> int | frozenset[Errno]:
     """The inode a host path names, walking from the export root without following
     symlinks (CONFINE): ENOENT for a missing component, ENOTDIR for a non-directory one,
-    EINVAL for '.', '..' or empty components. b"" is the root."""
+    EINVAL for '.', '..' or empty components. b"" is the root.
+
+    post: isinstance(__return__, frozenset) or __return__ in state.inodes
+    """
     ino = ROOT_INO
     if not path:
         return ino

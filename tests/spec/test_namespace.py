@@ -154,6 +154,7 @@ def test_rename_rules(spec) -> None:
     assert s.err("RENAME", 0, 1, b"zz", 1, b"y", 0) == {Errno.ENOENT}
     assert s.err("RENAME", 0, 1, b"a", 1, b"y", 4) == {Errno.EINVAL}  # unknown flag
     s.ok("RENAME", 0, 1, b"a", 1, b"a", 0)  # the same entry: nothing happens
+    assert s.err("RENAME", 0, 1, b"a", 1, b"a", RENAME_NOREPLACE) == {Errno.EEXIST}
     s.ok("RENAME", 0, 1, b"a", d, b"a", 0)
     assert s.ok("host.read", b"d/a", 0, 9) == b"A"
 
