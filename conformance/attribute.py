@@ -209,8 +209,10 @@ def attribute(state: State, bindings: Bindings, check: Check, history: History) 
     if op in _ATTR_OPS and check.observed.kind == "ok" and any(
             isinstance(r, Ok) for r in check.allowed):
         return {"NODEID"} if _ids_confused(check, bindings, guest) else {"COH-META"}
-    if op in _NAMESPACE_OPS or op.startswith("host."):
+    if op in _NAMESPACE_OPS or op in ("OPEN", "CREATE") or op.startswith("host."):
         return {"NAMESPACE"}
+    if op in ("SETUPMAPPING", "REMOVEMAPPING"):
+        return {"LIFETIME"}  # the window's ranges and what keeps them
     if op == "FSYNC":
         return {"DURABLE"}
     if op in ("LOAD", "STORE"):

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 
 import hypothesis
 from hypothesis import HealthCheck, Phase, settings
-from hypothesis.errors import Flaky
+from hypothesis.errors import Flaky, FlakyStrategyDefinition
+from hypothesis.internal.conjecture import engine as _engine
 from hypothesis.stateful import get_state_machine_test
 from pagefs.conformance.machines import NOT_EXERCISED, Departure, family_of, machine_for
 from pagefs.conformance.progress import Progress
@@ -33,8 +35,24 @@ def _settings(examples: int, steps: int) -> settings:
                     suppress_health_check=list(HealthCheck))
 
 
+@contextmanager
+def _shrink_budget(seconds: float) -> Iterator[None]:
+    """Bound the time hypothesis spends shrinking one failure. Every case starts a target
+    (a daemon, for some), so the default five minutes per property is too long for a
+    matrix; hypothesis has no public setting for it, hence its engine constant."""
+    saved = getattr(_engine, "MAX_SHRINKING_SECONDS", None)
+    if saved is None:
+        yield
+        return
+    _engine.MAX_SHRINKING_SECONDS = seconds
+    try:
+        yield
+    finally:
+        _engine.MAX_SHRINKING_SECONDS = saved
+
+
 def judge(factory: TargetFactory, prop: str, *, examples: int, steps: int, seed: int,
-          progress: Progress | None = None) -> Verdict:
+          progress: Progress | None = None, shrink_seconds: float = 60.0) -> Verdict:
     """The verdict for one property."""
     family = family_of(prop)
     if family is None:
@@ -61,14 +79,18 @@ def judge(factory: TargetFactory, prop: str, *, examples: int, steps: int, seed:
     start = time.monotonic()
     verdict = Verdict(prop, family.name, PASS)
     try:
-        test()
-    except (Departure, Flaky) as exc:
+        with _shrink_budget(shrink_seconds):
+            test()
+    except (Departure, Flaky, FlakyStrategyDefinition) as exc:
         # The shortest departure seen is the trace to show; hypothesis has shrunk toward it
         # (a target whose caches expire in real time may not replay exactly: Flaky).
         best = min(departures, key=lambda d: len(d.trace)) if departures else None
-        trace = best.trace if best else str(exc).splitlines()
-        verdict = Verdict(prop, family.name, FAIL, trace[-1].strip() if trace else str(exc),
-                          trace)
+        if best is None:  # flaky without a departure of this property: say so, no verdict
+            verdict = Verdict(prop, family.name, ERROR,
+                              "the target answered differently when a case was replayed "
+                              f"(nondeterministic): {str(exc).splitlines()[0]}")
+        else:
+            verdict = Verdict(prop, family.name, FAIL, best.trace[-1].strip(), best.trace)
     except Exception as exc:  # a broken target or harness is an error, not a verdict
         verdict = Verdict(prop, family.name, ERROR, f"{type(exc).__name__}: {exc}")
     verdict.examples = counts["examples"]
@@ -82,7 +104,7 @@ def judge(factory: TargetFactory, prop: str, *, examples: int, steps: int, seed:
 
 def run(factory: TargetFactory, properties: Iterable[str] = ALL, *, examples: int = 50,
         steps: int = 25, seed: int = 0, target_name: str | None = None,
-        show_progress: bool = True) -> Report:
+        show_progress: bool = True, shrink_seconds: float = 60.0) -> Report:
     """Judge every property in `properties` on the target `factory` makes."""
     props = list(properties)
     unknown = [p for p in props if p not in ALL]
@@ -95,7 +117,7 @@ def run(factory: TargetFactory, properties: Iterable[str] = ALL, *, examples: in
         if progress:
             progress.start(prop)
         verdict = judge(factory, prop, examples=examples, steps=steps, seed=seed,
-                        progress=progress)
+                        progress=progress, shrink_seconds=shrink_seconds)
         if progress:
             progress.finish(prop, verdict.result)
         verdicts.append(verdict)

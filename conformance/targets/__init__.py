@@ -24,8 +24,8 @@ _BUILTIN: dict[str, tuple[str, str]] = {
     "local": ("local", "LocalFactory"),
     "mount": ("mount", "parse"),
     "bindfs": ("bindfs", "BindfsFactory"),
-    "pagefs": ("pagefs", "PagefsFactory"),
-    "virtiofsd": ("virtiofsd", "parse"),
+    "pagefs": ("daemon", "PagefsFactory"),
+    "virtiofsd": ("daemon", "parse_virtiofsd"),
 }
 
 
@@ -46,7 +46,7 @@ def factory(spec: str) -> TargetFactory:
         raise ValueError(f"unknown target {name!r}; known: {', '.join(names())}")
     module, attr = _BUILTIN[name]
     make = getattr(importlib.import_module(f"pagefs.conformance.targets.{module}"), attr)
-    if attr == "parse":
+    if attr.startswith("parse"):
         return make(spec)
     if argument:
         raise ValueError(f"target {name!r} takes no argument")

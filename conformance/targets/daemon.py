@@ -1,0 +1,123 @@
+"""Targets whose guest side is pagefs's front-end on a vhost-user socket: a daemon per case.
+
+`pagefs` runs pagefs-host (a separate process, as in production) on a fresh export for
+each test case and connects in-process guests through the real front-end and FUSE
+client; `virtiofsd[:cache=MODE]` does the same with QEMU's C virtiofsd, which offers no
+DAX window (so no mappings), serves one connection, and has no read-only option.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+
+from pagefs.conformance.target import (
+    CONFINED,
+    MAPPINGS,
+    OWN_HANDLES,
+    PEERS,
+    RAW_NAMES,
+    READ_ONLY,
+    Guest,
+    Target,
+    TargetFactory,
+)
+from pagefs.conformance.targets.fuseguest import FuseGuest
+from pagefs.conformance.targets.hostdir import HostDir
+
+WINDOW_SIZE = 16 << 20  # eight 2 MiB ranges: the spec's default window
+
+
+class DaemonTarget(Target):
+    def __init__(self, name: str, capabilities: frozenset[str], exportdir: str,
+                 socket_path: str, stack: contextlib.ExitStack, read_only: bool,
+                 window_size: int) -> None:
+        self.name, self.capabilities, self.read_only = name, capabilities, read_only
+        self.host = HostDir(exportdir)
+        self.window_size = window_size
+        self._socket, self._stack, self._export = socket_path, stack, exportdir
+        self._guests: list[FuseGuest] = []
+
+    def connect(self) -> Guest:
+        guest = FuseGuest(self._socket, window_size=self.window_size or 0)
+        self._guests.append(guest)
+        if self.window_size and guest.window_size < self.window_size:
+            self.window_size = guest.window_size
+        return guest
+
+    def close(self) -> None:
+        try:
+            for guest in self._guests:
+                with contextlib.suppress(OSError, ConnectionError):
+                    guest.close()
+            self._guests.clear()
+            self._stack.close()
+        finally:
+            shutil.rmtree(self._export, ignore_errors=True)
+
+
+class DaemonFactory(TargetFactory):
+    """Starts `serve(exportdir, read_only, stack) -> socket path` for every case."""
+
+    def __init__(self, name: str, capabilities: frozenset[str],
+                 serve: Callable[[str, bool, contextlib.ExitStack], str],
+                 reasons: dict[str, str], window_size: int) -> None:
+        self.name, self.capabilities = name, capabilities
+        self._serve, self._reasons, self._window_size = serve, reasons, window_size
+        self._base = tempfile.mkdtemp(prefix=f"pagefs-conformance-{name.split(':')[0]}.")
+
+    def why_not(self, capability: str) -> str:
+        return self._reasons.get(capability, super().why_not(capability))
+
+    def start(self, *, read_only: bool = False) -> Target:
+        export = tempfile.mkdtemp(dir=self._base)
+        os.chmod(export, 0o755)  # the spec's export root
+        stack = contextlib.ExitStack()
+        try:
+            socket_path = self._serve(export, read_only, stack)
+        except BaseException:
+            stack.close()
+            shutil.rmtree(export, ignore_errors=True)
+            raise
+        return DaemonTarget(self.name, self.capabilities, export, socket_path, stack,
+                            read_only, self._window_size)
+
+    def close(self) -> None:
+        shutil.rmtree(self._base, ignore_errors=True)
+
+
+def _serve_pagefs(export: str, read_only: bool, stack: contextlib.ExitStack) -> str:
+    from pagefs.impl.host.launcher import host_daemon
+    return stack.enter_context(host_daemon(export, read_only=read_only)).socket_path
+
+
+def PagefsFactory() -> DaemonFactory:  # noqa: N802 (a factory of factories, named as a type)
+    caps = frozenset({MAPPINGS, PEERS, READ_ONLY, OWN_HANDLES, RAW_NAMES, CONFINED})
+    return DaemonFactory("pagefs", caps, _serve_pagefs, {}, WINDOW_SIZE)
+
+
+def virtiofsd_factory(cache: str = "auto") -> DaemonFactory:
+    from pagefs.impl.transport.virtiofsd import CACHE_MODES, Virtiofsd
+    if cache not in CACHE_MODES:
+        raise ValueError(f"virtiofsd cache mode {cache!r} is not one of {', '.join(CACHE_MODES)}")
+
+    def serve(export: str, read_only: bool, stack: contextlib.ExitStack) -> str:
+        return stack.enter_context(Virtiofsd(export, cache=cache)).socket_path
+
+    reasons = {
+        MAPPINGS: "QEMU 7.2's virtiofsd offers no DAX window (FUSE_SETUPMAPPING is ENOSYS)",
+        PEERS: "virtiofsd serves exactly one vhost-user connection",
+        READ_ONLY: "QEMU 7.2's virtiofsd has no read-only export option",
+    }
+    return DaemonFactory(f"virtiofsd:cache={cache}",
+                         frozenset({OWN_HANDLES, RAW_NAMES, CONFINED}), serve, reasons, 0)
+
+
+def parse_virtiofsd(spec: str) -> DaemonFactory:
+    """`virtiofsd[:cache=MODE]` (MODE none, auto or always; default auto)."""
+    _, _, argument = spec.partition(":")
+    cache = argument.removeprefix("cache=") if argument else "auto"
+    return virtiofsd_factory(cache)
