@@ -15,6 +15,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures import wait as futures_wait
+from pathlib import Path
 
 import pytest
 from pagefs.impl.transport import backend as backend_module
@@ -393,3 +394,23 @@ def test_front_end_that_never_answers_shmem(thread_backend, sock_path, monkeypat
         with pytest.raises(OSError) as gone:
             tb.backend.shmem_unmap(0, 4096)
         assert gone.value.errno == errno.ENOTCONN
+
+
+def test_front_end_close_releases_every_thread_fd_and_mapping(process_backend, sock_path) -> None:
+    threads_before = set(threading.enumerate())
+    fds_before = open_fds()
+    fe = VhostUserFrontend.connect(sock_path)
+    window = f"{fe.window.base:x}-{fe.window.base + fe.window.size:x} ---p"
+    futures = [fe.submit(REQUEST_QUEUE, b"x", 32) for _ in range(50)]
+    assert all(f.result(10) == b"echo:x" for f in futures)
+    maps = Path("/proc/self/maps").read_text()
+    assert "memfd:pagefs-guest-ram" in maps and window in maps
+    fe.close()
+    fe.close()  # idempotent
+    assert set(threading.enumerate()) == threads_before
+    assert open_fds() == fds_before
+    maps = Path("/proc/self/maps").read_text()
+    assert "memfd:pagefs-guest-ram" not in maps  # guest memory unmapped
+    assert window not in maps  # the window's reservation is gone
+    with pytest.raises(ConnectionError):
+        fe.submit(REQUEST_QUEUE, b"after", 32)
