@@ -52,7 +52,16 @@ class Daemon:
         self._lock = threading.Lock()
         self._guests: dict[threading.Thread, VhostUserBackend | None] = {}
         self._stopping = False
+        self._signals_handled = False
         self._stop_r, self._stop_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+
+    def handle_stop_signals(self) -> None:
+        """SIGTERM and SIGINT stop the daemon. The wakeup fd wakes the accept loop even
+        when the kernel delivers the signal to a guest's thread rather than the main one."""
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: self.request_stop())
+        signal.set_wakeup_fd(self._stop_w, warn_on_full_buffer=False)
+        self._signals_handled = True
 
     def request_stop(self) -> None:
         """Wake the accept loop to shut down; safe from a signal handler."""
@@ -153,6 +162,8 @@ class Daemon:
             if thread.is_alive():
                 log.warning("%s did not stop within %.0f s", thread.name, STOP_GRACE_SECONDS)
         self._fs.close()
+        if self._signals_handled:
+            signal.set_wakeup_fd(-1)
         os.close(self._stop_r)
         os.close(self._stop_w)
         log.info("stopped")
@@ -214,8 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     _raise_fd_limit()
     daemon = Daemon(fs, listener, args.socket_path, max_guests=args.max_guests,
                     window_size=args.window_size)
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: daemon.request_stop())
+    daemon.handle_stop_signals()
     log.info("exporting %s%s on %s", fs.root, " read-only" if fs.read_only else "",
              args.socket_path or f"inherited socket {args.fd}")
     daemon.run()

@@ -62,6 +62,11 @@ class HostDaemon:
         gone; returns its exit status."""
         return stop(self, timeout, signum)
 
+    def wait(self, timeout: float = 10.0) -> int:
+        """The daemon was told to stop some other way: wait for it (SIGKILL after
+        `timeout`), check its socket is gone; returns its exit status."""
+        return stop(self, timeout, signum=None)
+
 
 # pagefs-host from this interpreter's environment, whatever is on PATH.
 PAGEFS_HOST = (sys.executable, "-m", "pagefs.impl.host.daemon")
@@ -115,12 +120,13 @@ def _wait_listening(host: HostDaemon, timeout: float) -> None:
         time.sleep(0.02)
 
 
-def stop(host: HostDaemon, timeout: float = 10.0, signum: int = signal.SIGTERM) -> int:
-    """Signal, wait, SIGKILL if need be; the socket must be gone afterwards."""
+def stop(host: HostDaemon, timeout: float = 10.0, signum: int | None = signal.SIGTERM) -> int:
+    """Signal (unless `signum` is None: already told), wait, SIGKILL if need be; the
+    socket must be gone afterwards."""
     if host.returncode is not None:
         return host.returncode
-    died_early = not host.alive()
-    if not died_early:
+    died_early = signum is not None and not host.alive()
+    if signum is not None and not died_early:
         host.process.send_signal(signum)
     try:
         host.returncode = host.process.wait(timeout)
@@ -129,7 +135,7 @@ def stop(host: HostDaemon, timeout: float = 10.0, signum: int = signal.SIGTERM) 
         host.returncode = host.process.wait()
         _remove(host.socket_path)
         raise HostDaemonError(
-            f"pagefs-host ignored SIGTERM for {timeout} s:\n{host.log()}") from None
+            f"pagefs-host did not stop within {timeout} s:\n{host.log()}") from None
     left_socket = os.path.lexists(host.socket_path)
     _remove(host.socket_path)
     if died_early:
@@ -137,8 +143,8 @@ def stop(host: HostDaemon, timeout: float = 10.0, signum: int = signal.SIGTERM) 
     if left_socket:
         raise HostDaemonError(f"pagefs-host left its socket behind:\n{host.log()}")
     if host.returncode != 0:
-        raise HostDaemonError(f"pagefs-host exited with {host.returncode} on signal "
-                              f"{signum}:\n{host.log()}")
+        raise HostDaemonError(f"pagefs-host exited with {host.returncode} when stopped:\n"
+                              f"{host.log()}")
     return host.returncode
 
 

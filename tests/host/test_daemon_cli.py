@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import signal
@@ -192,3 +193,15 @@ def test_an_inherited_listening_socket_as_libvirt_passes_it(tmp_path: Path) -> N
 ])
 def test_bad_inherited_sockets_and_cache_modes(args, code: int, fragment: str) -> None:
     one_line_error(run_cli(*args), code, fragment)
+
+
+def test_sigterm_delivered_to_a_guest_thread_still_stops_the_daemon(tmp_path: Path) -> None:
+    """The kernel may hand a process-directed signal to any thread; aim it at a guest's."""
+    tgkill = ctypes.CDLL(None, use_errno=True).tgkill
+    with host_daemon(str(tmp_path)) as host:
+        with FuseClient.connect(host.socket_path, window_size=WINDOW_SIZE):
+            threads = {int(t) for t in os.listdir(f"/proc/{host.pid}/task")} - {host.pid}
+            assert threads  # the guest's connection and queue threads
+            assert tgkill(host.pid, min(threads), signal.SIGTERM) == 0
+            assert host.wait() == 0  # and the socket is gone
+        assert "stopped" in host.log()
