@@ -179,3 +179,15 @@ def test_directory_swapped_for_a_symlink_to_etc_mid_lookup(guest: GuestSession, 
 
     race(lambda: exchange(export / "d", export / "swap"), probe)
     assert results  # every probe either stayed inside or was refused
+
+
+def test_create_through_a_dangling_symlink_makes_nothing_outside(guest: GuestSession, export,
+                                                                 tmp_path) -> None:
+    outside = tmp_path / "outside-target"
+    os.symlink(outside, export / "dangling")
+    for flags in (os.O_RDWR | os.O_CREAT, os.O_WRONLY | os.O_CREAT | os.O_TRUNC):
+        expect_errno(errno.ELOOP, guest.create, ROOT_ID, b"dangling", flags, 0o644)
+    expect_errno(errno.EEXIST, guest.create, ROOT_ID, b"dangling",
+                 os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+    expect_errno(errno.EEXIST, guest.mkdir, ROOT_ID, b"dangling", 0o755)
+    assert not os.path.lexists(outside)
