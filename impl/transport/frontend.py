@@ -57,7 +57,7 @@ REQUEST_QUEUE = 1
 DEFAULT_MEM_SIZE = 64 << 20
 DEFAULT_QUEUE_SIZE = 128
 _BUFFER_ALIGN = 64
-_WAIT_SLICE = 0.5  # how often a blocked submitter re-checks that the connection lives
+_WAIT_SLICE = 0.5  # how often a blocked submitter or waiter re-checks the connection lives
 
 
 class _Queue:
@@ -67,9 +67,9 @@ class _Queue:
         self.call_fd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
         # head -> (future, buffer address, reply offset in it, reply capacity, decode)
         self.pending: dict[int, tuple] = {}
-        # True while a thread waiting for a reply drains the used ring itself (the
-        # completion thread then leaves the call eventfd to it)
-        self.reaping = False
+        # the thread that, waiting for a reply, drains the used ring itself (the completion
+        # thread then leaves the call eventfd to it), or None
+        self.reaper: int | None = None
 
 
 class _Completion(Future):
@@ -301,25 +301,35 @@ class VhostUserFrontend:
             )
             if wait <= 0:
                 return
+            me = threading.get_ident()
             with self._lock:
-                mine = not q.reaping and self._dead is None and not self._closed
-                q.reaping = q.reaping or mine
+                mine = q.reaper in (None, me) and self._dead is None and not self._closed
+                # a reply callback that itself waits runs inside our reaping: still ours
+                outermost = mine and q.reaper is None
+                if outermost:
+                    q.reaper = me
             if not mine:  # another thread reaps for everyone, or nobody will any more
                 futures_wait([future], wait)
                 continue
+            if not outermost:
+                self._poll_and_reap(q, future, wait)
+                continue
             try:
-                self._reap(q)
-                if not future.done():
-                    poller = select.poll()
-                    poller.register(q.call_fd, select.POLLIN)
-                    if poller.poll(max(1, int(wait * 1000))):
-                        _drain(q.call_fd)
-                    self._reap(q)
+                self._poll_and_reap(q, future, wait)
             finally:
                 with self._lock:
-                    q.reaping = False
+                    q.reaper = None
                     self._lock.notify_all()
             # what was used after our last look, while the completion thread left it to us
+            self._reap(q)
+
+    def _poll_and_reap(self, q: _Queue, future: Future, wait: float) -> None:
+        self._reap(q)
+        if not future.done():
+            poller = select.poll()
+            poller.register(q.call_fd, select.POLLIN)
+            if poller.poll(max(1, int(wait * 1000))):
+                _drain(q.call_fd)
             self._reap(q)
 
     def _run(self) -> None:
@@ -352,11 +362,11 @@ class VhostUserFrontend:
             poller.close()
 
     def _reap_for_waiters(self, q: _Queue) -> None:
-        if q.reaping:
+        if q.reaper is not None:
             return
         _drain(q.call_fd)
         self._reap(q)
-        if q.reaping:
+        if q.reaper is not None:
             # a caller began reaping before its reply was handed over here: wake it, or
             # it would sleep on the eventfd this thread just drained
             os.eventfd_write(q.call_fd, 1)
@@ -432,7 +442,7 @@ class VhostUserFrontend:
             failed = [entry[0] for q in self._queues for entry in q.pending.values()]
             for q in self._queues:
                 q.pending.clear()
-                if q.reaping:
+                if q.reaper is not None:
                     os.eventfd_write(q.call_fd, 1)  # a reaping caller wakes and sees it
             self._lock.notify_all()
         for future in failed:
@@ -456,7 +466,7 @@ class VhostUserFrontend:
                 log.info("back-end gone while stopping queues: %s", e)
         self._die("front-end closed")
         with self._lock:  # no reaping caller may still poll a call fd we are closing
-            while any(q.reaping for q in self._queues):
+            while any(q.reaper is not None for q in self._queues):
                 self._lock.wait(_WAIT_SLICE)
         self._chan.close()
         if self._backend_chan is not None:

@@ -414,3 +414,19 @@ def test_front_end_close_releases_every_thread_fd_and_mapping(process_backend, s
     assert window not in maps  # the window's reservation is gone
     with pytest.raises(ConnectionError):
         fe.submit(REQUEST_QUEUE, b"after", 32)
+
+
+def test_a_reply_callback_may_wait_for_another_reply(thread_backend, sock_path) -> None:
+    """Callbacks run in whichever thread reaps; one that waits for a second request must
+    not wait for itself."""
+    thread_backend()
+    with VhostUserFrontend.connect(sock_path) as fe:
+        inner = []
+
+        def chain_another(first) -> None:
+            inner.append(fe.submit(REQUEST_QUEUE, b"second", 32).result(10))
+
+        first = fe.submit(REQUEST_QUEUE, b"first", 32)
+        first.add_done_callback(chain_another)
+        assert first.result(10) == b"echo:first"
+        assert wait_until(lambda: inner == [b"echo:second"])
