@@ -170,6 +170,14 @@ data bytes. A run that judges one property compares what belongs to other proper
 loosely, so that a departure there (judged by its own run) does not end this one."""
 
 
+def initial_bindings(guests: int) -> Bindings:
+    """Every guest starts holding the root, nodeid 1 on both sides."""
+    b = Bindings()
+    for g in range(guests):
+        b = b.bind("node", g, t.ROOT_NODEID, ROOT_NODEID) or b
+    return b
+
+
 def _match_attr(b: Bindings, want: Attr, st: os.stat_result,
                 loose: frozenset[str]) -> Bindings | None:
     if _KINDS.get(stat.S_IFMT(st.st_mode)) is not want.kind:
@@ -279,10 +287,8 @@ class Session:
         except BaseException:
             self.target.close()
             raise
-        start = Bindings()
-        for g in range(guests):
-            start = start.bind("node", g, t.ROOT_NODEID, ROOT_NODEID)
-        self.branches: list[tuple[State, Bindings]] = [(initial_state(self.config), start)]
+        self.branches: list[tuple[State, Bindings]] = [(initial_state(self.config),
+                                                         initial_bindings(guests))]
 
     @property
     def state(self) -> State:
@@ -292,11 +298,10 @@ class Session:
     def close(self) -> None:
         self.target.close()
 
-    def _target_args(self, op: str, args: tuple) -> tuple:
-        """Translate spec ids in the arguments to the target's, via the first branch."""
+    def _target_args(self, op: str, args: tuple, b: Bindings) -> tuple:
+        """Translate spec ids in the arguments to the target's."""
         params = REGISTRY[op].params
         guest = args[0] if params and params[0].kind == "GuestId" else None
-        b = self.branches[0][1]
         out = []
         for p, a in zip(params, args, strict=True):
             if p.kind == "NodeId":
@@ -306,9 +311,10 @@ class Session:
             out.append(a)
         return tuple(out[1:]) if guest is not None else tuple(out)
 
-    def _execute(self, op: str, args: tuple) -> Observed:
+    def execute(self, op: str, args: tuple, bindings: Bindings) -> Observed:
+        """Run `op(*args)` (spec ids, translated through `bindings`) on the target only."""
         operation = REGISTRY[op]
-        targs = self._target_args(op, args)
+        targs = self._target_args(op, args, bindings)
         try:
             if operation.kind == "host":
                 value = _call_host(self.target.host, op, targs)
@@ -337,7 +343,7 @@ class Session:
 
     def step(self, op: str, args: tuple) -> Check:
         """Run `op(*args)` (spec ids) on the target and keep the branches that explain it."""
-        observed = self._execute(op, args)
+        observed = self.execute(op, args, self.branches[0][1])
         guest = args[0] if REGISTRY[op].params and REGISTRY[op].params[0].kind == "GuestId" \
             else None
         allowed: list[object] = []

@@ -83,7 +83,8 @@ class PathGuest(Guest):
         return Entry(nodeid, 0, os.stat(fd))
 
     def _lookup_fd(self, parent: int, name: bytes) -> int:
-        return os.open(self._name(name), os.O_PATH | os.O_NOFOLLOW, dir_fd=self._node(parent))
+        directory = self._node(parent)  # a stale nodeid is refused before a bad name
+        return os.open(self._name(name), os.O_PATH | os.O_NOFOLLOW, dir_fd=directory)
 
     # Namespace
     def lookup(self, parent: int, name: bytes) -> Entry:
@@ -125,18 +126,22 @@ class PathGuest(Guest):
         return os.readlink(b"", dir_fd=fd)
 
     def symlink(self, parent: int, name: bytes, target: bytes) -> Entry:
-        os.symlink(target, self._name(name), dir_fd=self._node(parent))
+        directory = self._node(parent)
+        os.symlink(target, self._name(name), dir_fd=directory)
         return self.lookup(parent, name)
 
     def mkdir(self, parent: int, name: bytes, mode: int) -> Entry:
-        os.mkdir(self._name(name), mode, dir_fd=self._node(parent))
+        directory = self._node(parent)
+        os.mkdir(self._name(name), mode, dir_fd=directory)
         return self.lookup(parent, name)
 
     def unlink(self, parent: int, name: bytes) -> None:
-        os.unlink(self._name(name), dir_fd=self._node(parent))
+        directory = self._node(parent)
+        os.unlink(self._name(name), dir_fd=directory)
 
     def rmdir(self, parent: int, name: bytes) -> None:
-        os.rmdir(self._name(name), dir_fd=self._node(parent))
+        directory = self._node(parent)
+        os.rmdir(self._name(name), dir_fd=directory)
 
     def rename(self, parent: int, name: bytes, newparent: int, newname: bytes,
                flags: int = 0) -> None:
@@ -164,9 +169,10 @@ class PathGuest(Guest):
         return self._new_fh(self._files, os.open(self._proc(fd), flags & (_ACCESS | os.O_TRUNC)))
 
     def create(self, parent: int, name: bytes, flags: int, mode: int) -> tuple[Entry, int]:
+        directory = self._node(parent)
         flags &= _ACCESS | os.O_TRUNC | os.O_EXCL
         fd = os.open(self._name(name), flags | os.O_CREAT | os.O_NOFOLLOW, mode,
-                     dir_fd=self._node(parent))
+                     dir_fd=directory)
         try:
             entry = self.lookup(parent, name)
         except OSError:

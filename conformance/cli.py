@@ -1,0 +1,164 @@
+"""pagefs-conformance: judge a host-guest file sharing stack against the pagefs spec.
+
+    pagefs-conformance run --target T [--properties P,...] [--examples N] [--seed S]
+                           [--report FILE.md|FILE.json ...]
+    pagefs-conformance matrix --out DIR [--targets T,...] [--examples N]
+    pagefs-conformance vectors --out DIR [--cases N] [--seed S]
+    pagefs-conformance replay DIR --target T [--report FILE.json]
+    pagefs-conformance targets
+
+Targets: local, mount:HOSTDIR:GUESTDIR[:GUESTDIR2], bindfs, pagefs,
+virtiofsd[:cache=none|auto|always]. Exit status: 0 when nothing failed, 1 on any
+failure, 2 for bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from pagefs.conformance import targets
+from pagefs.conformance.report import Report, matrix_markdown
+from pagefs.conformance.runner import ALL, run
+
+MATRIX = ("pagefs", "local", "bindfs", "virtiofsd:cache=none", "virtiofsd:cache=auto",
+          "virtiofsd:cache=always")
+
+
+def _properties(text: str | None) -> list[str]:
+    if not text:
+        return list(ALL)
+    props = [p.strip().upper() for p in text.split(",") if p.strip()]
+    unknown = [p for p in props if p not in ALL]
+    if unknown:
+        raise ValueError(f"unknown properties {', '.join(unknown)}; known: {', '.join(ALL)}")
+    return props
+
+
+def write_report(report: Report, path: str) -> None:
+    """FILE.json gets JSON, anything else Markdown."""
+    text = report.to_json() if path.endswith(".json") else report.to_markdown()
+    with open(path, "w") as f:
+        f.write(text)
+
+
+def _run(args: argparse.Namespace) -> int:
+    with targets.factory(args.target) as factory:
+        report = run(factory, _properties(args.properties), examples=args.examples,
+                     steps=args.steps, seed=args.seed, target_name=args.target,
+                     shrink_seconds=args.shrink_seconds)
+    print(report.table())
+    for v in report.verdicts:
+        if v.trace:
+            print(f"\n{v.property} fails; shortest trace found:")
+            print("\n".join(v.trace))
+    for path in args.report or ():
+        write_report(report, path)
+    return 1 if report.failed else 0
+
+
+def _slug(name: str) -> str:
+    return name.replace(":", "-").replace("=", "-").replace("/", "_")
+
+
+def _matrix(args: argparse.Namespace) -> int:
+    os.makedirs(args.out, exist_ok=True)
+    names = [t.strip() for t in args.targets.split(",")] if args.targets else list(MATRIX)
+    reports = []
+    for name in names:
+        try:
+            with targets.factory(name) as factory:
+                report = run(factory, _properties(args.properties), examples=args.examples,
+                             steps=args.steps, seed=args.seed, target_name=name,
+                             shrink_seconds=args.shrink_seconds)
+        except (OSError, RuntimeError) as exc:
+            print(f"{name}: cannot start: {exc}", file=sys.stderr)
+            continue
+        reports.append(report)
+        for ext in ("md", "json"):
+            write_report(report, os.path.join(args.out, f"{_slug(name)}.{ext}"))
+    table = matrix_markdown(reports, _properties(args.properties))
+    with open(os.path.join(args.out, "matrix.md"), "w") as f:
+        f.write(f"# Conformance matrix\n\nSeed {args.seed}, up to {args.examples} examples "
+                f"per property and target. One report per target beside this file.\n\n")
+        f.write(table)
+    print(table)
+    # The matrix is a survey: third-party targets are expected to fail some properties.
+    pagefs = [r for r in reports if r.target == "pagefs"]
+    return 1 if len(reports) < len(names) or any(r.failed for r in pagefs) else 0
+
+
+def _vectors(args: argparse.Namespace) -> int:
+    from pagefs.conformance.vectors import generate
+    written = generate(args.out, cases=args.cases, seed=args.seed, steps=args.steps)
+    print(f"wrote {written} vectors to {args.out}")
+    return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from pagefs.conformance.vectors import replay
+    with targets.factory(args.target) as factory:
+        result = replay(args.dir, factory, target_name=args.target)
+    print(result.summary())
+    if args.report:
+        with open(args.report, "w") as f:
+            f.write(result.to_json())
+    return 0 if result.ok else 1
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="pagefs-conformance", description=__doc__.splitlines()[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="\n".join(__doc__.splitlines()[2:]))
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def budget(q: argparse.ArgumentParser, examples: int) -> None:
+        q.add_argument("--properties", help="comma-separated names (default: all)")
+        q.add_argument("--examples", type=int, default=examples,
+                       help=f"test cases per property (default {examples})")
+        q.add_argument("--steps", type=int, default=25, help="steps per test case")
+        q.add_argument("--seed", type=int, default=0, help="same seed, same run")
+        q.add_argument("--shrink-seconds", type=float, default=60.0,
+                       help="time allowed to shrink one failure (default 60)")
+
+    r = sub.add_parser("run", help="judge one target")
+    r.add_argument("--target", required=True)
+    budget(r, 50)
+    r.add_argument("--report", action="append", help="write FILE.md or FILE.json (repeatable)")
+    m = sub.add_parser("matrix", help="judge the shipped targets; reports in DIR")
+    m.add_argument("--out", required=True)
+    m.add_argument("--targets", help=f"comma-separated (default {','.join(MATRIX)})")
+    budget(m, 50)
+    v = sub.add_parser("vectors", help="write spec-generated vectors (JSON) to DIR")
+    v.add_argument("--out", required=True)
+    v.add_argument("--cases", type=int, default=8, help="cases per property family")
+    v.add_argument("--seed", type=int, default=0)
+    v.add_argument("--steps", type=int, default=12)
+    y = sub.add_parser("replay", help="run vectors from DIR against a target")
+    y.add_argument("dir")
+    y.add_argument("--target", required=True)
+    y.add_argument("--report", help="write the per-vector results as JSON")
+    sub.add_parser("targets", help="list the target kinds")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        if args.command == "targets":
+            print("\n".join(targets.names()))
+            return 0
+        return {"run": _run, "matrix": _matrix, "vectors": _vectors,
+                "replay": _replay}[args.command](args)
+    except ValueError as exc:  # bad target string, property name, ...
+        print(f"pagefs-conformance: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, RuntimeError) as exc:  # a target that cannot start
+        print(f"pagefs-conformance: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

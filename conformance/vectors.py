@@ -1,0 +1,266 @@
+"""Test vectors: spec-generated traces as versioned, language-neutral JSON, and their replay.
+
+`generate` walks the spec alone with the same state machines the suite runs against
+targets (the spec is its own target: every step takes the spec's first outcome) and
+writes one case per file:
+
+    <out>/v1/<family>/<case>.json
+    {"format": "pagefs-conformance-vector", "version": 1, "family": ..., "properties": [...],
+     "requires": ["mappings", ...], "config": {"type": "Config", ...},
+     "steps": [{"op": "LOOKUP", "args": {"guest": 0, "parent": 1, "name": {"hex": "61"}},
+                "allowed": [{"type": "Ok", "value": {...}}, ...], "freed": [3]}, ...]}
+
+A step passes when the target's answer is one of `allowed`. Identifiers in the vectors
+are the spec's (nodeids from 2 and handles from 1 per guest, inodes from 2, root 1): a
+runner keeps a bijection from its own, binds a new pair at the first answer naming it,
+forgets a guest's nodeids and handles after its DESTROY, and forgets an inode's number
+after a step lists it in `freed` (a target may then reuse it). Every case follows one
+path: generation stops a case at a step whose allowed outcomes lead to different states.
+
+`replay` runs every file under a directory against a target and accounts for each one:
+passed, failed (with the trace), or skipped with its reason (a capability the target
+lacks, or a file that is not a vector of this version).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field, replace
+
+from hypothesis import HealthCheck, Phase, settings
+from hypothesis.stateful import get_state_machine_test
+from pagefs.conformance.machines import FAMILIES, RANGES_USED, Family, machine_for
+from pagefs.conformance.session import Check, Observed, Session, initial_bindings, match
+from pagefs.conformance.target import (
+    ALL_CAPABILITIES,
+    CONFINED,
+    MAPPINGS,
+    PEERS,
+    RAW_NAMES,
+    READ_ONLY,
+    TargetFactory,
+)
+from pagefs.spec import REGISTRY, Config, Err, Ok, initial_state
+from pagefs.spec.codec import call_from_json, call_to_json, from_json, result_to_json, to_json
+
+FORMAT, VERSION = "pagefs-conformance-vector", 1
+_MEMORY = {"LOAD", "STORE", "SETUPMAPPING", "REMOVEMAPPING"}
+
+
+class SpecOnlySession:
+    """The spec as its own target: a step's answer is the spec's first allowed outcome."""
+
+    def __init__(self, factory: object, config: Config, *, read_only: bool, guests: int,
+                 loose: frozenset[str] = frozenset()) -> None:
+        self.config = replace(config, read_only=read_only, guests=guests)
+        self.guests = [None] * guests
+        self.branches = [(initial_state(self.config), initial_bindings(guests))]
+        self.steps: list[dict] = []
+        self.finished = False
+
+    @property
+    def state(self):  # noqa: ANN201 (a spec State)
+        return self.branches[0][0]
+
+    def step(self, op: str, args: tuple) -> Check:
+        state, bindings = self.branches[0]
+        outcomes = REGISTRY[op](state, *args)
+        chosen = outcomes[0]
+        record = {**call_to_json(op, args),
+                  "allowed": [result_to_json(r) for r in dict.fromkeys(o.result
+                                                                       for o in outcomes)]}
+        freed = sorted(set(state.inodes) - set(chosen.state.inodes))
+        if freed:
+            record["freed"] = freed
+        self.steps.append(record)
+        self.finished = len({o.state for o in outcomes}) > 1
+        self.branches = [(chosen.state, bindings)]
+        result = chosen.result
+        observed = (Observed("ok", result.value) if isinstance(result, Ok) else
+                    Observed("err", int(result.errno)) if isinstance(result, Err) else
+                    Observed("fault"))
+        return Check(op, args, observed, (result,), True)
+
+    def close(self) -> None:
+        return None  # nothing runs
+
+
+class _SpecFactory(TargetFactory):
+    name = "spec"
+    capabilities = ALL_CAPABILITIES
+
+    def start(self, *, read_only: bool = False):  # noqa: ANN201 (never called)
+        raise NotImplementedError("the spec-only session starts no target")
+
+
+def requirements(family: Family, config: Config, steps: list[dict]) -> list[str]:
+    """The capabilities a target needs to run this case."""
+    needs = set()
+    if any(s["op"] in _MEMORY for s in steps):
+        needs.add(MAPPINGS)
+    if any(s["args"].get("guest", 0) for s in steps):
+        needs.add(PEERS)
+    if config.read_only:
+        needs.add(READ_ONLY)
+    names = [from_json(v) for s in steps for k, v in s["args"].items()
+             if k in ("name", "newname")]
+    if any(b"/" in n for n in names):
+        needs.add(RAW_NAMES)
+    if family.name == "confinement":
+        needs.add(CONFINED)
+    return sorted(needs)
+
+
+class _Recording:
+    """Mixed into a family's machine: keeps each case's steps when it ends."""
+
+    sink: list
+
+    def teardown(self) -> None:
+        if len(self.session.steps) >= 2:  # type: ignore[attr-defined]
+            self.sink.append((self.session.config, self.session.steps))  # type: ignore[attr-defined]
+
+
+def _slug(text: str) -> str:
+    return text.replace(" ", "-")
+
+
+def generate(out: str, *, cases: int = 8, seed: int = 0, steps: int = 12) -> int:
+    """Write up to `cases` vectors per family under out/v1; returns how many were written."""
+    written = 0
+    factory = _SpecFactory()
+    for family in FAMILIES:
+        collected: list[tuple[Config, list[dict]]] = []
+
+        recorder = type("Recorder", (_Recording, machine_for(factory, family,
+                                                              family.properties[0])),
+                        {"session_class": SpecOnlySession, "sink": collected})
+
+        test = get_state_machine_test(recorder, settings=settings(
+            max_examples=cases, stateful_step_count=steps, database=None, deadline=None,
+            phases=(Phase.generate,), suppress_health_check=list(HealthCheck)))
+        test._hypothesis_internal_use_seed = seed
+        test()
+        folder = os.path.join(out, f"v{VERSION}", _slug(family.name))
+        os.makedirs(folder, exist_ok=True)
+        for config, case_steps in collected:
+            case = {"format": FORMAT, "version": VERSION, "family": family.name,
+                    "properties": list(family.properties),
+                    "requires": requirements(family, config, case_steps),
+                    "config": to_json(config), "steps": case_steps}
+            text = json.dumps(case, indent=1, sort_keys=True)
+            name = hashlib.sha256(text.encode()).hexdigest()[:16] + ".json"
+            path = os.path.join(folder, name)
+            if not os.path.exists(path):
+                with open(path, "w") as f:
+                    f.write(text + "\n")
+                written += 1
+    return written
+
+
+@dataclass
+class VectorResult:
+    path: str
+    status: str  # "pass", "fail", "skipped"
+    detail: str = ""
+    trace: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ReplayResult:
+    target: str
+    results: list[VectorResult]
+
+    @property
+    def ok(self) -> bool:
+        return all(r.status != "fail" for r in self.results)
+
+    def summary(self) -> str:
+        counts = {s: sum(r.status == s for r in self.results) for s in ("pass", "fail",
+                                                                        "skipped")}
+        lines = [f"{self.target}: {len(self.results)} files: {counts['pass']} passed, "
+                 f"{counts['fail']} failed, {counts['skipped']} skipped"]
+        for r in self.results:
+            if r.status != "pass":
+                lines.append(f"  {r.status}: {r.path}: {r.detail}")
+        for r in self.results:
+            if r.trace:
+                lines += [f"\n{r.path}:", *r.trace]
+        return "\n".join(lines)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+
+def _replay_case(path: str, case: dict, factory: TargetFactory) -> VectorResult:
+    config = from_json(case["config"])
+    missing = sorted(set(case.get("requires", ())) - factory.capabilities)
+    if missing:
+        return VectorResult(path, "skipped", "; ".join(factory.why_not(c) for c in missing))
+    session = Session(factory, config, read_only=config.read_only, guests=config.guests)
+    if session.config.window_ranges < RANGES_USED and MAPPINGS in case.get("requires", ()):
+        session.close()
+        return VectorResult(path, "skipped", "the target's window is smaller than the case's")
+    bindings = initial_bindings(config.guests)
+    trace: list[str] = []
+    try:
+        for number, step in enumerate(case["steps"], 1):
+            op, args = call_from_json(step)
+            allowed = tuple(from_json(r) for r in step["allowed"])
+            observed = session.execute(op, args, bindings)
+            guest = args[0] if REGISTRY[op].params[0].kind == "GuestId" else None
+            bound = next((b for b in (match(bindings, op, guest, r, observed)
+                                      for r in allowed) if b is not None), None)
+            check = Check(op, args, observed, allowed, bound is not None)
+            trace.append(f"{number:3}. {check.line()}")
+            if bound is None:
+                return VectorResult(path, "fail", trace[-1].strip(), trace)
+            if op == "DESTROY":
+                bound = bound.without_guest(guest)
+            freed = set(step.get("freed", ()))
+            if freed:
+                bound = bound.forget_inodes(_Live(freed))
+            bindings = bound
+    finally:
+        session.close()
+    return VectorResult(path, "pass")
+
+
+class _Live:
+    """`in` for forget_inodes: every inode but the freed ones is live."""
+
+    def __init__(self, freed: set[int]) -> None:
+        self.freed = freed
+
+    def __contains__(self, ino: object) -> bool:
+        return ino not in self.freed
+
+
+def replay(directory: str, factory: TargetFactory, *, target_name: str | None = None
+           ) -> ReplayResult:
+    """Run every vector under `directory`; every file is accounted for."""
+    results = []
+    for root, _dirs, files in sorted(os.walk(directory)):
+        for name in sorted(files):
+            path = os.path.join(root, name)
+            rel = os.path.relpath(path, directory)
+            try:
+                with open(path) as f:
+                    case = json.load(f)
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+                results.append(VectorResult(rel, "skipped", "not a JSON vector file"))
+                continue
+            if not isinstance(case, dict) or case.get("format") != FORMAT:
+                results.append(VectorResult(rel, "skipped", "not a pagefs conformance vector"))
+            elif case.get("version") != VERSION:
+                results.append(VectorResult(rel, "skipped",
+                                            f"vector version {case.get('version')} "
+                                            f"(this runner reads {VERSION})"))
+            else:
+                results.append(_replay_case(rel, case, factory))
+    return ReplayResult(target_name or factory.name, results)
+
+
+__all__ = ["generate", "replay", "ReplayResult", "VectorResult"]
