@@ -14,6 +14,7 @@ import stat
 import subprocess
 import sys
 import textwrap
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -261,3 +262,37 @@ def test_a_greedy_guest_meets_its_cap_and_the_others_carry_on(tmp_path: Path) ->
             assert refused == 50 - 15  # root + 15 lookups
             assert modest.lookup(1, b"f49").attr.ino == os.stat(tmp_path / "f49").st_ino
         assert "refused: EMFILE" in host.log()
+
+
+def test_many_guests_at_once_then_back_to_baseline(tmp_path: Path) -> None:
+    """Six guests work at the same time on their own files and one shared file; when they
+    have gone, the daemon holds exactly the descriptors it held before they came."""
+    (tmp_path / "shared").write_bytes(bytes(PAGE))
+    with host_daemon(str(tmp_path)) as host:
+        with FuseClient.connect(host.socket_path, window_size=WINDOW_SIZE):
+            pass  # the first connection's one-time set-up is not a leak
+        wait_until(lambda: live_guests(host) == 0, host, "the first guest to go")
+        baseline = host.open_fds()
+
+        def work(index: int) -> None:
+            with FuseClient.connect(host.socket_path, window_size=WINDOW_SIZE) as guest:
+                own = guest.mkdir(1, f"g{index}".encode(), 0o755).nodeid
+                for round_ in range(10):
+                    made = guest.create(own, b"f%d" % round_, os.O_RDWR | os.O_CREAT, 0o644)
+                    guest.write(made.entry.nodeid, made.open.fh, 0, b"%d:%d" % (index, round_))
+                    guest.release(made.entry.nodeid, made.open.fh)
+                    if round_ % 2:
+                        guest.unlink(own, b"f%d" % round_)
+                shared = guest.lookup(1, b"shared").nodeid
+                fh = guest.open(shared, os.O_RDWR).fh
+                guest.setupmapping(shared, fh, 0, PAGE, True, 0)
+                ctypes.memmove(guest.window.base + index, b"%d" % index, 1)
+                # leaves holding the handle and the mapping: disconnect reclaims them
+
+        with ThreadPoolExecutor(6) as pool:
+            list(pool.map(work, range(6)))
+        assert (tmp_path / "shared").read_bytes()[:6] == b"012345"  # every guest's store
+        for index in range(6):
+            assert sorted(os.listdir(tmp_path / f"g{index}")) == [f"f{i}" for i in (0, 2, 4, 6, 8)]
+        wait_until(lambda: live_guests(host) == 0, host, "every guest to go")
+        assert host.open_fds() == baseline
