@@ -38,7 +38,7 @@ SPEC_MODULES = ("rules", "times", "tree", "guests", "session", "namespace", "fil
 
 PLUGIN = Path(__file__).with_name("crosshair_plugin.py")
 
-QUICK_SECONDS = 1.0
+QUICK_SECONDS = 0.75
 THOROUGH_SECONDS = 8.0
 WORKERS = 2
 
@@ -130,42 +130,62 @@ class ModuleReport:
         return self.confirmed + self.unrefuted + self.unmet + len(self.errors)
 
 
-def parse(output: str) -> tuple[int, int, int, tuple[str, ...]]:
-    """Count CrossHair's per-condition lines: confirmed, unrefuted, unmet, error lines."""
-    confirmed = unrefuted = unmet = 0
-    errors: list[str] = []
+def parse(output: str) -> dict[str, tuple[int, int, int, tuple[str, ...]]]:
+    """Count CrossHair's per-condition lines by source file (its stem, e.g. "rules"):
+    confirmed, unrefuted, unmet, and the error lines."""
+    counts: dict[str, list] = {}
     for line in output.splitlines():
         match = _LINE.match(line.strip())
         if not match:
             continue
+        entry = counts.setdefault(Path(match["file"]).stem, [0, 0, 0, []])
         text = match["text"]
         if match["level"] == "error":
-            errors.append(f"line {match['line']}: {text}")
+            entry[3].append(f"line {match['line']}: {text}")
         elif text.startswith("Confirmed"):
-            confirmed += 1
+            entry[0] += 1
         elif text.startswith("Not confirmed"):
-            unrefuted += 1
+            entry[1] += 1
         elif text.startswith("Unable to meet precondition"):
-            unmet += 1
-    return confirmed, unrefuted, unmet, tuple(errors)
+            entry[2] += 1
+    return {stem: (c, u, m, tuple(e)) for stem, (c, u, m, e) in counts.items()}
 
 
-def check_module(target: str, seconds: float) -> ModuleReport:
-    """Run `crosshair check` on one module (dotted name or file) with a per-condition
-    CPU budget, and parse its report."""
+def _stem(target: str) -> str:
+    return Path(target).stem if target.endswith(".py") else target.rsplit(".", 1)[-1]
+
+
+def check_modules(targets: list[str], seconds: float) -> dict[str, ModuleReport]:
+    """Run one `crosshair check` over several modules (dotted names or files) with a
+    per-condition CPU budget, and parse its report into one report per module. Time is
+    shared out by the number of conditions each module had."""
     crosshair = Path(sys.executable).with_name("crosshair")
     command = [str(crosshair), "check", "--report_all",
                f"--per_condition_timeout={seconds}", f"--per_path_timeout={max(seconds / 2, 0.5)}",
-               target, "--extra_plugin", str(PLUGIN)]
+               *targets, "--extra_plugin", str(PLUGIN)]
     start = time.monotonic()
     done = subprocess.run(command, capture_output=True, text=True, check=False,
                           env={**os.environ, "PYTHONHASHSEED": "0"})
-    confirmed, unrefuted, unmet, errors = parse(done.stdout + done.stderr)
-    if done.returncode not in (0, 1) and not errors:
+    elapsed = time.monotonic() - start
+    counts = parse(done.stdout + done.stderr)
+    crashed: tuple[str, ...] = ()
+    if done.returncode not in (0, 1):
         tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        errors = (f"crosshair exited {done.returncode}: {tail}",)
-    return ModuleReport(target, confirmed, unrefuted, unmet, errors,
-                        time.monotonic() - start, done.returncode)
+        crashed = (f"crosshair exited {done.returncode}: {tail}",)
+    total = sum(c + u + m + len(e) for c, u, m, e in counts.values()) or 1
+    reports = {}
+    for target in targets:
+        confirmed, unrefuted, unmet, errors = counts.get(_stem(target), (0, 0, 0, ()))
+        share = (confirmed + unrefuted + unmet + len(errors)) / total
+        reports[_stem(target)] = ModuleReport(target, confirmed, unrefuted, unmet,
+                                              errors or crashed, elapsed * share,
+                                              done.returncode)
+    return reports
+
+
+def check_module(target: str, seconds: float) -> ModuleReport:
+    """`check_modules` for one module."""
+    return check_modules([target], seconds)[_stem(target)]
 
 
 def row_for(name: str, report: ModuleReport, declared: int, seconds: float) -> Row:
@@ -185,13 +205,29 @@ def row_for(name: str, report: ModuleReport, declared: int, seconds: float) -> R
                ok, report.seconds, detail)
 
 
+def _groups(declared: dict[str, int], count: int) -> list[list[str]]:
+    """Split modules into `count` groups of about equal numbers of conditions."""
+    groups: list[list[str]] = [[] for _ in range(count)]
+    loads = [0] * count
+    for name in sorted(declared, key=declared.get, reverse=True):
+        lightest = loads.index(min(loads))
+        groups[lightest].append(name)
+        loads[lightest] += declared[name]
+    return [g for g in groups if g]
+
+
 def rows(quick: bool = True) -> Iterable[Row]:
-    """Check every spec module, two at a time, and yield a row per module."""
+    """Check every spec module in two CrossHair processes side by side (one start-up
+    each, not one per module), and yield a row per module."""
     import importlib
 
     seconds = QUICK_SECONDS if quick else THOROUGH_SECONDS
-    modules = {name: importlib.import_module(f"pagefs.spec.{name}") for name in SPEC_MODULES}
+    declared = {name: declared_conditions(importlib.import_module(f"pagefs.spec.{name}"))
+                for name in SPEC_MODULES}
+    groups = _groups(declared, WORKERS)
     with ThreadPoolExecutor(max_workers=WORKERS) as pool:
-        reports = pool.map(lambda n: check_module(f"pagefs.spec.{n}", seconds), SPEC_MODULES)
-        for name, report in zip(SPEC_MODULES, reports, strict=True):
-            yield row_for(name, report, declared_conditions(modules[name]), seconds)
+        results = pool.map(lambda group: check_modules(
+            [f"pagefs.spec.{name}" for name in group], seconds), groups)
+        reports = {name: report for result in results for name, report in result.items()}
+    for name in SPEC_MODULES:
+        yield row_for(name, reports[name], declared[name], seconds)

@@ -25,7 +25,9 @@ def test_parse_counts_each_kind_of_report_line() -> None:
         "/x/spec/a.py:13: error: false when calling f(1) (which returns 2)",
         "some other noise",
     ])
-    assert parse(output) == (1, 1, 1, ("line 13: false when calling f(1) (which returns 2)",))
+    assert parse(output) == {
+        "a": (1, 1, 1, ("line 13: false when calling f(1) (which returns 2)",))}
+    assert set(parse(output + "\n/x/spec/b.py:3: info: Not confirmed.")) == {"a", "b"}
 
 
 def test_rows_fail_on_errors_unexercised_or_missing_conditions() -> None:
@@ -35,6 +37,11 @@ def test_rows_fail_on_errors_unexercised_or_missing_conditions() -> None:
     assert not row_for("m", ModuleReport("m", 2, 0, 1, (), 1.0, 0), 3, 1.0).ok
     bad = row_for("m", ModuleReport("m", 2, 0, 0, ("line 3: false",), 1.0, 1), 3, 1.0)
     assert not bad.ok and "line 3" in bad.detail
+
+
+def test_groups_balance_conditions() -> None:
+    groups = crosshair_spec._groups({"a": 10, "b": 6, "c": 5, "d": 1}, 2)
+    assert sorted(map(sorted, groups)) == [["a", "d"], ["b", "c"]]
 
 
 def test_declared_conditions_counts_post_lines() -> None:
