@@ -80,3 +80,30 @@ def test_a_true_module_passes_with_every_condition_reported() -> None:
     report = check_module("pagefs.spec.times", crosshair_spec.QUICK_SECONDS)
     assert not report.errors and not report.unmet
     assert report.reported == 1
+
+
+def test_an_operation_with_a_seeded_bug_breaks_its_lawful_contract(tmp_path: Path) -> None:
+    """STORE that treats every mapping as writable must be refuted on the state family."""
+    module = tmp_path / "seeded_store.py"
+    module.write_text(textwrap.dedent('''
+        from dataclasses import replace
+
+        from pagefs.spec import memory
+        from pagefs.spec.datatypes import Data, GuestId, Outcome, State, WindowOffset
+        from pagefs.spec.guests import with_guest
+        from pagefs.spec.outcomes import lawful
+
+        def store(state: State, guest: GuestId, woffset: WindowOffset,
+                  data: Data) -> tuple[Outcome, ...]:
+            """
+            pre: 0 <= guest < len(state.guests)
+            post: lawful(state, "STORE", (guest, woffset, data), __return__)
+            """
+            session = state.guests[guest]
+            window = tuple(m and replace(m, writable=True) for m in session.window)
+            upgraded = with_guest(state, guest, replace(session, window=window))
+            return tuple(Outcome(o.result, with_guest(o.state, guest, session))
+                         for o in memory.store(upgraded, guest, woffset, data))
+        '''))
+    report = check_module(str(module), 3.0)
+    assert report.errors, report
