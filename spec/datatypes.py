@@ -80,6 +80,7 @@ class Errno(enum.IntEnum):
     ENOTDIR = 20
     EISDIR = 21
     EINVAL = 22
+    EFBIG = 27
     EROFS = 30
     ENAMETOOLONG = 36
     ENOTEMPTY = 39
@@ -159,8 +160,10 @@ class FrozenMap(Mapping[K, V]):
 class Config:
     """The export and the geometry: fixed for a run, part of every state.
 
-    Tests and CrossHair use small values (a 16-byte page, a 64-byte range); the defaults
-    are the real ones: 4 KiB pages, 2 MiB ranges as in Linux's fs/fuse/dax.c."""
+    Tests and CrossHair use small values (a 16-byte page, a 32-byte range); the defaults
+    are the real ones: 4 KiB pages, 2 MiB ranges as in Linux's fs/fuse/dax.c. File data
+    is held as plain bytes, so the spec refuses sizes past `max_size` with EFBIG (a real
+    host allows more; harnesses keep offsets below it)."""
 
     page_size: int = 4096
     range_size: int = 2 * MiB
@@ -168,6 +171,7 @@ class Config:
     guests: int = 2
     name_max: int = 255
     read_only: bool = False
+    max_size: int = 64 * MiB  # files are plain bytes here: larger sizes are EFBIG
 
     @property
     def window_size(self) -> int:

@@ -45,7 +45,7 @@ from pagefs.spec.guests import (
     write_errors,
 )
 from pagefs.spec.outcomes import either, lawful, ok, ok_values, refuse  # noqa: F401 (contracts)
-from pagefs.spec.rules import access_of, read_bytes, resize, write_bytes
+from pagefs.spec.rules import access_of, is_dot, read_bytes, resize, size_errors, write_bytes
 from pagefs.spec.tree import NO_ERRORS, add_entry, attr_of, child, create_errors, put, with_data
 
 
@@ -116,6 +116,8 @@ def create(state: State, guest: GuestId, parent: NodeId, name: Name, flags: Open
         return refuse(state, errors)
     dir_ino = node_ino(state, guest, parent)
     assert dir_ino is not None
+    if is_dot(name):  # open(".", O_CREAT) is EISDIR in Linux
+        return refuse(state, {Errno.EISDIR, Errno.EEXIST, Errno.EINVAL})
     errors = create_errors(state, dir_ino, name) - {Errno.EEXIST}
     if not errors and access_of(flags) is None:
         errors = frozenset({Errno.EINVAL})
@@ -204,6 +206,8 @@ def write(state: State, guest: GuestId, fh: Fh, offset: Offset, data: Data) -> t
         return refuse(state, handle)
     if offset < 0:
         return refuse(state, {Errno.EINVAL})
+    if data and size_errors(offset + len(data), state.config.max_size):
+        return refuse(state, size_errors(offset + len(data), state.config.max_size))
     inode = state.inodes[handle.ino]
     if not data:
         return ok(state, 0)
@@ -264,6 +268,8 @@ def setattr_(state: State, guest: GuestId, nodeid: NodeId, size: Length | None,
             errors |= {Errno.EISDIR}
         elif inode.kind is not FileKind.REG or size < 0:
             errors |= {Errno.EINVAL}
+        else:
+            errors |= size_errors(size, state.config.max_size)
     if size is not None or mode is not None or mtime_ns is not None:
         errors |= write_errors(state)
     if errors:

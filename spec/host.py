@@ -25,7 +25,7 @@ from pagefs.spec.datatypes import (
     Target,
 )
 from pagefs.spec.outcomes import lawful, ok, refuse  # noqa: F401 (contracts)
-from pagefs.spec.rules import read_bytes, resize, write_bytes
+from pagefs.spec.rules import read_bytes, resize, size_errors, write_bytes
 from pagefs.spec.tree import (
     add_entry,
     attr_of,
@@ -69,6 +69,8 @@ def write(state: State, path: Path, offset: Offset, data: Data) -> tuple[Outcome
         return refuse(state, ino)
     if offset < 0:
         return refuse(state, {Errno.EINVAL})
+    if data and size_errors(offset + len(data), state.config.max_size):
+        return refuse(state, size_errors(offset + len(data), state.config.max_size))
     if not data:
         return ok(state, 0)
     inode = state.inodes[ino]
@@ -87,6 +89,8 @@ def truncate(state: State, path: Path, size: Length) -> tuple[Outcome, ...]:
         return refuse(state, ino)
     if size < 0:
         return refuse(state, {Errno.EINVAL})
+    if size_errors(size, state.config.max_size):
+        return refuse(state, size_errors(size, state.config.max_size))
     inode = state.inodes[ino]
     return ok(put(state, ino, with_data(inode, resize(inode.data, size))))
 

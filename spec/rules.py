@@ -171,3 +171,12 @@ def ranges_of(moffset: int, length: int, range_size: int) -> range:
     """
     first = moffset // range_size
     return range(first, first + length // range_size)
+
+
+def size_errors(end: int, max_size: int) -> frozenset[Errno]:
+    """A file may not grow past the largest size the export supports: EFBIG.
+
+    pre: max_size >= 0
+    post: (not __return__) == (end <= max_size)
+    """
+    return frozenset() if end <= max_size else frozenset({Errno.EFBIG})

@@ -185,3 +185,22 @@ def test_read_only_export_still_sees_host_changes(spec) -> None:
     s.ok("host.write", b"f", 0, b"new")
     assert s.ok("LOAD", 0, 0, 3) == b"new"
     assert s.ok("READ", 0, fh, 0, 3) == b"new"
+
+
+def test_files_cannot_grow_past_the_largest_size(spec) -> None:
+    s = spec(replace(SMALL, max_size=64))
+    s.file(b"f", b"x")
+    fh = s.open(0, b"f")
+    node = s.lookup(0, b"f")
+    assert s.err("WRITE", 0, fh, 63, b"ab") == {Errno.EFBIG}
+    assert s.ok("WRITE", 0, fh, 62, b"ab") == 2
+    assert s.err("SETATTR", 0, node, 65, None, None) == {Errno.EFBIG}
+    assert s.err("host.write", b"f", 64, b"z") == {Errno.EFBIG}
+    assert s.err("host.truncate", b"f", 65) == {Errno.EFBIG}
+    s.ok("host.truncate", b"f", 64)
+
+
+def test_create_of_dot_names(spec) -> None:
+    s = spec()
+    assert s.err("CREATE", 0, 1, b".", O_RDWR, 0o644) == {Errno.EISDIR, Errno.EEXIST,
+                                                         Errno.EINVAL}
