@@ -358,6 +358,9 @@ class VhostUserFrontend:
                         poller.unregister(fd)
         except (ConnectionError, VirtqueueError, ProtocolError, OSError) as e:
             self._die(str(e))
+        except Exception as e:  # never leave waiters hanging on a thread that is gone
+            log.exception("front-end completion thread failed")
+            self._die(f"front-end completion thread failed: {e!r}")
         finally:
             poller.close()
 

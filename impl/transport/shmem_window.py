@@ -12,6 +12,8 @@ import threading
 
 from pagefs.impl.transport import mapping
 
+_MAX_FILE_OFFSET = 2**63 - 1  # off_t is signed 64-bit
+
 
 class ShmemWindow:
     """`size` bytes at address `base` in this process; mapped ranges are tracked per page."""
@@ -29,6 +31,8 @@ class ShmemWindow:
         self._check(shm_offset, length)
         if fd_offset % mapping.PAGE_SIZE:
             raise OSError(errno.EINVAL, f"fd offset {fd_offset:#x} is not page aligned")
+        if fd_offset + length > _MAX_FILE_OFFSET:
+            raise OSError(errno.EOVERFLOW, f"fd offset {fd_offset:#x} beyond any file")
         with self._lock:
             mapping.map_fixed(self.base + shm_offset, length, fd, fd_offset, writable=writable)
             for page in self._pages(shm_offset, length):

@@ -95,6 +95,7 @@ def test_read_only_map_and_replacement(connected, host_file: Path) -> None:
         (0, 0, 1000, False, errno.EINVAL),  # length not page aligned
         (0, 0, 0, False, errno.EINVAL),  # nothing to map
         (0, 0, MIB, True, errno.EACCES),  # writable mapping of a read-only fd
+        (2**63, 0, 4096, False, errno.EOVERFLOW),  # file offset no off_t can hold
     ],
 )
 def test_bad_map_is_refused_and_connection_stays(
