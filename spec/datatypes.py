@@ -36,6 +36,8 @@ ROOT_NODEID = 1
 """The root's nodeid in every guest (FUSE_ROOT_ID)."""
 
 MiB = 1 << 20
+OFF_MAX = (1 << 63) - 1
+"""The largest file offset (loff_t): a mapping may not reach past it."""
 
 # --- argument kinds: NewTypes, so the registry can tell what each parameter means ---
 
@@ -50,7 +52,7 @@ Length = NewType("Length", int)  # a byte count
 Data = NewType("Data", bytes)  # bytes to write or store
 Mode = NewType("Mode", int)  # permission bits (mode & 0o7777)
 OpenFlags = NewType("OpenFlags", int)  # Linux open(2) flags: O_ACCMODE, O_TRUNC, O_EXCL
-RenameFlags = NewType("RenameFlags", int)  # renameat2(2) flags: RENAME_NOREPLACE
+RenameFlags = NewType("RenameFlags", int)  # renameat2(2): RENAME_NOREPLACE, RENAME_EXCHANGE
 WindowOffset = NewType("WindowOffset", int)  # a byte offset in a guest's DAX window
 TimeNs = NewType("TimeNs", int)  # an explicit time in nanoseconds since the epoch
 
@@ -63,6 +65,7 @@ O_CREAT = 0o100
 O_EXCL = 0o200
 O_TRUNC = 0o1000
 RENAME_NOREPLACE = 1
+RENAME_EXCHANGE = 2
 
 
 class Errno(enum.IntEnum):
@@ -77,6 +80,7 @@ class Errno(enum.IntEnum):
     EFAULT = 14
     EBUSY = 16
     EEXIST = 17
+    ENODEV = 19
     ENOTDIR = 20
     EISDIR = 21
     EINVAL = 22
@@ -86,6 +90,8 @@ class Errno(enum.IntEnum):
     ENOTEMPTY = 39
     ELOOP = 40
     EPROTO = 71
+    EOVERFLOW = 75
+    EOPNOTSUPP = 95
     ESTALE = 116
 
 

@@ -20,6 +20,7 @@ from pagefs.spec.datatypes import (
     O_RDWR,
     O_TRUNC,
     O_WRONLY,
+    RENAME_EXCHANGE,
     RENAME_NOREPLACE,
     Config,
     FileKind,
@@ -101,7 +102,7 @@ def _values(state: State, param: Param, guest: int | None, op: str | None
     if kind == "OpenFlags":
         return (O_RDONLY, O_RDWR), (O_RDWR | O_TRUNC, O_WRONLY, O_RDWR | O_EXCL, 3)
     if kind == "RenameFlags":
-        return (0,), (RENAME_NOREPLACE, 4)
+        return (0,), (RENAME_NOREPLACE, RENAME_EXCHANGE, 4)
     if kind == "WindowOffset" and op in ("LOAD", "STORE"):
         mapped = tuple(i * rng + delta for g in sessions for i, m in enumerate(g.window)
                        if m is not None for delta in (0, page + 3))

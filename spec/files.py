@@ -251,7 +251,9 @@ def setattr_(state: State, guest: GuestId, nodeid: NodeId, size: Length | None,
     """SETATTR changes what is given: `size` truncates or extends a regular file with
     zeros (EISDIR for a directory, EINVAL for other kinds or a negative size), `mode`
     sets permission bits, `mtime_ns` sets the modification time exactly. It answers with
-    the new attributes; EROFS in a read-only export when it would change anything.
+    the new attributes; EROFS in a read-only export when it would change anything. A
+    symlink's mode or time may be refused with EOPNOTSUPP (the host never follows it,
+    and Linux has no lchmod).
 
     pre: 0 <= guest < len(state.guests)
     post: lawful(state, "SETATTR", (guest, nodeid, size, mode, mtime_ns), __return__)
@@ -274,6 +276,15 @@ def setattr_(state: State, guest: GuestId, nodeid: NodeId, size: Length | None,
         errors |= write_errors(state)
     if errors:
         return refuse(state, errors)
+    if inode.kind is FileKind.LNK and (mode is not None or mtime_ns is not None):
+        return either(_set_attrs(state, ino, size, mode, mtime_ns),
+                      refuse(state, {Errno.EOPNOTSUPP}))
+    return _set_attrs(state, ino, size, mode, mtime_ns)
+
+
+def _set_attrs(state: State, ino: int, size: int | None, mode: int | None,
+               mtime_ns: int | None) -> tuple[Outcome, ...]:
+    inode = state.inodes[ino]
     if size is not None:
         inode = with_data(inode, resize(inode.data, size))
     if mode is not None:

@@ -189,12 +189,15 @@ def rename(state: State, old: Path, new: Path) -> tuple[Outcome, ...]:
 
 def chmod(state: State, path: Path, mode: Mode) -> tuple[Outcome, ...]:
     """The host changes permission bits; guests see the new mode at their next GETATTR.
+    A symlink is not followed, so changing its mode is refused (ELOOP or EOPNOTSUPP).
 
     post: lawful(state, "host.chmod", (path, mode), __return__)
     """
     ino = resolve_path(state, path)
     if isinstance(ino, frozenset):
         return refuse(state, ino)
+    if state.inodes[ino].kind is FileKind.LNK:
+        return refuse(state, {Errno.ELOOP, Errno.EOPNOTSUPP})
     return ok(put(state, ino, replace(state.inodes[ino], mode=mode & 0o7777)))
 
 

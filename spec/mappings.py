@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from pagefs.spec.datatypes import (
+    OFF_MAX,
     Errno,
     Fh,
     FileKind,
@@ -24,7 +25,7 @@ from pagefs.spec.datatypes import (
     WindowOffset,
 )
 from pagefs.spec.guests import find_handle, handle_errors, session_errors, with_guest
-from pagefs.spec.outcomes import lawful, ok, refuse  # noqa: F401 (contracts)
+from pagefs.spec.outcomes import either, lawful, ok, refuse  # noqa: F401 (contracts)
 from pagefs.spec.rules import mapping_request_valid, ranges_of
 
 
@@ -37,10 +38,12 @@ def _geometry_valid(state: State, foffset: int, length: int, moffset: int) -> bo
 def setupmapping(state: State, guest: GuestId, fh: Fh, foffset: Offset, length: Length,
                  writable: bool, moffset: WindowOffset) -> tuple[Outcome, ...]:
     """SETUPMAPPING maps `length` bytes of the handle's file from `foffset` at window
-    offset `moffset`, replacing whatever those ranges mapped. A writable mapping needs a
-    handle with write access (EACCES: ACCESS-MODE) and a writable export (EROFS:
-    RO-EXPORT); misaligned or out-of-window requests are EINVAL. Mapping beyond end of
-    file is allowed: access there faults (EOF-FAULT).
+    offset `moffset`, replacing whatever those ranges mapped. Any mapping needs a handle
+    with read access, a writable one also write access (EACCES: ACCESS-MODE, as mmap(2)
+    has it) and a writable export (EROFS: RO-EXPORT); misaligned or out-of-window
+    requests are EINVAL, past the largest file offset EOVERFLOW, and only regular files
+    map (ENODEV, or EINVAL). Mapping beyond end of file is allowed: access there faults
+    (EOF-FAULT).
 
     pre: 0 <= guest < len(state.guests)
     post: lawful(state, "SETUPMAPPING", (guest,fh,foffset,length,writable,moffset), __return__)
@@ -54,9 +57,11 @@ def setupmapping(state: State, guest: GuestId, fh: Fh, foffset: Offset, length: 
     errors = set()
     if not _geometry_valid(state, foffset, length, moffset):
         errors.add(Errno.EINVAL)
+    elif foffset + length > OFF_MAX:
+        errors |= {Errno.EOVERFLOW, Errno.EINVAL}
     if state.inodes[handle.ino].kind is not FileKind.REG:
-        errors.add(Errno.EINVAL)
-    if writable and not handle.access.can_write:
+        errors |= {Errno.ENODEV, Errno.EINVAL}
+    if not handle.access.can_read or (writable and not handle.access.can_write):
         errors.add(Errno.EACCES)
     if writable and state.config.read_only:
         errors.add(Errno.EROFS)
@@ -73,7 +78,8 @@ def setupmapping(state: State, guest: GuestId, fh: Fh, foffset: Offset, length: 
 def removemapping(state: State, guest: GuestId, moffset: WindowOffset,
                   length: Length) -> tuple[Outcome, ...]:
     """REMOVEMAPPING frees whole window ranges (EINVAL when misaligned or outside the
-    window); freeing a range that is already free is not an error. Once no handle,
+    window). Freeing a range that is already free may succeed or be EINVAL: servers
+    differ, and Linux never asks. Once no handle,
     nodeid or mapping holds an unlinked file, it is gone (LIFETIME).
 
     pre: 0 <= guest < len(state.guests)
@@ -86,6 +92,10 @@ def removemapping(state: State, guest: GuestId, moffset: WindowOffset,
         return refuse(state, {Errno.EINVAL})
     session = state.guests[guest]
     window = list(session.window)
-    for index in ranges_of(moffset, length, state.config.range_size):
+    indices = ranges_of(moffset, length, state.config.range_size)
+    for index in indices:
         window[index] = None
-    return ok(with_guest(state, guest, replace(session, window=tuple(window))))
+    freed = ok(with_guest(state, guest, replace(session, window=tuple(window))))
+    if all(session.window[index] is not None for index in indices):
+        return freed
+    return either(freed, refuse(state, {Errno.EINVAL}))

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from pagefs.spec.datatypes import (
+    RENAME_EXCHANGE,
     ROOT_NODEID,
     Access,
     DirEntry,
@@ -52,10 +53,12 @@ from pagefs.spec.tree import (
     child,
     create_errors,
     dir_errors,
+    exchange_errors,
     move_entry,
     remove_entry,
     rename_errors,
     rmdir_errors,
+    swap_entries,
     unlink_errors,
 )
 
@@ -223,9 +226,11 @@ def rmdir(state: State, guest: GuestId, parent: NodeId, name: Name) -> tuple[Out
 
 def rename(state: State, guest: GuestId, parent: NodeId, name: Name, newparent: NodeId,
            newname: Name, flags: RenameFlags) -> tuple[Outcome, ...]:
-    """RENAME moves a name, replacing what `newname` named (unless RENAME_NOREPLACE). The
-    replaced inode stays alive for guests that hold it open or mapped (LIFETIME), and
-    every nodeid and handle keeps meaning the inode it meant (NODEID).
+    """RENAME (FUSE's RENAME2, opcode 45; RENAME 12 is the same without flags) moves a
+    name, replacing what `newname` named (unless RENAME_NOREPLACE). The replaced inode
+    stays alive for guests that hold it open or mapped (LIFETIME), and every nodeid and
+    handle keeps meaning the inode it meant (NODEID). RENAME_EXCHANGE swaps two names;
+    servers without it answer EINVAL.
 
     pre: 0 <= guest < len(state.guests)
     post: lawful(state, "RENAME", (guest,parent,name,newparent,newname,flags), __return__)
@@ -236,6 +241,12 @@ def rename(state: State, guest: GuestId, parent: NodeId, name: Name, newparent: 
     sdir = node_ino(state, guest, parent)
     ddir = node_ino(state, guest, newparent)
     assert sdir is not None and ddir is not None
+    if flags == RENAME_EXCHANGE:
+        errors = exchange_errors(state, sdir, name, ddir, newname) | write_errors(state)
+        if errors:
+            return refuse(state, errors)
+        return either(ok(swap_entries(state, sdir, name, ddir, newname)),
+                      refuse(state, {Errno.EINVAL}))
     errors = rename_errors(state, sdir, name, ddir, newname, flags) | write_errors(state)
     if errors:
         return refuse(state, errors)

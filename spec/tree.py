@@ -190,6 +190,46 @@ def rename_errors(state: State, sdir: int, sname: bytes, ddir: int, dname: bytes
     return frozenset(errors)
 
 
+def exchange_errors(state: State, sdir: int, sname: bytes, ddir: int,
+                    dname: bytes) -> frozenset[Errno]:
+    """RENAME_EXCHANGE swaps two existing names atomically: ENOENT unless both exist, EINVAL
+    when a directory would land inside itself; '.' and '..' cannot take part (EBUSY, or
+    EINVAL).
+
+    pre: sdir in state.inodes and ddir in state.inodes
+    post: __return__ or None not in (child(state, sdir, sname), child(state, ddir, dname))
+    """
+    limit = state.config.name_max
+    errors = set(dir_errors(state, sdir) | dir_errors(state, ddir)
+                 | name_errors(sname, limit) | name_errors(dname, limit))
+    if is_dot(sname) or is_dot(dname):
+        errors |= {Errno.EBUSY, Errno.EINVAL}
+    if errors:
+        return frozenset(errors)
+    source, target = child(state, sdir, sname), child(state, ddir, dname)
+    if source is None or target is None:
+        return frozenset({Errno.ENOENT})
+    if source != target and ((is_dir(state, source) and is_ancestor(state, source, ddir))
+                             or (is_dir(state, target) and is_ancestor(state, target, sdir))):
+        errors.add(Errno.EINVAL)
+    return frozenset(errors)
+
+
+def swap_entries(state: State, sdir: int, sname: bytes, ddir: int, dname: bytes) -> State:
+    """Exchange after `exchange_errors` allowed it: each name now names the other's inode;
+    both inodes live on, with every handle and nodeid still meaning them."""
+    source, target = state.inodes[sdir].entries[sname], state.inodes[ddir].entries[dname]
+    if source == target:
+        return state
+    for directory, name, ino in ((sdir, sname, target), (ddir, dname, source)):
+        parent = state.inodes[directory]
+        state = put(state, directory, bump(replace(parent, entries=parent.entries.set(name, ino))))
+        moved = state.inodes[ino]
+        if moved.kind is FileKind.DIR:
+            state = put(state, ino, replace(moved, parent=directory))
+    return state
+
+
 def add_entry(state: State, dir_ino: int, name: bytes, inode: Inode) -> tuple[State, int]:
     """Create a new inode named `name` in `dir_ino`; the new inode gets the next unused
     inode number (never reused), and the directory a new mtime version."""

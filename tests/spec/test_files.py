@@ -4,7 +4,7 @@
 from dataclasses import replace
 
 import pytest
-from pagefs.spec import Errno, Ok
+from pagefs.spec import Err, Errno, Ok
 from pagefs.spec.datatypes import O_EXCL, O_RDONLY, O_RDWR, O_TRUNC, O_WRONLY, Created
 from pagefs.spec.explore import SMALL
 
@@ -204,3 +204,13 @@ def test_create_of_dot_names(spec) -> None:
     s = spec()
     assert s.err("CREATE", 0, 1, b".", O_RDWR, 0o644) == {Errno.EISDIR, Errno.EEXIST,
                                                          Errno.EINVAL}
+
+
+def test_a_symlinks_mode_or_time_may_be_unsupported(spec) -> None:
+    s = spec()
+    s.ok("host.symlink", b"target", b"l")
+    link = s.lookup(0, b"l")
+    results = s.results("SETATTR", 0, link, None, 0o600, None)
+    assert Err(Errno.EOPNOTSUPP) in results and any(isinstance(r, Ok) for r in results)
+    assert s.err("SETATTR", 0, link, 0, None, None) == {Errno.EINVAL}
+    assert s.err("host.chmod", b"l", 0o600) == {Errno.ELOOP, Errno.EOPNOTSUPP}

@@ -2,8 +2,8 @@
 
 The small geometry: 16-byte pages, 32-byte ranges, a 3-range (96-byte) window."""
 
-from pagefs.spec import FAULT, Errno, Ok
-from pagefs.spec.datatypes import O_RDONLY
+from pagefs.spec import FAULT, Err, Errno, Ok
+from pagefs.spec.datatypes import O_RDONLY, O_WRONLY, OFF_MAX
 
 DATA = bytes(range(65, 85))  # 20 bytes: one full page and 4 bytes of the next
 
@@ -169,13 +169,15 @@ def test_an_unlinked_but_mapped_file_keeps_its_data(spec) -> None:
     assert s.state.next_ino == 4  # and its number is never handed out again
 
 
-def test_removemapping_frees_ranges_and_a_free_range_is_no_error(spec) -> None:
+def test_removemapping_frees_ranges_and_a_free_range_may_be_einval(spec) -> None:
     s = spec()
     s.file(b"f", DATA)
     s.mapped(0, b"f", moffset=32)
-    s.ok("REMOVEMAPPING", 0, 0, 64)
+    s.mapped(0, b"f", moffset=64)
+    s.ok("REMOVEMAPPING", 0, 32, 64)
     s.fault("LOAD", 0, 32, 1)
-    s.ok("REMOVEMAPPING", 0, 0, 96)
+    results = s.results("REMOVEMAPPING", 0, 0, 96)  # servers differ on free ranges
+    assert set(results) == {Ok(None), Err(Errno.EINVAL)}
 
 
 def test_setupmapping_replaces_what_a_range_mapped(spec) -> None:
@@ -185,3 +187,26 @@ def test_setupmapping_replaces_what_a_range_mapped(spec) -> None:
     s.mapped(0, b"f")
     s.mapped(0, b"g")
     assert s.ok("LOAD", 0, 0, 4) == b"gggg"
+
+
+def test_any_mapping_needs_read_access_and_only_regular_files_map(spec) -> None:
+    s = spec()
+    s.file(b"f", DATA)
+    s.ok("host.mkdir", b"d", 0o755)
+    wo = s.open(0, b"f", O_WRONLY)
+    assert s.err("SETUPMAPPING", 0, wo, 0, 32, False, 0) == {Errno.EACCES}  # as mmap(2)
+    assert s.err("SETUPMAPPING", 0, wo, 0, 32, True, 0) == {Errno.EACCES}
+    directory = s.lookup(0, b"d")
+    opened = [o for o in s.outcomes("OPEN", 0, directory, O_RDONLY) if o.result != Err(
+        Errno.EISDIR)]
+    s.state = opened[0].state
+    dir_fh = opened[0].result.value
+    assert s.err("SETUPMAPPING", 0, dir_fh, 0, 32, False, 0) == {Errno.ENODEV, Errno.EINVAL}
+
+
+def test_mapping_past_the_largest_file_offset_is_eoverflow(spec) -> None:
+    s = spec()
+    s.file(b"f", DATA)
+    fh = s.open(0, b"f")
+    top = OFF_MAX - OFF_MAX % 16 - 16  # page-aligned, one range reaches past OFF_MAX
+    assert s.err("SETUPMAPPING", 0, fh, top, 32, False, 0) == {Errno.EOVERFLOW, Errno.EINVAL}

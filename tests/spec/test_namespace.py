@@ -2,8 +2,8 @@
 RENAME, OPENDIR/READDIR/RELEASEDIR, STATFS (NAMESPACE, NODEID, CONFINE)."""
 
 import pytest
-from pagefs.spec import Errno
-from pagefs.spec.datatypes import RENAME_NOREPLACE, DirEntry, FileKind, StatFs
+from pagefs.spec import Err, Errno, Ok
+from pagefs.spec.datatypes import RENAME_EXCHANGE, RENAME_NOREPLACE, DirEntry, FileKind, StatFs
 
 BAD_NAMES = [(b"a/b", {Errno.EINVAL}), (b"a\0", {Errno.EINVAL}),
              (b"toolong", {Errno.ENAMETOOLONG}), (b"", {Errno.EINVAL, Errno.ENOENT})]
@@ -204,3 +204,24 @@ def test_statfs_reports_the_name_limit(spec) -> None:
     s = spec()
     assert s.ok("STATFS", 0, 1) == StatFs(namelen=6)
     assert s.err("STATFS", 0, 9) == {Errno.ESTALE, Errno.ENOENT}
+
+
+def test_rename_exchange_swaps_two_names_or_is_unsupported(spec) -> None:
+    s = spec()
+    s.file(b"a", b"A")
+    s.ok("host.mkdir", b"d", 0o755)
+    fh = s.open(0, b"a")
+    outcomes = s.outcomes("RENAME", 0, 1, b"a", 1, b"d", RENAME_EXCHANGE)
+    assert {o.result for o in outcomes} == {Ok(None), Err(Errno.EINVAL)}
+    s.state = next(o.state for o in outcomes if o.result == Ok(None))
+    assert s.ok("host.stat", b"d").kind is FileKind.REG
+    assert s.ok("READ", 0, fh, 0, 9) == b"A"  # the handle follows its inode
+    assert s.err("RENAME", 0, 1, b"a", 1, b"zz", RENAME_EXCHANGE) == {Errno.ENOENT}
+    assert s.err("RENAME", 0, 1, b"a", 1, b"d", RENAME_EXCHANGE | RENAME_NOREPLACE) == {
+        Errno.EINVAL}
+    a = s.lookup(0, b"a")
+    s.ok("MKDIR", 0, a, b"in", 0o755)
+    s.ok("MKDIR", 0, s.lookup(0, b"in", parent=a), b"x", 0o755)
+    # swapping a directory with a name inside it would put it inside itself
+    assert s.err("RENAME", 0, 1, b"a", s.lookup(0, b"in", parent=a), b"x",
+                 RENAME_EXCHANGE) == {Errno.EINVAL}
