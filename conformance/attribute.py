@@ -180,6 +180,8 @@ def attribute(state: State, bindings: Bindings, check: Check, history: History) 
     if _lifetime(state, check, history):
         return {"LIFETIME"}
     found = _predicates(state, check)
+    if state.config.read_only and Errno.EROFS in errnos and check.observed.kind == "ok":
+        found.add("RO-EXPORT")  # a write path the read-only export should not have had
     if op in ("LOAD", "READ", "host.read"):
         data = _data_property(state, check, history)
         if data:

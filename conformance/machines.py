@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, precondition, rule
+from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition, rule
 from pagefs.conformance.attribute import History, attribute
 from pagefs.conformance.session import ATTRS, BYTES, Check, Session
 from pagefs.conformance.target import (
@@ -51,6 +51,7 @@ SIZES = st.sampled_from([0, 1, 100, PAGE - 1, PAGE, PAGE + 1, 2 * PAGE, 2 * PAGE
 DATA = st.binary(min_size=1, max_size=8)
 MODES = st.sampled_from([0o600, 0o644, 0o755, 0o400])
 ACCESS = st.sampled_from([O_RDONLY, O_WRONLY, O_RDWR])
+SCENE_DATA = bytes(range(1, 251)) * 20  # 5000 bytes, none zero: a page and a partial page
 
 
 class Departure(AssertionError):
@@ -72,6 +73,8 @@ class Family:
     bad_args: bool = False  # draw stale ids and malformed names as well as valid ones
     loose: frozenset[str] = frozenset()  # aspects other families judge (session.ATTRS/BYTES)
     files: tuple[bytes, ...] = FILE_NAMES
+    scene: str = "file"  # how each case starts (see SpecMachine.scene)
+    probe: str = ""  # after each change, observe it from every side: "bytes" or "attrs"
 
     @property
     def properties(self) -> tuple[str, ...]:
@@ -104,19 +107,21 @@ FAMILIES: tuple[Family, ...] = (
     Family("data coherence", {"COH-READ": NONE, "COH-WRITE": frozenset({MAPPINGS}),
                               "COH-PEER": frozenset({MAPPINGS, PEERS}),
                               "EOF-FAULT": frozenset({MAPPINGS}), "ISOLATION": NONE},
-           frozenset(_DATA_RULES), loose=frozenset({ATTRS}), files=FILE_NAMES[:2]),
+           frozenset(_DATA_RULES), loose=frozenset({ATTRS}), files=FILE_NAMES[:2],
+           scene="mapped", probe="bytes"),
     Family("metadata", {"COH-META": NONE}, frozenset(_META_RULES), loose=frozenset({BYTES}),
-           files=FILE_NAMES[:2]),
+           files=FILE_NAMES[:2], probe="attrs"),
     Family("handles and lifetimes", {"ACCESS-MODE": NONE, "HANDLE": frozenset({OWN_HANDLES}),
                                      "LIFETIME": NONE, "NODEID": frozenset({OWN_HANDLES}),
                                      "RECLAIM": frozenset({PEERS})},
-           frozenset(_HANDLE_RULES), bad_args=True, loose=frozenset({ATTRS})),
+           frozenset(_HANDLE_RULES), bad_args=True, loose=frozenset({ATTRS}),
+           scene="opened"),
     Family("namespace", {"NAMESPACE": NONE}, frozenset(_NAMESPACE_RULES), bad_args=True,
-           loose=frozenset({ATTRS, BYTES})),
+           loose=frozenset({ATTRS, BYTES}), scene="tree"),
     Family("read-only export", {"RO-EXPORT": frozenset({READ_ONLY})}, frozenset(_RO_RULES),
-           read_only=True, loose=frozenset({ATTRS, BYTES})),
+           read_only=True, loose=frozenset({ATTRS, BYTES}), scene="read-only"),
     Family("confinement", {"CONFINE": frozenset({CONFINED})}, frozenset(_CONFINE_RULES),
-           bad_args=True, loose=frozenset({ATTRS, BYTES})),
+           bad_args=True, loose=frozenset({ATTRS, BYTES}), scene="traps"),
 )
 
 NOT_EXERCISED = {
@@ -125,6 +130,34 @@ NOT_EXERCISED = {
     "DURABLE": "stable storage is observable only across a host crash, which no target "
                "offers",
 }
+
+
+def _touched(state: State, op: str, args: tuple) -> tuple[int, int, int] | None:
+    """(inode, file offset, length) a successful change touched, or None."""
+    from pagefs.spec.tree import resolve_path
+    if op in ("host.write", "host.truncate", "host.chmod"):
+        ino = resolve_path(state, args[0])
+        if isinstance(ino, frozenset):
+            return None
+        if op == "host.write":
+            return ino, args[1], len(args[2])
+        size = args[1] if op == "host.truncate" else state.inodes[ino].size
+        return ino, max(0, size - 1), 2
+    if op == "STORE":
+        guest, woffset, data = args
+        mapped = state.guests[guest].window[woffset // state.config.range_size] \
+            if 0 <= woffset < state.config.window_size else None
+        if mapped is None:
+            return None
+        return mapped.ino, mapped.foffset + woffset % state.config.range_size, len(data)
+    if op in ("WRITE", "SETATTR"):
+        guest = args[0]
+        if op == "WRITE":
+            handle = state.guests[guest].handles.get(args[1])
+            return (handle.ino, args[2], len(args[3])) if handle else None
+        node = state.guests[guest].nodes.get(args[1])
+        return (node.ino, 0, 1) if node else None
+    return None
 
 
 def family_of(prop: str) -> Family | None:
@@ -157,7 +190,8 @@ class SpecMachine(RuleBasedStateMachine):
     session_class: ClassVar[type] = Session  # the vector generator runs the spec alone
     on_example: ClassVar[Callable[[], None]] = staticmethod(lambda: None)
     on_departure: ClassVar[Callable[[Departure], None]] = staticmethod(lambda d: None)
-    on_diverge: ClassVar[Callable[[set[str]], None]] = staticmethod(lambda props: None)
+    on_diverge: ClassVar[Callable[[set[str], str], None]] = staticmethod(
+        lambda props, line: None)
 
     def __init__(self) -> None:
         super().__init__()
@@ -171,6 +205,8 @@ class SpecMachine(RuleBasedStateMachine):
         self.history = History()
         self.diverged = False
         self.trace: list[str] = []
+        self.hot: list[int] = []  # file offsets written lately: where reads should look
+        self.probing = False
 
     def teardown(self) -> None:
         self.session.close()
@@ -222,6 +258,12 @@ class SpecMachine(RuleBasedStateMachine):
             self.diverged = True  # the spec alone has no single next state to follow
         if check.ok:
             self.history.record(state, check)
+            if self.family.probe and not self.diverged and not self.probing:
+                self.probing = True
+                try:
+                    self.probe(state, op, args)
+                finally:
+                    self.probing = False
             return check
         props = attribute(state, bindings, check, self.history)
         if self.focus in props:
@@ -229,8 +271,77 @@ class SpecMachine(RuleBasedStateMachine):
             type(self).on_departure(departure)
             raise departure
         self.diverged = True  # judged by the run for those properties
-        type(self).on_diverge(props)
+        type(self).on_diverge(props, self.trace[-1].strip())
         return check
+
+    # --- probes: after a change, look at once from every side (as fsx checks every op) ---
+
+    def probe(self, before: State, op: str, args: tuple) -> None:
+        """Observe what a change must have changed: through every guest's mappings and
+        handles, from the host, and (metadata) in every guest's attributes."""
+        touched = _touched(before, op, args)
+        if touched is None:
+            return
+        ino, offset, length = touched
+        state = self.state
+        if ino not in state.inodes:
+            return
+        if self.family.probe == "attrs":
+            for g, session in enumerate(state.guests):
+                held = [n for n, node in session.nodes.items() if node.ino == ino]
+                if held and session.connected:
+                    self.step_quietly("GETATTR", g, held[0])
+            return
+        length = max(1, min(length, 8))
+        name = next((n for n, i in state.inodes[1].entries.items() if i == ino), None)
+        if name is not None and not op.startswith("host."):
+            self.step_quietly("host.read", name, offset, length)  # COH-WRITE first
+        for g, session in enumerate(state.guests):
+            if not session.connected:
+                continue
+            for index, mapped in enumerate(session.window[:RANGES_USED]):
+                inside = mapped and mapped.ino == ino and \
+                    mapped.foffset <= offset < mapped.foffset + self.config.range_size
+                if inside and (op != "STORE" or g != args[0]):
+                    woffset = index * self.config.range_size + offset - mapped.foffset
+                    self.step_quietly("LOAD", g, woffset, length)
+            readable = [f for f, h in session.handles.items()
+                        if h.ino == ino and h.kind is HandleKind.FILE and h.access.can_read]
+            if readable and op.startswith("host."):
+                self.step_quietly("READ", g, readable[0], offset, length)
+
+    def step_quietly(self, op: str, *args: object) -> None:
+        """A probe step: checked like any other, but it does not probe in turn."""
+        if not self.diverged:
+            self.step(op, *args)
+
+    # --- how a case starts: a scene where the family has something to judge at once ---
+
+    @initialize()
+    def scene(self) -> None:
+        """Files with data across a page boundary, already looked up, opened and mapped
+        as the family needs, so that even a short case exercises its properties."""
+        scene = self.family.scene
+        if scene in ("tree", "traps"):
+            self.step("host.mkdir", b"d", 0o755)
+        if scene == "traps":
+            self.step("host.symlink", b"..", b"s")
+            self.step("host.symlink", b"/etc/passwd", b"d/s")
+            self.step("host.mkfifo", b"p", 0o644)
+        self.step("host.create", b"a", 0o644)
+        if scene in ("tree", "traps"):
+            return
+        self.step("host.write", b"a", 0, SCENE_DATA)
+        mappings = MAPPINGS in self.factory.capabilities
+        for g in range(len(self.session.guests)):
+            self.step("LOOKUP", g, 1, b"a")
+            if scene == "opened":
+                self.step("OPEN", g, 2, O_RDONLY)
+            self.step("OPEN", g, 2, O_RDONLY if scene == "read-only" else O_RDWR)
+            if mappings and scene in ("mapped", "read-only", "opened"):
+                fh = self.state.guests[g].next_fh - 1
+                self.step("SETUPMAPPING", g, fh, 0, self.config.range_size,
+                          scene != "read-only", 0)
 
     # --- argument choices, drawn from where the run is ---
 
@@ -270,11 +381,20 @@ class SpecMachine(RuleBasedStateMachine):
         return data.draw(st.sampled_from(
             [*FILE_NAMES, *DIR_NAMES, b"d/a", b"d/b", b"e/a"]), label="path")
 
-    def woffset(self, data: st.DataObject, g: int) -> int:
+    def offset(self, data: st.DataObject, write: bool = False) -> int:
+        """An offset in a file, often one written lately (so reads meet writes)."""
+        if self.hot and not write and data.draw(st.booleans(), label="hot"):
+            return data.draw(st.sampled_from(self.hot[-4:]), label="offset")
+        offset = data.draw(OFFSETS, label="offset")
+        if write:
+            self.hot.append(offset)
+        return offset
+
+    def woffset(self, data: st.DataObject, g: int, write: bool = False) -> int:
         window = self.state.guests[g].window[:RANGES_USED]
         mapped = [i for i, m in enumerate(window) if m is not None]
         index = data.draw(st.sampled_from(mapped * 8 + list(range(RANGES_USED))), label="range")
-        return index * self.config.range_size + data.draw(OFFSETS, label="offset")
+        return index * self.config.range_size + self.offset(data, write)
 
     # --- host operations ---
 
@@ -286,7 +406,7 @@ class SpecMachine(RuleBasedStateMachine):
     @precondition(enabled("host_write"))
     @rule(data=st.data())
     def host_write(self, data: st.DataObject) -> None:
-        self.step("host.write", self.path(data), data.draw(OFFSETS), data.draw(DATA))
+        self.step("host.write", self.path(data), self.offset(data, write=True), data.draw(DATA))
 
     @precondition(enabled("host_truncate"))
     @rule(data=st.data())
@@ -332,7 +452,7 @@ class SpecMachine(RuleBasedStateMachine):
     @precondition(enabled("host_read"))
     @rule(data=st.data())
     def host_read(self, data: st.DataObject) -> None:
-        self.step("host.read", self.path(data), data.draw(OFFSETS), data.draw(st.integers(1, 8)))
+        self.step("host.read", self.path(data), self.offset(data), data.draw(st.integers(1, 8)))
 
     @precondition(enabled("host_stat"))
     @rule(data=st.data())
@@ -458,13 +578,13 @@ class SpecMachine(RuleBasedStateMachine):
     @rule(data=st.data())
     def read(self, data: st.DataObject) -> None:
         g = self.guest(data, "handle")
-        self.step("READ", g, self.fh(data, g), data.draw(OFFSETS), data.draw(st.integers(1, 8)))
+        self.step("READ", g, self.fh(data, g), self.offset(data), data.draw(st.integers(1, 8)))
 
     @precondition(enabled("write"))
     @rule(data=st.data())
     def write(self, data: st.DataObject) -> None:
         g = self.guest(data, "handle")
-        self.step("WRITE", g, self.fh(data, g), data.draw(OFFSETS), data.draw(DATA))
+        self.step("WRITE", g, self.fh(data, g), self.offset(data, write=True), data.draw(DATA))
 
     @precondition(enabled("release"))
     @rule(data=st.data())
@@ -513,7 +633,7 @@ class SpecMachine(RuleBasedStateMachine):
     @rule(data=st.data())
     def store(self, data: st.DataObject) -> None:
         g = self.guest(data, "mapped")
-        self.step("STORE", g, self.woffset(data, g), data.draw(DATA))
+        self.step("STORE", g, self.woffset(data, g, write=True), data.draw(DATA))
 
     # --- sessions ---
 
@@ -540,7 +660,7 @@ class SpecMachine(RuleBasedStateMachine):
 def machine_for(factory: TargetFactory, family: Family, focus: str, *,
                 on_example: Callable[[], None] = lambda: None,
                 on_departure: Callable[[Departure], None] = lambda d: None,
-                on_diverge: Callable[[set[str]], None] = lambda props: None,
+                on_diverge: Callable[[set[str], str], None] = lambda props, line: None,
                 ) -> type[SpecMachine]:
     """A machine class bound to one target factory, family and focus property."""
     return type(f"{family.name.title().replace(' ', '')}_{focus}", (SpecMachine,), {

@@ -69,8 +69,12 @@ def judge(factory: TargetFactory, prop: str, *, examples: int, steps: int, seed:
         if progress:
             progress.example()
 
-    def on_diverge(props: set[str]) -> None:
+    first_line: dict[str, str] = {}
+
+    def on_diverge(props: set[str], line: str) -> None:
         stopped.update(props)
+        for p in props:
+            first_line.setdefault(p, line)
 
     machine = machine_for(factory, family, prop, on_example=on_example,
                           on_departure=departures.append, on_diverge=on_diverge)
@@ -96,8 +100,10 @@ def judge(factory: TargetFactory, prop: str, *, examples: int, steps: int, seed:
     verdict.examples = counts["examples"]
     if stopped and verdict.result == PASS:
         # Honest about coverage: runs that met another property's departure stop judging.
+        common = stopped.most_common()
         verdict.detail = ("some runs stopped judging at departures on " +
-                          ", ".join(f"{p} ({n}x)" for p, n in stopped.most_common()))
+                          ", ".join(f"{p} ({n}x)" for p, n in common) +
+                          f"; e.g. {first_line[common[0][0]]}")
     verdict.seconds = round(time.monotonic() - start, 2)
     return verdict
 

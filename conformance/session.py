@@ -325,6 +325,8 @@ class Session:
                 value = None
             else:
                 guest = self.guests[args[0]]
+                if guest is None and operation.kind == "memory":
+                    return Observed("fault")  # a disconnected guest's window maps nothing
                 if guest is None:
                     raise OSError(errnos.EIO, "no session (after DESTROY)")
                 if op == "DESTROY":

@@ -3,7 +3,8 @@
 Guest requests are syscalls on the host directory itself and mappings are mmaps of
 it, so every coherence property holds by construction of the kernel's page cache.
 Departures found here are departures of the spec or of the harness, which is what
-makes this target the suite's calibration point.
+makes this target the suite's calibration point. The read-only export is a read-only
+bind mount of the same directory (when the suite may mount, as root).
 """
 
 from __future__ import annotations
@@ -11,29 +12,48 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
+import subprocess
 import tempfile
 
 from pagefs.conformance.target import MAPPINGS, PEERS, READ_ONLY, Target, TargetFactory
 from pagefs.conformance.targets.mount import ViewTarget
 
 
+def _run(*args: str) -> bool:
+    return subprocess.run(args, capture_output=True, timeout=30).returncode == 0
+
+
 class LocalFactory(TargetFactory):
     name = "local"
-    capabilities = frozenset({MAPPINGS, PEERS})
 
     def __init__(self) -> None:
         self._base = tempfile.mkdtemp(prefix="pagefs-conformance-local.")
+        self._rw = os.path.join(self._base, "rw")
+        self._ro = os.path.join(self._base, "ro")
+        os.mkdir(self._rw)
+        os.mkdir(self._ro)
         self._cases = itertools.count()
+        self._mounted = _run("mount", "--bind", self._rw, self._ro)
+        if self._mounted and not _run("mount", "-o", "remount,bind,ro", self._ro):
+            self.close()
+            raise OSError(f"local: cannot make {self._ro} a read-only bind mount")
+        caps = {MAPPINGS, PEERS} | ({READ_ONLY} if self._mounted else set())
+        self.capabilities = frozenset(caps)
 
     def why_not(self, capability: str) -> str:
         if capability == READ_ONLY:
-            return "one kernel view: the guest writes wherever the host may"
+            return "a read-only bind mount needs root"
         return f"host and guest are one kernel view: no {capability} boundary to test"
 
     def start(self, *, read_only: bool = False) -> Target:
-        root = os.path.join(self._base, str(next(self._cases)))
+        case = str(next(self._cases))
+        root = os.path.join(self._rw, case)
         os.mkdir(root, 0o755)  # the spec's export root
-        return ViewTarget(self.name, self.capabilities, root, [root, root], read_only=False)
+        view = os.path.join(self._ro, case) if read_only else root
+        return ViewTarget(self.name, self.capabilities, root, [view, view], read_only)
 
     def close(self) -> None:
+        if self._mounted:
+            _run("umount", "-l", self._ro)
+            self._mounted = False
         shutil.rmtree(self._base, ignore_errors=True)

@@ -1,0 +1,228 @@
+"""One injected fault around a real target: the evidence that each family catches bugs.
+
+`inject(factory, fault)` wraps a real target so that its guests misbehave in exactly
+one way; everything else is the real target's. The suite must then fail the family the
+fault belongs to, and only sensible ones (tests/conformance/test_faults.py).
+
+    stale-read            loads and READs return what the guest saw first (a private cache)
+    lost-store            stores through a mapping are dropped
+    reused-handle         a released handle number is handed out again by the next open
+    writable-ro-mapping   a read-only export grants writable mappings (through a second,
+                          writable handle the guest never asked for)
+    missed-eof-fault      an access beyond end of file reads zeros / is dropped, no fault
+"""
+
+from __future__ import annotations
+
+import errno
+from typing import Any
+
+from pagefs.conformance.target import OWN_HANDLES, READ_ONLY, Target, TargetFactory
+from pagefs.spec.datatypes import O_ACCMODE, O_RDWR
+
+PAGE = 4096
+FAULTS = ("stale-read", "lost-store", "reused-handle", "writable-ro-mapping",
+          "missed-eof-fault")
+
+
+class _Delegate:
+    """Everything not overridden goes to the real object."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+class StaleRead(_Delegate):
+    """A private page cache that is never invalidated: the first sight of a page is kept."""
+
+    def __init__(self, inner: Any) -> None:
+        super().__init__(inner)
+        self._pages: dict[tuple, bytes] = {}
+
+    def _cached(self, key: tuple, offset: int, size: int, fetch: Any) -> bytes:
+        out = b""
+        while len(out) < size:
+            at = offset + len(out)
+            page = (*key, at // PAGE)
+            if page not in self._pages:
+                self._pages[page] = fetch(at - at % PAGE, PAGE)
+            cached = self._pages[page][at % PAGE:at % PAGE + size - len(out)]
+            if not cached:
+                break
+            out += cached
+        return out
+
+    def load(self, moffset: int, size: int) -> bytes:
+        try:
+            got = self._cached(("load",), moffset, size, self._inner.load)
+        except OSError:
+            return self._inner.load(moffset, size)  # a page that faults is not cached
+        return got
+
+    def read(self, fh: int, offset: int, size: int) -> bytes:
+        return self._cached(("read", fh), offset, size, lambda o, n: self._inner.read(fh, o, n))
+
+
+class LostStore(_Delegate):
+    def store(self, moffset: int, data: bytes) -> None:
+        return None
+
+
+class ReusedHandle(_Delegate):
+    """Handle numbers of its own, recycled lowest-first as file descriptors are."""
+
+    def __init__(self, inner: Any) -> None:
+        super().__init__(inner)
+        self._inner_of: dict[int, int] = {}
+
+    def _new(self, inner_fh: int) -> int:
+        fh = next(n for n in range(1, len(self._inner_of) + 2) if n not in self._inner_of)
+        self._inner_of[fh] = inner_fh
+        return fh
+
+    def _fh(self, fh: int) -> int:
+        return self._inner_of.get(fh, fh + (1 << 30))  # unknown numbers stay unknown
+
+    def open(self, nodeid: int, flags: int) -> int:
+        return self._new(self._inner.open(nodeid, flags))
+
+    def opendir(self, nodeid: int) -> int:
+        return self._new(self._inner.opendir(nodeid))
+
+    def create(self, parent: int, name: bytes, flags: int, mode: int) -> tuple:
+        entry, fh = self._inner.create(parent, name, flags, mode)
+        return entry, self._new(fh)
+
+    def release(self, fh: int) -> None:
+        self._inner.release(self._fh(fh))
+        self._inner_of.pop(fh, None)
+
+    def releasedir(self, fh: int) -> None:
+        self._inner.releasedir(self._fh(fh))
+        self._inner_of.pop(fh, None)
+
+    def read(self, fh: int, offset: int, size: int) -> bytes:
+        return self._inner.read(self._fh(fh), offset, size)
+
+    def write(self, fh: int, offset: int, data: bytes) -> int:
+        return self._inner.write(self._fh(fh), offset, data)
+
+    def flush(self, fh: int) -> None:
+        self._inner.flush(self._fh(fh))
+
+    def fsync(self, fh: int, datasync: bool = False) -> None:
+        self._inner.fsync(self._fh(fh), datasync)
+
+    def readdir(self, fh: int) -> list:
+        return self._inner.readdir(self._fh(fh))
+
+    def setupmapping(self, fh: int, foffset: int, length: int, writable: bool,
+                     moffset: int) -> None:
+        self._inner.setupmapping(self._fh(fh), foffset, length, writable, moffset)
+
+
+class WritableRoMapping(_Delegate):
+    """A guest of the writable export, made read-only everywhere but in SETUPMAPPING."""
+
+    _REFUSED = ("write", "symlink", "mkdir", "unlink", "rmdir", "rename")
+
+    def __init__(self, inner: Any) -> None:
+        super().__init__(inner)
+        self._node_of: dict[int, int] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        if name in self._REFUSED:
+            def refuse(*args: Any, **kwargs: Any) -> None:
+                raise OSError(errno.EROFS, "read-only export")
+            return refuse
+        return getattr(self._inner, name)
+
+    def open(self, nodeid: int, flags: int) -> int:
+        if flags & O_ACCMODE or flags & 0o1000:  # write access or O_TRUNC
+            raise OSError(errno.EROFS, "read-only export")
+        fh = self._inner.open(nodeid, flags)
+        self._node_of[fh] = nodeid
+        return fh
+
+    def create(self, parent: int, name: bytes, flags: int, mode: int) -> tuple:
+        raise OSError(errno.EROFS, "read-only export")
+
+    def setattr(self, nodeid: int, fh: int | None = None, **changes: Any) -> Any:
+        if any(v is not None for v in changes.values()):
+            raise OSError(errno.EROFS, "read-only export")
+        return self._inner.setattr(nodeid, fh, **changes)
+
+    def setupmapping(self, fh: int, foffset: int, length: int, writable: bool,
+                     moffset: int) -> None:
+        if writable and fh in self._node_of:  # the bug: a writable handle behind its back
+            fh = self._inner.open(self._node_of[fh], O_RDWR)
+        self._inner.setupmapping(fh, foffset, length, writable, moffset)
+
+
+class MissedEofFault(_Delegate):
+    def load(self, moffset: int, size: int) -> bytes:
+        try:
+            return self._inner.load(moffset, size)
+        except OSError as exc:
+            if exc.errno != errno.EFAULT:
+                raise
+            return bytes(size)
+
+    def store(self, moffset: int, data: bytes) -> None:
+        try:
+            self._inner.store(moffset, data)
+        except OSError as exc:
+            if exc.errno != errno.EFAULT:
+                raise
+
+
+_WRAPPERS = {"stale-read": StaleRead, "lost-store": LostStore, "reused-handle": ReusedHandle,
+             "writable-ro-mapping": WritableRoMapping, "missed-eof-fault": MissedEofFault}
+
+
+class _FaultyTarget(_Delegate):
+    def __init__(self, inner: Target, fault: str, read_only: bool) -> None:
+        super().__init__(inner)
+        self._fault, self.read_only = fault, read_only
+        self.name = f"{inner.name}+{fault}"
+
+    def connect(self) -> Any:
+        guest = self._inner.connect()
+        if self._fault == "writable-ro-mapping" and not self.read_only:
+            return guest
+        return _WRAPPERS[self._fault](guest)
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+class FaultyFactory(TargetFactory):
+    def __init__(self, inner: TargetFactory, fault: str) -> None:
+        if fault not in _WRAPPERS:
+            raise ValueError(f"unknown fault {fault!r}; known: {', '.join(FAULTS)}")
+        self.inner, self.fault = inner, fault
+        self.name = f"{inner.name}+{fault}"
+        caps = set(inner.capabilities)
+        if fault == "reused-handle":
+            caps.add(OWN_HANDLES)  # the handle numbers are now the wrapper's own
+        if fault == "writable-ro-mapping":
+            caps.add(READ_ONLY)  # a read-only export, faked over the writable one
+        self.capabilities = frozenset(caps)
+
+    def why_not(self, capability: str) -> str:
+        return self.inner.why_not(capability)
+
+    def start(self, *, read_only: bool = False) -> Target:
+        ro_inner = read_only and self.fault != "writable-ro-mapping"
+        return _FaultyTarget(self.inner.start(read_only=ro_inner), self.fault,  # type: ignore[return-value]
+                             read_only)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def inject(factory: TargetFactory, fault: str) -> FaultyFactory:
+    return FaultyFactory(factory, fault)
