@@ -168,6 +168,7 @@ class DeviceQueue:
         self._n_out = ffi.new("unsigned *")
         self._head = ffi.new("uint16_t *")
         self._bytes = ffi.new("uint64_t[2]")  # readable, writable
+        self._segs = ffi.new("struct vq_seg[]", num)
 
     @property
     def last_avail(self) -> int:
@@ -178,14 +179,15 @@ class DeviceQueue:
         return self._vq.used_idx
 
     def pop(self) -> Chain | None:
-        segs = ffi.new("struct vq_seg[]", self.num)
+        segs = self._segs
         n = lib.vq_device_pop(
             self._vq, segs, self.num, self._n_out, self._head, self._bytes, self._bytes + 1
         )
         if n == 0:
-            return None
+            return None  # the common case when draining: no allocation spent on it
         if n < 0:
             raise VirtqueueError(f"malformed descriptor chain (errno {-n})")
+        self._segs = ffi.new("struct vq_seg[]", self.num)  # the chain keeps the filled one
         return Chain(self._head[0], segs, self._n_out[0], n, self._bytes[0], self._bytes[1])
 
     def push(self, head: int, written: int) -> None:
