@@ -16,6 +16,8 @@ import subprocess
 import tempfile
 import time
 
+from pagefs.impl.transport.unix_socket import is_listening
+
 DEFAULT_BINARY = "/usr/lib/qemu/virtiofsd"
 DEBIAN_PACKAGE = "qemu-system-common"
 CACHE_MODES = ("none", "auto", "always")
@@ -60,7 +62,10 @@ class Virtiofsd:
         self.cache = cache
         self.sandbox = sandbox
         self._own_dir = None if socket_path else tempfile.mkdtemp(prefix="pagefs-virtiofsd-")
-        self.socket_path = socket_path or os.path.join(self._own_dir, "vhost-user.sock")
+        # absolute, because /proc/net/unix names a socket by the path it was bound to
+        self.socket_path = os.path.abspath(
+            socket_path or os.path.join(self._own_dir, "vhost-user.sock")
+        )
         self.extra_args = extra_args
         self.process: subprocess.Popen | None = None
         self._log = None
@@ -87,7 +92,8 @@ class Virtiofsd:
             args, stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log
         )
         deadline = time.monotonic() + START_TIMEOUT
-        while not os.path.exists(self.socket_path):
+        # a socket file exists from bind(); connecting before listen() would be refused
+        while not is_listening(self.socket_path):
             if self.process.poll() is not None:
                 raise VirtiofsdError(f"virtiofsd exited at start-up: {self.log_text()}")
             if time.monotonic() > deadline:
