@@ -4,10 +4,11 @@
 memory (SET_MEM_TABLE), sets up the queues (0 = hiprio, 1.. = requests) with kick and
 call eventfds, and opens the backend channel. `submit(queue, request, reply_capacity)`
 puts one chain on a queue and returns a Future of the bytes the device wrote back; many
-may be in flight. One completion thread reaps used chains, serves SHMEM_MAP/_UNMAP into
-the DAX window (`window`) and notices a back-end that went away (pending futures then
-fail with ConnectionError). `close()` stops the queues (GET_VRING_BASE) and releases
-every thread, fd and mapping.
+may be in flight. A caller waiting on its Future reaps used chains itself; a completion
+thread reaps for callbacks and notices a back-end that went away (pending futures then
+fail with ConnectionError); a third thread serves SHMEM_MAP/_UNMAP into the DAX window
+(`window`), so a mapping is answered whatever the other threads are doing. `close()`
+stops the queues (GET_VRING_BASE) and releases every thread, fd and mapping.
 """
 
 from __future__ import annotations
@@ -109,7 +110,7 @@ class VhostUserFrontend:
         self._lock = threading.Condition()
         self._backend_chan: Channel | None = None
         self._stop_fd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
         self._dead: str | None = None
         self._closed = False
 
@@ -196,8 +197,15 @@ class VhostUserFrontend:
         region = MEM_REGION.pack(0, self.memory.size, self.memory.base, 0)
         self._set(Request.SET_MEM_TABLE, MEM_TABLE_HEAD.pack(1, 0) + region, (self.memory.fd,))
         self._setup_queues(num_queues)
-        self._thread = threading.Thread(target=self._run, name="vhost-user-frontend", daemon=True)
-        self._thread.start()
+        self._start_thread(self._run, "vhost-user-completions")
+        if self._backend_chan is not None:
+            # its own thread: a SHMEM request is answered even while reply callbacks run
+            self._start_thread(self._run_backend_channel, "vhost-user-backend-channel")
+
+    def _start_thread(self, target: Callable[[], None], name: str) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        self._threads.append(thread)
+        thread.start()
 
     def _setup_window(self, window_size: int | None) -> None:
         if not self.protocol_features & bit(ProtocolFeature.SHMEM):
@@ -341,8 +349,6 @@ class VhostUserFrontend:
             poller.register(fd, select.EPOLLIN | select.EPOLLET)
         poller.register(self._stop_fd, select.EPOLLIN)
         poller.register(self._chan.fileno(), select.EPOLLRDHUP)
-        if self._backend_chan is not None:
-            poller.register(self._backend_chan.fileno(), select.EPOLLIN)
         try:
             while True:
                 for fd, _events in poller.poll():
@@ -354,8 +360,6 @@ class VhostUserFrontend:
                         for q in self._queues:  # replies pushed before it went still count
                             self._reap(q)
                         raise ConnectionError("back-end closed the connection")
-                    elif not self._serve_backend_request():
-                        poller.unregister(fd)
         except (ConnectionError, VirtqueueError, ProtocolError, OSError) as e:
             self._die(str(e))
         except Exception as e:  # never leave waiters hanging on a thread that is gone
@@ -400,23 +404,32 @@ class VhostUserFrontend:
             else:
                 future.set_result(value)
 
-    def _serve_backend_request(self) -> bool:
-        """Handles one SHMEM_MAP/_UNMAP; False when the channel is gone."""
+    def _run_backend_channel(self) -> None:
+        """Serves SHMEM_MAP/_UNMAP until stopped or the channel goes."""
         chan = self._backend_chan
-        try:
-            msg = chan.recv()
-        except (ProtocolError, OSError) as e:
-            log.warning("backend channel dropped: %s", e)
-            msg = None
-        if msg is None:
-            return False
-        try:
-            status = self._shmem_request(msg)
-        finally:
-            msg.close_fds()
-        if msg.need_reply:
-            chan.reply(msg, U64.pack(status))
-        return True
+        poller = select.poll()
+        poller.register(chan.fileno(), select.POLLIN)
+        poller.register(self._stop_fd, select.POLLIN)
+        while all(fd != self._stop_fd for fd, _ in poller.poll()):
+            try:
+                msg = chan.recv()
+            except (ProtocolError, OSError) as e:
+                log.warning("backend channel dropped: %s", e)
+                return
+            if msg is None:
+                return
+            try:
+                status = self._shmem_request(msg)
+            except Exception:  # whatever the back-end sends, it gets an answer
+                log.exception("SHMEM request failed")
+                status = errno.EIO
+            finally:
+                msg.close_fds()
+            if msg.need_reply:
+                try:
+                    chan.reply(msg, U64.pack(status))
+                except OSError:
+                    return
 
     def _shmem_request(self, msg: Message) -> int:
         """Carries out a backend request; returns 0 or the errno that refuses it."""
@@ -458,9 +471,9 @@ class VhostUserFrontend:
         if self._closed:
             return
         self._closed = True
-        if self._thread is not None:
-            os.eventfd_write(self._stop_fd, 1)
-            self._thread.join()
+        os.eventfd_write(self._stop_fd, 1)  # never drained: wakes every thread of ours
+        for thread in self._threads:
+            thread.join()
         if self._dead is None:
             try:
                 for index in range(len(self._queues)):

@@ -11,7 +11,7 @@ import pytest
 from pagefs.impl.transport import mapping
 from pagefs.impl.transport.frontend import REQUEST_QUEUE, VhostUserFrontend
 
-from .conftest import open_fds
+from .conftest import open_fds, wait_until
 
 MIB = 1 << 20
 
@@ -158,3 +158,21 @@ def test_map_requested_from_inside_a_request_across_processes(
         assert ask(f"map {host_file} {4 * MIB + 1} {MIB} ro") == b"err %d" % errno.EINVAL
         assert ask(f"unmap {4 * MIB} {2 * MIB}") == b"ok"
         assert maps_entry(at) == ("---p", "")
+
+
+def test_map_requested_from_a_reply_callback(
+    process_backend, sock_path: str, host_file: Path
+) -> None:
+    """A reply callback that sends a request needing SHMEM_MAP, and waits for it, gets its
+    answer: the backend channel is served apart from the threads that run callbacks."""
+    with VhostUserFrontend.connect(sock_path) as fe:
+        answers = []
+
+        def map_from_callback(_first) -> None:
+            ask = f"map {host_file} 0 {MIB} ro".encode()
+            answers.append(fe.submit(REQUEST_QUEUE, ask, 64).result(30))
+
+        fe.submit(REQUEST_QUEUE, b"first", 64).add_done_callback(map_from_callback)
+        assert wait_until(lambda: answers, timeout=60)
+        assert answers == [b"ok"]
+        assert maps_entry(fe.window.base) == ("r--s", str(host_file))
