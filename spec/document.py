@@ -15,6 +15,7 @@ from types import ModuleType
 from pagefs.spec import (
     codec,
     datatypes,
+    examples,
     files,
     guests,
     host,
@@ -138,12 +139,27 @@ def render() -> str:
     for op in REGISTRY.values():
         out += [f"| {op.name} | {op.kind} | {op.concern} | {op.opcode or ''} | "
                 f"{', '.join(p.name for p in op.params)} |"]
-    out += [""]
+    out += ["", "Each operation's contract `lawful(state, op, args, __return__)` says: "
+            + _paragraphs(split_doc(outcomes.lawful)[0]) + " `sound` means: "
+            + _paragraphs(split_doc(outcomes.sound)[0]), ""]
     for title, module in CONCERNS:
         out += [f"## {title}", "", _paragraphs(split_doc(module)[0]), ""]
         for op in REGISTRY.values():
             if op.function.__module__ == module.__name__:
                 out += _operation(op)
+    out += ["## Worked examples", "", _paragraphs(split_doc(examples)[0]), "",
+            "Each starts from a 20-byte file `f` (one full page and 4 bytes of the next), "
+            "looked up by both guests (nodeid 2 in each).", ""]
+    for example in examples.EXAMPLES:
+        out += [f"### {example.title}", "",
+                f"{example.shows} ({', '.join(example.properties)}"
+                f"{'; read-only export' if example.read_only else ''})", "",
+                "| # | call | allowed results |", "|---|---|---|"]
+        for number, ((name, args), results) in enumerate(examples.run(example), 1):
+            call = examples.format_call(name, args)
+            allowed = " or ".join(examples.describe(name, r) for r in results)
+            out += [f"| {number} | `{call}` | {allowed} |"]
+        out += [""]
     out += ["## Rules the operations share", ""]
     for title, module in RULE_MODULES:
         out += [f"### {title}", "", _paragraphs(split_doc(module)[0]), ""]
