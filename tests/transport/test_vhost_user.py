@@ -250,28 +250,27 @@ def _mem_table(size: int) -> bytes:
     return MEM_TABLE_HEAD.pack(1, 0) + MEM_REGION.pack(0, size, 0x10000, 0)
 
 
-def test_guest_memory_that_could_shrink_is_refused(thread_backend, sock_path: str) -> None:
-    """Unsealed memory could be truncated under the daemon (a SIGBUS instead of an error)."""
+@pytest.mark.parametrize(
+    "size, seals, why",
+    [
+        # unsealed memory could be truncated under the daemon: a SIGBUS, not an error
+        (1 << 20, 0, "F_SEAL_SHRINK"),
+        (1 << 16, fcntl.F_SEAL_SHRINK, "shorter"),  # sealed, but less than claimed
+    ],
+)
+def test_guest_memory_the_daemon_cannot_trust_is_refused(
+    thread_backend, sock_path: str, size: int, seals: int, why: str
+) -> None:
     tb = thread_backend()
-    fd = os.memfd_create("unsealed")
+    fd = os.memfd_create("guest-ram", os.MFD_ALLOW_SEALING)
     try:
-        os.ftruncate(fd, 1 << 20)
+        os.ftruncate(fd, size)
+        if seals:
+            fcntl.fcntl(fd, fcntl.F_ADD_SEALS, seals)
         _send_with_fd(sock_path, Request.SET_MEM_TABLE, _mem_table(1 << 20), fd)
     finally:
         os.close(fd)
-    assert tb.join() and "F_SEAL_SHRINK" in tb.backend.broken
-
-
-def test_guest_memory_shorter_than_claimed_is_refused(thread_backend, sock_path: str) -> None:
-    tb = thread_backend()
-    fd = os.memfd_create("short", os.MFD_ALLOW_SEALING)
-    try:
-        os.ftruncate(fd, 1 << 16)
-        fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SHRINK)
-        _send_with_fd(sock_path, Request.SET_MEM_TABLE, _mem_table(1 << 20), fd)
-    finally:
-        os.close(fd)
-    assert tb.join() and "shorter" in tb.backend.broken
+    assert tb.join() and why in tb.backend.broken
 
 
 def test_kick_that_is_not_an_eventfd_is_refused(thread_backend, sock_path: str) -> None:
