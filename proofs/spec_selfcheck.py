@@ -1,6 +1,7 @@
 """`make verify` stage: the spec's own self-checks.
 
-- every named property holds on every state and step of seeded random walks;
+- every named property holds on every state and step of seeded random walks, and on
+  every candidate call from each edge-case state of the CrossHair family;
 - each property can fail: a seeded-bug variant of one operation must be caught by it;
 - the registry covers every operation DESIGN.md names, each with a docstring and the
   `lawful` contract; every property of DESIGN.md is defined;
@@ -28,7 +29,7 @@ from pagefs.spec.datatypes import (
     Outcome,
     State,
 )
-from pagefs.spec.explore import SMALL, walk
+from pagefs.spec.explore import SMALL, sweep, walk
 from pagefs.spec.guests import open_handle, with_guest
 from pagefs.spec.properties import PROPERTIES
 from pagefs.spec.registry import REGISTRY
@@ -248,22 +249,35 @@ def _caught(mutant: Mutant, walks: int, steps: int) -> int | None:
     return None
 
 
-def _walk_rows(walks: int, steps: int) -> Iterable[Row]:
+def _property_rows(walks: int, steps: int, sweep_limit: int) -> Iterable[Row]:
+    """Every property on seeded walks, and on one step of every candidate call from each
+    edge-case state of the CrossHair family; results must survive JSON too."""
+    from pagefs.proofs.crosshair_spec import state_family
+
     start = time.monotonic()
     broken: dict[str, str] = {}
     count = 0
     states: set[State] = set()
-    for state, name, args, outcomes, finding in walk(walks=walks, steps=steps, seed=11):
-        count += 1
-        states.add(state)
+
+    def note(name: str, args: tuple[object, ...], outcomes: tuple[Outcome, ...],
+             properties: Iterable[str]) -> None:
         for outcome in outcomes:
             if codec.from_json(codec.to_json(outcome.result)) != outcome.result:
                 broken.setdefault("JSON", f"{name}{args}: {outcome.result}")
-        if finding is not None:
-            for prop in finding.properties:
-                broken.setdefault(prop, f"{name}{args} after {finding.trace[-4:]}")
+        for prop in properties:
+            broken.setdefault(prop, f"{name}{args}")
+
+    for state, name, args, outcomes, finding in walk(walks=walks, steps=steps, seed=11):
+        count += 1
+        states.add(state)
+        note(name, args, outcomes, finding.properties if finding else ())
+    family = state_family()
+    for _state, name, args, outcomes, properties in sweep(family, sweep_limit):
+        count += 1
+        note(name, args, outcomes, properties)
+    states |= set(family)
     seconds = time.monotonic() - start
-    method = f"walks {walks}x{steps}"
+    method = f"walks {walks}x{steps} + sweep of {len(family)} states"
     for prop in PROPERTIES:
         ok = prop.name not in broken
         yield Row(prop.name, "every operation", method, "holds" if ok else "FAIL", ok,
@@ -302,10 +316,10 @@ def _docs_row() -> Row:
 
 def rows(quick: bool = True) -> Iterable[Row]:
     """The spec's self-checks, as verify rows."""
-    walks, steps = (150, 40) if quick else (1500, 60)
+    walks, steps, limit = (150, 40, 40) if quick else (1500, 60, 1000)
     yield from _coverage_rows()
     yield _docs_row()
-    yield from _walk_rows(walks, steps)
+    yield from _property_rows(walks, steps, limit)
     for mutant in MUTANTS:
         start = time.monotonic()
         caught = _caught(mutant, walks=walks * 2, steps=steps)

@@ -3,15 +3,17 @@
 `candidates` proposes values for an operation's parameters from the current state (the
 nodeids and handles guests hold, plus a never-issued one) and from small fixed sets
 chosen around the geometry's edges (page and range boundaries, end of file, '.', '..',
-'/', NUL, over-long names). `walk` runs seeded random operation sequences and checks
-every named property on every state and step; the spec's self-checks and tests use it,
-and a conformance harness can use `candidates` to generate calls.
+'/', NUL, over-long names). `walk` runs seeded random operation sequences and `sweep`
+tries every candidate call from given states, both checking every named property on
+every state and step; the spec's self-checks and tests use them, and a conformance
+harness can use `candidates` to generate calls.
 """
 
 from __future__ import annotations
 
+import itertools
 import random
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 from pagefs.spec.datatypes import (
@@ -198,3 +200,34 @@ def walk(config: Config = SMALL, *, walks: int, steps: int, seed: int = 0,
             broken = check_step(state, name, args, outcomes)
             yield state, name, args, outcomes, Finding(broken, tuple(trace)) if broken else None
             state = rand.choice(outcomes).state
+
+
+def calls(state: State, operation: Operation, limit: int) -> Iterator[tuple[object, ...]]:
+    """Every combination of candidate arguments for `operation` in `state` (each guest's
+    own ids for its guest parameter), at most `limit` of them, in a fixed order."""
+
+    def combos(index: int, guest: int | None) -> Iterator[tuple[object, ...]]:
+        if index == len(operation.params):
+            yield ()
+            return
+        param = operation.params[index]
+        for value in candidates(state, param, guest, operation.name):
+            chosen = value if param.kind == "GuestId" else guest
+            for rest in combos(index + 1, chosen):
+                yield (value, *rest)
+
+    yield from itertools.islice(combos(0, None), limit)
+
+
+Swept = tuple[State, str, tuple[object, ...], tuple[Outcome, ...], tuple[str, ...]]
+
+
+def sweep(states: Iterable[State], limit: int) -> Iterator[Swept]:
+    """From each state, every operation with every candidate argument combination (at most
+    `limit` per operation): one step each, with the properties any outcome breaks."""
+    for state in states:
+        for operation in REGISTRY.values():
+            for args in calls(state, operation, limit):
+                outcomes = operation(state, *args)
+                yield state, operation.name, args, outcomes, check_step(
+                    state, operation.name, args, outcomes)

@@ -1,6 +1,13 @@
 """The spec self-check stage of `make verify` (proofs/spec_selfcheck.py)."""
 
-from pagefs.proofs.spec_selfcheck import DESIGN_PROPERTIES, MUTANTS, _caught, rows
+from pagefs.proofs.spec_selfcheck import (
+    DESIGN_PROPERTIES,
+    MUTANTS,
+    _caught,
+    _coverage_rows,
+    _docs_row,
+    _property_rows,
+)
 
 
 def test_every_property_has_a_seeded_bug_it_catches() -> None:
@@ -9,8 +16,8 @@ def test_every_property_has_a_seeded_bug_it_catches() -> None:
         assert _caught(mutant, walks=300, steps=40) is not None, mutant.description
 
 
-def test_selfcheck_rows_all_pass() -> None:
-    results = list(rows(quick=True))
-    failed = [(r.property, r.operation, r.detail) for r in results if not r.ok]
+def test_selfcheck_rows_pass_on_a_smaller_budget() -> None:
+    rows = [*_coverage_rows(), _docs_row(), *_property_rows(walks=30, steps=20, sweep_limit=8)]
+    failed = [(r.property, r.operation, r.detail) for r in rows if not r.ok]
     assert not failed
-    assert len(results) >= 16 * 2 + 4
+    assert {r.property for r in rows} >= set(DESIGN_PROPERTIES) | {"JSON round trip"}
