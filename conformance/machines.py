@@ -74,7 +74,7 @@ class Family:
     loose: frozenset[str] = frozenset()  # aspects other families judge (session.ATTRS/BYTES)
     files: tuple[bytes, ...] = FILE_NAMES
     scene: str = "file"  # how each case starts (see SpecMachine.scene)
-    probe: str = ""  # after each change, observe it from every side: "bytes" or "attrs"
+    probe: str = ""  # after each change, observe it from every side: bytes, attrs, handles
 
     @property
     def properties(self) -> tuple[str, ...]:
@@ -115,7 +115,7 @@ FAMILIES: tuple[Family, ...] = (
                                      "LIFETIME": NONE, "NODEID": frozenset({OWN_HANDLES}),
                                      "RECLAIM": frozenset({PEERS})},
            frozenset(_HANDLE_RULES), bad_args=True, loose=frozenset({ATTRS}),
-           scene="opened"),
+           scene="opened", probe="handles"),
     Family("namespace", {"NAMESPACE": NONE}, frozenset(_NAMESPACE_RULES), bad_args=True,
            loose=frozenset({ATTRS, BYTES}), scene="tree"),
     Family("read-only export", {"RO-EXPORT": frozenset({READ_ONLY})}, frozenset(_RO_RULES),
@@ -279,6 +279,9 @@ class SpecMachine(RuleBasedStateMachine):
     def probe(self, before: State, op: str, args: tuple) -> None:
         """Observe what a change must have changed: through every guest's mappings and
         handles, from the host, and (metadata) in every guest's attributes."""
+        if self.family.probe == "handles":
+            self.probe_handles(before, op, args)
+            return
         touched = _touched(before, op, args)
         if touched is None:
             return
@@ -309,6 +312,22 @@ class SpecMachine(RuleBasedStateMachine):
                         if h.ino == ino and h.kind is HandleKind.FILE and h.access.can_read]
             if readable and op.startswith("host."):
                 self.step_quietly("READ", g, readable[0], offset, length)
+
+    def probe_handles(self, before: State, op: str, args: tuple) -> None:
+        """After a RELEASE: the released number must be refused, and the next handle the
+        guest opens on that inode must be a new number (HANDLE)."""
+        if op not in ("RELEASE", "RELEASEDIR"):
+            return
+        g, fh = args[0], args[1]
+        handle = before.guests[g].handles.get(fh)
+        if handle is None:
+            return
+        if op == "RELEASE":
+            self.step_quietly("READ", g, fh, 0, 1)
+        nodes = [n for n, node in self.state.guests[g].nodes.items() if node.ino == handle.ino]
+        if nodes:
+            self.step_quietly("OPEN" if op == "RELEASE" else "OPENDIR", g, nodes[0],
+                              *([O_RDONLY] if op == "RELEASE" else []))
 
     def step_quietly(self, op: str, *args: object) -> None:
         """A probe step: checked like any other, but it does not probe in turn."""
@@ -342,6 +361,8 @@ class SpecMachine(RuleBasedStateMachine):
                 fh = self.state.guests[g].next_fh - 1
                 self.step("SETUPMAPPING", g, fh, 0, self.config.range_size,
                           scene != "read-only", 0)
+                for page in (0, PAGE):  # touch both pages: a caching guest now holds them
+                    self.step("LOAD", g, page, 8)
 
     # --- argument choices, drawn from where the run is ---
 

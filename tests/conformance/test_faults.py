@@ -1,0 +1,43 @@
+"""Each family catches a broken target: one injected fault fails that family, and only
+families the fault can sensibly touch (compared with the same target without it)."""
+
+import pytest
+from pagefs.conformance import targets
+from pagefs.conformance.faults import inject
+from pagefs.conformance.machines import family_of
+from pagefs.conformance.report import FAIL
+from pagefs.conformance.runner import ALL, run
+
+DATA = set(family_of("COH-READ").properties)
+
+
+def _failing(factory, budget, properties=ALL) -> set[str]:
+    return {v.property for v in run(factory, properties, **budget).verdicts
+            if v.result == FAIL}
+
+
+@pytest.fixture(scope="module")
+def local_baseline(budget):
+    with targets.factory("local") as factory:
+        return _failing(factory, budget)
+
+
+@pytest.mark.parametrize(("fault", "expected", "family"), [
+    ("stale-read", "COH-READ", DATA),
+    ("lost-store", "COH-WRITE", DATA),
+    ("missed-eof-fault", "EOF-FAULT", DATA),
+    ("writable-ro-mapping", "RO-EXPORT", {"RO-EXPORT"}),
+    # The wrapper numbers handles itself, so HANDLE applies to it even over `local`.
+    ("reused-handle", "HANDLE", set(family_of("HANDLE").properties)),
+])
+def test_a_fault_in_local_fails_its_family_only(fault, expected, family, budget,
+                                                local_baseline):
+    with targets.factory("local") as base:
+        failing = _failing(inject(base, fault), budget)
+    assert expected in failing
+    assert failing - local_baseline <= family
+
+
+def test_the_unbroken_local_target_passes_the_data_family(budget):
+    with targets.factory("local") as factory:
+        assert not _failing(factory, budget, sorted(DATA))

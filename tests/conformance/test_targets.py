@@ -1,0 +1,73 @@
+"""The shipped targets behave as the real systems under them do."""
+
+import errno
+import os
+
+import pytest
+from pagefs.conformance import targets
+from pagefs.conformance.target import MAPPINGS, PEERS, READ_ONLY, ROOT_NODEID
+
+
+def _mapped_file(target):
+    guest = target.connect()
+    entry, fh = guest.create(ROOT_NODEID, b"a", os.O_RDWR, 0o644)
+    target.host.write(b"a", 0, b"hello")
+    guest.setupmapping(fh, 0, 2 << 20, True, 0)
+    return guest, fh
+
+
+def test_local_guest_sees_host_writes_through_its_mapping_at_once():
+    with targets.factory("local") as factory:
+        target = factory.start()
+        try:
+            guest, fh = _mapped_file(target)
+            assert guest.load(0, 5) == b"hello"
+            target.host.write(b"a", 1, b"EL")
+            assert guest.load(0, 5) == b"hELlo"
+            guest.store(0, b"J")
+            assert target.host.read(b"a", 0, 5) == b"JELlo"
+            with pytest.raises(OSError) as beyond:
+                guest.load(4096, 1)  # a page wholly beyond end of file
+            assert beyond.value.errno == errno.EFAULT
+            assert guest.read(fh, 0, 5) == b"JELlo"  # the guest goes on after the fault
+        finally:
+            target.close()
+
+
+def test_local_handles_are_never_reused_and_released_ones_fail():
+    with targets.factory("local") as factory:
+        target = factory.start()
+        try:
+            guest = target.connect()
+            _, first = guest.create(ROOT_NODEID, b"a", os.O_RDWR, 0o644)
+            guest.release(first)
+            with pytest.raises(OSError) as again:
+                guest.release(first)
+            assert again.value.errno == errno.EBADF
+            entry = guest.lookup(ROOT_NODEID, b"a")
+            assert guest.open(entry.nodeid, os.O_RDONLY) != first
+        finally:
+            target.close()
+
+
+def test_bindfs_mounts_two_views_and_a_read_only_one_and_unmounts_them(root_only,
+                                                                       no_leftover_mounts):
+    with targets.factory("bindfs") as factory:
+        assert {MAPPINGS, PEERS, READ_ONLY} <= factory.capabilities
+        target = factory.start(read_only=True)
+        try:
+            guest = target.connect()
+            with pytest.raises(OSError) as refused:
+                guest.create(ROOT_NODEID, b"x", os.O_RDWR, 0o644)
+            assert refused.value.errno == errno.EROFS
+        finally:
+            target.close()
+
+
+def test_unknown_target_and_bad_mount_arguments_are_one_line_errors():
+    with pytest.raises(ValueError, match="unknown target"):
+        targets.factory("nfs")
+    with pytest.raises(ValueError, match="usage: mount:HOSTDIR:GUESTDIR"):
+        targets.factory("mount:/tmp")
+    with pytest.raises(OSError, match="is not a directory"):
+        targets.factory("mount:/nonexistent:/tmp")
