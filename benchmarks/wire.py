@@ -1,11 +1,13 @@
-"""make bench-wire: request round trips on the real wire, as ratios to the floor.
+"""make bench-wire: request round trips on the real wire, as ratios.
 
-The floor is the raw eventfd ping-pong between two processes (one notification each way,
-the least any kick/call transport can do). Beside it: a bare chain through our front-end
-to an echo back-end of ours (the transport alone), and GETATTR round trips through our
-front-end and FUSE client to QEMU's C virtiofsd and to pagefs-host, one at a time and with
-many in flight. Every run measures the floor and each case back to back;
-a ratio is taken within a run, and the table shows medians over runs.
+Through our front-end and FUSE client, one request at a time: GETATTR, OPEN+RELEASE and
+LOOKUP+FORGET to pagefs-host and to QEMU's C virtiofsd (cache=none), and GETATTR with
+many in flight. Two baselines, measured in every run beside the cases:
+- the floor, a raw eventfd ping-pong between two processes (one notification each way,
+  the least any kick/call transport can do), with a bare chain through our front-end to
+  an echo back-end of ours (the transport alone) beside it;
+- virtiofsd, for the same request through the same front-end: pagefs-host / virtiofsd.
+Ratios are taken within a run; the tables show medians and ranges over runs.
 
     .venv/bin/python benchmarks/wire.py [--runs 5] [--calls 2000]
 """
@@ -14,19 +16,19 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 
+from harness import Case, compare, machine_report, median_time_us, paired, print_table, run_command
 from pagefs.impl import protocol as p
+from pagefs.impl.host.launcher import host_daemon
 from pagefs.impl.protocol.constants import FUSE_ROOT_ID
 from pagefs.impl.transport.frontend import REQUEST_QUEUE, VhostUserFrontend
 from pagefs.impl.transport.fuse_client import FuseClient
-from pagefs.impl.transport.virtiofsd import Virtiofsd, VirtiofsdError
+from pagefs.impl.transport.virtiofsd import Virtiofsd
 
 # The other process of the floor: answer every ping with a pong; a count of 2 means leave.
 PONG = """
@@ -49,16 +51,9 @@ listener.close()
 VhostUserBackend(conn, window_size=0).serve(lambda request: request)
 """
 BURST = 64  # below the queue size (128), so submitters never wait for room
-
-
-def median_call_us(call: Callable[[], object], calls: int) -> float:
-    """The median time of one call, in microseconds."""
-    samples = []
-    for _ in range(calls):
-        t0 = time.perf_counter_ns()
-        call()
-        samples.append(time.perf_counter_ns() - t0)
-    return statistics.median(samples) / 1000
+FILE = b"file"  # the one file the requests name
+FLOOR = "eventfd ping-pong, 2 processes (floor)"
+BACKENDS = ("virtiofsd", "pagefs-host")
 
 
 @contextmanager
@@ -93,7 +88,31 @@ def echo_back_end(directory: str) -> Iterator[str]:
         yield path
     finally:
         child.stdout.close()
-        child.wait(10)  # it ends with its connection
+        try:
+            child.wait(10)  # it ends with its connection
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+        if os.path.exists(path):
+            os.unlink(path)
+
+
+def request_kinds(client: FuseClient) -> dict[str, Callable[[], object]]:
+    """One round trip of each request kind, named; LOOKUP's FORGET is on the hiprio
+    queue and has no reply, so it adds the submission only."""
+    nodeid = client.lookup(FUSE_ROOT_ID, FILE).nodeid
+
+    def open_release() -> None:
+        client.release(nodeid, client.open(nodeid, os.O_RDONLY).fh)
+
+    def lookup_forget() -> None:
+        client.forget(client.lookup(FUSE_ROOT_ID, FILE).nodeid, 1)
+
+    return {
+        "GETATTR": lambda: client.getattr(nodeid),
+        "OPEN+RELEASE": open_release,
+        "LOOKUP+FORGET": lookup_forget,
+    }
 
 
 def getattr_burst(client: FuseClient) -> None:
@@ -102,83 +121,62 @@ def getattr_burst(client: FuseClient) -> None:
         f.result(30)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--calls", type=int, default=2000)
-    args = parser.parse_args()
-
-    notes: list[str] = []
-    cases: list[tuple[str, Callable[[], float]]] = []
+def bench(runs: int, calls: int) -> None:
+    cases = []
     with tempfile.TemporaryDirectory(prefix="pagefs-bench-wire-") as shared, ExitStack() as stack:
+        with open(os.path.join(shared, FILE.decode()), "wb") as f:
+            f.write(b"x" * 4096)
         floor_call = stack.enter_context(eventfd_ping_pong())
+        cases.append(Case(FLOOR, lambda: median_time_us(floor_call, calls)))
         echo = stack.enter_context(
             VhostUserFrontend.connect(stack.enter_context(echo_back_end(shared)), window_size=0)
         )
         request = bytes(56)  # the size of a GETATTR request
-        cases.append(
-            (
-                "64-byte chain -> echo back-end of ours (transport alone)",
-                lambda: median_call_us(
-                    lambda: echo.submit(REQUEST_QUEUE, request, 256).result(30), args.calls
-                ),
-            )
-        )
-        backends: list[tuple[str, str]] = []
-        try:
-            daemon = stack.enter_context(Virtiofsd(shared, cache="none"))
-            backends.append(("virtiofsd (QEMU 7.2, cache=none)", daemon.socket_path))
-        except VirtiofsdError as e:
-            notes.append(f"virtiofsd skipped: {e}")
-        try:
-            from pagefs.impl.host.launcher import host_daemon
-
-            host = stack.enter_context(host_daemon(shared))
-            backends.append(("pagefs-host", host.socket_path))
-        except Exception as e:  # the host layer is optional for this benchmark
-            notes.append(f"pagefs-host skipped: {e}")
-        for name, path in backends:
+        cases.append(Case(
+            "64-byte chain -> echo back-end of ours (transport alone)",
+            lambda: median_time_us(
+                lambda: echo.submit(REQUEST_QUEUE, request, 256).result(30), calls),
+        ))
+        paths = {
+            "virtiofsd": stack.enter_context(Virtiofsd(shared, cache="none")).socket_path,
+            "pagefs-host": stack.enter_context(host_daemon(shared, log_level="warn")).socket_path,
+        }
+        kinds = {}
+        for backend, path in paths.items():
             client = stack.enter_context(FuseClient.connect(path, window_size=0))
-            for _ in range(200):  # warm up both ends
-                client.getattr(FUSE_ROOT_ID)
-            cases.append(
-                (
-                    f"GETATTR -> {name}, one at a time",
-                    lambda c=client: median_call_us(lambda: c.getattr(FUSE_ROOT_ID), args.calls),
-                )
-            )
-            cases.append(
-                (
-                    f"GETATTR -> {name}, {BURST} in flight, per request",
-                    lambda c=client: (
-                        median_call_us(lambda: getattr_burst(c), max(3, args.calls // BURST))
-                        / BURST
-                    ),
-                )
-            )
-        # Each run measures the floor and every case back to back, so a ratio compares
-        # figures taken under the same load; the table shows medians over runs.
-        floors: list[float] = []
-        values: dict[str, list[float]] = {name: [] for name, _ in cases}
-        ratios: dict[str, list[float]] = {name: [] for name, _ in cases}
-        for _ in range(args.runs):
-            floor = median_call_us(floor_call, args.calls)
-            floors.append(floor)
-            for name, measure in cases:
-                us = measure()
-                values[name].append(us)
-                ratios[name].append(us / floor)
+            kinds[backend] = request_kinds(client)
+            for call in kinds[backend].values():
+                for _ in range(200):  # warm up both ends
+                    call()
+            cases.append(Case(
+                f"GETATTR x{BURST} in flight -> {backend}, per request",
+                lambda c=client: median_time_us(lambda: getattr_burst(c),
+                                                max(3, calls // BURST)) / BURST,
+            ))
+        for kind in kinds["virtiofsd"]:
+            for backend in BACKENDS:
+                cases.append(Case(f"{kind} -> {backend}",
+                                  lambda c=kinds[backend][kind]: median_time_us(c, calls)))
+        rows = compare(cases, runs, baseline=FLOOR)
+    print_table(f"Round trips, one at a time unless said (median call of {calls}; "
+                f"medians over {runs} runs)", rows, "us", "x floor")
+    pairs = [(f"{kind}", f"{kind} -> pagefs-host", f"{kind} -> virtiofsd")
+             for kind in kinds["virtiofsd"]]
+    pairs.append((f"GETATTR x{BURST} in flight",
+                   f"GETATTR x{BURST} in flight -> pagefs-host, per request",
+                   f"GETATTR x{BURST} in flight -> virtiofsd, per request"))
+    print_table("pagefs-host vs virtiofsd, same front-end (time ratio; below 1 is faster)",
+                paired(rows, pairs), "us pagefs", "x virtiofsd")
 
-    print(f"bench-wire: medians of {args.runs} runs x {args.calls} calls")
-    rows = [("eventfd ping-pong, 2 processes (floor)", statistics.median(floors), 1.0)]
-    rows += [(n, statistics.median(values[n]), statistics.median(ratios[n])) for n, _ in cases]
-    width = max(len(name) for name, _, _ in rows)
-    print(f"{'':{width}}  {'us':>8}  {'x floor':>8}")
-    for name, us, ratio in rows:
-        print(f"{name:{width}}  {us:8.1f}  {ratio:8.2f}")
-    for note in notes:
-        print(note)
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--calls", type=int, default=2000)
+    args = parser.parse_args()
+    with machine_report("bench-wire", args.runs):
+        return run_command("bench-wire", lambda: bench(args.runs, args.calls))
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
