@@ -1,0 +1,132 @@
+"""Store-to-load latency: two processes ping-pong on one shared 64-bit word.
+
+Each side waits until the word holds the value it expects, then stores the next one;
+one round trip is two store-to-load hops. The word lives either in a memfd both
+processes map (the baseline), or in a host file both map writable through their own
+pagefs connection and DAX window (two guests). A side spins a bounded number of loads,
+then yields the CPU, and gives up at a deadline, so a lost store cannot hang the run.
+
+As a process: python benchmarks/pingpong.py initiator|responder memfd FD
+              python benchmarks/pingpong.py initiator|responder pagefs SOCKET PATH
+It prints "ready", then for each "go N" line runs N round trips (the initiator prints
+the median round trip in ns, the responder "done"); "exit" ends it.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+
+WORD_BYTES = 4096  # one page holds the word
+SPINS = 200  # loads before yielding: on 2 shared cores the other side may not be running
+DEADLINE = 30.0  # seconds a run may take before a side gives up
+
+
+def _wait_for(word: memoryview, value: int, deadline: float) -> None:
+    spins = 0
+    while word[0] != value:
+        spins += 1
+        if spins == SPINS:
+            spins = 0
+            os.sched_yield()
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the other side never stored {value}")
+
+
+def _open_word(stack: ExitStack, kind: str, where: list[str]) -> memoryview:
+    """The shared word, as a one-element memoryview of format Q."""
+    if kind == "memfd":
+        memory = stack.enter_context(mmap.mmap(int(where[0]), WORD_BYTES))
+        raw = memoryview(memory)
+    else:
+        from pagefs.impl.guest.connect import connect
+
+        share = stack.enter_context(connect(where[0]))
+        if not share.dax:
+            raise SystemExit("pingpong: pagefs-host offered no DAX window")
+        handle = share.open(where[1], os.O_RDWR)
+        stack.callback(handle.close)
+        mapping = share.mmap(handle, 0, WORD_BYTES, writable=True)
+        stack.callback(mapping.close)
+        raw = mapping.unsafe_memoryview()
+    stack.callback(raw.release)
+    word = raw[:8].cast("Q")
+    stack.callback(word.release)
+    return word
+
+
+def _side(role: str, kind: str, where: list[str]) -> None:
+    with ExitStack() as stack:
+        word = _open_word(stack, kind, where)
+        rounds_done = 0
+        print("ready", flush=True)
+        for line in sys.stdin:
+            command = line.split()
+            if command[0] != "go":
+                break
+            deadline = time.monotonic() + DEADLINE
+            samples = []
+            for n in range(rounds_done, rounds_done + int(command[1])):
+                if role == "initiator":
+                    start = time.perf_counter_ns()
+                    word[0] = 2 * n + 1
+                    _wait_for(word, 2 * n + 2, deadline)
+                    samples.append(time.perf_counter_ns() - start)
+                else:
+                    _wait_for(word, 2 * n + 1, deadline)
+                    word[0] = 2 * n + 2
+            rounds_done += int(command[1])
+            print(statistics.median(samples) if samples else "done", flush=True)
+
+
+def _expect_line(side: subprocess.Popen, what: str) -> str:
+    line = side.stdout.readline().strip()
+    if not line:
+        raise RuntimeError(f"a ping-pong side ({what}) ended early, exit status {side.wait()}")
+    return line
+
+
+@contextmanager
+def ping_pong(kind: str, *where: str, pass_fds: tuple[int, ...] = ()
+              ) -> Iterator[Callable[[int], float]]:
+    """Start both sides on the word at `where`; yields run(rounds) -> the median round
+    trip in microseconds."""
+    sides = [
+        subprocess.Popen([sys.executable, __file__, role, kind, *where], pass_fds=pass_fds,
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        for role in ("initiator", "responder")
+    ]
+    try:
+        for side in sides:
+            _expect_line(side, "start")
+
+        def run(rounds: int) -> float:
+            for side in sides:
+                side.stdin.write(f"go {rounds}\n")
+                side.stdin.flush()
+            median_ns = float(_expect_line(sides[0], "initiator"))
+            _expect_line(sides[1], "responder")
+            return median_ns / 1000
+
+        yield run
+        for side in sides:
+            side.stdin.write("exit\n")
+            side.stdin.close()
+            if side.wait(30) != 0:
+                raise RuntimeError(f"a ping-pong side ({kind}) failed")
+    finally:
+        for side in sides:
+            if side.poll() is None:
+                side.kill()
+            side.wait()
+            side.stdout.close()
+
+
+if __name__ == "__main__":
+    _side(sys.argv[1], sys.argv[2], sys.argv[3:])
