@@ -335,6 +335,10 @@ class Session:
                     value = None
                 else:
                     value = _call_guest(guest, op, targs)
+        except ConnectionError:
+            # The back-end hung up (it died, or dropped us for this request): the guest
+            # sees ENOTCONN from here on, which no rule of the spec allows.
+            return Observed("err", errnos.ENOTCONN)
         except OSError as exc:
             if exc.errno is None:  # a harness or set-up failure, not an answer
                 raise
