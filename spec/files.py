@@ -38,15 +38,23 @@ from pagefs.spec.guests import (
     close_handle,
     find_handle,
     handle_errors,
-    node_errors,
-    node_ino,
+    held,
     open_handle,
     remember,
     write_errors,
 )
 from pagefs.spec.outcomes import either, lawful, ok, ok_values, refuse  # noqa: F401 (contracts)
-from pagefs.spec.rules import access_of, is_dot, read_bytes, resize, size_errors, write_bytes
-from pagefs.spec.tree import NO_ERRORS, add_entry, attr_of, child, create_errors, put, with_data
+from pagefs.spec.rules import access_of, is_dot, read_bytes, resize, size_errors
+from pagefs.spec.tree import (
+    NO_ERRORS,
+    add_entry,
+    attr_of,
+    child,
+    create_errors,
+    put,
+    with_data,
+    write_data,
+)
 
 
 def _open_errors(state: State, ino: int, flags: int) -> frozenset[Errno]:
@@ -88,11 +96,9 @@ def open_(state: State, guest: GuestId, nodeid: NodeId, flags: OpenFlags) -> tup
     pre: 0 <= guest < len(state.guests)
     post: lawful(state, "OPEN", (guest, nodeid, flags), __return__)
     """
-    errors = node_errors(state, guest, nodeid)
-    if errors:
-        return refuse(state, errors)
-    ino = node_ino(state, guest, nodeid)
-    assert ino is not None
+    ino = held(state, guest, nodeid)
+    if isinstance(ino, frozenset):
+        return refuse(state, ino)
     errors = _open_errors(state, ino, flags)
     if errors:
         return refuse(state, errors)
@@ -111,11 +117,9 @@ def create(state: State, guest: GuestId, parent: NodeId, name: Name, flags: Open
     pre: 0 <= guest < len(state.guests)
     post: lawful(state, "CREATE", (guest, parent, name, flags, mode), __return__)
     """
-    errors = node_errors(state, guest, parent)
-    if errors:
-        return refuse(state, errors)
-    dir_ino = node_ino(state, guest, parent)
-    assert dir_ino is not None
+    dir_ino = held(state, guest, parent)
+    if isinstance(dir_ino, frozenset):
+        return refuse(state, dir_ino)
     if is_dot(name):  # open(".", O_CREAT) is EISDIR in Linux
         return refuse(state, {Errno.EISDIR, Errno.EEXIST, Errno.EINVAL})
     errors = create_errors(state, dir_ino, name) - {Errno.EEXIST}
@@ -204,15 +208,10 @@ def write(state: State, guest: GuestId, fh: Fh, offset: Offset, data: Data) -> t
     handle = _io_handle(state, guest, fh, write=True)
     if isinstance(handle, frozenset):
         return refuse(state, handle)
-    if offset < 0:
-        return refuse(state, {Errno.EINVAL})
-    if data and size_errors(offset + len(data), state.config.max_size):
-        return refuse(state, size_errors(offset + len(data), state.config.max_size))
-    inode = state.inodes[handle.ino]
-    if not data:
-        return ok(state, 0)
-    state = put(state, handle.ino, with_data(inode, write_bytes(inode.data, offset, data)))
-    return ok(state, len(data))
+    written = write_data(state, handle.ino, offset, data)
+    if isinstance(written, frozenset):
+        return refuse(state, written)
+    return ok(written, len(data))
 
 
 def flush(state: State, guest: GuestId, fh: Fh) -> tuple[Outcome, ...]:
@@ -258,11 +257,9 @@ def setattr_(state: State, guest: GuestId, nodeid: NodeId, size: Length | None,
     pre: 0 <= guest < len(state.guests)
     post: lawful(state, "SETATTR", (guest, nodeid, size, mode, mtime_ns), __return__)
     """
-    errors = node_errors(state, guest, nodeid)
-    if errors:
-        return refuse(state, errors)
-    ino = node_ino(state, guest, nodeid)
-    assert ino is not None
+    ino = held(state, guest, nodeid)
+    if isinstance(ino, frozenset):
+        return refuse(state, ino)
     inode = state.inodes[ino]
     errors = NO_ERRORS
     if size is not None:

@@ -54,6 +54,16 @@ def node_errors(state: State, guest: int, nodeid: int) -> frozenset[Errno]:
         NO_ERRORS if node_ino(state, guest, nodeid) is not None else STALE)
 
 
+def held(state: State, guest: int, nodeid: int) -> int | frozenset[Errno]:
+    """The inode a request's nodeid names, or the errnos the request earns instead."""
+    errors = node_errors(state, guest, nodeid)
+    if errors:
+        return errors
+    ino = node_ino(state, guest, nodeid)
+    assert ino is not None
+    return ino
+
+
 def write_errors(state: State) -> frozenset[Errno]:
     """Any request that would change the host's files fails in a read-only export."""
     return READ_ONLY if state.config.read_only else NO_ERRORS

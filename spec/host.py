@@ -9,6 +9,7 @@ change nothing; they are how COH-WRITE and COH-META are observed from the host's
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 
 from pagefs.spec.datatypes import (
@@ -25,7 +26,7 @@ from pagefs.spec.datatypes import (
     Target,
 )
 from pagefs.spec.outcomes import lawful, ok, refuse  # noqa: F401 (contracts)
-from pagefs.spec.rules import read_bytes, resize, size_errors, write_bytes
+from pagefs.spec.rules import read_bytes, resize, size_errors
 from pagefs.spec.tree import (
     add_entry,
     attr_of,
@@ -39,6 +40,7 @@ from pagefs.spec.tree import (
     rmdir_errors,
     unlink_errors,
     with_data,
+    write_data,
 )
 
 
@@ -67,14 +69,10 @@ def write(state: State, path: Path, offset: Offset, data: Data) -> tuple[Outcome
     ino = _regular(state, path)
     if isinstance(ino, frozenset):
         return refuse(state, ino)
-    if offset < 0:
-        return refuse(state, {Errno.EINVAL})
-    if data and size_errors(offset + len(data), state.config.max_size):
-        return refuse(state, size_errors(offset + len(data), state.config.max_size))
-    if not data:
-        return ok(state, 0)
-    inode = state.inodes[ino]
-    return ok(put(state, ino, with_data(inode, write_bytes(inode.data, offset, data))), len(data))
+    written = write_data(state, ino, offset, data)
+    if isinstance(written, frozenset):
+        return refuse(state, written)
+    return ok(written, len(data))
 
 
 def truncate(state: State, path: Path, size: Length) -> tuple[Outcome, ...]:
@@ -140,19 +138,25 @@ def mkfifo(state: State, path: Path, mode: Mode) -> tuple[Outcome, ...]:
     return _make(state, path, Inode(kind=FileKind.FIFO, mode=mode & 0o7777))
 
 
+def _remove(state: State, path: bytes,
+            rule: Callable[[State, int, bytes], frozenset[Errno]]) -> tuple[Outcome, ...]:
+    """Shared by unlink and rmdir: remove a name if `rule` finds nothing against it."""
+    where = resolve_parent(state, path)
+    if isinstance(where, frozenset):
+        return refuse(state, where)
+    errors = rule(state, *where)
+    if errors:
+        return refuse(state, errors)
+    return ok(remove_entry(state, *where))
+
+
 def unlink(state: State, path: Path) -> tuple[Outcome, ...]:
     """The host removes a name; a file that a guest holds open or mapped keeps its data
     until the last handle and mapping go (LIFETIME).
 
     post: lawful(state, "host.unlink", (path,), __return__)
     """
-    where = resolve_parent(state, path)
-    if isinstance(where, frozenset):
-        return refuse(state, where)
-    errors = unlink_errors(state, *where)
-    if errors:
-        return refuse(state, errors)
-    return ok(remove_entry(state, *where))
+    return _remove(state, path, unlink_errors)
 
 
 def rmdir(state: State, path: Path) -> tuple[Outcome, ...]:
@@ -160,13 +164,7 @@ def rmdir(state: State, path: Path) -> tuple[Outcome, ...]:
 
     post: lawful(state, "host.rmdir", (path,), __return__)
     """
-    where = resolve_parent(state, path)
-    if isinstance(where, frozenset):
-        return refuse(state, where)
-    errors = rmdir_errors(state, *where)
-    if errors:
-        return refuse(state, errors)
-    return ok(remove_entry(state, *where))
+    return _remove(state, path, rmdir_errors)
 
 
 def rename(state: State, old: Path, new: Path) -> tuple[Outcome, ...]:

@@ -9,6 +9,7 @@ follows a symlink on a guest's behalf.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 
 from pagefs.spec.datatypes import (
@@ -37,8 +38,8 @@ from pagefs.spec.guests import (
     close_handle,
     find_handle,
     handle_errors,
+    held,
     node_errors,
-    node_ino,
     open_handle,
     remember,
     session_errors,
@@ -72,11 +73,9 @@ def lookup(state: State, guest: GuestId, parent: NodeId, name: Name) -> tuple[Ou
     pre: 0 <= guest < len(state.guests)
     post: lawful(state, "LOOKUP", (guest, parent, name), __return__)
     """
-    errors = node_errors(state, guest, parent)
-    if errors:
-        return refuse(state, errors)
-    dir_ino = node_ino(state, guest, parent)
-    assert dir_ino is not None
+    dir_ino = held(state, guest, parent)
+    if isinstance(dir_ino, frozenset):
+        return refuse(state, dir_ino)
     errors = dir_errors(state, dir_ino) | name_errors(name, state.config.name_max)
     if errors:
         return refuse(state, errors)
@@ -118,11 +117,9 @@ def getattr_(state: State, guest: GuestId, nodeid: NodeId) -> tuple[Outcome, ...
     post: lawful(state, "GETATTR", (guest, nodeid), __return__)
     post: all(o.state == state for o in __return__)
     """
-    errors = node_errors(state, guest, nodeid)
-    if errors:
-        return refuse(state, errors)
-    ino = node_ino(state, guest, nodeid)
-    assert ino is not None
+    ino = held(state, guest, nodeid)
+    if isinstance(ino, frozenset):
+        return refuse(state, ino)
     return ok(state, attr_of(state, ino))
 
 
@@ -134,11 +131,9 @@ def readlink(state: State, guest: GuestId, nodeid: NodeId) -> tuple[Outcome, ...
     post: lawful(state, "READLINK", (guest, nodeid), __return__)
     post: all(o.state == state for o in __return__)
     """
-    errors = node_errors(state, guest, nodeid)
-    if errors:
-        return refuse(state, errors)
-    ino = node_ino(state, guest, nodeid)
-    assert ino is not None
+    ino = held(state, guest, nodeid)
+    if isinstance(ino, frozenset):
+        return refuse(state, ino)
     inode = state.inodes[ino]
     if inode.kind is not FileKind.LNK:
         return refuse(state, {Errno.EINVAL})
@@ -148,11 +143,9 @@ def readlink(state: State, guest: GuestId, nodeid: NodeId) -> tuple[Outcome, ...
 def _make(state: State, guest: GuestId, parent: NodeId, name: Name,
           inode: Inode) -> tuple[Outcome, ...]:
     """Shared by MKDIR and SYMLINK (and CREATE): make a new name, reply with its entry."""
-    errors = node_errors(state, guest, parent)
-    if errors:
-        return refuse(state, errors)
-    dir_ino = node_ino(state, guest, parent)
-    assert dir_ino is not None
+    dir_ino = held(state, guest, parent)
+    if isinstance(dir_ino, frozenset):
+        return refuse(state, dir_ino)
     errors = create_errors(state, dir_ino, name) | write_errors(state)
     if errors:
         return refuse(state, errors)
@@ -189,6 +182,18 @@ def symlink(state: State, guest: GuestId, parent: NodeId, name: Name,
                                                     data=target))
 
 
+def _remove(state: State, guest: int, parent: int, name: bytes,
+            rule: Callable[[State, int, bytes], frozenset[Errno]]) -> tuple[Outcome, ...]:
+    """Shared by UNLINK and RMDIR: remove a name if `rule` finds nothing against it."""
+    dir_ino = held(state, guest, parent)
+    if isinstance(dir_ino, frozenset):
+        return refuse(state, dir_ino)
+    errors = rule(state, dir_ino, name) | write_errors(state)
+    if errors:
+        return refuse(state, errors)
+    return ok(remove_entry(state, dir_ino, name))
+
+
 def unlink(state: State, guest: GuestId, parent: NodeId, name: Name) -> tuple[Outcome, ...]:
     """UNLINK removes a non-directory name. The inode lives on while any guest holds it
     open, mapped or by nodeid (LIFETIME).
@@ -196,15 +201,7 @@ def unlink(state: State, guest: GuestId, parent: NodeId, name: Name) -> tuple[Ou
     pre: 0 <= guest < len(state.guests)
     post: lawful(state, "UNLINK", (guest, parent, name), __return__)
     """
-    errors = node_errors(state, guest, parent)
-    if errors:
-        return refuse(state, errors)
-    dir_ino = node_ino(state, guest, parent)
-    assert dir_ino is not None
-    errors = unlink_errors(state, dir_ino, name) | write_errors(state)
-    if errors:
-        return refuse(state, errors)
-    return ok(remove_entry(state, dir_ino, name))
+    return _remove(state, guest, parent, name, unlink_errors)
 
 
 def rmdir(state: State, guest: GuestId, parent: NodeId, name: Name) -> tuple[Outcome, ...]:
@@ -213,15 +210,7 @@ def rmdir(state: State, guest: GuestId, parent: NodeId, name: Name) -> tuple[Out
     pre: 0 <= guest < len(state.guests)
     post: lawful(state, "RMDIR", (guest, parent, name), __return__)
     """
-    errors = node_errors(state, guest, parent)
-    if errors:
-        return refuse(state, errors)
-    dir_ino = node_ino(state, guest, parent)
-    assert dir_ino is not None
-    errors = rmdir_errors(state, dir_ino, name) | write_errors(state)
-    if errors:
-        return refuse(state, errors)
-    return ok(remove_entry(state, dir_ino, name))
+    return _remove(state, guest, parent, name, rmdir_errors)
 
 
 def rename(state: State, guest: GuestId, parent: NodeId, name: Name, newparent: NodeId,
@@ -235,12 +224,10 @@ def rename(state: State, guest: GuestId, parent: NodeId, name: Name, newparent: 
     pre: 0 <= guest < len(state.guests)
     post: lawful(state, "RENAME", (guest,parent,name,newparent,newname,flags), __return__)
     """
-    errors = node_errors(state, guest, parent) | node_errors(state, guest, newparent)
-    if errors:
-        return refuse(state, errors)
-    sdir = node_ino(state, guest, parent)
-    ddir = node_ino(state, guest, newparent)
-    assert sdir is not None and ddir is not None
+    sdir, ddir = held(state, guest, parent), held(state, guest, newparent)
+    if isinstance(sdir, frozenset) or isinstance(ddir, frozenset):
+        return refuse(state, (sdir if isinstance(sdir, frozenset) else frozenset())
+                      | (ddir if isinstance(ddir, frozenset) else frozenset()))
     if flags == RENAME_EXCHANGE:
         errors = exchange_errors(state, sdir, name, ddir, newname) | write_errors(state)
         if errors:
@@ -259,11 +246,9 @@ def opendir(state: State, guest: GuestId, nodeid: NodeId) -> tuple[Outcome, ...]
     pre: 0 <= guest < len(state.guests)
     post: lawful(state, "OPENDIR", (guest, nodeid), __return__)
     """
-    errors = node_errors(state, guest, nodeid)
-    if errors:
-        return refuse(state, errors)
-    ino = node_ino(state, guest, nodeid)
-    assert ino is not None
+    ino = held(state, guest, nodeid)
+    if isinstance(ino, frozenset):
+        return refuse(state, ino)
     errors = dir_errors(state, ino)
     if errors:
         return refuse(state, errors)

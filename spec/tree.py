@@ -19,7 +19,7 @@ from pagefs.spec.datatypes import (
     Mtime,
     State,
 )
-from pagefs.spec.rules import is_dot, name_errors
+from pagefs.spec.rules import is_dot, name_errors, size_errors, write_bytes
 
 NO_ERRORS: frozenset[Errno] = frozenset()
 
@@ -149,6 +149,18 @@ def rmdir_errors(state: State, dir_ino: int, name: bytes) -> frozenset[Errno]:
     return frozenset(errors)
 
 
+def _two_names_errors(state: State, sdir: int, sname: bytes, ddir: int,
+                      dname: bytes) -> frozenset[Errno]:
+    """What RENAME and RENAME_EXCHANGE both ask of their two names: directories to look
+    in, valid names, and neither '.' nor '..' (EBUSY, or EINVAL)."""
+    limit = state.config.name_max
+    errors = set(dir_errors(state, sdir) | dir_errors(state, ddir)
+                 | name_errors(sname, limit) | name_errors(dname, limit))
+    if is_dot(sname) or is_dot(dname):
+        errors |= {Errno.EBUSY, Errno.EINVAL}
+    return frozenset(errors)
+
+
 def rename_errors(state: State, sdir: int, sname: bytes, ddir: int, dname: bytes,
                   flags: int) -> frozenset[Errno]:
     """RENAME moves an entry: ENOENT when the source is absent; EEXIST with
@@ -160,13 +172,9 @@ def rename_errors(state: State, sdir: int, sname: bytes, ddir: int, dname: bytes
     post: __return__ or child(state, sdir, sname) is not None
     post: __return__ or not flags & RENAME_NOREPLACE or child(state, ddir, dname) is None
     """
-    limit = state.config.name_max
-    errors = set(dir_errors(state, sdir) | dir_errors(state, ddir)
-                 | name_errors(sname, limit) | name_errors(dname, limit))
+    errors = set(_two_names_errors(state, sdir, sname, ddir, dname))
     if flags & ~RENAME_NOREPLACE or flags < 0:
         errors.add(Errno.EINVAL)
-    if is_dot(sname) or is_dot(dname):
-        errors |= {Errno.EBUSY, Errno.EINVAL}
     if errors:
         return frozenset(errors)
     source = child(state, sdir, sname)
@@ -199,11 +207,7 @@ def exchange_errors(state: State, sdir: int, sname: bytes, ddir: int,
     pre: sdir in state.inodes and ddir in state.inodes
     post: __return__ or None not in (child(state, sdir, sname), child(state, ddir, dname))
     """
-    limit = state.config.name_max
-    errors = set(dir_errors(state, sdir) | dir_errors(state, ddir)
-                 | name_errors(sname, limit) | name_errors(dname, limit))
-    if is_dot(sname) or is_dot(dname):
-        errors |= {Errno.EBUSY, Errno.EINVAL}
+    errors = set(_two_names_errors(state, sdir, sname, ddir, dname))
     if errors:
         return frozenset(errors)
     source, target = child(state, sdir, sname), child(state, ddir, dname)
@@ -228,6 +232,29 @@ def swap_entries(state: State, sdir: int, sname: bytes, ddir: int, dname: bytes)
         if moved.kind is FileKind.DIR:
             state = put(state, ino, replace(moved, parent=directory))
     return state
+
+
+def holds(state: State, ino: int, offset: int, data: bytes) -> bool:
+    """Whether file `ino` holds `data` at `offset` (for contracts about writes)."""
+    return state.inodes[ino].data[offset:offset + len(data)] == data
+
+
+def write_data(state: State, ino: int, offset: int, data: bytes) -> State | frozenset[Errno]:
+    """A write of `data` at `offset` into regular file `ino`, by a guest's WRITE or by the
+    host: EINVAL for a negative offset, EFBIG past the largest size; a gap reads as
+    zeros; an empty write changes nothing.
+
+    pre: ino in state.inodes
+    post: isinstance(__return__, frozenset) or holds(__return__, ino, offset, data)
+    """
+    if offset < 0:
+        return frozenset({Errno.EINVAL})
+    if data and size_errors(offset + len(data), state.config.max_size):
+        return size_errors(offset + len(data), state.config.max_size)
+    if not data:
+        return state
+    inode = state.inodes[ino]
+    return put(state, ino, with_data(inode, write_bytes(inode.data, offset, data)))
 
 
 def add_entry(state: State, dir_ino: int, name: bytes, inode: Inode) -> tuple[State, int]:
