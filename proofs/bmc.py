@@ -50,7 +50,12 @@ def scheduled(schedule: Sequence[Operation], start: d.State) -> Run:
 
 
 def interleaved(alphabet: Sequence[Operation], k: int, start: d.State) -> Run:
-    """k steps; at each, z3 picks which operation of ``alphabet`` runs (``pick@k``)."""
+    """k steps; at each, z3 picks which operation of ``alphabet`` runs (``pick@k``).
+
+    Every step is taken as succeeding (the caller asserts ``succeeded()``): a failing
+    step leaves the state as it was (``transitions.step``), so a run with failures is
+    a shorter run of successes, which a smaller k already covers.
+    """
     run = Run([start], [], [], [])
     for j in range(k):
         pick = z3.Int(f"pick@{j}")
@@ -60,17 +65,14 @@ def interleaved(alphabet: Sequence[Operation], k: int, start: d.State) -> Run:
             args = op.symbolic_args(f"@{j}.{m}")
             choices.append(op(state, *args))
             all_args.extend(args)
-        post = choices[-1].post
-        enabled = choices[-1].enabled
-        err = choices[-1].err
+        new, ok = choices[-1].new, choices[-1].ok
         for m in range(len(alphabet) - 2, -1, -1):
             chosen = pick == m
-            post = d.ite(chosen, choices[m].post, post)
-            enabled = z3.If(chosen, choices[m].enabled, enabled)
-            err = z3.If(chosen, choices[m].err, err)
-        enabled = z3.And(pick >= 0, pick < len(alphabet), enabled)
-        run.states.append(post)
-        run.steps.append(Step(enabled, err, None, post, post))
+            new = d.ite(chosen, choices[m].new, new)
+            ok = z3.If(chosen, choices[m].ok, ok)
+        ok = z3.And(pick >= 0, pick < len(alphabet), ok)
+        run.states.append(new)
+        run.steps.append(Step(ok, z3.If(ok, z3.IntVal(0), z3.IntVal(-1)), None, new, new))
         run.ops.append((pick, alphabet))
         run.args.append(all_args)
     return run
@@ -124,3 +126,155 @@ def trace(model: z3.ModelRef, run: Run,
         if show is not None:
             lines.append(show(model, run.states[j + 1]))
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- coherence interleavings
+
+def setup() -> Run:
+    """The host creates a file (inode 2, name 1) holding one byte, 42; guests 0 and 1 each
+    look it up (nodeid 2),
+    open it for reading and writing (handle 1) and map its first 2 MiB writable at the
+    start of the window. Concrete, so the search spends its effort on the k steps."""
+    from pagefs.proofs import transitions as t
+
+    def c(sort: z3.SortRef, n: int) -> z3.ExprRef:
+        return d.val(sort, n)
+
+    yes = z3.BoolVal(True)
+    calls: list[tuple[str, list[z3.ExprRef]]] = [
+        ("host.create", [c(d.Inode, 1), c(d.Name, 1)]),
+        ("host.write", [c(d.Inode, 2), c(d.Size, 0), c(d.Byte, 42), c(d.Frame, 1)]),
+    ]
+    for g in (0, 1):
+        calls += [
+            ("LOOKUP", [c(d.Guest, g), c(d.Nodeid, 1), c(d.Name, 1)]),
+            ("OPEN", [c(d.Guest, g), c(d.Nodeid, 2), yes, yes, z3.BoolVal(False)]),
+            ("SETUPMAPPING", [c(d.Guest, g), c(d.Handle, 1), c(d.Page, 0),
+                              c(d.Slot, d.RANGE_PAGES), yes, c(d.Slot, 0)]),
+        ]
+    run = Run([d.initial(False)], [], [], [])
+    for name, args in calls:
+        op = t.BY_NAME[name]
+        st = op(run.states[-1], *args)
+        run.states.append(st.new)
+        run.steps.append(st)
+        run.ops.append(op)
+        run.args.append(args)
+    return run
+
+ALPHABET = ("host.write", "host.truncate", "STORE", "LOAD", "SETUPMAPPING")
+"""The steps that move data or resolve and replace mappings, by the host and either guest
+(WRITE and SETATTR reach the page cache through the same rules as host.write and
+host.truncate)."""
+
+
+def _coherence_broken(s: d.State, j: int) -> z3.BoolRef:
+    """In state ``s``: some guest's LOAD disagrees with the host's bytes (COH-READ, and so
+    COH-PEER: two guests mapping one page would see different bytes), or faults when
+    it should not, or does not fault when it should (EOF-FAULT)."""
+    from pagefs.proofs import transitions as t
+    from pagefs.proofs.refinement import abstract
+
+    g, sl = z3.Const(f"g!{j}", d.Guest), z3.Const(f"slot!{j}", d.Slot)
+    off = z3.Const(f"offset!{j}", d.Offset)
+    st = t.load(s, g, sl, off)
+    i, p = s.map_ino[g, sl], s.map_page[g, sl]
+    should_fault = z3.Or(i == d.NONE, t.beyond_eof(s, i, p))
+    return z3.Or((st.err == t.EFAULT) != should_fault,
+                 z3.And(st.ok, st.value != abstract(s, i, d.position(p, off))))
+
+
+@dataclass
+class Search:
+    """The outcome of an exhaustive bounded search: how many runs, and a bad one if any."""
+
+    verdict: str  # "unsat" (no run of length <= k breaks it), "sat", "unknown"
+    runs: int
+    seconds: float
+    model: z3.ModelRef | None = None
+    run: Run | None = None
+
+
+def coherence(k: int, timeout_ms: int, alphabet: Sequence[Operation] | None = None,
+              budget_s: float = float("inf")) -> Search:
+    """Every run of up to k steps of the host and two guests after the setup, the
+    operation at each step enumerated and every argument symbolic: none may reach a
+    state where a guest's load breaks COH-READ/COH-PEER or EOF-FAULT.
+
+    The runs form a tree searched depth first on one incremental solver: a step's
+    success is asserted once for all the runs below it.
+    """
+    from pagefs.proofs import transitions as t
+
+    ops = list(alphabet) if alphabet is not None else [t.BY_NAME[n] for n in ALPHABET]
+    prefix = setup()
+    start = time.monotonic()
+    solver = z3.Solver()
+    solver.set("timeout", timeout_ms)
+    solver.add(prefix.succeeded())
+    searched = 0
+
+    def visit(run: Run) -> Search | None:
+        nonlocal searched
+        if time.monotonic() - start > budget_s:
+            return Search("unknown", searched, time.monotonic() - start)
+        searched += 1
+        solver.push()
+        solver.add(_coherence_broken(run.states[-1], len(run.steps)))
+        result = solver.check()
+        if result != z3.unsat:
+            found = Search("sat" if result == z3.sat else "unknown", searched,
+                           time.monotonic() - start,
+                           solver.model() if result == z3.sat else None, run)
+            solver.pop()
+            return found
+        solver.pop()
+        if len(run.steps) - len(prefix.steps) == k:
+            return None
+        for op in ops:
+            j = len(run.steps)
+            args = op.symbolic_args(f"@{j}")
+            st = op(run.states[-1], *args)
+            solver.push()
+            solver.add(st.ok, _two_guests([args]))
+            bad = visit(Run(run.states + [st.new], run.steps + [st], run.ops + [op],
+                            run.args + [args]))
+            solver.pop()
+            if bad is not None:
+                return bad
+        return None
+
+    bad = visit(prefix)
+    if bad is not None:
+        return bad
+    return Search("unsat", searched, time.monotonic() - start)
+
+
+def _two_guests(args: Sequence[Sequence[z3.ExprRef]]) -> z3.BoolRef:
+    return z3.And([z3.ULE(a, 1) for group in args for a in group if a.sort() == d.Guest])
+
+
+def explain_coherence(model: z3.ModelRef, run: Run) -> str:
+    """The run, then the load that goes wrong in its last state."""
+    from pagefs.proofs import transitions as t
+    from pagefs.proofs.refinement import abstract
+
+    j = len(run.steps)
+    s = run.states[-1]
+    g, sl = z3.Const(f"g!{j}", d.Guest), z3.Const(f"slot!{j}", d.Slot)
+    off = z3.Const(f"offset!{j}", d.Offset)
+    st = t.load(s, g, sl, off)
+    i, p = s.map_ino[g, sl], s.map_page[g, sl]
+
+    def ev(term: z3.ExprRef) -> str:
+        return str(model.eval(term, model_completion=True))
+
+    faulted = ev(st.err) == str(t.EFAULT)
+    seen = "FAULT" if faulted else ev(st.value)
+    host = ev(abstract(s, i, d.position(p, off)))
+    return "\n".join([
+        trace(model, run),
+        f"  then LOAD(g={ev(g)}, slot={ev(sl)}, offset={ev(off)}) -> {seen}; the window page"
+        f" maps inode {ev(i)} page {ev(p)} (size {ev(s.size[i])}), whose byte on the host"
+        f" is {host}",
+    ])
