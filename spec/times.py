@@ -5,8 +5,9 @@ A harness that sees real timestamps keeps a `TimeMap` per run and asks whether e
 observation is consistent with everything seen so far: an exact time must be shown
 exactly; one version of an inode always shows one real time; and a later version never
 shows an earlier time than an earlier version did (clocks are coarse, so it may show
-the same). A guest that reports a stale mtime after the host changed the file breaks
-the first or the last rule, which is what COH-META asks a harness to catch.
+the same). A guest that reports a stale mtime after the host changed the file shows,
+for the new version, a time other than the host's (the second rule) or one earlier than
+already seen (the third): that is what COH-META asks a harness to catch.
 """
 
 from __future__ import annotations
