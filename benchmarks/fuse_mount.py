@@ -28,15 +28,20 @@ def _unmount(mountpoint: str) -> None:
     subprocess.run(["umount", "-l", mountpoint], stderr=subprocess.DEVNULL)
 
 
-@contextmanager
-def bindfs_mount(source: str, mountpoint: str, *options: str) -> Iterator[str]:
-    """Mount `source` at `mountpoint` with bindfs (extra FUSE `-o` options, e.g.
-    "direct_io"); yields the mountpoint."""
+def check_bindfs() -> None:
+    """MissingComponent unless bindfs, fusermount3 and /dev/fuse are there."""
     for binary in ("bindfs", "fusermount3"):
         if shutil.which(binary) is None:
             raise MissingComponent(f"{binary} not found: apt-get install bindfs fuse3")
     if not os.path.exists("/dev/fuse"):
         raise MissingComponent("/dev/fuse is missing: FUSE mounts are not possible here")
+
+
+@contextmanager
+def bindfs_mount(source: str, mountpoint: str, *options: str) -> Iterator[str]:
+    """Mount `source` at `mountpoint` with bindfs (extra FUSE `-o` options, e.g.
+    "direct_io"); yields the mountpoint."""
+    check_bindfs()
     os.makedirs(mountpoint, exist_ok=True)
     command = ["bindfs", *(arg for o in options for arg in ("-o", o)), source, mountpoint]
     try:

@@ -29,12 +29,12 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 
-from fuse_mount import bindfs_mount
-from harness import Case, compare, elapsed_s, machine_report, print_table, run_command
+from fuse_mount import bindfs_mount, check_bindfs
+from harness import Case, compare, elapsed_s, print_table, run_command
 from pagefs.impl.guest.connect import connect
 from pagefs.impl.guest.memprobe import memory_per_guest
 from pagefs.impl.host.launcher import HostDaemon, host_daemon
-from pagefs.impl.transport.virtiofsd import Virtiofsd
+from pagefs.impl.transport.virtiofsd import Virtiofsd, find_virtiofsd
 from pingpong import WORD_BYTES, ping_pong
 
 MiB = 1 << 20
@@ -187,6 +187,9 @@ def bench(args: argparse.Namespace) -> None:
     rng = random.Random(1)
     offsets = [rng.randrange(0, size // RANDOM_CHUNK) * RANDOM_CHUNK
                for _ in range(args.random_reads)]
+    if "read" in args.only:  # before minutes of other sections, not after
+        find_virtiofsd()
+        check_bindfs()
     with tempfile.TemporaryDirectory(prefix="pagefs-bench-guest-") as tmp, ExitStack() as stack:
         root = Path(tmp)
         (root / "export").mkdir()
@@ -216,8 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown section(s) {', '.join(sorted(unknown))}; choose from "
                      f"{', '.join(SECTIONS)}")
-    with machine_report("bench-guest", args.runs):
-        return run_command("bench-guest", lambda: bench(args))
+    return run_command("bench-guest", args.runs, lambda: bench(args))
 
 
 if __name__ == "__main__":

@@ -111,11 +111,12 @@ def machine_report(command: str, runs: int) -> Iterator[None]:
     print(f"\nload average at the end: {load_average()}")
 
 
-def run_command(command: str, body: Callable[[], None]) -> int:
-    """Run a benchmark's body; a missing or failing component (virtiofsd, pagefs-host,
-    bindfs, FUSE) is one line on stderr and exit status 1."""
+def run_command(command: str, runs: int, body: Callable[[], None]) -> int:
+    """Run a benchmark's body between the machine report's lines; a missing or failing
+    component (virtiofsd, pagefs-host, bindfs, FUSE) is one line on stderr, exit status 1."""
     try:
-        body()
+        with machine_report(command, runs):
+            body()
     except (MissingComponent, VirtiofsdError, HostDaemonError) as err:
         print(f"{command}: {err}", file=sys.stderr)
         return 1

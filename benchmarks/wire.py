@@ -22,7 +22,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 
-from harness import Case, compare, machine_report, median_time_us, paired, print_table, run_command
+from harness import Case, compare, median_time_us, paired, print_table, run_command
 from pagefs.impl import protocol as p
 from pagefs.impl.host.launcher import host_daemon
 from pagefs.impl.protocol.constants import FUSE_ROOT_ID
@@ -174,8 +174,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--calls", type=int, default=2000)
     args = parser.parse_args()
-    with machine_report("bench-wire", args.runs):
-        return run_command("bench-wire", lambda: bench(args.runs, args.calls))
+    return run_command("bench-wire", args.runs, lambda: bench(args.runs, args.calls))
 
 
 if __name__ == "__main__":
