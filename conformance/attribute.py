@@ -17,6 +17,7 @@ from pagefs.conformance.session import Bindings, Check
 from pagefs.spec import REGISTRY, Err, Errno, Fault, Ok, Outcome, State
 from pagefs.spec.datatypes import Attr, Created, Entry, FileKind
 from pagefs.spec.properties import Step, step_violations
+from pagefs.spec.tree import resolve_path
 
 _NAMESPACE_OPS = {"LOOKUP", "CREATE", "MKDIR", "UNLINK", "RMDIR", "RENAME", "READDIR",
                   "OPENDIR", "RELEASEDIR", "SYMLINK", "READLINK", "STATFS"}
@@ -137,7 +138,6 @@ def _data_property(state: State, check: Check, history: History) -> str | None:
 
 
 def _host_ino(state: State, path: bytes) -> int | None:
-    from pagefs.spec.tree import resolve_path
     found = resolve_path(state, path)
     return None if isinstance(found, frozenset) else found
 

@@ -40,6 +40,7 @@ from pagefs.spec.datatypes import (
     FileKind,
     HandleKind,
 )
+from pagefs.spec.tree import resolve_path
 
 PAGE = 4096
 RANGES_USED = 3  # window ranges the machines map into (small, so accesses collide)
@@ -134,7 +135,6 @@ NOT_EXERCISED = {
 
 def _touched(state: State, op: str, args: tuple) -> tuple[int, int, int] | None:
     """(inode, file offset, length) a successful change touched, or None."""
-    from pagefs.spec.tree import resolve_path
     if op in ("host.write", "host.truncate", "host.chmod"):
         ino = resolve_path(state, args[0])
         if isinstance(ino, frozenset):
