@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+
+from pagefs.impl.host.passthrough import DirEntry, Entry
 
 # Capabilities: what the suite may ask of a target.
 MAPPINGS = "mappings"  # SETUPMAPPING/REMOVEMAPPING, LOAD/STORE through a DAX window
@@ -40,23 +41,9 @@ ALL_CAPABILITIES = frozenset({MAPPINGS, PEERS, READ_ONLY, OWN_HANDLES, RAW_NAMES
 ROOT_NODEID = 1
 
 
-@dataclass(frozen=True)
-class Entry:
-    """A LOOKUP/CREATE/MKDIR/SYMLINK reply: the nodeid and the attributes."""
-
-    nodeid: int
-    generation: int
-    attr: os.stat_result
-
-
-@dataclass(frozen=True)
-class DirEntry:
-    """One READDIR entry; `type` is DT_* (stat.S_IFMT >> 12)."""
-
-    ino: int
-    offset: int
-    type: int
-    name: bytes
+# The request layer's reply shapes are the seam types of docs/ARCHITECTURE.md, shared
+# with the host's filesystem layer: a LOOKUP-like reply and one READDIR entry.
+__all__ = ["Entry", "DirEntry", "Host", "Guest", "Target", "TargetFactory"]
 
 
 class Host(ABC):
