@@ -3,8 +3,10 @@
 Each side waits until the word holds the value it expects, then stores the next one;
 one round trip is two store-to-load hops. The word lives either in a memfd both
 processes map (the baseline), or in a host file both map writable through their own
-pagefs connection and DAX window (two guests). A side spins a bounded number of loads,
-then yields the CPU, and gives up at a deadline, so a lost store cannot hang the run.
+pagefs connection and DAX window (two guests). Each side is pinned to a core of its
+own when there are two, so a hop is a cross-core store-to-load. A side spins a bounded
+number of loads, then yields the CPU, and gives up at a deadline, so a lost store cannot
+hang the run.
 
 As a process: python benchmarks/pingpong.py initiator|responder memfd FD
               python benchmarks/pingpong.py initiator|responder pagefs SOCKET PATH
@@ -62,6 +64,9 @@ def _open_word(stack: ExitStack, kind: str, where: list[str]) -> memoryview:
 
 
 def _side(role: str, kind: str, where: list[str]) -> None:
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) >= 2:  # one side per core: the hop crosses cores, as between two vCPUs
+        os.sched_setaffinity(0, {cpus[role == "responder"]})
     with ExitStack() as stack:
         word = _open_word(stack, kind, where)
         rounds_done = 0

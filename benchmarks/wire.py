@@ -9,7 +9,7 @@ many in flight. Two baselines, measured in every run beside the cases:
 - virtiofsd, for the same request through the same front-end: pagefs-host / virtiofsd.
 Ratios are taken within a run; the tables show medians and ranges over runs.
 
-    .venv/bin/python benchmarks/wire.py [--runs 5] [--calls 2000]
+    .venv/bin/python benchmarks/wire.py [--runs 7] [--calls 2000]
 """
 
 from __future__ import annotations
@@ -171,7 +171,7 @@ def bench(runs: int, calls: int) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--calls", type=int, default=2000)
     args = parser.parse_args()
     return run_command("bench-wire", args.runs, lambda: bench(args.runs, args.calls))
