@@ -16,7 +16,7 @@ import subprocess
 import tempfile
 
 from pagefs.conformance.target import MAPPINGS, PEERS, READ_ONLY, Target, TargetFactory
-from pagefs.conformance.targets.mount import ViewTarget
+from pagefs.conformance.targets.mount import SYSCALL_VIEW_LIMITS, ViewTarget
 
 
 def _run(*args: str) -> bool:
@@ -43,7 +43,7 @@ class LocalFactory(TargetFactory):
     def why_not(self, capability: str) -> str:
         if capability == READ_ONLY:
             return "a read-only bind mount needs root"
-        return f"host and guest are one kernel view: no {capability} boundary to test"
+        return SYSCALL_VIEW_LIMITS.get(capability, capability)
 
     def start(self, *, read_only: bool = False) -> Target:
         case = str(next(self._cases))

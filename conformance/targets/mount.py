@@ -14,11 +14,30 @@ import itertools
 import os
 import shutil
 
-from pagefs.conformance.target import MAPPINGS, PEERS, READ_ONLY, Guest, Target, TargetFactory
+from pagefs.conformance.target import (
+    CONFINED,
+    MAPPINGS,
+    OWN_HANDLES,
+    PEERS,
+    RAW_NAMES,
+    READ_ONLY,
+    Guest,
+    Target,
+    TargetFactory,
+)
 from pagefs.conformance.targets.hostdir import HostDir
 from pagefs.conformance.targets.pathguest import PathGuest
 
 WINDOW_SIZE = 8 << 20  # four 2 MiB ranges, as the spec's window
+
+# What a guest seen through syscalls cannot show, whatever the mount.
+SYSCALL_VIEW_LIMITS = {
+    OWN_HANDLES: "through syscalls, handles and nodeids are the harness's descriptors; the "
+                 "mount's own FUSE ids are not visible",
+    CONFINED: "through syscalls, the guest kernel resolves names and opens special files "
+              "itself; the server is never asked",
+    RAW_NAMES: "a path walk cannot carry a '/' inside a name",
+}
 
 
 class ViewTarget(Target):
@@ -74,7 +93,7 @@ class MountFactory(TargetFactory):
             PEERS: "one guest view given (add :GUESTDIR2, a second mount, for COH-PEER)",
             READ_ONLY: "no read-only guest view given",
             MAPPINGS: "the guest view does not support mmap",
-        }.get(capability, f"a syscall view of a mount cannot offer {capability}")
+        }.get(capability, SYSCALL_VIEW_LIMITS.get(capability, capability))
 
     def start(self, *, read_only: bool = False) -> Target:
         case = f"pagefs-conformance.{os.getpid()}.{next(self._cases)}"
