@@ -11,6 +11,7 @@ printed with each table says how noisy it was.
 from __future__ import annotations
 
 import os
+import signal
 import statistics
 import sys
 import time
@@ -111,13 +112,23 @@ def machine_report(command: str, runs: int) -> Iterator[None]:
     print(f"\nload average at the end: {load_average()}")
 
 
+def _unwind(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def run_command(command: str, runs: int, body: Callable[[], None]) -> int:
     """Run a benchmark's body between the machine report's lines; a missing or failing
-    component (virtiofsd, pagefs-host, bindfs, FUSE) is one line on stderr, exit status 1."""
+    component (virtiofsd, pagefs-host, bindfs, FUSE) is one line on stderr, exit status 1.
+    SIGTERM unwinds like Ctrl-C, so daemons, mounts and sockets are still cleaned up."""
+    signal.signal(signal.SIGTERM, _unwind)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         with machine_report(command, runs):
             body()
     except (MissingComponent, VirtiofsdError, HostDaemonError) as err:
         print(f"{command}: {err}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print(f"{command}: interrupted; everything it started is stopped", file=sys.stderr)
+        return 130
     return 0
