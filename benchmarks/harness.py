@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pagefs.impl.host.launcher import HostDaemonError
 from pagefs.impl.transport.virtiofsd import VirtiofsdError
 
+_load_during_runs: list[float] = []  # 1-minute load average after each run
+
 
 class MissingComponent(RuntimeError):
     """A component the benchmark needs (a binary, a device, root) is not there."""
@@ -51,6 +53,7 @@ def compare(cases: list[Case], runs: int, baseline: str) -> list[Row]:
     base_index = [case.name for case in cases].index(baseline)
     for _ in range(runs):
         values = [case.measure() for case in cases]
+        _load_during_runs.append(os.getloadavg()[0])
         for row, value in zip(rows, values, strict=True):
             row.values.append(value)
             row.ratios.append(value / values[base_index])
@@ -109,7 +112,11 @@ def machine_report(command: str, runs: int) -> Iterator[None]:
     print(f"{command}: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
           f"{os.cpu_count()} cores, {runs} runs; load average (1/5/15 min) {load_average()}")
     yield
-    print(f"\nload average at the end: {load_average()}")
+    print(f"\nload average at the end: {load_average()}", end="")
+    if _load_during_runs:
+        print(f"; 1-minute load after each run: median {statistics.median(_load_during_runs):.2f}"
+              f", range {_span(_load_during_runs, 2)}", end="")
+    print()
 
 
 def _unwind(signum: int, frame: object) -> None:
