@@ -30,7 +30,8 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from fuse_mount import bindfs_mount, check_bindfs
-from harness import Case, compare, elapsed_s, print_table, run_command
+from harness import Case, compare, print_table, run_command, throughput_mib_s
+from pagefs.impl.guest import safemem
 from pagefs.impl.guest.connect import connect
 from pagefs.impl.guest.memprobe import memory_per_guest
 from pagefs.impl.host.launcher import HostDaemon, host_daemon
@@ -110,6 +111,8 @@ def read_paths(stack: ExitStack, root: Path, host: HostDaemon, size: int) -> dic
         buffer[:] = native_view[position : position + n]
         return n
 
+    native_base = safemem.buffer_address(native)
+
     dax = stack.enter_context(connect(host.socket_path, window_size=max(64 * MiB, 2 * size)))
     handle = dax.open("big")
     stack.callback(handle.close)
@@ -136,6 +139,8 @@ def read_paths(stack: ExitStack, root: Path, host: HostDaemon, size: int) -> dic
                                               "direct_io"))
     return {
         NATIVE: native_read,
+        # the window's contained reads copy in C: this is their like-for-like native row
+        "native mmap, guarded C copy": lambda b, p: safemem.read_into(native_base + p, b),
         "native pread of the host file": _pread(stack, export / "big"),
         "window, raw views": raw_read,
         "window, fault-contained mapping": lambda b, p: mapping.read_into(p, b),
@@ -156,7 +161,7 @@ def bench_reads(paths: dict[str, Reader], size: int, offsets: list[int], runs: i
         reads = {name: make(fn) for name, fn in paths.items()}
         for read in reads.values():
             read()  # warm: page caches, window ranges, allocator
-        cases = [Case(name, lambda r=read, v=volume: v / elapsed_s(r) / MiB)
+        cases = [Case(name, lambda r=read, v=volume: throughput_mib_s(r, v))
                  for name, read in reads.items()]
         print_table(f"read: {label} of a {size // MiB} MiB file, throughput",
                     compare(cases, runs, baseline=NATIVE), "MiB/s", "x native")

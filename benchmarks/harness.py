@@ -94,11 +94,17 @@ def median_time_us(call: Callable[[], object], calls: int) -> float:
     return statistics.median(samples) / 1000
 
 
-def elapsed_s(call: Callable[[], object]) -> float:
-    """Wall time of one call, in seconds."""
+def throughput_mib_s(call: Callable[[], object], volume: int, min_seconds: float = 0.25) -> float:
+    """MiB/s of `call`, which moves `volume` bytes, repeated until `min_seconds` have
+    passed: a pass of a few milliseconds alone would measure the scheduler, not the copy."""
+    passes = 0
     start = time.perf_counter()
-    call()
-    return time.perf_counter() - start
+    while True:
+        call()
+        passes += 1
+        elapsed = time.perf_counter() - start
+        if elapsed >= min_seconds:
+            return volume * passes / elapsed / (1 << 20)
 
 
 def load_average() -> str:
