@@ -31,12 +31,13 @@ from pathlib import Path
 
 from fuse_mount import bindfs_mount, check_bindfs
 from harness import Case, compare, print_table, run_command, throughput_mib_s
+from pingpong import WORD_BYTES, ping_pong
+
 from pagefs.impl.guest import safemem
 from pagefs.impl.guest.connect import connect
 from pagefs.impl.guest.memprobe import memory_per_guest
 from pagefs.impl.host.launcher import HostDaemon, host_daemon
 from pagefs.impl.transport.virtiofsd import Virtiofsd, find_virtiofsd
-from pingpong import WORD_BYTES, ping_pong
 
 MiB = 1 << 20
 SEQ_CHUNK = MiB

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 
 from harness import Case, compare, median_time_us, paired, print_table, run_command
+
 from pagefs.impl import protocol as p
 from pagefs.impl.host.launcher import host_daemon
 from pagefs.impl.protocol.constants import FUSE_ROOT_ID
