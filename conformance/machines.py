@@ -17,6 +17,7 @@ from typing import ClassVar
 
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition, rule
+
 from pagefs.conformance.attribute import History, attribute
 from pagefs.conformance.session import ATTRS, BYTES, Check, Session
 from pagefs.conformance.target import (

@@ -2,6 +2,7 @@
 families the fault can sensibly touch (compared with the same target without it)."""
 
 import pytest
+
 from pagefs.conformance import targets
 from pagefs.conformance.faults import inject
 from pagefs.conformance.machines import family_of

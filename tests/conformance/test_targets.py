@@ -4,6 +4,7 @@ import errno
 import os
 
 import pytest
+
 from pagefs.conformance import targets
 from pagefs.conformance.target import MAPPINGS, PEERS, READ_ONLY, ROOT_NODEID
 
