@@ -134,7 +134,7 @@ def bench(runs: int, calls: int) -> None:
         )
         request = bytes(56)  # the size of a GETATTR request
         cases.append(Case(
-            "64-byte chain -> echo back-end of ours (transport alone)",
+            "56-byte chain -> echo back-end of ours (transport alone)",
             lambda: median_time_us(
                 lambda: echo.submit(REQUEST_QUEUE, request, 256).result(30), calls),
         ))
