@@ -8,7 +8,9 @@ is shrunk by hypothesis to the shortest trace found.
 
 from __future__ import annotations
 
+import os
 import time
+import traceback
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -97,7 +99,9 @@ def judge(factory: TargetFactory, prop: str, *, examples: int, steps: int, seed:
         else:
             verdict = Verdict(prop, family.name, FAIL, best.trace[-1].strip(), best.trace)
     except Exception as exc:  # a broken target or harness is an error, not a verdict
-        verdict = Verdict(prop, family.name, ERROR, f"{type(exc).__name__}: {exc}")
+        where = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+        at = f" (at {os.path.relpath(where.filename)}:{where.lineno})" if where else ""
+        verdict = Verdict(prop, family.name, ERROR, f"{type(exc).__name__}: {exc}{at}")
     verdict.examples = counts["examples"]
     if stopped and verdict.result == PASS:
         # Honest about coverage: runs that met another property's departure stop judging.
