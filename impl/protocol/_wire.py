@@ -8,7 +8,9 @@ below one second" are written once.
 from __future__ import annotations
 
 import errno
+import operator
 import struct
+from collections.abc import Callable
 from typing import ClassVar, Self
 
 from .errors import ProtocolError
@@ -79,17 +81,33 @@ class FixedLayout:
     LAYOUT: ClassVar[struct.Struct]
     KNOWN_BITS: ClassVar[dict[str, int]] = {}
     NSEC_FIELDS: ClassVar[tuple[str, ...]] = ()
+    # Worked out once per class, so a message on the hot path costs one unpack and one
+    # construction: the fields' values in order, and which positions decode must judge.
+    _values: ClassVar[Callable[[object], tuple[int, ...]]]
+    _bit_checks: ClassVar[tuple[tuple[int, int, str], ...]]
+    _nsec_checks: ClassVar[tuple[tuple[int, str], ...]]
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        # @dataclass(slots=True) builds a second class, and that one lists the fields.
+        names = cls.__dict__.get("__slots__") or tuple(cls.__dict__.get("__annotations__", ()))
+        getter = operator.attrgetter(*names)
+        # attrgetter of one name gives the value itself, not a 1-tuple
+        cls._values = staticmethod(lambda m: (getter(m),)) if len(names) == 1 else getter
+        cls._bit_checks = tuple(
+            (names.index(f), known, f"{cls.__name__}.{f}") for f, known in cls.KNOWN_BITS.items()
+        )
+        cls._nsec_checks = tuple((names.index(f), f"{cls.__name__}.{f}") for f in cls.NSEC_FIELDS)
 
     def encode(self) -> bytes:
-        return pack(self.LAYOUT, *[getattr(self, name) for name in self.__slots__])
+        return pack(self.LAYOUT, *self._values(self))
 
     @classmethod
     def decode(cls, body: Buffer) -> Self:
-        name = cls.__name__
-        expect_size(body, cls.LAYOUT.size, name)
-        message = cls(*cls.LAYOUT.unpack(body))
-        for field, known in cls.KNOWN_BITS.items():
-            known_bits(getattr(message, field), known, f"{name}.{field}")
-        for field in cls.NSEC_FIELDS:
-            nanoseconds(getattr(message, field), f"{name}.{field}")
-        return message
+        expect_size(body, cls.LAYOUT.size, cls.__name__)
+        values = cls.LAYOUT.unpack(body)
+        for index, known, what in cls._bit_checks:
+            known_bits(values[index], known, what)
+        for index, what in cls._nsec_checks:
+            nanoseconds(values[index], what)
+        return cls(*values)

@@ -69,6 +69,10 @@ LAYOUTS: dict[int, tuple[type, type | None]] = {
 }
 
 
+# The enum member of each opcode we serve, found without calling Opcode() per message.
+_OPCODES: dict[int, Opcode] = {int(opcode): Opcode(opcode) for opcode in LAYOUTS}
+
+
 def expects_reply(opcode: int) -> bool:
     """FORGET, BATCH_FORGET and INTERRUPT are answered with nothing at all, not even a header."""
     layout = LAYOUTS.get(opcode)
@@ -124,14 +128,14 @@ def decode_request(buf: Buffer) -> Request:
     if extlen:
         # total_extlen (7.38): extension headers exist only when negotiated, and we never do.
         raise fail(errno.EINVAL, f"extension headers ({extlen} x 8 bytes) were not negotiated")
-    layout = LAYOUTS.get(opcode)
-    if layout is None:
+    member = _OPCODES.get(opcode)
+    if member is None:
         raise fail(errno.ENOSYS, f"opcode {opcode} is not supported")
     try:
-        body = layout[0].decode(view[IN_HEADER.size :])
+        body = LAYOUTS[opcode][0].decode(view[IN_HEADER.size :])
     except ProtocolError as exc:
-        raise fail(exc.errno, f"{Opcode(opcode).name}: {exc}") from None
-    return Request(Opcode(opcode), unique, nodeid, body, uid, gid, pid)
+        raise fail(exc.errno, f"{member.name}: {exc}") from None
+    return Request(member, unique, nodeid, body, uid, gid, pid)
 
 
 def encode_reply(unique: int, body: ReplyBody) -> bytes:

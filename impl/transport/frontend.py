@@ -71,6 +71,9 @@ class _Queue:
         # the thread that, waiting for a reply, drains the used ring itself (the completion
         # thread then leaves the call eventfd to it), or None
         self.reaper: int | None = None
+        # the reaper's poller on the call eventfd (one thread reaps a queue at a time)
+        self.poller = select.poll()
+        self.poller.register(self.call_fd, select.POLLIN)
 
 
 class _Completion(Future):
@@ -107,7 +110,12 @@ class VhostUserFrontend:
         self._queue_size = queue_size
         self._queues: list[_Queue] = []
         self._heap: BufferHeap | None = None
-        self._lock = threading.Condition()
+        self._lock = threading.Lock()
+        # signalled when room is freed in a queue or the buffer heap, and when a reaper leaves
+        self._changed = threading.Condition(self._lock)
+        # the completion thread's; a reaping caller takes its queue's call eventfd out of it
+        # meanwhile, so each of the device's calls wakes one thread, not two
+        self._completions = select.epoll()
         self._backend_chan: Channel | None = None
         self._stop_fd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
         self._threads: list[threading.Thread] = []
@@ -197,6 +205,8 @@ class VhostUserFrontend:
         region = MEM_REGION.pack(0, self.memory.size, self.memory.base, 0)
         self._set(Request.SET_MEM_TABLE, MEM_TABLE_HEAD.pack(1, 0) + region, (self.memory.fd,))
         self._setup_queues(num_queues)
+        for q in self._queues:
+            self._completions.register(q.call_fd, select.EPOLLIN)
         self._start_thread(self._run, "vhost-user-completions")
         if self._backend_chan is not None:
             # its own thread: a SHMEM request is answered even while reply callbacks run
@@ -296,7 +306,7 @@ class VhostUserFrontend:
         """Waits for completions to free room (called with the lock held)."""
         if self._dead or self._closed:
             raise ConnectionError(self._dead or "front-end closed")
-        self._lock.wait(_WAIT_SLICE)
+        self._changed.wait(_WAIT_SLICE)
 
     # ---- completion thread -------------------------------------------------------
 
@@ -316,6 +326,7 @@ class VhostUserFrontend:
                 outermost = mine and q.reaper is None
                 if outermost:
                     q.reaper = me
+                    self._completions.modify(q.call_fd, 0)
             if not mine:  # another thread reaps for everyone, or nobody will any more
                 futures_wait([future], wait)
                 continue
@@ -327,26 +338,22 @@ class VhostUserFrontend:
             finally:
                 with self._lock:
                     q.reaper = None
-                    self._lock.notify_all()
+                    # level-triggered: a call that came after our last look wakes it at once
+                    self._completions.modify(q.call_fd, select.EPOLLIN)
+                    self._changed.notify_all()
             # what was used after our last look, while the completion thread left it to us
             self._reap(q)
 
     def _poll_and_reap(self, q: _Queue, future: Future, wait: float) -> None:
         self._reap(q)
         if not future.done():
-            poller = select.poll()
-            poller.register(q.call_fd, select.POLLIN)
-            if poller.poll(max(1, int(wait * 1000))):
+            if q.poller.poll(max(1, int(wait * 1000))):
                 _drain(q.call_fd)
             self._reap(q)
 
     def _run(self) -> None:
-        poller = select.epoll()
+        poller = self._completions
         by_fd = {q.call_fd: q for q in self._queues}
-        for fd in by_fd:
-            # edge-triggered: while a waiting caller reaps, this thread leaves the eventfd
-            # undrained without being woken again and again
-            poller.register(fd, select.EPOLLIN | select.EPOLLET)
         poller.register(self._stop_fd, select.EPOLLIN)
         poller.register(self._chan.fileno(), select.EPOLLRDHUP)
         try:
@@ -365,8 +372,6 @@ class VhostUserFrontend:
         except Exception as e:  # never leave waiters hanging on a thread that is gone
             log.exception("front-end completion thread failed")
             self._die(f"front-end completion thread failed: {e!r}")
-        finally:
-            poller.close()
 
     def _reap_for_waiters(self, q: _Queue) -> None:
         if q.reaper is not None:
@@ -392,7 +397,8 @@ class VhostUserFrontend:
                     done.append((future, reply, decode))
                 if not q.driver.has_used():
                     break
-            self._lock.notify_all()
+            if done:
+                self._changed.notify_all()
         for future, reply, decode in done:
             if decode is None:
                 future.set_result(reply)
@@ -460,7 +466,7 @@ class VhostUserFrontend:
                 q.pending.clear()
                 if q.reaper is not None:
                     os.eventfd_write(q.call_fd, 1)  # a reaping caller wakes and sees it
-            self._lock.notify_all()
+            self._changed.notify_all()
         for future in failed:
             future.set_exception(ConnectionError(why))
 
@@ -483,7 +489,7 @@ class VhostUserFrontend:
         self._die("front-end closed")
         with self._lock:  # no reaping caller may still poll a call fd we are closing
             while any(q.reaper is not None for q in self._queues):
-                self._lock.wait(_WAIT_SLICE)
+                self._changed.wait(_WAIT_SLICE)
         self._chan.close()
         if self._backend_chan is not None:
             self._backend_chan.close()
@@ -491,6 +497,7 @@ class VhostUserFrontend:
             os.close(q.kick_fd)
             os.close(q.call_fd)
         os.close(self._stop_fd)
+        self._completions.close()
         if self.window is not None:
             self.window.close()
         self.memory.close()

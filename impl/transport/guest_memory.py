@@ -33,14 +33,16 @@ class GuestMemory:
         except BaseException:
             os.close(self.fd)
             raise
+        # every request and reply is copied through this view: one copy, no address casts
+        self._view = mapping.view(self.base, size)
 
     def read(self, gpa: int, length: int) -> bytes:
         self._check(gpa, length)
-        return mapping.peek(self.base + gpa, length)
+        return self._view[gpa : gpa + length].tobytes()
 
     def write(self, gpa: int, data: bytes) -> None:
         self._check(gpa, len(data))
-        mapping.poke(self.base + gpa, data)
+        self._view[gpa : gpa + len(data)] = data
 
     def _check(self, gpa: int, length: int) -> None:
         if gpa < 0 or length < 0 or gpa + length > self.size:
@@ -48,6 +50,7 @@ class GuestMemory:
 
     def close(self) -> None:
         if self.fd >= 0:
+            self._view.release()
             mapping.unmap(self.base, self.size)
             os.close(self.fd)
             self.fd = -1

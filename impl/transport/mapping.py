@@ -52,6 +52,11 @@ def unmap(addr: int, length: int) -> None:
         raise OSError(err, os.strerror(err))
 
 
+def view(addr: int, length: int) -> memoryview:
+    """A writable view of [addr, addr+length); valid until that range is unmapped."""
+    return memoryview(ffi.buffer(ffi.cast("char *", addr), length))
+
+
 def peek(addr: int, length: int) -> bytes:
     return ffi.buffer(ffi.cast("char *", addr), length)[:]
 

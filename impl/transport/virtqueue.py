@@ -70,6 +70,7 @@ class DriverQueue:
         self._vq = vq
         self._addr = ffi.new("uint64_t[]", layout.num)
         self._len = ffi.new("uint32_t[]", layout.num)
+        self._written = ffi.new("uint32_t *")
 
     @property
     def num_free(self) -> int:
@@ -95,13 +96,12 @@ class DriverQueue:
 
     def get_used(self) -> tuple[int, int] | None:
         """One used chain as (head, bytes written by the device), or None."""
-        written = ffi.new("uint32_t *")
-        head = lib.vq_driver_get_used(self._vq, written)
+        head = lib.vq_driver_get_used(self._vq, self._written)
         if head == -errno.EAGAIN:
             return None
         if head < 0:
             raise VirtqueueError("device returned a descriptor that is not in flight")
-        return head, written[0]
+        return head, self._written[0]
 
     def has_used(self) -> bool:
         return bool(lib.vq_driver_has_used(self._vq))
@@ -119,6 +119,8 @@ class Chain:
     writable_len: int
 
     def read(self) -> bytes:
+        if self.n_out == 1:  # the usual request: one buffer, copied once
+            return ffi.unpack(ffi.cast("char *", self.segs[0].ptr), self.readable_len)
         buf = ffi.new("uint8_t[]", self.readable_len)
         got = lib.vq_gather(self.segs, self.n_out, buf, self.readable_len)
         return ffi.buffer(buf, got)[:]
