@@ -8,9 +8,10 @@ mapping replaces whatever it overlaps, splitting partially covered old mappings.
 
 from __future__ import annotations
 
-import bisect
-import errno
+from collections.abc import Iterator
 from dataclasses import dataclass
+
+from pagefs.impl.transport.ranges import RangeMap
 
 
 @dataclass(frozen=True)
@@ -27,68 +28,34 @@ class WindowMapping:
     def end(self) -> int:
         return self.moffset + self.length
 
-    def clipped(self, start: int, end: int) -> WindowMapping:
-        """The part of this mapping inside window bytes [start, end)."""
-        lo, hi = max(start, self.moffset), min(end, self.end)
-        return WindowMapping(lo, hi - lo, self.inode, self.foffset + lo - self.moffset,
-                             self.writable)
-
 
 class WindowMap:
     """Non-overlapping mappings, sorted by window offset."""
 
     def __init__(self) -> None:
-        self._starts: list[int] = []
-        self._mappings: list[WindowMapping] = []
+        # value: (inode, foffset - moffset, writable); the file offset less the window
+        # offset stays the same for both pieces when a mapping is split
+        self._ranges: RangeMap[tuple[tuple[int, int], int, bool]] = RangeMap()
 
     def __len__(self) -> int:
-        return len(self._mappings)
+        return len(self._ranges)
 
-    def __iter__(self):
-        return iter(list(self._mappings))
-
-    def _overlapping(self, start: int, end: int) -> range:
-        first = bisect.bisect_right(self._starts, start)
-        if first > 0 and self._mappings[first - 1].end > start:
-            first -= 1
-        last = bisect.bisect_left(self._starts, end)
-        return range(first, last)
-
-    def _carve(self, start: int, end: int) -> None:
-        span = self._overlapping(start, end)
-        kept: list[WindowMapping] = []
-        for i in span:
-            old = self._mappings[i]
-            if old.moffset < start:
-                kept.append(old.clipped(old.moffset, start))
-            if old.end > end:
-                kept.append(old.clipped(end, old.end))
-        self._mappings[span.start:span.stop] = kept
-        self._starts[span.start:span.stop] = [m.moffset for m in kept]
+    def __iter__(self) -> Iterator[WindowMapping]:
+        for start, end, (inode, shift, writable) in self._ranges:
+            yield WindowMapping(start, end - start, inode, start + shift, writable)
 
     def add(self, mapping: WindowMapping) -> None:
         """Map a range, replacing or splitting what it overlaps."""
-        self._carve(mapping.moffset, mapping.end)
-        i = bisect.bisect_left(self._starts, mapping.moffset)
-        self._starts.insert(i, mapping.moffset)
-        self._mappings.insert(i, mapping)
+        value = (mapping.inode, mapping.foffset - mapping.moffset, mapping.writable)
+        self._ranges.set(mapping.moffset, mapping.end, value)
 
     def covers(self, start: int, end: int) -> bool:
         """True when every byte of [start, end) is mapped."""
-        at = start
-        for i in self._overlapping(start, end):
-            mapping = self._mappings[i]
-            if mapping.moffset > at:
-                return False
-            at = mapping.end
-        return at >= end
+        return self._ranges.covers(start, end)
 
     def remove(self, start: int, end: int) -> None:
         """Unmap [start, end); all of it must be mapped (EINVAL otherwise)."""
-        if not self.covers(start, end):
-            raise OSError(errno.EINVAL, "range is not mapped")
-        self._carve(start, end)
+        self._ranges.remove(start, end)
 
     def clear(self) -> None:
-        self._starts.clear()
-        self._mappings.clear()
+        self._ranges.clear()

@@ -11,12 +11,13 @@ import errno
 import threading
 
 from pagefs.impl.transport import mapping
+from pagefs.impl.transport.ranges import RangeMap
 
 _MAX_FILE_OFFSET = 2**63 - 1  # off_t is signed 64-bit
 
 
 class ShmemWindow:
-    """`size` bytes at address `base` in this process; mapped ranges are tracked per page."""
+    """`size` bytes at address `base` in this process; mapped ranges are tracked as ranges."""
 
     def __init__(self, size: int) -> None:
         if size <= 0 or size % mapping.PAGE_SIZE:
@@ -24,7 +25,7 @@ class ShmemWindow:
         self.size = size
         self.base = mapping.reserve(size)
         self._lock = threading.Lock()
-        self._mapped: dict[int, bool] = {}  # page index -> writable
+        self._mapped: RangeMap[bool] = RangeMap()  # window offsets -> writable
 
     def map(self, fd: int, fd_offset: int, shm_offset: int, length: int, writable: bool) -> None:
         """Maps fd[fd_offset:+length] at shm_offset, replacing what was there."""
@@ -35,33 +36,26 @@ class ShmemWindow:
             raise OSError(errno.EOVERFLOW, f"fd offset {fd_offset:#x} beyond any file")
         with self._lock:
             mapping.map_fixed(self.base + shm_offset, length, fd, fd_offset, writable=writable)
-            for page in self._pages(shm_offset, length):
-                self._mapped[page] = writable
+            self._mapped.set(shm_offset, shm_offset + length, writable)
 
     def unmap(self, shm_offset: int, length: int) -> None:
         """Makes [shm_offset, +length) inaccessible again; every page of it must be mapped."""
         self._check(shm_offset, length)
         with self._lock:
-            pages = self._pages(shm_offset, length)
-            if any(page not in self._mapped for page in pages):
+            if not self._mapped.covers(shm_offset, shm_offset + length):
                 raise OSError(errno.EINVAL, "unmap of a range that is not wholly mapped")
             mapping.reserve_fixed(self.base + shm_offset, length)
-            for page in pages:
-                del self._mapped[page]
+            self._mapped.remove(shm_offset, shm_offset + length)
 
     def mapped_bytes(self) -> int:
         with self._lock:
-            return len(self._mapped) * mapping.PAGE_SIZE
+            return self._mapped.total()
 
     def _check(self, shm_offset: int, length: int) -> None:
         if length <= 0 or shm_offset < 0 or shm_offset + length > self.size:
             raise OSError(errno.EINVAL, f"range {shm_offset:#x}+{length:#x} outside the window")
         if shm_offset % mapping.PAGE_SIZE or length % mapping.PAGE_SIZE:
             raise OSError(errno.EINVAL, f"range {shm_offset:#x}+{length:#x} is not page aligned")
-
-    @staticmethod
-    def _pages(shm_offset: int, length: int) -> range:
-        return range(shm_offset // mapping.PAGE_SIZE, (shm_offset + length) // mapping.PAGE_SIZE)
 
     def close(self) -> None:
         with self._lock:
