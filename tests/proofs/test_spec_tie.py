@@ -23,22 +23,23 @@ RANGE = 2 * MiB
 RANGES = 4
 
 guests = st.integers(0, 1)
-nodeids = st.integers(1, 5)
-handles = st.integers(1, 4)
-names = st.sampled_from(NAMES)
-paths = st.one_of(names, st.tuples(names, names).map(lambda p: p[0] + b"/" + p[1]))
-offsets = st.sampled_from([0, 1, 4094, 4095, 4096, 4097, 8191, 8192, 12288])
+# Small pools, so that most requests name something that exists.
+nodeids = st.sampled_from([1, 2, 2, 3, 4])
+handles = st.sampled_from([1, 1, 2, 3])
+names = st.sampled_from([NAMES[0], NAMES[0], NAMES[1], NAMES[2]])
+paths = st.one_of(names, names, st.tuples(names, names).map(lambda p: p[0] + b"/" + p[1]))
+offsets = st.sampled_from([0, 1, 4094, 4095, 4096, 4097, 8191, 8192])
 sizes = st.sampled_from([0, 1, 4095, 4096, 4097, 8192, 9000])
 data = st.binary(min_size=1, max_size=5)
 lengths = st.integers(1, 6)
 open_flags = st.sampled_from([O_RDONLY, O_WRONLY, O_RDWR, O_RDWR | O_TRUNC, O_WRONLY | O_TRUNC])
 create_flags = st.sampled_from([O_CREAT | O_RDWR, O_CREAT | O_RDONLY, O_CREAT | O_EXCL | O_RDWR,
                                 O_CREAT | O_WRONLY | O_TRUNC])
-range_offsets = st.sampled_from([0, RANGE, (RANGES - 1) * RANGE, RANGES * RANGE, 4096])
-range_lengths = st.sampled_from([RANGE, 2 * RANGE, 4096])
-file_offsets = st.sampled_from([0, 4096, RANGE])
+range_offsets = st.sampled_from([0, 0, RANGE, (RANGES - 1) * RANGE, RANGES * RANGE, 4096])
+range_lengths = st.sampled_from([RANGE, RANGE, 2 * RANGE, 4096])
+file_offsets = st.sampled_from([0, 0, 4096, RANGE])
 window_offsets = st.one_of(
-    st.sampled_from([0, 1, 4095, 4096, RANGE, RANGE + 4095, (RANGES * RANGE) - 1]),
+    st.sampled_from([0, 1, 4094, 4095, 4096, RANGE, RANGE + 4094, (RANGES * RANGE) - 1]),
     st.integers(0, 3 * 4096))
 
 calls = st.one_of(
@@ -101,8 +102,8 @@ def run_both(config: Config, program: list[tuple[str, tuple]]) -> None:
         spec_state = agreeing[0].state
 
 
-@settings(max_examples=25, deadline=None)
-@given(read_only=st.booleans(), program=st.lists(calls, min_size=1, max_size=14))
+@settings(max_examples=60, deadline=None)
+@given(read_only=st.booleans(), program=st.lists(calls, min_size=1, max_size=24))
 def test_design_agrees_with_spec(read_only: bool, program: list[tuple[str, tuple]]) -> None:
     config = Config(window_ranges=RANGES, read_only=read_only)
     prologue = [] if read_only else list(PROLOGUE)
