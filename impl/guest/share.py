@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pagefs.impl.guest.datapath import DataPath, check_offset
 from pagefs.impl.guest.mapping import Mapping
 from pagefs.impl.guest.window import DaxWindow
-from pagefs.impl.protocol import Attr, EntryOut
+from pagefs.impl.protocol import Attr, EntryOut, open_flags
 from pagefs.impl.transport.fuse_client import FuseClient
 
 ROOT_ID = 1
@@ -67,11 +67,11 @@ class Handle:
 
     @property
     def readable(self) -> bool:
-        return self.flags & os.O_ACCMODE in (os.O_RDONLY, os.O_RDWR)
+        return open_flags.readable(self.flags)
 
     @property
     def writable(self) -> bool:
-        return self.flags & os.O_ACCMODE in (os.O_WRONLY, os.O_RDWR)
+        return open_flags.writable(self.flags)
 
     @property
     def storable(self) -> bool:

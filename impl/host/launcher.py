@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 
-from pagefs.impl.host.listener import is_listening
+from pagefs.impl.transport.unix_socket import is_listening
 
 
 class HostDaemonError(RuntimeError):

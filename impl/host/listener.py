@@ -7,27 +7,13 @@ import os
 import socket
 import stat
 
+from pagefs.impl.transport.unix_socket import is_listening
+
 BACKLOG = 16
-_LISTENING = 0x10000  # __SO_ACCEPTCON in /proc/net/unix's Flags column
 
 
 class SocketInUse(OSError):
     """Another process is listening on the socket path."""
-
-
-def is_listening(path: str) -> bool:
-    """True when some process listens on unix socket `path`.
-
-    Read from /proc/net/unix rather than by connecting, so that a live daemon never sees
-    a probe connection as a guest.
-    """
-    with open("/proc/net/unix") as table:
-        next(table)
-        for line in table:
-            fields = line.split()
-            if len(fields) >= 8 and fields[7] == path and int(fields[3], 16) & _LISTENING:
-                return True
-    return False
 
 
 def bind_listener(path: str) -> socket.socket:

@@ -24,6 +24,8 @@ import threading
 from dataclasses import dataclass
 from functools import wraps
 
+from pagefs.impl.protocol import open_flags
+
 from . import confine, syscalls
 from .mappings import WindowMap, WindowMapping
 
@@ -84,11 +86,11 @@ class _Handle:
 
     @property
     def readable(self) -> bool:
-        return self.flags & os.O_ACCMODE in (os.O_RDONLY, os.O_RDWR)
+        return open_flags.readable(self.flags)
 
     @property
     def writable(self) -> bool:
-        return self.flags & os.O_ACCMODE in (os.O_WRONLY, os.O_RDWR)
+        return open_flags.writable(self.flags)
 
 
 def _key(st: os.stat_result) -> tuple[int, int]:
@@ -246,6 +248,14 @@ class GuestSession:
             self._by_key[key] = nodeid
         return Entry(nodeid, node.generation, st)
 
+    def _dir_to_change(self, parent: int, name: bytes) -> _Node:
+        """The directory in which `name` is to be made or removed, after the checks every
+        such request makes, in the same order: stale parent, read-only export, the name."""
+        node = self._node(parent)
+        self._refuse_write()
+        confine.check_name(name)
+        return node
+
     def _lookup_name(self, parent: int, name: bytes) -> Entry:
         node = self._node(parent)  # a stale parent is ESTALE whatever the name
         confine.check_name(name)
@@ -313,9 +323,7 @@ class GuestSession:
 
     @_serialized
     def symlink(self, parent: int, name: bytes, target: bytes) -> Entry:
-        node = self._node(parent)
-        self._refuse_write()
-        confine.check_name(name)
+        node = self._dir_to_change(parent, name)
         confine.check_symlink_target(target)
         self._reserve(1)
         os.symlink(target, name, dir_fd=node.fd)
@@ -323,25 +331,19 @@ class GuestSession:
 
     @_serialized
     def mkdir(self, parent: int, name: bytes, mode: int) -> Entry:
-        node = self._node(parent)
-        self._refuse_write()
-        confine.check_name(name)
+        node = self._dir_to_change(parent, name)
         self._reserve(1)
         os.mkdir(name, stat.S_IMODE(mode), dir_fd=node.fd)
         return self._lookup_name(parent, name)
 
     @_serialized
     def unlink(self, parent: int, name: bytes) -> None:
-        node = self._node(parent)
-        self._refuse_write()
-        confine.check_name(name)
+        node = self._dir_to_change(parent, name)
         os.unlink(name, dir_fd=node.fd)
 
     @_serialized
     def rmdir(self, parent: int, name: bytes) -> None:
-        node = self._node(parent)
-        self._refuse_write()
-        confine.check_name(name)
+        node = self._dir_to_change(parent, name)
         os.rmdir(name, dir_fd=node.fd)
 
     @_serialized
@@ -363,7 +365,7 @@ class GuestSession:
     def _check_open_flags(self, flags: int) -> None:
         if flags & os.O_ACCMODE == os.O_ACCMODE:
             raise OSError(errno.EINVAL, "invalid access mode")
-        if self._fs.read_only and (flags & os.O_ACCMODE != os.O_RDONLY or flags & os.O_TRUNC):
+        if self._fs.read_only and (open_flags.writable(flags) or flags & os.O_TRUNC):
             raise OSError(errno.EROFS, "read-only export")
 
     @_serialized
@@ -377,15 +379,13 @@ class GuestSession:
     @_serialized
     def create(self, parent: int, name: bytes, flags: int, mode: int) -> tuple[Entry, int]:
         """Create and open a regular file; an existing one is opened unless O_EXCL."""
-        node = self._node(parent)
-        self._refuse_write()
-        confine.check_name(name)
+        node = self._dir_to_change(parent, name)
         self._check_open_flags(flags)
         self._reserve(2)  # the new nodeid and the handle, checked before anything is made
-        open_flags = flags & confine.GUEST_OPEN_FLAGS
+        guest_flags = flags & confine.GUEST_OPEN_FLAGS
         try:
             # O_EXCL so that nothing but a fresh regular file is ever opened by O_CREAT.
-            fd = confine.open_beneath(node.fd, name, open_flags | os.O_CREAT | os.O_EXCL,
+            fd = confine.open_beneath(node.fd, name, guest_flags | os.O_CREAT | os.O_EXCL,
                                       stat.S_IMODE(mode))
         except FileExistsError:
             if flags & os.O_EXCL:
@@ -394,7 +394,7 @@ class GuestSession:
             try:
                 if stat.S_ISDIR(os.fstat(path_fd).st_mode):
                     raise OSError(errno.EISDIR, "create over a directory") from None
-                fd = confine.reopen(path_fd, open_flags)
+                fd = confine.reopen(path_fd, guest_flags)
             finally:
                 os.close(path_fd)
         try:
@@ -402,7 +402,7 @@ class GuestSession:
         except BaseException:
             os.close(fd)
             raise
-        return entry, self._new_handle(fd, open_flags, is_dir=False)
+        return entry, self._new_handle(fd, guest_flags, is_dir=False)
 
     @_serialized
     def read(self, fh: int, offset: int, size: int) -> bytes:

@@ -30,7 +30,7 @@ from .errors import ProtocolError
 _INIT_IN = Struct("<IIIII44x")
 _INIT_IN_COMPAT = Struct("<IIII")  # before 7.36: no flags2
 _U64 = Struct("<Q")
-_BATCH_FORGET_IN = Struct("<II")
+_BATCH_FORGET_IN = Struct("<I4x")  # count, dummy
 _FORGET_ONE = Struct("<QQ")
 _MKDIR_IN = Struct("<II")
 _RENAME2_IN = Struct("<QI4x")
@@ -117,16 +117,13 @@ class BatchForgetIn:
     entries: tuple[ForgetOne, ...]
 
     def encode(self) -> bytes:
-        head = pack(_BATCH_FORGET_IN, len(self.entries), 0)
-        return head + b"".join(pack(_FORGET_ONE, e.nodeid, e.nlookup) for e in self.entries)
+        rows = [(e.nodeid, e.nlookup) for e in self.entries]
+        return _pack_counted(_BATCH_FORGET_IN, _FORGET_ONE, rows)
 
     @classmethod
     def decode(cls, body: Buffer) -> Self:
-        expect_at_least(body, _BATCH_FORGET_IN.size, "fuse_batch_forget_in")
-        count, _ = _BATCH_FORGET_IN.unpack_from(body)
-        expect_size(body, _BATCH_FORGET_IN.size + count * _FORGET_ONE.size, "batch forget")
-        items = _FORGET_ONE.iter_unpack(body[_BATCH_FORGET_IN.size :])
-        return cls(tuple(ForgetOne(n, k) for n, k in items))
+        rows = _unpack_counted(body, _BATCH_FORGET_IN, _FORGET_ONE, "batch forget")
+        return cls(tuple(ForgetOne(n, k) for n, k in rows))
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,9 +184,7 @@ class MkdirIn:
 
     @classmethod
     def decode(cls, body: Buffer) -> Self:
-        expect_at_least(body, _MKDIR_IN.size, "fuse_mkdir_in")
-        mode, umask = _MKDIR_IN.unpack_from(body)
-        (name,) = cstrings(body[_MKDIR_IN.size :], 1, "mkdir name")
+        (mode, umask), (name,) = _head_and_names(body, _MKDIR_IN, 1, "fuse_mkdir_in")
         return cls(mode, name, umask)
 
 
@@ -207,9 +202,8 @@ class RenameIn:
 
     @classmethod
     def decode(cls, body: Buffer) -> Self:
-        expect_at_least(body, _U64.size, "fuse_rename_in")
-        (newdir,) = _U64.unpack_from(body)
-        return cls(newdir, *cstrings(body[_U64.size :], 2, "rename names"))
+        (newdir,), names = _head_and_names(body, _U64, 2, "fuse_rename_in")
+        return cls(newdir, *names)
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,10 +221,8 @@ class Rename2In:
 
     @classmethod
     def decode(cls, body: Buffer) -> Self:
-        expect_at_least(body, _RENAME2_IN.size, "fuse_rename2_in")
-        newdir, flags = _RENAME2_IN.unpack_from(body)
+        (newdir, flags), (old, new) = _head_and_names(body, _RENAME2_IN, 2, "fuse_rename2_in")
         known_bits(flags, _RENAME_FLAGS, "rename flags")
-        old, new = cstrings(body[_RENAME2_IN.size :], 2, "rename names")
         return cls(newdir, old, new, flags)
 
 
@@ -261,10 +253,9 @@ class CreateIn:
 
     @classmethod
     def decode(cls, body: Buffer) -> Self:
-        expect_at_least(body, _CREATE_IN.size, "fuse_create_in")
-        flags, mode, umask, open_flags = _CREATE_IN.unpack_from(body)
+        head, (name,) = _head_and_names(body, _CREATE_IN, 1, "fuse_create_in")
+        flags, mode, umask, open_flags = head
         known_bits(open_flags, _OPEN_FLAGS, "open_flags")
-        (name,) = cstrings(body[_CREATE_IN.size :], 1, "create name")
         return cls(flags, mode, name, umask, open_flags)
 
 
@@ -378,23 +369,38 @@ class RemovemappingIn:
     entries: tuple[RemovemappingOne, ...]
 
     def encode(self) -> bytes:
-        ones = b"".join(pack(_REMOVEMAPPING_ONE, e.moffset, e.length) for e in self.entries)
-        return pack(_REMOVEMAPPING_IN, len(self.entries)) + ones
+        rows = [(e.moffset, e.length) for e in self.entries]
+        return _pack_counted(_REMOVEMAPPING_IN, _REMOVEMAPPING_ONE, rows)
 
     @classmethod
     def decode(cls, body: Buffer) -> Self:
-        expect_at_least(body, _REMOVEMAPPING_IN.size, "fuse_removemapping_in")
-        (count,) = _REMOVEMAPPING_IN.unpack_from(body)
-        _check_removemapping_count(count)
-        size = _REMOVEMAPPING_IN.size + count * _REMOVEMAPPING_ONE.size
-        expect_size(body, size, "removemapping")
-        items = _REMOVEMAPPING_ONE.iter_unpack(body[_REMOVEMAPPING_IN.size :])
-        return cls(tuple(RemovemappingOne(m, n) for m, n in items))
+        rows = _unpack_counted(
+            body, _REMOVEMAPPING_IN, _REMOVEMAPPING_ONE, "removemapping",
+            limit=c.FUSE_REMOVEMAPPING_MAX_ENTRY,
+        )  # fmt: skip
+        return cls(tuple(RemovemappingOne(m, n) for m, n in rows))
 
 
-def _check_removemapping_count(count: int) -> None:
-    if not 1 <= count <= c.FUSE_REMOVEMAPPING_MAX_ENTRY:
-        raise ProtocolError(
-            errno.EINVAL,
-            f"removemapping: {count} entries, allowed 1..{c.FUSE_REMOVEMAPPING_MAX_ENTRY}",
-        )
+def _head_and_names(
+    body: Buffer, head: Struct, count: int, what: str
+) -> tuple[tuple[int, ...], tuple[bytes, ...]]:
+    """A fixed struct, then exactly `count` NUL-terminated strings."""
+    expect_at_least(body, head.size, what)
+    return head.unpack_from(body), cstrings(body[head.size :], count, f"{what} names")
+
+
+def _pack_counted(head: Struct, record: Struct, rows: list[tuple[int, ...]]) -> bytes:
+    """A count (the head's first field; the rest is padding), then that many records."""
+    return pack(head, len(rows)) + b"".join(pack(record, *row) for row in rows)
+
+
+def _unpack_counted(
+    body: Buffer, head: Struct, record: Struct, what: str, *, limit: int | None = None
+) -> list[tuple[int, ...]]:
+    """The records of a body written by _pack_counted; with `limit`, 1..limit of them."""
+    expect_at_least(body, head.size, f"{what} head")
+    (count,) = head.unpack_from(body)
+    if limit is not None and not 1 <= count <= limit:
+        raise ProtocolError(errno.EINVAL, f"{what}: {count} entries, allowed 1..{limit}")
+    expect_size(body, head.size + count * record.size, what)
+    return list(record.iter_unpack(body[head.size :]))

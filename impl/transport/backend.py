@@ -49,6 +49,7 @@ from pagefs.impl.transport.vhost_user import (
     ProtocolFeature,
     Request,
     bit,
+    drain_eventfd,
 )
 from pagefs.impl.transport.virtqueue import (
     Chain,
@@ -188,13 +189,10 @@ class VhostUserBackend:
             if chan is None:
                 raise OSError(errno.ENOTCONN, "no backend channel")
             try:
-                chan.send(request, payload, fds or (), flags=FLAG_NEED_REPLY)
-                reply = chan.recv(timeout=BACKEND_REPLY_TIMEOUT)
-                if reply is None:
-                    raise OSError(errno.ENOTCONN, "backend channel closed")
-                reply.close_fds()
-                if not reply.is_reply or reply.request != request:
-                    raise ProtocolError(f"unexpected message {reply.request} on backend channel")
+                reply = chan.call(
+                    request, payload, fds or (), flags=FLAG_NEED_REPLY,
+                    timeout=BACKEND_REPLY_TIMEOUT,
+                )  # fmt: skip
                 (status,) = reply.unpack(U64)
             except (OSError, ProtocolError) as e:
                 # a late or stray reply would be taken for the next request's: the channel
@@ -422,7 +420,7 @@ class VhostUserBackend:
                 ready = {fd for fd, _ in poller.poll()}
                 if vring.stop_fd in ready:
                     return
-                _drain(vring.kick_fd)
+                drain_eventfd(vring.kick_fd)
         except (VirtqueueError, OSError) as e:
             self._break(f"queue {index}: {e}")
 
@@ -499,10 +497,3 @@ def _close_attr(obj: object, name: str) -> None:
     if fd >= 0:
         os.close(fd)
         setattr(obj, name, -1)
-
-
-def _drain(efd: int) -> None:
-    try:
-        os.eventfd_read(efd)
-    except BlockingIOError:
-        pass

@@ -48,6 +48,7 @@ from pagefs.impl.transport.vhost_user import (
     ProtocolFeature,
     Request,
     bit,
+    drain_eventfd,
 )
 from pagefs.impl.transport.virtqueue import DriverQueue, RingLayout, VirtqueueError
 
@@ -158,14 +159,7 @@ class VhostUserFrontend:
         self, request: Request, payload: bytes = b"", fds: tuple[int, ...] = (), *, flags: int = 0
     ) -> Message:
         """Sends a request and returns the back-end's reply to it."""
-        self._chan.send(request, payload, fds, flags=flags)
-        reply = self._chan.recv(timeout=self._timeout)
-        if reply is None:
-            raise ConnectionError(f"back-end closed the connection during {request.name}")
-        reply.close_fds()
-        if not reply.is_reply or reply.request != request:
-            raise ProtocolError(f"got message {reply.request} in reply to {request.name}")
-        return reply
+        return self._chan.call(request, payload, fds, flags=flags, timeout=self._timeout)
 
     def _set(self, request: Request, payload: bytes = b"", fds: tuple[int, ...] = ()) -> None:
         """Sends a request without a reply payload; with REPLY_ACK, waits for its ack."""
@@ -348,7 +342,7 @@ class VhostUserFrontend:
         self._reap(q)
         if not future.done():
             if q.poller.poll(max(1, int(wait * 1000))):
-                _drain(q.call_fd)
+                drain_eventfd(q.call_fd)
             self._reap(q)
 
     def _run(self) -> None:
@@ -376,7 +370,7 @@ class VhostUserFrontend:
     def _reap_for_waiters(self, q: _Queue) -> None:
         if q.reaper is not None:
             return
-        _drain(q.call_fd)
+        drain_eventfd(q.call_fd)
         self._reap(q)
         if q.reaper is not None:
             # a caller began reaping before its reply was handed over here: wake it, or
@@ -507,10 +501,3 @@ class VhostUserFrontend:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _drain(efd: int) -> None:
-    try:
-        os.eventfd_read(efd)
-    except BlockingIOError:
-        pass

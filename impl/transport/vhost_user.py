@@ -9,6 +9,7 @@ v13, 2026), whose MMAP flags are 0 = read-only, 1 = read-write.
 from __future__ import annotations
 
 import array
+import errno
 import os
 import select
 import socket
@@ -166,6 +167,29 @@ class Channel:
         if sent < len(data):
             self.sock.sendall(data[sent:])
 
+    def call(
+        self,
+        request: int,
+        payload: bytes = b"",
+        fds: list[int] | tuple[int, ...] = (),
+        *,
+        flags: int = 0,
+        timeout: float | None = None,
+    ) -> Message:
+        """Sends a request and returns the peer's reply to it (any fds in it closed).
+
+        Raises ConnectionError (ENOTCONN) when the peer closes first, ProtocolError when
+        what comes back is not that reply, TimeoutError when nothing comes in time."""
+        name = getattr(request, "name", request)
+        self.send(request, payload, fds, flags=flags)
+        reply = self.recv(timeout=timeout)
+        if reply is None:
+            raise ConnectionError(errno.ENOTCONN, f"peer closed the connection during {name}")
+        reply.close_fds()
+        if not reply.is_reply or reply.request != request:
+            raise ProtocolError(f"got message {reply.request} in reply to {name}")
+        return reply
+
     def reply(self, request: Message, payload: bytes) -> None:
         self.send(request.request, payload, flags=FLAG_REPLY)
 
@@ -232,6 +256,14 @@ class Channel:
 
     def close(self) -> None:
         self.sock.close()
+
+
+def drain_eventfd(efd: int) -> None:
+    """Resets a (non-blocking) kick or call eventfd, whether or not it was signalled."""
+    try:
+        os.eventfd_read(efd)
+    except BlockingIOError:
+        pass
 
 
 def _readable(sock: socket.socket, timeout: float) -> bool:

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 from pagefs.impl.host.launcher import PAGEFS_HOST, HostDaemonError, command, host_daemon
-from pagefs.impl.host.listener import is_listening
 from pagefs.impl.transport.fuse_client import FuseClient
+from pagefs.impl.transport.unix_socket import is_listening
 
 from .conftest import WINDOW_SIZE
 
