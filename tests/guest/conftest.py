@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from pagefs.impl.guest.connect import connect
 from pagefs.impl.guest.share import Share
 from pagefs.impl.host.launcher import HostDaemon, host_daemon

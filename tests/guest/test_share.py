@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+
 from pagefs.impl.guest.connect import connect
 from pagefs.impl.guest.datapath import DataPath
 from pagefs.impl.guest.share import Share

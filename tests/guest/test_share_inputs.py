@@ -8,6 +8,7 @@ from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from pagefs.impl.guest.share import Share
 
 paths = st.lists(st.sampled_from(["a", "b", "..", ".", "", "é", "x\0y", "l", "a" * 300]),

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
+
 from pagefs.impl.guest.connect import connect
 from pagefs.impl.transport.virtiofsd import Virtiofsd
 

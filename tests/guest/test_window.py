@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from pagefs.impl.guest import safemem
 from pagefs.impl.guest.window import DaxWindow
 from pagefs.impl.host.passthrough import PassthroughFS

@@ -11,6 +11,7 @@ import tempfile
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
 from pagefs.impl.guest import safemem
 from pagefs.impl.guest.window import DaxRange, DaxWindow
 from pagefs.impl.host.passthrough import PassthroughFS

@@ -13,6 +13,7 @@ import threading
 from pathlib import Path
 
 import pytest
+
 from pagefs.impl.guest.connect import connect
 from pagefs.impl.guest.memprobe import memory_per_guest
 from pagefs.impl.guest.share import Share

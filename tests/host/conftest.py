@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from pagefs.impl.host.launcher import HostDaemon, host_daemon
 from pagefs.impl.host.passthrough import GuestSession, PassthroughFS
 from pagefs.impl.transport.fuse_client import FuseClient

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from pagefs.impl.host.launcher import PAGEFS_HOST, HostDaemonError, command, host_daemon
 from pagefs.impl.transport.fuse_client import FuseClient
 from pagefs.impl.transport.unix_socket import is_listening

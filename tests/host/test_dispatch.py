@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from pagefs.impl import protocol as p
 from pagefs.impl.host.dispatch import MAX_TRANSFER, Dispatcher
 from pagefs.impl.host.passthrough import GuestSession, PassthroughFS

@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+
 from pagefs.impl import protocol as p
 from pagefs.impl.guest import safemem
 from pagefs.impl.host.dispatch import Dispatcher

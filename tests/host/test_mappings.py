@@ -8,6 +8,7 @@ import errno
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from pagefs.impl.host.mappings import WindowMap, WindowMapping
 
 PAGES = 16

@@ -12,6 +12,7 @@ import stat
 import threading
 
 import pytest
+
 from pagefs.impl.host import confine, syscalls
 from pagefs.impl.host.passthrough import ROOT_ID, GuestSession
 

@@ -9,6 +9,7 @@ import mmap
 import os
 
 import pytest
+
 from pagefs.impl.host.passthrough import PAGE_SIZE, ROOT_ID, GuestSession, PassthroughFS
 
 from .conftest import expect_errno, open_fds

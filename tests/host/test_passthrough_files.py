@@ -8,6 +8,7 @@ import os
 import stat
 
 import pytest
+
 from pagefs.impl.host.passthrough import ROOT_ID, GuestSession
 
 from .conftest import expect_errno

@@ -9,6 +9,7 @@ import os
 import stat
 
 import pytest
+
 from pagefs.impl.host.passthrough import ROOT_ID, GuestSession, PassthroughFS
 
 from .conftest import expect_errno

@@ -13,6 +13,7 @@ import tempfile
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
 from pagefs.impl.host.passthrough import ROOT_ID, PassthroughFS
 
 from .conftest import open_fds

@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+
 from pagefs.impl.host.launcher import host_daemon
 from pagefs.impl.transport import mapping
 from pagefs.impl.transport.fuse_client import FuseClient

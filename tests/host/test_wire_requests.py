@@ -11,6 +11,7 @@ import stat
 import struct
 
 import pytest
+
 from pagefs.impl.transport.fuse_client import FuseClient
 
 from .conftest import expect_errno

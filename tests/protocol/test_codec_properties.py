@@ -8,6 +8,7 @@ import struct
 import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
+
 from pagefs.impl import protocol as p
 from pagefs.impl.protocol import constants as c
 from pagefs.impl.protocol.codec import IN_HEADER, LAYOUTS, OUT_HEADER

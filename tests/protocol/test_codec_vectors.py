@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 
 import pytest
+
 from pagefs.impl import protocol as p
 from pagefs.impl.protocol import constants as c
 from pagefs.impl.protocol import replies

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+
 from pagefs.impl.transport.backend import VhostUserBackend
 
 HERE = Path(__file__).parent

@@ -8,6 +8,7 @@ import os
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from pagefs.impl.transport.guest_memory import BufferHeap, GuestMemory
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from pagefs.impl.transport.ranges import RangeMap
 from pagefs.impl.transport.shmem_window import ShmemWindow
 

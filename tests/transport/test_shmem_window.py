@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
+
 from pagefs.impl.transport import mapping
 from pagefs.impl.transport.frontend import REQUEST_QUEUE, VhostUserFrontend
 

@@ -18,6 +18,7 @@ from concurrent.futures import wait as futures_wait
 from pathlib import Path
 
 import pytest
+
 from pagefs.impl.transport import backend as backend_module
 from pagefs.impl.transport.frontend import REQUEST_QUEUE, VhostUserFrontend
 from pagefs.impl.transport.guest_memory import GuestMemory

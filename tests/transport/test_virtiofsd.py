@@ -10,6 +10,7 @@ import stat
 from pathlib import Path
 
 import pytest
+
 from pagefs.impl.protocol.constants import FUSE_ROOT_ID
 from pagefs.impl.transport.fuse_client import FuseClient
 from pagefs.impl.transport.virtiofsd import (
