@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import z3
+
 from pagefs.proofs import design as d
 from pagefs.proofs.transitions import Operation, Step
 

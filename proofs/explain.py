@@ -9,6 +9,7 @@ and each read is evaluated in the model on the state before and after the step.
 from __future__ import annotations
 
 import z3
+
 from pagefs.proofs import design
 from pagefs.proofs.invariants import Clause
 

@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 
 import z3
+
 from pagefs.proofs import design
 from pagefs.proofs.explain import describe
 from pagefs.proofs.invariants import Invariant, all_hold

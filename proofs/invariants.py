@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import z3
+
 from pagefs.proofs.design import (
     NONE,
     ROOT,

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import z3
+
 from pagefs.proofs import design as d
 from pagefs.proofs import transitions as t
 from pagefs.proofs.design import NONE, Byte, Inode, Offset, Size, Slot, State, position

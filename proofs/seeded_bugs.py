@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import z3
+
 from pagefs.proofs import bmc, inductive
 from pagefs.proofs import design as d
 from pagefs.proofs import transitions as t

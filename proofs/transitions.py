@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import z3
+
 from pagefs.proofs import design as d
 from pagefs.proofs.design import (
     NONE,
