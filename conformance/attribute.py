@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from pagefs.conformance import target as t
-from pagefs.conformance.session import Bindings, Check
+from pagefs.conformance.session import Bindings, Check, Observed
 from pagefs.spec import REGISTRY, Err, Errno, Fault, Ok, Outcome, State
 from pagefs.spec.datatypes import Attr, Created, Entry, FileKind
 from pagefs.spec.properties import Step, step_violations
@@ -182,6 +182,9 @@ def attribute(state: State, bindings: Bindings, check: Check, history: History) 
     found = _predicates(state, check)
     if state.config.read_only and Errno.EROFS in errnos and check.observed.kind == "ok":
         found.add("RO-EXPORT")  # a write path the read-only export should not have had
+    if state.config.read_only and check.observed == Observed("err", Errno.EROFS) and \
+            Errno.EROFS not in errnos:
+        found.add("RO-EXPORT")  # refused as a write what the spec says writes nothing
     if op in ("LOAD", "READ", "host.read"):
         data = _data_property(state, check, history)
         if data:
