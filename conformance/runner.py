@@ -21,7 +21,8 @@ from hypothesis.errors import Flaky, FlakyStrategyDefinition
 from hypothesis.internal.conjecture import engine as _engine
 from hypothesis.stateful import get_state_machine_test
 
-from pagefs.conformance.machines import NOT_EXERCISED, Departure, family_of, machine_for
+from pagefs.conformance.families import NOT_EXERCISED, family_of
+from pagefs.conformance.machines import Departure, machine_for
 from pagefs.conformance.progress import Progress
 from pagefs.conformance.report import ERROR, FAIL, NA, PASS, Report, Verdict
 from pagefs.conformance.target import TargetFactory

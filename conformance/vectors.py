@@ -32,7 +32,8 @@ from dataclasses import asdict, dataclass, field, replace
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis.stateful import get_state_machine_test
 
-from pagefs.conformance.machines import FAMILIES, RANGES_USED, Family, machine_for
+from pagefs.conformance.families import FAMILIES, Family
+from pagefs.conformance.machines import RANGES_USED, machine_for
 from pagefs.conformance.session import Check, Observed, Session, initial_bindings, match
 from pagefs.conformance.target import (
     ALL_CAPABILITIES,

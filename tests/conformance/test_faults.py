@@ -4,8 +4,8 @@ families the fault can sensibly touch (compared with the same target without it)
 import pytest
 
 from pagefs.conformance import targets
+from pagefs.conformance.families import family_of
 from pagefs.conformance.faults import inject
-from pagefs.conformance.machines import family_of
 from pagefs.conformance.report import FAIL
 from pagefs.conformance.runner import ALL, run
 
