@@ -43,7 +43,7 @@ def scheduled(schedule: Sequence[Operation], start: d.State) -> Run:
     for k, op in enumerate(schedule):
         args = op.symbolic_args(f"@{k}")
         st = op(run.states[-1], *args)
-        run.states.append(st.new)
+        run.states.append(d.simplified(st.new))
         run.steps.append(st)
         run.ops.append(op)
         run.args.append(args)
@@ -157,7 +157,7 @@ def setup() -> Run:
     for name, args in calls:
         op = t.BY_NAME[name]
         st = op(run.states[-1], *args)
-        run.states.append(st.new)
+        run.states.append(d.simplified(st.new))
         run.steps.append(st)
         run.ops.append(op)
         run.args.append(args)
@@ -238,7 +238,7 @@ def coherence(k: int, timeout_ms: int, alphabet: Sequence[Operation] | None = No
             st = op(run.states[-1], *args)
             solver.push()
             solver.add(st.ok, _two_guests([args]))
-            bad = visit(Run(run.states + [st.new], run.steps + [st], run.ops + [op],
+            bad = visit(Run(run.states + [d.simplified(st.new)], run.steps + [st], run.ops + [op],
                             run.args + [args]))
             solver.pop()
             if bad is not None:

@@ -201,3 +201,9 @@ def update(state: State, **changes: z3.ExprRef) -> State:
 
 def field_names() -> tuple[str, ...]:
     return tuple(f.name for f in fields(State))
+
+
+def simplified(s: State) -> State:
+    """Every field simplified: concrete parts fold away (a concrete state becomes small
+    concrete terms), so the next step builds on, and each query reads, a small term."""
+    return State(**{f.name: z3.simplify(getattr(s, f.name)) for f in fields(State)})

@@ -114,15 +114,10 @@ class Design:
     def __init__(self, config: Config) -> None:
         self.config = config
         assert config.page_size == d.PAGE_SIZE and config.range_size == d.RANGE_PAGES * d.PAGE_SIZE
-        self.state = self._norm(d.initial(config.read_only, config.window_size // d.PAGE_SIZE))
+        self.state = d.simplified(d.initial(config.read_only, config.window_size // d.PAGE_SIZE))
         self.touched: set[int] = {0, d.PAGE_SIZE - 1, d.PAGE_SIZE}
 
     # ------------------------------------------------------------ evaluation
-
-    @staticmethod
-    def _norm(s: d.State) -> d.State:
-        """Simplify every field, so the next step builds on a small concrete term."""
-        return d.State(**{f: z3.simplify(getattr(s, f)) for f in d.field_names()})
 
     def get(self, term: z3.ExprRef) -> int:
         return _int(term)
@@ -132,7 +127,7 @@ class Design:
         assert self.get(st.enabled), "design step not enabled"
         errno = self.get(st.err)
         if not errno:
-            self.state = self._norm(st.new)
+            self.state = d.simplified(st.new)
         return errno
 
     def free_frame(self) -> z3.ExprRef:
@@ -146,7 +141,7 @@ class Design:
         for i in range(ROOT + 1, self.get(self.state.next_ino)):
             st = t.evict(self.state, _const(Inode, i))
             if self.get(st.enabled):
-                self.state = self._norm(st.new)
+                self.state = d.simplified(st.new)
 
     # ------------------------------------------------------------ naming
 
