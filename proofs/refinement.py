@@ -248,3 +248,17 @@ def named(timeout_ms: int = TIMEOUT_MS) -> list[Callable[[], Result]]:
         lambda: eof_fault("STORE", timeout_ms),
     ]
 
+
+
+def no_write_path(op: Operation, timeout_ms: int = TIMEOUT_MS) -> Result:
+    """RO-EXPORT as a step property: in a read-only export no guest request or access
+    changes any file's bytes or size, or any directory entry; the host still can."""
+    s = d.symbolic("s")
+    args = op.symbolic_args()
+    st = op(s, *args)
+    i, q = z3.Const("i!r", Inode), z3.Const("q!r", Size)
+    dir_i, name = z3.Const("dir!r", Inode), z3.Const("name!r", d.Name)
+    changed = z3.Or(abstract(st.post, i, q) != abstract(s, i, q), st.post.size[i] != s.size[i],
+                    st.post.dent[dir_i, name] != s.dent[dir_i, name])
+    bad = z3.And(all_hold(s), s.read_only, st.enabled, s.alive[i], changed)
+    return _prove("RO-EXPORT", op.name, bad, timeout_ms)

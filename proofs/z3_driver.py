@@ -57,6 +57,10 @@ def refinement_rows() -> Iterator[Row]:
     for op in transitions.OPERATIONS:
         r = refinement.data_refinement(op, PROOF_TIMEOUT_MS)
         yield _row("refinement", op.name, "z3 refinement", r.verdict, r.seconds)
+    for op in transitions.OPERATIONS:
+        if op.kind in ("request", "memory"):
+            r = refinement.no_write_path(op, PROOF_TIMEOUT_MS)
+            yield _row(r.property, op.name, "z3 step property", r.verdict, r.seconds)
 
 
 def seeded_rows() -> Iterator[Row]:

@@ -61,6 +61,8 @@ def test_every_invariant_has_a_seeded_bug() -> None:
 def test_coherence_theorems_and_store_refinement() -> None:
     assert [th().verdict for th in refinement.named()] == ["proved"] * len(refinement.named())
     assert refinement.data_refinement(transitions.BY_NAME["STORE"]).verdict == "proved"
+    for name in ("WRITE", "STORE", "SETATTR", "CREATE"):
+        assert refinement.no_write_path(transitions.BY_NAME[name]).verdict == "proved"
 
 
 def test_bounded_search_passes_and_finds_a_given_bug() -> None:
