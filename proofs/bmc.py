@@ -3,9 +3,9 @@
 Two uses. A *schedule* fixes which operation runs at each step and lets z3 choose every
 argument (guest, inode, offset, frame, ...): seeded bugs are refuted this way with a
 trace that starts from the spec's initial state, so the counterexample is reachable,
-not merely a state the invariants allow. An *interleaving* lets z3 choose the
-operation at each step too, among the host's and two guests' data and mapping steps,
-and checks COH-PEER and EOF-FAULT after every step.
+not merely a state the invariants allow. The *coherence search* enumerates every
+sequence of up to k data and mapping steps of the host and two guests (arguments still
+symbolic) and checks COH-READ/COH-PEER and EOF-FAULT after every step.
 """
 
 from __future__ import annotations
@@ -26,11 +26,8 @@ class Run:
 
     states: list[d.State]
     steps: list[Step]
-    ops: list[Operation | tuple[z3.ArithRef, Sequence[Operation]]]
+    ops: list[Operation]
     args: list[list[z3.ExprRef]]
-
-    def enabled(self) -> z3.BoolRef:
-        return z3.And([st.enabled for st in self.steps])
 
     def succeeded(self) -> z3.BoolRef:
         return z3.And([st.ok for st in self.steps])
@@ -47,35 +44,6 @@ def scheduled(schedule: Sequence[Operation], start: d.State) -> Run:
         run.steps.append(st)
         run.ops.append(op)
         run.args.append(args)
-    return run
-
-
-def interleaved(alphabet: Sequence[Operation], k: int, start: d.State) -> Run:
-    """k steps; at each, z3 picks which operation of ``alphabet`` runs (``pick@k``).
-
-    Every step is taken as succeeding (the caller asserts ``succeeded()``): a failing
-    step leaves the state as it was (``transitions.step``), so a run with failures is
-    a shorter run of successes, which a smaller k already covers.
-    """
-    run = Run([start], [], [], [])
-    for j in range(k):
-        pick = z3.Int(f"pick@{j}")
-        state = run.states[-1]
-        choices, all_args = [], []
-        for m, op in enumerate(alphabet):
-            args = op.symbolic_args(f"@{j}.{m}")
-            choices.append(op(state, *args))
-            all_args.extend(args)
-        new, ok = choices[-1].new, choices[-1].ok
-        for m in range(len(alphabet) - 2, -1, -1):
-            chosen = pick == m
-            new = d.ite(chosen, choices[m].new, new)
-            ok = z3.If(chosen, choices[m].ok, ok)
-        ok = z3.And(pick >= 0, pick < len(alphabet), ok)
-        run.states.append(new)
-        run.steps.append(Step(ok, z3.If(ok, z3.IntVal(0), z3.IntVal(-1)), None, new, new))
-        run.ops.append((pick, alphabet))
-        run.args.append(all_args)
     return run
 
 
@@ -110,12 +78,6 @@ def trace(model: z3.ModelRef, run: Run,
     """The run as numbered lines: operation, arguments, errno (0 = success)."""
     lines = []
     for j, (op, args, st) in enumerate(zip(run.ops, run.args, run.steps, strict=True)):
-        if isinstance(op, tuple):
-            pick, alphabet = op
-            chosen = alphabet[model.eval(pick, model_completion=True).as_long()]
-            m = alphabet.index(chosen)
-            args = [a for a in args if str(a).endswith(f"@{j}.{m}")]
-            op = chosen
         shown = ", ".join(f"{name}={model.eval(a, model_completion=True)}"
                           for (name, _), a in zip(op.args, args, strict=True))
         err = model.eval(st.err, model_completion=True)
