@@ -269,7 +269,43 @@ class VhostUserFrontend:
         them (run by whichever thread reaps the reply; what it raises, the Future raises),
         or raises ConnectionError if the back-end goes away first. Blocks while the queue
         or the buffer memory is full."""
+        future, _ = self._submit(self._queues[queue], request, reply_capacity, decode, False)
+        return future
+
+    def call(
+        self,
+        queue: int,
+        request: bytes,
+        reply_capacity: int,
+        decode: Callable[[bytes], object] | None = None,
+        timeout: float | None = None,
+    ) -> object:
+        """`submit`, then wait for the Future's result here (TimeoutError after `timeout`).
+
+        Unless another thread is reaping the queue, this thread becomes its reaper as it
+        kicks the device, so the reply wakes this thread alone, however soon it comes."""
         q = self._queues[queue]
+        future, reaping = self._submit(q, request, reply_capacity, decode, True)
+        if reaping:
+            try:
+                deadline = _deadline(timeout)
+                while not future.done() and (wait := _time_left(deadline)) > 0:
+                    self._poll_and_reap(q, future, wait)
+            finally:
+                self._stop_reaping(q)
+            timeout = 0  # spent
+        return future.result(timeout)
+
+    def _submit(
+        self,
+        q: _Queue,
+        request: bytes,
+        reply_capacity: int,
+        decode: Callable[[bytes], object] | None,
+        reap: bool,
+    ) -> tuple[Future, bool]:
+        """`submit`; with `reap`, this thread also becomes q's reaper if no thread is
+        (returned True: the caller must `_stop_reaping`)."""
         room = -(-len(request) // _BUFFER_ALIGN) * _BUFFER_ALIGN
         with self._lock:
             if self._dead or self._closed:
@@ -285,9 +321,20 @@ class VhostUserFrontend:
                 raise
             future = _Completion(self, q)
             q.pending[head] = (future, gpa, room, reply_capacity, decode)
-            if q.driver.kick_needed(q.driver.avail_idx - 1):
-                os.eventfd_write(q.kick_fd, 1)
-        return future
+            # Reaper before the kick: the kick may hand the CPU to the back-end, whose reply
+            # can come before this thread runs again.
+            reaping = reap and q.reaper is None
+            if reaping:
+                self._start_reaping(q)
+            try:
+                if q.driver.kick_needed(q.driver.avail_idx - 1):
+                    os.eventfd_write(q.kick_fd, 1)
+            except BaseException:
+                if reaping:
+                    q.reaper = None
+                    self._completions.modify(q.call_fd, select.EPOLLIN)
+                raise
+        return future, reaping
 
     def _alloc(self, length: int) -> int:
         if length > self.memory.size // 2:
@@ -306,11 +353,9 @@ class VhostUserFrontend:
 
     def _wait_for(self, future: Future, q: _Queue, timeout: float | None) -> None:
         """Returns when `future` is done or `timeout` has passed, reaping meanwhile."""
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = _deadline(timeout)
         while not future.done():
-            wait = (
-                _WAIT_SLICE if deadline is None else min(_WAIT_SLICE, deadline - time.monotonic())
-            )
+            wait = _time_left(deadline)
             if wait <= 0:
                 return
             me = threading.get_ident()
@@ -319,8 +364,7 @@ class VhostUserFrontend:
                 # a reply callback that itself waits runs inside our reaping: still ours
                 outermost = mine and q.reaper is None
                 if outermost:
-                    q.reaper = me
-                    self._completions.modify(q.call_fd, 0)
+                    self._start_reaping(q)
             if not mine:  # another thread reaps for everyone, or nobody will any more
                 futures_wait([future], wait)
                 continue
@@ -330,13 +374,25 @@ class VhostUserFrontend:
             try:
                 self._poll_and_reap(q, future, wait)
             finally:
-                with self._lock:
-                    q.reaper = None
-                    # level-triggered: a call that came after our last look wakes it at once
-                    self._completions.modify(q.call_fd, select.EPOLLIN)
-                    self._changed.notify_all()
-            # what was used after our last look, while the completion thread left it to us
-            self._reap(q)
+                self._stop_reaping(q)
+
+    def _start_reaping(self, q: _Queue) -> None:
+        """This thread reaps q from now on (called with the lock held). Meanwhile the
+        completion thread does not watch q's call eventfd: a call wakes one thread, not
+        two that then contend for the GIL."""
+        q.reaper = threading.get_ident()
+        self._completions.modify(q.call_fd, 0)
+
+    def _stop_reaping(self, q: _Queue) -> None:
+        # A call for what we reap now must not wake the completion thread once it watches
+        # again: drain first, then reap what was used while it left the queue to us.
+        drain_eventfd(q.call_fd)
+        self._reap(q)
+        with self._lock:
+            q.reaper = None
+            # level-triggered: the call for anything used after that look wakes it at once
+            self._completions.modify(q.call_fd, select.EPOLLIN)
+            self._changed.notify_all()
 
     def _poll_and_reap(self, q: _Queue, future: Future, wait: float) -> None:
         self._reap(q)
@@ -501,3 +557,12 @@ class VhostUserFrontend:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _deadline(timeout: float | None) -> float | None:
+    return None if timeout is None else time.monotonic() + timeout
+
+
+def _time_left(deadline: float | None) -> float:
+    """How long the next wait may be: a slice, so that a dead connection is noticed."""
+    return _WAIT_SLICE if deadline is None else min(_WAIT_SLICE, deadline - time.monotonic())

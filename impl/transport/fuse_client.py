@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import itertools
 import os
+from collections.abc import Callable
 from concurrent.futures import Future
 
 from pagefs.impl import protocol as p
@@ -108,6 +109,19 @@ class FuseClient:
     ) -> Future:
         """Sends one request; the Future yields the reply body (None for no-reply opcodes)
         or raises OSError(errno) / ConnectionError."""
+        return self.frontend.submit(*self._chain(opcode, nodeid, body, reply_room))
+
+    def call(
+        self, opcode: p.Opcode, nodeid: int, body: p.RequestBody, *, reply_room: int | None = None
+    ) -> p.ReplyBody | None:
+        """`submit` and wait for the reply body (this thread reaps the reply itself)."""
+        chain = self._chain(opcode, nodeid, body, reply_room)
+        return self.frontend.call(*chain, timeout=self.timeout)
+
+    def _chain(
+        self, opcode: p.Opcode, nodeid: int, body: p.RequestBody, reply_room: int | None
+    ) -> tuple[int, bytes, int, Callable[[bytes], p.ReplyBody | None]]:
+        """The queue, request bytes, reply room and reply decoder of one request."""
         unique = next(self._unique)
         request = p.encode_request(p.Request(opcode, unique, nodeid, body, *self._ids))
         wants_reply = p.expects_reply(opcode)
@@ -129,13 +143,7 @@ class FuseClient:
                 raise OSError(reply.error, f"{opcode.name}: {os.strerror(reply.error)}")
             return reply.body
 
-        return self.frontend.submit(queue, request, room, decode)
-
-    def call(
-        self, opcode: p.Opcode, nodeid: int, body: p.RequestBody, **kw: int
-    ) -> p.ReplyBody | None:
-        """`submit` and wait for the reply body."""
-        return self.submit(opcode, nodeid, body, **kw).result(self.timeout)
+        return queue, request, room, decode
 
     # ---- typed requests ----------------------------------------------------------
 
@@ -143,11 +151,11 @@ class FuseClient:
         return self.call(p.Opcode.LOOKUP, parent, p.Name(name))
 
     def forget(self, nodeid: int, nlookup: int) -> None:
-        self.submit(p.Opcode.FORGET, nodeid, p.ForgetIn(nlookup)).result(self.timeout)
+        self.call(p.Opcode.FORGET, nodeid, p.ForgetIn(nlookup))
 
     def batch_forget(self, entries: list[tuple[int, int]]) -> None:
         body = p.BatchForgetIn(tuple(p.ForgetOne(n, k) for n, k in entries))
-        self.submit(p.Opcode.BATCH_FORGET, 0, body).result(self.timeout)
+        self.call(p.Opcode.BATCH_FORGET, 0, body)
 
     def getattr(self, nodeid: int, fh: int | None = None) -> p.AttrOut:
         body = p.GetattrIn(FUSE_GETATTR_FH, fh) if fh is not None else p.GetattrIn()

@@ -320,6 +320,29 @@ def test_result_times_out_while_the_device_holds_the_request(thread_backend, soc
         assert pending.result(10) == b"done"
 
 
+def test_call_reaps_its_own_reply_and_times_out_like_result(thread_backend, sock_path) -> None:
+    """call(): the caller reaps from before the kick, whether the reply is quick or held,
+    a call made from inside a reply decoder (nested reaping) is answered too, and a
+    timed-out call leaves the queue to the next caller."""
+    gate = threading.Event()
+    thread_backend(lambda request: (request != b"slow" or gate.wait(10)) and b"echo:" + request)
+    with VhostUserFrontend.connect(sock_path) as fe:
+        assert fe.call(REQUEST_QUEUE, b"quick", 64, timeout=10) == b"echo:quick"
+
+        def decode_then_call(reply: bytes) -> tuple[bytes, object]:
+            return reply, fe.call(REQUEST_QUEUE, b"inner", 64, timeout=10)
+
+        assert fe.call(REQUEST_QUEUE, b"outer", 64, decode_then_call, timeout=10) == (
+            b"echo:outer", b"echo:inner"
+        )
+        with pytest.raises(FutureTimeout):
+            fe.call(REQUEST_QUEUE, b"slow", 64, timeout=0.05)
+        gate.set()
+        with ThreadPoolExecutor(1) as other:  # nobody is left holding the queue
+            after = other.submit(fe.call, REQUEST_QUEUE, b"after", 64, timeout=10)
+            assert after.result(20) == b"echo:after"
+
+
 def test_rings_set_up_before_memory_and_without_protocol_features(
     thread_backend, sock_path: str
 ) -> None:
