@@ -347,6 +347,8 @@ def attr_from_stat(st: os.stat_result) -> p.Attr:
 
 def _encode_dev(dev: int) -> int:
     """The kernel's new_encode_dev: the 32-bit dev_t fuse_attr carries."""
+    if not dev:  # every file but a device node
+        return 0
     major, minor = os.major(dev), os.minor(dev)
     return ((minor & 0xFF) | (major & 0xFFF) << 8 | (minor & ~0xFF) << 12) & _U32
 

@@ -119,23 +119,26 @@ def decode_request(buf: Buffer) -> Request:
     if len(view) < IN_HEADER.size:
         raise ProtocolError(errno.EINVAL, f"request of {len(view)} bytes has no fuse_in_header")
     length, opcode, unique, nodeid, uid, gid, pid, extlen = IN_HEADER.unpack_from(view)
-
-    def fail(err: int, message: str) -> ProtocolError:
-        return ProtocolError(err, message, unique=unique, opcode=opcode)
-
     if length != len(view):
-        raise fail(errno.EINVAL, f"header len {length} but the request has {len(view)} bytes")
+        message = f"header len {length} but the request has {len(view)} bytes"
+        raise _refused(errno.EINVAL, message, unique, opcode)
     if extlen:
         # total_extlen (7.38): extension headers exist only when negotiated, and we never do.
-        raise fail(errno.EINVAL, f"extension headers ({extlen} x 8 bytes) were not negotiated")
+        message = f"extension headers ({extlen} x 8 bytes) were not negotiated"
+        raise _refused(errno.EINVAL, message, unique, opcode)
     member = _OPCODES.get(opcode)
     if member is None:
-        raise fail(errno.ENOSYS, f"opcode {opcode} is not supported")
+        raise _refused(errno.ENOSYS, f"opcode {opcode} is not supported", unique, opcode)
     try:
         body = LAYOUTS[opcode][0].decode(view[IN_HEADER.size :])
     except ProtocolError as exc:
-        raise fail(exc.errno, f"{member.name}: {exc}") from None
+        raise _refused(exc.errno, f"{member.name}: {exc}", unique, opcode) from None
     return Request(member, unique, nodeid, body, uid, gid, pid)
+
+
+def _refused(err: int, message: str, unique: int, opcode: int) -> ProtocolError:
+    """A request refused after its header was read: the server can still answer it."""
+    return ProtocolError(err, message, unique=unique, opcode=opcode)
 
 
 def encode_reply(unique: int, body: ReplyBody) -> bytes:
@@ -155,25 +158,27 @@ def decode_reply(buf: Buffer, opcode: int) -> Reply:
     if len(view) < OUT_HEADER.size:
         raise ProtocolError(errno.EPROTO, f"reply of {len(view)} bytes has no fuse_out_header")
     length, error, unique = OUT_HEADER.unpack_from(view)
-
-    def fail(message: str) -> ProtocolError:
-        return ProtocolError(errno.EPROTO, message, unique=unique, opcode=opcode)
-
     if length != len(view):
-        raise fail(f"header len {length} but the reply has {len(view)} bytes")
+        raise _bad_reply(f"header len {length} but the reply has {len(view)} bytes", unique, opcode)
     if not -ERRNO_LIMIT < error <= 0:
-        raise fail(f"reply error {error} is not a negative errno")
+        raise _bad_reply(f"reply error {error} is not a negative errno", unique, opcode)
     if not expects_reply(opcode):
-        raise fail(f"opcode {opcode} has no reply")
+        raise _bad_reply(f"opcode {opcode} has no reply", unique, opcode)
     if error:  # any opcode, ours or not, may be answered with an errno (ENOSYS first)
         if length != OUT_HEADER.size:
-            raise fail(f"error reply carries {length - OUT_HEADER.size} bytes of body")
+            message = f"error reply carries {length - OUT_HEADER.size} bytes of body"
+            raise _bad_reply(message, unique, opcode)
         return Reply(unique, rq.EMPTY, -error)
     layout = LAYOUTS.get(opcode)
     if layout is None:
-        raise fail(f"opcode {opcode} is not supported")
+        raise _bad_reply(f"opcode {opcode} is not supported", unique, opcode)
     try:
         body = layout[1].decode(view[OUT_HEADER.size :])
     except ProtocolError as exc:
-        raise fail(f"{Opcode(opcode).name} reply: {exc}") from None
+        raise _bad_reply(f"{Opcode(opcode).name} reply: {exc}", unique, opcode) from None
     return Reply(unique, body)
+
+
+def _bad_reply(message: str, unique: int, opcode: int) -> ProtocolError:
+    """A reply the server got wrong: EPROTO, whatever the fault."""
+    return ProtocolError(errno.EPROTO, message, unique=unique, opcode=opcode)
