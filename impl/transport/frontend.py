@@ -384,15 +384,17 @@ class VhostUserFrontend:
         self._completions.modify(q.call_fd, 0)
 
     def _stop_reaping(self, q: _Queue) -> None:
-        # A call for what we reap now must not wake the completion thread once it watches
-        # again: drain first, then reap what was used while it left the queue to us.
-        drain_eventfd(q.call_fd)
-        self._reap(q)
-        with self._lock:
-            q.reaper = None
-            # level-triggered: the call for anything used after that look wakes it at once
-            self._completions.modify(q.call_fd, select.EPOLLIN)
-            self._changed.notify_all()
+        try:
+            # A call for what we reap now must not wake the completion thread once it
+            # watches again: drain first, then reap what was used while it left q to us.
+            drain_eventfd(q.call_fd)
+            self._reap(q)
+        finally:  # even if the ring turned out malformed: never leave q without a reaper
+            with self._lock:
+                q.reaper = None
+                # level-triggered: the call for anything used after that look wakes it
+                self._completions.modify(q.call_fd, select.EPOLLIN)
+                self._changed.notify_all()
 
     def _poll_and_reap(self, q: _Queue, future: Future, wait: float) -> None:
         self._reap(q)
