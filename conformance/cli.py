@@ -59,6 +59,19 @@ def _run(args: argparse.Namespace) -> int:
     return 1 if report.failed else 0
 
 
+def write_matrix(out: str, reports: list[Report], properties: list[str], seed: int,
+                 examples: int) -> str:
+    """DIR/matrix.md: the table, what n/a means, and where each failure departs."""
+    table = matrix_markdown(reports, properties)
+    with open(os.path.join(out, "matrix.md"), "w") as f:
+        f.write(f"# Conformance matrix\n\nSeed {seed}, up to {examples} examples per property "
+                "and target (`make conformance`). One report per target beside this file, "
+                "with every failure's shortest trace. n/a: the target cannot exercise the "
+                "property (the report says why); it is not a pass.\n\n")
+        f.write(table)
+    return table
+
+
 def _slug(name: str) -> str:
     return name.replace(":", "-").replace("=", "-").replace("/", "_")
 
@@ -79,11 +92,8 @@ def _matrix(args: argparse.Namespace) -> int:
         reports.append(report)
         for ext in ("md", "json"):
             write_report(report, os.path.join(args.out, f"{_slug(name)}.{ext}"))
-    table = matrix_markdown(reports, _properties(args.properties))
-    with open(os.path.join(args.out, "matrix.md"), "w") as f:
-        f.write(f"# Conformance matrix\n\nSeed {args.seed}, up to {args.examples} examples "
-                f"per property and target. One report per target beside this file.\n\n")
-        f.write(table)
+    table = write_matrix(args.out, reports, _properties(args.properties), args.seed,
+                         args.examples)
     print(table)
     # The matrix is a survey: third-party targets are expected to fail some properties.
     pagefs = [r for r in reports if r.target == "pagefs"]

@@ -86,7 +86,7 @@ def _short(v: Verdict) -> str:
 
 
 def matrix_markdown(reports: Sequence[Report], properties: Iterable[str]) -> str:
-    """One row per property, one column per target."""
+    """One row per property, one column per target; then each failure's departing step."""
     names = [r.target for r in reports]
     by = {(r.target, v.property): v for r in reports for v in r.verdicts}
     out = ["| property | " + " | ".join(f"`{n}`" for n in names) + " |",
@@ -94,4 +94,9 @@ def matrix_markdown(reports: Sequence[Report], properties: Iterable[str]) -> str
     for p in properties:
         cells = [_cell(by[(n, p)]) if (n, p) in by else "" for n in names]
         out.append(f"| {p} | " + " | ".join(cells) + " |")
+    failures = [(r.target, v) for r in reports for v in r.verdicts if not v.ok]
+    if failures:
+        out += ["", "Where each failure departs (the last step of its shortest trace; the "
+                "whole trace is in the target's report):", ""]
+        out += [f"- `{target}` {v.property}: `{_short(v)}`" for target, v in failures]
     return "\n".join(out) + "\n"
