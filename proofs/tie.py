@@ -67,16 +67,13 @@ def _int(term: z3.ExprRef) -> int:
     known = _literal(z3.simplify(term))
     if known is not None:
         return known
-    solver = z3.Solver()
-    result = z3.Const("value", term.sort())
-    solver.add(result == term)
-    assert solver.check() == z3.sat
-    value = solver.model()[result]
-    solver.add(result != value)
-    assert solver.check() == z3.unsat, "a closed term with two values"
-    known = _literal(value)
-    assert known is not None
-    return known
+    assert z3.is_bool(term), f"no value for {term}"
+    for value in (True, False):
+        solver = z3.Solver()
+        solver.add(term != z3.BoolVal(value))
+        if solver.check() == z3.unsat:
+            return int(value)
+    raise AssertionError(f"a closed condition z3 cannot decide: {term}")
 
 
 @dataclass
@@ -86,8 +83,11 @@ class Answer:
     errno: int = 0
     value: Projected = None
     fault: bool = False
+    outside: bool = False  # not a design step (a host path walk failed, a loop): spec decides
 
     def matches(self, result: object) -> bool:
+        if self.outside:
+            return isinstance(result, Err)
         if self.fault:
             return result is SPEC_FAULT
         if self.errno:
@@ -150,16 +150,13 @@ class Design:
 
     def resolve(self, path: bytes) -> tuple[int, bytes] | Answer:
         """A host path's parent directory inode and last name: the host kernel's path walk,
-        which the design does not model (ENOENT for a missing directory, ENOTDIR for a
-        file on the way)."""
+        which the design does not model; when it fails the spec's errno stands."""
         parts = path.split(b"/")
         parent = ROOT
         for part in parts[:-1]:
             child = self.get(self.state.dent[_const(Inode, parent), self.name(part)])
-            if not child:
-                return Answer(int(Errno.ENOENT))
-            if not self.get(self.state.is_dir[_const(Inode, child)]):
-                return Answer(int(Errno.ENOTDIR))
+            if not child or not self.get(self.state.is_dir[_const(Inode, child)]):
+                return Answer(outside=True)
             parent = child
         return parent, parts[-1]
 
@@ -169,6 +166,26 @@ class Design:
             return where
         parent, last = where
         return self.get(self.state.dent[_const(Inode, parent), self.name(last)])
+
+    def below(self, top: int, i: int) -> bool:
+        """``i`` is directory ``top`` or lies under it: moving ``top`` there would make a
+        loop, which the spec refuses by its ancestor rule and the design does not model."""
+        todo, seen = [top], set()
+        while todo:
+            here = todo.pop()
+            if here == i:
+                return True
+            if here in seen or not self.get(self.state.is_dir[_const(Inode, here)]):
+                continue
+            seen.add(here)
+            todo += [c for c in (self.get(self.state.dent[_const(Inode, here), self.name(n)])
+                                 for n in NAMES) if c]
+        return False
+
+    def moves_under_itself(self, p1: int, n1: bytes, p2: int) -> bool:
+        source = self.get(self.state.dent[_const(Inode, p1), self.name(n1)])
+        return bool(source) and self.get(self.state.is_dir[_const(Inode, source)]) == 1 \
+            and self.below(source, p2)
 
     def size_of(self, i: int) -> int | None:
         if self.get(self.state.is_dir[_const(Inode, i)]):
@@ -232,6 +249,8 @@ class Design:
             if isinstance(where, Answer):
                 return where
         (p1, n1), (p2, n2) = source, target
+        if self.moves_under_itself(p1, n1, p2):
+            return Answer(outside=True)
         return Answer(self._run(t.host_rename(self.state, _const(Inode, p1), self.name(n1),
                                               _const(Inode, p2), self.name(n2))))
 
@@ -351,6 +370,10 @@ class Design:
 
     def op_rename(self, g: int, parent: int, name: bytes, newparent: int, newname: bytes,
                   flags: int) -> Answer:
+        gg = _const(Guest, g)
+        p1, p2 = (self.get(self.state.node_ino[gg, _const(Nodeid, n)]) for n in (parent, newparent))
+        if p1 and p2 and self.moves_under_itself(p1, name, p2):
+            return Answer(outside=True)
         return self._ns(t.rename, g, _const(Nodeid, parent), self.name(name),
                         _const(Nodeid, newparent), self.name(newname))
 
