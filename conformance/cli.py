@@ -1,7 +1,7 @@
 """pagefs-conformance: judge a host-guest file sharing stack against the pagefs spec.
 
     pagefs-conformance run --target T [--properties P,...] [--examples N] [--seed S]
-                           [--report FILE.md|FILE.json ...]
+                           [--report FILE.md|FILE.json ...] [--inject FAULT]
     pagefs-conformance matrix --out DIR [--targets T,...] [--examples N]
     pagefs-conformance vectors --out DIR [--cases N] [--seed S]
     pagefs-conformance replay DIR --target T [--report FILE.json]
@@ -20,6 +20,7 @@ import sys
 from collections.abc import Sequence
 
 from pagefs.conformance import targets
+from pagefs.conformance.faults import FAULTS, inject
 from pagefs.conformance.report import Report, matrix_markdown
 from pagefs.conformance.runner import ALL, run
 
@@ -45,9 +46,10 @@ def write_report(report: Report, path: str) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    with targets.factory(args.target) as factory:
+    with targets.factory(args.target) as real:
+        factory = inject(real, args.inject) if args.inject else real
         report = run(factory, _properties(args.properties), examples=args.examples,
-                     steps=args.steps, seed=args.seed, target_name=args.target,
+                     steps=args.steps, seed=args.seed, target_name=factory.name,
                      shrink_seconds=args.shrink_seconds)
     print(report.table())
     for v in report.verdicts:
@@ -137,6 +139,8 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--target", required=True)
     budget(r, 50)
     r.add_argument("--report", action="append", help="write FILE.md or FILE.json (repeatable)")
+    r.add_argument("--inject", choices=FAULTS,
+                   help="break the target in one way first, to watch the suite catch it")
     m = sub.add_parser("matrix", help="judge the shipped targets; reports in DIR")
     m.add_argument("--out", required=True)
     m.add_argument("--targets", help=f"comma-separated (default {','.join(MATRIX)})")

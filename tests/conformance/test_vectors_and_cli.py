@@ -60,13 +60,9 @@ def test_run_writes_reports_and_exits_zero_when_nothing_fails(tmp_path, capsys):
     assert "COH-READ" in capsys.readouterr().out
 
 
-def test_run_exits_one_on_a_failure_and_prints_the_trace(tmp_path, capsys, monkeypatch):
-    from pagefs.conformance import faults
-    real = targets.factory
-    monkeypatch.setattr(targets, "factory",
-                        lambda spec: faults.inject(real(spec), "missed-eof-fault"))
-    status = main(["run", "--target", "local", "--properties", "EOF-FAULT", "--examples",
-                   "5", "--steps", "10", "--shrink-seconds", "5"])
+def test_run_exits_one_on_a_failure_and_prints_the_trace(capsys):
+    status = main(["run", "--target", "local", "--inject", "missed-eof-fault", "--properties",
+                   "EOF-FAULT", "--examples", "5", "--steps", "10", "--shrink-seconds", "5"])
     out = capsys.readouterr().out
     assert status == 1
     assert "EOF-FAULT fails; shortest trace found:" in out and "spec allows: FAULT" in out
