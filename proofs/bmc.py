@@ -32,18 +32,19 @@ class Run:
     def succeeded(self) -> z3.BoolRef:
         return z3.And([st.ok for st in self.steps])
 
+    def then(self, op: Operation, args: list[z3.ExprRef]) -> Run:
+        """This run with one more step, taken as succeeding (its ``new`` state)."""
+        st = op(self.states[-1], *args)
+        return Run(self.states + [d.simplified(st.new)], self.steps + [st], self.ops + [op],
+                   self.args + [args])
+
 
 def scheduled(schedule: Sequence[Operation], start: d.State) -> Run:
     """Run ``schedule`` from ``start`` with fresh symbolic arguments at every step, each
     step taken as succeeding: the caller asserts ``succeeded()``."""
     run = Run([start], [], [], [])
     for k, op in enumerate(schedule):
-        args = op.symbolic_args(f"@{k}")
-        st = op(run.states[-1], *args)
-        run.states.append(d.simplified(st.new))
-        run.steps.append(st)
-        run.ops.append(op)
-        run.args.append(args)
+        run = run.then(op, op.symbolic_args(f"@{k}"))
     return run
 
 
@@ -117,13 +118,9 @@ def setup() -> Run:
         ]
     run = Run([d.initial(False)], [], [], [])
     for name, args in calls:
-        op = t.BY_NAME[name]
-        st = op(run.states[-1], *args)
-        run.states.append(d.simplified(st.new))
-        run.steps.append(st)
-        run.ops.append(op)
-        run.args.append(args)
+        run = run.then(t.BY_NAME[name], args)
     return run
+
 
 ALPHABET = ("host.write", "host.truncate", "STORE", "LOAD", "SETUPMAPPING")
 """The steps that move data or resolve and replace mappings, by the host and either guest
@@ -195,13 +192,11 @@ def coherence(k: int, timeout_ms: int, alphabet: Sequence[Operation] | None = No
         if len(run.steps) - len(prefix.steps) == k:
             return None
         for op in ops:
-            j = len(run.steps)
-            args = op.symbolic_args(f"@{j}")
-            st = op(run.states[-1], *args)
+            args = op.symbolic_args(f"@{len(run.steps)}")
+            longer = run.then(op, args)
             solver.push()
-            solver.add(st.ok, _two_guests([args]))
-            bad = visit(Run(run.states + [d.simplified(st.new)], run.steps + [st], run.ops + [op],
-                            run.args + [args]))
+            solver.add(longer.steps[-1].ok, _two_guests([args]))
+            bad = visit(longer)
             solver.pop()
             if bad is not None:
                 return bad
