@@ -10,6 +10,7 @@ fault belongs to, and only sensible ones (tests/conformance/test_faults.py).
     writable-ro-mapping   a read-only export grants writable mappings (through a second,
                           writable handle the guest never asked for)
     missed-eof-fault      an access beyond end of file reads zeros / is dropped, no fault
+    leaked-session        a guest that leaves never hangs up: the host keeps what it held
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pagefs.spec.datatypes import O_ACCMODE, O_RDWR
 
 PAGE = 4096
 FAULTS = ("stale-read", "lost-store", "reused-handle", "writable-ro-mapping",
-          "missed-eof-fault")
+          "missed-eof-fault", "leaked-session")
 
 
 class _Delegate:
@@ -179,8 +180,14 @@ class MissedEofFault(_Delegate):
                 raise
 
 
+class LeakedSession(_Delegate):
+    def close(self) -> None:
+        return None  # the connection stays up until the target itself stops
+
+
 _WRAPPERS = {"stale-read": StaleRead, "lost-store": LostStore, "reused-handle": ReusedHandle,
-             "writable-ro-mapping": WritableRoMapping, "missed-eof-fault": MissedEofFault}
+             "writable-ro-mapping": WritableRoMapping, "missed-eof-fault": MissedEofFault,
+             "leaked-session": LeakedSession}
 
 
 class _FaultyTarget(_Delegate):

@@ -131,7 +131,24 @@ class SpecMachine(RuleBasedStateMachine):
         self.probing = False
 
     def teardown(self) -> None:
-        self.session.close()
+        try:
+            if self.focus == "RECLAIM" and not self.diverged:
+                self.all_guests_leave()
+        finally:
+            self.session.close()
+
+    def all_guests_leave(self) -> None:
+        """RECLAIM's host side: when every guest has gone, the host holds nothing for
+        them (as many descriptors as before the first came)."""
+        for g, session in enumerate(self.state.guests):
+            if session.connected and not self.diverged:
+                self.step("DESTROY", g)
+        leftovers = None if self.diverged else self.session.target.leftovers()
+        if leftovers:
+            self.trace.append(f"     after every guest left: {leftovers}")
+            departure = Departure("RECLAIM", self.trace)
+            type(self).on_departure(departure)
+            raise departure
 
     # --- running one step ---
 

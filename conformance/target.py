@@ -158,6 +158,12 @@ class Target(ABC):
     def close(self) -> None:
         """Disconnect every guest and stop whatever the target started."""
 
+    def leftovers(self) -> str | None:
+        """Once every guest has disconnected: what the host still holds for them (one
+        line), or None when it holds nothing more than before any guest came, or when
+        the target cannot tell. RECLAIM's host side; optional."""
+        return None
+
     def __enter__(self) -> Target:
         return self
 

@@ -12,6 +12,7 @@ import contextlib
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable
 
 from pagefs.conformance.target import (
@@ -31,15 +32,32 @@ from pagefs.conformance.targets.hostdir import HostDir
 WINDOW_SIZE = 16 << 20  # eight 2 MiB ranges: the spec's default window
 
 
+RECLAIM_WAIT = 5.0  # seconds a daemon may take to notice a disconnection and clean up
+
+Served = tuple[str, Callable[[], int] | None]  # socket path; the daemon's descriptor count
+
+
 class DaemonTarget(Target):
     def __init__(self, name: str, capabilities: frozenset[str], exportdir: str,
-                 socket_path: str, stack: contextlib.ExitStack, read_only: bool,
+                 served: Served, stack: contextlib.ExitStack, read_only: bool,
                  window_size: int) -> None:
         self.name, self.capabilities, self.read_only = name, capabilities, read_only
         self.host = HostDir(exportdir)
         self.window_size = window_size
-        self._socket, self._stack, self._export = socket_path, stack, exportdir
+        (self._socket, self._fds), self._stack, self._export = served, stack, exportdir
+        self._baseline = self._fds() if self._fds else None  # before any guest came
         self._guests: list[FuseGuest] = []
+
+    def leftovers(self) -> str | None:
+        if self._fds is None or self._baseline is None:
+            return None
+        deadline = time.monotonic() + RECLAIM_WAIT
+        while (held := self._fds()) > self._baseline and time.monotonic() < deadline:
+            time.sleep(0.02)  # the daemon's session threads notice the hang-up and clean up
+        if held <= self._baseline:
+            return None
+        return (f"the daemon holds {held} descriptors after every guest left; it held "
+                f"{self._baseline} before any came")
 
     def connect(self) -> Guest:
         guest = FuseGuest(self._socket, window_size=self.window_size or 0)
@@ -60,10 +78,10 @@ class DaemonTarget(Target):
 
 
 class DaemonFactory(TargetFactory):
-    """Starts `serve(exportdir, read_only, stack) -> socket path` for every case."""
+    """Starts `serve(exportdir, read_only, stack) -> Served` for every case."""
 
     def __init__(self, name: str, capabilities: frozenset[str],
-                 serve: Callable[[str, bool, contextlib.ExitStack], str],
+                 serve: Callable[[str, bool, contextlib.ExitStack], Served],
                  reasons: dict[str, str], window_size: int) -> None:
         self.name, self.capabilities = name, capabilities
         self._serve, self._reasons, self._window_size = serve, reasons, window_size
@@ -77,21 +95,22 @@ class DaemonFactory(TargetFactory):
         os.chmod(export, 0o755)  # the spec's export root
         stack = contextlib.ExitStack()
         try:
-            socket_path = self._serve(export, read_only, stack)
+            served = self._serve(export, read_only, stack)
         except BaseException:
             stack.close()
             shutil.rmtree(export, ignore_errors=True)
             raise
-        return DaemonTarget(self.name, self.capabilities, export, socket_path, stack,
+        return DaemonTarget(self.name, self.capabilities, export, served, stack,
                             read_only, self._window_size)
 
     def close(self) -> None:
         shutil.rmtree(self._base, ignore_errors=True)
 
 
-def _serve_pagefs(export: str, read_only: bool, stack: contextlib.ExitStack) -> str:
+def _serve_pagefs(export: str, read_only: bool, stack: contextlib.ExitStack) -> Served:
     from pagefs.impl.host.launcher import host_daemon
-    return stack.enter_context(host_daemon(export, read_only=read_only)).socket_path
+    daemon = stack.enter_context(host_daemon(export, read_only=read_only))
+    return daemon.socket_path, daemon.open_fds
 
 
 def PagefsFactory() -> DaemonFactory:  # noqa: N802 (a factory of factories, named as a type)
@@ -104,8 +123,9 @@ def virtiofsd_factory(cache: str = "auto") -> DaemonFactory:
     if cache not in CACHE_MODES:
         raise ValueError(f"virtiofsd cache mode {cache!r} is not one of {', '.join(CACHE_MODES)}")
 
-    def serve(export: str, read_only: bool, stack: contextlib.ExitStack) -> str:
-        return stack.enter_context(Virtiofsd(export, cache=cache)).socket_path
+    def serve(export: str, read_only: bool, stack: contextlib.ExitStack) -> Served:
+        # virtiofsd exits when its one guest leaves: nothing left to count.
+        return stack.enter_context(Virtiofsd(export, cache=cache)).socket_path, None
 
     reasons = {
         MAPPINGS: "QEMU 7.2's virtiofsd offers no DAX window (FUSE_SETUPMAPPING is ENOSYS)",

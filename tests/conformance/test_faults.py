@@ -42,3 +42,11 @@ def test_a_fault_in_local_fails_its_family_only(fault, expected, family, budget,
 def test_the_unbroken_local_target_passes_the_data_family(budget):
     with targets.factory("local") as factory:
         assert not _failing(factory, budget, sorted(DATA))
+
+
+def test_a_session_the_host_never_reclaims_fails_reclaim_on_pagefs(budget):
+    # Each failing case waits for the daemon's cleanup before it says so: keep it short.
+    quick = {**budget, "examples": 3, "shrink_seconds": 3.0}
+    with targets.factory("pagefs") as base:
+        assert not _failing(base, quick, ["RECLAIM"])
+        assert _failing(inject(base, "leaked-session"), quick, ["RECLAIM"]) == {"RECLAIM"}
