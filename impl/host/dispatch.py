@@ -39,6 +39,9 @@ _NSEC = 1_000_000_000
 _U32 = 0xFFFF_FFFF
 _U64 = (1 << 64) - 1
 
+# (unique, nodeid, body) -> the whole reply, or None for the requests that take none
+Handler = Callable[[int, int, p.RequestBody], "bytes | None"]
+
 
 class Mapper(Protocol):
     """The front-end's DAX window as the back-end reaches it (VHOST_USER_BACKEND_SHMEM_*).
@@ -64,41 +67,42 @@ class Dispatcher:
         # Requests arrive on several queues at once; the session's record of the window and
         # the front-end's window must change together, one mapping request at a time.
         self._window_lock = threading.Lock()
-        self._handlers: dict[int, Callable[[p.Request], p.ReplyBody | None]] = {
-            c.Opcode.INIT: self._init,
-            c.Opcode.DESTROY: self._destroy,
-            c.Opcode.LOOKUP: lambda r: _entry(session.lookup(r.nodeid, r.body.name)),
+        # Each handler answers (unique, nodeid, body) with the whole reply's bytes. Most build
+        # the typed reply body (`_typed`); the frequent attribute and entry replies are
+        # packed straight from the host's stat, with no dataclass on the way.
+        self._handlers: dict[int, Handler] = {
+            c.Opcode.INIT: _typed(self._init),
+            c.Opcode.DESTROY: _typed(self._destroy),
+            c.Opcode.LOOKUP: lambda u, n, b: _entry_reply(u, session.lookup(n, b.name)),
             c.Opcode.FORGET: self._forget,
             c.Opcode.BATCH_FORGET: self._batch_forget,
-            c.Opcode.INTERRUPT: lambda r: None,  # requests are served to the end, one by one
+            c.Opcode.INTERRUPT: lambda u, n, b: None,  # requests are served to the end, one by one
             c.Opcode.GETATTR: self._getattr,
             c.Opcode.SETATTR: self._setattr,
-            c.Opcode.READLINK: lambda r: p.Data(session.readlink(r.nodeid)),
-            c.Opcode.SYMLINK: lambda r: _entry(
-                session.symlink(r.nodeid, r.body.name, r.body.target)
+            c.Opcode.READLINK: _typed(lambda n, b: p.Data(session.readlink(n))),
+            c.Opcode.SYMLINK: lambda u, n, b: _entry_reply(
+                u, session.symlink(n, b.name, b.target)
             ),
-            c.Opcode.MKDIR: lambda r: _entry(session.mkdir(r.nodeid, r.body.name, r.body.mode)),
-            c.Opcode.UNLINK: lambda r: _empty(session.unlink(r.nodeid, r.body.name)),
-            c.Opcode.RMDIR: lambda r: _empty(session.rmdir(r.nodeid, r.body.name)),
-            c.Opcode.RENAME: self._rename,
-            c.Opcode.RENAME2: self._rename,
-            c.Opcode.OPEN: lambda r: p.OpenOut(session.open(r.nodeid, r.body.flags), _FOPEN),
-            c.Opcode.CREATE: self._create,
-            c.Opcode.READ: self._read,
-            c.Opcode.WRITE: lambda r: p.WriteOut(
-                session.write(r.body.fh, r.body.offset, r.body.data)
-            ),
-            c.Opcode.STATFS: lambda r: _statfs(session.statfs(r.nodeid)),
-            c.Opcode.FLUSH: lambda r: _empty(session.flush(r.body.fh)),
-            c.Opcode.FSYNC: lambda r: _empty(
-                session.fsync(r.body.fh, bool(r.body.fsync_flags & c.FUSE_FSYNC_FDATASYNC))
-            ),
-            c.Opcode.RELEASE: self._release,
-            c.Opcode.OPENDIR: lambda r: p.OpenOut(session.opendir(r.nodeid)),
-            c.Opcode.READDIR: self._readdir,
-            c.Opcode.RELEASEDIR: lambda r: _empty(session.releasedir(r.body.fh)),
-            c.Opcode.SETUPMAPPING: self._setupmapping,
-            c.Opcode.REMOVEMAPPING: self._removemapping,
+            c.Opcode.MKDIR: lambda u, n, b: _entry_reply(u, session.mkdir(n, b.name, b.mode)),
+            c.Opcode.UNLINK: _typed(lambda n, b: _empty(session.unlink(n, b.name))),
+            c.Opcode.RMDIR: _typed(lambda n, b: _empty(session.rmdir(n, b.name))),
+            c.Opcode.RENAME: _typed(self._rename),
+            c.Opcode.RENAME2: _typed(self._rename),
+            c.Opcode.OPEN: _typed(lambda n, b: p.OpenOut(session.open(n, b.flags), _FOPEN)),
+            c.Opcode.CREATE: _typed(self._create),
+            c.Opcode.READ: _typed(self._read),
+            c.Opcode.WRITE: _typed(lambda n, b: p.WriteOut(session.write(b.fh, b.offset, b.data))),
+            c.Opcode.STATFS: _typed(lambda n, b: _statfs(session.statfs(n))),
+            c.Opcode.FLUSH: _typed(lambda n, b: _empty(session.flush(b.fh))),
+            c.Opcode.FSYNC: _typed(lambda n, b: _empty(
+                session.fsync(b.fh, bool(b.fsync_flags & c.FUSE_FSYNC_FDATASYNC))
+            )),
+            c.Opcode.RELEASE: _typed(self._release),
+            c.Opcode.OPENDIR: _typed(lambda n, b: p.OpenOut(session.opendir(n))),
+            c.Opcode.READDIR: _typed(self._readdir),
+            c.Opcode.RELEASEDIR: _typed(lambda n, b: _empty(session.releasedir(b.fh))),
+            c.Opcode.SETUPMAPPING: _typed(self._setupmapping),
+            c.Opcode.REMOVEMAPPING: _typed(self._removemapping),
         }
 
     # -- the one entry point -------------------------------------------------------
@@ -106,43 +110,43 @@ class Dispatcher:
     def handle(self, request: bytes) -> bytes | None:
         """The reply to one request, or None when the request takes no reply."""
         try:
-            req = p.decode_request(request)
+            opcode, unique, nodeid, body, *_ = p.decode_request_values(request)
         except p.ProtocolError as err:
             return self._refuse_malformed(err)
         except Exception:
             log.exception("%s: request decoder failed", self._name)
             return None
-        if not p.expects_reply(req.opcode):
-            self._serve_quietly(req)
+        if not p.expects_reply(opcode):
+            self._serve_quietly(opcode, nodeid, body)
             return None
         try:
-            return p.encode_reply(req.unique, self._serve(req))
+            return self._serve(opcode, unique, nodeid, body)
         except OSError as err:
-            return p.encode_error(req.unique, _errno_of(err))
+            return p.encode_error(unique, _errno_of(err))
         except Exception:
-            log.exception("%s: %s failed", self._name, req.opcode.name)
-            return p.encode_error(req.unique, errno.EIO)
+            log.exception("%s: %s failed", self._name, opcode.name)
+            return p.encode_error(unique, errno.EIO)
 
-    def _serve(self, req: p.Request) -> p.ReplyBody:
-        if not self.initialized and req.opcode != c.Opcode.INIT:
-            log.info("%s: %s before INIT refused (EIO)", self._name, req.opcode.name)
+    def _serve(self, opcode: c.Opcode, unique: int, nodeid: int, body: p.RequestBody) -> bytes:
+        if not self.initialized and opcode != c.Opcode.INIT:
+            log.info("%s: %s before INIT refused (EIO)", self._name, opcode.name)
             raise OSError(errno.EIO, "request before INIT")
-        handler = self._handlers.get(req.opcode)
+        handler = self._handlers.get(opcode)
         if handler is None:
-            self._note_unsupported(req.opcode)
-            raise OSError(errno.ENOSYS, f"{req.opcode.name} not served")
-        return handler(req)
+            self._note_unsupported(opcode)
+            raise OSError(errno.ENOSYS, f"{opcode.name} not served")
+        return handler(unique, nodeid, body)
 
-    def _serve_quietly(self, req: p.Request) -> None:
+    def _serve_quietly(self, opcode: c.Opcode, nodeid: int, body: p.RequestBody) -> None:
         """FORGET-like requests: the guest waits for nothing, so failures are only logged."""
         if not self.initialized:
             return
         try:
-            self._handlers[req.opcode](req)
+            self._handlers[opcode](0, nodeid, body)
         except OSError:
             pass  # the session has logged the refusal
         except Exception:
-            log.exception("%s: %s failed", self._name, req.opcode.name)
+            log.exception("%s: %s failed", self._name, opcode.name)
 
     def _refuse_malformed(self, err: p.ProtocolError) -> bytes | None:
         if err.errno == errno.ENOSYS and err.opcode is not None:
@@ -164,11 +168,10 @@ class Dispatcher:
 
     # -- session set-up ------------------------------------------------------------
 
-    def _init(self, req: p.Request) -> p.InitOut:
+    def _init(self, nodeid: int, offer: p.InitIn) -> p.InitOut:
         """Version and capability negotiation (the rules at the top of fuse.h)."""
         if self.initialized:
             raise OSError(errno.EIO, "second INIT")
-        offer: p.InitIn = req.body
         if offer.major > c.FUSE_KERNEL_VERSION:
             # Answer with our major only; the guest then sends a new INIT in our major.
             return p.InitOut(c.FUSE_KERNEL_VERSION, c.FUSE_KERNEL_MINOR_VERSION)
@@ -191,17 +194,17 @@ class Dispatcher:
             map_alignment=MAP_ALIGNMENT if dax else 0,
         )
 
-    def _destroy(self, req: p.Request) -> p.Empty:
+    def _destroy(self, nodeid: int, body: p.Empty) -> p.Empty:
         # The guest unmounted; it may INIT again on this connection. What it still holds is
         # released when the connection goes (RECLAIM), as for any disconnect.
         self.initialized = False
         return p.EMPTY
 
-    def _forget(self, req: p.Request) -> None:
-        self.session.forget(req.nodeid, req.body.nlookup)
+    def _forget(self, unique: int, nodeid: int, body: p.ForgetIn) -> None:
+        self.session.forget(nodeid, body.nlookup)
 
-    def _batch_forget(self, req: p.Request) -> None:
-        for one in req.body.entries:
+    def _batch_forget(self, unique: int, nodeid: int, body: p.BatchForgetIn) -> None:
+        for one in body.entries:
             try:
                 self.session.forget(one.nodeid, one.nlookup)
             except OSError:
@@ -209,19 +212,17 @@ class Dispatcher:
 
     # -- attributes ----------------------------------------------------------------
 
-    def _getattr(self, req: p.Request) -> p.AttrOut:
-        body: p.GetattrIn = req.body
+    def _getattr(self, unique: int, nodeid: int, body: p.GetattrIn) -> bytes:
         fh = body.fh if body.getattr_flags & c.FUSE_GETATTR_FH else None
-        return p.AttrOut(attr_from_stat(self.session.getattr(req.nodeid, fh)))
+        return p.encode_attr_reply(unique, attr_values(self.session.getattr(nodeid, fh)))
 
-    def _setattr(self, req: p.Request) -> p.AttrOut:
-        body: p.SetattrIn = req.body
+    def _setattr(self, unique: int, nodeid: int, body: p.SetattrIn) -> bytes:
         valid = c.SetattrValid(body.valid)
         if valid & (c.SetattrValid.UID | c.SetattrValid.GID):
             raise OSError(errno.EPERM, "owner changes are not served")
         now = time.time_ns()
         st = self.session.setattr(
-            req.nodeid,
+            nodeid,
             body.fh if valid & c.SetattrValid.FH else None,
             size=body.size if valid & c.SetattrValid.SIZE else None,
             mode=stat.S_IMODE(body.mode) if valid & c.SetattrValid.MODE else None,
@@ -230,30 +231,26 @@ class Dispatcher:
             mtime_ns=_time_ns(valid, c.SetattrValid.MTIME, c.SetattrValid.MTIME_NOW,
                               body.mtime, body.mtimensec, now),
         )  # fmt: skip
-        return p.AttrOut(attr_from_stat(st))
+        return p.encode_attr_reply(unique, attr_values(st))
 
     # -- names -----------------------------------------------------------------------
 
-    def _rename(self, req: p.Request) -> p.Empty:
-        body = req.body
+    def _rename(self, nodeid: int, body: p.RenameIn | p.Rename2In) -> p.Empty:
         flags = body.flags if isinstance(body, p.Rename2In) else 0
-        self.session.rename(req.nodeid, body.oldname, body.newdir, body.newname, flags)
+        self.session.rename(nodeid, body.oldname, body.newdir, body.newname, flags)
         return p.EMPTY
 
-    def _create(self, req: p.Request) -> p.CreateOut:
-        body: p.CreateIn = req.body
-        entry, fh = self.session.create(req.nodeid, body.name, body.flags, body.mode)
+    def _create(self, nodeid: int, body: p.CreateIn) -> p.CreateOut:
+        entry, fh = self.session.create(nodeid, body.name, body.flags, body.mode)
         return p.CreateOut(_entry(entry), p.OpenOut(fh, _FOPEN))
 
     # -- data --------------------------------------------------------------------------
 
-    def _read(self, req: p.Request) -> p.Data:
-        body: p.ReadIn = req.body
+    def _read(self, nodeid: int, body: p.ReadIn) -> p.Data:
         _check_transfer(body.size)
         return p.Data(self.session.read(body.fh, body.offset, body.size))
 
-    def _release(self, req: p.Request) -> p.Empty:
-        body: p.ReleaseIn = req.body
+    def _release(self, nodeid: int, body: p.ReleaseIn) -> p.Empty:
         try:
             if body.release_flags & c.FUSE_RELEASE_FLUSH:
                 self.session.flush(body.fh)
@@ -261,9 +258,8 @@ class Dispatcher:
             self.session.release(body.fh)
         return p.EMPTY
 
-    def _readdir(self, req: p.Request) -> p.Dirents:
+    def _readdir(self, nodeid: int, body: p.ReadIn) -> p.Dirents:
         """As many entries after `offset` as fit in the guest's buffer."""
-        body: p.ReadIn = req.body
         _check_transfer(body.size)
         room = body.size
         entries = []
@@ -281,15 +277,14 @@ class Dispatcher:
 
     # -- DAX window ----------------------------------------------------------------------
 
-    def _setupmapping(self, req: p.Request) -> p.Empty:
-        body: p.SetupmappingIn = req.body
+    def _setupmapping(self, nodeid: int, body: p.SetupmappingIn) -> p.Empty:
         with self._window_lock:
             if body.fh != c.FUSE_SETUPMAPPING_NO_FH:
                 grant = self.session.setupmapping(
                     body.fh, body.foffset, body.length, body.writable, body.moffset
                 )
             else:
-                grant = self._grant_by_nodeid(req.nodeid, body)
+                grant = self._grant_by_nodeid(nodeid, body)
             try:
                 self.mapper.shmem_map(
                     grant.fd, grant.fd_offset, body.moffset, grant.length, grant.writable
@@ -317,9 +312,9 @@ class Dispatcher:
         finally:
             self.session.release(fh)
 
-    def _removemapping(self, req: p.Request) -> p.Empty:
+    def _removemapping(self, nodeid: int, body: p.RemovemappingIn) -> p.Empty:
         with self._window_lock:
-            for one in req.body.entries:
+            for one in body.entries:
                 self.session.removemapping(one.moffset, one.length)
                 self.mapper.shmem_unmap(one.moffset, one.length)
         return p.EMPTY
@@ -331,18 +326,23 @@ class Dispatcher:
 _FOPEN = int(c.OpenReplyFlag.DIRECT_IO)
 
 
-def attr_from_stat(st: os.stat_result) -> p.Attr:
-    """fuse_attr from a host stat: times split into seconds (two's complement) and ns."""
+def attr_values(st: os.stat_result) -> tuple[int, ...]:
+    """fuse_attr's fields from a host stat, in Attr's order: times split into seconds
+    (two's complement) and ns; flags 0."""
     atime, atimensec = divmod(st.st_atime_ns, _NSEC)
     mtime, mtimensec = divmod(st.st_mtime_ns, _NSEC)
     ctime, ctimensec = divmod(st.st_ctime_ns, _NSEC)
-    return p.Attr(
-        ino=st.st_ino & _U64, size=st.st_size & _U64, blocks=st.st_blocks & _U64,
-        atime=atime & _U64, mtime=mtime & _U64, ctime=ctime & _U64,
-        atimensec=atimensec, mtimensec=mtimensec, ctimensec=ctimensec,
-        mode=st.st_mode & _U32, nlink=min(st.st_nlink, _U32), uid=st.st_uid & _U32,
-        gid=st.st_gid & _U32, rdev=_encode_dev(st.st_rdev), blksize=st.st_blksize & _U32,
+    return (
+        st.st_ino & _U64, st.st_size & _U64, st.st_blocks & _U64,
+        atime & _U64, mtime & _U64, ctime & _U64, atimensec, mtimensec, ctimensec,
+        st.st_mode & _U32, min(st.st_nlink, _U32), st.st_uid & _U32, st.st_gid & _U32,
+        _encode_dev(st.st_rdev), st.st_blksize & _U32, 0,
     )  # fmt: skip
+
+
+def attr_from_stat(st: os.stat_result) -> p.Attr:
+    """fuse_attr from a host stat, typed."""
+    return p.Attr(*attr_values(st))
 
 
 def _encode_dev(dev: int) -> int:
@@ -355,6 +355,15 @@ def _encode_dev(dev: int) -> int:
 
 def _entry(entry: Entry) -> p.EntryOut:
     return p.EntryOut(entry.nodeid, entry.generation, attr_from_stat(entry.attr))
+
+
+def _entry_reply(unique: int, entry: Entry) -> bytes:
+    return p.encode_entry_reply(unique, entry.nodeid, entry.generation, attr_values(entry.attr))
+
+
+def _typed(serve: Callable[[int, p.RequestBody], p.ReplyBody]) -> Handler:
+    """A handler from one that takes (nodeid, body) and returns the typed reply body."""
+    return lambda unique, nodeid, body: p.encode_reply(unique, serve(nodeid, body))
 
 
 def _empty(_: None) -> p.Empty:

@@ -4,6 +4,10 @@
     encode_reply(unique, body) -> bytes     encode_error(unique, errno) -> bytes
     decode_reply(buf, opcode) -> Reply
 
+A server's hot path may skip the dataclasses: `decode_request_values` gives the Request's
+fields as a tuple, and `encode_attr_reply` / `encode_entry_reply` pack the whole reply to
+GETATTR and to LOOKUP-like requests from the fuse_attr values in one call.
+
 Decoding raises ProtocolError and nothing else, whatever the bytes.
 """
 
@@ -23,6 +27,10 @@ IN_HEADER = Struct("<IIQQIIII")
 OUT_HEADER = Struct("<IiQ")
 # The guest kernel accepts errors in (-512, 0] only (fs/fuse/dev.c).
 ERRNO_LIMIT = 512
+# The most frequent replies as one struct each, header to last fuse_attr field, so the
+# server packs them in one call: fuse_out_header + fuse_attr_out / fuse_entry_out + fuse_attr.
+ATTR_REPLY = Struct(OUT_HEADER.format + rp.ATTR_OUT.format[1:] + rp.Attr.LAYOUT.format[1:])
+ENTRY_REPLY = Struct(OUT_HEADER.format + rp.ENTRY_OUT.format[1:] + rp.Attr.LAYOUT.format[1:])
 
 RequestBody = (
     rq.Empty | rq.InitIn | rq.Name | rq.ForgetIn | rq.BatchForgetIn | rq.GetattrIn
@@ -115,6 +123,14 @@ def encode_request(request: Request) -> bytes:
 
 
 def decode_request(buf: Buffer) -> Request:
+    return Request(*decode_request_values(buf))
+
+
+def decode_request_values(
+    buf: Buffer,
+) -> tuple[Opcode, int, int, RequestBody, int, int, int]:
+    """decode_request's fields in Request's order, without building the Request: what a
+    server needs per request costs one tuple (same checks, same errors)."""
     view = memoryview(buf)
     if len(view) < IN_HEADER.size:
         raise ProtocolError(errno.EINVAL, f"request of {len(view)} bytes has no fuse_in_header")
@@ -133,7 +149,7 @@ def decode_request(buf: Buffer) -> Request:
         body = LAYOUTS[opcode][0].decode(view[IN_HEADER.size :])
     except ProtocolError as exc:
         raise _refused(exc.errno, f"{member.name}: {exc}", unique, opcode) from None
-    return Request(member, unique, nodeid, body, uid, gid, pid)
+    return member, unique, nodeid, body, uid, gid, pid
 
 
 def _refused(err: int, message: str, unique: int, opcode: int) -> ProtocolError:
@@ -144,6 +160,18 @@ def _refused(err: int, message: str, unique: int, opcode: int) -> ProtocolError:
 def encode_reply(unique: int, body: ReplyBody) -> bytes:
     payload = body.encode()
     return pack(OUT_HEADER, OUT_HEADER.size + len(payload), 0, unique) + payload
+
+
+def encode_attr_reply(unique: int, attr: tuple[int, ...]) -> bytes:
+    """encode_reply(unique, AttrOut(Attr(*attr))), packed in one call: `attr` holds the
+    fuse_attr fields in Attr's order (flags last); the attribute timeout is zero."""
+    return pack(ATTR_REPLY, ATTR_REPLY.size, 0, unique, 0, 0, *attr)
+
+
+def encode_entry_reply(unique: int, nodeid: int, generation: int, attr: tuple[int, ...]) -> bytes:
+    """encode_reply(unique, EntryOut(nodeid, generation, Attr(*attr))) in one call, with
+    zero entry and attribute timeouts."""
+    return pack(ENTRY_REPLY, ENTRY_REPLY.size, 0, unique, nodeid, generation, 0, 0, 0, 0, *attr)
 
 
 def encode_error(unique: int, err: int) -> bytes:

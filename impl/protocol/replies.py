@@ -19,8 +19,9 @@ from .errors import ProtocolError
 _INIT_OUT = Struct("<IIIIHHIIHHIIH22x")
 _INIT_OUT_COMPAT_22 = Struct("<IIIIHHI")  # minor < 23
 _INIT_OUT_COMPAT = Struct("<II")  # minor < 5
-_ENTRY_OUT = Struct("<QQQQII")  # then fuse_attr
-_ATTR_OUT = Struct("<QI4x")  # then fuse_attr
+# fuse_entry_out and fuse_attr_out up to their fuse_attr (codec packs whole replies with them)
+ENTRY_OUT = Struct("<QQQQII")
+ATTR_OUT = Struct("<QI4x")
 _OPEN_OUT = Struct("<QI4x")
 _DIRENT = Struct("<QQII")
 _DT_MAX = 0xF  # a DT_* value is (st_mode & S_IFMT) >> 12
@@ -102,20 +103,20 @@ class EntryOut:
 
     def encode(self) -> bytes:
         head = pack(
-            _ENTRY_OUT, self.nodeid, self.generation, self.entry_valid, self.attr_valid,
+            ENTRY_OUT, self.nodeid, self.generation, self.entry_valid, self.attr_valid,
             self.entry_valid_nsec, self.attr_valid_nsec,
         )  # fmt: skip
         return head + self.attr.encode()
 
     @classmethod
     def decode(cls, body: Buffer) -> Self:
-        expect_size(body, _ENTRY_OUT.size + Attr.LAYOUT.size, "fuse_entry_out")
+        expect_size(body, ENTRY_OUT.size + Attr.LAYOUT.size, "fuse_entry_out")
         nodeid, generation, entry_valid, attr_valid, entry_nsec, attr_nsec = (
-            _ENTRY_OUT.unpack_from(body)
+            ENTRY_OUT.unpack_from(body)
         )
         nanoseconds(entry_nsec, "entry_valid_nsec")
         nanoseconds(attr_nsec, "attr_valid_nsec")
-        attr = Attr.decode(body[_ENTRY_OUT.size :])
+        attr = Attr.decode(body[ENTRY_OUT.size :])
         return cls(nodeid, generation, attr, entry_valid, attr_valid, entry_nsec, attr_nsec)
 
 
@@ -126,13 +127,13 @@ class AttrOut:
     attr_valid_nsec: int = 0
 
     def encode(self) -> bytes:
-        return pack(_ATTR_OUT, self.attr_valid, self.attr_valid_nsec) + self.attr.encode()
+        return pack(ATTR_OUT, self.attr_valid, self.attr_valid_nsec) + self.attr.encode()
 
     @classmethod
     def decode(cls, body: Buffer) -> Self:
-        expect_size(body, _ATTR_OUT.size + Attr.LAYOUT.size, "fuse_attr_out")
-        attr_valid, attr_nsec = _ATTR_OUT.unpack_from(body)
-        attr = Attr.decode(body[_ATTR_OUT.size :])
+        expect_size(body, ATTR_OUT.size + Attr.LAYOUT.size, "fuse_attr_out")
+        attr_valid, attr_nsec = ATTR_OUT.unpack_from(body)
+        attr = Attr.decode(body[ATTR_OUT.size :])
         return cls(attr, attr_valid, nanoseconds(attr_nsec, "attr_valid_nsec"))
 
 
@@ -158,8 +159,8 @@ class CreateOut:
 
     @classmethod
     def decode(cls, body: Buffer) -> Self:
-        expect_size(body, _ENTRY_OUT.size + Attr.LAYOUT.size + _OPEN_OUT.size, "create reply")
-        split = _ENTRY_OUT.size + Attr.LAYOUT.size
+        expect_size(body, ENTRY_OUT.size + Attr.LAYOUT.size + _OPEN_OUT.size, "create reply")
+        split = ENTRY_OUT.size + Attr.LAYOUT.size
         return cls(EntryOut.decode(body[:split]), OpenOut.decode(body[split:]))
 
 

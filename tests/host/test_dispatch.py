@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pagefs.impl import protocol as p
-from pagefs.impl.host.dispatch import MAX_TRANSFER, Dispatcher
+from pagefs.impl.host.dispatch import MAX_TRANSFER, Dispatcher, attr_from_stat
 from pagefs.impl.host.passthrough import GuestSession, PassthroughFS
 from pagefs.impl.protocol import constants as c
 from pagefs.impl.protocol.codec import ERRNO_LIMIT, IN_HEADER, OUT_HEADER
@@ -198,6 +198,17 @@ def test_lookup_attributes_are_the_hosts(ready: Guest, export: Path) -> None:
         st.st_ino, st.st_size, st.st_mode, st.st_nlink)  # fmt: skip
     assert attr.mtime * 10**9 + attr.mtimensec == st.st_mtime_ns
     ready.fails(errno.ENOENT, Op.LOOKUP, ROOT, p.Name(b"missing"))
+
+
+def test_attribute_replies_carry_every_field_of_the_hosts_stat(
+    ready: Guest, export: Path
+) -> None:
+    os.utime(export / "file", ns=(-(10**9) + 3, 2 * 10**9 + 7))  # before 1970, and after
+    nodeid = ready.lookup(ROOT, b"file").nodeid
+    expected = attr_from_stat(os.stat(export / "file"))
+    assert ready.lookup(ROOT, b"file").attr == expected
+    assert ready.ok(Op.GETATTR, nodeid, p.GetattrIn()).attr == expected
+    assert ready.ok(Op.SETATTR, nodeid, p.SetattrIn(0)).attr == expected
 
 
 def test_read_write_and_size_follow_the_host(ready: Guest, export: Path) -> None:

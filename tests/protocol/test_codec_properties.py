@@ -128,6 +128,34 @@ def test_request_round_trip(request: p.Request) -> None:
     assert p.decode_request(wire) == request
 
 
+@given(requests())
+def test_request_values_are_the_decoded_request(request: p.Request) -> None:
+    assert p.decode_request_values(p.encode_request(request)) == tuple(
+        getattr(request, f) for f in p.Request.__slots__
+    )
+
+
+@given(u64, attr)
+def test_one_call_attr_reply_is_the_typed_one(unique: int, fields: p.Attr) -> None:
+    values = tuple(getattr(fields, f) for f in p.Attr.__slots__)
+    assert p.encode_attr_reply(unique, values) == p.encode_reply(unique, p.AttrOut(fields))
+
+
+@given(u64, u64, u64, attr)
+def test_one_call_entry_reply_is_the_typed_one(
+    unique: int, nodeid: int, generation: int, fields: p.Attr
+) -> None:
+    values = tuple(getattr(fields, f) for f in p.Attr.__slots__)
+    typed = p.encode_reply(unique, p.EntryOut(nodeid, generation, fields))
+    assert p.encode_entry_reply(unique, nodeid, generation, values) == typed
+
+
+def test_one_call_replies_refuse_out_of_range_fields() -> None:
+    values = (0,) * 15 + (2**32,)
+    rejects(p.encode_attr_reply, 1, values)
+    rejects(p.encode_entry_reply, 1, 2, 3, values)
+
+
 @given(replies())
 def test_reply_round_trip(case: tuple[int, p.Reply]) -> None:
     opcode, reply = case
