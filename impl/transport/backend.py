@@ -435,14 +435,12 @@ class VhostUserBackend:
         except Exception:
             log.exception("request handler failed; the request is returned with no reply")
             reply = None
-        written = chain.write(reply) if reply else 0
+        written, notify = device.complete(chain, reply or b"")
         if reply and written < len(reply):
             log.warning(
                 "reply of %d bytes truncated to the %d the guest offered", len(reply), written
             )
-        old = device.used_idx
-        device.push(chain.head, written)
-        if device.notify_needed(old) and vring.call_fd >= 0:
+        if notify and vring.call_fd >= 0:
             os.eventfd_write(vring.call_fd, 1)
 
     # ---- teardown ----------------------------------------------------------------

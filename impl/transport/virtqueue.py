@@ -107,7 +107,7 @@ class DriverQueue:
         return bool(lib.vq_driver_has_used(self._vq))
 
 
-@dataclass
+@dataclass(slots=True)
 class Chain:
     """A popped chain: `head`, its readable bytes and room for the reply."""
 
@@ -171,6 +171,7 @@ class DeviceQueue:
         self._head = ffi.new("uint16_t *")
         self._bytes = ffi.new("uint64_t[2]")  # readable, writable
         self._segs = ffi.new("struct vq_seg[]", num)
+        self._written = ffi.new("uint32_t *")
 
     @property
     def last_avail(self) -> int:
@@ -191,6 +192,15 @@ class DeviceQueue:
             raise VirtqueueError(f"malformed descriptor chain (errno {-n})")
         self._segs = ffi.new("struct vq_seg[]", self.num)  # the chain keeps the filled one
         return Chain(self._head[0], segs, self._n_out[0], n, self._bytes[0], self._bytes[1])
+
+    def complete(self, chain: Chain, reply: bytes) -> tuple[int, bool]:
+        """chain.write(reply), push it used, notify_needed: the device's whole answer to a
+        chain in one call. Returns the bytes that fitted and whether to notify the driver."""
+        notify = lib.vq_device_complete(
+            self._vq, chain.segs, chain.n_out, chain.n_all, chain.head, reply, len(reply),
+            self._written,
+        )  # fmt: skip
+        return self._written[0], bool(notify)
 
     def push(self, head: int, written: int) -> None:
         lib.vq_device_push(self._vq, head, written)

@@ -243,3 +243,15 @@ size_t vq_scatter(const struct vq_seg *segs, unsigned n, const uint8_t *src, siz
     }
     return done;
 }
+
+/* The device's whole answer to one popped chain: copy the reply into its writable part
+ * (as much as fits; *written says how much), push it used, and say whether the driver
+ * wants a notification. One call per request instead of three. */
+int vq_device_complete(struct vq_device *vq, const struct vq_seg *segs, unsigned n_out,
+                       unsigned n_all, uint16_t head, const char *reply, size_t len,
+                       uint32_t *written) {
+    uint16_t old_used = vq->used_idx;
+    *written = (uint32_t)vq_scatter(segs + n_out, n_all - n_out, (const uint8_t *)reply, len);
+    vq_device_push(vq, head, *written);
+    return vq_device_notify_needed(vq, old_used);
+}

@@ -91,5 +91,8 @@ int vq_device_enable_kicks(struct vq_device *vq);
 
 size_t vq_gather(const struct vq_seg *segs, unsigned n, uint8_t *dst, size_t cap);
 size_t vq_scatter(const struct vq_seg *segs, unsigned n, const uint8_t *src, size_t len);
+int vq_device_complete(struct vq_device *vq, const struct vq_seg *segs, unsigned n_out,
+                       unsigned n_all, uint16_t head, const char *reply, size_t len,
+                       uint32_t *written);
 
 #endif
