@@ -112,7 +112,9 @@ def create(state: State, guest: GuestId, parent: NodeId, name: Name, flags: Open
            mode: Mode) -> tuple[Outcome, ...]:
     """CREATE makes a regular file with permission bits `mode` and opens it, in one step.
     When the name exists, O_EXCL makes it EEXIST; otherwise the existing inode is opened
-    as OPEN would (a directory there is EISDIR).
+    as OPEN would (a directory there is EISDIR). In a read-only export a server may also
+    refuse any CREATE with EROFS (RO-EXPORT lists CREATE as a write path), where Linux's
+    open(O_CREAT) of an existing file on a read-only mount opens it.
 
     pre: 0 <= guest < len(state.guests)
     post: lawful(state, "CREATE", (guest, parent, name, flags, mode), __return__)
@@ -126,21 +128,26 @@ def create(state: State, guest: GuestId, parent: NodeId, name: Name, flags: Open
     if not errors and access_of(flags) is None:
         errors = frozenset({Errno.EINVAL})
     existing = None if errors else child(state, dir_ino, name)
-    if existing is not None:
-        if flags & O_EXCL:
-            return refuse(state, {Errno.EEXIST})
-        errors = _open_errors(state, existing, flags)
-        if state.inodes[existing].kind is FileKind.DIR:
-            errors |= {Errno.EISDIR}
-        if errors:
-            return refuse(state, errors)
-        ino = existing
-    else:
+    if existing is None:
         errors |= write_errors(state)
         if errors:
             return refuse(state, errors)
         state, ino = add_entry(state, dir_ino, name,
                                Inode(kind=FileKind.REG, mode=mode & 0o7777))
+        return _created(state, guest, ino, flags)
+    read_only_refusal = refuse(state, write_errors(state))  # empty unless read-only
+    if flags & O_EXCL:
+        return either(refuse(state, {Errno.EEXIST}), read_only_refusal)
+    errors = _open_errors(state, existing, flags)
+    if state.inodes[existing].kind is FileKind.DIR:
+        errors |= {Errno.EISDIR}
+    if errors:
+        return either(refuse(state, errors), read_only_refusal)
+    return either(_created(state, guest, existing, flags), read_only_refusal)
+
+
+def _created(state: State, guest: int, ino: int, flags: int) -> tuple[Outcome, ...]:
+    """CREATE's success: `ino` opened with `flags` and remembered by the guest."""
     state, fh = _open_file(state, guest, ino, flags)
     state, entry = remember(state, guest, ino)
     return ok(state, Created(entry, fh))

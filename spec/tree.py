@@ -175,9 +175,15 @@ def rename_errors(state: State, sdir: int, sname: bytes, ddir: int, dname: bytes
     errors = set(_two_names_errors(state, sdir, sname, ddir, dname))
     if flags & ~RENAME_NOREPLACE or flags < 0:
         errors.add(Errno.EINVAL)
+    source_valid = not (dir_errors(state, sdir) or is_dot(sname)
+                        or name_errors(sname, state.config.name_max))
+    source = child(state, sdir, sname) if source_valid else None
     if errors:
+        # Which check comes first is the server's choice: Linux looks the source up
+        # before it judges the new name, so a missing source may be ENOENT as well.
+        if source_valid and source is None:
+            errors.add(Errno.ENOENT)
         return frozenset(errors)
-    source = child(state, sdir, sname)
     if source is None:
         return frozenset({Errno.ENOENT})
     target = child(state, ddir, dname)
