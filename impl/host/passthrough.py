@@ -74,6 +74,7 @@ class _Node:
     key: tuple[int, int]
     generation: int
     nlookup: int
+    kind: int  # stat.S_IFMT of the pinned inode, which never changes: no fstat to learn it
 
 
 @dataclass
@@ -187,7 +188,8 @@ class GuestSession:
         self._closed = False
         root_st = os.fstat(root_fd)
         self._nodes: dict[int, _Node] = {
-            ROOT_ID: _Node(root_fd, _key(root_st), fs.next_generation(), 1)}
+            ROOT_ID: _Node(root_fd, _key(root_st), fs.next_generation(), 1,
+                           stat.S_IFMT(root_st.st_mode))}
         self._by_key: dict[tuple[int, int], int] = {_key(root_st): ROOT_ID}
         self._next_nodeid = itertools.count(ROOT_ID + 1)
         self._handles: dict[int, _Handle] = {}
@@ -222,9 +224,11 @@ class GuestSession:
         if limit is not None and len(self._nodes) + len(self._handles) + fds > limit:
             raise OSError(errno.EMFILE, f"guest holds {limit} host descriptors already")
 
-    def _new_handle(self, fd: int, flags: int, is_dir: bool) -> int:
+    def _new_handle(self, fd: int, key: tuple[int, int], flags: int, is_dir: bool) -> int:
+        """Record `fd`, opened on the inode known by `key` (from the node it was opened
+        through, so no fstat is needed to learn it)."""
         fh = next(self._next_fh)
-        self._handles[fh] = _Handle(fd, _key(os.fstat(fd)), flags, is_dir)
+        self._handles[fh] = _Handle(fd, key, flags, is_dir)
         return fh
 
     def _enter(self, path_fd: int) -> Entry:
@@ -243,7 +247,7 @@ class GuestSession:
                 os.close(path_fd)
                 raise
             nodeid = next(self._next_nodeid)
-            node = _Node(path_fd, key, self._fs.next_generation(), 1)
+            node = _Node(path_fd, key, self._fs.next_generation(), 1, stat.S_IFMT(st.st_mode))
             self._nodes[nodeid] = node
             self._by_key[key] = nodeid
         return Entry(nodeid, node.generation, st)
@@ -292,8 +296,7 @@ class GuestSession:
         node = self._node(nodeid)
         self._refuse_write()
         handle = self._handle(fh, is_dir=None) if fh is not None else None
-        st = os.fstat(node.fd)
-        is_link = stat.S_ISLNK(st.st_mode)
+        is_link = stat.S_ISLNK(node.kind)
         if is_link and (mode is not None or atime_ns is not None or mtime_ns is not None):
             raise OSError(errno.EOPNOTSUPP, "symlink attributes are not settable")
         path = confine.proc_path(node.fd)
@@ -304,9 +307,9 @@ class GuestSession:
                 raise OSError(errno.EINVAL, "negative size")
             if handle is not None:
                 os.ftruncate(handle.fd, size)
-            elif stat.S_ISDIR(st.st_mode):
+            elif stat.S_ISDIR(node.kind):
                 raise OSError(errno.EISDIR, "truncate of a directory")
-            elif not stat.S_ISREG(st.st_mode):
+            elif not stat.S_ISREG(node.kind):
                 raise OSError(errno.EINVAL, "truncate of a special file")
             else:
                 os.truncate(path, size)
@@ -317,7 +320,7 @@ class GuestSession:
     @_serialized
     def readlink(self, nodeid: int) -> bytes:
         node = self._node(nodeid)
-        if not stat.S_ISLNK(os.fstat(node.fd).st_mode):
+        if not stat.S_ISLNK(node.kind):
             raise OSError(errno.EINVAL, "not a symlink")
         return os.readlink(b"", dir_fd=node.fd)
 
@@ -373,8 +376,8 @@ class GuestSession:
         node = self._node(nodeid)
         self._check_open_flags(flags)
         self._reserve(1)
-        fd = confine.reopen(node.fd, flags)
-        return self._new_handle(fd, flags & confine.GUEST_OPEN_FLAGS, is_dir=False)
+        fd = confine.reopen(node.fd, flags, node.kind)
+        return self._new_handle(fd, node.key, flags & confine.GUEST_OPEN_FLAGS, is_dir=False)
 
     @_serialized
     def create(self, parent: int, name: bytes, flags: int, mode: int) -> tuple[Entry, int]:
@@ -402,7 +405,7 @@ class GuestSession:
         except BaseException:
             os.close(fd)
             raise
-        return entry, self._new_handle(fd, guest_flags, is_dir=False)
+        return entry, self._new_handle(fd, _key(entry.attr), guest_flags, is_dir=False)
 
     @_serialized
     def read(self, fh: int, offset: int, size: int) -> bytes:
@@ -448,11 +451,11 @@ class GuestSession:
     @_serialized
     def opendir(self, nodeid: int) -> int:
         node = self._node(nodeid)
-        if not stat.S_ISDIR(os.fstat(node.fd).st_mode):
+        if not stat.S_ISDIR(node.kind):
             raise OSError(errno.ENOTDIR, "not a directory")
         self._reserve(1)
-        fd = confine.reopen(node.fd, os.O_RDONLY)
-        return self._new_handle(fd, os.O_RDONLY, is_dir=True)
+        fd = confine.reopen(node.fd, os.O_RDONLY, node.kind)
+        return self._new_handle(fd, node.key, os.O_RDONLY, is_dir=True)
 
     @_serialized
     def readdir(self, fh: int, offset: int) -> list[DirEntry]:
