@@ -17,6 +17,8 @@ from __future__ import annotations
 import errno as errnos
 import os
 import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
 from pagefs.conformance import target as t
@@ -253,6 +255,18 @@ def match(b: Bindings, op: str, guest: int | None, result: object,
     return _match_value(b, op, guest, result.value, observed.value, loose)
 
 
+@contextmanager
+def exact_modes() -> Iterator[None]:
+    """Modes are the spec's exactly while the suite acts on a target (the host's own
+    creations, a syscall-view guest's, a daemon started for a case), and the user's
+    umask everywhere else: reports and whatever else shares the process keep it."""
+    saved = os.umask(0)
+    try:
+        yield
+    finally:
+        os.umask(saved)
+
+
 def _call_host(host: t.Host, op: str, a: tuple) -> object:
     verb = op.removeprefix("host.")
     if verb in ("create", "mkdir"):
@@ -278,12 +292,14 @@ class Session:
     def __init__(self, factory: t.TargetFactory, config: Config, *, read_only: bool = False,
                  guests: int = 1, loose: frozenset[str] = frozenset()) -> None:
         self.loose = loose
-        os.umask(0)  # modes are the spec's exactly, for the host and for syscall-view guests
-        self.target = factory.start(read_only=read_only)
+        with exact_modes():
+            self.target = factory.start(read_only=read_only)
         ranges = self.target.window_size // config.range_size or config.window_ranges
         self.config = replace(config, read_only=read_only, guests=guests, window_ranges=ranges)
         try:
-            self.guests: list[t.Guest | None] = [self.target.connect() for _ in range(guests)]
+            with exact_modes():
+                self.guests: list[t.Guest | None] = [self.target.connect()
+                                                     for _ in range(guests)]
         except BaseException:
             self.target.close()
             raise
@@ -316,27 +332,8 @@ class Session:
         operation = REGISTRY[op]
         targs = self._target_args(op, args, bindings)
         try:
-            if operation.kind == "host":
-                value = _call_host(self.target.host, op, targs)
-            elif op == "INIT":
-                if self.guests[args[0]] is not None:
-                    raise OSError(errnos.EPROTO, "the harness holds a live session")
-                self.guests[args[0]] = self.target.connect()
-                value = None
-            else:
-                guest = self.guests[args[0]]
-                if guest is None and operation.kind == "memory":
-                    return Observed("fault")  # a disconnected guest's window maps nothing
-                if guest is None and op == "FORGET":
-                    return Observed("ok")  # FORGET has no reply: nothing can fail
-                if guest is None:
-                    raise OSError(errnos.EIO, "no session (after DESTROY)")
-                if op == "DESTROY":
-                    guest.close()
-                    self.guests[args[0]] = None
-                    value = None
-                else:
-                    value = _call_guest(guest, op, targs)
+            with exact_modes():
+                return self._execute(op, operation.kind, args, targs)
         except ConnectionError:
             # The back-end hung up (it died, or dropped us for this request): the guest
             # sees ENOTCONN from here on, which no rule of the spec allows.
@@ -347,7 +344,27 @@ class Session:
             if operation.kind == "memory" and exc.errno == errnos.EFAULT:
                 return Observed("fault")
             return Observed("err", exc.errno)
-        return Observed("ok", value)
+
+    def _execute(self, op: str, kind: str, args: tuple, targs: tuple) -> Observed:
+        if kind == "host":
+            return Observed("ok", _call_host(self.target.host, op, targs))
+        if op == "INIT":
+            if self.guests[args[0]] is not None:
+                raise OSError(errnos.EPROTO, "the harness holds a live session")
+            self.guests[args[0]] = self.target.connect()
+            return Observed("ok")
+        guest = self.guests[args[0]]
+        if guest is None and kind == "memory":
+            return Observed("fault")  # a disconnected guest's window maps nothing
+        if guest is None and op == "FORGET":
+            return Observed("ok")  # FORGET has no reply: nothing can fail
+        if guest is None:
+            raise OSError(errnos.EIO, "no session (after DESTROY)")
+        if op == "DESTROY":
+            guest.close()
+            self.guests[args[0]] = None
+            return Observed("ok")
+        return Observed("ok", _call_guest(guest, op, targs))
 
     def step(self, op: str, args: tuple) -> Check:
         """Run `op(*args)` (spec ids) on the target and keep the branches that explain it."""
