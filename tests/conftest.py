@@ -6,6 +6,7 @@ live in that layer's folder (tests/<layer>/conftest.py).
 """
 
 import os
+import sys
 
 from hypothesis import HealthCheck, settings
 
@@ -19,3 +20,6 @@ settings.register_profile(
 )
 settings.register_profile("dev", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
+
+# Helpers shared by the test folders (tests/pagefs_waits.py), importable under importlib mode.
+sys.path.insert(0, os.path.dirname(__file__))

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import errno
 import os
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pagefs_waits import wait_until as poll_until
 
 from pagefs.impl.host.launcher import HostDaemon, host_daemon
 from pagefs.impl.host.passthrough import GuestSession, PassthroughFS
@@ -100,6 +100,4 @@ def area(client: FuseClient, wire_export: Path, request) -> tuple[FuseClient, in
 
 def wait_until(condition, host: HostDaemon, what: str) -> None:
     """Poll `condition` while the daemon lives (pytest's timeout bounds the wait)."""
-    while not condition():
-        assert host.alive(), f"pagefs-host died waiting for {what}:\n{host.log()}"
-        time.sleep(0.02)
+    poll_until(condition, what, process=host)

@@ -8,7 +8,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -104,13 +103,3 @@ def process_backend(sock_path: str) -> Iterator[subprocess.Popen]:
     ) as proc:
         yield proc
         proc.wait(10)
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 10) -> bool:
-    """Polls `condition` (for events with no file descriptor to wait on)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.005)
-    return True

@@ -8,11 +8,12 @@ import os
 from pathlib import Path
 
 import pytest
+from pagefs_waits import wait_until
 
 from pagefs.impl.transport import mapping
 from pagefs.impl.transport.frontend import REQUEST_QUEUE, VhostUserFrontend
 
-from .conftest import open_fds, wait_until
+from .conftest import open_fds
 
 MIB = 1 << 20
 
@@ -174,6 +175,6 @@ def test_map_requested_from_a_reply_callback(
             answers.append(fe.submit(REQUEST_QUEUE, ask, 64).result(30))
 
         fe.submit(REQUEST_QUEUE, b"first", 64).add_done_callback(map_from_callback)
-        assert wait_until(lambda: answers, timeout=60)
+        wait_until(lambda: answers, "the guest's answers")
         assert answers == [b"ok"]
         assert maps_entry(fe.window.base) == ("r--s", str(host_file))

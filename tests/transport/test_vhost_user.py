@@ -18,6 +18,7 @@ from concurrent.futures import wait as futures_wait
 from pathlib import Path
 
 import pytest
+from pagefs_waits import wait_until
 
 from pagefs.impl.transport import backend as backend_module
 from pagefs.impl.transport.frontend import REQUEST_QUEUE, VhostUserFrontend
@@ -38,7 +39,7 @@ from pagefs.impl.transport.vhost_user import (
 )
 from pagefs.impl.transport.virtqueue import DriverQueue, RingLayout
 
-from .conftest import WINDOW_SIZE, helper_process, open_fds, wait_until
+from .conftest import WINDOW_SIZE, helper_process, open_fds
 
 
 def test_negotiation_and_echo(thread_backend, sock_path: str) -> None:
@@ -114,7 +115,7 @@ def test_stop_from_another_thread_ends_serve(thread_backend, sock_path: str) -> 
         stopper.join()
         assert tb.join()
         assert pending.result(10) == b"late"
-        assert wait_until(lambda: not fe.alive)
+        wait_until(lambda: not fe.alive, "the front-end to see the end")
         with pytest.raises(ConnectionError):
             fe.submit(REQUEST_QUEUE, b"after", 64)
 
@@ -133,7 +134,7 @@ def test_front_end_fails_pending_when_back_end_is_killed(process_backend, sock_p
     with VhostUserFrontend.connect(sock_path) as fe:
         assert fe.submit(REQUEST_QUEUE, b"x", 64).result(10) == b"echo:x"
         process_backend.send_signal(signal.SIGKILL)
-        assert wait_until(lambda: not fe.alive)
+        wait_until(lambda: not fe.alive, "the front-end to see the end")
         with pytest.raises(ConnectionError):
             fe.submit(REQUEST_QUEUE, b"y", 64)
 
@@ -452,4 +453,4 @@ def test_a_reply_callback_may_wait_for_another_reply(thread_backend, sock_path) 
         first = fe.submit(REQUEST_QUEUE, b"first", 32)
         first.add_done_callback(chain_another)
         assert first.result(10) == b"echo:first"
-        assert wait_until(lambda: inner == [b"echo:second"])
+        wait_until(lambda: inner == [b"echo:second"], "the second echo")

@@ -1,0 +1,68 @@
+"""Waiting in tests without timed assertions: poll until a condition holds, with no
+deadline of our own (pytest-timeout bounds every test), failing early only when the
+process we wait on has died.
+
+tests/conftest.py puts this folder on sys.path, so any test folder imports it as
+`from pagefs_waits import ...` whatever pytest's import mode.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+POLL_SECONDS = 0.01
+
+
+class Watched(Protocol):
+    """A process a wait depends on (HostDaemon is one)."""
+
+    def alive(self) -> bool: ...
+
+    def log(self) -> str: ...
+
+
+def wait_until(condition: Callable[[], object], what: str, *,
+               process: Watched | None = None) -> None:
+    """Poll `condition` until it is true; fail at once if `process` dies meanwhile."""
+    while not condition():
+        if process is not None:
+            assert process.alive(), f"process died waiting for {what}:\n{process.log()}"
+        time.sleep(POLL_SECONDS)
+
+
+def exited(pid: int) -> bool:
+    """`pid` is not running (gone, or a zombie nobody has reaped yet)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rpartition(")")[2].split()[0]
+    except FileNotFoundError:
+        return True
+    return state in ("Z", "X")
+
+
+def assert_child_dies_with_holder(script: str, *args: str) -> None:
+    """Run `script` (Python) in a process of its own; it starts a daemon, prints the
+    daemon's pid, and waits. Kill that process with SIGTERM: the daemon must go too."""
+    holder = subprocess.Popen([sys.executable, "-c", script, *args], stdout=subprocess.PIPE,
+                              stdin=subprocess.DEVNULL, text=True)
+    daemon_pid = None
+    try:
+        line = holder.stdout.readline()
+        assert line.strip().isdigit(), f"holder printed {line!r}, exit {holder.poll()}"
+        daemon_pid = int(line)
+        holder.send_signal(signal.SIGTERM)
+        holder.wait()
+        wait_until(lambda: exited(daemon_pid), f"pid {daemon_pid} to exit with its holder")
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait()
+        holder.stdout.close()
+        if daemon_pid is not None and not exited(daemon_pid):
+            os.kill(daemon_pid, signal.SIGKILL)  # the orphan this test caught
