@@ -8,7 +8,8 @@
 The daemon is ready when its socket is listening (read from /proc/net/unix, so no
 probe connection ever reaches it as a guest). At exit it gets SIGTERM and
 `stop_timeout` seconds to go; after that it is killed. A daemon that leaves its socket
-behind or dies on its own is reported as an error, with its log.
+behind or dies on its own is reported as an error, with its log. If the process holding
+the `with` block is killed, the daemon gets SIGTERM from the kernel (transport/child.py).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 
+from pagefs.impl.transport.child import die_with_parent
 from pagefs.impl.transport.unix_socket import is_listening
 
 
@@ -95,7 +97,8 @@ def host_daemon(shared_dir: str, *, read_only: bool = False, max_guests: int | N
         with open(log_path, "wb") as log_file:
             process = subprocess.Popen(command(socket_path, shared_dir, *flags),
                                        stdin=subprocess.DEVNULL, stdout=log_file,
-                                       stderr=subprocess.STDOUT)
+                                       stderr=subprocess.STDOUT,
+                                       preexec_fn=die_with_parent())
         host = HostDaemon(socket_path, shared_dir, process, log_path)
         try:
             _wait_listening(host, start_timeout)

@@ -16,6 +16,7 @@ import subprocess
 import tempfile
 import time
 
+from pagefs.impl.transport.child import die_with_parent
 from pagefs.impl.transport.unix_socket import is_listening
 
 DEFAULT_BINARY = "/usr/lib/qemu/virtiofsd"
@@ -89,7 +90,8 @@ class Virtiofsd:
             *self.extra_args,
         ]
         self.process = subprocess.Popen(
-            args, stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log
+            args, stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log,
+            preexec_fn=die_with_parent(),  # no orphan if our process is killed
         )
         deadline = time.monotonic() + START_TIMEOUT
         # a socket file exists from bind(); connecting before listen() would be refused

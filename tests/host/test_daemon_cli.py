@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from pagefs_waits import assert_child_dies_with_holder
 
 from pagefs.impl.host.launcher import PAGEFS_HOST, HostDaemonError, command, host_daemon
 from pagefs.impl.transport.fuse_client import FuseClient
@@ -206,3 +207,18 @@ def test_sigterm_delivered_to_a_guest_thread_still_stops_the_daemon(tmp_path: Pa
             assert tgkill(host.pid, min(threads), signal.SIGTERM) == 0
             assert host.wait() == 0  # and the socket is gone
         assert "stopped" in host.log()
+
+
+HOLD_HOST = """
+import sys, time
+from pagefs.impl.host.launcher import host_daemon
+with host_daemon(sys.argv[1]) as host:
+    print(host.pid, flush=True)
+    time.sleep(3600)
+"""
+
+
+def test_daemon_dies_with_the_process_holding_it(tmp_path: Path) -> None:
+    """SIGTERM to the holder of host_daemon() runs no cleanup there: the kernel's
+    parent-death signal must stop pagefs-host rather than leave it serving with ppid 1."""
+    assert_child_dies_with_holder(HOLD_HOST, str(tmp_path))

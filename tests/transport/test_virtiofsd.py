@@ -10,6 +10,7 @@ import stat
 from pathlib import Path
 
 import pytest
+from pagefs_waits import assert_child_dies_with_holder
 
 from pagefs.impl.protocol.constants import FUSE_ROOT_ID
 from pagefs.impl.transport.fuse_client import FuseClient
@@ -153,3 +154,17 @@ def test_launcher_stops_an_unused_daemon_and_removes_its_socket(shared: Path) ->
     daemon.stop()
     assert not os.path.exists(path)
     assert not Path(f"/proc/{pid}").exists()  # ended and reaped
+
+
+HOLD_VIRTIOFSD = """
+import sys, time
+from pagefs.impl.transport.virtiofsd import Virtiofsd
+with Virtiofsd(sys.argv[1]) as daemon:
+    print(daemon.process.pid, flush=True)
+    time.sleep(3600)
+"""
+
+
+def test_virtiofsd_dies_with_the_process_holding_it(shared: Path) -> None:
+    """Killing whoever started virtiofsd must not leave it running with ppid 1."""
+    assert_child_dies_with_holder(HOLD_VIRTIOFSD, str(shared))
