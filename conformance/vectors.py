@@ -27,6 +27,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 
 from hypothesis import HealthCheck, Phase, settings
@@ -245,28 +247,70 @@ class _Live:
         return ino not in self.freed
 
 
+_KINDS = {stat.S_IFDIR: "a directory", stat.S_IFLNK: "a symbolic link, not followed",
+          stat.S_IFIFO: "a FIFO", stat.S_IFSOCK: "a socket",
+          stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device"}
+
+
+def _files(directory: str) -> Iterator[tuple[str, str | None]]:
+    """Every entry under `directory` that is not a directory walked into: (path, None),
+    or (path, why it is skipped) for what cannot be listed or is a link to a directory."""
+    failures: list[OSError] = []
+    for root, dirs, files in os.walk(directory, onerror=failures.append):
+        dirs.sort()
+        for name in sorted(files):
+            yield os.path.join(root, name), None
+        for name in dirs:
+            path = os.path.join(root, name)
+            if os.path.islink(path):
+                yield path, _KINDS[stat.S_IFLNK]
+        while failures:
+            exc = failures.pop()
+            yield str(exc.filename), f"cannot list: {exc.strerror}"
+
+
+def _load(path: str) -> dict | str:
+    """The vector in `path`, or why the file is skipped. Only a regular file is opened
+    (a FIFO would block the replay forever, a device may act on being opened)."""
+    try:
+        kind = stat.S_IFMT(os.lstat(path).st_mode)
+        if kind != stat.S_IFREG:
+            return f"not a regular file: {_KINDS.get(kind, oct(kind))}"
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        with open(fd, closefd=True) as f:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):  # replaced since the lstat
+                return "not a regular file"
+            case = json.load(f)
+    except OSError as exc:
+        return f"cannot read: {exc.strerror}"
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return "not a JSON vector file"
+    if not isinstance(case, dict) or case.get("format") != FORMAT:
+        return "not a pagefs conformance vector"
+    return case
+
+
 def replay(directory: str, factory: TargetFactory, *, target_name: str | None = None
            ) -> ReplayResult:
-    """Run every vector under `directory`; every file is accounted for."""
+    """Run every vector under `directory`; every file is accounted for. ValueError (one
+    line) if `directory` is not a directory or holds no vector file at all."""
+    if not os.path.isdir(directory):
+        raise ValueError(f"{directory}: not a directory")
+    loaded = [(os.path.relpath(path, directory), why or _load(path))
+              for path, why in _files(directory)]
+    if not any(isinstance(case, dict) for _, case in loaded):
+        raise ValueError(f"{directory}: no pagefs conformance vectors in it (write them with "
+                         "`pagefs-conformance vectors --out DIR`)")
     results = []
-    for root, _dirs, files in sorted(os.walk(directory)):
-        for name in sorted(files):
-            path = os.path.join(root, name)
-            rel = os.path.relpath(path, directory)
-            try:
-                with open(path) as f:
-                    case = json.load(f)
-            except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-                results.append(VectorResult(rel, "skipped", "not a JSON vector file"))
-                continue
-            if not isinstance(case, dict) or case.get("format") != FORMAT:
-                results.append(VectorResult(rel, "skipped", "not a pagefs conformance vector"))
-            elif case.get("version") != VERSION:
-                results.append(VectorResult(rel, "skipped",
-                                            f"vector version {case.get('version')} "
-                                            f"(this runner reads {VERSION})"))
-            else:
-                results.append(_replay_case(rel, case, factory))
+    for rel, case in loaded:
+        if isinstance(case, str):
+            results.append(VectorResult(rel, "skipped", case))
+        elif case.get("version") != VERSION:
+            results.append(VectorResult(rel, "skipped",
+                                        f"vector version {case.get('version')} "
+                                        f"(this runner reads {VERSION})"))
+        else:
+            results.append(_replay_case(rel, case, factory))
     return ReplayResult(target_name or factory.name, results)
 
 

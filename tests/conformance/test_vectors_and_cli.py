@@ -3,6 +3,8 @@
 import json
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 from pagefs.conformance import targets
@@ -90,3 +92,31 @@ def test_committed_vectors_replay_cleanly_on_pagefs():
         result = replay(str(VECTORS), factory)
     assert result.ok, result.summary()
     assert all(r.status == "pass" for r in result.results if r.path.startswith("v1/"))
+
+
+def test_replay_lists_what_is_not_a_regular_file_as_skipped_and_never_opens_it(tmp_path):
+    needs_nothing = next(p for p in sorted((VECTORS / "v1").rglob("*.json"))
+                         if not json.loads(p.read_text())["requires"])
+    shutil.copy(needs_nothing, tmp_path / "case.json")
+    os.mkfifo(tmp_path / "pipe.json")  # opening it for reading would wait for a writer
+    (tmp_path / "sub").mkdir()
+    os.symlink(tmp_path / "sub", tmp_path / "link")
+    # A hang guard, not a timing: without it a regression here would stall the suite.
+    done = subprocess.run([sys.executable, "-m", "pagefs.conformance.cli", "replay",
+                           str(tmp_path), "--target", "local"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "1 passed, 0 failed, 2 skipped" in done.stdout
+    assert "skipped: pipe.json: not a regular file: a FIFO" in done.stdout
+    assert "skipped: link: a symbolic link, not followed" in done.stdout
+
+
+def test_replay_of_a_missing_directory_or_one_without_vectors_is_a_one_line_error(tmp_path,
+                                                                               capsys):
+    (tmp_path / "notes.txt").write_text("not a vector")
+    assert main(["replay", str(tmp_path / "missing"), "--target", "local"]) == 2
+    assert main(["replay", str(tmp_path), "--target", "local"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2
+    assert err[0].endswith("missing: not a directory")
+    assert "no pagefs conformance vectors" in err[1]
