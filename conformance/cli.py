@@ -17,7 +17,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 from pagefs.conformance import targets
 from pagefs.conformance.faults import FAULTS, inject
@@ -120,25 +121,69 @@ def _replay(args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
+class _Parser(argparse.ArgumentParser):
+    """Bad usage is one line on stderr and status 2 (argparse would add its usage)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"pagefs-conformance: {message}\n")
+
+
+def _at_least(lowest: int) -> Callable[[str], int]:
+    def number(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < lowest:
+            raise argparse.ArgumentTypeError(f"{value} is below {lowest}")
+        return value
+    number.__name__ = f"whole number >= {lowest}"
+    return number
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} is not a positive number of seconds")
+    return value
+
+
+def _writable(path: str) -> str:
+    """A report path whose directory exists and is writable: checked before the run, so
+    a typo does not cost the whole run."""
+    folder = os.path.dirname(path) or "."
+    if not os.path.isdir(folder):
+        raise argparse.ArgumentTypeError(f"{path}: directory {folder} does not exist")
+    if os.path.isdir(path):
+        raise argparse.ArgumentTypeError(f"{path} is a directory")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(f"{path}: directory {folder} is not writable")
+    return path
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="pagefs-conformance", description=__doc__.splitlines()[0],
+    p = _Parser(prog="pagefs-conformance", description=__doc__.splitlines()[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog="\n".join(__doc__.splitlines()[2:]))
     sub = p.add_subparsers(dest="command", required=True)
 
     def budget(q: argparse.ArgumentParser, examples: int) -> None:
         q.add_argument("--properties", help="comma-separated names (default: all)")
-        q.add_argument("--examples", type=int, default=examples,
+        q.add_argument("--examples", type=_at_least(1), default=examples,
                        help=f"test cases per property (default {examples})")
-        q.add_argument("--steps", type=int, default=25, help="steps per test case")
+        q.add_argument("--steps", type=_at_least(1), default=25, help="steps per test case")
         q.add_argument("--seed", type=int, default=0, help="same seed, same run")
-        q.add_argument("--shrink-seconds", type=float, default=60.0,
+        q.add_argument("--shrink-seconds", type=_seconds, default=60.0,
                        help="time allowed to shrink one failure (default 60)")
 
     r = sub.add_parser("run", help="judge one target")
     r.add_argument("--target", required=True)
     budget(r, 50)
-    r.add_argument("--report", action="append", help="write FILE.md or FILE.json (repeatable)")
+    r.add_argument("--report", action="append", type=_writable,
+                   help="write FILE.md or FILE.json (repeatable)")
     r.add_argument("--inject", choices=FAULTS,
                    help="break the target in one way first, to watch the suite catch it")
     m = sub.add_parser("matrix", help="judge the shipped targets; reports in DIR")
@@ -147,19 +192,22 @@ def parser() -> argparse.ArgumentParser:
     budget(m, 50)
     v = sub.add_parser("vectors", help="write spec-generated vectors (JSON) to DIR")
     v.add_argument("--out", required=True)
-    v.add_argument("--cases", type=int, default=8, help="cases per property family")
+    v.add_argument("--cases", type=_at_least(1), default=8, help="cases per property family")
     v.add_argument("--seed", type=int, default=0)
-    v.add_argument("--steps", type=int, default=12)
+    v.add_argument("--steps", type=_at_least(1), default=12)
     y = sub.add_parser("replay", help="run vectors from DIR against a target")
     y.add_argument("dir")
     y.add_argument("--target", required=True)
-    y.add_argument("--report", help="write the per-vector results as JSON")
+    y.add_argument("--report", type=_writable, help="write the per-vector results as JSON")
     sub.add_parser("targets", help="list the target kinds")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    try:
+        args = parser().parse_args(argv)
+    except SystemExit as exc:  # bad usage (one line already printed), or --help
+        return exc.code if isinstance(exc.code, int) else 2
     try:
         if args.command == "targets":
             print("\n".join(targets.names()))

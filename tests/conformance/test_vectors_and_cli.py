@@ -120,3 +120,16 @@ def test_replay_of_a_missing_directory_or_one_without_vectors_is_a_one_line_erro
     assert len(err) == 2
     assert err[0].endswith("missing: not a directory")
     assert "no pagefs conformance vectors" in err[1]
+
+
+def test_bad_numbers_and_an_unwritable_report_are_refused_before_any_run(tmp_path, capsys):
+    bad = [["--examples", "-1"], ["--examples", "0"], ["--steps", "0"], ["--steps", "x"],
+           ["--shrink-seconds", "0"], ["--shrink-seconds", "nan"],
+           ["--report", str(tmp_path / "missing" / "r.md")], ["--report", str(tmp_path)]]
+    for extra in bad:
+        assert main(["run", "--target", "local", *extra]) == 2, extra
+    assert main(["vectors", "--out", str(tmp_path / "v"), "--cases", "0"]) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
+    assert len(err) == len(bad) + 1 and all(e.startswith("pagefs-conformance: ") for e in err)
+    assert captured.out == "" and not (tmp_path / "v").exists()
