@@ -14,6 +14,7 @@ from pagefs.impl.guest import safemem
 from pagefs.impl.guest.share import FORGET_THRESHOLD, Share
 from pagefs.impl.guest.window import DEFAULT_RANGE_SIZE, DaxWindow
 from pagefs.impl.transport.fuse_client import DEFAULT_TIMEOUT, FuseClient
+from pagefs.impl.transport.sizes import window_size_problem
 from pagefs.impl.transport.vhost_user import ProtocolError as VhostUserProtocolError
 
 
@@ -40,6 +41,10 @@ def connect(
         window = None
         shm = client.window
         alignment = client.map_alignment
+        if shm is not None and window_size is None:
+            problem = window_size_problem(shm.size, range_size)
+            if problem:  # what the back-end advertised: its fault, not the caller's
+                raise OSError(errno.EPROTO, f"back-end advertised a bad window: {problem}")
         if shm is not None and alignment is not None and 1 << alignment <= range_size:
             window = DaxWindow(shm.base, shm.size, client, range_size=range_size)
             safemem.register_window(shm.base, shm.size)

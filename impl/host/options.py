@@ -6,6 +6,7 @@ import argparse
 import logging
 
 from pagefs.impl.transport.backend import DEFAULT_WINDOW_SIZE
+from pagefs.impl.transport.sizes import SIZE_SYNTAX, WINDOW_ALIGNMENT, parse_window_size
 
 PROG = "pagefs-host"
 EXIT_FAILURE = 1
@@ -22,13 +23,11 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{PROG}: error: {message} (see --help)\n")
 
 
-def _size(text: str) -> int:
-    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
-    scale = units.get(text[-1:].lower(), 1)
-    digits = text[:-1] if scale > 1 else text
-    if not digits.isdigit() or int(digits) == 0:
-        raise argparse.ArgumentTypeError(f"not a size: {text!r} (bytes, or with K, M, G)")
-    return int(digits) * scale
+def _window_size(text: str) -> int:
+    try:
+        return parse_window_size(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def _positive(text: str) -> int:
@@ -56,8 +55,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--fds-per-guest", type=_positive, metavar="N",
                         help="host descriptors one guest may hold (nodeids + handles); "
                         "beyond, its requests get EMFILE (default: no cap)")
-    parser.add_argument("--window-size", type=_size, default=DEFAULT_WINDOW_SIZE,
-                        metavar="BYTES", help="DAX window size offered to each guest "
+    parser.add_argument("--window-size", type=_window_size, default=DEFAULT_WINDOW_SIZE,
+                        metavar="SIZE", help="DAX window size offered to each guest: "
+                        f"{SIZE_SYNTAX}, a multiple of {WINDOW_ALIGNMENT >> 20}M "
                         f"(default {DEFAULT_WINDOW_SIZE >> 20}M)")
     parser.add_argument("--log-level", choices=sorted(LOG_LEVELS), default="info",
                         help="least severe messages logged to stderr (default: info)")

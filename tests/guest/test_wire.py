@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import os
 import random
+import socket
 import subprocess
 import sys
 import textwrap
@@ -206,3 +207,33 @@ def test_a_mapping_used_after_disconnect_fails_cleanly(host: HostDaemon, export:
             access()
         assert err.value.errno == errno.ENOTCONN
     m.close()
+
+
+def test_a_window_not_in_whole_ranges_is_a_protocol_error(tmp_path: Path, export: Path):
+    """pagefs-host refuses such a --window-size, so serve the real dispatcher from a
+    back-end that advertises 3 MiB + 4 KiB: the guest must say EPROTO, not ValueError."""
+    from pagefs.impl.host.dispatch import Dispatcher
+    from pagefs.impl.host.passthrough import PassthroughFS
+    from pagefs.impl.transport.backend import VhostUserBackend
+
+    path = str(tmp_path / "odd-window.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(1)
+    fs = PassthroughFS(str(export))
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        backend = VhostUserBackend(conn, window_size=3 * MiB + 4096)
+        backend.serve(Dispatcher(fs.session(), mapper=backend).handle)
+
+    server = threading.Thread(target=serve)
+    server.start()
+    try:
+        with pytest.raises(OSError) as err:
+            connect(path)
+        assert err.value.errno == errno.EPROTO
+    finally:
+        server.join()  # serve() ends when the refused guest hangs up
+        listener.close()
+        fs.close()

@@ -51,6 +51,11 @@ def test_print_capabilities_is_what_libvirt_reads() -> None:
     (("--max-guests", "many"), "--max-guests"),
     (("--log-level", "loud"), "--log-level"),
     (("--window-size", "1X"), "--window-size"),
+    (("--window-size", "3"), "not a positive multiple of 2 MiB"),
+    (("--window-size", "3M"), "not a positive multiple of 2 MiB"),
+    (("--window-size", "0"), "not a positive multiple of 2 MiB"),
+    (("--window-size", "99999999999999999999999"), "no larger than 2^63"),
+    (("--window-size=-2M",), "not a size"),
 ])
 def test_bad_options_get_one_line_and_exit_2(args, fragment: str) -> None:
     one_line_error(run_cli(*args), 2, fragment)

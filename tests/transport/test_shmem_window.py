@@ -178,3 +178,15 @@ def test_map_requested_from_a_reply_callback(
         wait_until(lambda: answers, "the guest's answers")
         assert answers == [b"ok"]
         assert maps_entry(fe.window.base) == ("r--s", str(host_file))
+
+
+@pytest.mark.parametrize("advertised", [3, (3 << 20) + 5, (1 << 63) + (2 << 20)])
+def test_bad_advertised_window_is_a_protocol_error(
+    thread_backend, sock_path: str, advertised: int
+) -> None:
+    """A window size no guest can use is the back-end's fault: EPROTO, not a ValueError."""
+    thread_backend(window_size=advertised)
+    with pytest.raises(OSError) as info:
+        VhostUserFrontend.connect(sock_path)
+    assert info.value.errno == errno.EPROTO
+    assert str(advertised) in str(info.value)
