@@ -133,18 +133,58 @@ def test_read_only_handle_gets_no_writable_mapping(share: Share, export: Path):
         assert err.value.errno == errno.EACCES
 
 
+def _tree(root: Path) -> dict[str, bytes | str | None]:
+    """Every entry under `root`: file bytes, symlink target, or None for a directory."""
+    tree: dict[str, bytes | str | None] = {}
+    for path in sorted(root.rglob("*")):
+        key = str(path.relative_to(root))
+        if path.is_symlink():
+            tree[key] = os.readlink(path)
+        elif path.is_dir():
+            tree[key] = None
+        else:
+            tree[key] = path.read_bytes()
+    return tree
+
+
 def test_read_only_export_refuses_every_write_path(tmp_path: Path):
+    """Each write path of the Share API on a --read-only export: the host refuses with
+    EROFS what reaches it; what the guest can refuse itself (writing through a handle
+    opened for reading) it refuses with EBADF or EACCES. The host tree is unchanged."""
     (tmp_path / "f").write_bytes(b"read me")
+    (tmp_path / "d").mkdir()
+    before = _tree(tmp_path)
     with host_daemon(str(tmp_path), read_only=True) as daemon:
         with connect(daemon.socket_path, window_size=4 * MiB) as share:
             assert share.read_file("f") == b"read me"
-            for flags in (os.O_RDWR, os.O_WRONLY | os.O_CREAT):
+            refused_by_host = [
+                lambda: share.open("f", os.O_RDWR),
+                lambda: share.open("f", os.O_WRONLY),
+                lambda: share.open("f", os.O_RDONLY | os.O_TRUNC),
+                lambda: share.open("new", os.O_WRONLY | os.O_CREAT),
+                lambda: share.write_file("f", b"x"),
+                lambda: share.truncate("f", 0),
+                lambda: share.mkdir("d2"),
+                lambda: share.rmdir("d"),
+                lambda: share.unlink("f"),
+                lambda: share.rename("f", "g"),
+                lambda: share.symlink("f", "link"),
+            ]
+            for attempt in refused_by_host:
                 with pytest.raises(OSError) as err:
-                    share.open("f", flags)
+                    attempt()
                 assert err.value.errno == errno.EROFS
-            with pytest.raises(OSError) as err:
-                share.mkdir("d")
-            assert err.value.errno == errno.EROFS
+            with share.open("f") as f:
+                for attempt, code in [
+                    (lambda: f.write(b"x"), errno.EBADF),
+                    (lambda: f.pwrite(b"x", 0), errno.EBADF),
+                    (lambda: share.truncate(f, 0), errno.EINVAL),
+                    (lambda: share.mmap(f, 0, 4096, writable=True), errno.EACCES),
+                ]:
+                    with pytest.raises(OSError) as err:
+                        attempt()
+                    assert err.value.errno == code
+    assert _tree(tmp_path) == before
 
 
 def test_single_copy_guests_share_the_host_pages_where_read_copies(host: HostDaemon, export):
