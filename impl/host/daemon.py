@@ -87,14 +87,14 @@ class Daemon:
             except (BlockingIOError, InterruptedError):
                 continue
             except OSError as err:  # EMFILE and the like: keep serving who is connected
-                log.warning("cannot accept a connection: %s", err.strerror)
+                log.warning("cannot accept a connection: %s", _reason(err))
                 time.sleep(ACCEPT_RETRY_SECONDS)
                 continue
             conn.setblocking(True)
             try:
                 self._admit(conn)
             except OSError as err:
-                log.warning("refused connection: %s", err.strerror)
+                log.warning("refused connection: %s", _reason(err))
                 conn.close()
 
     def _admit(self, conn: socket.socket) -> None:
@@ -193,6 +193,12 @@ def _raise_fd_limit() -> None:
         log.debug("descriptor limit raised from %d to %d", soft, hard)
 
 
+def _reason(err: OSError) -> str:
+    """What went wrong, in words: some errors carry no strerror (bind()'s "AF_UNIX path
+    too long" is a bare message), and printing None would say nothing."""
+    return err.strerror or str(err)
+
+
 def _fail(message: str) -> int:
     print(f"{PROG}: error: {message}", file=sys.stderr)
     return EXIT_FAILURE
@@ -209,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         fs = PassthroughFS(args.shared_dir, read_only=args.read_only,
                            fds_per_guest=args.fds_per_guest)
     except OSError as err:
-        return _fail(f"shared dir {args.shared_dir}: {err.strerror}")
+        return _fail(f"shared dir {args.shared_dir}: {_reason(err)}")
     try:
         if args.fd is not None:
             where = f"--fd {args.fd}"
@@ -219,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
             listener = bind_listener(args.socket_path)
     except OSError as err:
         fs.close()
-        return _fail(f"{where}: {err.strerror}")
+        return _fail(f"{where}: {_reason(err)}")
     # The guest's kernel applies its own umask; modes arrive as meant.
     os.umask(0)
     _raise_fd_limit()

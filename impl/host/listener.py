@@ -52,7 +52,7 @@ def adopt_listener(fd: int) -> socket.socket:
     try:
         listener = socket.socket(fileno=fd)
     except OSError as err:
-        raise OSError(err.errno, f"not an open socket ({err.strerror})") from None
+        raise OSError(err.errno, f"not an open socket ({err.strerror or err})") from None
     if (listener.family != socket.AF_UNIX or listener.type != socket.SOCK_STREAM
             or not listener.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)):
         listener.detach()  # not ours to close

@@ -61,6 +61,13 @@ def test_bad_options_get_one_line_and_exit_2(args, fragment: str) -> None:
     one_line_error(run_cli(*args), 2, fragment)
 
 
+def test_socket_path_too_long_says_why(tmp_path: Path) -> None:
+    sock = str(tmp_path / ("s" * 120))  # beyond sun_path's 108 bytes
+    result = run_cli("--socket-path", sock, "--shared-dir", str(tmp_path))
+    one_line_error(result, 1, "path too long")
+    assert "None" not in result.stderr
+
+
 def test_bad_shared_dir(tmp_path: Path) -> None:
     sock = str(tmp_path / "s.sock")
     one_line_error(run_cli("--socket-path", sock, "--shared-dir", str(tmp_path / "missing")), 1,
