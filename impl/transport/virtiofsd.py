@@ -74,7 +74,7 @@ class Virtiofsd:
     def start(self) -> Virtiofsd:
         """Starts virtiofsd and waits until its socket accepts connections."""
         if os.geteuid() != 0:
-            raise VirtiofsdError("QEMU's virtiofsd needs root (it sandboxes itself)")
+            raise VirtiofsdError("QEMU's virtiofsd needs root (it sandboxes itself): run as root")
         self._log = tempfile.TemporaryFile()
         args = [
             self.binary,

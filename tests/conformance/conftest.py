@@ -27,4 +27,4 @@ def no_leftover_mounts():
 @pytest.fixture
 def root_only() -> None:
     if os.geteuid() != 0:
-        pytest.skip("needs root (FUSE mounts, virtiofsd)")
+        pytest.fail("needs root (FUSE mounts, virtiofsd): run the tests as root")

@@ -19,6 +19,13 @@ from pagefs.impl.transport.fuse_client import FuseClient
 WINDOW_SIZE = 64 << 20
 
 
+@pytest.fixture
+def as_root() -> None:
+    """A test that needs root fails without it, saying so: it never silently skips."""
+    if os.geteuid() != 0:
+        pytest.fail("needs root: run the tests as root")
+
+
 def expect_errno(code: int, call, *args, **kwargs) -> None:
     """`call(*args)` fails with exactly errno `code`."""
     with pytest.raises(OSError) as caught:

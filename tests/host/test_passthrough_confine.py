@@ -79,7 +79,7 @@ def test_fifo_is_looked_up_but_never_opened(guest: GuestSession, export) -> None
     expect_errno(errno.EINVAL, guest.setattr, fifo.nodeid, None, size=0)
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="mknod of a device node needs root")
+@pytest.mark.usefixtures("as_root")  # mknod of a device node
 @pytest.mark.parametrize(("kind", "major", "minor"), [
     (stat.S_IFCHR, 1, 3),  # /dev/null's numbers
     (stat.S_IFCHR, 1, 1),  # /dev/mem's numbers
