@@ -16,8 +16,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import NoReturn
 
 from pagefs.conformance import targets
@@ -203,11 +206,47 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is, so it unwinds as Ctrl-C does: every target,
+    mount, daemon and temporary directory is closed by its own `with` or `finally`."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not cut cleanup short
+    raise Terminated
+
+
+@contextmanager
+def _sigterm_unwinds() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may set handlers; its caller owns the signals
+        return
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = parser().parse_args(argv)
     except SystemExit as exc:  # bad usage (one line already printed), or --help
         return exc.code if isinstance(exc.code, int) else 2
+    try:
+        with _sigterm_unwinds():
+            return _command(args)
+    except Terminated:
+        print("pagefs-conformance: terminated (SIGTERM); targets stopped and cleaned up",
+              file=sys.stderr)
+        return 128 + signal.SIGTERM
+    except KeyboardInterrupt:
+        print("pagefs-conformance: interrupted; targets stopped and cleaned up",
+              file=sys.stderr)
+        return 128 + signal.SIGINT
+
+
+def _command(args: argparse.Namespace) -> int:
     try:
         if args.command == "targets":
             print("\n".join(targets.names()))

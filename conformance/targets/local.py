@@ -33,10 +33,15 @@ class LocalFactory(TargetFactory):
         os.mkdir(self._rw)
         os.mkdir(self._ro)
         self._cases = itertools.count()
-        self._mounted = _run("mount", "--bind", self._rw, self._ro)
-        if self._mounted and not _run("mount", "-o", "remount,bind,ro", self._ro):
+        self._mounted = False
+        try:
+            self._mounted = _run("mount", "--bind", self._rw, self._ro)
+            if self._mounted and not _run("mount", "-o", "remount,bind,ro", self._ro):
+                raise OSError(f"local: cannot make {self._ro} a read-only bind mount")
+        except BaseException:  # a signal while mounting, too: leave nothing mounted
+            self._mounted = self._mounted or os.path.ismount(self._ro)
             self.close()
-            raise OSError(f"local: cannot make {self._ro} a read-only bind mount")
+            raise
         caps = {MAPPINGS, PEERS} | ({READ_ONLY} if self._mounted else set())
         self.capabilities = frozenset(caps)
 

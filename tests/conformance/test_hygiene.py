@@ -1,7 +1,11 @@
 """The suite leaves the process and the machine as it found them."""
 
 import os
+import signal
 import stat
+import subprocess
+import sys
+import time
 
 from pagefs.conformance.cli import main
 
@@ -17,3 +21,34 @@ def test_a_run_leaves_the_umask_alone_and_reports_get_the_users_mode(tmp_path):
     assert status == 0
     assert after == 0o022
     assert stat.S_IMODE((tmp_path / "r.md").stat().st_mode) == 0o644
+
+
+def _mounts_under(path) -> list[str]:
+    with open("/proc/self/mounts") as f:
+        return [line.split()[1] for line in f if line.split()[1].startswith(str(path))]
+
+
+def test_sigterm_unwinds_a_run_like_ctrl_c_and_leaves_no_mount_or_directory(tmp_path,
+                                                                         root_only):
+    env = {**os.environ, "TMPDIR": str(tmp_path)}  # everything the run makes is in tmp_path
+    run = subprocess.Popen([sys.executable, "-m", "pagefs.conformance.cli", "run", "--target",
+                            "local", "--properties", "RO-EXPORT", "--examples", "100000"],
+                           env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                           text=True)
+    try:
+        # A hang guard, not a timing: wait until the read-only bind mount is there.
+        deadline = time.monotonic() + 60
+        while not _mounts_under(tmp_path):
+            assert run.poll() is None and time.monotonic() < deadline, "the run never started"
+            time.sleep(0.05)
+        run.send_signal(signal.SIGTERM)
+        _, err = run.communicate(timeout=60)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+    assert run.returncode == 143
+    assert err.strip().splitlines() == [
+        "pagefs-conformance: terminated (SIGTERM); targets stopped and cleaned up"]
+    assert _mounts_under(tmp_path) == []
+    assert os.listdir(tmp_path) == []
