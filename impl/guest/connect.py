@@ -23,14 +23,16 @@ def connect(
     *,
     window_size: int | None = None,
     range_size: int = DEFAULT_RANGE_SIZE,
-    timeout: float = DEFAULT_TIMEOUT,
+    timeout: float | None = DEFAULT_TIMEOUT,
     forget_threshold: int = FORGET_THRESHOLD,
 ) -> Share:
     """Connect to pagefs-host, virtiofsd or any virtio-fs vhost-user back-end.
 
     window_size: bytes of DAX window to reserve; None takes the size the back-end
     advertises, 0 asks for none (READ/WRITE only). range_size: the window's
-    mapping granule (2 MiB, as Linux). forget_threshold: how many nodeids to remember
+    mapping granule (2 MiB, as Linux). timeout: seconds a request may wait for its
+    reply before OSError(ETIMEDOUT); None (the default) waits as long as the connection
+    lives. forget_threshold: how many nodeids to remember
     before handing unused ones back (FORGET). Raises OSError or ConnectionError."""
     try:
         client = FuseClient.connect(socket_path, window_size=window_size, timeout=timeout)

@@ -5,6 +5,11 @@ largest reply their opcode can have; replies are decoded with `impl.protocol` an
 checked against the request they answer. `submit` returns a Future, so any number of
 requests may be in flight from any number of threads; the typed methods wait for theirs.
 An error reply raises OSError(errno); a back-end that goes away raises ConnectionError.
+
+Requests have no deadline by default: a slow FSYNC or a large WRITE is still in flight,
+not failed, and waiting ends with its reply or with the connection's death. A caller
+that wants a bound passes `timeout` (client-wide, or per `call`): OSError(ETIMEDOUT)
+then, while the request stays in flight and its late reply is dropped.
 """
 
 from __future__ import annotations
@@ -37,13 +42,15 @@ INIT_FLAGS = (
     p.InitFlag.ASYNC_READ | p.InitFlag.BIG_WRITES | p.InitFlag.MAX_PAGES
     | p.InitFlag.MAP_ALIGNMENT
 )  # fmt: skip
-DEFAULT_TIMEOUT = 30.0
+DEFAULT_TIMEOUT: float | None = None  # wait for the reply or the connection's end
 
 
 class FuseClient:
     """FUSE session over `frontend` (which it owns: `close()` closes it)."""
 
-    def __init__(self, frontend: VhostUserFrontend, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+    def __init__(
+        self, frontend: VhostUserFrontend, *, timeout: float | None = DEFAULT_TIMEOUT
+    ) -> None:
         self.frontend = frontend
         self.timeout = timeout
         self.init_out: p.InitOut | None = None
@@ -52,7 +59,7 @@ class FuseClient:
 
     @classmethod
     def connect(
-        cls, socket_path: str, *, timeout: float = DEFAULT_TIMEOUT, **options
+        cls, socket_path: str, *, timeout: float | None = DEFAULT_TIMEOUT, **options
     ) -> FuseClient:
         """Connects a front-end (`options` go to VhostUserFrontend.connect) and sends INIT."""
         client = cls(VhostUserFrontend.connect(socket_path, **options), timeout=timeout)
@@ -112,11 +119,22 @@ class FuseClient:
         return self.frontend.submit(*self._chain(opcode, nodeid, body, reply_room))
 
     def call(
-        self, opcode: p.Opcode, nodeid: int, body: p.RequestBody, *, reply_room: int | None = None
+        self,
+        opcode: p.Opcode,
+        nodeid: int,
+        body: p.RequestBody,
+        *,
+        reply_room: int | None = None,
+        timeout: float | None = None,
     ) -> p.ReplyBody | None:
-        """`submit` and wait for the reply body (this thread reaps the reply itself)."""
+        """`submit` and wait for the reply body (this thread reaps the reply itself).
+        `timeout` (else the client's, else none): OSError(ETIMEDOUT) when it passes."""
         chain = self._chain(opcode, nodeid, body, reply_room)
-        return self.frontend.call(*chain, timeout=self.timeout)
+        limit = self.timeout if timeout is None else timeout
+        try:
+            return self.frontend.call(*chain, timeout=limit)
+        except TimeoutError:
+            raise OSError(errno.ETIMEDOUT, f"{opcode.name}: no reply within {limit} s") from None
 
     def _chain(
         self, opcode: p.Opcode, nodeid: int, body: p.RequestBody, reply_room: int | None

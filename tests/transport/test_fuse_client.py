@@ -1,0 +1,41 @@
+"""The FUSE client's waiting: no deadline unless asked for, ETIMEDOUT when one passes,
+and a request that outlived its deadline does not confuse the next ones. The back-end is
+the real pagefs-host, made slow by stopping it (SIGSTOP) while a request is in flight."""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+from pathlib import Path
+
+import pytest
+from pagefs_waits import wait_until
+
+from pagefs.impl import protocol as p
+from pagefs.impl.host.launcher import host_daemon
+from pagefs.impl.protocol.constants import FUSE_ROOT_ID
+from pagefs.impl.transport.fuse_client import FuseClient
+
+
+def all_stopped(pid: int) -> bool:
+    """Every thread of `pid` has stopped (SIGSTOP reaches them one by one)."""
+    tasks = Path(f"/proc/{pid}/task")
+    states = [(task / "stat").read_text().rpartition(")")[2].split()[0] for task in tasks.iterdir()]
+    return all(state in ("T", "t") for state in states)
+
+
+def test_a_per_call_timeout_is_etimedout_and_the_late_reply_is_dropped(tmp_path: Path) -> None:
+    with host_daemon(str(tmp_path)) as host, FuseClient.connect(
+        host.socket_path, window_size=0
+    ) as client:
+        assert client.timeout is None  # a slow FSYNC is in flight, not failed
+        os.kill(host.pid, signal.SIGSTOP)
+        wait_until(lambda: all_stopped(host.pid), "pagefs-host to stop")
+        try:
+            with pytest.raises(OSError) as err:
+                client.call(p.Opcode.GETATTR, FUSE_ROOT_ID, p.GetattrIn(), timeout=0.2)
+            assert err.value.errno == errno.ETIMEDOUT
+        finally:
+            os.kill(host.pid, signal.SIGCONT)
+        assert client.getattr(FUSE_ROOT_ID).attr.ino == os.stat(tmp_path).st_ino
