@@ -9,6 +9,7 @@ refuted.
 
 from __future__ import annotations
 
+import errno as E
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -65,6 +66,32 @@ def _copying_load(s: State, g: z3.ExprRef, sl: z3.ExprRef, off: z3.ExprRef,
                   base.value)
 
 
+def _map_by_nodeid(s: State, g: z3.ExprRef, n: z3.ExprRef, fpage: z3.ExprRef,
+                   count: z3.ExprRef, writable: z3.BoolRef, start: z3.ExprRef,
+                   *, check_export: bool = False) -> Step:
+    """SETUPMAPPING by nodeid, as a Linux guest sends it (fh = FUSE_SETUPMAPPING_NO_FH):
+    the daemon maps the inode through a descriptor of its own, opened in the mode asked
+    for, so the access mode holds, but it never asks whether the export is read-only
+    (``check_export`` puts that check back, to show it is the one the bug leaves out)."""
+    i = t.node(s, g, n)
+    refused = s.read_only if check_export else z3.BoolVal(False)
+    err = t.checks(t.stale(s, g, n),
+                   (z3.Not(t.mapping_fits(s, fpage, count, start)), E.EINVAL),
+                   (s.is_dir[i], E.ENODEV),
+                   (z3.And(writable, refused), E.EROFS))
+    new = t.map_range(s, g, i, fpage, count, writable, start, via_writable=writable)
+    return t.session(s, g, t.step(s, new, err))
+
+
+def by_nodeid(check_export: bool = False) -> Operation:
+    """The by-nodeid SETUPMAPPING as an operation standing in for SETUPMAPPING."""
+    args = tuple(("n", Nodeid) if name == "h" else (name, sort)
+                 for name, sort in t.BY_NAME["SETUPMAPPING"].args)
+    return Operation("SETUPMAPPING",
+                     lambda s, *a: _map_by_nodeid(s, *a, check_export=check_export),
+                     args, "request")
+
+
 _FH = (("reused", Handle),)
 _NODE = (("reused", Nodeid),)
 
@@ -95,6 +122,10 @@ VARIANTS: tuple[Variant, ...] = (
             (_like("SETUPMAPPING", lambda s, g, h, fp, c, w, st: t.setupmapping(
                 s, g, h, fp, c, w, st, check_mode=False)),),
             ("CREATE", "SETUPMAPPING")),
+    Variant("writable-map-read-only-export", "RO-EXPORT",
+            "SETUPMAPPING by nodeid grants a writable mapping in a read-only export",
+            (by_nodeid(),),
+            ("host.create", "LOOKUP", "SETUPMAPPING")),
     Variant("handle-reuse", "HANDLE",
             "OPEN hands out a free handle number, which may be one already released",
             (_like("OPEN", lambda s, g, n, r, w, tr, h: t.open_(s, g, n, r, w, tr, handle=h),
@@ -134,8 +165,9 @@ def refute(variant: Variant, timeout_ms: int = 60_000) -> Refutation:
     ops = variant.operations()
     run = bmc.scheduled(ops, d.initial(z3.Bool("read_only")))
     bad, witnesses = inductive.violation(inv, run.states[-1])
+    shown = [w for ws in witnesses.values() for w in ws if z3.is_bv(w)]
     verdict, model, seconds = bmc.solve(z3.And(run.succeeded(), bad), timeout_ms,
-                                        bmc.minimisable(run))
+                                        bmc.minimisable(run) + shown)
     if model is None:
         return Refutation(variant, "not refuted" if verdict == "unsat" else "unknown", seconds)
     broken = [(c, witnesses[c.says]) for c in inv.clauses]

@@ -557,6 +557,32 @@ def rename(s: State, g: z3.ExprRef, p1: z3.ExprRef, n1: z3.ExprRef, p2: z3.ExprR
     return _namespace(s, g, (p1, p2), host_rename(s, node(s, g, p1), n1, node(s, g, p2), n2))
 
 
+def mapping_fits(s: State, fpage: z3.ExprRef, count: z3.ExprRef, start: z3.ExprRef
+                 ) -> z3.BoolRef:
+    """Whole ranges inside the window, mapping file pages that exist from ``fpage``."""
+    fits = z3.ULE(z3.ZeroExt(1, fpage) + z3.ZeroExt(1, count), 1 << Page.size())
+    return z3.And(in_window(s, start, count), fits)
+
+
+def map_range(s: State, g: z3.ExprRef, i: z3.ExprRef, fpage: z3.ExprRef,
+              count: z3.ExprRef, writable: z3.BoolRef, start: z3.ExprRef,
+              via_writable: z3.BoolRef) -> State:
+    """Window pages [start, start+count) of guest ``g`` map ``i``'s pages from ``fpage``,
+    unresolved; ``via_writable`` records (a ghost) whether the grant came through write
+    access."""
+    x, sl = fresh(Guest, "x"), fresh(Slot, "sl")
+    here = lambda: z3.And(x == g, slot_in(sl, start, count))  # noqa: E731
+    put = lambda arr, v: z3.Lambda([x, sl], z3.If(here(), v, arr[x, sl]))  # noqa: E731
+    return d.update(
+        s,
+        map_ino=put(s.map_ino, i),
+        map_page=put(s.map_page, fpage + (sl - start)),
+        map_wr=put(s.map_wr, writable),
+        map_via_wr=put(s.map_via_wr, via_writable),
+        pte=put(s.pte, val(Frame, NONE)),
+    )
+
+
 def setupmapping(s: State, g: z3.ExprRef, h: z3.ExprRef, fpage: z3.ExprRef,
                  count: z3.ExprRef, writable: z3.BoolRef, start: z3.ExprRef,
                  *, check_mode: bool = True) -> Step:  # check_mode=False: a seeded bug
@@ -566,26 +592,14 @@ def setupmapping(s: State, g: z3.ExprRef, h: z3.ExprRef, fpage: z3.ExprRef,
     page cache holds at that moment. A writable mapping needs a handle opened for
     writing (ACCESS-MODE) and a writable export (RO-EXPORT).
     """
-    i = s.fh_ino[g, h]
-    fits = z3.ULE(z3.ZeroExt(1, fpage) + z3.ZeroExt(1, count), 1 << Page.size())
     err = checks(
         (z3.Not(handle_open(s, g, h)), E.EBADF),
-        (z3.Not(z3.And(in_window(s, start, count), fits)), E.EINVAL),
+        (z3.Not(mapping_fits(s, fpage, count, start)), E.EINVAL),
         (z3.And(writable, s.read_only), E.EROFS),
         (z3.And(writable, z3.Not(s.fh_wr[g, h]) if check_mode else z3.BoolVal(False)),
          E.EACCES),
     )
-    x, sl = fresh(Guest, "x"), fresh(Slot, "sl")
-    here = lambda: z3.And(x == g, slot_in(sl, start, count))  # noqa: E731
-    put = lambda arr, v: z3.Lambda([x, sl], z3.If(here(), v, arr[x, sl]))  # noqa: E731
-    new = d.update(
-        s,
-        map_ino=put(s.map_ino, i),
-        map_page=put(s.map_page, fpage + (sl - start)),
-        map_wr=put(s.map_wr, writable),
-        map_via_wr=put(s.map_via_wr, s.fh_wr[g, h]),
-        pte=put(s.pte, val(Frame, NONE)),
-    )
+    new = map_range(s, g, s.fh_ino[g, h], fpage, count, writable, start, s.fh_wr[g, h])
     return session(s, g, step(s, new, err))
 
 

@@ -8,6 +8,8 @@ a bug it is given.
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from pagefs.proofs import (
@@ -77,3 +79,14 @@ def test_explain_command(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     assert "RELEASE" in out and "a released handle stays released" in out
     assert z3_driver.main(["--explain", "no-such-bug"]) == 2
+
+
+def test_read_only_export_mapping_bug_is_the_missing_export_check() -> None:
+    """SETUPMAPPING by nodeid is refuted in a read-only export, and only for skipping the
+    export's flag: with that one check back, no run of the same schedule breaks RO-EXPORT."""
+    variant = seeded_bugs.BY_NAME["writable-map-read-only-export"]
+    refuted = seeded_bugs.refute(variant)
+    assert "read_only=True" in refuted.trace
+    assert "no window page is mapped writable" in refuted.summary
+    fixed = dataclasses.replace(variant, replaces=(seeded_bugs.by_nodeid(check_export=True),))
+    assert seeded_bugs.refute(fixed).verdict == "not refuted"
