@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pagefs.conformance import target as t
 from pagefs.conformance.session import Bindings, Check, Observed
 from pagefs.spec import REGISTRY, Err, Errno, Fault, Ok, Outcome, State
-from pagefs.spec.datatypes import Attr, Created, Entry, FileKind
+from pagefs.spec.datatypes import Attr, Created, Entry, FileKind, HandleKind
 from pagefs.spec.properties import Step, step_violations
 from pagefs.spec.tree import resolve_path
 
@@ -206,8 +206,9 @@ def attribute(state: State, bindings: Bindings, check: Check, history: History) 
             isinstance(r, Ok) for r in check.allowed):
         return {"HANDLE"}
     if op == "CREATE" and isinstance(check.observed.value, tuple) and any(
-            isinstance(r, Ok) and bindings.bind("fh", guest, check.observed.value[1],
-                                                r.value.fh) is None for r in check.allowed):
+            isinstance(r, Ok) and bindings.bind_handle(guest, HandleKind.FILE,
+                                                       check.observed.value[1], r.value.fh)
+            is None for r in check.allowed):
         return {"HANDLE"}
     if _confine(state, op, args, errnos):
         return {"CONFINE"}

@@ -30,6 +30,7 @@ from pagefs.spec.datatypes import (
     Entry,
     FileKind,
     FrozenMap,
+    HandleKind,
     Mtime,
     StatFs,
 )
@@ -112,7 +113,8 @@ def show(value: object) -> str:
 
 
 class Bindings:
-    """Target id <-> spec id, per kind ("node"/"fh" per guest, "ino" shared), and the
+    """Target id <-> spec id, per kind ("node"/"fh" per guest, "ino" shared; a target's
+    handle is (file or directory, number), as FUSE's opcodes keep the two apart), and the
     real mtimes seen (the spec's `TimeMap`). Immutable: binding returns a copy."""
 
     __slots__ = ("_ids", "times")
@@ -144,6 +146,24 @@ class Bindings:
             return None
         ids = self._ids.set(("t", kind, guest, target_id), spec_id)
         return Bindings(ids.set(("s", kind, guest, spec_id), target_id), self.times)
+
+    def handle_to_target(self, guest: int, kind: HandleKind, spec_fh: int) -> int:
+        """The number to send for spec handle `spec_fh` in a request on `kind` handles.
+        A handle of the other kind goes as its own number (a target that confuses the
+        kinds is caught), unless that number names one of this kind: then, as a number
+        the target never gave, since FUSE would read it as that other handle."""
+        bound = self._ids.get(("s", "fh", guest, spec_fh))
+        if bound is None:
+            return UNBOUND_BASE + spec_fh
+        their_kind, number = bound
+        if their_kind is kind or ("t", "fh", guest, (kind, number)) not in self._ids:
+            return number
+        return UNBOUND_BASE + spec_fh
+
+    def bind_handle(self, guest: int, kind: HandleKind, target_fh: int,
+                    spec_fh: int) -> Bindings | None:
+        """File and directory handles are numbered apart: the opcode names the kind."""
+        return self.bind("fh", guest, (kind, target_fh), spec_fh)
 
     def observe_mtime(self, ino: int, mtime: Mtime, ns: int) -> Bindings | None:
         times = self.times.observe(ino, mtime, ns)
@@ -214,7 +234,7 @@ def _match_value(b: Bindings, op: str, guest: int | None, want: object,
         if not isinstance(got, tuple):
             return None
         bound = _match_entry(b, guest, want.entry, got[0], loose)  # type: ignore[arg-type]
-        return bound and bound.bind("fh", guest, got[1], want.fh)
+        return bound and bound.bind_handle(guest, HandleKind.FILE, got[1], want.fh)
     if isinstance(want, StatFs):
         return b if getattr(got, "f_namemax", None) == want.namelen else None
     if isinstance(want, tuple):  # READDIR: the same names, each the right inode and kind
@@ -230,12 +250,19 @@ def _match_value(b: Bindings, op: str, guest: int | None, want: object,
                 return None
         return b
     if op in ("OPEN", "OPENDIR"):
-        return b.bind("fh", guest, got, want) if isinstance(got, int) else None  # type: ignore[arg-type]
+        if not isinstance(got, int):
+            return None
+        return b.bind_handle(guest, handle_kind(op), got, want)  # type: ignore[arg-type]
     if op == "INIT":
         return b
     if BYTES in loose and isinstance(want, bytes) and isinstance(got, bytes):
         return b
     return b if got == want else None
+
+
+def handle_kind(op: str) -> HandleKind:
+    """Which kind of handle a request names or opens (FUSE: the opcode says)."""
+    return HandleKind.DIR if op in ("OPENDIR", "READDIR", "RELEASEDIR") else HandleKind.FILE
 
 
 def _mode_of(kind: FileKind) -> int:
@@ -323,7 +350,7 @@ class Session:
             if p.kind == "NodeId":
                 a = b.to_target("node", guest, a)
             elif p.kind == "Fh":
-                a = b.to_target("fh", guest, a)
+                a = b.handle_to_target(guest, handle_kind(op), a)
             out.append(a)
         return tuple(out[1:]) if guest is not None else tuple(out)
 
