@@ -19,7 +19,7 @@ import os
 import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from pagefs.conformance import target as t
 from pagefs.spec import REGISTRY, ROOT_NODEID, Config, Err, Fault, Ok, State, initial_state
@@ -49,6 +49,7 @@ class Observed:
 
     kind: str
     value: object = None
+    note: str = field(default="", compare=False)  # what the target adds (a dead back-end)
 
     def __str__(self) -> str:
         if self.kind == "err":
@@ -77,6 +78,8 @@ class Check:
         text = f"{who}{self.op}({shown}) -> {self.observed}"
         if not self.ok:
             text += "   <-- spec allows: " + " | ".join(show(r) for r in self.allowed)
+        if self.observed.note:
+            text += f"   [{self.observed.note}]"
         return text
 
 
@@ -363,8 +366,9 @@ class Session:
                 return self._execute(op, operation.kind, args, targs)
         except ConnectionError:
             # The back-end hung up (it died, or dropped us for this request): the guest
-            # sees ENOTCONN from here on, which no rule of the spec allows.
-            return Observed("err", errnos.ENOTCONN)
+            # sees ENOTCONN from here on, which no rule of the spec allows. The target
+            # may know why (a dead daemon's last words): the trace shows it here.
+            return Observed("err", errnos.ENOTCONN, self.target.diagnostics() or "")
         except OSError as exc:
             if exc.errno is None:  # a harness or set-up failure, not an answer
                 raise

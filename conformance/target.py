@@ -164,6 +164,12 @@ class Target(ABC):
         the target cannot tell. RECLAIM's host side; optional."""
         return None
 
+    def diagnostics(self) -> str | None:
+        """One line on why the guest lost its connection, for the step where it did:
+        "back-end died (exit status -6): <its last log lines>", or None when the target
+        has nothing to add. Optional."""
+        return None
+
     def __enter__(self) -> Target:
         return self
 

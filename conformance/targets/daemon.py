@@ -11,9 +11,11 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import subprocess
 import tempfile
 import time
 from collections.abc import Callable
+from typing import NamedTuple
 
 from pagefs.conformance.target import (
     CONFINED,
@@ -34,7 +36,17 @@ WINDOW_SIZE = 16 << 20  # eight 2 MiB ranges: the spec's default window
 
 RECLAIM_WAIT = 5.0  # seconds a daemon may take to notice a disconnection and clean up
 
-Served = tuple[str, Callable[[], int] | None]  # socket path; the daemon's descriptor count
+DEATH_WAIT = 1.0  # seconds for a back-end that hung up to be seen to have exited
+LOG_LINES = 3  # of a dead back-end's log, shown on the step that met its death
+
+
+class Served(NamedTuple):
+    """A daemon serving one case's export, as the target sees it."""
+
+    socket_path: str
+    open_fds: Callable[[], int] | None  # the daemon's descriptor count, if it can be read
+    process: subprocess.Popen
+    log: Callable[[], str]  # everything it has written to stdout and stderr
 
 
 class DaemonTarget(Target):
@@ -44,7 +56,8 @@ class DaemonTarget(Target):
         self.name, self.capabilities, self.read_only = name, capabilities, read_only
         self.host = HostDir(exportdir)
         self.window_size = window_size
-        (self._socket, self._fds), self._stack, self._export = served, stack, exportdir
+        self._served, self._stack, self._export = served, stack, exportdir
+        self._socket, self._fds = served.socket_path, served.open_fds
         self._baseline = self._fds() if self._fds else None  # before any guest came
         self._guests: list[FuseGuest] = []
 
@@ -58,6 +71,15 @@ class DaemonTarget(Target):
             return None
         return (f"the daemon holds {held} descriptors after every guest left; it held "
                 f"{self._baseline} before any came")
+
+    def diagnostics(self) -> str | None:
+        try:
+            status = self._served.process.wait(DEATH_WAIT)
+        except subprocess.TimeoutExpired:
+            return None  # it is alive: it dropped the connection, and its log says why
+        lines = [line.strip() for line in self._served.log().splitlines() if line.strip()]
+        said = " / ".join(lines[-LOG_LINES:]) or "nothing logged"
+        return f"back-end died (exit status {status}): {said}"
 
     def connect(self) -> Guest:
         guest = FuseGuest(self._socket, window_size=self.window_size or 0)
@@ -110,7 +132,7 @@ class DaemonFactory(TargetFactory):
 def _serve_pagefs(export: str, read_only: bool, stack: contextlib.ExitStack) -> Served:
     from pagefs.impl.host.launcher import host_daemon
     daemon = stack.enter_context(host_daemon(export, read_only=read_only))
-    return daemon.socket_path, daemon.open_fds
+    return Served(daemon.socket_path, daemon.open_fds, daemon.process, daemon.log)
 
 
 def PagefsFactory() -> DaemonFactory:  # noqa: N802 (a factory of factories, named as a type)
@@ -125,7 +147,9 @@ def virtiofsd_factory(cache: str = "auto") -> DaemonFactory:
 
     def serve(export: str, read_only: bool, stack: contextlib.ExitStack) -> Served:
         # virtiofsd exits when its one guest leaves: nothing left to count.
-        return stack.enter_context(Virtiofsd(export, cache=cache)).socket_path, None
+        daemon = stack.enter_context(Virtiofsd(export, cache=cache))
+        assert daemon.process is not None  # started by entering it
+        return Served(daemon.socket_path, None, daemon.process, daemon.log_text)
 
     reasons = {
         MAPPINGS: "QEMU 7.2's virtiofsd offers no DAX window (FUSE_SETUPMAPPING is ENOSYS)",

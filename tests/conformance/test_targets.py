@@ -6,7 +6,10 @@ import os
 import pytest
 
 from pagefs.conformance import targets
+from pagefs.conformance.session import Session
 from pagefs.conformance.target import MAPPINGS, PEERS, READ_ONLY, ROOT_NODEID
+from pagefs.spec import Config
+from pagefs.spec.datatypes import O_CREAT, O_RDWR
 
 
 def _mapped_file(target):
@@ -72,3 +75,20 @@ def test_unknown_target_and_bad_mount_arguments_are_one_line_errors():
         targets.factory("mount:/tmp")
     with pytest.raises(OSError, match="is not a directory"):
         targets.factory("mount:/nonexistent:/tmp")
+
+
+def test_a_dead_back_end_s_last_words_are_on_the_step_that_met_its_death(root_only):
+    # QEMU 7.2's virtiofsd aborts (glibc's fortified openat) on a CREATE with O_CREAT of a
+    # name that exists: the guest sees only ENOTCONN, the trace must say why.
+    with targets.factory("virtiofsd:cache=none") as factory:
+        session = Session(factory, Config())
+        try:
+            create = ("CREATE", (0, ROOT_NODEID, b"a", O_RDWR | O_CREAT, 0o644))
+            assert session.step(*create).ok
+            died = session.step(*create)
+        finally:
+            session.close()
+    assert not died.ok and str(died.observed) == "Err(ENOTCONN)"
+    assert "[back-end died (exit status -6): " in died.line()
+    assert "invalid openat64 call: O_CREAT or O_TMPFILE without mode" in died.line()
+
