@@ -9,7 +9,7 @@
     pagefs-guest SOCKET mv SOURCE DEST
     pagefs-guest SOCKET ln TARGET PATH      symlink
     pagefs-guest SOCKET readlink PATH
-    pagefs-guest SOCKET truncate PATH SIZE
+    pagefs-guest SOCKET truncate PATH SIZE  SIZE in bytes, or with K, M, G or T
 
 Every failure is one line on stderr and a non-zero exit status.
 """
@@ -24,6 +24,12 @@ import time
 from collections.abc import Callable
 
 from pagefs.impl.guest.share import Share
+from pagefs.impl.transport.sizes import (
+    SIZE_SYNTAX,
+    WINDOW_ALIGNMENT,
+    parse_size,
+    parse_window_size,
+)
 
 COMMANDS: dict[str, tuple[int, str]] = {
     # name: (number of operands, usage of the operands)
@@ -42,16 +48,24 @@ COMMANDS: dict[str, tuple[int, str]] = {
 }
 
 
-def _size(text: str) -> int:
-    """A byte count with an optional K, M or G suffix (powers of 1024)."""
-    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
-    text = text.strip().upper().removesuffix("B").removesuffix("I")
-    scale = units.get(text[-1:], 1)
-    number = text[:-1] if text[-1:] in units else text
-    value = int(number) * scale
-    if value < 0:
-        raise ValueError(text)
-    return value
+def _window_size(text: str) -> int:
+    """--window-size: 0 (no window), or a window size pagefs-host would offer."""
+    try:
+        size = parse_size(text)
+        return size if size == 0 else parse_window_size(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+# How an operand's text becomes its value, by the name its usage gives it; unnamed here
+# means the text itself (a path).
+OPERAND_TYPES: dict[str, Callable[[str], object]] = {"SIZE": parse_size}
+
+
+def _operands(command: str, texts: list[str]) -> list[object]:
+    """The operands of `command` as values; ValueError naming the bad one."""
+    names = COMMANDS[command][1].strip("[]").split()
+    return [OPERAND_TYPES.get(name, str)(text) for name, text in zip(names, texts, strict=False)]
 
 
 def _ls(share: Share, path: str = "/") -> None:
@@ -114,7 +128,7 @@ ACTIONS: dict[str, Callable[..., None]] = {
     "mv": lambda share, source, dest: share.rename(source, dest),
     "ln": lambda share, target, path: share.symlink(target, path),
     "readlink": _readlink,
-    "truncate": lambda share, path, size: share.truncate(path, _size(size)),
+    "truncate": lambda share, path, size: share.truncate(path, size),
 }
 
 
@@ -133,8 +147,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("socket", help="the daemon's vhost-user socket")
     parser.add_argument("command", choices=sorted(COMMANDS))
     parser.add_argument("operands", nargs="*")
-    parser.add_argument("--window-size", type=_size, default="64M",
-                        help="DAX window size (default 64M; 0 for READ/WRITE only)")
+    parser.add_argument("--window-size", type=_window_size, default=None, metavar="SIZE",
+                        help=f"DAX window to reserve: {SIZE_SYNTAX}, a multiple of "
+                        f"{WINDOW_ALIGNMENT >> 20}M, or 0 for READ/WRITE only "
+                        "(default: the size the daemon offers)")
     return parser
 
 
@@ -146,10 +162,14 @@ def main(argv: list[str] | None = None) -> int:
     arity, operands_usage = COMMANDS[args.command]
     if (arity >= 0 and len(args.operands) != arity) or (arity < 0 and len(args.operands) > 1):
         parser.error(f"usage: {args.command} {operands_usage}")
+    try:
+        operands = _operands(args.command, args.operands)
+    except ValueError as err:
+        parser.error(f"{args.command}: {err}")
     what = " ".join([args.command, *args.operands])
     try:
         with connect(args.socket, window_size=args.window_size) as share:
-            ACTIONS[args.command](share, *args.operands)
+            ACTIONS[args.command](share, *operands)
     except _StdoutClosed:
         sys.stdout = None  # nothing more to flush into the closed pipe at exit
         return 1
@@ -157,9 +177,6 @@ def main(argv: list[str] | None = None) -> int:
         reason = os.strerror(err.errno) if err.errno else str(err)
         print(f"pagefs-guest: {what}: {reason}", file=sys.stderr)
         return 1
-    except ValueError as err:
-        print(f"pagefs-guest: {what}: {err}", file=sys.stderr)
-        return 2
     return 0
 
 

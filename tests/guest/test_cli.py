@@ -43,7 +43,6 @@ def test_failures_are_one_line_and_a_nonzero_status(host: HostDaemon, export: Pa
         ("cat", "missing"): b"pagefs-guest: cat missing: No such file or directory\n",
         ("rmdir", "full"): b"pagefs-guest: rmdir full: Directory not empty\n",
         ("cat", "full"): b"pagefs-guest: cat full: Is a directory\n",
-        ("truncate", "full/x", "lots"): b"pagefs-guest: truncate full/x lots: invalid literal",
     }
     for args, message in cases.items():
         result = run(host, *args)
@@ -94,7 +93,21 @@ def test_usage_errors_are_one_line(host: HostDaemon) -> None:
         (("frob",), b"pagefs-guest: argument command: invalid choice: 'frob'"),
         (("cat",), b"pagefs-guest: usage: cat PATH (see --help)\n"),
         (("ls", "a", "b"), b"pagefs-guest: usage: ls [PATH] (see --help)\n"),
+        (("truncate", "a.txt", "lots"), b"pagefs-guest: truncate: not a size: 'lots'"),
+        (("truncate", "a.txt", "-5"), b"pagefs-guest: truncate: not a size: '-5'"),
+        (("truncate", "a.txt", "5Q"), b"pagefs-guest: truncate: not a size: '5Q'"),
+        (("--window-size", "12345", "ls"), b"pagefs-guest: argument --window-size: window size "
+         b"12345 is not a positive multiple of 2 MiB"),
+        (("--window-size", "lots", "ls"), b"pagefs-guest: argument --window-size: not a size"),
     ):
         result = run(host, *args)
         assert result.returncode == 2
         assert result.stderr.startswith(message) and result.stderr.count(b"\n") == 1, result
+
+
+def test_sizes_take_units_and_a_window_may_be_none(host: HostDaemon, export: Path) -> None:
+    (export / "s.txt").write_bytes(b"")
+    for window in ("0", "4M", "4194304"):
+        assert run(host, "--window-size", window, "truncate", "s.txt", "2K").returncode == 0
+        assert (export / "s.txt").stat().st_size == 2048
+        (export / "s.txt").write_bytes(b"")
