@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import NoReturn
 
-from pagefs.conformance import targets
+from pagefs.conformance import targets, vectors
 from pagefs.conformance.faults import FAULTS, inject
 from pagefs.conformance.report import Report, matrix_markdown
 from pagefs.conformance.runner import ALL, run
@@ -107,16 +107,14 @@ def _matrix(args: argparse.Namespace) -> int:
 
 
 def _vectors(args: argparse.Namespace) -> int:
-    from pagefs.conformance.vectors import generate
-    written = generate(args.out, cases=args.cases, seed=args.seed, steps=args.steps)
+    written = vectors.generate(args.out, cases=args.cases, seed=args.seed, steps=args.steps)
     print(f"wrote {written} vectors to {args.out}")
     return 0
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from pagefs.conformance.vectors import replay
     with targets.factory(args.target) as factory:
-        result = replay(args.dir, factory, target_name=args.target)
+        result = vectors.replay(args.dir, factory, target_name=args.target)
     print(result.summary())
     if args.report:
         with open(args.report, "w") as f:
@@ -195,9 +193,10 @@ def parser() -> argparse.ArgumentParser:
     budget(m, 50)
     v = sub.add_parser("vectors", help="write spec-generated vectors (JSON) to DIR")
     v.add_argument("--out", required=True)
-    v.add_argument("--cases", type=_at_least(1), default=8, help="cases per property family")
-    v.add_argument("--seed", type=int, default=0)
-    v.add_argument("--steps", type=_at_least(1), default=12)
+    v.add_argument("--cases", type=_at_least(1), default=vectors.CASES,
+                   help="cases per property family")
+    v.add_argument("--seed", type=int, default=vectors.SEED)
+    v.add_argument("--steps", type=_at_least(1), default=vectors.STEPS)
     y = sub.add_parser("replay", help="run vectors from DIR against a target")
     y.add_argument("dir")
     y.add_argument("--target", required=True)

@@ -133,3 +133,30 @@ def test_bad_numbers_and_an_unwritable_report_are_refused_before_any_run(tmp_pat
     err = captured.err.strip().splitlines()
     assert len(err) == len(bad) + 1 and all(e.startswith("pagefs-conformance: ") for e in err)
     assert captured.out == "" and not (tmp_path / "v").exists()
+
+
+def _tree(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): p.read_text() for p in sorted(root.rglob("*"))
+            if p.is_file()}
+
+
+def test_committed_vectors_are_what_the_spec_generates_now(tmp_path):
+    """vectors/ must be what `pagefs-conformance vectors --out vectors` writes today."""
+    generate(str(tmp_path))  # the defaults are what vectors/ is generated with
+    fresh, committed = _tree(tmp_path), _tree(VECTORS)
+    stale = sorted(set(committed) - set(fresh))
+    missing = sorted(set(fresh) - set(committed))
+    changed = sorted(p for p in set(fresh) & set(committed) if fresh[p] != committed[p])
+    assert not (stale or missing or changed), (
+        f"vectors/ is stale (no longer generated: {stale}; not committed: {missing}; "
+        f"changed: {changed}): run `pagefs-conformance vectors --out vectors` and commit")
+
+
+def test_regenerating_over_old_vectors_replaces_them_and_keeps_other_files(tmp_path):
+    old = tmp_path / "v1" / "metadata"
+    old.mkdir(parents=True)
+    shutil.copy(next((VECTORS / "v1" / "metadata").glob("*.json")), old / "0000000000000000.json")
+    (old / "notes.json").write_text("{}")
+    generate(str(tmp_path), cases=2, steps=6)
+    assert not (old / "0000000000000000.json").exists()
+    assert (old / "notes.json").exists()
