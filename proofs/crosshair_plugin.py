@@ -11,6 +11,7 @@ when called.
 """
 
 from crosshair import register_type
+
 from pagefs.spec.datatypes import FrozenMap, State
 
 
@@ -22,6 +23,7 @@ def _frozen_map(factory, key=object, value=object):  # noqa: ANN001, ANN202 (Cro
 
 def _state(factory):  # noqa: ANN001, ANN202
     from crosshair.tracers import ResumedTracing
+
     from pagefs.proofs.crosshair_spec import state_family
 
     family = state_family()  # built concretely, before any symbol is touched

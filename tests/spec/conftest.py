@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
+
 from pagefs.spec import FAULT, Config, Err, Errno, Ok, Outcome, State, apply, initial_state
 from pagefs.spec.explore import SMALL
 from pagefs.spec.properties import Step, step_violations, violations

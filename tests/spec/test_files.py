@@ -4,6 +4,7 @@
 from dataclasses import replace
 
 import pytest
+
 from pagefs.spec import Err, Errno, Ok
 from pagefs.spec.datatypes import O_EXCL, O_RDONLY, O_RDWR, O_TRUNC, O_WRONLY, Created
 from pagefs.spec.explore import SMALL

@@ -2,6 +2,7 @@
 RENAME, OPENDIR/READDIR/RELEASEDIR, STATFS (NAMESPACE, NODEID, CONFINE)."""
 
 import pytest
+
 from pagefs.spec import Err, Errno, Ok
 from pagefs.spec.datatypes import RENAME_EXCHANGE, RENAME_NOREPLACE, DirEntry, FileKind, StatFs
 

@@ -5,6 +5,7 @@ from dataclasses import replace
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from pagefs.spec import REGISTRY, Config, Err, initial_state
 from pagefs.spec.explore import SMALL, candidates
 from pagefs.spec.properties import PROPERTIES, Step, step_violations, violations

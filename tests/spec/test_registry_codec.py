@@ -3,6 +3,7 @@
 import json
 
 import pytest
+
 from pagefs.spec import FAULT, REGISTRY, Err, Errno, Ok, initial_state, operations
 from pagefs.spec.codec import (
     call_from_json,

@@ -2,6 +2,7 @@
 
 from hypothesis import given
 from hypothesis import strategies as st
+
 from pagefs.spec.datatypes import Access, Errno
 from pagefs.spec.rules import (
     access_of,
