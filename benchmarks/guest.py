@@ -95,7 +95,7 @@ def bench_memory(host: HostDaemon, size: int, guests: int, runs: int) -> None:
                     Case("DAX window", lambda: per_guest_mib("window"))],
                    runs, baseline="READ fallback (copies)")
     print_table(f"memory: private memory added per guest, {guests} guests each holding a "
-                f"{size // MiB} MiB file (median guest)", rows, "MiB", "x READ")
+                f"{size // MiB} MiB file (median guest)", rows, "MiB", "x READ", digits=2)
 
 
 def read_paths(stack: ExitStack, root: Path, host: HostDaemon, size: int) -> dict[str, Reader]:
