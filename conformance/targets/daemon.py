@@ -60,6 +60,7 @@ class DaemonTarget(Target):
         self._socket, self._fds = served.socket_path, served.open_fds
         self._baseline = self._fds() if self._fds else None  # before any guest came
         self._guests: list[FuseGuest] = []
+        self._death_shown = False
 
     def leftovers(self) -> str | None:
         if self._fds is None or self._baseline is None:
@@ -77,6 +78,7 @@ class DaemonTarget(Target):
             status = self._served.process.wait(DEATH_WAIT)
         except subprocess.TimeoutExpired:
             return None  # it is alive: it dropped the connection, and its log says why
+        self._death_shown = True
         lines = [line.strip() for line in self._served.log().splitlines() if line.strip()]
         said = " / ".join(lines[-LOG_LINES:]) or "nothing logged"
         return f"back-end died (exit status {status}): {said}"
@@ -94,7 +96,10 @@ class DaemonTarget(Target):
                 with contextlib.suppress(OSError, ConnectionError):
                     guest.close()
             self._guests.clear()
-            self._stack.close()
+            # A death already shown on the step that met it is not raised again here,
+            # where it would replace that step's departure with an error.
+            with contextlib.suppress(*(RuntimeError,) if self._death_shown else ()):
+                self._stack.close()
         finally:
             shutil.rmtree(self._export, ignore_errors=True)
 

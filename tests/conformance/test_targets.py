@@ -2,6 +2,7 @@
 
 import errno
 import os
+import signal
 
 import pytest
 
@@ -92,3 +93,18 @@ def test_a_dead_back_end_s_last_words_are_on_the_step_that_met_its_death(root_on
     assert "[back-end died (exit status -6): " in died.line()
     assert "invalid openat64 call: O_CREAT or O_TMPFILE without mode" in died.line()
 
+
+
+def test_a_killed_pagefs_daemon_is_shown_on_the_step_and_the_case_still_closes():
+    with targets.factory("pagefs") as factory:
+        session = Session(factory, Config())
+        try:
+            assert session.step("CREATE", (0, ROOT_NODEID, b"a", O_RDWR, 0o644)).ok
+            daemon = session.target._served.process  # the harness's own handle on it
+            daemon.kill()
+            died = session.step("READ", (0, 1, 0, 4))
+        finally:
+            session.close()  # the death was shown: closing must not raise it again
+    assert not died.ok
+    assert f"[back-end died (exit status {-signal.SIGKILL}): " in died.line()
+    assert daemon.returncode == -signal.SIGKILL
