@@ -211,7 +211,7 @@ class Terminated(KeyboardInterrupt):
 
 
 def _terminate(signum: int, frame: object) -> None:
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not cut cleanup short
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second one ends it, as Ctrl-C twice
     raise Terminated
 
 

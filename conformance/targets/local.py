@@ -39,7 +39,7 @@ class LocalFactory(TargetFactory):
             if self._mounted and not _run("mount", "-o", "remount,bind,ro", self._ro):
                 raise OSError(f"local: cannot make {self._ro} a read-only bind mount")
         except BaseException:  # a signal while mounting, too: leave nothing mounted
-            self._mounted = self._mounted or os.path.ismount(self._ro)
+            self._mounted = True  # perhaps half-way (and ismount misses bind mounts)
             self.close()
             raise
         caps = {MAPPINGS, PEERS} | ({READ_ONLY} if self._mounted else set())
