@@ -1,7 +1,7 @@
 """pagefs-host: export a host directory to guests over vhost-user, with DAX by fd donation.
 
     pagefs-host --socket-path PATH --shared-dir DIR [--read-only] [--max-guests N]
-                [--window-size BYTES] [--log-level LEVEL]
+                [--window-size SIZE] [--handshake-timeout SECONDS] [--log-level LEVEL]
     pagefs-host --fd FD --shared-dir DIR ...     (an inherited listening socket: libvirt)
     pagefs-host --print-capabilities
 
@@ -24,10 +24,18 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 
 from pagefs.impl.host.dispatch import Dispatcher
 from pagefs.impl.host.listener import adopt_listener, bind_listener
-from pagefs.impl.host.options import CAPABILITIES, EXIT_FAILURE, LOG_LEVELS, PROG, parse_args
+from pagefs.impl.host.options import (
+    CAPABILITIES,
+    EXIT_FAILURE,
+    HANDSHAKE_SECONDS,
+    LOG_LEVELS,
+    PROG,
+    parse_args,
+)
 from pagefs.impl.host.passthrough import GuestSession, PassthroughFS
 from pagefs.impl.transport.backend import VhostUserBackend
 
@@ -43,12 +51,14 @@ class Daemon:
     """The listening socket and the guests connected to it."""
 
     def __init__(self, fs: PassthroughFS, listener: socket.socket, socket_path: str | None, *,
-                 max_guests: int | None, window_size: int) -> None:
+                 max_guests: int | None, window_size: int,
+                 handshake_timeout: float = HANDSHAKE_SECONDS) -> None:
         self._fs = fs
         self._listener = listener
         self._socket_path = socket_path
         self._max_guests = max_guests
         self._window_size = window_size
+        self._handshake_timeout = handshake_timeout
         self._lock = threading.Lock()
         self._guests: dict[threading.Thread, VhostUserBackend | None] = {}
         self._stopping = False
@@ -133,7 +143,18 @@ class Daemon:
                 self._guests[me] = backend
                 if self._stopping:  # shutdown began before this guest's back-end existed
                     backend.stop()
-            backend.serve(Dispatcher(session, mapper=backend).handle)
+            greeted, expired = threading.Event(), threading.Event()
+            handle = _noting_first_request(Dispatcher(session, mapper=backend).handle, greeted)
+            watchdog = threading.Timer(self._handshake_timeout, self._end_silent_guest,
+                                       args=(backend, greeted, expired, session.name))
+            watchdog.daemon = True
+            watchdog.start()
+            try:
+                backend.serve(handle)
+            finally:
+                watchdog.cancel()
+            if expired.is_set():
+                why = f"closed: no FUSE INIT within {self._handshake_timeout:g} s"
             if backend.broken:
                 why = f"dropped: {backend.broken}"
         except Exception as err:  # one guest's failure never takes the daemon down
@@ -146,6 +167,16 @@ class Daemon:
                 self._guests.pop(me, None)
             log.info("%s %s; released %d nodeids, %d handles, %d mappings", session.name,
                      why, held["nodes"], held["handles"], held["mappings"])
+
+    def _end_silent_guest(self, backend: VhostUserBackend, greeted: threading.Event,
+                          expired: threading.Event, name: str) -> None:
+        """A connection that has not finished its handshake by the deadline holds a
+        --max-guests slot for nothing: close it."""
+        if not greeted.is_set():
+            expired.set()
+            log.warning("%s: no FUSE INIT within %g s (--handshake-timeout); closing it",
+                        name, self._handshake_timeout)
+            backend.stop()
 
     def _shutdown(self) -> None:
         self._listener.close()
@@ -167,6 +198,17 @@ class Daemon:
         os.close(self._stop_r)
         os.close(self._stop_w)
         log.info("stopped")
+
+
+def _noting_first_request(handle: Callable[[bytes], bytes | None], greeted: threading.Event
+                          ) -> Callable[[bytes], bytes | None]:
+    """`handle`, setting `greeted` at the first request: the vhost-user handshake and
+    queue set-up are done once a FUSE request (INIT) has arrived."""
+    def first(request: bytes) -> bytes | None:
+        if not greeted.is_set():  # a read on every later request, no lock
+            greeted.set()
+        return handle(request)
+    return first
 
 
 def _peer_pid(conn: socket.socket) -> int | None:
@@ -230,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     os.umask(0)
     _raise_fd_limit()
     daemon = Daemon(fs, listener, args.socket_path, max_guests=args.max_guests,
-                    window_size=args.window_size)
+                    window_size=args.window_size, handshake_timeout=args.handshake_timeout)
     daemon.handle_stop_signals()
     log.info("exporting %s%s on %s", fs.root, " read-only" if fs.read_only else "",
              args.socket_path or f"inherited socket {args.fd}")

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 
 from pagefs.impl.transport.backend import DEFAULT_WINDOW_SIZE
 from pagefs.impl.transport.sizes import SIZE_SYNTAX, WINDOW_ALIGNMENT, parse_window_size
 
 PROG = "pagefs-host"
+# How long a new connection has to finish the vhost-user handshake and send FUSE INIT.
+HANDSHAKE_SECONDS = 10.0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 # What libvirt and QEMU read from --print-capabilities (vhost-user.rst, "Backend program
@@ -59,6 +62,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         metavar="SIZE", help="DAX window size offered to each guest: "
                         f"{SIZE_SYNTAX}, a multiple of {WINDOW_ALIGNMENT >> 20}M "
                         f"(default {DEFAULT_WINDOW_SIZE >> 20}M)")
+    parser.add_argument("--handshake-timeout", type=_seconds, default=HANDSHAKE_SECONDS,
+                        metavar="SECONDS", help="close a connection that has not completed "
+                        "the vhost-user handshake and sent FUSE INIT by then, so it holds "
+                        f"no --max-guests slot (default {HANDSHAKE_SECONDS:g})")
     parser.add_argument("--log-level", choices=sorted(LOG_LEVELS), default="info",
                         help="least severe messages logged to stderr (default: info)")
     parser.add_argument("--print-capabilities", action="store_true",
@@ -73,6 +80,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         if missing:
             parser.error(f"{' and '.join(missing)} required")
     return args
+
+
+def _seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise argparse.ArgumentTypeError(f"not a positive number of seconds: {text!r}")
+    return seconds
 
 
 def _descriptor(text: str) -> int:

@@ -56,6 +56,8 @@ def test_print_capabilities_is_what_libvirt_reads() -> None:
     (("--window-size", "0"), "not a positive multiple of 2 MiB"),
     (("--window-size", "99999999999999999999999"), "no larger than 2^63"),
     (("--window-size=-2M",), "not a size"),
+    (("--handshake-timeout", "0"), "--handshake-timeout"),
+    (("--handshake-timeout", "nan"), "--handshake-timeout"),
 ])
 def test_bad_options_get_one_line_and_exit_2(args, fragment: str) -> None:
     one_line_error(run_cli(*args), 2, fragment)
@@ -147,8 +149,22 @@ def test_max_guests_refuses_extra_connections(tmp_path: Path) -> None:
             guest.close()
 
 
+def test_a_silent_connection_loses_its_slot_at_the_handshake_deadline(tmp_path: Path) -> None:
+    """A connection that never speaks would hold the only --max-guests slot forever;
+    after --handshake-timeout it is closed, with a log line, and a real guest gets in."""
+    with host_daemon(str(tmp_path), max_guests=1,
+                     options=("--handshake-timeout", "0.3")) as host:
+        with socket.socket(socket.AF_UNIX) as silent:
+            silent.connect(host.socket_path)
+            assert silent.recv(1) == b""  # closed by the daemon, not by us
+        assert "no FUSE INIT within 0.3 s" in host.log()
+        with FuseClient.connect(host.socket_path, window_size=0) as client:
+            assert client.getattr(1).attr.ino == tmp_path.stat().st_ino
+
+
 def test_nonsense_on_the_wire_drops_only_that_guest(tmp_path: Path) -> None:
-    with host_daemon(str(tmp_path)) as host:
+    # the steady guest never speaks: no handshake deadline may close it meanwhile
+    with host_daemon(str(tmp_path), options=("--handshake-timeout", "3600")) as host:
         steady = socket.socket(socket.AF_UNIX)
         steady.connect(host.socket_path)
         _wait_for(lambda: "guest 1 connected" in host.log(), host.process)
