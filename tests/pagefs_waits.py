@@ -28,10 +28,13 @@ class Watched(Protocol):
 
 
 def wait_until(condition: Callable[[], object], what: str, *,
-               process: Watched | None = None) -> None:
+               process: Watched | subprocess.Popen | None = None) -> None:
     """Poll `condition` until it is true; fail at once if `process` dies meanwhile."""
     while not condition():
-        if process is not None:
+        if isinstance(process, subprocess.Popen):
+            assert process.poll() is None, (f"process died waiting for {what}: "
+                                             f"{process.communicate()[1]}")
+        elif process is not None:
             assert process.alive(), f"process died waiting for {what}:\n{process.log()}"
         time.sleep(POLL_SECONDS)
 

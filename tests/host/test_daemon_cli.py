@@ -9,11 +9,10 @@ import os
 import signal
 import socket
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
-from pagefs_waits import assert_child_dies_with_holder
+from pagefs_waits import assert_child_dies_with_holder, wait_until
 
 from pagefs.impl.host.launcher import PAGEFS_HOST, HostDaemonError, command, host_daemon
 from pagefs.impl.transport.fuse_client import FuseClient
@@ -105,7 +104,7 @@ def test_a_stale_socket_is_replaced(tmp_path: Path) -> None:
     dead.close()  # the file stays, nobody listens: what a killed daemon leaves
     proc = subprocess.Popen(command(path, str(tmp_path)), stderr=subprocess.PIPE, text=True)
     try:
-        _wait_for(lambda: is_listening(path), proc)
+        wait_until(lambda: is_listening(path), "the socket", process=proc)
     finally:
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=30)
@@ -113,18 +112,12 @@ def test_a_stale_socket_is_replaced(tmp_path: Path) -> None:
     assert not os.path.lexists(path)
 
 
-def _wait_for(condition, proc: subprocess.Popen) -> None:
-    while not condition():
-        assert proc.poll() is None, proc.communicate()[1]
-        time.sleep(0.02)
-
-
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_signals_stop_cleanly_and_close_guests(tmp_path: Path, signum: int) -> None:
     with host_daemon(str(tmp_path)) as host:
         guest = socket.socket(socket.AF_UNIX)
         guest.connect(host.socket_path)
-        _wait_for(lambda: "guest 1 connected" in host.log(), host.process)
+        wait_until(lambda: "guest 1 connected" in host.log(), "guest 1 connected", process=host)
         assert host.stop(signum) == 0  # and the socket is gone
         assert guest.recv(1) == b""  # the daemon closed our connection
         guest.close()
@@ -136,15 +129,15 @@ def test_max_guests_refuses_extra_connections(tmp_path: Path) -> None:
         guests = [socket.socket(socket.AF_UNIX) for _ in range(3)]
         for guest in guests[:2]:
             guest.connect(host.socket_path)
-        _wait_for(lambda: "guest 2 connected" in host.log(), host.process)
+        wait_until(lambda: "guest 2 connected" in host.log(), "guest 2 connected", process=host)
         guests[2].connect(host.socket_path)
         assert guests[2].recv(1) == b""
         assert "refused connection" in host.log()
         guests[0].close()
-        _wait_for(lambda: "guest 1 disconnected" in host.log(), host.process)
+        wait_until(lambda: "guest 1 disconnected" in host.log(), "guest 1 to go", process=host)
         late = socket.socket(socket.AF_UNIX)
         late.connect(host.socket_path)  # a slot is free again
-        _wait_for(lambda: "guest 3 connected" in host.log(), host.process)
+        wait_until(lambda: "guest 3 connected" in host.log(), "guest 3 connected", process=host)
         for guest in (*guests[1:], late):
             guest.close()
 
@@ -167,7 +160,7 @@ def test_nonsense_on_the_wire_drops_only_that_guest(tmp_path: Path) -> None:
     with host_daemon(str(tmp_path), options=("--handshake-timeout", "3600")) as host:
         steady = socket.socket(socket.AF_UNIX)
         steady.connect(host.socket_path)
-        _wait_for(lambda: "guest 1 connected" in host.log(), host.process)
+        wait_until(lambda: "guest 1 connected" in host.log(), "guest 1 connected", process=host)
         baseline = host.open_fds()
         for junk in (b"\xff" * 12, b"\x01\x00\x00\x00\x01\x00\x00\x00\xff\xff\xff\xff", b"x"):
             rogue = socket.socket(socket.AF_UNIX)
@@ -176,9 +169,9 @@ def test_nonsense_on_the_wire_drops_only_that_guest(tmp_path: Path) -> None:
             rogue.shutdown(socket.SHUT_WR)
             rogue.recv(1)
             rogue.close()
-        _wait_for(lambda: host.log().count("disconnected") + host.log().count("dropped") >= 3,
-                  host.process)
-        _wait_for(lambda: host.open_fds() == baseline, host.process)
+        wait_until(lambda: host.log().count("disconnected") + host.log().count("dropped") >= 3,
+                   "three rogue guests to go", process=host)
+        wait_until(lambda: host.open_fds() == baseline, "RECLAIM", process=host)
         assert host.alive()
         steady.close()
 
