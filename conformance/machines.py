@@ -300,6 +300,8 @@ class SpecMachine(RuleBasedStateMachine):
                 fh = self.state.guests[g].next_fh - 1
                 self.step("SETUPMAPPING", g, fh, 0, self.config.range_size,
                           scene != "read-only", 0)
+                if scene == "read-only":  # RO-EXPORT's first refusal, probed in every case
+                    self.step("SETUPMAPPING", g, fh, 0, self.config.range_size, True, 0)
                 for page in (0, PAGE):  # touch both pages: a caching guest now holds them
                     self.step("LOAD", g, page, 8)
 

@@ -18,7 +18,10 @@ from contextlib import contextmanager
 import hypothesis
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis.errors import Flaky, FlakyStrategyDefinition
+from hypothesis.internal.cache import LRUCache
 from hypothesis.internal.conjecture import engine as _engine
+from hypothesis.internal.conjecture import providers
+from hypothesis.internal.constants_ast import Constants
 from hypothesis.stateful import get_state_machine_test
 
 from pagefs.conformance.families import NOT_EXERCISED, family_of
@@ -37,6 +40,22 @@ def _settings(examples: int, steps: int) -> settings:
                     report_multiple_bugs=False, verbosity=hypothesis.Verbosity.quiet,
                     phases=(Phase.generate, Phase.shrink),
                     suppress_health_check=list(HealthCheck))
+
+
+@contextmanager
+def seeded_run() -> Iterator[None]:
+    """Make a seeded run depend on the seed alone. Hypothesis mixes constants from every
+    local module the process has imported into what it draws (and caches them at first
+    use), so one seed gave different cases in a fresh command and in a test process that
+    had imported more; hypothesis has no public switch for it, hence its provider's
+    internals."""
+    saved = providers._get_local_constants, providers.CONSTANTS_CACHE
+    providers._get_local_constants = Constants
+    providers.CONSTANTS_CACHE = LRUCache(1024)
+    try:
+        yield
+    finally:
+        providers._get_local_constants, providers.CONSTANTS_CACHE = saved
 
 
 @contextmanager
@@ -87,7 +106,7 @@ def judge(factory: TargetFactory, prop: str, *, examples: int, steps: int, seed:
     start = time.monotonic()
     verdict = Verdict(prop, family.name, PASS)
     try:
-        with _shrink_budget(shrink_seconds):
+        with _shrink_budget(shrink_seconds), seeded_run():
             test()
     except (Departure, Flaky, FlakyStrategyDefinition) as exc:
         # The shortest departure seen is the trace to show; hypothesis has shrunk toward it

@@ -29,17 +29,14 @@ import json
 import os
 import stat
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 
 from hypothesis import HealthCheck, Phase, settings
-from hypothesis.internal.cache import LRUCache
-from hypothesis.internal.conjecture import providers
-from hypothesis.internal.constants_ast import Constants
 from hypothesis.stateful import get_state_machine_test
 
 from pagefs.conformance.families import FAMILIES, Family
 from pagefs.conformance.machines import RANGES_USED, machine_for
+from pagefs.conformance.runner import seeded_run
 from pagefs.conformance.session import Check, Observed, Session, initial_bindings, match
 from pagefs.conformance.target import (
     ALL_CAPABILITIES,
@@ -146,21 +143,6 @@ def _remove_stale(folder: str, fresh: set[str]) -> None:
             os.unlink(path)
 
 
-@contextmanager
-def _no_local_constants() -> Iterator[None]:
-    """Hypothesis mixes constants from every local module the process has imported into
-    what it draws (and caches them at first use), so one seed gave different cases in a
-    fresh command and in a test process. Vectors must depend on the spec and the seed
-    alone; hypothesis has no public switch for it, hence its provider's internals."""
-    saved = providers._get_local_constants, providers.CONSTANTS_CACHE
-    providers._get_local_constants = Constants
-    providers.CONSTANTS_CACHE = LRUCache(1024)
-    try:
-        yield
-    finally:
-        providers._get_local_constants, providers.CONSTANTS_CACHE = saved
-
-
 def generate(out: str, *, cases: int = CASES, seed: int = SEED, steps: int = STEPS) -> int:
     """Write up to `cases` vectors per family under out/v1, replacing those an earlier
     generation left there; returns how many files are new."""
@@ -182,7 +164,7 @@ def generate(out: str, *, cases: int = CASES, seed: int = SEED, steps: int = STE
             max_examples=cases, stateful_step_count=steps, database=None, deadline=None,
             phases=(Phase.generate,), suppress_health_check=list(HealthCheck)))
         test._hypothesis_internal_use_seed = seed
-        with _no_local_constants():
+        with seeded_run():
             test()
         folder = os.path.join(out, f"v{VERSION}", _slug(family.name))
         os.makedirs(folder, exist_ok=True)
