@@ -54,7 +54,7 @@ def stat_result(attr: Attr) -> os.stat_result:
 
 
 @dataclass(eq=False)
-class Handle:
+class Handle(open_flags.OpenAccess):
     """An open file. Methods are shortcuts for the Share's handle-level calls."""
 
     share: Share
@@ -64,14 +64,6 @@ class Handle:
     position: int = 0
     closed: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    @property
-    def readable(self) -> bool:
-        return open_flags.readable(self.flags)
-
-    @property
-    def writable(self) -> bool:
-        return open_flags.writable(self.flags)
 
     @property
     def storable(self) -> bool:

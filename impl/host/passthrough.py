@@ -78,20 +78,12 @@ class _Node:
 
 
 @dataclass
-class _Handle:
+class _Handle(open_flags.OpenAccess):
     fd: int
     key: tuple[int, int]
     flags: int
     is_dir: bool
     listing: list[DirEntry] | None = None
-
-    @property
-    def readable(self) -> bool:
-        return open_flags.readable(self.flags)
-
-    @property
-    def writable(self) -> bool:
-        return open_flags.writable(self.flags)
 
 
 def _key(st: os.stat_result) -> tuple[int, int]:
