@@ -6,10 +6,11 @@ NATIVE := $(wildcard impl/*/_*_build.py impl/*/*.c impl/*/*.h)
 
 .PHONY: setup test test-all verify conformance bench bench-wire bench-guest lint docs clean
 
+# One install at a time: two make targets started together must not both pip-install at once.
 $(STAMP): pyproject.toml setup.py scripts/install-system-deps $(NATIVE)
-	scripts/install-system-deps
-	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
+	flock .install.lock sh -c 'scripts/install-system-deps && \
+	  { test -x $(PY) || python3 -m venv $(VENV); } && \
+	  $(PY) -m pip install -q --disable-pip-version-check -e ".[dev]"'
 	touch $@
 
 setup: $(STAMP)
