@@ -1,7 +1,8 @@
 """pagefs-host: export a host directory to guests over vhost-user, with DAX by fd donation.
 
     pagefs-host --socket-path PATH --shared-dir DIR [--read-only] [--max-guests N]
-                [--window-size SIZE] [--handshake-timeout SECONDS] [--log-level LEVEL]
+                [--window-size SIZE] [--handshake-timeout SECONDS] [--tag TAG]
+                [--log-level LEVEL]
     pagefs-host --fd FD --shared-dir DIR ...     (an inherited listening socket: libvirt)
     pagefs-host --print-capabilities
 
@@ -37,6 +38,7 @@ from pagefs.impl.host.options import (
     parse_args,
 )
 from pagefs.impl.host.passthrough import GuestSession, PassthroughFS
+from pagefs.impl.protocol.virtio_fs import VirtioFsConfig
 from pagefs.impl.transport.backend import VhostUserBackend
 
 log = logging.getLogger("pagefs.host")
@@ -52,13 +54,15 @@ class Daemon:
 
     def __init__(self, fs: PassthroughFS, listener: socket.socket, socket_path: str | None, *,
                  max_guests: int | None, window_size: int,
-                 handshake_timeout: float = HANDSHAKE_SECONDS) -> None:
+                 handshake_timeout: float = HANDSHAKE_SECONDS,
+                 device_config: bytes = b"") -> None:
         self._fs = fs
         self._listener = listener
         self._socket_path = socket_path
         self._max_guests = max_guests
         self._window_size = window_size
         self._handshake_timeout = handshake_timeout
+        self._device_config = device_config
         self._lock = threading.Lock()
         self._guests: dict[threading.Thread, VhostUserBackend | None] = {}
         self._stopping = False
@@ -135,7 +139,8 @@ class Daemon:
         why = "disconnected"
         try:
             try:
-                backend = VhostUserBackend(conn, window_size=self._window_size)
+                backend = VhostUserBackend(conn, window_size=self._window_size,
+                                           config=self._device_config)
             except BaseException:
                 conn.close()
                 raise
@@ -211,6 +216,14 @@ def _noting_first_request(handle: Callable[[bytes], bytes | None], greeted: thre
     return first
 
 
+def _device_config(tag: str | None) -> bytes:
+    """The virtio-fs config space a generic vhost-user device forwards to the guest; none
+    without a tag, so a VMM with its own tag property negotiates exactly as before."""
+    if tag is None:
+        return b""
+    return VirtioFsConfig(tag, num_request_queues=1).encode()
+
+
 def _peer_pid(conn: socket.socket) -> int | None:
     try:
         creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
@@ -272,7 +285,8 @@ def main(argv: list[str] | None = None) -> int:
     os.umask(0)
     _raise_fd_limit()
     daemon = Daemon(fs, listener, args.socket_path, max_guests=args.max_guests,
-                    window_size=args.window_size, handshake_timeout=args.handshake_timeout)
+                    window_size=args.window_size, handshake_timeout=args.handshake_timeout,
+                    device_config=_device_config(args.tag))
     daemon.handle_stop_signals()
     log.info("exporting %s%s on %s", fs.root, " read-only" if fs.read_only else "",
              args.socket_path or f"inherited socket {args.fd}")

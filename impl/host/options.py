@@ -6,6 +6,7 @@ import argparse
 import logging
 import math
 
+from pagefs.impl.protocol.virtio_fs import TAG_SIZE
 from pagefs.impl.transport.backend import DEFAULT_WINDOW_SIZE
 from pagefs.impl.transport.sizes import SIZE_SYNTAX, WINDOW_ALIGNMENT, parse_window_size
 
@@ -66,6 +67,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         metavar="SECONDS", help="close a connection that has not completed "
                         "the vhost-user handshake and sent FUSE INIT by then, so it holds "
                         f"no --max-guests slot (default {HANDSHAKE_SECONDS:g})")
+    parser.add_argument("--tag", type=_tag, metavar="TAG",
+                        help="the mount tag a guest sees: offers the virtio-fs config space "
+                        "(VHOST_USER_PROTOCOL_F_CONFIG), which a VMM's generic vhost-user "
+                        "device (QEMU's vhost-user-test-device-pci, virtio-id=26) needs; "
+                        "vhost-user-fs-pci takes its tag from its own tag= property")
     parser.add_argument("--log-level", choices=sorted(LOG_LEVELS), default="info",
                         help="least severe messages logged to stderr (default: info)")
     parser.add_argument("--print-capabilities", action="store_true",
@@ -90,6 +96,16 @@ def _seconds(text: str) -> float:
     if not (math.isfinite(seconds) and seconds > 0):
         raise argparse.ArgumentTypeError(f"not a positive number of seconds: {text!r}")
     return seconds
+
+
+def _tag(text: str) -> str:
+    try:
+        raw = text.encode()
+    except UnicodeEncodeError:
+        raw = b""
+    if not 0 < len(raw) <= TAG_SIZE or b"\0" in raw:
+        raise argparse.ArgumentTypeError(f"a tag is 1 to {TAG_SIZE} bytes of UTF-8: {text!r}")
+    return text
 
 
 def _descriptor(text: str) -> int:

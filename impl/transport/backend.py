@@ -5,6 +5,9 @@ guest memory it is given, and runs one thread per started queue: pop a chain, pa
 device-readable bytes to `handle`, write the returned bytes into the device-writable part,
 push it used, notify. It knows nothing of FUSE. `shmem_map` / `shmem_unmap` send
 VHOST_USER_BACKEND_SHMEM_MAP/_UNMAP on the backend channel and wait for the REPLY_ACK.
+Given the device's config space (`config=`), it offers VHOST_USER_PROTOCOL_F_CONFIG and
+answers GET_CONFIG from it, for a VMM's generic vhost-user device that forwards config
+reads; SET_CONFIG is refused (the space is read-only to the driver).
 
 A malformed message or descriptor chain drops the connection; nothing escapes `serve`,
 which closes every fd it was handed before returning.
@@ -24,6 +27,7 @@ from dataclasses import dataclass
 
 from pagefs.impl.transport import mapping
 from pagefs.impl.transport.vhost_user import (
+    CONFIG_HEAD,
     FLAG_NEED_REPLY,
     MAX_MEM_REGIONS,
     MEM_REGION,
@@ -109,8 +113,13 @@ class VhostUserBackend:
         *,
         num_request_queues: int = 1,
         window_size: int = DEFAULT_WINDOW_SIZE,
+        config: bytes = b"",
     ) -> None:
         self._chan = Channel(sock)
+        self._config = config
+        self._offered_protocol_features = SUPPORTED_PROTOCOL_FEATURES | (
+            bit(ProtocolFeature.CONFIG) if config else 0
+        )
         self._num_queues = 1 + num_request_queues  # hiprio + request queues
         self._window_size = window_size
         self._features = 0
@@ -236,11 +245,11 @@ class VhostUserBackend:
         self._features = features
 
     def _on_get_protocol_features(self, msg: Message) -> bytes:
-        return U64.pack(SUPPORTED_PROTOCOL_FEATURES)
+        return U64.pack(self._offered_protocol_features)
 
     def _on_set_protocol_features(self, msg: Message) -> None:
         (features,) = msg.unpack(U64)
-        if features & ~SUPPORTED_PROTOCOL_FEATURES:
+        if features & ~self._offered_protocol_features:
             raise ProtocolError(f"protocol features {features:#x} not offered")
         self._protocol_features = features
 
@@ -257,6 +266,22 @@ class VhostUserBackend:
         sizes = [0] * SHMEM_MAX_REGIONS
         sizes[0] = self._window_size
         return SHMEM_CONFIG.pack(1 if self._window_size else 0, 0, *sizes)
+
+    def _on_get_config(self, msg: Message) -> bytes:
+        offset, size, flags = msg.unpack(CONFIG_HEAD)
+        if size == 0 or offset + size > len(self._config):
+            log.debug("GET_CONFIG of %d bytes at %d: outside the %d-byte config space",
+                      size, offset, len(self._config))
+            return b""  # the protocol's error answer
+        return CONFIG_HEAD.pack(offset, size, flags) + self._config[offset : offset + size]
+
+    def _on_set_config(self, msg: Message) -> bytes | None:
+        """The virtio-fs config space is read-only to the driver: refused, connection kept."""
+        msg.unpack(CONFIG_HEAD)
+        log.debug("SET_CONFIG refused: the device config space is read-only")
+        if msg.need_reply and self._protocol_features & bit(ProtocolFeature.REPLY_ACK):
+            return U64.pack(errno.EPERM)
+        return None
 
     def _on_set_backend_req_fd(self, msg: Message) -> None:
         fd = msg.take_fd()

@@ -29,6 +29,7 @@ from pagefs.impl.transport.guest_memory import BufferHeap, GuestMemory
 from pagefs.impl.transport.shmem_window import ShmemWindow
 from pagefs.impl.transport.sizes import window_size_problem
 from pagefs.impl.transport.vhost_user import (
+    CONFIG_HEAD,
     FLAG_NEED_REPLY,
     MEM_REGION,
     MEM_TABLE_HEAD,
@@ -180,7 +181,7 @@ class VhostUserFrontend:
         self.features = offered & VIRTIO_FEATURES
         if self.features & bit(VHOST_USER_F_PROTOCOL_FEATURES):
             (proto,) = self._call(Request.GET_PROTOCOL_FEATURES).unpack(U64)
-            wanted = PROTOCOL_FEATURES
+            wanted = PROTOCOL_FEATURES | bit(ProtocolFeature.CONFIG)
             if window_size != 0:
                 wanted |= bit(ProtocolFeature.SHMEM)
             self._chan.send(Request.SET_PROTOCOL_FEATURES, U64.pack(proto & wanted))
@@ -207,6 +208,22 @@ class VhostUserFrontend:
         if self._backend_chan is not None:
             # its own thread: a SHMEM request is answered even while reply callbacks run
             self._start_thread(self._run_backend_channel, "vhost-user-backend-channel")
+
+    def get_config(self, offset: int, size: int) -> bytes | None:
+        """`size` bytes of the device's config space at `offset` (GET_CONFIG), or None when
+        the back-end answers with the protocol's error (an empty payload)."""
+        reply = self._call(Request.GET_CONFIG, CONFIG_HEAD.pack(offset, size, 0) + bytes(size))
+        if not reply.payload:
+            return None
+        got_offset, got_size, _ = reply.unpack(CONFIG_HEAD)
+        whole = CONFIG_HEAD.size + size
+        if (got_offset, got_size) != (offset, size) or len(reply.payload) != whole:
+            raise ProtocolError(f"GET_CONFIG answered {len(reply.payload)} bytes for {size}")
+        return reply.payload[CONFIG_HEAD.size :]
+
+    def set_config(self, offset: int, data: bytes) -> None:
+        """Writes the device's config space (SET_CONFIG); OSError if the back-end refuses."""
+        self._set(Request.SET_CONFIG, CONFIG_HEAD.pack(offset, len(data), 0) + data)
 
     def _start_thread(self, target: Callable[[], None], name: str) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)

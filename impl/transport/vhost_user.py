@@ -88,6 +88,9 @@ MEM_TABLE_HEAD = struct.Struct("<II")  # nregions, padding
 MEM_REGION = struct.Struct("<QQQQ")  # guest_phys_addr, memory_size, userspace_addr, mmap_offset
 MMAP = struct.Struct("<B7xQQQQ")  # shmid, padding, fd_offset, shm_offset, len, flags
 SHMEM_CONFIG = struct.Struct(f"<II{SHMEM_MAX_REGIONS}Q")  # nregions, padding, sizes
+# GET_CONFIG / SET_CONFIG: offset, size, flags, then `size` bytes of the device's config
+# space. A back-end answers an error with an empty payload (not even this head).
+CONFIG_HEAD = struct.Struct("<III")
 
 
 def bit(n: int) -> int:

@@ -57,6 +57,8 @@ def test_print_capabilities_is_what_libvirt_reads() -> None:
     (("--window-size=-2M",), "not a size"),
     (("--handshake-timeout", "0"), "--handshake-timeout"),
     (("--handshake-timeout", "nan"), "--handshake-timeout"),
+    (("--tag", ""), "a tag is 1 to 36 bytes"),
+    (("--tag", "t" * 37), "a tag is 1 to 36 bytes"),
 ])
 def test_bad_options_get_one_line_and_exit_2(args, fragment: str) -> None:
     one_line_error(run_cli(*args), 2, fragment)
