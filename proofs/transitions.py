@@ -330,10 +330,11 @@ def evict(s: State, i: z3.ExprRef, *, ignore: tuple[str, ...] = ()) -> Step:
 # ---------------------------------------------------------------- guest requests
 
 def init(s: State, g: z3.ExprRef) -> Step:
-    """INIT: the guest's session opens again (it still holds the root nodeid); a second
-    INIT on a live session is a protocol error."""
-    return step(s, d.update(s, conn=z3.Store(s.conn, g, True)),
-                checks((s.conn[g], E.EPROTO)))
+    """INIT: the guest's session opens again (it still holds the root nodeid); on a live
+    session (a guest reset without unmount) the old session is released first, as by
+    DESTROY."""
+    reset = d.ite(s.conn[g], destroy(s, g).new, s)
+    return step(s, d.update(reset, conn=z3.Store(reset.conn, g, True)), z3.IntVal(0))
 
 
 def destroy(s: State, g: z3.ExprRef, *, unmap: bool = True) -> Step:

@@ -483,11 +483,14 @@ def single_copy(state: State) -> bool:
 
 
 def reclaim(step: Step) -> bool:
-    """After DESTROY the guest holds no handle, no mapping and only the root nodeid;
-    other guests and every file are unchanged."""
-    if step.op != "DESTROY":
+    """After DESTROY, or an INIT on a live session (a guest reset without unmount), the
+    guest holds no handle, no mapping and only the root nodeid; other guests and every
+    file are unchanged."""
+    if step.op not in ("DESTROY", "INIT"):
         return True
     guest = step.arg(0)
+    if step.op == "INIT" and not step.state.guests[guest].connected:
+        return True
     gone = step.after.guests[guest]
     others = all(step.after.guests[g] == step.state.guests[g]
                  for g in range(len(step.state.guests)) if g != guest)

@@ -1,31 +1,35 @@
 """Guest requests that open and end a guest's session with the host.
 
 A guest is served only after INIT. DESTROY ends the session, whether the guest unmounts
-cleanly or its connection simply goes away (it died): either way the host releases every
-handle, nodeid and mapping that guest held (RECLAIM), and other guests see no change.
+cleanly or its connection simply goes away (it died); an INIT on a live session (a guest
+reset without unmount) ends it too before the new one starts. Each way the host releases
+every handle, nodeid and mapping that guest held (RECLAIM), and other guests see no change.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
 
-from pagefs.spec.datatypes import Errno, GuestId, InitInfo, Outcome, State, empty_guest
+from pagefs.spec.datatypes import Guest, GuestId, InitInfo, Outcome, State, empty_guest
 from pagefs.spec.guests import with_guest
 from pagefs.spec.outcomes import lawful, ok, refuse  # noqa: F401 (contracts)
 
 
 def init(state: State, guest: GuestId) -> tuple[Outcome, ...]:
     """INIT opens the session and tells the guest the page alignment its SETUPMAPPING file
-    offsets need (map_alignment, log2 bytes). A second INIT on a live session is a
-    protocol error (EPROTO, or EIO from servers that treat it as any early request).
+    offsets need (map_alignment, log2 bytes). An INIT on a live session is a guest that was
+    reset without unmounting (its new kernel greets the same connection): the old session
+    ends first, exactly as by DESTROY, and the new one starts holding only the root.
 
     pre: 0 <= guest < len(state.guests)
     post: lawful(state, "INIT", (guest,), __return__)
     post: all(o.state.guests[guest].connected for o in __return__)
+    post: not state.guests[guest].connected or all(not o.state.guests[guest].handles
+                                                   for o in __return__)
     """
     session = state.guests[guest]
     if session.connected:
-        return refuse(state, {Errno.EPROTO, Errno.EIO})
+        session = _released(state, guest)
     info = InitInfo(map_alignment=state.config.map_alignment)
     return ok(with_guest(state, guest, replace(session, connected=True)), info)
 
@@ -40,7 +44,11 @@ def destroy(state: State, guest: GuestId) -> tuple[Outcome, ...]:
     post: all(not o.state.guests[guest].handles for o in __return__)
     post: all(o.state.guests[:guest] == state.guests[:guest] for o in __return__)
     """
+    return ok(with_guest(state, guest, _released(state, guest)))
+
+
+def _released(state: State, guest: GuestId) -> Guest:
+    """The guest as RECLAIM leaves it: disconnected, holding only the root, counters kept."""
     session = state.guests[guest]
     fresh = empty_guest(state.config, connected=False)
-    fresh = replace(fresh, next_nodeid=session.next_nodeid, next_fh=session.next_fh)
-    return ok(with_guest(state, guest, fresh))
+    return replace(fresh, next_nodeid=session.next_nodeid, next_fh=session.next_fh)

@@ -169,9 +169,10 @@ class Dispatcher:
     # -- session set-up ------------------------------------------------------------
 
     def _init(self, nodeid: int, offer: p.InitIn) -> p.InitOut:
-        """Version and capability negotiation (the rules at the top of fuse.h)."""
+        """Version and capability negotiation (the rules at the top of fuse.h). An INIT on
+        a live session is a guest that was reset without unmounting: a new session."""
         if self.initialized:
-            raise OSError(errno.EIO, "second INIT")
+            self._new_session("INIT on a live session (guest reset)")
         if offer.major > c.FUSE_KERNEL_VERSION:
             # Answer with our major only; the guest then sends a new INIT in our major.
             return p.InitOut(c.FUSE_KERNEL_VERSION, c.FUSE_KERNEL_MINOR_VERSION)
@@ -195,10 +196,26 @@ class Dispatcher:
         )
 
     def _destroy(self, nodeid: int, body: p.Empty) -> p.Empty:
-        # The guest unmounted; it may INIT again on this connection. What it still holds is
-        # released when the connection goes (RECLAIM), as for any disconnect.
-        self.initialized = False
+        """The guest unmounted; it may INIT again on this connection."""
+        self._new_session("DESTROY")
         return p.EMPTY
+
+    def _new_session(self, why: str) -> None:
+        """Releases everything the session held (RECLAIM, without a disconnect): its window
+        mappings are taken out of the front-end's window first, then its handles and
+        nodeids. Until the next INIT every request is refused."""
+        with self._window_lock:
+            self.initialized = False
+            for mapping in self.session.mappings:
+                try:
+                    self.mapper.shmem_unmap(mapping.moffset, mapping.length)
+                except OSError as err:  # a front-end that reset its window already
+                    log.debug("%s: unmap of %#x+%#x at reset: %s", self._name,
+                              mapping.moffset, mapping.length, err)
+            released = self.session.reset()
+        log.info("%s: new FUSE session after %s; released %d nodeids, %d handles, "
+                 "%d mappings", self._name, why, released["nodes"], released["handles"],
+                 released["mappings"])
 
     def _forget(self, unique: int, nodeid: int, body: p.ForgetIn) -> None:
         self.session.forget(nodeid, body.nlookup)

@@ -534,6 +534,27 @@ class GuestSession:
             self._window.clear()
         self._fs._forget_session(self)
 
+    def reset(self) -> dict[str, int]:
+        """A new FUSE session on the same connection (a guest reset without unmount, or
+        DESTROY): everything the old session held is released, as at a disconnect, and
+        the guest starts again knowing only the root. Nodeids and handles keep counting,
+        so the old session's numbers stay unknown (ESTALE, EBADF) for good. Returns what
+        was released. The caller unmaps the window's mappings from the front-end first."""
+        with self._lock:
+            released = self.stats()
+            root = self._nodes.pop(ROOT_ID)
+            for handle in self._handles.values():
+                os.close(handle.fd)
+            for node in self._nodes.values():
+                os.close(node.fd)
+            self._handles.clear()
+            self._window.clear()
+            root.nlookup = 1
+            self._nodes = {ROOT_ID: root}
+            self._by_key = {root.key: ROOT_ID}
+        released["nodes"] -= 1  # the root is the new session's too
+        return released
+
     def stats(self) -> dict[str, int]:
         """Counts of what this guest holds (for logs and tests)."""
         with self._lock:

@@ -83,6 +83,11 @@ class FuseClient:
         self.init_out = out
         return out
 
+    def destroy(self) -> None:
+        """Ends the FUSE session (what a guest's unmount sends); `init()` starts another."""
+        self.call(p.Opcode.DESTROY, 0, p.EMPTY)
+        self.init_out = None
+
     @property
     def map_alignment(self) -> int | None:
         """log2 of the DAX mapping alignment, or None when the back-end offers no DAX."""

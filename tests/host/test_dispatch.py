@@ -141,8 +141,26 @@ def test_requests_before_init_fail_with_eio(wire: Guest, guest: GuestSession) ->
     assert guest.stats()["nodes"] == 1
 
 
-def test_second_init_fails(ready: Guest) -> None:
-    ready.fails(errno.EIO, Op.INIT, 0, p.InitIn(7, 41))
+def test_second_init_starts_a_new_session(wire: Guest, guest: GuestSession,
+                                          mapper: WindowMapper, caplog) -> None:
+    """A guest reset without unmount: INIT answered as the first was, the old session's
+    handles, nodeids and window mappings released (the mapping through the mapper)."""
+    ready, first = wire, wire.init()
+    file_id = ready.lookup(ROOT, b"file").nodeid
+    fh = ready.open(file_id, os.O_RDWR)
+    ready.ok(Op.SETUPMAPPING, file_id, p.SetupmappingIn(fh, 0, 4096, 3, 0))
+    assert mapper.window.mapped_bytes() == 4096
+    with caplog.at_level(logging.INFO, "pagefs.host"):
+        assert ready.init() == first
+    assert mapper.window.mapped_bytes() == 0
+    assert guest.stats() == {"nodes": 1, "handles": 0, "mappings": 0}
+    ready.fails(errno.EBADF, Op.READ, file_id, p.ReadIn(fh, 0, 4))
+    ready.fails(errno.ESTALE, Op.GETATTR, file_id, p.GetattrIn())
+    assert [r.message for r in caplog.records if "new FUSE session" in r.message] == [
+        "guest 1: new FUSE session after INIT on a live session (guest reset); "
+        "released 1 nodeids, 1 handles, 1 mappings"
+    ]
+    assert ready.lookup(ROOT, b"file").nodeid != file_id
 
 
 def test_destroy_then_init_again(ready: Guest) -> None:

@@ -11,9 +11,22 @@ def test_requests_before_init_fail_and_init_announces_the_alignment(spec) -> Non
     assert s.err("LOOKUP", 0, 1, b"a") == {Errno.EIO}
     assert s.err("READ", 0, 1, 0, 1) == {Errno.EIO}
     assert s.ok("INIT", 0) == InitInfo(map_alignment=4)  # 16-byte pages
-    assert s.err("INIT", 0) == {Errno.EPROTO, Errno.EIO}
     assert s.err("LOOKUP", 0, 1, b"a") == {Errno.ENOENT}
     assert s.err("LOOKUP", 1, 1, b"a") == {Errno.EIO}  # guest 1 has not sent INIT
+
+
+def test_init_on_a_live_session_releases_the_old_one(spec) -> None:
+    """A guest reset without unmount: the new INIT ends the old session as DESTROY does."""
+    s = spec()
+    s.file(b"f", bytes(20))
+    s.mapped(0, b"f")
+    other = s.state.guests[1]
+    held = s.state.guests[0]
+    assert s.ok("INIT", 0) == InitInfo(map_alignment=4)
+    fresh = s.state.guests[0]
+    assert fresh.connected and not fresh.handles and set(fresh.nodes) == {1}
+    assert fresh.window == (None,) * 3 and s.state.guests[1] == other
+    assert (fresh.next_nodeid, fresh.next_fh) == (held.next_nodeid, held.next_fh)
 
 
 def test_destroy_releases_everything_the_guest_held(spec) -> None:
