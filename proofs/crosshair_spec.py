@@ -32,7 +32,7 @@ from pagefs.spec.registry import REGISTRY
 SYMBOLIC_CONFIG = Config(page_size=4, range_size=8, window_ranges=2, guests=2, name_max=4)
 """4-byte pages, 2-page ranges, 2-range windows: every edge within a few bytes."""
 
-SPEC_MODULES = ("rules", "times", "tree", "guests", "session", "namespace", "files",
+SPEC_MODULES = ("caching", "rules", "times", "tree", "guests", "session", "namespace", "files",
                 "mappings", "memory", "host")
 """The spec modules that carry contracts, cheapest first."""
 

@@ -13,6 +13,7 @@ import sys
 from types import ModuleType
 
 from pagefs.spec import (
+    caching,
     codec,
     datatypes,
     examples,
@@ -45,6 +46,7 @@ RULE_MODULES: tuple[tuple[str, ModuleType], ...] = (
     ("The host's tree", tree),
     ("Small rules", rules),
     ("Outcomes", outcomes),
+    ("Caching guests (pagefs-host --cache)", caching),
 )
 
 STATE_CLASSES = ("Config", "Inode", "Node", "Handle", "MappedRange", "Guest", "State")
@@ -173,8 +175,9 @@ def render() -> str:
             "owner, so `mode` is stored and reported but never enforced (ACCESS-MODE is "
             "about a handle's access mode). Also left out: hard links, extended "
             "attributes, locks, atime and ctime, device nodes (the tree has FIFOs only to "
-            "state CONFINE), and caching guests (a guest here asks the host every time; a "
-            "caching guest satisfies COH-META after the host's invalidation notice).", ""]
+            "state CONFINE), and the steps of caching guests (a guest here asks the host "
+            "every time; what a caching guest keeps of the properties is stated under "
+            "\"Caching guests\").", ""]
     text = "\n".join(out)
     while "\n\n\n" in text:
         text = text.replace("\n\n\n", "\n\n")

@@ -2,6 +2,7 @@
 
     pagefs-host --socket-path PATH --shared-dir DIR [--read-only] [--max-guests N]
                 [--window-size SIZE] [--handshake-timeout SECONDS] [--tag TAG]
+                [--cache never|auto|always]
                 [--log-level LEVEL]
     pagefs-host --fd FD --shared-dir DIR ...     (an inherited listening socket: libvirt)
     pagefs-host --print-capabilities
@@ -27,6 +28,8 @@ import threading
 import time
 from collections.abc import Callable
 
+from pagefs.impl.host import cache_policy
+from pagefs.impl.host.cache_policy import CachePolicy
 from pagefs.impl.host.dispatch import Dispatcher
 from pagefs.impl.host.listener import adopt_listener, bind_listener
 from pagefs.impl.host.options import (
@@ -55,7 +58,7 @@ class Daemon:
     def __init__(self, fs: PassthroughFS, listener: socket.socket, socket_path: str | None, *,
                  max_guests: int | None, window_size: int,
                  handshake_timeout: float = HANDSHAKE_SECONDS,
-                 device_config: bytes = b"") -> None:
+                 device_config: bytes = b"", cache: CachePolicy = cache_policy.DEFAULT) -> None:
         self._fs = fs
         self._listener = listener
         self._socket_path = socket_path
@@ -63,6 +66,7 @@ class Daemon:
         self._window_size = window_size
         self._handshake_timeout = handshake_timeout
         self._device_config = device_config
+        self._cache = cache
         self._lock = threading.Lock()
         self._guests: dict[threading.Thread, VhostUserBackend | None] = {}
         self._stopping = False
@@ -149,7 +153,8 @@ class Daemon:
                 if self._stopping:  # shutdown began before this guest's back-end existed
                     backend.stop()
             greeted, expired = threading.Event(), threading.Event()
-            handle = _noting_first_request(Dispatcher(session, mapper=backend).handle, greeted)
+            dispatcher = Dispatcher(session, mapper=backend, cache=self._cache)
+            handle = _noting_first_request(dispatcher.handle, greeted)
             watchdog = threading.Timer(self._handshake_timeout, self._end_silent_guest,
                                        args=(backend, greeted, expired, session.name))
             watchdog.daemon = True
@@ -286,10 +291,11 @@ def main(argv: list[str] | None = None) -> int:
     _raise_fd_limit()
     daemon = Daemon(fs, listener, args.socket_path, max_guests=args.max_guests,
                     window_size=args.window_size, handshake_timeout=args.handshake_timeout,
-                    device_config=_device_config(args.tag))
+                    device_config=_device_config(args.tag),
+                    cache=cache_policy.CACHE_POLICIES[args.cache])
     daemon.handle_stop_signals()
-    log.info("exporting %s%s on %s", fs.root, " read-only" if fs.read_only else "",
-             args.socket_path or f"inherited socket {args.fd}")
+    log.info("exporting %s%s on %s, --cache %s", fs.root, " read-only" if fs.read_only else "",
+             args.socket_path or f"inherited socket {args.fd}", args.cache)
     daemon.run()
     return 0
 

@@ -2,8 +2,9 @@
 
 `Dispatcher(session, mapper).handle(request)` decodes the request with `impl.protocol`,
 calls the guest's `GuestSession` (docs/ARCHITECTURE.md), and encodes the reply or the
-errno. It knows nothing of virtqueues. DAX mappings are granted by the session and then
-donated to the front-end through `mapper` (the vhost-user back-end's SHMEM_MAP/_UNMAP).
+errno; what a caching guest may keep is the `CachePolicy`'s (`--cache`). It knows nothing
+of virtqueues. DAX mappings are granted by the session and then donated to the front-end
+through `mapper` (the vhost-user back-end's SHMEM_MAP/_UNMAP).
 
 Nothing escapes `handle`: a filesystem failure becomes its errno, a malformed request
 EINVAL (or ENOSYS for an opcode we do not serve), and anything unexpected EIO with a log
@@ -25,6 +26,9 @@ from typing import TYPE_CHECKING, Protocol
 from pagefs.impl import protocol as p
 from pagefs.impl.protocol import constants as c
 from pagefs.impl.protocol.codec import ERRNO_LIMIT
+
+from . import cache_policy
+from .cache_policy import CachePolicy
 
 if TYPE_CHECKING:
     from .passthrough import Entry, GuestSession, MapGrant
@@ -59,9 +63,12 @@ class Mapper(Protocol):
 class Dispatcher:
     """Serves one guest's requests against its session; one per connection."""
 
-    def __init__(self, session: GuestSession, mapper: Mapper) -> None:
+    def __init__(self, session: GuestSession, mapper: Mapper,
+                 cache: CachePolicy = cache_policy.DEFAULT) -> None:
         self.session = session
         self.mapper = mapper
+        self.cache = cache
+        entry_reply = self._entry_reply
         self.initialized = False
         self._unsupported_logged: set[int] = set()
         # Requests arrive on several queues at once; the session's record of the window and
@@ -73,22 +80,24 @@ class Dispatcher:
         self._handlers: dict[int, Handler] = {
             c.Opcode.INIT: _typed(self._init),
             c.Opcode.DESTROY: _typed(self._destroy),
-            c.Opcode.LOOKUP: lambda u, n, b: _entry_reply(u, session.lookup(n, b.name)),
+            c.Opcode.LOOKUP: lambda u, n, b: entry_reply(u, session.lookup(n, b.name)),
             c.Opcode.FORGET: self._forget,
             c.Opcode.BATCH_FORGET: self._batch_forget,
             c.Opcode.INTERRUPT: lambda u, n, b: None,  # requests are served to the end, one by one
             c.Opcode.GETATTR: self._getattr,
             c.Opcode.SETATTR: self._setattr,
             c.Opcode.READLINK: _typed(lambda n, b: p.Data(session.readlink(n))),
-            c.Opcode.SYMLINK: lambda u, n, b: _entry_reply(
+            c.Opcode.SYMLINK: lambda u, n, b: entry_reply(
                 u, session.symlink(n, b.name, b.target)
             ),
-            c.Opcode.MKDIR: lambda u, n, b: _entry_reply(u, session.mkdir(n, b.name, b.mode)),
+            c.Opcode.MKDIR: lambda u, n, b: entry_reply(u, session.mkdir(n, b.name, b.mode)),
             c.Opcode.UNLINK: _typed(lambda n, b: _empty(session.unlink(n, b.name))),
             c.Opcode.RMDIR: _typed(lambda n, b: _empty(session.rmdir(n, b.name))),
             c.Opcode.RENAME: _typed(self._rename),
             c.Opcode.RENAME2: _typed(self._rename),
-            c.Opcode.OPEN: _typed(lambda n, b: p.OpenOut(session.open(n, b.flags), _FOPEN)),
+            c.Opcode.OPEN: _typed(
+                lambda n, b: p.OpenOut(session.open(n, b.flags), cache.open_flags)
+            ),
             c.Opcode.CREATE: _typed(self._create),
             c.Opcode.READ: _typed(self._read),
             c.Opcode.WRITE: _typed(lambda n, b: p.WriteOut(session.write(b.fh, b.offset, b.data))),
@@ -180,7 +189,8 @@ class Dispatcher:
             log.info("%s: INIT %d.%d refused: we need %d.%d or later", self._name, offer.major,
                      offer.minor, c.FUSE_KERNEL_VERSION, c.FUSE_MIN_MINOR_VERSION)
             raise OSError(errno.EPROTO, "protocol version too old")
-        wanted = c.InitFlag.BIG_WRITES | c.InitFlag.MAX_PAGES | c.InitFlag.MAP_ALIGNMENT
+        wanted = (c.InitFlag.BIG_WRITES | c.InitFlag.MAX_PAGES | c.InitFlag.MAP_ALIGNMENT
+                  | self.cache.init_flags)
         flags = offer.flags & wanted
         dax = bool(flags & c.InitFlag.MAP_ALIGNMENT)
         self.initialized = True
@@ -231,7 +241,8 @@ class Dispatcher:
 
     def _getattr(self, unique: int, nodeid: int, body: p.GetattrIn) -> bytes:
         fh = body.fh if body.getattr_flags & c.FUSE_GETATTR_FH else None
-        return p.encode_attr_reply(unique, attr_values(self.session.getattr(nodeid, fh)))
+        st = self.session.getattr(nodeid, fh)
+        return p.encode_attr_reply(unique, attr_values(st), self.cache.attr_timeout)
 
     def _setattr(self, unique: int, nodeid: int, body: p.SetattrIn) -> bytes:
         valid = c.SetattrValid(body.valid)
@@ -248,7 +259,7 @@ class Dispatcher:
             mtime_ns=_time_ns(valid, c.SetattrValid.MTIME, c.SetattrValid.MTIME_NOW,
                               body.mtime, body.mtimensec, now),
         )  # fmt: skip
-        return p.encode_attr_reply(unique, attr_values(st))
+        return p.encode_attr_reply(unique, attr_values(st), self.cache.attr_timeout)
 
     # -- names -----------------------------------------------------------------------
 
@@ -259,7 +270,14 @@ class Dispatcher:
 
     def _create(self, nodeid: int, body: p.CreateIn) -> p.CreateOut:
         entry, fh = self.session.create(nodeid, body.name, body.flags, body.mode)
-        return p.CreateOut(_entry(entry), p.OpenOut(fh, _FOPEN))
+        out = p.EntryOut(entry.nodeid, entry.generation, attr_from_stat(entry.attr),
+                         self.cache.entry_timeout, self.cache.attr_timeout)
+        return p.CreateOut(out, p.OpenOut(fh, self.cache.open_flags))
+
+    def _entry_reply(self, unique: int, entry: Entry) -> bytes:
+        return p.encode_entry_reply(unique, entry.nodeid, entry.generation,
+                                    attr_values(entry.attr), self.cache.entry_timeout,
+                                    self.cache.attr_timeout)
 
     # -- data --------------------------------------------------------------------------
 
@@ -337,12 +355,6 @@ class Dispatcher:
         return p.EMPTY
 
 
-# Nothing is cached on the guest's side that could go stale: zero entry and attribute
-# timeouts, and file data through DIRECT_IO when not through the DAX window (which the
-# guest kernel prefers over this flag).
-_FOPEN = int(c.OpenReplyFlag.DIRECT_IO)
-
-
 def attr_values(st: os.stat_result) -> tuple[int, ...]:
     """fuse_attr's fields from a host stat, in Attr's order: times split into seconds
     (two's complement) and ns; flags 0."""
@@ -368,14 +380,6 @@ def _encode_dev(dev: int) -> int:
         return 0
     major, minor = os.major(dev), os.minor(dev)
     return ((minor & 0xFF) | (major & 0xFFF) << 8 | (minor & ~0xFF) << 12) & _U32
-
-
-def _entry(entry: Entry) -> p.EntryOut:
-    return p.EntryOut(entry.nodeid, entry.generation, attr_from_stat(entry.attr))
-
-
-def _entry_reply(unique: int, entry: Entry) -> bytes:
-    return p.encode_entry_reply(unique, entry.nodeid, entry.generation, attr_values(entry.attr))
 
 
 def _typed(serve: Callable[[int, p.RequestBody], p.ReplyBody]) -> Handler:

@@ -6,6 +6,7 @@ import argparse
 import logging
 import math
 
+from pagefs.impl.host.cache_policy import CACHE_POLICIES, DEFAULT
 from pagefs.impl.protocol.virtio_fs import TAG_SIZE
 from pagefs.impl.transport.backend import DEFAULT_WINDOW_SIZE
 from pagefs.impl.transport.sizes import SIZE_SYNTAX, WINDOW_ALIGNMENT, parse_window_size
@@ -49,9 +50,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="serve an inherited listening unix socket instead of "
                         "--socket-path (what libvirt passes)")
     parser.add_argument("--shared-dir", metavar="DIR", help="host directory to export")
-    parser.add_argument("--cache", choices=["never"],
-                        help="accepted for virtiofsd compatibility: pagefs-host never lets a "
-                        "guest cache entries or attributes")
+    parser.add_argument("--cache", choices=sorted(CACHE_POLICIES), default=DEFAULT.name,
+                        help="what a guest kernel without DAX may cache (virtiofsd's modes): "
+                        "never = direct I/O, no shared mmap; auto = page cache dropped when "
+                        "size or mtime changes, attributes re-asked every time; always = "
+                        f"page cache and names kept (default {DEFAULT.name}); DAX mappings are "
+                        "the host's pages in every mode")
     parser.add_argument("--read-only", action="store_true",
                         help="refuse every write path with EROFS; donate read-only fds only")
     parser.add_argument("--max-guests", type=_positive, metavar="N",

@@ -162,16 +162,18 @@ def encode_reply(unique: int, body: ReplyBody) -> bytes:
     return pack(OUT_HEADER, OUT_HEADER.size + len(payload), 0, unique) + payload
 
 
-def encode_attr_reply(unique: int, attr: tuple[int, ...]) -> bytes:
-    """encode_reply(unique, AttrOut(Attr(*attr))), packed in one call: `attr` holds the
-    fuse_attr fields in Attr's order (flags last); the attribute timeout is zero."""
-    return pack(ATTR_REPLY, ATTR_REPLY.size, 0, unique, 0, 0, *attr)
+def encode_attr_reply(unique: int, attr: tuple[int, ...], attr_valid: int = 0) -> bytes:
+    """encode_reply(unique, AttrOut(Attr(*attr), attr_valid)), packed in one call: `attr`
+    holds the fuse_attr fields in Attr's order (flags last); timeouts in whole seconds."""
+    return pack(ATTR_REPLY, ATTR_REPLY.size, 0, unique, attr_valid, 0, *attr)
 
 
-def encode_entry_reply(unique: int, nodeid: int, generation: int, attr: tuple[int, ...]) -> bytes:
-    """encode_reply(unique, EntryOut(nodeid, generation, Attr(*attr))) in one call, with
-    zero entry and attribute timeouts."""
-    return pack(ENTRY_REPLY, ENTRY_REPLY.size, 0, unique, nodeid, generation, 0, 0, 0, 0, *attr)
+def encode_entry_reply(unique: int, nodeid: int, generation: int, attr: tuple[int, ...],
+                       entry_valid: int = 0, attr_valid: int = 0) -> bytes:
+    """encode_reply(unique, EntryOut(nodeid, generation, Attr(*attr), entry_valid,
+    attr_valid)) in one call; timeouts in whole seconds."""
+    return pack(ENTRY_REPLY, ENTRY_REPLY.size, 0, unique, nodeid, generation, entry_valid,
+                attr_valid, 0, 0, *attr)
 
 
 def encode_error(unique: int, err: int) -> bytes:

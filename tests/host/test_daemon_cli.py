@@ -213,11 +213,25 @@ def test_an_inherited_listening_socket_as_libvirt_passes_it(tmp_path: Path) -> N
     (("--fd", "1", "--socket-path", "/tmp/x.sock", "--shared-dir", "/tmp"), 2, "exclude"),
     (("--fd", "x", "--shared-dir", "/tmp"), 2, "not a descriptor"),
     (("--fd", "0", "--shared-dir", "/tmp"), 1, "not an open socket"),
-    (("--cache", "always", "--socket-path", "/tmp/x.sock", "--shared-dir", "/tmp"), 2,
+    (("--cache", "sometimes", "--socket-path", "/tmp/x.sock", "--shared-dir", "/tmp"), 2,
      "--cache"),
 ])
 def test_bad_inherited_sockets_and_cache_modes(args, code: int, fragment: str) -> None:
     one_line_error(run_cli(*args), code, fragment)
+
+
+@pytest.mark.parametrize(("mode", "open_flags", "timeout"), [
+    (None, 0, 0), ("never", 1, 0), ("always", 2, 86400)])  # FOPEN_DIRECT_IO, _KEEP_CACHE
+def test_cache_modes_reach_the_guest(tmp_path: Path, mode: str | None, open_flags: int,
+                                     timeout: int) -> None:
+    (tmp_path / "file").write_bytes(b"data")
+    options = ("--cache", mode) if mode else ()
+    with host_daemon(str(tmp_path), options=options) as host:
+        with FuseClient.connect(host.socket_path, window_size=WINDOW_SIZE) as guest:
+            entry = guest.lookup(1, b"file")
+            assert (entry.entry_valid, entry.attr_valid) == (timeout, timeout)
+            assert guest.open(entry.nodeid, os.O_RDWR).open_flags == open_flags
+        assert f"--cache {mode or 'auto'}" in host.log()
 
 
 def test_sigterm_delivered_to_a_guest_thread_still_stops_the_daemon(tmp_path: Path) -> None:

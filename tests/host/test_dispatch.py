@@ -18,6 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pagefs.impl import protocol as p
+from pagefs.impl.host import cache_policy
 from pagefs.impl.host.dispatch import MAX_TRANSFER, Dispatcher, attr_from_stat
 from pagefs.impl.host.passthrough import GuestSession, PassthroughFS
 from pagefs.impl.protocol import constants as c
@@ -246,10 +247,41 @@ def test_read_write_and_size_follow_the_host(ready: Guest, export: Path) -> None
     ready.fails(errno.EBADF, Op.READ, nodeid, p.ReadIn(fh, 0, 1))
 
 
-def test_open_reply_asks_for_direct_io(ready: Guest) -> None:
+@pytest.mark.parametrize(("mode", "open_flags", "timeout", "auto_inval"), [
+    ("never", c.OpenReplyFlag.DIRECT_IO, 0, False),
+    ("auto", 0, 0, True),
+    ("always", c.OpenReplyFlag.KEEP_CACHE, cache_policy.TIMEOUT_ALWAYS, False),
+])
+def test_cache_modes_set_what_a_guest_kernel_may_keep(
+    guest: GuestSession, mapper: WindowMapper, mode: str, open_flags: int, timeout: int,
+    auto_inval: bool,
+) -> None:
+    """--cache: FOPEN flags of OPEN and CREATE, entry and attribute timeouts of every
+    entry and attribute reply, and FUSE_AUTO_INVAL_DATA asked at INIT."""
+    wire = Guest(Dispatcher(guest, mapper, cache_policy.CACHE_POLICIES[mode]))
+    out = wire.init(DAX_OFFER | c.InitFlag.AUTO_INVAL_DATA)
+    assert bool(out.flags & c.InitFlag.AUTO_INVAL_DATA) == auto_inval
+    assert out.flags & c.InitFlag.MAP_ALIGNMENT  # DAX is offered in every mode
+    entry = wire.lookup(ROOT, b"file")
+    assert (entry.entry_valid, entry.attr_valid) == (timeout, timeout)
+    assert wire.ok(Op.OPEN, entry.nodeid, p.OpenIn(os.O_RDONLY)).open_flags == open_flags
+    assert wire.ok(Op.GETATTR, entry.nodeid, p.GetattrIn()).attr_valid == timeout
+    setattr_out = wire.ok(Op.SETATTR, entry.nodeid, p.SetattrIn(c.SetattrValid.SIZE, size=3))
+    assert setattr_out.attr_valid == timeout
+    created = wire.ok(Op.CREATE, ROOT, p.CreateIn(os.O_RDWR, stat.S_IFREG | 0o644, b"c"))
+    assert created.open.open_flags == open_flags
+    assert (created.entry.entry_valid, created.entry.attr_valid) == (timeout, timeout)
+    made = wire.ok(Op.MKDIR, ROOT, p.MkdirIn(0o755, b"d"))
+    assert (made.entry_valid, made.attr_valid) == (timeout, timeout)
+    assert wire.ok(Op.OPENDIR, ROOT, p.OpenIn(os.O_RDONLY)).open_flags == 0
+
+
+def test_the_default_cache_mode_lets_a_guest_kernel_map_shared(ready: Guest) -> None:
+    """No FOPEN_DIRECT_IO by default: Linux refuses MAP_SHARED on direct-I/O files."""
     nodeid = ready.lookup(ROOT, b"file").nodeid
-    out = ready.ok(Op.OPEN, nodeid, p.OpenIn(os.O_RDONLY))
-    assert out.open_flags & c.OpenReplyFlag.DIRECT_IO
+    out = ready.ok(Op.OPEN, nodeid, p.OpenIn(os.O_RDWR))
+    assert not out.open_flags & c.OpenReplyFlag.DIRECT_IO
+    assert cache_policy.DEFAULT is cache_policy.AUTO
 
 
 def test_setattr_size_mode_and_times(ready: Guest, export: Path) -> None:
@@ -279,7 +311,6 @@ def test_namespace_requests_change_the_host_tree(ready: Guest, export: Path) -> 
     d = ready.ok(Op.MKDIR, ROOT, p.MkdirIn(0o755, b"new")).nodeid
     assert (export / "new").is_dir()
     created = ready.ok(Op.CREATE, d, p.CreateIn(os.O_RDWR, stat.S_IFREG | 0o644, b"f"))
-    assert created.open.open_flags & c.OpenReplyFlag.DIRECT_IO
     ready.ok(Op.WRITE, created.entry.nodeid, p.WriteIn(created.open.fh, 0, b"made"))
     assert (export / "new" / "f").read_bytes() == b"made"
     ready.ok(Op.RELEASE, created.entry.nodeid, p.ReleaseIn(created.open.fh))
@@ -410,3 +441,11 @@ def test_any_request_sequence_gets_a_reply_or_none_and_never_raises(
         guest.dispatcher.session.close()
         guest.dispatcher.mapper.window.close()
         fs.close()
+
+
+def test_the_daemon_serves_the_cache_modes_the_spec_states() -> None:
+    from pagefs.spec import caching
+
+    assert tuple(cache_policy.CACHE_POLICIES) == caching.CACHE_MODES
+    for mode in caching.CACHE_MODES:
+        assert caching.staleness(mode)

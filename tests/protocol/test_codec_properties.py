@@ -135,19 +135,24 @@ def test_request_values_are_the_decoded_request(request: p.Request) -> None:
     )
 
 
-@given(u64, attr)
-def test_one_call_attr_reply_is_the_typed_one(unique: int, fields: p.Attr) -> None:
+@given(u64, attr, u64)
+def test_one_call_attr_reply_is_the_typed_one(unique: int, fields: p.Attr, valid: int) -> None:
     values = tuple(getattr(fields, f) for f in p.Attr.__slots__)
     assert p.encode_attr_reply(unique, values) == p.encode_reply(unique, p.AttrOut(fields))
+    assert p.encode_attr_reply(unique, values, valid) == p.encode_reply(
+        unique, p.AttrOut(fields, valid))
 
 
-@given(u64, u64, u64, attr)
+@given(u64, u64, u64, attr, u64, u64)
 def test_one_call_entry_reply_is_the_typed_one(
-    unique: int, nodeid: int, generation: int, fields: p.Attr
+    unique: int, nodeid: int, generation: int, fields: p.Attr, entry_valid: int, attr_valid: int
 ) -> None:
     values = tuple(getattr(fields, f) for f in p.Attr.__slots__)
     typed = p.encode_reply(unique, p.EntryOut(nodeid, generation, fields))
     assert p.encode_entry_reply(unique, nodeid, generation, values) == typed
+    typed = p.encode_reply(unique, p.EntryOut(nodeid, generation, fields, entry_valid, attr_valid))
+    assert p.encode_entry_reply(unique, nodeid, generation, values, entry_valid,
+                                attr_valid) == typed
 
 
 def test_one_call_replies_refuse_out_of_range_fields() -> None:
