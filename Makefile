@@ -25,7 +25,7 @@ test-all: $(STAMP)
 
 ## make verify: spec self-checks, CrossHair, z3 proofs and a quick conformance run, as one table
 verify: $(STAMP)
-	$(PY) -m pagefs.proofs.verify
+	$(PY) -m pagefs.verify
 
 ## make conformance: the full conformance matrix; reports land in reports/
 conformance: $(STAMP)

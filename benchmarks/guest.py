@@ -33,11 +33,11 @@ from fuse_mount import bindfs_mount, check_bindfs
 from harness import Case, compare, print_table, run_command, throughput_mib_s
 from pingpong import WORD_BYTES, ping_pong
 
+from pagefs.impl.client.host_daemon import HostDaemon, host_daemon
+from pagefs.impl.client.virtiofsd import Virtiofsd, find_virtiofsd
 from pagefs.impl.guest import safemem
 from pagefs.impl.guest.connect import connect
 from pagefs.impl.guest.memprobe import memory_per_guest
-from pagefs.impl.host.launcher import HostDaemon, host_daemon
-from pagefs.impl.transport.virtiofsd import Virtiofsd, find_virtiofsd
 
 MiB = 1 << 20
 SEQ_CHUNK = MiB

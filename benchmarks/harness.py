@@ -19,8 +19,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from pagefs.impl.host.launcher import HostDaemonError
-from pagefs.impl.transport.virtiofsd import VirtiofsdError
+from pagefs.impl.client.host_daemon import HostDaemonError
+from pagefs.impl.client.virtiofsd import VirtiofsdError
 
 _load_during_runs: list[float] = []  # 1-minute load average after each run
 

@@ -25,11 +25,11 @@ from contextlib import ExitStack, contextmanager
 from harness import Case, compare, median_time_us, paired, print_table, run_command
 
 from pagefs.impl import protocol as p
-from pagefs.impl.host.launcher import host_daemon
+from pagefs.impl.client.fuse_client import FuseClient
+from pagefs.impl.client.host_daemon import host_daemon
+from pagefs.impl.client.virtiofsd import Virtiofsd
 from pagefs.impl.protocol.constants import FUSE_ROOT_ID
 from pagefs.impl.transport.frontend import REQUEST_QUEUE, VhostUserFrontend
-from pagefs.impl.transport.fuse_client import FuseClient
-from pagefs.impl.transport.virtiofsd import Virtiofsd
 
 # The other process of the floor: answer every ping with a pong; a count of 2 means leave.
 PONG = """

@@ -26,7 +26,7 @@ from __future__ import annotations
 import os
 from abc import ABC, abstractmethod
 
-from pagefs.impl.host.passthrough import DirEntry, Entry
+from pagefs.impl.filesystem import DirEntry, Entry
 
 # Capabilities: what the suite may ask of a target.
 MAPPINGS = "mappings"  # SETUPMAPPING/REMOVEMAPPING, LOAD/STORE through a DAX window

@@ -25,7 +25,7 @@ from functools import cache
 from pathlib import Path
 from types import ModuleType
 
-from pagefs.proofs.verify import Row
+from pagefs.proofs.table import Row
 from pagefs.spec.datatypes import O_RDWR, Config, State, initial_state
 from pagefs.spec.registry import REGISTRY
 

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from pagefs.proofs.verify import Row
+from pagefs.proofs.table import Row
 from pagefs.spec import codec, document
 from pagefs.spec.datatypes import (
     FAULT,

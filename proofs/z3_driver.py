@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterable, Iterator
 
 from pagefs.proofs import bmc, inductive, invariants, refinement, seeded_bugs, transitions
-from pagefs.proofs.verify import Row, render
+from pagefs.proofs.table import Row, render
 
 BMC_K_QUICK = 4  # about a minute on an idle core; see proofs/README.md
 BMC_K_THOROUGH = 5

@@ -135,7 +135,7 @@ class DaemonFactory(TargetFactory):
 
 
 def _serve_pagefs(export: str, read_only: bool, stack: contextlib.ExitStack) -> Served:
-    from pagefs.impl.host.launcher import host_daemon
+    from pagefs.impl.client.host_daemon import host_daemon
     daemon = stack.enter_context(host_daemon(export, read_only=read_only))
     return Served(daemon.socket_path, daemon.open_fds, daemon.process, daemon.log)
 
@@ -146,7 +146,7 @@ def PagefsFactory() -> DaemonFactory:  # noqa: N802 (a factory of factories, nam
 
 
 def virtiofsd_factory(cache: str = "auto") -> DaemonFactory:
-    from pagefs.impl.transport.virtiofsd import CACHE_MODES, Virtiofsd
+    from pagefs.impl.client.virtiofsd import CACHE_MODES, Virtiofsd
     if cache not in CACHE_MODES:
         raise ValueError(f"virtiofsd cache mode {cache!r} is not one of {', '.join(CACHE_MODES)}")
 

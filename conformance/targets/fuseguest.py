@@ -13,9 +13,9 @@ import errno
 import os
 
 from pagefs.conformance.target import ROOT_NODEID, DirEntry, Entry, Guest
+from pagefs.impl.client.fuse_client import FuseClient
 from pagefs.impl.guest import safemem
 from pagefs.impl.protocol import replies
-from pagefs.impl.transport.fuse_client import FuseClient
 
 
 def stat_of(attr: replies.Attr) -> os.stat_result:

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import errno
 
+from pagefs.impl.client.fuse_client import DEFAULT_TIMEOUT, FuseClient
 from pagefs.impl.guest import safemem
 from pagefs.impl.guest.share import FORGET_THRESHOLD, Share
 from pagefs.impl.guest.window import DEFAULT_RANGE_SIZE, DaxWindow
-from pagefs.impl.transport.fuse_client import DEFAULT_TIMEOUT, FuseClient
 from pagefs.impl.transport.sizes import window_size_problem
 from pagefs.impl.transport.vhost_user import ProtocolError as VhostUserProtocolError
 

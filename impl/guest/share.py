@@ -28,11 +28,11 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from pagefs.impl.client.fuse_client import FuseClient
 from pagefs.impl.guest.datapath import DataPath, check_offset
 from pagefs.impl.guest.mapping import Mapping
 from pagefs.impl.guest.window import DaxWindow
 from pagefs.impl.protocol import Attr, EntryOut, open_flags
-from pagefs.impl.transport.fuse_client import FuseClient
 
 ROOT_ID = 1
 MAX_SYMLINK_HOPS = 40  # Linux's limit on symlinks followed in one path walk

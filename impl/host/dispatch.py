@@ -24,6 +24,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 from pagefs.impl import protocol as p
+from pagefs.impl.filesystem import Entry, MapGrant
 from pagefs.impl.protocol import constants as c
 from pagefs.impl.protocol.codec import ERRNO_LIMIT
 
@@ -31,7 +32,7 @@ from . import cache_policy
 from .cache_policy import CachePolicy
 
 if TYPE_CHECKING:
-    from .passthrough import Entry, GuestSession, MapGrant
+    from .passthrough import GuestSession
 
 log = logging.getLogger("pagefs.host")
 

@@ -24,6 +24,7 @@ import threading
 from dataclasses import dataclass
 from functools import wraps
 
+from pagefs.impl.filesystem import DirEntry, Entry, MapGrant
 from pagefs.impl.protocol import open_flags
 
 from . import confine, syscalls
@@ -37,35 +38,6 @@ _MAX_FILE_OFFSET = (1 << 63) - 1
 _MAX_WINDOW_OFFSET = (1 << 64) - 1
 _RENAME_NOREPLACE = 1
 _RENAME_EXCHANGE = 2
-
-
-@dataclass(frozen=True)
-class Entry:
-    """A LOOKUP-like reply: the guest now holds one more lookup of `nodeid`."""
-
-    nodeid: int
-    generation: int
-    attr: os.stat_result
-
-
-@dataclass(frozen=True)
-class DirEntry:
-    """One READDIR entry; `offset` is the cookie that resumes the listing after it."""
-
-    ino: int
-    offset: int
-    type: int  # DT_*: stat.S_IFMT(mode) >> 12
-    name: bytes
-
-
-@dataclass(frozen=True)
-class MapGrant:
-    """A file range the caller may donate to the guest's window; the caller closes `fd`."""
-
-    fd: int
-    fd_offset: int
-    length: int
-    writable: bool
 
 
 @dataclass

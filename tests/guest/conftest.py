@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from pagefs.impl.client.host_daemon import HostDaemon, host_daemon
 from pagefs.impl.guest.connect import connect
 from pagefs.impl.guest.share import Share
-from pagefs.impl.host.launcher import HostDaemon, host_daemon
 
 WINDOW_SIZE = 16 * 1024 * 1024
 

@@ -8,7 +8,7 @@ import sys
 import threading
 from pathlib import Path
 
-from pagefs.impl.host.launcher import HostDaemon
+from pagefs.impl.client.host_daemon import HostDaemon
 
 
 def run(host: HostDaemon, *args: str, stdin: bytes = b"") -> subprocess.CompletedProcess:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from pagefs.impl.client.virtiofsd import Virtiofsd
 from pagefs.impl.guest.connect import connect
-from pagefs.impl.transport.virtiofsd import Virtiofsd
 
 pytestmark = pytest.mark.needs_root
 

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from pagefs.impl.client.host_daemon import HostDaemon, host_daemon
 from pagefs.impl.guest.connect import connect
 from pagefs.impl.guest.memprobe import memory_per_guest
 from pagefs.impl.guest.share import Share
-from pagefs.impl.host.launcher import HostDaemon, host_daemon
 
 MiB = 1024 * 1024
 RANGE = 2 * MiB

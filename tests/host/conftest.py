@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from pagefs_waits import wait_until as poll_until
 
-from pagefs.impl.host.launcher import HostDaemon, host_daemon
+from pagefs.impl.client.fuse_client import FuseClient
+from pagefs.impl.client.host_daemon import HostDaemon, host_daemon
 from pagefs.impl.host.passthrough import GuestSession, PassthroughFS
-from pagefs.impl.transport.fuse_client import FuseClient
 
 # Small enough that many guests in one test process do not crowd its address space.
 WINDOW_SIZE = 64 << 20

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from pagefs_waits import assert_child_dies_with_holder, wait_until
 
-from pagefs.impl.host.launcher import PAGEFS_HOST, HostDaemonError, command, host_daemon
-from pagefs.impl.transport.fuse_client import FuseClient
+from pagefs.impl.client.fuse_client import FuseClient
+from pagefs.impl.client.host_daemon import PAGEFS_HOST, HostDaemonError, command, host_daemon
 from pagefs.impl.transport.unix_socket import is_listening
 
 from .conftest import WINDOW_SIZE
@@ -248,7 +248,7 @@ def test_sigterm_delivered_to_a_guest_thread_still_stops_the_daemon(tmp_path: Pa
 
 HOLD_HOST = """
 import sys, time
-from pagefs.impl.host.launcher import host_daemon
+from pagefs.impl.client.host_daemon import host_daemon
 with host_daemon(sys.argv[1]) as host:
     print(host.pid, flush=True)
     time.sleep(3600)

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from pagefs.impl.host.launcher import host_daemon
+from pagefs.impl.client.fuse_client import FuseClient
+from pagefs.impl.client.host_daemon import host_daemon
 from pagefs.impl.protocol.virtio_fs import TAG_SIZE, VirtioFsConfig
 from pagefs.impl.transport.frontend import VhostUserFrontend
-from pagefs.impl.transport.fuse_client import FuseClient
 from pagefs.impl.transport.vhost_user import ProtocolFeature, bit
 
 CONFIG_SIZE = TAG_SIZE + 8  # tag, num_request_queues, notify_buf_size

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from pagefs.impl.host.launcher import host_daemon
-from pagefs.impl.transport.fuse_client import FuseClient
+from pagefs.impl.client.fuse_client import FuseClient
+from pagefs.impl.client.host_daemon import host_daemon
 
 from .conftest import WINDOW_SIZE, expect_errno, wait_until
 

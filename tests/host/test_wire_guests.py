@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from pagefs.impl.host.launcher import host_daemon
+from pagefs.impl.client.fuse_client import FuseClient
+from pagefs.impl.client.host_daemon import host_daemon
 from pagefs.impl.transport import mapping
-from pagefs.impl.transport.fuse_client import FuseClient
 
 from .conftest import WINDOW_SIZE, expect_errno, wait_until
 
@@ -186,7 +186,7 @@ def test_two_guests_share_the_same_file_pages(daemon, area) -> None:
 
 GUEST = textwrap.dedent("""
     import os, sys, time
-    from pagefs.impl.transport.fuse_client import FuseClient
+    from pagefs.impl.client.fuse_client import FuseClient
     guest = FuseClient.connect(sys.argv[1], window_size=64 << 20)
     top = guest.lookup(1, sys.argv[2].encode()).nodeid
     for i in range(20):

@@ -12,7 +12,7 @@ import struct
 
 import pytest
 
-from pagefs.impl.transport.fuse_client import FuseClient
+from pagefs.impl.client.fuse_client import FuseClient
 
 from .conftest import expect_errno
 

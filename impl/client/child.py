@@ -13,20 +13,12 @@ process: start such children from a thread that lives as long as they should.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import os
 import signal
 from collections.abc import Callable
 
-PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
-
-# Looked up before any fork: the child runs only the prctl call itself.
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-_prctl = _libc.prctl
-_prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
-                   ctypes.c_ulong]
-_prctl.restype = ctypes.c_int
+# Imported before any fork: the child runs only the prctl call itself.
+from pagefs.impl.client._child import ffi, lib
 
 
 def die_with_parent(signum: int = signal.SIGTERM) -> Callable[[], None]:
@@ -34,8 +26,8 @@ def die_with_parent(signum: int = signal.SIGTERM) -> Callable[[], None]:
     parent = os.getpid()
 
     def arm() -> None:
-        if _prctl(PR_SET_PDEATHSIG, signum, 0, 0, 0) != 0:
-            err = ctypes.get_errno()
+        if lib.pagefs_set_pdeathsig(signum) != 0:
+            err = ffi.errno
             raise OSError(err, f"prctl(PR_SET_PDEATHSIG): {os.strerror(err)}")
         # the parent may have died between fork and prctl: then nobody will signal us
         if os.getppid() != parent:

@@ -9,7 +9,7 @@ The daemon is ready when its socket is listening (read from /proc/net/unix, so n
 probe connection ever reaches it as a guest). At exit it gets SIGTERM and
 `stop_timeout` seconds to go; after that it is killed. A daemon that leaves its socket
 behind or dies on its own is reported as an error, with its log. If the process holding
-the `with` block is killed, the daemon gets SIGTERM from the kernel (transport/child.py).
+the `with` block is killed, the daemon gets SIGTERM from the kernel (client/child.py).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 
-from pagefs.impl.transport.child import die_with_parent
+from pagefs.impl.client.child import die_with_parent
 from pagefs.impl.transport.unix_socket import is_listening
 
 

@@ -13,9 +13,9 @@ import pytest
 from pagefs_waits import wait_until
 
 from pagefs.impl import protocol as p
-from pagefs.impl.host.launcher import host_daemon
+from pagefs.impl.client.fuse_client import FuseClient
+from pagefs.impl.client.host_daemon import host_daemon
 from pagefs.impl.protocol.constants import FUSE_ROOT_ID
-from pagefs.impl.transport.fuse_client import FuseClient
 
 
 def all_stopped(pid: int) -> bool:

@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 from pagefs_waits import assert_child_dies_with_holder
 
-from pagefs.impl.protocol.constants import FUSE_ROOT_ID
-from pagefs.impl.transport.fuse_client import FuseClient
-from pagefs.impl.transport.virtiofsd import (
+from pagefs.impl.client.fuse_client import FuseClient
+from pagefs.impl.client.virtiofsd import (
     DEBIAN_PACKAGE,
     Virtiofsd,
     VirtiofsdError,
 )
+from pagefs.impl.protocol.constants import FUSE_ROOT_ID
 
 ROOT = FUSE_ROOT_ID
 
@@ -149,7 +149,7 @@ def test_launcher_stops_an_unused_daemon_and_removes_its_socket(shared: Path) ->
 
 HOLD_VIRTIOFSD = """
 import sys, time
-from pagefs.impl.transport.virtiofsd import Virtiofsd
+from pagefs.impl.client.virtiofsd import Virtiofsd
 with Virtiofsd(sys.argv[1]) as daemon:
     print(daemon.process.pid, flush=True)
     time.sleep(3600)

@@ -16,7 +16,7 @@ import subprocess
 import tempfile
 import time
 
-from pagefs.impl.transport.child import die_with_parent
+from pagefs.impl.client.child import die_with_parent
 from pagefs.impl.transport.unix_socket import is_listening
 
 DEFAULT_BINARY = "/usr/lib/qemu/virtiofsd"

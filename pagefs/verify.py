@@ -1,0 +1,86 @@
+"""`make verify`: run every check that backs pagefs's claims and print one table.
+
+The driver sits above both layers it runs: each stage is a function
+``rows(quick: bool) -> Iterable[Row]`` named as ``module:function``; the proof stages
+live in ``proofs/``, the conformance stage turns a ``conformance.quick`` report into rows
+here, so neither layer imports the other. The driver imports each stage, runs it, times
+it, and reports. A stage that is missing or
+raises is itself a failing row, so nothing goes unchecked silently.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import time
+import traceback
+from collections.abc import Iterator
+
+from pagefs.proofs.table import Row, render
+
+# Order matters only for reading: cheapest and most fundamental first.
+STAGES: tuple[tuple[str, str], ...] = (
+    ("spec self-checks", "pagefs.proofs.spec_selfcheck:rows"),
+    ("CrossHair", "pagefs.proofs.crosshair_spec:rows"),
+    ("z3", "pagefs.proofs.z3_driver:rows"),
+    ("conformance", "pagefs.verify:conformance_rows"),
+)
+
+
+def conformance_rows(quick: bool = True) -> Iterator[Row]:
+    """The quick conformance run of the pagefs target, one row per property."""
+    from pagefs.conformance import quick as stage
+    from pagefs.conformance.report import ERROR, FAIL, NA, PASS
+
+    budget = stage.budget(quick)
+    report = stage.report(quick)
+    method = f"hypothesis stateful, {budget['examples']:g} cases x {budget['steps']:g} steps"
+    for v in report.verdicts:
+        result = {PASS: "pass", FAIL: "FAIL", NA: "n/a", ERROR: "ERROR"}[v.result]
+        detail = v.detail
+        if v.result == FAIL and v.trace:
+            # The shortest trace, on one line: the failing step last.
+            detail = " | ".join(line.strip() for line in v.trace[-4:])
+        yield Row(v.property, f"pagefs ({v.family})", method if v.result != NA else "-",
+                  result, v.ok, v.seconds, detail)
+
+
+def _run_stage(name: str, where: str, quick: bool) -> Iterator[Row]:
+    start = time.monotonic()
+    module, function = where.split(":")
+    try:
+        stage = getattr(importlib.import_module(module), function)
+        yield from stage(quick=quick)
+    except Exception as exc:  # a broken stage is a failed check, never a crash of the table
+        traceback.print_exc(file=sys.stderr)
+        yield Row(name, where, name, "ERROR", False, time.monotonic() - start,
+                  f"{type(exc).__name__}: {exc}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="pagefs-verify", description=__doc__.splitlines()[0])
+    parser.add_argument("--stage", action="append", choices=[s for s, _ in STAGES],
+                        help="run only this stage (repeatable)")
+    parser.add_argument("--thorough", action="store_true",
+                        help="larger budgets and bounds than the default quick run")
+    args = parser.parse_args(argv)
+    rows: list[Row] = []
+    for name, module in STAGES:
+        if args.stage and name not in args.stage:
+            continue
+        print(f"== {name}", file=sys.stderr, flush=True)
+        for row in _run_stage(name, module, quick=not args.thorough):
+            print(f"   {row.result:<8} {row.property} / {row.operation} ({row.method})",
+                  file=sys.stderr, flush=True)
+            rows.append(row)
+    print(render(rows))
+    failed = [r for r in rows if not r.ok]
+    print(f"\n{len(rows) - len(failed)} passed, {len(failed)} failed")
+    for r in failed:
+        print(f"FAILED: {r.property} / {r.operation} ({r.method}): {r.detail}")
+    return 1 if failed or not rows else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
