@@ -3,27 +3,27 @@
 A step the spec cannot explain is first put to the spec's own property predicates
 (`pagefs.spec.properties.step_violations`), with the observed result in place of an
 allowed one. What they cannot judge -- the host's view after a guest store, attributes,
-errnos, identifier confusion -- is named here, from the operation, the errnos the spec
-allowed, and a little history the machine keeps (who last wrote a byte, which handle a
-mapping came through).
+errnos, identifier confusion -- is named here, from what the operation's declaration
+says of it (`operations.py`: what it reads, returns, goes through, how it confines), the
+errnos the spec allowed, and a little history the machine keeps (who last wrote a byte,
+which handle a mapping came through).
+
+`RULES` is the order of the questions asked; the first that names a property decides,
+and an operation's declared fallback answers when none does.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pagefs.conformance import target as t
+from pagefs.conformance.operations import BY_NAME, Operation, Returns, Subject
 from pagefs.conformance.session import Bindings, Check, Observed
 from pagefs.spec import REGISTRY, Err, Errno, Fault, Ok, Outcome, State
-from pagefs.spec.datatypes import Attr, Created, Entry, FileKind, HandleKind
+from pagefs.spec.datatypes import Attr, Created, Entry, HandleKind
 from pagefs.spec.properties import Step, step_violations
 from pagefs.spec.tree import resolve_path
-
-_NAMESPACE_OPS = {"LOOKUP", "CREATE", "MKDIR", "UNLINK", "RMDIR", "RENAME", "READDIR",
-                  "OPENDIR", "RELEASEDIR", "SYMLINK", "READLINK", "STATFS"}
-_WRITE_PATH = {"WRITE", "CREATE", "SETATTR", "UNLINK", "RMDIR", "MKDIR", "RENAME",
-               "SYMLINK", "SETUPMAPPING", "STORE", "OPEN"}
-_ATTR_OPS = {"GETATTR", "SETATTR", "LOOKUP", "host.stat", "CREATE", "MKDIR", "SYMLINK"}
 
 
 @dataclass
@@ -146,92 +146,153 @@ def _errnos(check: Check) -> set[Errno]:
     return {r.errno for r in check.allowed if isinstance(r, Err)}
 
 
-def _lifetime(state: State, check: Check, history: History) -> bool:
+@dataclass(frozen=True)
+class _Departure:
+    """One departing step, with what the rules ask of it."""
+
+    state: State
+    bindings: Bindings
+    check: Check
+    history: History
+    op: Operation
+    guest: int | None
+    errnos: set[Errno]
+
+    @property
+    def both_ok(self) -> bool:
+        """The target succeeded and the spec allowed a success, yet they differ."""
+        return self.check.observed.kind == "ok" and self.allows_ok
+
+    @property
+    def allows_ok(self) -> bool:
+        return any(isinstance(r, Ok) for r in self.check.allowed)
+
+
+def _reclaim(d: _Departure) -> set[str] | None:
+    """A guest failed where the spec says it works, after another guest was destroyed."""
+    if d.guest is not None and d.history.destroyed - {d.guest} and \
+            d.check.observed.kind != "ok" and d.allows_ok:
+        return {"RECLAIM"}
+    return None
+
+
+def _lifetime(d: _Departure) -> set[str] | None:
     """A data access that failed where the spec says the file lives on: after RELEASE of
     the handle a mapping came through, or after the host unlinked the name."""
-    if check.observed.kind == "ok" or not any(isinstance(r, Ok) for r in check.allowed):
-        return False
-    if check.op in ("LOAD", "STORE"):
-        guest, woffset = check.args[0], check.args[1]
-        index = woffset // state.config.range_size
-        mapped = state.guests[guest].window[index] if 0 <= index < len(
-            state.guests[guest].window) else None
-        fh = history.mapped_through.get((guest, index))
-        released = fh is not None and fh not in state.guests[guest].handles
-        return mapped is not None and (released or state.inodes[mapped.ino].nlink == 0)
-    if check.op in ("READ", "WRITE", "FSYNC", "FLUSH", "GETATTR", "SETUPMAPPING"):
-        guest = check.args[0]
-        if check.op == "GETATTR":
-            node = state.guests[guest].nodes.get(check.args[1])
-            return node is not None and state.inodes[node.ino].nlink == 0
-        handle = state.guests[guest].handles.get(check.args[1])
-        return handle is not None and state.inodes[handle.ino].nlink == 0
-    return False
+    if d.op.lifetime is None or d.check.observed.kind == "ok" or not d.allows_ok:
+        return None
+    state, args = d.state, d.check.args
+    session = state.guests[args[0]]
+    if d.op.lifetime is Subject.WINDOW:
+        index = args[1] // state.config.range_size
+        mapped = session.window[index] if 0 <= index < len(session.window) else None
+        fh = d.history.mapped_through.get((args[0], index))
+        released = fh is not None and fh not in session.handles
+        lives = mapped is not None and (released or state.inodes[mapped.ino].nlink == 0)
+    else:
+        held = session.nodes if d.op.lifetime is Subject.NODE else session.handles
+        found = held.get(args[1])
+        lives = found is not None and state.inodes[found.ino].nlink == 0
+    return {"LIFETIME"} if lives else None
+
+
+def _judged_by_predicates(d: _Departure) -> set[str] | None:
+    """The spec's own predicates, the read-only export's refusals, and the provenance of
+    a wrong byte."""
+    found = _predicates(d.state, d.check)
+    if d.state.config.read_only:
+        if Errno.EROFS in d.errnos and d.check.observed.kind == "ok":
+            found.add("RO-EXPORT")  # a write path the read-only export should not have had
+        if d.check.observed == Observed("err", Errno.EROFS) and Errno.EROFS not in d.errnos:
+            found.add("RO-EXPORT")  # refused as a write what the spec says writes nothing
+    if d.op.reads_bytes:
+        data = _data_property(d.state, d.check, d.history)
+        if data:
+            found = (found - {"COH-READ"}) | {data}
+    return found or None
+
+
+def _read_only(d: _Departure) -> set[str] | None:
+    return {"RO-EXPORT"} if d.state.config.read_only and Errno.EROFS in d.errnos else None
+
+
+def _bad_handle(d: _Departure) -> set[str] | None:
+    """EBADF allowed for a request on a handle: the wrong handle, or (on a live one) the
+    wrong access mode."""
+    if Errno.EBADF not in d.errnos or not any(p.kind == "Fh" for p in REGISTRY[d.op.name].params):
+        return None
+    session = d.state.guests[d.guest] if d.guest is not None else None
+    if d.op.access_errno is Errno.EBADF and session is not None and \
+            d.check.args[1] in session.handles:
+        return {"ACCESS-MODE"}
+    return {"HANDLE"}
+
+
+def _access_mode(d: _Departure) -> set[str] | None:
+    if d.op.access_errno is not None and d.op.access_errno in d.errnos:
+        return {"ACCESS-MODE"}
+    return None
+
+
+def _stale(d: _Departure) -> set[str] | None:
+    if d.errnos & {Errno.ESTALE} or (d.guest is not None and _stale_nodeid(d.state, d.check)):
+        return {"NODEID"}
+    return None
+
+
+def _new_handle(d: _Departure) -> set[str] | None:
+    """A new handle the spec does not allow: a number in use, or given before."""
+    if d.op.returns is Returns.HANDLE and d.both_ok:
+        return {"HANDLE"}
+    got = d.check.observed.value
+    if d.op.returns is Returns.CREATED and isinstance(got, tuple) and any(
+            isinstance(r, Ok) and d.bindings.bind_handle(d.guest, HandleKind.FILE, got[1],
+                                                         r.value.fh) is None
+            for r in d.check.allowed):
+        return {"HANDLE"}
+    return None
+
+
+def _confined(d: _Departure) -> set[str] | None:
+    if d.op.confine is not None and d.op.confine(d.state, d.check.args, d.errnos):
+        return {"CONFINE"}
+    return None
+
+
+def _attributes(d: _Departure) -> set[str] | None:
+    """Both succeeded with different attributes: confused identifiers, or stale ones."""
+    if d.op.returns in (Returns.ATTR, Returns.ENTRY, Returns.CREATED) and d.both_ok:
+        return {"NODEID"} if _ids_confused(d.check, d.bindings, d.guest) else {"COH-META"}
+    return None
+
+
+# The questions, in the order they are asked; the first that names a property decides.
+RULES: tuple[Callable[[_Departure], set[str] | None], ...] = (
+    _reclaim, _lifetime, _judged_by_predicates, _read_only, _bad_handle, _access_mode,
+    _stale, _new_handle, _confined, _attributes,
+)
 
 
 def attribute(state: State, bindings: Bindings, check: Check, history: History) -> set[str]:
     """The properties a departing step breaks (never empty)."""
-    op, args = check.op, check.args
-    errnos = _errnos(check)
-    guest = args[0] if REGISTRY[op].params and REGISTRY[op].params[0].kind == "GuestId" else None
-    if guest is not None and history.destroyed - {guest} and check.observed.kind != "ok" \
-            and any(isinstance(r, Ok) for r in check.allowed):
-        return {"RECLAIM"}
-    if _lifetime(state, check, history):
-        return {"LIFETIME"}
-    found = _predicates(state, check)
-    if state.config.read_only and Errno.EROFS in errnos and check.observed.kind == "ok":
-        found.add("RO-EXPORT")  # a write path the read-only export should not have had
-    if state.config.read_only and check.observed == Observed("err", Errno.EROFS) and \
-            Errno.EROFS not in errnos:
-        found.add("RO-EXPORT")  # refused as a write what the spec says writes nothing
-    if op in ("LOAD", "READ", "host.read"):
-        data = _data_property(state, check, history)
-        if data:
-            found = (found - {"COH-READ"}) | {data}
-    if found:
-        return found
-    if state.config.read_only and Errno.EROFS in errnos:
-        return {"RO-EXPORT"}
-    if Errno.EBADF in errnos and any(p.kind == "Fh" for p in REGISTRY[op].params):
-        session = state.guests[guest] if guest is not None else None
-        if session is not None and args[1] in session.handles and op in ("WRITE", "READ"):
-            return {"ACCESS-MODE"}
-        return {"HANDLE"}
-    if Errno.EACCES in errnos and op == "SETUPMAPPING":
-        return {"ACCESS-MODE"}
-    if errnos & {Errno.ESTALE} or (guest is not None and _stale_nodeid(state, op, args)):
-        return {"NODEID"}
-    if op in ("OPEN", "OPENDIR") and check.observed.kind == "ok" and any(
-            isinstance(r, Ok) for r in check.allowed):
-        return {"HANDLE"}
-    if op == "CREATE" and isinstance(check.observed.value, tuple) and any(
-            isinstance(r, Ok) and bindings.bind_handle(guest, HandleKind.FILE,
-                                                       check.observed.value[1], r.value.fh)
-            is None for r in check.allowed):
-        return {"HANDLE"}
-    if _confine(state, op, args, errnos):
-        return {"CONFINE"}
-    if op in _ATTR_OPS and check.observed.kind == "ok" and any(
-            isinstance(r, Ok) for r in check.allowed):
-        return {"NODEID"} if _ids_confused(check, bindings, guest) else {"COH-META"}
-    if op in _NAMESPACE_OPS or op in ("OPEN", "CREATE") or op.startswith("host."):
-        return {"NAMESPACE"}
-    if op in ("SETUPMAPPING", "REMOVEMAPPING"):
-        return {"LIFETIME"}  # the window's ranges and what keeps them
-    if op == "FSYNC":
-        return {"DURABLE"}
-    if op in ("LOAD", "STORE"):
-        return {"EOF-FAULT"}
-    if op in _WRITE_PATH and state.config.read_only:
-        return {"RO-EXPORT"}
-    return {"COH-READ"} if op == "READ" else {"HANDLE"}
+    op = BY_NAME[check.op]
+    params = REGISTRY[check.op].params
+    guest = check.args[0] if params and params[0].kind == "GuestId" else None
+    departure = _Departure(state, bindings, check, history, op, guest, _errnos(check))
+    for question in RULES:
+        named = question(departure)
+        if named:
+            return named
+    if state.config.read_only and op.fallback_read_only:
+        return {op.fallback_read_only}
+    return {op.fallback}
 
 
-def _stale_nodeid(state: State, op: str, args: tuple) -> bool:
-    params = REGISTRY[op].params
-    nodes = state.guests[args[0]].nodes
-    return any(p.kind == "NodeId" and a not in nodes for p, a in zip(params, args, strict=True))
+def _stale_nodeid(state: State, check: Check) -> bool:
+    params = REGISTRY[check.op].params
+    nodes = state.guests[check.args[0]].nodes
+    return any(p.kind == "NodeId" and a not in nodes
+               for p, a in zip(params, check.args, strict=True))
 
 
 def _ids_confused(check: Check, bindings: Bindings, guest: int | None) -> bool:
@@ -249,15 +310,4 @@ def _ids_confused(check: Check, bindings: Bindings, guest: int | None) -> bool:
         if isinstance(attr, Attr) and hasattr(got, "st_ino"):
             if bindings.bind("ino", None, got.st_ino, attr.ino) is None:
                 return True
-    return False
-
-
-def _confine(state: State, op: str, args: tuple, errnos: set[Errno]) -> bool:
-    if op == "LOOKUP" and args[2] in (b".", b".."):
-        return True
-    if op in ("OPEN", "CREATE", "READLINK") and errnos & {Errno.ELOOP, Errno.ENXIO}:
-        return True
-    if op == "OPEN":
-        node = state.guests[args[0]].nodes.get(args[1])
-        return node is not None and state.inodes[node.ino].kind in (FileKind.LNK, FileKind.FIFO)
     return False

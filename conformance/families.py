@@ -1,6 +1,6 @@
 """The property families: which properties each judges, with which rules, from which scene.
 
-A family groups the properties one kind of run can exercise: the rules it enables, the
+A family groups the properties one kind of run can exercise: the operations it runs, the
 scene each case starts from, what it probes after every change, which aspects it
 compares loosely (they belong to other families), and the capabilities each of its
 properties needs from a target.
@@ -10,20 +10,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pagefs.conformance.operations import DIR_NAMES, Operation, operations
 from pagefs.conformance.session import ATTRS, BYTES
 from pagefs.conformance.target import CONFINED, MAPPINGS, OWN_HANDLES, PEERS, READ_ONLY
 
+__all__ = ["DIR_NAMES", "FAMILIES", "FILE_NAMES", "NOT_EXERCISED", "Family", "family_of"]
+
 FILE_NAMES = (b"a", b"b", b"c")
-DIR_NAMES = (b"d", b"e")
 
 
 @dataclass(frozen=True)
 class Family:
-    """A property group: its properties, the capabilities each needs, its rules."""
+    """A property group: its properties, the capabilities each needs, its operations."""
 
     name: str
     needs: dict[str, frozenset[str]]
-    rules: frozenset[str]
+    operations: frozenset[Operation]  # the declared operations its machine runs
     read_only: bool = False
     bad_args: bool = False  # draw stale ids and malformed names as well as valid ones
     loose: frozenset[str] = frozenset()  # aspects other families judge (session.ATTRS/BYTES)
@@ -36,46 +38,55 @@ class Family:
         return tuple(self.needs)
 
 
-_DATA_RULES = {"host_create", "host_write", "host_truncate", "host_unlink", "host_read",
-               "lookup", "open", "create", "read", "write", "release", "setupmapping",
-               "removemapping", "load", "store", "fsync"}
-_META_RULES = {"host_create", "host_write", "host_truncate", "host_chmod", "host_stat",
-               "lookup", "getattr", "setattr", "open", "create", "write", "store",
-               "setupmapping", "release"}
-_HANDLE_RULES = {"host_create", "host_write", "host_unlink", "host_rename", "host_truncate",
-                 "lookup", "forget", "getattr", "open", "create", "read", "write", "release",
-                 "flush", "fsync", "setupmapping", "removemapping", "load", "store", "opendir",
-                 "readdir", "releasedir", "destroy", "init"}
-_NAMESPACE_RULES = {"host_create", "host_mkdir", "host_unlink", "host_rmdir", "host_rename",
-                    "host_symlink", "lookup", "forget", "create", "mkdir", "unlink", "rmdir",
-                    "rename", "symlink", "readlink", "opendir", "readdir", "releasedir",
-                    "getattr", "statfs"}
-_RO_RULES = {"host_create", "host_write", "host_truncate", "host_mkdir", "host_read",
-             "lookup", "open", "create", "read", "write", "setattr", "setupmapping", "load",
-             "store", "unlink", "rmdir", "mkdir", "rename", "symlink", "getattr", "release"}
-_CONFINE_RULES = {"host_symlink", "host_mkfifo", "host_mkdir", "host_create", "host_write",
-                  "lookup", "open", "opendir", "readdir", "readlink", "getattr", "read",
-                  "create", "releasedir", "release"}
+_DATA_OPERATIONS = operations(
+    "host.create", "host.write", "host.truncate", "host.unlink", "host.read", "LOOKUP", "OPEN",
+    "CREATE", "READ", "WRITE", "RELEASE", "SETUPMAPPING", "REMOVEMAPPING", "LOAD", "STORE",
+    "FSYNC",
+)
+_META_OPERATIONS = operations(
+    "host.create", "host.write", "host.truncate", "host.chmod", "host.stat", "LOOKUP",
+    "GETATTR", "SETATTR", "OPEN", "CREATE", "WRITE", "STORE", "SETUPMAPPING", "RELEASE",
+)
+_HANDLE_OPERATIONS = operations(
+    "host.create", "host.write", "host.unlink", "host.rename", "host.truncate", "LOOKUP",
+    "FORGET", "GETATTR", "OPEN", "CREATE", "READ", "WRITE", "RELEASE", "FLUSH", "FSYNC",
+    "SETUPMAPPING", "REMOVEMAPPING", "LOAD", "STORE", "OPENDIR", "READDIR", "RELEASEDIR",
+    "DESTROY", "INIT",
+)
+_NAMESPACE_OPERATIONS = operations(
+    "host.create", "host.mkdir", "host.unlink", "host.rmdir", "host.rename", "host.symlink",
+    "LOOKUP", "FORGET", "CREATE", "MKDIR", "UNLINK", "RMDIR", "RENAME", "SYMLINK", "READLINK",
+    "OPENDIR", "READDIR", "RELEASEDIR", "GETATTR", "STATFS",
+)
+_RO_OPERATIONS = operations(
+    "host.create", "host.write", "host.truncate", "host.mkdir", "host.read", "LOOKUP", "OPEN",
+    "CREATE", "READ", "WRITE", "SETATTR", "SETUPMAPPING", "LOAD", "STORE", "UNLINK", "RMDIR",
+    "MKDIR", "RENAME", "SYMLINK", "GETATTR", "RELEASE",
+)
+_CONFINE_OPERATIONS = operations(
+    "host.symlink", "host.mkfifo", "host.mkdir", "host.create", "host.write", "LOOKUP", "OPEN",
+    "OPENDIR", "READDIR", "READLINK", "GETATTR", "READ", "CREATE", "RELEASEDIR", "RELEASE",
+)
 
 NONE: frozenset[str] = frozenset()
 FAMILIES: tuple[Family, ...] = (
     Family("data coherence", {"COH-READ": NONE, "COH-WRITE": frozenset({MAPPINGS}),
                               "COH-PEER": frozenset({MAPPINGS, PEERS}),
                               "EOF-FAULT": frozenset({MAPPINGS}), "ISOLATION": NONE},
-           frozenset(_DATA_RULES), loose=frozenset({ATTRS}), files=FILE_NAMES[:2],
+           _DATA_OPERATIONS, loose=frozenset({ATTRS}), files=FILE_NAMES[:2],
            scene="mapped", probe="bytes"),
-    Family("metadata", {"COH-META": NONE}, frozenset(_META_RULES), loose=frozenset({BYTES}),
+    Family("metadata", {"COH-META": NONE}, _META_OPERATIONS, loose=frozenset({BYTES}),
            files=FILE_NAMES[:2], probe="attrs"),
     Family("handles and lifetimes", {"ACCESS-MODE": NONE, "HANDLE": frozenset({OWN_HANDLES}),
                                      "LIFETIME": NONE, "NODEID": frozenset({OWN_HANDLES}),
                                      "RECLAIM": frozenset({PEERS})},
-           frozenset(_HANDLE_RULES), bad_args=True, loose=frozenset({ATTRS}),
+           _HANDLE_OPERATIONS, bad_args=True, loose=frozenset({ATTRS}),
            scene="opened", probe="handles"),
-    Family("namespace", {"NAMESPACE": NONE}, frozenset(_NAMESPACE_RULES), bad_args=True,
+    Family("namespace", {"NAMESPACE": NONE}, _NAMESPACE_OPERATIONS, bad_args=True,
            loose=frozenset({ATTRS, BYTES}), scene="tree"),
-    Family("read-only export", {"RO-EXPORT": frozenset({READ_ONLY})}, frozenset(_RO_RULES),
+    Family("read-only export", {"RO-EXPORT": frozenset({READ_ONLY})}, _RO_OPERATIONS,
            read_only=True, loose=frozenset({ATTRS, BYTES}), scene="read-only"),
-    Family("confinement", {"CONFINE": frozenset({CONFINED})}, frozenset(_CONFINE_RULES),
+    Family("confinement", {"CONFINE": frozenset({CONFINED})}, _CONFINE_OPERATIONS,
            bad_args=True, loose=frozenset({ATTRS, BYTES}), scene="traps"),
 )
 

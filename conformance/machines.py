@@ -19,35 +19,22 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition,
 
 from pagefs.conformance.attribute import History, attribute
 from pagefs.conformance.families import DIR_NAMES, FILE_NAMES, Family
+from pagefs.conformance.operations import (
+    BY_NAME,
+    OFFSETS,
+    OPERATIONS,
+    PAGE,
+    RANGES_USED,
+    Need,
+    Operation,
+)
 from pagefs.conformance.session import Check, Session
-from pagefs.conformance.target import (
-    MAPPINGS,
-    PEERS,
-    RAW_NAMES,
-    TargetFactory,
-)
+from pagefs.conformance.target import MAPPINGS, PEERS, RAW_NAMES, TargetFactory
 from pagefs.spec import Config, State
-from pagefs.spec.datatypes import (
-    O_CREAT,
-    O_EXCL,
-    O_RDONLY,
-    O_RDWR,
-    O_TRUNC,
-    O_WRONLY,
-    RENAME_NOREPLACE,
-    FileKind,
-    HandleKind,
-)
-from pagefs.spec.tree import resolve_path
+from pagefs.spec.datatypes import O_RDONLY, O_RDWR, FileKind, HandleKind
 
-PAGE = 4096
-RANGES_USED = 3  # window ranges the machines map into (small, so accesses collide)
-OFFSETS = st.one_of(st.sampled_from([0, 1, 7, PAGE - 1, PAGE, PAGE + 3, 2 * PAGE - 1, 2 * PAGE]),
-                    st.integers(0, 3 * PAGE))
-SIZES = st.sampled_from([0, 1, 100, PAGE - 1, PAGE, PAGE + 1, 2 * PAGE, 2 * PAGE + 5])
-DATA = st.binary(min_size=1, max_size=8)
-MODES = st.sampled_from([0o600, 0o644, 0o755, 0o400])
-ACCESS = st.sampled_from([O_RDONLY, O_WRONLY, O_RDWR])
+__all__ = ["RANGES_USED", "Departure", "SpecMachine", "machine_for"]
+
 SCENE_DATA = bytes(range(1, 251)) * 20  # 5000 bytes, none zero: a page and a partial page
 
 
@@ -57,49 +44,6 @@ class Departure(AssertionError):
     def __init__(self, prop: str, trace: list[str]) -> None:
         self.prop, self.trace = prop, list(trace)
         super().__init__(f"{prop}: the target departs from the spec\n" + "\n".join(trace))
-
-
-def _touched(state: State, op: str, args: tuple) -> tuple[int, int, int] | None:
-    """(inode, file offset, length) a successful change touched, or None."""
-    if op in ("host.write", "host.truncate", "host.chmod"):
-        ino = resolve_path(state, args[0])
-        if isinstance(ino, frozenset):
-            return None
-        if op == "host.write":
-            return ino, args[1], len(args[2])
-        size = args[1] if op == "host.truncate" else state.inodes[ino].size
-        return ino, max(0, size - 1), 2
-    if op == "STORE":
-        guest, woffset, data = args
-        mapped = state.guests[guest].window[woffset // state.config.range_size] \
-            if 0 <= woffset < state.config.window_size else None
-        if mapped is None:
-            return None
-        return mapped.ino, mapped.foffset + woffset % state.config.range_size, len(data)
-    if op in ("WRITE", "SETATTR"):
-        guest = args[0]
-        if op == "WRITE":
-            handle = state.guests[guest].handles.get(args[1])
-            return (handle.ino, args[2], len(args[3])) if handle else None
-        node = state.guests[guest].nodes.get(args[1])
-        return (node.ino, 0, 1) if node else None
-    return None
-
-
-def enabled(name: str) -> Callable[[SpecMachine], bool]:
-    def check(self: SpecMachine) -> bool:
-        return not self.diverged and name in self.family.rules and self.can(name)
-    check.__name__ = f"enabled_{name}"
-    return check
-
-
-_MEMORY_RULES = {"setupmapping", "removemapping", "load", "store"}
-_NEEDS = {"read": "handle", "write": "handle", "release": "handle", "flush": "handle",
-          "fsync": "handle", "setupmapping": "handle", "load": "mapped", "store": "mapped",
-          "removemapping": "mapped", "readdir": "dirhandle", "releasedir": "dirhandle",
-          "getattr": "node", "setattr": "node", "open": "node", "host_write": "file",
-          "host_truncate": "file", "host_unlink": "file", "host_read": "file",
-          "host_stat": "file", "host_chmod": "file"}
 
 
 class SpecMachine(RuleBasedStateMachine):
@@ -152,36 +96,37 @@ class SpecMachine(RuleBasedStateMachine):
 
     # --- running one step ---
 
-    def can(self, name: str) -> bool:
-        caps = self.factory.capabilities
-        if name in _MEMORY_RULES and MAPPINGS not in caps:
+    def enabled(self, op: Operation) -> bool:
+        """Whether this case may take a step of `op` now."""
+        if self.diverged or op not in self.family.operations:
             return False
-        if name in ("destroy", "init"):
+        if op.capability is not None and op.capability not in self.factory.capabilities:
+            return False
+        if op.peers:
             return len(self.session.guests) > 1
         if self.family.bad_args:
             return True
         # Families that judge data and attributes spend their steps where there is
         # something to judge: a file to write, a handle to read, a range to load.
-        needs = _NEEDS.get(name)
-        return needs is None or bool(self.guests_with(needs))
+        return op.needs is None or bool(self.guests_with(op.needs))
 
-    def guests_with(self, needs: str) -> list[int]:
+    def guests_with(self, needs: Need) -> list[int]:
         state = self.state
-        if needs == "file":
+        if needs is Need.FILE:
             root = state.inodes[1]
             has = any(state.inodes[i].kind is FileKind.REG for i in root.entries.values())
             return list(range(len(state.guests))) if has else []
         out = []
         for g, session in enumerate(state.guests):
-            if needs == "handle" and any(h.kind is HandleKind.FILE
+            if needs is Need.HANDLE and any(h.kind is HandleKind.FILE
                                          for h in session.handles.values()):
                 out.append(g)
-            elif needs == "dirhandle" and any(h.kind is HandleKind.DIR
+            elif needs is Need.DIRHANDLE and any(h.kind is HandleKind.DIR
                                               for h in session.handles.values()):
                 out.append(g)
-            elif needs == "mapped" and any(m is not None for m in session.window[:RANGES_USED]):
+            elif needs is Need.MAPPED and any(m is not None for m in session.window[:RANGES_USED]):
                 out.append(g)
-            elif needs == "node" and len(session.nodes) > 1:
+            elif needs is Need.NODE and len(session.nodes) > 1:
                 out.append(g)
         return out
 
@@ -221,7 +166,8 @@ class SpecMachine(RuleBasedStateMachine):
         if self.family.probe == "handles":
             self.probe_handles(before, op, args)
             return
-        touched = _touched(before, op, args)
+        touches = BY_NAME[op].touches if op in BY_NAME else None
+        touched = touches(before, args) if touches else None
         if touched is None:
             return
         ino, offset, length = touched
@@ -307,7 +253,7 @@ class SpecMachine(RuleBasedStateMachine):
 
     # --- argument choices, drawn from where the run is ---
 
-    def guest(self, data: st.DataObject, needs: str | None = None) -> int:
+    def guest(self, data: st.DataObject, needs: Need | None = None) -> int:
         choices = self.guests_with(needs) if needs and not self.family.bad_args else []
         choices = choices or list(range(len(self.session.guests)))
         return data.draw(st.sampled_from(choices), label="guest") if len(choices) > 1 \
@@ -358,265 +304,30 @@ class SpecMachine(RuleBasedStateMachine):
         index = data.draw(st.sampled_from(mapped * 8 + list(range(RANGES_USED))), label="range")
         return index * self.config.range_size + self.offset(data, write)
 
-    # --- host operations ---
-
-    @precondition(enabled("host_create"))
-    @rule(data=st.data())
-    def host_create(self, data: st.DataObject) -> None:
-        self.step("host.create", self.path(data), data.draw(MODES))
-
-    @precondition(enabled("host_write"))
-    @rule(data=st.data())
-    def host_write(self, data: st.DataObject) -> None:
-        self.step("host.write", self.path(data), self.offset(data, write=True), data.draw(DATA))
-
-    @precondition(enabled("host_truncate"))
-    @rule(data=st.data())
-    def host_truncate(self, data: st.DataObject) -> None:
-        self.step("host.truncate", self.path(data), data.draw(SIZES))
-
-    @precondition(enabled("host_unlink"))
-    @rule(data=st.data())
-    def host_unlink(self, data: st.DataObject) -> None:
-        self.step("host.unlink", self.path(data))
-
-    @precondition(enabled("host_rename"))
-    @rule(data=st.data())
-    def host_rename(self, data: st.DataObject) -> None:
-        self.step("host.rename", self.path(data), self.path(data))
-
-    @precondition(enabled("host_mkdir"))
-    @rule(data=st.data())
-    def host_mkdir(self, data: st.DataObject) -> None:
-        self.step("host.mkdir", data.draw(st.sampled_from(DIR_NAMES)), 0o755)
-
-    @precondition(enabled("host_rmdir"))
-    @rule(data=st.data())
-    def host_rmdir(self, data: st.DataObject) -> None:
-        self.step("host.rmdir", data.draw(st.sampled_from(DIR_NAMES)))
-
-    @precondition(enabled("host_chmod"))
-    @rule(data=st.data())
-    def host_chmod(self, data: st.DataObject) -> None:
-        self.step("host.chmod", self.path(data), data.draw(MODES))
-
-    @precondition(enabled("host_symlink"))
-    @rule(data=st.data())
-    def host_symlink(self, data: st.DataObject) -> None:
-        target = data.draw(st.sampled_from([b"a", b"..", b"../..", b"/etc/passwd", b"d"]))
-        self.step("host.symlink", target, data.draw(st.sampled_from([b"s", b"d/s"])))
-
-    @precondition(enabled("host_mkfifo"))
-    @rule(data=st.data())
-    def host_mkfifo(self, data: st.DataObject) -> None:
-        self.step("host.mkfifo", data.draw(st.sampled_from([b"p", b"d/p"])), 0o644)
-
-    @precondition(enabled("host_read"))
-    @rule(data=st.data())
-    def host_read(self, data: st.DataObject) -> None:
-        self.step("host.read", self.path(data), self.offset(data), data.draw(st.integers(1, 8)))
-
-    @precondition(enabled("host_stat"))
-    @rule(data=st.data())
-    def host_stat(self, data: st.DataObject) -> None:
-        self.step("host.stat", self.path(data))
-
-    # --- guest requests: namespace ---
-
-    @precondition(enabled("lookup"))
-    @rule(data=st.data())
-    def lookup(self, data: st.DataObject) -> None:
-        g = self.guest(data)
-        names = [*self.family.files, *DIR_NAMES, b"s", b"p"]
-        name = data.draw(st.sampled_from(names)) if data.draw(st.booleans()) else self.name(data)
-        self.step("LOOKUP", g, self.nodeid(data, g, FileKind.DIR), name)
-
-    @precondition(enabled("forget"))
-    @rule(data=st.data())
-    def forget(self, data: st.DataObject) -> None:
-        g = self.guest(data)
-        self.step("FORGET", g, self.nodeid(data, g), data.draw(st.integers(1, 2)))
-
-    @precondition(enabled("getattr"))
-    @rule(data=st.data())
-    def getattr(self, data: st.DataObject) -> None:
-        g = self.guest(data, "node")
-        self.step("GETATTR", g, self.nodeid(data, g))
-
-    @precondition(enabled("setattr"))
-    @rule(data=st.data())
-    def setattr(self, data: st.DataObject) -> None:
-        g = self.guest(data, "node")
-        which = data.draw(st.sampled_from(["size", "mode", "mtime"]))
-        size = data.draw(SIZES) if which == "size" else None
-        mode = data.draw(MODES) if which == "mode" else None
-        mtime = data.draw(st.integers(10**18, 2 * 10**18)) if which == "mtime" else None
-        self.step("SETATTR", g, self.nodeid(data, g, FileKind.REG), size, mode, mtime)
-
-    @precondition(enabled("readlink"))
-    @rule(data=st.data())
-    def readlink(self, data: st.DataObject) -> None:
-        g = self.guest(data)
-        self.step("READLINK", g, self.nodeid(data, g))
-
-    @precondition(enabled("symlink"))
-    @rule(data=st.data())
-    def symlink(self, data: st.DataObject) -> None:
-        g = self.guest(data)
-        target = data.draw(st.sampled_from([b"a", b"../x", b"/etc"]))
-        self.step("SYMLINK", g, self.nodeid(data, g, FileKind.DIR), self.name(data), target)
-
-    @precondition(enabled("mkdir"))
-    @rule(data=st.data())
-    def mkdir(self, data: st.DataObject) -> None:
-        g = self.guest(data)
-        self.step("MKDIR", g, self.nodeid(data, g, FileKind.DIR), self.name(data, files=False),
-                  0o755)
-
-    @precondition(enabled("unlink"))
-    @rule(data=st.data())
-    def unlink(self, data: st.DataObject) -> None:
-        g = self.guest(data)
-        self.step("UNLINK", g, self.nodeid(data, g, FileKind.DIR), self.name(data))
-
-    @precondition(enabled("rmdir"))
-    @rule(data=st.data())
-    def rmdir(self, data: st.DataObject) -> None:
-        g = self.guest(data)
-        self.step("RMDIR", g, self.nodeid(data, g, FileKind.DIR), self.name(data, files=False))
-
-    @precondition(enabled("rename"))
-    @rule(data=st.data())
-    def rename(self, data: st.DataObject) -> None:
-        g = self.guest(data)
-        src, dst = self.nodeid(data, g, FileKind.DIR), self.nodeid(data, g, FileKind.DIR)
-        files = data.draw(st.booleans())
-        flags = data.draw(st.sampled_from([0, 0, RENAME_NOREPLACE]))
-        self.step("RENAME", g, src, self.name(data, files), dst, self.name(data, files), flags)
-
-    @precondition(enabled("opendir"))
-    @rule(data=st.data())
-    def opendir(self, data: st.DataObject) -> None:
-        g = self.guest(data)
-        self.step("OPENDIR", g, self.nodeid(data, g, FileKind.DIR))
-
-    @precondition(enabled("readdir"))
-    @rule(data=st.data())
-    def readdir(self, data: st.DataObject) -> None:
-        g = self.guest(data, "dirhandle")
-        self.step("READDIR", g, self.fh(data, g, HandleKind.DIR))
-
-    @precondition(enabled("releasedir"))
-    @rule(data=st.data())
-    def releasedir(self, data: st.DataObject) -> None:
-        g = self.guest(data, "dirhandle")
-        self.step("RELEASEDIR", g, self.fh(data, g, HandleKind.DIR))
-
-    @precondition(enabled("statfs"))
-    @rule(data=st.data())
-    def statfs(self, data: st.DataObject) -> None:
-        g = self.guest(data)
-        self.step("STATFS", g, self.nodeid(data, g))
-
-    # --- guest requests: files ---
-
-    @precondition(enabled("open"))
-    @rule(data=st.data())
-    def open(self, data: st.DataObject) -> None:
-        g = self.guest(data, "node")
-        flags = data.draw(ACCESS) | data.draw(st.sampled_from([0, 0, 0, O_TRUNC]))
-        kind = None if self.family.bad_args else FileKind.REG
-        self.step("OPEN", g, self.nodeid(data, g, kind), flags)
-
-    @precondition(enabled("create"))
-    @rule(data=st.data())
-    def create(self, data: st.DataObject) -> None:
-        g = self.guest(data)
-        flags = data.draw(ACCESS) | O_CREAT | data.draw(st.sampled_from([0, O_EXCL]))
-        self.step("CREATE", g, self.nodeid(data, g, FileKind.DIR), self.name(data), flags,
-                  data.draw(MODES))
-
-    @precondition(enabled("read"))
-    @rule(data=st.data())
-    def read(self, data: st.DataObject) -> None:
-        g = self.guest(data, "handle")
-        self.step("READ", g, self.fh(data, g), self.offset(data), data.draw(st.integers(1, 8)))
-
-    @precondition(enabled("write"))
-    @rule(data=st.data())
-    def write(self, data: st.DataObject) -> None:
-        g = self.guest(data, "handle")
-        self.step("WRITE", g, self.fh(data, g), self.offset(data, write=True), data.draw(DATA))
-
-    @precondition(enabled("release"))
-    @rule(data=st.data())
-    def release(self, data: st.DataObject) -> None:
-        g = self.guest(data, "handle")
-        self.step("RELEASE", g, self.fh(data, g))
-
-    @precondition(enabled("flush"))
-    @rule(data=st.data())
-    def flush(self, data: st.DataObject) -> None:
-        g = self.guest(data, "handle")
-        self.step("FLUSH", g, self.fh(data, g))
-
-    @precondition(enabled("fsync"))
-    @rule(data=st.data())
-    def fsync(self, data: st.DataObject) -> None:
-        g = self.guest(data, "handle")
-        self.step("FSYNC", g, self.fh(data, g), data.draw(st.booleans()))
-
-    # --- guest requests and accesses: the window ---
-
-    @precondition(enabled("setupmapping"))
-    @rule(data=st.data())
-    def setupmapping(self, data: st.DataObject) -> None:
-        g = self.guest(data, "handle")
-        size = self.config.range_size
-        index = data.draw(st.integers(0, RANGES_USED - 1), label="range")
-        foffset = data.draw(st.sampled_from([0, 0, PAGE]), label="foffset")
-        self.step("SETUPMAPPING", g, self.fh(data, g), foffset, size,
-                  data.draw(st.booleans(), label="writable"), index * size)
-
-    @precondition(enabled("removemapping"))
-    @rule(data=st.data())
-    def removemapping(self, data: st.DataObject) -> None:
-        g = self.guest(data, "mapped")
-        size = self.config.range_size
-        self.step("REMOVEMAPPING", g, data.draw(st.integers(0, RANGES_USED - 1)) * size, size)
-
-    @precondition(enabled("load"))
-    @rule(data=st.data())
-    def load(self, data: st.DataObject) -> None:
-        g = self.guest(data, "mapped")
-        self.step("LOAD", g, self.woffset(data, g), data.draw(st.integers(1, 8)))
-
-    @precondition(enabled("store"))
-    @rule(data=st.data())
-    def store(self, data: st.DataObject) -> None:
-        g = self.guest(data, "mapped")
-        self.step("STORE", g, self.woffset(data, g, write=True), data.draw(DATA))
-
-    # --- sessions ---
-
-    @precondition(enabled("destroy"))
-    @rule(data=st.data())
-    def destroy(self, data: st.DataObject) -> None:
-        g = data.draw(st.integers(1, len(self.session.guests) - 1))
-        if self.state.guests[g].connected:
-            self.step("DESTROY", g)
-
-    @precondition(enabled("init"))
-    @rule(data=st.data())
-    def init(self, data: st.DataObject) -> None:
-        g = data.draw(st.integers(1, len(self.session.guests) - 1))
-        if not self.state.guests[g].connected:
-            self.step("INIT", g)
-
     @precondition(lambda self: self.diverged)
     @rule()
     def idle(self) -> None:
         """Always possible, so a run that stopped judging can end quietly."""
+
+
+def _rule_for(op: Operation) -> Callable[[SpecMachine, st.DataObject], None]:
+    """The hypothesis rule that takes one step of `op`, arguments drawn from the state."""
+    def step(self: SpecMachine, data: st.DataObject) -> None:
+        args = op.arguments(self, data)
+        if args is not None:
+            self.step(op.name, *args)
+
+    def enabled(self: SpecMachine) -> bool:
+        return self.enabled(op)
+
+    step.__name__ = step.__qualname__ = op.rule_name
+    enabled.__name__ = f"enabled_{op.rule_name}"
+    return precondition(enabled)(rule(data=st.data())(step))
+
+
+# One rule per declared operation, named after it (hypothesis orders rules by name).
+for _op in OPERATIONS:
+    setattr(SpecMachine, _op.rule_name, _rule_for(_op))
 
 
 def machine_for(factory: TargetFactory, family: Family, focus: str, *,
