@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.pagefs-installed
 NATIVE := $(wildcard impl/*/_*_build.py impl/*/*.c impl/*/*.h)
 
-.PHONY: setup test test-all verify conformance bench bench-wire bench-guest lint docs clean
+.PHONY: setup test test-all verify conformance bench bench-wire bench-guest lint docs clean vm
 
 # One install at a time: two make targets started together must not both pip-install at once.
 $(STAMP): pyproject.toml setup.py scripts/install-system-deps $(NATIVE)
@@ -30,6 +30,12 @@ verify: $(STAMP)
 ## make conformance: the full conformance matrix; reports land in reports/
 conformance: $(STAMP)
 	$(PY) -m pagefs.conformance.cli matrix --out reports
+
+## make vm: a test guest from Debian's packages (kernel, busybox) and pagefs's agent, built in
+## ~/.cache/pagefs/vm (PAGEFS_VM_CACHE); QEMU is the system's qemu-system-x86
+vm: $(STAMP)
+	scripts/install-system-deps qemu-system-x86
+	$(PY) -m pagefs.conformance.vm.image
 
 bench: bench-wire bench-guest
 
