@@ -31,6 +31,8 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from pagefs.impl.protocol.constants import FUSE_REMOVEMAPPING_MAX_ENTRY
+
 DEFAULT_RANGE_SIZE = 2 * 1024 * 1024
 # fs/fuse/dax.c: reclaim when fewer than 20% of ranges are free, 10 ranges at a time.
 RECLAIM_FREE_PERCENT = 20
@@ -202,8 +204,12 @@ class DaxWindow:
             return
         # The ranges leave our books even if the request fails: the front-end has
         # unmapped them or the daemon has gone; either way they are not usable.
+        ranges = [(r.moffset, self.range_size) for r in victims]
         try:
-            self.requests.removemapping([(r.moffset, self.range_size) for r in victims])
+            # One REMOVEMAPPING holds at most FUSE_REMOVEMAPPING_MAX_ENTRY ranges: a guest
+            # with more busy ranges (at disconnect) sends several.
+            for at in range(0, len(ranges), FUSE_REMOVEMAPPING_MAX_ENTRY):
+                self.requests.removemapping(ranges[at : at + FUSE_REMOVEMAPPING_MAX_ENTRY])
         finally:
             for r in victims:
                 inode = self._inodes[r.nodeid]

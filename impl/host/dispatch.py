@@ -24,7 +24,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 from pagefs.impl import protocol as p
-from pagefs.impl.filesystem import Entry, MapGrant
+from pagefs.impl.filesystem import Entry
 from pagefs.impl.protocol import constants as c
 from pagefs.impl.protocol.codec import ERRNO_LIMIT
 
@@ -320,33 +320,20 @@ class Dispatcher:
                     body.fh, body.foffset, body.length, body.writable, body.moffset
                 )
             else:
-                grant = self._grant_by_nodeid(nodeid, body)
+                grant = self.session.setupmapping_by_node(
+                    nodeid, body.foffset, body.length, body.writable, body.moffset
+                )
             try:
                 self.mapper.shmem_map(
                     grant.fd, grant.fd_offset, body.moffset, grant.length, grant.writable
                 )
             except BaseException:
                 # The front-end did not map it, so the host must not believe it is mapped.
-                try:
-                    self.session.removemapping(body.moffset, grant.length)
-                except OSError:
-                    pass
+                self.session.cancel_mapping(body.moffset)
                 raise
             finally:
                 os.close(grant.fd)
         return p.EMPTY
-
-    def _grant_by_nodeid(self, nodeid: int, body: p.SetupmappingIn) -> MapGrant:
-        """A Linux guest maps by nodeid: open a handle in the mode asked for, map through it
-        (same checks: export mode, access mode, range) and release it; the mapping outlives
-        the handle (LIFETIME)."""
-        fh = self.session.open(nodeid, os.O_RDWR if body.writable else os.O_RDONLY)
-        try:
-            return self.session.setupmapping(
-                fh, body.foffset, body.length, body.writable, body.moffset
-            )
-        finally:
-            self.session.release(fh)
 
     def _removemapping(self, nodeid: int, body: p.RemovemappingIn) -> p.Empty:
         with self._window_lock:

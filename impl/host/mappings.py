@@ -44,10 +44,22 @@ class WindowMap:
         for start, end, (inode, shift, writable) in self._ranges:
             yield WindowMapping(start, end - start, inode, start + shift, writable)
 
-    def add(self, mapping: WindowMapping) -> None:
-        """Map a range, replacing or splitting what it overlaps."""
+    def add(self, mapping: WindowMapping) -> list[WindowMapping]:
+        """Map a range, replacing or splitting what it overlaps; returns the mappings it
+        touched, whole, so that a mapping the front-end then refuses can be undone."""
+        touched = [WindowMapping(start, end - start, inode, start + shift, writable)
+                   for start, end, (inode, shift, writable)
+                   in self._ranges.overlapping(mapping.moffset, mapping.end)]
         value = (mapping.inode, mapping.foffset - mapping.moffset, mapping.writable)
         self._ranges.set(mapping.moffset, mapping.end, value)
+        return touched
+
+    def undo(self, mapping: WindowMapping, touched: list[WindowMapping]) -> None:
+        """Take back an `add` of `mapping` that returned `touched`: the window is as before."""
+        self._ranges.remove(mapping.moffset, mapping.end)
+        for old in touched:
+            self._ranges.set(old.moffset, old.end,
+                             (old.inode, old.foffset - old.moffset, old.writable))
 
     def covers(self, start: int, end: int) -> bool:
         """True when every byte of [start, end) is mapped."""

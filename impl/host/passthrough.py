@@ -159,6 +159,8 @@ class GuestSession:
         self._handles: dict[int, _Handle] = {}
         self._next_fh = itertools.count(1)
         self._window = WindowMap()
+        # The last mapping granted and what it replaced, until the front-end has it.
+        self._last_added: tuple[WindowMapping, list[WindowMapping]] | None = None
 
     # -- bookkeeping ---------------------------------------------------------
 
@@ -338,6 +340,10 @@ class GuestSession:
     @_serialized
     def open(self, nodeid: int, flags: int) -> int:
         node = self._node(nodeid)
+        if stat.S_ISDIR(node.kind):
+            # A directory is OPENDIR's; a file handle on one would be a directory fd that
+            # a later SETUPMAPPING could donate (ONLY-REGULAR).
+            raise OSError(errno.EISDIR, "OPEN of a directory (OPENDIR lists it)")
         self._check_open_flags(flags)
         self._reserve(1)
         fd = confine.reopen(node.fd, flags, node.kind)
@@ -449,10 +455,32 @@ class GuestSession:
 
         Read mappings and every mapping of a read-only export get an O_RDONLY descriptor,
         so the guest's window can never write the file whatever the guest does (RO-EXPORT).
+        Only a regular file is ever granted (ONLY-REGULAR): a directory's descriptor in a
+        front-end's hands would name the whole host through openat(fd, "..").
         """
         handle = self._handle(fh, is_dir=None)
         if handle.is_dir:
             raise OSError(errno.ENODEV, "directories cannot be mapped")
+        return self._grant(handle, foffset, length, writable, moffset)
+
+    @_serialized
+    def setupmapping_by_node(self, nodeid: int, foffset: int, length: int, writable: bool,
+                             moffset: int) -> MapGrant:
+        """A Linux guest maps by nodeid (FUSE_SETUPMAPPING_NO_FH): the same checks as
+        through a handle opened in the mode asked for, with no handle left behind; the
+        mapping outlives it (LIFETIME). Anything but a regular file is ENODEV before any
+        descriptor is opened."""
+        node = self._node(nodeid)
+        if not stat.S_ISREG(node.kind):
+            raise OSError(errno.ENODEV, "only regular files can be mapped")
+        fh = self.open(nodeid, os.O_RDWR if writable else os.O_RDONLY)
+        try:
+            return self._grant(self._handles[fh], foffset, length, writable, moffset)
+        finally:
+            self.release(fh)
+
+    def _grant(self, handle: _Handle, foffset: int, length: int, writable: bool,
+               moffset: int) -> MapGrant:
         if writable:
             self._refuse_write()
         if not handle.readable:
@@ -469,8 +497,25 @@ class GuestSession:
             raise OSError(errno.EINVAL, "window range overflows")
         fd = os.open(confine.proc_path(handle.fd),
                      (os.O_RDWR if writable else os.O_RDONLY) | os.O_CLOEXEC)
-        self._window.add(WindowMapping(moffset, length, handle.key, foffset, writable))
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):  # what crosses, checked on itself
+                raise OSError(errno.ENODEV, "only regular files can be mapped")
+            added = WindowMapping(moffset, length, handle.key, foffset, writable)
+            self._last_added = (added, self._window.add(added))
+        except BaseException:
+            os.close(fd)
+            raise
         return MapGrant(fd, foffset, length, writable)
+
+    @_serialized
+    def cancel_mapping(self, moffset: int) -> None:
+        """The front-end refused the mapping just granted at `moffset`: the record goes
+        back to what it was, the mappings that one overlapped included (MAP-BOOKS)."""
+        if self._last_added is None or self._last_added[0].moffset != moffset:
+            raise OSError(errno.EINVAL, "no mapping granted at that offset to cancel")
+        added, touched = self._last_added
+        self._last_added = None
+        self._window.undo(added, touched)
 
     @_serialized
     def removemapping(self, moffset: int, length: int) -> None:

@@ -458,6 +458,16 @@ class VhostUserFrontend:
             os.eventfd_write(q.call_fd, 1)
 
     def _reap(self, q: _Queue) -> None:
+        """Hands every used chain of q to its Future. A device that breaks the ring (a used
+        id not in flight) ends the connection: every caller gets ConnectionError, the one
+        type a front-end call raises besides OSError, never the ring's own error."""
+        try:
+            self._reap_used(q)
+        except VirtqueueError as e:
+            self._die(f"device broke queue {self._queues.index(q)}: {e}")
+            raise ConnectionError(f"device broke the queue: {e}") from e
+
+    def _reap_used(self, q: _Queue) -> None:
         done = []
         with self._lock:
             while True:

@@ -66,6 +66,11 @@ class RangeMap(Generic[V]):
         self._ends.insert(i, end)
         self._values.insert(i, value)
 
+    def overlapping(self, start: int, end: int) -> list[tuple[int, int, V]]:
+        """(start, end, value) of every range sharing an address with [start, end), whole."""
+        return [(self._starts[i], self._ends[i], self._values[i])
+                for i in self._overlapping(start, end)]
+
     def covers(self, start: int, end: int) -> bool:
         """True when every address of [start, end) is set."""
         at = start

@@ -1,0 +1,141 @@
+"""One regression test per numbered defect of the hostile-guest review (issue 11, and
+items 1 and 5 of the real-guest review, issue 10), each on the real daemon over its real
+socket, each failing on the code before the fix."""
+
+from __future__ import annotations
+
+import errno
+import mmap
+import os
+import socket
+import threading
+from pathlib import Path
+
+import pytest
+
+from pagefs.impl.client.fuse_client import FuseClient
+from pagefs.impl.client.host_daemon import host_daemon
+from pagefs.impl.guest.window import DaxWindow
+from pagefs.impl.protocol.constants import FUSE_REMOVEMAPPING_MAX_ENTRY
+from pagefs.impl.transport.backend import VhostUserBackend
+from pagefs.impl.transport.frontend import VhostUserFrontend
+
+from .conftest import WINDOW_SIZE, Received
+
+PAGE = mmap.PAGESIZE
+NO_FH = (1 << 64) - 1  # FUSE_SETUPMAPPING_NO_FH
+
+
+def expect_errno(code: int, call, *args) -> None:
+    with pytest.raises(OSError) as caught:
+        call(*args)
+    got = caught.value.errno
+    assert got == code, f"{errno.errorcode.get(got, got)} instead of {errno.errorcode[code]}"
+
+
+@pytest.fixture
+def export(tmp_path: Path) -> Path:
+    root = tmp_path / "export"
+    root.mkdir()
+    (root / "file").write_bytes(b"F" * 4 * PAGE)
+    (root / "dir").mkdir()
+    (root / "dir" / "inner").write_bytes(b"inner")
+    os.symlink("file", root / "link")
+    os.mkfifo(root / "fifo")
+    return root
+
+
+# -- 1. only regular files cross --------------------------------------------------------
+
+def test_1_no_directory_fd_is_ever_donated(export: Path, outside: Path,
+                                           received: list[Received]) -> None:
+    """SETUPMAPPING by nodeid (NO_FH) of the root, a directory, a symlink and a FIFO, and
+    through a handle OPEN tried on a directory: refused before any descriptor crosses;
+    only the regular file's mapping brings one, and it is that regular file."""
+    with host_daemon(str(export)) as host, \
+            FuseClient.connect(host.socket_path, window_size=WINDOW_SIZE) as guest:
+        ids = {name: guest.lookup(1, name).nodeid for name in (b"dir", b"link", b"fifo", b"file")}
+        for nodeid in (1, ids[b"dir"], ids[b"link"], ids[b"fifo"]):
+            for writable in (False, True):
+                expect_errno(errno.ENODEV, guest.setupmapping, nodeid, NO_FH, 0, PAGE,
+                             writable, 0)
+        expect_errno(errno.EISDIR, guest.open, 1, os.O_RDONLY)
+        expect_errno(errno.EISDIR, guest.open, ids[b"dir"], os.O_RDONLY)
+        dir_fh = guest.opendir(ids[b"dir"]).fh
+        expect_errno(errno.ENODEV, guest.setupmapping, ids[b"dir"], dir_fh, 0, PAGE, False, 0)
+        assert received == []
+        guest.setupmapping(ids[b"file"], NO_FH, 0, PAGE, False, 0)
+    assert len(received) == 1
+    assert received[0].regular and received[0].access == os.O_RDONLY
+    assert received[0].target.endswith("/file")
+
+
+# -- 8. mapping books ---------------------------------------------------------------------
+
+def test_8_a_refused_overlapping_mapping_leaves_the_live_one_as_it_was(export: Path) -> None:
+    """The front-end refuses a mapping that overlaps a live one (it runs past the window):
+    host and front-end still agree the live one is whole, and REMOVEMAPPING of it works."""
+    with host_daemon(str(export)) as host, \
+            FuseClient.connect(host.socket_path, window_size=WINDOW_SIZE) as guest:
+        nodeid = guest.lookup(1, b"file").nodeid
+        guest.setupmapping(nodeid, NO_FH, 0, 2 * PAGE, False, WINDOW_SIZE - 2 * PAGE)
+        expect_errno(errno.EINVAL, guest.setupmapping, nodeid, NO_FH, 0, 2 * PAGE, False,
+                     WINDOW_SIZE - PAGE)
+        assert guest.window.mapped_bytes() == 2 * PAGE
+        guest.removemapping([(WINDOW_SIZE - 2 * PAGE, 2 * PAGE)])
+        assert guest.window.mapped_bytes() == 0
+
+
+# -- 9. disconnect with many ranges ---------------------------------------------------------
+
+def test_9_a_guest_holding_more_ranges_than_one_request_carries_disconnects_cleanly(
+        tmp_path: Path) -> None:
+    ranges = FUSE_REMOVEMAPPING_MAX_ENTRY + 44
+    (tmp_path / "big").write_bytes(b"B" * ranges * PAGE)
+    with host_daemon(str(tmp_path)) as host, \
+            FuseClient.connect(host.socket_path, window_size=2 * ranges * PAGE) as guest:
+        nodeid = guest.lookup(1, b"big").nodeid
+        fh = guest.open(nodeid, os.O_RDONLY).fh
+        window = DaxWindow(guest.window.base, guest.window.size, guest, range_size=PAGE)
+        for index in range(ranges):
+            window.acquire(nodeid, fh, index * PAGE, writable=False)
+        assert guest.window.mapped_bytes() == ranges * PAGE
+        window.close()  # every range removed, pinned or not
+        assert guest.window.mapped_bytes() == 0
+
+
+# -- 10. the front-end raises only OSError or ConnectionError ---------------------------------
+
+def test_10_a_bogus_used_id_from_the_device_is_a_connection_error(tmp_path: Path) -> None:
+    """A device that pushes a descriptor id that is not in flight: the caller gets
+    ConnectionError (the connection is over), never the ring's own VirtqueueError."""
+    path = str(tmp_path / "device.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(1)
+    served: list[VhostUserBackend] = []
+
+    def hostile(request: bytes) -> bytes:
+        device = served[0]._vrings[1].device  # the request queue, as the device sees it
+        device.push(device.num - 1, 0)  # an id the driver never made available
+        return b"reply"
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        listener.close()
+        served.append(VhostUserBackend(conn, window_size=0))
+        served[0].serve(hostile)
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    try:
+        with VhostUserFrontend.connect(path, window_size=0) as frontend:
+            with pytest.raises(ConnectionError):
+                frontend.call(1, b"request", 64, timeout=10)
+            with pytest.raises(ConnectionError):
+                frontend.call(1, b"again", 64, timeout=10)
+    finally:
+        if served:
+            served[0].stop()
+        thread.join(10)
+    assert not thread.is_alive()
