@@ -43,6 +43,7 @@ INIT_FLAGS = (
     | p.InitFlag.MAP_ALIGNMENT
 )  # fmt: skip
 DEFAULT_TIMEOUT: float | None = None  # wait for the reply or the connection's end
+XATTR_ROOM = 65536  # XATTR_SIZE_MAX: any value or name list fits
 
 
 class FuseClient:
@@ -276,6 +277,37 @@ class FuseClient:
     def statfs(self, nodeid: int = FUSE_ROOT_ID) -> p.StatfsOut:
         return self.call(p.Opcode.STATFS, nodeid, p.EMPTY)
 
+    def link(self, nodeid: int, newparent: int, newname: bytes) -> p.EntryOut:
+        return self.call(p.Opcode.LINK, newparent, p.LinkIn(nodeid, newname))
+
+    def mknod(self, parent: int, name: bytes, mode: int, rdev: int = 0) -> p.EntryOut:
+        return self.call(p.Opcode.MKNOD, parent, p.MknodIn(mode, rdev, name))
+
+    def setxattr(self, nodeid: int, name: bytes, value: bytes, flags: int = 0) -> None:
+        self.call(p.Opcode.SETXATTR, nodeid, p.SetxattrIn(name, value, flags))
+
+    def getxattr(self, nodeid: int, name: bytes, size: int = XATTR_ROOM) -> bytes | int:
+        """The value, or its length when `size` is 0."""
+        reply = self.call(p.Opcode.GETXATTR, nodeid, p.GetxattrIn(name, size),
+                          reply_room=max(size, p.XattrSizeOut.LAYOUT.size))
+        return _sized(reply.data, size)
+
+    def listxattr(self, nodeid: int, size: int = XATTR_ROOM) -> list[bytes] | int:
+        """The names, or the length of their NUL-terminated list when `size` is 0."""
+        reply = self.call(p.Opcode.LISTXATTR, nodeid, p.ListxattrIn(size),
+                          reply_room=max(size, p.XattrSizeOut.LAYOUT.size))
+        names = _sized(reply.data, size)
+        return names if isinstance(names, int) else names.split(b"\0")[:-1]
+
+    def removexattr(self, nodeid: int, name: bytes) -> None:
+        self.call(p.Opcode.REMOVEXATTR, nodeid, p.Name(name))
+
+    def fallocate(self, nodeid: int, fh: int, offset: int, length: int, mode: int = 0) -> None:
+        self.call(p.Opcode.FALLOCATE, nodeid, p.FallocateIn(fh, offset, length, mode))
+
+    def syncfs(self, nodeid: int = FUSE_ROOT_ID) -> None:
+        self.call(p.Opcode.SYNCFS, nodeid, p.SyncfsIn())
+
     def setupmapping(
         self, nodeid: int, fh: int, foffset: int, length: int, writable: bool, moffset: int
     ) -> None:
@@ -286,3 +318,13 @@ class FuseClient:
     def removemapping(self, ranges: list[tuple[int, int]]) -> None:
         body = p.RemovemappingIn(tuple(p.RemovemappingOne(m, n) for m, n in ranges))
         self.call(p.Opcode.REMOVEMAPPING, 0, body)
+
+
+def _sized(data: bytes, size: int) -> bytes | int:
+    """A GETXATTR/LISTXATTR reply: fuse_getxattr_out when asked with size 0, else the bytes."""
+    if size:
+        return data
+    try:
+        return p.XattrSizeOut.decode(data).size
+    except p.ProtocolError as e:
+        raise OSError(errno.EPROTO, f"xattr size reply: {e}") from None

@@ -1,6 +1,6 @@
 """cffi build script for the few Linux calls the os module lacks (openat2, renameat2,
-utimensat with UTIME_OMIT): direct calls, with none of ctypes' per-call argument objects
-on the LOOKUP path."""
+utimensat with UTIME_OMIT, fallocate with a mode, syncfs): direct calls, with none of
+ctypes' per-call argument objects on the LOOKUP path."""
 
 from cffi import FFI
 
@@ -15,11 +15,16 @@ ffibuilder.cdef(
     int renameat2(int olddirfd, const char *oldpath, int newdirfd, const char *newpath,
                   unsigned int flags);
     int utimensat(int dirfd, const char *path, const struct timespec times[2], int flags);
+    int fallocate(int fd, int mode, int64_t offset, int64_t len);
+    int syncfs(int fd);
     """
 )
 ffibuilder.set_source(
     "pagefs.impl.host._syscalls",
     """
+    #ifndef _GNU_SOURCE
+    #define _GNU_SOURCE /* fallocate, syncfs */
+    #endif
     #include <fcntl.h>
     #include <linux/openat2.h>
     #include <stdint.h>

@@ -113,6 +113,20 @@ class Dispatcher:
             c.Opcode.RELEASEDIR: _typed(lambda n, b: _empty(session.releasedir(b.fh))),
             c.Opcode.SETUPMAPPING: _typed(self._setupmapping),
             c.Opcode.REMOVEMAPPING: _typed(self._removemapping),
+            c.Opcode.LINK: lambda u, n, b: entry_reply(u, session.link(b.oldnodeid, n, b.name)),
+            c.Opcode.MKNOD: lambda u, n, b: entry_reply(
+                u, session.mknod(n, b.name, b.mode, b.rdev)
+            ),
+            c.Opcode.SETXATTR: _typed(lambda n, b: _empty(
+                session.setxattr(n, b.name, b.value, b.flags)
+            )),
+            c.Opcode.GETXATTR: _typed(lambda n, b: _sized(session.getxattr(n, b.name, b.size))),
+            c.Opcode.LISTXATTR: _typed(lambda n, b: _sized(session.listxattr(n, b.size))),
+            c.Opcode.REMOVEXATTR: _typed(lambda n, b: _empty(session.removexattr(n, b.name))),
+            c.Opcode.FALLOCATE: _typed(lambda n, b: _empty(
+                session.fallocate(b.fh, b.offset, b.length, b.mode)
+            )),
+            c.Opcode.SYNCFS: _typed(lambda n, b: _empty(session.syncfs(n))),
         }
 
     # -- the one entry point -------------------------------------------------------
@@ -377,6 +391,11 @@ def _typed(serve: Callable[[int, p.RequestBody], p.ReplyBody]) -> Handler:
 
 def _empty(_: None) -> p.Empty:
     return p.EMPTY
+
+
+def _sized(answer: bytes | int) -> p.Data | p.XattrSizeOut:
+    """GETXATTR and LISTXATTR: the bytes, or fuse_getxattr_out when the guest asked size 0."""
+    return p.Data(answer) if isinstance(answer, bytes) else p.XattrSizeOut(answer)
 
 
 def _statfs(st: os.statvfs_result) -> p.StatfsOut:

@@ -27,7 +27,7 @@ from functools import wraps
 from pagefs.impl.filesystem import DirEntry, Entry, MapGrant
 from pagefs.impl.protocol import open_flags
 
-from . import confine, syscalls
+from . import confine, syscalls, xattrs
 from .mappings import WindowMap, WindowMapping
 
 log = logging.getLogger("pagefs.host")
@@ -38,6 +38,10 @@ _MAX_FILE_OFFSET = (1 << 63) - 1
 _MAX_WINDOW_OFFSET = (1 << 64) - 1
 _RENAME_NOREPLACE = 1
 _RENAME_EXCHANGE = 2
+_FALLOC_KEEP_SIZE = 0x01
+_FALLOC_PUNCH_HOLE = 0x02
+_FALLOC_ZERO_RANGE = 0x10
+_FALLOCATE_MODES = _FALLOC_KEEP_SIZE | _FALLOC_PUNCH_HOLE | _FALLOC_ZERO_RANGE
 
 
 @dataclass
@@ -434,8 +438,19 @@ class GuestSession:
         if offset < 0:
             raise OSError(errno.EINVAL, "negative offset")
         if offset == 0 or handle.listing is None:
-            handle.listing = _list_directory(handle.fd)
+            handle.listing = self._dots(handle) + _list_directory(handle.fd, first_offset=3)
         return handle.listing[offset:]
+
+    def _dots(self, handle: _Handle) -> list[DirEntry]:
+        """'.' and '..' as a Linux guest expects them from the server (it does not make them
+        up). The export root's '..' is the root itself: nothing above it is shown."""
+        here = os.fstat(handle.fd).st_ino
+        if handle.key == self._nodes[ROOT_ID].key:
+            parent = here
+        else:
+            parent = os.stat("..", dir_fd=handle.fd, follow_symlinks=False).st_ino
+        kind = _dtype(stat.S_IFDIR)
+        return [DirEntry(here, 1, kind, b"."), DirEntry(parent, 2, kind, b"..")]
 
     @_serialized
     def releasedir(self, fh: int) -> None:
@@ -529,6 +544,104 @@ class GuestSession:
         with self._lock:
             return list(self._window)
 
+    # -- links, special files, extended attributes, space ------------------------
+
+    @_serialized
+    def link(self, nodeid: int, parent: int, name: bytes) -> Entry:
+        """A new name for the inode behind `nodeid` (never a directory: EPERM, as POSIX)."""
+        directory = self._dir_to_change(parent, name)
+        node = self._node(nodeid)
+        if stat.S_ISDIR(node.kind):
+            raise OSError(errno.EPERM, "hard links to directories are not allowed")
+        # The inode by its descriptor, never by a name that could have moved: the /proc
+        # link names the pinned inode itself (a symlink's too, not its target).
+        os.link(confine.proc_path(node.fd), name, dst_dir_fd=directory.fd)
+        return self._lookup_name(parent, name)
+
+    @_serialized
+    def mknod(self, parent: int, name: bytes, mode: int, rdev: int) -> Entry:
+        """A FIFO, a socket or an empty regular file. Device nodes are refused (EPERM): one
+        made by a guest would be a door to a host device for anyone on the host who can
+        reach the export, whatever the guest's own kernel allows."""
+        directory = self._dir_to_change(parent, name)
+        kind = stat.S_IFMT(mode) or stat.S_IFREG
+        if kind in (stat.S_IFCHR, stat.S_IFBLK):
+            raise OSError(errno.EPERM, "device nodes are not made for guests")
+        if kind not in (stat.S_IFIFO, stat.S_IFSOCK, stat.S_IFREG):
+            raise OSError(errno.EINVAL, f"mknod of file type {kind:#o}")
+        self._reserve(1)
+        os.mknod(name, kind | stat.S_IMODE(mode), 0, dir_fd=directory.fd)
+        return self._lookup_name(parent, name)
+
+    def _xattr_target(self, node: _Node) -> str | None:
+        """The path the xattr calls take to the pinned inode (they never open it); None for
+        a symlink, whose user.* attributes Linux refuses anyway."""
+        return None if stat.S_ISLNK(node.kind) else confine.proc_path(node.fd)
+
+    @_serialized
+    def setxattr(self, nodeid: int, name: bytes, value: bytes, flags: int) -> None:
+        node = self._node(nodeid)
+        self._refuse_write()
+        xattrs.check_change(name, value, flags)
+        path = self._xattr_target(node)
+        if path is None:
+            raise OSError(errno.EPERM, "no user.* attributes on symlinks")
+        os.setxattr(path, name, value, flags)
+
+    @_serialized
+    def getxattr(self, nodeid: int, name: bytes, size: int) -> bytes | int:
+        """The value, or its length when `size` is 0 (xattrs.fitted)."""
+        node = self._node(nodeid)
+        xattrs.check_name(name)
+        path = self._xattr_target(node)
+        if path is None or not xattrs.visible(name):
+            raise OSError(errno.ENODATA, "no such attribute")
+        return xattrs.fitted(os.getxattr(path, name), size)
+
+    @_serialized
+    def listxattr(self, nodeid: int, size: int) -> bytes | int:
+        """The visible names, NUL-terminated, or their length when `size` is 0."""
+        path = self._xattr_target(self._node(nodeid))
+        names = os.listxattr(path) if path is not None else []
+        return xattrs.fitted(xattrs.names_list(names), size)
+
+    @_serialized
+    def removexattr(self, nodeid: int, name: bytes) -> None:
+        node = self._node(nodeid)
+        self._refuse_write()
+        xattrs.check_change(name)
+        path = self._xattr_target(node)
+        if path is None:
+            raise OSError(errno.ENODATA, "no such attribute")
+        os.removexattr(path, name)
+
+    @_serialized
+    def fallocate(self, fh: int, offset: int, length: int, mode: int) -> None:
+        """Reserve (mode 0 or KEEP_SIZE), punch a hole (PUNCH_HOLE|KEEP_SIZE) or zero a range
+        (ZERO_RANGE, optionally KEEP_SIZE) of an open file: the modes Linux's FUSE sends."""
+        handle = self._handle(fh)
+        self._refuse_write()
+        if not handle.writable:
+            raise OSError(errno.EBADF, "handle not open for writing")
+        if mode & ~_FALLOCATE_MODES or (mode & _FALLOC_PUNCH_HOLE
+                                        and not mode & _FALLOC_KEEP_SIZE):
+            raise OSError(errno.EOPNOTSUPP, f"fallocate mode {mode:#x}")
+        if offset < 0 or length <= 0:
+            raise OSError(errno.EINVAL, "negative offset or empty length")
+        if offset + length > _MAX_FILE_OFFSET:
+            raise OSError(errno.EFBIG, "range beyond the largest file offset")
+        syscalls.fallocate(handle.fd, mode, offset, length)
+
+    @_serialized
+    def syncfs(self, nodeid: int) -> None:
+        """Write back the filesystem that holds the export (not a write: served read-only too)."""
+        self._node(nodeid)  # the guest's kernel names its root; any live nodeid will do
+        fd = confine.reopen(self._nodes[ROOT_ID].fd, os.O_RDONLY, stat.S_IFDIR)
+        try:
+            syscalls.syncfs(fd)
+        finally:
+            os.close(fd)
+
     # -- lifetime ----------------------------------------------------------------
 
     @property
@@ -584,9 +697,9 @@ def _path_fd_of(fd: int) -> int:
     return os.open(confine.proc_path(fd), os.O_PATH | os.O_CLOEXEC)
 
 
-def _list_directory(fd: int) -> list[DirEntry]:
-    """A snapshot of a directory's entries, without '.' and '..': those are the guest's
-    to synthesize, and '..' of the export root must reveal nothing above it."""
+def _list_directory(fd: int, first_offset: int = 1) -> list[DirEntry]:
+    """A snapshot of a directory's entries, '.' and '..' left out (getdents' '..' of the
+    export root is above it); cookies count from `first_offset`."""
     entries: list[DirEntry] = []
     with os.scandir(fd) as it:
         for item in it:
@@ -594,7 +707,7 @@ def _list_directory(fd: int) -> list[DirEntry]:
                 kind = _entry_type(item)
             except FileNotFoundError:
                 continue  # removed by the host while listing
-            entries.append(DirEntry(item.inode(), len(entries) + 1, kind,
+            entries.append(DirEntry(item.inode(), len(entries) + first_offset, kind,
                                     os.fsencode(item.name)))
     return entries
 

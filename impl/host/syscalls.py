@@ -1,6 +1,6 @@
 """The few Linux calls the os module lacks: openat2, renameat2, utimensat with
-UTIME_OMIT (C via cffi, _syscalls_build.py). Each raises OSError(errno) like the os
-module does."""
+UTIME_OMIT, fallocate with a mode, syncfs (C via cffi, _syscalls_build.py). Each raises
+OSError(errno) like the os module does."""
 
 from __future__ import annotations
 
@@ -38,4 +38,16 @@ def utimens(path: str, atime_ns: int | None, mtime_ns: int | None) -> None:
     """Set either time or both; a time given as None is left as it is."""
     times = ffi.new("struct timespec[2]", [_timespec(atime_ns), _timespec(mtime_ns)])
     if lib.utimensat(lib.AT_FDCWD, os.fsencode(path), times, 0) != 0:
+        _raise_errno()
+
+
+def fallocate(fd: int, mode: int, offset: int, length: int) -> None:
+    """fallocate(2): FALLOC_FL_KEEP_SIZE, _PUNCH_HOLE, _ZERO_RANGE and the rest by `mode`."""
+    if lib.fallocate(fd, mode, offset, length) != 0:
+        _raise_errno()
+
+
+def syncfs(fd: int) -> None:
+    """syncfs(2): write back the whole filesystem that holds `fd` (an open, not O_PATH, fd)."""
+    if lib.syncfs(fd) != 0:
         _raise_errno()

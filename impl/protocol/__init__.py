@@ -21,6 +21,16 @@ from .codec import (
 )
 from .constants import InitFlag, Opcode, OpenReplyFlag, SetattrValid
 from .errors import ProtocolError
+from .extra_requests import (
+    FallocateIn,
+    GetxattrIn,
+    LinkIn,
+    ListxattrIn,
+    MknodIn,
+    SetxattrIn,
+    SyncfsIn,
+    XattrSizeOut,
+)
 from .replies import (
     Attr,
     AttrOut,
@@ -63,6 +73,8 @@ from .requests import (
 )
 
 __all__ = [
+    "FallocateIn", "GetxattrIn", "LinkIn", "ListxattrIn", "MknodIn", "SetxattrIn", "SyncfsIn",
+    "XattrSizeOut",
     "EMPTY", "LAYOUTS", "Attr", "AttrOut", "BatchForgetIn", "CreateIn", "CreateOut", "Data",
     "Dirent", "Dirents", "Empty", "EntryOut", "FlushIn", "ForgetIn", "ForgetOne", "FsyncIn",
     "GetattrIn", "InitFlag", "InitIn", "InitOut", "InterruptIn", "MkdirIn", "Name", "OpenIn",

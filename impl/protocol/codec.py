@@ -17,6 +17,7 @@ import errno
 from dataclasses import dataclass
 from struct import Struct
 
+from . import extra_requests as xr
 from . import replies as rp
 from . import requests as rq
 from ._wire import Buffer, pack
@@ -36,11 +37,12 @@ RequestBody = (
     rq.Empty | rq.InitIn | rq.Name | rq.ForgetIn | rq.BatchForgetIn | rq.GetattrIn
     | rq.SetattrIn | rq.SymlinkIn | rq.MkdirIn | rq.RenameIn | rq.Rename2In | rq.OpenIn
     | rq.CreateIn | rq.ReadIn | rq.WriteIn | rq.ReleaseIn | rq.FlushIn | rq.FsyncIn
-    | rq.InterruptIn | rq.SetupmappingIn | rq.RemovemappingIn
+    | rq.InterruptIn | rq.SetupmappingIn | rq.RemovemappingIn | xr.LinkIn | xr.MknodIn
+    | xr.SetxattrIn | xr.GetxattrIn | xr.ListxattrIn | xr.FallocateIn | xr.SyncfsIn
 )  # fmt: skip
 ReplyBody = (
     rq.Empty | rp.InitOut | rp.EntryOut | rp.AttrOut | rp.OpenOut | rp.CreateOut
-    | rp.WriteOut | rp.StatfsOut | rp.Data | rp.Dirents
+    | rp.WriteOut | rp.StatfsOut | rp.Data | rp.Dirents | xr.XattrSizeOut
 )  # fmt: skip
 
 # opcode -> (request body class, reply body class or None when the request has no reply)
@@ -74,6 +76,16 @@ LAYOUTS: dict[int, tuple[type, type | None]] = {
     Opcode.FSYNCDIR: (rq.FsyncIn, rq.Empty),
     Opcode.SETUPMAPPING: (rq.SetupmappingIn, rq.Empty),
     Opcode.REMOVEMAPPING: (rq.RemovemappingIn, rq.Empty),
+    Opcode.LINK: (xr.LinkIn, rp.EntryOut),
+    Opcode.MKNOD: (xr.MknodIn, rp.EntryOut),
+    # the reply is the value (or names), or fuse_getxattr_out when the request's size is 0:
+    # only the requester knows which, so both travel as Data (see XattrSizeOut)
+    Opcode.SETXATTR: (xr.SetxattrIn, rq.Empty),
+    Opcode.GETXATTR: (xr.GetxattrIn, rp.Data),
+    Opcode.LISTXATTR: (xr.ListxattrIn, rp.Data),
+    Opcode.REMOVEXATTR: (rq.Name, rq.Empty),
+    Opcode.FALLOCATE: (xr.FallocateIn, rq.Empty),
+    Opcode.SYNCFS: (xr.SyncfsIn, rq.Empty),
 }
 
 

@@ -177,7 +177,8 @@ def test_readdir_lists_and_resumes(guest: GuestSession, export) -> None:
     fh = guest.opendir(dir_id)
     everything = guest.readdir(fh, 0)
     names = [e.name for e in everything]
-    assert sorted(names) == sorted([b"inner"] + [f"e{i:02}".encode() for i in range(20)])
+    assert sorted(names) == sorted([b".", b"..", b"inner"] + [f"e{i:02}".encode()
+                                                             for i in range(20)])
     assert [e.offset for e in everything] == list(range(1, len(everything) + 1))
     resumed = guest.readdir(fh, everything[9].offset)
     assert resumed == everything[10:]
@@ -192,10 +193,22 @@ def test_readdir_lists_and_resumes(guest: GuestSession, export) -> None:
     expect_errno(errno.EBADF, guest.releasedir, fh)
 
 
-def test_readdir_lists_no_dot_names(guest: GuestSession, export) -> None:
+def test_readdir_lists_dot_and_dot_dot_first(guest: GuestSession, export) -> None:
+    """A Linux guest shows what the server lists; at the export root '..' is the root
+    itself, so nothing above the export is revealed."""
+    root_ino = os.stat(export).st_ino
     fh = guest.opendir(ROOT_ID)
-    assert sorted(e.name for e in guest.readdir(fh, 0)) == [b"dir", b"file"]
+    listing = guest.readdir(fh, 0)
+    assert [(e.name, e.ino, e.type, e.offset) for e in listing[:2]] == [
+        (b".", root_ino, stat.S_IFDIR >> 12, 1), (b"..", root_ino, stat.S_IFDIR >> 12, 2)]
+    assert sorted(e.name for e in listing[2:]) == [b"dir", b"file"]
+    assert guest.readdir(fh, 1)[0].name == b".."  # resumes after '.'
     guest.releasedir(fh)
+    sub = guest.opendir(guest.lookup(ROOT_ID, b"dir").nodeid)
+    dots = guest.readdir(sub, 0)[:2]
+    assert [(e.name, e.ino) for e in dots] == [
+        (b".", os.stat(export / "dir").st_ino), (b"..", root_ino)]
+    guest.releasedir(sub)
 
 
 def test_opendir_errors(guest: GuestSession) -> None:

@@ -68,6 +68,7 @@ def donated(monkeypatch) -> list[tuple[int, bool]]:
 def ro_export(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("ro-export")
     (root / "file").write_bytes(b"R" * 2 * PAGE)
+    os.setxattr(root / "file", "user.kept", b"yes")
     (root / "dir").mkdir()
     (root / "dir" / "inner").touch()
     return root
@@ -79,9 +80,11 @@ def ro_daemon(ro_export: Path):
         yield host
 
 
-def snapshot(root: Path) -> dict[str, tuple[int, int, bytes | None]]:
+def snapshot(root: Path) -> dict[str, tuple]:
     return {str(p.relative_to(root)): (p.lstat().st_mode, p.lstat().st_mtime_ns,
-                                        p.read_bytes() if p.is_file() else None)
+                                        p.read_bytes() if p.is_file() else None,
+                                        sorted(os.listxattr(p, follow_symlinks=False)),
+                                        p.lstat().st_nlink, p.lstat().st_blocks)
             for p in sorted(root.rglob("*"))}
 
 
@@ -108,6 +111,17 @@ def test_read_only_export_has_no_write_path_on_the_wire(ro_daemon, ro_export, do
             lambda: guest.rename(1, b"file", 1, b"dir", 2),
             lambda: guest.setupmapping(file_id, reader, 0, PAGE, True, 0),
             lambda: guest.setupmapping(file_id, NO_FH, 0, PAGE, True, 0),
+            lambda: guest.link(file_id, 1, b"hardlink"),
+            lambda: guest.link(file_id, 1, b"file"),  # EROFS before EEXIST
+            lambda: guest.mknod(1, b"fifo", stat.S_IFIFO | 0o644),
+            lambda: guest.mknod(1, b"sock", stat.S_IFSOCK | 0o644),
+            lambda: guest.mknod(1, b"dev", stat.S_IFCHR | 0o644, 0x0103),  # before EPERM
+            lambda: guest.setxattr(file_id, b"user.new", b"v"),
+            lambda: guest.setxattr(file_id, b"trusted.x", b"v"),  # before EPERM
+            lambda: guest.removexattr(file_id, b"user.kept"),
+            lambda: guest.fallocate(file_id, reader, 0, PAGE),
+            lambda: guest.fallocate(file_id, reader, 0, PAGE, 0x03),  # punch hole
+            lambda: guest.fallocate(file_id, reader, 0, PAGE, 0x10),  # zero range
         ]
         for refusal in refusals:
             expect_errno(errno.EROFS, refusal)
@@ -116,6 +130,9 @@ def test_read_only_export_has_no_write_path_on_the_wire(ro_daemon, ro_export, do
         assert ctypes.string_at(guest.window.base, 4) == b"RRRR"
         assert window_perms(guest, 0) == "r--s" and window_perms(guest, PAGE) == "r--s"
         assert guest.read(file_id, reader, 0, 2) == b"RR"
+        assert guest.getxattr(file_id, b"user.kept") == b"yes"  # reading is not writing
+        assert guest.listxattr(file_id) == [b"user.kept"]
+        guest.syncfs()
     assert donated == [(os.O_RDONLY, False), (os.O_RDONLY, False)]
     assert snapshot(ro_export) == before
     assert "refused: EROFS" in ro_daemon.log()

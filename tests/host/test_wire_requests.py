@@ -159,8 +159,9 @@ def test_opendir_readdir_releasedir(area) -> None:
     while batch := client.readdir(dir_id, fh, offset, size=512):  # several round trips
         names += [d.name for d in batch]
         offset = batch[-1].off
-    assert sorted(names) == sorted(os.listdir(bytes(host / "dir")))
-    assert len(names) == 41
+    assert names[:2] == [b".", b".."]
+    assert sorted(names[2:]) == sorted(os.listdir(bytes(host / "dir")))
+    assert len(names) == 43
     client.releasedir(dir_id, fh)
     expect_errno(errno.EBADF, client.readdir, dir_id, fh, 0)
     expect_errno(errno.ENOTDIR, client.opendir, client.lookup(top, b"file").nodeid)
@@ -193,3 +194,32 @@ def test_setupmapping_and_removemapping(area) -> None:
     client.release(nodeid, fh)  # LIFETIME: the mapping stays
     assert ctypes.string_at(base + PAGE, 4) == b"AAAA"
     client.removemapping([(PAGE, PAGE)])
+
+
+def test_link_mknod_xattrs_fallocate_syncfs_over_the_wire(area) -> None:
+    """The opcodes a Linux guest's programs meet (ln, mkfifo, setfattr, fallocate, sync),
+    through the real daemon: replies decode and the host sees each change."""
+    client, top, host = area
+    file_id = client.lookup(top, b"file").nodeid
+    assert client.link(file_id, top, b"hard").nodeid == file_id
+    assert os.stat(host / "hard").st_ino == os.stat(host / "file").st_ino
+    fifo = client.mknod(top, b"fifo", stat.S_IFIFO | 0o600)
+    assert stat.S_ISFIFO(os.lstat(host / "fifo").st_mode) and fifo.attr.mode & stat.S_IFIFO
+    expect_errno(errno.EPERM, client.mknod, top, b"dev", stat.S_IFBLK | 0o600, 0x0800)
+    client.setxattr(file_id, b"user.k", b"v\0w")
+    assert client.getxattr(file_id, b"user.k", 0) == 3
+    assert client.getxattr(file_id, b"user.k") == b"v\0w"
+    assert client.listxattr(file_id, 0) == len(b"user.k\0")
+    assert client.listxattr(file_id) == [b"user.k"]
+    expect_errno(errno.ERANGE, client.getxattr, file_id, b"user.k", 2)
+    expect_errno(errno.ENODATA, client.getxattr, file_id, b"security.capability", 0)
+    expect_errno(errno.EPERM, client.setxattr, file_id, b"trusted.x", b"1")
+    client.removexattr(file_id, b"user.k")
+    assert os.listxattr(host / "file") == []
+    fh = client.open(file_id, os.O_RDWR).fh
+    client.fallocate(file_id, fh, 0, 8192)
+    client.fallocate(file_id, fh, 0, 4096, 0x03)  # punch hole, keep size
+    assert (host / "file").read_bytes() == bytes(4096) * 2
+    expect_errno(errno.EOPNOTSUPP, client.fallocate, file_id, fh, 0, 4096, 0x02)
+    client.syncfs()
+    client.release(file_id, fh)

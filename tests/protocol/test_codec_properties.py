@@ -72,6 +72,14 @@ REQUEST_BODIES: dict[int, st.SearchStrategy] = {
         min_size=1,
         max_size=c.FUSE_REMOVEMAPPING_MAX_ENTRY,
     ).map(lambda e: p.RemovemappingIn(tuple(e))),
+    c.Opcode.LINK: st.builds(p.LinkIn, u64, name),
+    c.Opcode.MKNOD: st.builds(p.MknodIn, u32, u32, name, u32),
+    c.Opcode.SETXATTR: st.builds(p.SetxattrIn, name, st.binary(max_size=64), u32),
+    c.Opcode.GETXATTR: st.builds(p.GetxattrIn, name, u32),
+    c.Opcode.LISTXATTR: st.builds(p.ListxattrIn, u32),
+    c.Opcode.REMOVEXATTR: st.builds(p.Name, name),
+    c.Opcode.FALLOCATE: st.builds(p.FallocateIn, u64, u64, u64, u32),
+    c.Opcode.SYNCFS: st.just(p.SyncfsIn()),
 }
 
 REPLY_BODIES: dict[type, st.SearchStrategy] = {
