@@ -26,7 +26,6 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable
 
 from pagefs.impl.host import cache_policy
 from pagefs.impl.host.cache_policy import CachePolicy
@@ -144,7 +143,8 @@ class Daemon:
         try:
             try:
                 backend = VhostUserBackend(conn, window_size=self._window_size,
-                                           config=self._device_config)
+                                           config=self._device_config,
+                                           handshake_timeout=self._handshake_timeout)
             except BaseException:
                 conn.close()
                 raise
@@ -152,19 +152,10 @@ class Daemon:
                 self._guests[me] = backend
                 if self._stopping:  # shutdown began before this guest's back-end existed
                     backend.stop()
-            greeted, expired = threading.Event(), threading.Event()
             dispatcher = Dispatcher(session, mapper=backend, cache=self._cache)
-            handle = _noting_first_request(dispatcher.handle, greeted)
-            watchdog = threading.Timer(self._handshake_timeout, self._end_silent_guest,
-                                       args=(backend, greeted, expired, session.name))
-            watchdog.daemon = True
-            watchdog.start()
-            try:
-                backend.serve(handle)
-            finally:
-                watchdog.cancel()
-            if expired.is_set():
-                why = f"closed: no FUSE INIT within {self._handshake_timeout:g} s"
+            backend.serve(dispatcher.handle)
+            if not dispatcher.greeted:
+                why += " (never sent FUSE INIT)"
             if backend.broken:
                 why = f"dropped: {backend.broken}"
         except Exception as err:  # one guest's failure never takes the daemon down
@@ -177,16 +168,6 @@ class Daemon:
                 self._guests.pop(me, None)
             log.info("%s %s; released %d nodeids, %d handles, %d mappings", session.name,
                      why, held["nodes"], held["handles"], held["mappings"])
-
-    def _end_silent_guest(self, backend: VhostUserBackend, greeted: threading.Event,
-                          expired: threading.Event, name: str) -> None:
-        """A connection that has not finished its handshake by the deadline holds a
-        --max-guests slot for nothing: close it."""
-        if not greeted.is_set():
-            expired.set()
-            log.warning("%s: no FUSE INIT within %g s (--handshake-timeout); closing it",
-                        name, self._handshake_timeout)
-            backend.stop()
 
     def _shutdown(self) -> None:
         self._listener.close()
@@ -208,17 +189,6 @@ class Daemon:
         os.close(self._stop_r)
         os.close(self._stop_w)
         log.info("stopped")
-
-
-def _noting_first_request(handle: Callable[[bytes], bytes | None], greeted: threading.Event
-                          ) -> Callable[[bytes], bytes | None]:
-    """`handle`, setting `greeted` at the first request: the vhost-user handshake and
-    queue set-up are done once a FUSE request (INIT) has arrived."""
-    def first(request: bytes) -> bytes | None:
-        if not greeted.is_set():  # a read on every later request, no lock
-            greeted.set()
-        return handle(request)
-    return first
 
 
 def _device_config(tag: str | None) -> bytes:

@@ -71,6 +71,9 @@ class Dispatcher:
         self.cache = cache
         entry_reply = self._entry_reply
         self.initialized = False
+        # The guest has completed FUSE INIT once on this connection; requests before INIT
+        # are EIO and do not count.
+        self.greeted = False
         self._unsupported_logged: set[int] = set()
         # Requests arrive on several queues at once; the session's record of the window and
         # the front-end's window must change together, one mapping request at a time.
@@ -208,7 +211,7 @@ class Dispatcher:
                   | self.cache.init_flags)
         flags = offer.flags & wanted
         dax = bool(flags & c.InitFlag.MAP_ALIGNMENT)
-        self.initialized = True
+        self.initialized = self.greeted = True
         return p.InitOut(
             major=c.FUSE_KERNEL_VERSION,
             minor=min(offer.minor, c.FUSE_KERNEL_MINOR_VERSION),

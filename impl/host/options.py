@@ -12,7 +12,8 @@ from pagefs.impl.transport.backend import DEFAULT_WINDOW_SIZE
 from pagefs.impl.transport.sizes import SIZE_SYNTAX, WINDOW_ALIGNMENT, parse_window_size
 
 PROG = "pagefs-host"
-# How long a new connection has to finish the vhost-user handshake and send FUSE INIT.
+# How long a new connection has to finish the vhost-user handshake (until the VMM has set
+# up the rings). FUSE INIT has no deadline: a guest mounts when it wants, maybe hours later.
 HANDSHAKE_SECONDS = 10.0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -69,8 +70,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         f"(default {DEFAULT_WINDOW_SIZE >> 20}M)")
     parser.add_argument("--handshake-timeout", type=_seconds, default=HANDSHAKE_SECONDS,
                         metavar="SECONDS", help="close a connection that has not completed "
-                        "the vhost-user handshake and sent FUSE INIT by then, so it holds "
-                        f"no --max-guests slot (default {HANDSHAKE_SECONDS:g})")
+                        "the vhost-user handshake (rings set up) by then, bytes trickled "
+                        "or not, so it holds no --max-guests slot; FUSE INIT has no "
+                        f"deadline, a guest mounts when it will (default {HANDSHAKE_SECONDS:g})")
     parser.add_argument("--tag", type=_tag, metavar="TAG",
                         help="the mount tag a guest sees: offers the virtio-fs config space "
                         "(VHOST_USER_PROTOCOL_F_CONFIG), which a VMM's generic vhost-user "

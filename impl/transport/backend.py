@@ -22,6 +22,7 @@ import os
 import select
 import socket
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -52,6 +53,8 @@ from pagefs.impl.transport.vhost_user import (
     ProtocolError,
     ProtocolFeature,
     Request,
+    Stopped,
+    Waiter,
     bit,
     drain_eventfd,
 )
@@ -114,8 +117,12 @@ class VhostUserBackend:
         num_request_queues: int = 1,
         window_size: int = DEFAULT_WINDOW_SIZE,
         config: bytes = b"",
+        handshake_timeout: float | None = None,
     ) -> None:
         self._chan = Channel(sock)
+        self._handshake_timeout = handshake_timeout
+        # True once serve() dropped the connection at the handshake deadline
+        self.expired = False
         self._config = config
         self._offered_protocol_features = SUPPORTED_PROTOCOL_FEATURES | (
             bit(ProtocolFeature.CONFIG) if config else 0
@@ -137,19 +144,35 @@ class VhostUserBackend:
     # ---- public ------------------------------------------------------------------
 
     def serve(self, handler: Handler) -> None:
-        """Serves until the front-end disconnects or `stop()`; then releases everything."""
+        """Serves until the front-end disconnects or `stop()`; then releases everything.
+
+        Until a queue has started (the front-end has set up guest memory and rings), the
+        whole exchange must be done by `handshake_timeout`, an absolute deadline that
+        holds within messages too. Afterwards no deadline holds between messages (a guest
+        may mount hours after its VMM connected) and each message must arrive whole
+        within MESSAGE_TIMEOUT of its first byte. `stop()` ends every wait."""
         self._handler = handler
-        poller = select.poll()
-        poller.register(self._chan.fileno(), select.POLLIN)
-        poller.register(self._wake_fd, select.POLLIN)
-        # a peer that stops half-way through a message must not hold serve() forever
-        self._chan.sock.settimeout(MESSAGE_TIMEOUT)
+        waiting = Waiter(self._chan.sock, None, self._wake_fd)
+        started = time.monotonic()
         try:
             while not self._stopping and self._broken is None:
-                if any(fd == self._wake_fd for fd, _ in poller.poll()):
-                    break
+                handshake = (None if self.ready or self._handshake_timeout is None
+                             else started + self._handshake_timeout)
                 try:
-                    msg = self._chan.recv()
+                    waiting.until(handshake)
+                    deadline = time.monotonic() + MESSAGE_TIMEOUT
+                    msg = self._chan.recv(deadline=min(deadline, handshake or deadline),
+                                          wake_fd=self._wake_fd)
+                except Stopped:
+                    break
+                except TimeoutError:
+                    if handshake is not None and time.monotonic() >= handshake:
+                        self.expired = True
+                        self._break(f"vhost-user handshake not done within "
+                                    f"{self._handshake_timeout:g} s")
+                    else:
+                        self._break(f"vhost-user message not whole within {MESSAGE_TIMEOUT:g} s")
+                    break
                 except (ProtocolError, OSError) as e:
                     self._break(f"bad vhost-user message: {e}")
                     break
@@ -163,6 +186,11 @@ class VhostUserBackend:
                     msg.close_fds()
         finally:
             self._teardown()
+
+    @property
+    def ready(self) -> bool:
+        """The handshake is done: the front-end has started a queue."""
+        return any(vring.thread is not None for vring in self._vrings)
 
     def stop(self) -> None:
         """Makes `serve` return soon, from any thread: requests being handled are finished

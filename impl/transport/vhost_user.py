@@ -14,6 +14,7 @@ import os
 import select
 import socket
 import struct
+import time
 from dataclasses import dataclass, field
 from enum import IntEnum
 
@@ -196,13 +197,20 @@ class Channel:
     def reply(self, request: Message, payload: bytes) -> None:
         self.send(request.request, payload, flags=FLAG_REPLY)
 
-    def recv(self, timeout: float | None = None) -> Message | None:
-        """The next message, or None at end of stream. Raises ProtocolError or TimeoutError."""
-        if timeout is not None and not _readable(self.sock, timeout):
-            raise TimeoutError("no vhost-user message within the timeout")
+    def recv(self, timeout: float | None = None, *, deadline: float | None = None,
+             wake_fd: int = -1) -> Message | None:
+        """The next message, or None at end of stream. Raises ProtocolError, Stopped when
+        `wake_fd` becomes readable, or TimeoutError.
+
+        `deadline` (time.monotonic()) is absolute and holds for the whole message: a peer
+        that trickles one byte at a time gains nothing by it, and every wait, between
+        bytes too, also watches `wake_fd`. `timeout` is a deadline that far from now."""
+        if timeout is not None:
+            deadline = time.monotonic() + timeout if deadline is None else deadline
+        wait = Waiter(self.sock, deadline, wake_fd)
         fds: list[int] = []
         try:
-            head = self._recv_head(fds)
+            head = self._recv_head(fds, wait)
             if head is None:
                 return None
             request, flags, size = HEADER.unpack(head)
@@ -210,7 +218,7 @@ class Channel:
                 raise ProtocolError(f"vhost-user version bits {flags & FLAG_VERSION_MASK}, not 1")
             if size > MAX_PAYLOAD:
                 raise ProtocolError(f"payload of {size} bytes exceeds {MAX_PAYLOAD}")
-            payload = self._recv_exact(size)
+            payload = self._recv_exact(size, wait)
             if payload is None:
                 raise ProtocolError("connection closed inside a message")
         except BaseException:
@@ -219,8 +227,9 @@ class Channel:
             raise
         return Message(request, flags, payload, fds)
 
-    def _recv_head(self, fds: list[int]) -> bytes | None:
+    def _recv_head(self, fds: list[int], wait: Waiter) -> bytes | None:
         cmsg_space = socket.CMSG_SPACE(MAX_FDS * 4)
+        wait()
         data, ancdata, msg_flags, _ = self.sock.recvmsg(
             HEADER.size, cmsg_space, socket.MSG_CMSG_CLOEXEC
         )
@@ -234,15 +243,16 @@ class Channel:
         if not data:
             return None
         if len(data) < HEADER.size:
-            rest = self._recv_exact(HEADER.size - len(data))
+            rest = self._recv_exact(HEADER.size - len(data), wait)
             if rest is None:
                 raise ProtocolError("connection closed inside a message header")
             data += rest
         return data
 
-    def _recv_exact(self, n: int) -> bytes | None:
+    def _recv_exact(self, n: int, wait: Waiter) -> bytes | None:
         chunks = []
         while n:
+            wait()
             chunk = self.sock.recv(n)
             if not chunk:
                 return None
@@ -269,7 +279,37 @@ def drain_eventfd(efd: int) -> None:
         pass
 
 
-def _readable(sock: socket.socket, timeout: float) -> bool:
-    poller = select.poll()
-    poller.register(sock, select.POLLIN | select.POLLHUP | select.POLLERR)
-    return bool(poller.poll(max(0, int(timeout * 1000))))
+class Stopped(Exception):
+    """The wake fd given to `Channel.recv` was signalled while it waited: the owner stops."""
+
+
+class Waiter:
+    """Waits, before each read of one message, until the socket is readable: TimeoutError
+    past the absolute `deadline`, Stopped once `wake_fd` is readable."""
+
+    def __init__(self, sock: socket.socket, deadline: float | None, wake_fd: int) -> None:
+        self._poller = select.poll()
+        self._poller.register(sock, select.POLLIN | select.POLLHUP | select.POLLERR)
+        self._wake_fd = wake_fd
+        if wake_fd >= 0:
+            self._poller.register(wake_fd, select.POLLIN)
+        self._deadline = deadline
+
+    def __call__(self) -> None:
+        self.until(self._deadline)
+
+    def until(self, deadline: float | None) -> None:
+        """Wait for the socket with this `deadline` rather than the one given at first."""
+        while True:
+            if deadline is None:
+                wait_ms = None
+            else:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError("vhost-user message not received by its deadline")
+                wait_ms = max(1, int(left * 1000))
+            ready = {fd for fd, _ in self._poller.poll(wait_ms)}
+            if self._wake_fd in ready:
+                raise Stopped("stopped while receiving")
+            if ready:
+                return

@@ -152,7 +152,7 @@ def test_a_silent_connection_loses_its_slot_at_the_handshake_deadline(tmp_path: 
         with socket.socket(socket.AF_UNIX) as silent:
             silent.connect(host.socket_path)
             assert silent.recv(1) == b""  # closed by the daemon, not by us
-        assert "no FUSE INIT within 0.3 s" in host.log()
+        assert "vhost-user handshake not done within 0.3 s" in host.log()
         with FuseClient.connect(host.socket_path, window_size=0) as client:
             assert client.getattr(1).attr.ino == tmp_path.stat().st_ino
 

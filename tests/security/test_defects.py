@@ -7,14 +7,18 @@ from __future__ import annotations
 import errno
 import mmap
 import os
+import select
 import socket
+import struct
 import threading
+import time
 from pathlib import Path
 
 import pytest
+from pagefs_waits import wait_until
 
 from pagefs.impl.client.fuse_client import FuseClient
-from pagefs.impl.client.host_daemon import host_daemon
+from pagefs.impl.client.host_daemon import host_daemon, stop
 from pagefs.impl.guest.window import DaxWindow
 from pagefs.impl.protocol.constants import FUSE_REMOVEMAPPING_MAX_ENTRY
 from pagefs.impl.transport.backend import VhostUserBackend
@@ -139,3 +143,76 @@ def test_10_a_bogus_used_id_from_the_device_is_a_connection_error(tmp_path: Path
             served[0].stop()
         thread.join(10)
     assert not thread.is_alive()
+
+
+# -- 4. the handshake deadline, and issue 10's item 1 ------------------------------------------
+
+TRICKLE_SECONDS = 1.5
+GET_FEATURES = struct.pack("<III", 1, 1, 0)  # a whole vhost-user message: 12 bytes
+
+
+def trickle(sock: socket.socket, data: bytes) -> int:
+    """Send one byte every TRICKLE_SECONDS; returns how many went before the daemon
+    dropped the connection (len(data) if it never did)."""
+    for sent in range(len(data)):
+        readable, _, _ = select.select([sock], [], [], TRICKLE_SECONDS)
+        if readable and sock.recv(1) == b"":
+            return sent
+        try:
+            sock.send(data[sent:sent + 1])
+        except (BrokenPipeError, ConnectionResetError):
+            return sent
+    return len(data)
+
+
+def test_4_a_byte_trickler_is_dropped_at_the_handshake_deadline(tmp_path: Path) -> None:
+    """One byte every 1.5 s never ends a message: the deadline is absolute, partial reads
+    included, so the trickler loses its --max-guests slot on time and a guest gets in."""
+    with host_daemon(str(tmp_path), max_guests=1,
+                     options=("--handshake-timeout", "2")) as host:
+        with socket.socket(socket.AF_UNIX) as trickler:
+            trickler.connect(host.socket_path)
+            sent = trickle(trickler, GET_FEATURES[:8])
+        assert sent < 8, "the trickler kept its slot past the handshake deadline"
+        assert "vhost-user handshake not done within 2 s" in host.log()
+        with FuseClient.connect(host.socket_path, window_size=0) as guest:
+            assert guest.getattr(1).attr.ino == tmp_path.stat().st_ino
+
+
+def test_4_stop_ends_a_connection_stuck_inside_a_message(tmp_path: Path) -> None:
+    """SIGTERM while a peer is half-way through a message: the daemon does not wait for
+    the rest (it stops within its grace period, with every connection closed)."""
+    with host_daemon(str(tmp_path), options=("--handshake-timeout", "3600")) as host:
+        stuck = socket.socket(socket.AF_UNIX)
+        stuck.connect(host.socket_path)
+        stuck.send(GET_FEATURES[:5])
+        wait_until(lambda: "guest 1 connected" in host.log(), "guest 1 connected",
+                   process=host)
+        stop(host)
+        assert "did not stop" not in host.log(), host.log()
+        assert stuck.recv(1) == b""
+        stuck.close()
+
+
+def test_4_requests_before_init_are_eio_and_do_not_greet(tmp_path: Path) -> None:
+    with host_daemon(str(tmp_path)) as host:
+        frontend = VhostUserFrontend.connect(host.socket_path, window_size=0)
+        with FuseClient(frontend, timeout=10) as guest:
+            expect_errno(errno.EIO, guest.getattr, 1)
+        wait_until(lambda: "disconnected" in host.log(), "guest 1 to go", process=host)
+        assert "guest 1 disconnected (never sent FUSE INIT)" in host.log()
+
+
+def test_issue10_1_a_guest_may_mount_long_after_its_vmm_connected(tmp_path: Path) -> None:
+    """The VMM completes vhost-user at boot; the guest sends FUSE INIT when it mounts,
+    here three handshake deadlines later: the connection is still served."""
+    (tmp_path / "file").write_bytes(b"late mount")
+    with host_daemon(str(tmp_path), options=("--handshake-timeout", "0.5")) as host:
+        frontend = VhostUserFrontend.connect(host.socket_path, window_size=0)
+        with FuseClient(frontend, timeout=10) as guest:
+            time.sleep(1.5)  # the guest boots; no request at all meanwhile
+            guest.init()
+            nodeid = guest.lookup(1, b"file").nodeid
+            fh = guest.open(nodeid, os.O_RDONLY).fh
+            assert guest.read(nodeid, fh, 0, 100) == b"late mount"
+        assert "handshake not done" not in host.log()
