@@ -118,11 +118,13 @@ class FuseClient:
     # ---- requests ----------------------------------------------------------------
 
     def submit(
-        self, opcode: p.Opcode, nodeid: int, body: p.RequestBody, *, reply_room: int | None = None
+        self, opcode: p.Opcode, nodeid: int, body: p.RequestBody, *, reply_room: int | None = None,
+        caller: tuple[int, int, int] | None = None,
     ) -> Future:
         """Sends one request; the Future yields the reply body (None for no-reply opcodes)
-        or raises OSError(errno) / ConnectionError."""
-        return self.frontend.submit(*self._chain(opcode, nodeid, body, reply_room))
+        or raises OSError(errno) / ConnectionError. `caller` (uid, gid, pid) stands in the
+        header for this process's own, when relaying another's request."""
+        return self.frontend.submit(*self._chain(opcode, nodeid, body, reply_room, caller))
 
     def call(
         self,
@@ -135,7 +137,7 @@ class FuseClient:
     ) -> p.ReplyBody | None:
         """`submit` and wait for the reply body (this thread reaps the reply itself).
         `timeout` (else the client's, else none): OSError(ETIMEDOUT) when it passes."""
-        chain = self._chain(opcode, nodeid, body, reply_room)
+        chain = self._chain(opcode, nodeid, body, reply_room, None)
         limit = self.timeout if timeout is None else timeout
         try:
             return self.frontend.call(*chain, timeout=limit)
@@ -143,11 +145,13 @@ class FuseClient:
             raise OSError(errno.ETIMEDOUT, f"{opcode.name}: no reply within {limit} s") from None
 
     def _chain(
-        self, opcode: p.Opcode, nodeid: int, body: p.RequestBody, reply_room: int | None
+        self, opcode: p.Opcode, nodeid: int, body: p.RequestBody, reply_room: int | None,
+        caller: tuple[int, int, int] | None,
     ) -> tuple[int, bytes, int, Callable[[bytes], p.ReplyBody | None]]:
         """The queue, request bytes, reply room and reply decoder of one request."""
         unique = next(self._unique)
-        request = p.encode_request(p.Request(opcode, unique, nodeid, body, *self._ids))
+        ids = caller or self._ids
+        request = p.encode_request(p.Request(opcode, unique, nodeid, body, *ids))
         wants_reply = p.expects_reply(opcode)
         queue = HIPRIO_QUEUE if opcode in HIPRIO_OPCODES else request_queue(0)
         room = OUT_HEADER_SIZE + (reply_room or DEFAULT_REPLY_ROOM) if wants_reply else 0

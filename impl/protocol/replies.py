@@ -22,7 +22,7 @@ _INIT_OUT_COMPAT = Struct("<II")  # minor < 5
 # fuse_entry_out and fuse_attr_out up to their fuse_attr (codec packs whole replies with them)
 ENTRY_OUT = Struct("<QQQQII")
 ATTR_OUT = Struct("<QI4x")
-_OPEN_OUT = Struct("<QI4x")
+_OPEN_OUT = Struct("<QIi")
 _DIRENT = Struct("<QQII")
 _DT_MAX = 0xF  # a DT_* value is (st_mode & S_IFMT) >> 12
 
@@ -139,12 +139,14 @@ class AttrOut:
 
 @dataclass(frozen=True, slots=True)
 class OpenOut(FixedLayout):
-    """fuse_open_out (OPEN, OPENDIR): the handle and FOPEN_* flags."""
+    """fuse_open_out (OPEN, OPENDIR): the handle and FOPEN_* flags; with FOPEN_PASSTHROUGH,
+    `backing_id` names the backing file a FUSE server registered with the kernel (7.40)."""
 
     LAYOUT = _OPEN_OUT
 
     fh: int
     open_flags: int = 0
+    backing_id: int = 0
 
 
 @dataclass(frozen=True, slots=True)

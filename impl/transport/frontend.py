@@ -125,6 +125,9 @@ class VhostUserFrontend:
         self._threads: list[threading.Thread] = []
         self._dead: str | None = None
         self._closed = False
+        # Told of each donated fd (fd, fd_offset, shm_offset, length, writable) before it is
+        # mapped; the fd is closed after, so an observer that keeps it dups it.
+        self.on_shmem_map: Callable[[int, int, int, int, bool], None] | None = None
 
     # ---- set-up ------------------------------------------------------------------
 
@@ -533,6 +536,8 @@ class VhostUserFrontend:
             if msg.request == BackendRequest.SHMEM_MAP:
                 if flags & ~MMAP_FLAG_RW or len(msg.fds) != 1:
                     return errno.EINVAL
+                if self.on_shmem_map is not None:
+                    self.on_shmem_map(msg.fds[0], fd_offset, shm_offset, length, bool(flags))
                 self.window.map(msg.fds[0], fd_offset, shm_offset, length, bool(flags))
             elif msg.request == BackendRequest.SHMEM_UNMAP:
                 self.window.unmap(shm_offset, length)
