@@ -31,7 +31,8 @@ O_ACCMODE = os.O_RDONLY | os.O_WRONLY | os.O_RDWR
 # neither caches nor goes direct; it reads and writes the host file.
 NOT_WITH_PASSTHROUGH = p.OpenReplyFlag.DIRECT_IO | p.OpenReplyFlag.KEEP_CACHE
 # Replies whose size the request says; the rest fit the client's default room.
-REPLY_ROOM = {p.Opcode.READ: "size", p.Opcode.READDIR: "size"}
+SIZED_REPLIES = frozenset({p.Opcode.READ, p.Opcode.READDIR, p.Opcode.GETXATTR,
+                           p.Opcode.LISTXATTR})
 
 
 class Relay:
@@ -83,8 +84,8 @@ class Relay:
         if opcode == p.Opcode.DESTROY:
             return p.EMPTY
         room = None
-        if opcode in REPLY_ROOM:
-            room = body.size  # type: ignore[union-attr]
+        if opcode in SIZED_REPLIES:
+            room = max(body.size, 64)  # type: ignore[union-attr]
         elif opcode == p.Opcode.READLINK:
             room = PATH_MAX
         future = self.client.submit(opcode, nodeid, body, reply_room=room, caller=caller)
