@@ -123,6 +123,9 @@ class VhostUserBackend:
         self._handshake_timeout = handshake_timeout
         # True once serve() dropped the connection at the handshake deadline
         self.expired = False
+        # The handshake is done: the front-end has started a queue (for good: queues
+        # stopped later, at a reset or a disconnect, do not start the deadline again)
+        self.ready = False
         self._config = config
         self._offered_protocol_features = SUPPORTED_PROTOCOL_FEATURES | (
             bit(ProtocolFeature.CONFIG) if config else 0
@@ -186,11 +189,6 @@ class VhostUserBackend:
                     msg.close_fds()
         finally:
             self._teardown()
-
-    @property
-    def ready(self) -> bool:
-        """The handshake is done: the front-end has started a queue."""
-        return any(vring.thread is not None for vring in self._vrings)
 
     def stop(self) -> None:
         """Makes `serve` return soon, from any thread: requests being handled are finished
@@ -434,6 +432,7 @@ class VhostUserBackend:
             target=self._run_queue, args=(index,), name=f"vhost-user-queue-{index}", daemon=True
         )
         vring.thread.start()
+        self.ready = True
 
     def _qva_to_hva(self, qva: int, length: int) -> int:
         for r in self._regions:
