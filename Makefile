@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.pagefs-installed
 NATIVE := $(wildcard impl/*/_*_build.py impl/*/*.c impl/*/*.h)
 
-.PHONY: setup test test-all verify conformance bench bench-wire bench-guest lint docs clean vm
+.PHONY: virtiofsd-rust setup test test-all verify conformance bench bench-wire bench-guest lint docs clean vm
 
 # One install at a time: two make targets started together must not both pip-install at once.
 $(STAMP): pyproject.toml setup.py scripts/install-system-deps $(NATIVE)
@@ -44,6 +44,10 @@ bench-wire: $(STAMP)
 
 bench-guest: $(STAMP)
 	$(PY) benchmarks/guest.py
+
+## make virtiofsd-rust: Debian unstable's Rust virtiofsd, unpacked into ~/.cache/pagefs
+virtiofsd-rust:
+	scripts/install-virtiofsd-rust
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

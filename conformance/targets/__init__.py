@@ -5,6 +5,8 @@
     bindfs                         a bindfs FUSE mount this suite makes and removes
     pagefs                         the pagefs daemon and guest, separate processes
     virtiofsd[:cache=MODE]         QEMU's virtiofsd through the pagefs front-end
+    virtiofsd-rust[:cache=MODE]    the Rust virtiofsd (make virtiofsd-rust), likewise
+    pagefs-mount[:relay]           pagefs-host mounted by pagefs-mount, beside its directory
 
 A third party adds its own with `register("name", make)`, where `make(argument)`
 receives whatever followed "name:" (or "") and returns a TargetFactory.
@@ -26,6 +28,8 @@ _BUILTIN: dict[str, tuple[str, str]] = {
     "bindfs": ("bindfs", "BindfsFactory"),
     "pagefs": ("daemon", "PagefsFactory"),
     "virtiofsd": ("daemon", "parse_virtiofsd"),
+    "virtiofsd-rust": ("daemon", "parse_virtiofsd_rust"),
+    "pagefs-mount": ("pagefsmount", "parse"),
 }
 
 

@@ -170,3 +170,32 @@ def parse_virtiofsd(spec: str) -> DaemonFactory:
     _, _, argument = spec.partition(":")
     cache = argument.removeprefix("cache=") if argument else "auto"
     return virtiofsd_factory(cache)
+
+
+def virtiofsd_rust_factory(cache: str = "auto") -> DaemonFactory:
+    from pagefs.impl.client.virtiofsd_rust import CACHE_MODES, RustVirtiofsd, find_rust_virtiofsd
+    if cache not in CACHE_MODES:
+        raise ValueError(f"virtiofsd-rust cache mode {cache!r} is not one of "
+                         f"{', '.join(CACHE_MODES)}")
+    find_rust_virtiofsd()  # one line saying how to install it, before any case runs
+
+    def serve(export: str, read_only: bool, stack: contextlib.ExitStack) -> Served:
+        daemon = stack.enter_context(RustVirtiofsd(export, cache=cache, readonly=read_only))
+        assert daemon.process is not None  # started by entering it
+        return Served(daemon.socket_path, None, daemon.process, daemon.log_text)
+
+    reasons = {
+        MAPPINGS: "the Rust virtiofsd 1.14 offers no DAX window: it negotiates no SHMEM "
+                  "protocol feature and answers FUSE_SETUPMAPPING with ENOSYS",
+        PEERS: "virtiofsd serves exactly one vhost-user connection",
+    }
+    return DaemonFactory(f"virtiofsd-rust:cache={cache}",
+                         frozenset({OWN_HANDLES, RAW_NAMES, CONFINED, READ_ONLY}), serve,
+                         reasons, 0)
+
+
+def parse_virtiofsd_rust(spec: str) -> DaemonFactory:
+    """`virtiofsd-rust[:cache=MODE]` (MODE auto, always, never or metadata; default auto)."""
+    _, _, argument = spec.partition(":")
+    cache = argument.removeprefix("cache=") if argument else "auto"
+    return virtiofsd_rust_factory(cache)

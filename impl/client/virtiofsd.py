@@ -44,6 +44,13 @@ def find_virtiofsd(binary: str | None = None) -> str:
 class Virtiofsd:
     """One virtiofsd process exporting `shared_dir` on a fresh socket."""
 
+    CACHE_MODES = CACHE_MODES
+    NAME = "QEMU's virtiofsd"
+
+    @staticmethod
+    def find(binary: str | None) -> str:
+        return find_virtiofsd(binary)
+
     def __init__(
         self,
         shared_dir: str | os.PathLike,
@@ -54,11 +61,12 @@ class Virtiofsd:
         binary: str | None = None,
         extra_args: tuple[str, ...] = (),
     ) -> None:
-        if cache not in CACHE_MODES:
-            raise ValueError(f"cache mode {cache!r} is not one of {', '.join(CACHE_MODES)}")
+        if cache not in self.CACHE_MODES:
+            raise ValueError(
+                f"cache mode {cache!r} is not one of {', '.join(self.CACHE_MODES)}")
         if not os.path.isdir(shared_dir):
             raise VirtiofsdError(f"shared directory {shared_dir} does not exist")
-        self.binary = find_virtiofsd(binary)
+        self.binary = self.find(binary)
         self.shared_dir = os.fspath(shared_dir)
         self.cache = cache
         self.sandbox = sandbox
@@ -74,23 +82,10 @@ class Virtiofsd:
     def start(self) -> Virtiofsd:
         """Starts virtiofsd and waits until its socket accepts connections."""
         if os.geteuid() != 0:
-            raise VirtiofsdError("QEMU's virtiofsd needs root (it sandboxes itself): run as root")
+            raise VirtiofsdError(f"{self.NAME} needs root (it sandboxes itself): run as root")
         self._log = tempfile.TemporaryFile()
-        args = [
-            self.binary,
-            f"--socket-path={self.socket_path}",
-            "-o",
-            f"source={self.shared_dir}",
-            "-o",
-            f"cache={self.cache}",
-            # virtiofsd's default namespace sandbox needs privileges some containers lack;
-            # chroot works wherever root does and still confines it to the shared directory
-            "-o",
-            f"sandbox={self.sandbox}",
-            *self.extra_args,
-        ]
         self.process = subprocess.Popen(
-            args, stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log,
+            self.command(), stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log,
             preexec_fn=die_with_parent(),  # no orphan if our process is killed
         )
         deadline = time.monotonic() + START_TIMEOUT
@@ -103,6 +98,22 @@ class Virtiofsd:
                 raise VirtiofsdError(f"virtiofsd made no socket within {START_TIMEOUT} s")
             time.sleep(0.01)
         return self
+
+    def command(self) -> list[str]:
+        """The command line that starts this virtiofsd."""
+        return [
+            self.binary,
+            f"--socket-path={self.socket_path}",
+            "-o",
+            f"source={self.shared_dir}",
+            "-o",
+            f"cache={self.cache}",
+            # virtiofsd's default namespace sandbox needs privileges some containers lack;
+            # chroot works wherever root does and still confines it to the shared directory
+            "-o",
+            f"sandbox={self.sandbox}",
+            *self.extra_args,
+        ]
 
     def log_text(self) -> str:
         if self._log is None:

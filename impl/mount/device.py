@@ -66,6 +66,13 @@ class FuseDevice:
             _raise_errno("FUSE_DEV_IOC_BACKING_OPEN")
         return backing_id
 
+    def backing_open_and_close(self, backing_fd: int) -> int:
+        """backing_open, then close the fd (the kernel holds the file from then on)."""
+        try:
+            return self.backing_open(backing_fd)
+        finally:
+            os.close(backing_fd)
+
     def backing_close(self, backing_id: int) -> None:
         if lib.pagefs_backing_close(self.fd, backing_id) != 0:
             _raise_errno("FUSE_DEV_IOC_BACKING_CLOSE")

@@ -46,7 +46,8 @@ class Relay:
         self.entry_timeout = split_seconds(options.entry_timeout)
         self.attr_timeout = split_seconds(options.attr_timeout)
         self._lock = threading.Lock()
-        self._backing: dict[tuple[int, int], int] = {}  # (nodeid, fh) -> backing id
+        self._backing: dict[int, tuple[int, int]] = {}  # nodeid -> (backing id, handles)
+        self._handles: dict[tuple[int, int], int] = {}  # passed-through (nodeid, fh)
         self.lost: str | None = None  # why the back-end went, once it has
 
     def handle(self, raw: bytes) -> bytes | None:
@@ -118,53 +119,71 @@ class Relay:
             attr_valid=self.attr_timeout[0], attr_valid_nsec=self.attr_timeout[1])
 
     # ---- passthrough -------------------------------------------------------------
+    # The kernel backs every passthrough open of an inode with one backing file (it
+    # refuses a second), so each nodeid gets one, read-write where the export allows,
+    # counted by the handles open on it; the caller's own access still limits each handle.
 
     def _open(self, nodeid: int, flags: int, out: p.OpenOut) -> p.OpenOut:
         """OPEN's reply, backed by the host file when the back-end donates it."""
         if self.donations is None:
             return out
-        try:
-            backing_id = self._back(nodeid, out.fh, flags)
-        except ConnectionError:
-            raise
-        except OSError as e:
-            # Not fatal: the file is relayed, READ and WRITE through the back-end.
-            log.warning("nodeid %d fh %d not passed through (%s)", nodeid, out.fh, e)
-            return out
         with self._lock:
-            self._backing[(nodeid, out.fh)] = backing_id
+            try:
+                backing_id = self._backing_of(nodeid, out.fh, flags)
+            except ConnectionError:
+                raise
+            except OSError as e:
+                # Not fatal: the file is relayed, READ and WRITE through the back-end.
+                log.warning("nodeid %d fh %d not passed through (%s)", nodeid, out.fh, e)
+                return out
+            self._handles[(nodeid, out.fh)] = nodeid
         open_flags = (out.open_flags & ~NOT_WITH_PASSTHROUGH) | p.OpenReplyFlag.PASSTHROUGH
         return p.OpenOut(out.fh, open_flags, backing_id)
 
-    def _back(self, nodeid: int, fh: int, flags: int) -> int:
-        """Registers the host file behind (nodeid, fh) with the kernel: its backing id.
+    def _backing_of(self, nodeid: int, fh: int, flags: int) -> int:
+        held = self._backing.get(nodeid)
+        if held is not None:
+            self._backing[nodeid] = (held[0], held[1] + 1)
+            return held[0]
+        backing_id = self.device.backing_open_and_close(self._host_fd(nodeid, fh, flags))
+        self._backing[nodeid] = (backing_id, 1)
+        return backing_id
+
+    def _host_fd(self, nodeid: int, fh: int, flags: int) -> int:
+        """The host file behind nodeid, read-write unless the export refuses it.
 
         The back-end maps only handles it may read, and writable ones only without
-        O_APPEND; for any other handle a second one, read-write, is opened to ask with.
+        O_APPEND; a handle that cannot ask is replaced by a second one, opened to ask with.
         """
         assert self.donations is not None
         access = flags & O_ACCMODE
-        writable = access != os.O_RDONLY
-        asks_itself = access == os.O_RDONLY or (access == os.O_RDWR
-                                                and not flags & os.O_APPEND)
-        if asks_itself:
-            fd = self.donations.host_fd(nodeid, fh, writable)
-        else:
-            side = self.client.open(nodeid, os.O_RDWR)
-            try:
-                fd = self.donations.host_fd(nodeid, side.fh, writable)
-            finally:
-                self.client.release(nodeid, side.fh, os.O_RDWR)
+        if access == os.O_RDWR and not flags & os.O_APPEND:
+            return self.donations.host_fd(nodeid, fh, writable=True)
         try:
-            return self.device.backing_open(fd)
+            side = self.client.open(nodeid, os.O_RDWR)
+        except OSError as e:
+            if e.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
+                raise
+            if access == os.O_RDONLY:  # a read-only export: reads are all there is
+                return self.donations.host_fd(nodeid, fh, writable=False)
+            side = self.client.open(nodeid, os.O_RDONLY)
+            writable = False
+        else:
+            writable = True
+        try:
+            return self.donations.host_fd(nodeid, side.fh, writable)
         finally:
-            os.close(fd)
+            self.client.release(nodeid, side.fh)
 
     def _release_backing(self, nodeid: int, fh: int) -> None:
         with self._lock:
-            backing_id = self._backing.pop((nodeid, fh), None)
-        if backing_id is not None:
-            try:
-                self.device.backing_close(backing_id)
-            except OSError as e:
-                log.warning("backing id %d not closed: %s", backing_id, e)
+            if self._handles.pop((nodeid, fh), None) is None:
+                return
+            backing_id, count = self._backing.pop(nodeid)
+            if count > 1:
+                self._backing[nodeid] = (backing_id, count - 1)
+                return
+        try:
+            self.device.backing_close(backing_id)
+        except OSError as e:
+            log.warning("backing id %d not closed: %s", backing_id, e)

@@ -50,6 +50,24 @@ def test_a_mapping_sees_the_hosts_writes_without_msync(mounted, export, mountpoi
         os.close(fd)
 
 
+def test_one_file_open_many_ways_at_once(mounted, export, mountpoint):
+    """Every passthrough open of a file shares one backing file (the kernel allows no
+    other), whatever each open's access; the handles keep their own access."""
+    path = mountpoint / "file"
+    with open(path, "rb") as r, open(path, "r+b") as w, open(path, "ab") as a:
+        w.write(b"AB")
+        w.flush()
+        a.write(b"Z")
+        a.flush()
+        assert r.read() == b"AB23456789Z"
+        with pytest.raises(OSError) as caught:
+            os.write(r.fileno(), b"no")
+        assert caught.value.errno == errno.EBADF
+    with open(path, "rb") as again:  # the backing file was let go and taken again
+        assert again.read() == b"AB23456789Z"
+    assert (export / "file").read_bytes() == b"AB23456789Z"
+
+
 def test_relayed_reads_see_the_hosts_writes(relayed, export, mountpoint):
     assert not relayed.passthrough, relayed.log()
     with open(mountpoint / "file", "rb") as f:
