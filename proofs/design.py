@@ -71,6 +71,7 @@ class State:
     # The export (fixed for a run).
     read_only: z3.BoolRef
     window_pages: z3.BitVecRef  # pages in every guest's window, a whole number of ranges
+    max_size: z3.BitVecRef  # the largest file size the export supports (the spec's EFBIG)
     # Host inodes (identities below next_ino have been issued; none is ever reissued).
     alive: z3.ArrayRef  # Inode -> Bool
     is_dir: z3.ArrayRef  # Inode -> Bool
@@ -100,13 +101,15 @@ class State:
     map_ino: z3.ArrayRef  # (Guest, Slot) -> Inode (NONE: free)
     map_page: z3.ArrayRef  # (Guest, Slot) -> Page
     map_wr: z3.ArrayRef  # (Guest, Slot) -> Bool
-    map_via_wr: z3.ArrayRef  # ghost: (Guest, Slot) -> Bool, mode of the handle it was made through
+    map_via_rd: z3.ArrayRef  # ghost: (Guest, Slot) -> Bool, the handle it was made through
+    map_via_wr: z3.ArrayRef  # ghost: ... could read, could write
     pte: z3.ArrayRef  # (Guest, Slot) -> Frame (NONE: not resolved yet)
 
 
 _SORTS: dict[str, tuple[z3.SortRef, ...]] = {
     "read_only": (z3.BoolSort(),),
     "window_pages": (Slot,),
+    "max_size": (Size,),
     "alive": (Inode, z3.BoolSort()),
     "is_dir": (Inode, z3.BoolSort()),
     "size": (Inode, Size),
@@ -131,6 +134,7 @@ _SORTS: dict[str, tuple[z3.SortRef, ...]] = {
     "map_ino": (Guest, Slot, Inode),
     "map_page": (Guest, Slot, Page),
     "map_wr": (Guest, Slot, z3.BoolSort()),
+    "map_via_rd": (Guest, Slot, z3.BoolSort()),
     "map_via_wr": (Guest, Slot, z3.BoolSort()),
     "pte": (Guest, Slot, Frame),
 }
@@ -153,8 +157,12 @@ def constant(sorts: tuple[z3.SortRef, ...], value: z3.ExprRef) -> z3.ArrayRef:
     return z3.Lambda(bound, value)
 
 
+MAX_SIZE = 64 << 20  # the spec's default largest file size
+
+
 def initial(read_only: bool | z3.BoolRef = False,
-            window_pages: int | z3.BitVecRef = 8 * RANGE_PAGES) -> State:
+            window_pages: int | z3.BitVecRef = 8 * RANGE_PAGES,
+            max_size: int | z3.BitVecRef = MAX_SIZE) -> State:
     """The spec's initial state: only the empty root directory exists, and every guest
     is connected (past INIT) holding nothing but the root nodeid."""
     made = {}
@@ -170,6 +178,7 @@ def initial(read_only: bool | z3.BoolRef = False,
     made["read_only"] = z3.BoolVal(read_only) if isinstance(read_only, bool) else read_only
     made["window_pages"] = (val(Slot, window_pages) if isinstance(window_pages, int)
                             else window_pages)
+    made["max_size"] = val(Size, max_size) if isinstance(max_size, int) else max_size
     root_i, root_n = val(Inode, ROOT), val(Nodeid, ROOT)
     made["alive"] = z3.Store(made["alive"], root_i, True)
     made["is_dir"] = z3.Store(made["is_dir"], root_i, True)

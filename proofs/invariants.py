@@ -105,9 +105,16 @@ ACCESS_MODE = Invariant("ACCESS-MODE", (
     Clause("a handle is opened for reading, writing or both",
            (G, H), lambda s, g, h: z3.Implies(s.fh_ino[g, h] != NONE,
                                               z3.Or(s.fh_rd[g, h], s.fh_wr[g, h]))),
+    Clause("a mapping was made through a handle opened for reading",
+           (G, SL), lambda s, g, sl: z3.Implies(s.map_ino[g, sl] != NONE, s.map_via_rd[g, sl])),
     Clause("a writable mapping was made through a handle opened for writing",
            (G, SL), lambda s, g, sl: z3.Implies(z3.And(s.map_ino[g, sl] != NONE, s.map_wr[g, sl]),
                                                 s.map_via_wr[g, sl])),
+))
+
+SIZE_LIMIT = Invariant("SIZE-LIMIT", (
+    Clause("no file is larger than the export's largest size (EFBIG refuses the rest)",
+           (INO,), lambda s, i: z3.ULE(s.size[i], s.max_size)),
 ))
 
 HANDLE = Invariant("HANDLE", (
@@ -190,7 +197,7 @@ RECLAIM = Invariant("RECLAIM", (
 ))
 
 ALL: tuple[Invariant, ...] = (ISOLATION, SINGLE_COPY, EOF_FAULT, RO_EXPORT, ACCESS_MODE,
-                              HANDLE, NODEID, LIFETIME, RECLAIM)
+                              SIZE_LIMIT, HANDLE, NODEID, LIFETIME, RECLAIM)
 BY_NAME = {inv.name: inv for inv in ALL}
 
 

@@ -79,7 +79,8 @@ def _map_by_nodeid(s: State, g: z3.ExprRef, n: z3.ExprRef, fpage: z3.ExprRef,
                    (z3.Not(t.mapping_fits(s, fpage, count, start)), E.EINVAL),
                    (s.is_dir[i], E.ENODEV),
                    (z3.And(writable, refused), E.EROFS))
-    new = t.map_range(s, g, i, fpage, count, writable, start, via_writable=writable)
+    new = t.map_range(s, g, i, fpage, count, writable, start, via_readable=z3.BoolVal(True),
+                      via_writable=writable)
     return t.session(s, g, t.step(s, new, err))
 
 
@@ -122,6 +123,19 @@ VARIANTS: tuple[Variant, ...] = (
             (_like("SETUPMAPPING", lambda s, g, h, fp, c, w, st: t.setupmapping(
                 s, g, h, fp, c, w, st, check_mode=False)),),
             ("CREATE", "SETUPMAPPING")),
+    Variant("map-without-read-access", "ACCESS-MODE",
+            "SETUPMAPPING maps through a handle opened write-only",
+            (_like("SETUPMAPPING", lambda s, g, h, fp, c, w, st: t.setupmapping(
+                s, g, h, fp, c, w, st, check_read=False)),),
+            ("CREATE", "SETUPMAPPING")),
+    Variant("write-past-size-limit", "SIZE-LIMIT",
+            "WRITE lets a file grow past the export's largest size",
+            (_like("WRITE", lambda s, g, h, p, b, f: t.write(s, g, h, p, b, f, limit=False)),),
+            ("CREATE", "WRITE")),
+    Variant("resize-past-size-limit", "SIZE-LIMIT",
+            "SETATTR extends a file past the export's largest size",
+            (_like("SETATTR", lambda s, g, n, z: t.setattr_size(s, g, n, z, limit=False)),),
+            ("CREATE", "SETATTR")),
     Variant("writable-map-read-only-export", "RO-EXPORT",
             "SETUPMAPPING by nodeid grants a writable mapping in a read-only export",
             (by_nodeid(),),

@@ -114,7 +114,8 @@ class Design:
     def __init__(self, config: Config) -> None:
         self.config = config
         assert config.page_size == d.PAGE_SIZE and config.range_size == d.RANGE_PAGES * d.PAGE_SIZE
-        self.state = d.simplified(d.initial(config.read_only, config.window_size // d.PAGE_SIZE))
+        self.state = d.simplified(d.initial(config.read_only, config.window_size // d.PAGE_SIZE,
+                                            config.max_size))
         self.touched: set[int] = {0, d.PAGE_SIZE - 1, d.PAGE_SIZE}
 
     # ------------------------------------------------------------ evaluation
@@ -201,7 +202,14 @@ class Design:
         return answer
 
     def _bytes_write(self, step, positions: range, data: bytes) -> Answer:
+        """A request is refused whole or done whole: its last byte, the one furthest from
+        the start, decides its errno (EFBIG) before any byte lands."""
         self.touch(*positions)
+        if positions:
+            last = step(_const(d.Size, positions[-1]), _const(Byte, data[-1]), self.free_frame())
+            errno = self.get(last.err)
+            if errno:
+                return Answer(errno)
         for pos, b in zip(positions, data, strict=True):
             errno = self._run(step(_const(d.Size, pos), _const(Byte, b), self.free_frame()))
             if errno:

@@ -257,18 +257,26 @@ def session(s: State, g: z3.ExprRef, inner: Step) -> Step:
 
 # ---------------------------------------------------------------- host operations
 
+def too_big(s: State, end: z3.ExprRef, *, limit: bool = True) -> tuple[z3.BoolRef, int]:
+    """A file may not reach past the export's largest size: EFBIG (``limit=False`` is
+    for a seeded bug that forgets the check)."""
+    return (z3.UGT(end, s.max_size) if limit else z3.BoolVal(False), E.EFBIG)
+
+
 def host_write(s: State, i: z3.ExprRef, pos: z3.ExprRef, b: z3.ExprRef, f: z3.ExprRef) -> Step:
     """The host's own process writes one byte: it lands in the page-cache frame every
     guest mapping resolves to (COH-READ)."""
     usable, new = write_byte(s, i, pos, b, f)
-    err = checks((z3.Not(z3.And(i != NONE, s.alive[i])), E.ENOENT), (s.is_dir[i], E.EISDIR))
+    err = checks((z3.Not(z3.And(i != NONE, s.alive[i])), E.ENOENT), (s.is_dir[i], E.EISDIR),
+                 (z3.UGE(pos, s.max_size), E.EFBIG))
     return step(s, new, err, z3.Or(err != 0, usable))
 
 
 def host_truncate(s: State, i: z3.ExprRef, new_size: z3.ExprRef, *, zap: bool = True,
                   drop: bool = True) -> Step:
     """The host truncates or extends a file (``zap``/``drop`` are for seeded bugs only)."""
-    err = checks((z3.Not(z3.And(i != NONE, s.alive[i])), E.ENOENT), (s.is_dir[i], E.EISDIR))
+    err = checks((z3.Not(z3.And(i != NONE, s.alive[i])), E.ENOENT), (s.is_dir[i], E.EISDIR),
+                 too_big(s, new_size))
     return step(s, truncate(s, i, new_size, zap=zap, drop=drop), err)
 
 
@@ -480,18 +488,23 @@ def read(s: State, g: z3.ExprRef, h: z3.ExprRef, pos: z3.ExprRef) -> Step:
 
 
 def write(s: State, g: z3.ExprRef, h: z3.ExprRef, pos: z3.ExprRef, b: z3.ExprRef,
-          f: z3.ExprRef) -> Step:
-    """WRITE of one byte through a handle opened for writing."""
+          f: z3.ExprRef, *, limit: bool = True) -> Step:
+    """WRITE of one byte through a handle opened for writing, below the size limit
+    (``limit=False``: a seeded bug)."""
     i = s.fh_ino[g, h]
-    err = checks((z3.Not(handle_open(s, g, h)), E.EBADF), (z3.Not(s.fh_wr[g, h]), E.EBADF))
+    err = checks((z3.Not(handle_open(s, g, h)), E.EBADF), (z3.Not(s.fh_wr[g, h]), E.EBADF),
+                 (z3.UGE(pos, s.max_size) if limit else z3.BoolVal(False), E.EFBIG))
     usable, new = write_byte(s, i, pos, b, f)
     return session(s, g, step(s, new, err, z3.Or(err != 0, usable)))
 
 
-def setattr_size(s: State, g: z3.ExprRef, n: z3.ExprRef, new_size: z3.ExprRef) -> Step:
-    """SETATTR with a size: a guest-requested truncate, by the same rule as the host's."""
+def setattr_size(s: State, g: z3.ExprRef, n: z3.ExprRef, new_size: z3.ExprRef, *,
+                 limit: bool = True) -> Step:
+    """SETATTR with a size: a guest-requested truncate, by the same rule as the host's
+    (``limit=False``: a seeded bug that lets the file grow past the export's limit)."""
     i = node(s, g, n)
-    err = checks(stale(s, g, n), (s.is_dir[i], E.EISDIR), (s.read_only, E.EROFS))
+    err = checks(stale(s, g, n), (s.is_dir[i], E.EISDIR), too_big(s, new_size, limit=limit),
+                 (s.read_only, E.EROFS))
     return session(s, g, step(s, truncate(s, i, new_size), err))
 
 
@@ -567,10 +580,10 @@ def mapping_fits(s: State, fpage: z3.ExprRef, count: z3.ExprRef, start: z3.ExprR
 
 def map_range(s: State, g: z3.ExprRef, i: z3.ExprRef, fpage: z3.ExprRef,
               count: z3.ExprRef, writable: z3.BoolRef, start: z3.ExprRef,
-              via_writable: z3.BoolRef) -> State:
+              via_readable: z3.BoolRef, via_writable: z3.BoolRef) -> State:
     """Window pages [start, start+count) of guest ``g`` map ``i``'s pages from ``fpage``,
-    unresolved; ``via_writable`` records (a ghost) whether the grant came through write
-    access."""
+    unresolved; ``via_readable``/``via_writable`` record (ghosts) the access the grant
+    came through."""
     x, sl = fresh(Guest, "x"), fresh(Slot, "sl")
     here = lambda: z3.And(x == g, slot_in(sl, start, count))  # noqa: E731
     put = lambda arr, v: z3.Lambda([x, sl], z3.If(here(), v, arr[x, sl]))  # noqa: E731
@@ -579,6 +592,7 @@ def map_range(s: State, g: z3.ExprRef, i: z3.ExprRef, fpage: z3.ExprRef,
         map_ino=put(s.map_ino, i),
         map_page=put(s.map_page, fpage + (sl - start)),
         map_wr=put(s.map_wr, writable),
+        map_via_rd=put(s.map_via_rd, via_readable),
         map_via_wr=put(s.map_via_wr, via_writable),
         pte=put(s.pte, val(Frame, NONE)),
     )
@@ -586,21 +600,24 @@ def map_range(s: State, g: z3.ExprRef, i: z3.ExprRef, fpage: z3.ExprRef,
 
 def setupmapping(s: State, g: z3.ExprRef, h: z3.ExprRef, fpage: z3.ExprRef,
                  count: z3.ExprRef, writable: z3.BoolRef, start: z3.ExprRef,
-                 *, check_mode: bool = True) -> Step:  # check_mode=False: a seeded bug
+                 *, check_mode: bool = True, check_read: bool = True) -> Step:
     """SETUPMAPPING: window pages [start, start+count) map file pages from ``fpage``.
 
     Entries are not resolved here: the first access resolves each to the frame the
-    page cache holds at that moment. A writable mapping needs a handle opened for
-    writing (ACCESS-MODE) and a writable export (RO-EXPORT).
+    page cache holds at that moment. Any mapping needs a handle opened for reading, a
+    writable one also for writing (ACCESS-MODE, EACCES as mmap(2)), and a writable
+    export (RO-EXPORT). ``check_mode``/``check_read`` False are seeded bugs.
     """
+    no_read = z3.Not(s.fh_rd[g, h]) if check_read else z3.BoolVal(False)
+    no_write = z3.And(writable, z3.Not(s.fh_wr[g, h])) if check_mode else z3.BoolVal(False)
     err = checks(
         (z3.Not(handle_open(s, g, h)), E.EBADF),
         (z3.Not(mapping_fits(s, fpage, count, start)), E.EINVAL),
         (z3.And(writable, s.read_only), E.EROFS),
-        (z3.And(writable, z3.Not(s.fh_wr[g, h]) if check_mode else z3.BoolVal(False)),
-         E.EACCES),
+        (z3.Or(no_read, no_write), E.EACCES),
     )
-    new = map_range(s, g, s.fh_ino[g, h], fpage, count, writable, start, s.fh_wr[g, h])
+    new = map_range(s, g, s.fh_ino[g, h], fpage, count, writable, start, s.fh_rd[g, h],
+                    s.fh_wr[g, h])
     return session(s, g, step(s, new, err))
 
 

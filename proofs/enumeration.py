@@ -1,0 +1,260 @@
+"""Design ≡ spec, exhaustively: every program of up to k requests over a small pool.
+
+The tie (``tie.py``) runs one request through ``pagefs.spec`` and through the z3
+transitions evaluated on concrete states. This module runs *every* program of up to k
+calls drawn from ``ALPHABET`` (two guests and the host; each call a request with
+arguments from a small pool chosen so that most of them name something that exists,
+and so that each rule's errors are reachable: EACCES, EBADF, EFBIG, ESTALE, EIO, ...),
+from the spec's initial state. After each call:
+
+- the design's answer must be one of the results the spec allows (values compared, an
+  errno one of the spec's errno set, a fault a fault);
+- the design's state must agree with a spec state of an outcome giving that answer, on
+  every inode (kind, size, entries, bytes at every position the pool can reach and their
+  neighbours), every guest's connection, counters, nodeids with lookup counts, handles
+  with their access, and window ranges.
+
+The spec may allow several outcomes; the enumeration keeps every spec state that agrees.
+
+**Pruning, and why it is sound.** Both sides are deterministic functions of their state
+and the call. So two programs that reach the same pair (set of agreeing spec states,
+complete design state) have the same futures, and only the first, shortest one is
+extended: a breadth-first search over that pair. The design state is keyed by z3's ids
+of all its fields' terms (frames, entries, ghosts included); z3 hash-conses terms, so
+equal ids are equal terms, and the search keeps every keyed term alive so that no id
+is reused: keys can tell equal states apart, never merge different ones. And the two
+guests start alike and both sides treat them alike, so a program whose first guest
+request is guest 1's is guest 0's program with the guests renamed: only programs that
+name guest 0 first are run. So every program of up to k calls is checked, although
+only one program per reached state is extended; the row reports both numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, fields
+
+from pagefs.proofs import transitions
+from pagefs.proofs.table import Row
+from pagefs.proofs.tie import Design, spec_view
+from pagefs.spec import REGISTRY, Config, State, initial_state
+from pagefs.spec.datatypes import O_CREAT, O_RDONLY, O_RDWR, O_WRONLY
+
+PAGE = 4096
+RANGE = 2 << 20
+MAX_SIZE = 2 * PAGE  # small, so the size limit (EFBIG) is one request away
+CONFIG = Config(window_ranges=1, max_size=MAX_SIZE)
+
+Call = tuple[str, tuple]
+
+
+def _per_guest(make: Callable[[int], Call]) -> list[Call]:
+    return [make(g) for g in (0, 1)]
+
+
+def alphabet() -> tuple[Call, ...]:
+    """The calls a program is made of. Nodeid 2 and handle 1 are what a guest's first
+    LOOKUP or CREATE and first OPEN return; 4095 straddles a page boundary; MAX_SIZE - 1
+    with two bytes crosses the size limit."""
+    calls: list[Call] = [
+        ("host.create", (b"a", 0o644)),
+        ("host.write", (b"a", PAGE - 1, b"\x01\x02")),
+        ("host.write", (b"a", MAX_SIZE - 1, b"\x03\x04")),
+        ("host.truncate", (b"a", 1)),
+        ("host.truncate", (b"a", MAX_SIZE + 1)),
+        ("host.unlink", (b"a",)),
+    ]
+    for make in (
+        lambda g: ("LOOKUP", (g, 1, b"a")),
+        lambda g: ("FORGET", (g, 2, 1)),
+        lambda g: ("CREATE", (g, 1, b"a", O_CREAT | O_WRONLY, 0o644)),
+        lambda g: ("CREATE", (g, 1, b"a", O_CREAT | O_RDWR, 0o644)),
+        lambda g: ("OPEN", (g, 2, O_RDONLY)),
+        lambda g: ("RELEASE", (g, 1)),
+        lambda g: ("READ", (g, 1, PAGE - 1, 2)),
+        lambda g: ("WRITE", (g, 1, MAX_SIZE - 1, b"\x05\x06")),
+        lambda g: ("SETATTR", (g, 2, PAGE + 1, None, None)),
+        lambda g: ("SETUPMAPPING", (g, 1, 0, RANGE, False, 0)),
+        lambda g: ("SETUPMAPPING", (g, 1, 0, RANGE, True, 0)),
+        lambda g: ("LOAD", (g, PAGE - 1, 2)),
+        lambda g: ("STORE", (g, PAGE, b"\x07")),
+        lambda g: ("UNLINK", (g, 1, b"a")),
+        lambda g: ("DESTROY", (g,)),
+    ):
+        calls += _per_guest(make)
+    return tuple(calls)
+
+
+ALPHABET = alphabet()
+# Every file position a call can reach, and its neighbours: where bytes are compared.
+POSITIONS = frozenset(q for p in (0, PAGE - 1, PAGE, PAGE + 1, MAX_SIZE - 1, MAX_SIZE)
+                      for q in (p - 1, p, p + 1) if q >= 0)
+
+
+@dataclass
+class Mismatch:
+    program: tuple[Call, ...]
+    why: str
+
+    def __str__(self) -> str:
+        steps = "; ".join(f"{name}{args}" for name, args in self.program)
+        return f"{len(self.program)}-step program: {steps}\n  {self.why}"
+
+
+@dataclass
+class Result:
+    depth: int
+    programs: int  # programs of up to ``depth`` calls, every one checked
+    states: int  # distinct (spec, design) states reached
+    steps: int  # calls evaluated on both sides
+    seconds: float
+    mismatch: Mismatch | None = None
+
+
+def programs_up_to(k: int, width: int = len(ALPHABET)) -> int:
+    """How many programs of 1..k calls an alphabet of ``width`` makes."""
+    return sum(width ** j for j in range(1, k + 1))
+
+
+def _design_key(design: Design) -> tuple[int, ...]:
+    """The design state's identity: z3 hash-conses terms, so two fields have one id
+    exactly when they are the same term (the caller keeps the terms alive, so an id is
+    never reused for another term)."""
+    return tuple(getattr(design.state, f.name).get_id() for f in fields(design.state))
+
+
+def _guest(call: Call) -> int | None:
+    name, args = call
+    return None if name.startswith("host.") else args[0]
+
+
+def _step(specs: frozenset[State], design: Design, call: Call
+          ) -> tuple[frozenset[State], Design] | str:
+    """One call on both sides: the agreeing spec states and the design after it, or why
+    they disagree."""
+    name, args = call
+    after = copy.copy(design)
+    answer = after.apply(name, args)
+    outcomes = [o for s in specs for o in REGISTRY[name](s, *args)]
+    allowed = [o for o in outcomes if answer.matches(o.result)]
+    if not allowed:
+        return f"the design answered {answer}; the spec allows " \
+               f"{sorted({str(o.result) for o in outcomes})}"
+    if after.state is design.state and all(o.state in specs for o in allowed):
+        return frozenset(o.state for o in allowed), after  # nothing moved: agreed before
+    mine = after.view()
+    agreeing = frozenset(o.state for o in allowed if spec_view(o.state, after.touched) == mine)
+    if not agreeing:
+        theirs = spec_view(allowed[0].state, after.touched)
+        differ = {k: (mine[k], theirs[k]) for k in mine if mine[k] != theirs[k]}
+        return f"same answer {answer}, states differ (design, spec): {differ}"
+    return agreeing, after
+
+
+def enumerate_programs(k: int, calls: Iterable[Call] = ALPHABET,
+                       config: Config = CONFIG) -> Result:
+    """Check every program of up to ``k`` calls; stop at the first (shortest) mismatch."""
+    calls = tuple(calls)
+    start = time.monotonic()
+    design = Design(config)
+    design.touched = set(POSITIONS)
+    specs = frozenset({initial_state(config)})
+    seen = {(specs, _design_key(design), False)}
+    # (program, agreeing spec states, design, whether the program has named a guest)
+    frontier: list[tuple[tuple[Call, ...], frozenset[State], Design, bool]] = [
+        ((), specs, design, False)]
+    steps = 0
+    alive = [design.state]  # keeps every keyed term alive, so its id stays its own
+    for depth in range(1, k + 1):
+        nxt = []
+        for program, specs, design, named in frontier:
+            for call in calls:
+                guest = _guest(call)
+                if not named and guest == 1:
+                    continue  # the same program with guests renamed is checked
+                steps += 1
+                out = _step(specs, design, call)
+                if isinstance(out, str):
+                    return Result(depth, programs_up_to(depth - 1, len(calls)), len(seen), steps,
+                                  time.monotonic() - start, Mismatch(program + (call,), out))
+                key = (out[0], _design_key(out[1]), named or guest is not None)
+                if key not in seen:
+                    seen.add(key)
+                    alive.append(out[1].state)
+                    nxt.append((program + (call,), *out, key[2]))
+        frontier = nxt
+    return Result(k, programs_up_to(k, len(calls)), len(seen), steps, time.monotonic() - start)
+
+
+_SETUPMAPPING = transitions.setupmapping
+
+
+def old_setupmapping(s, g, h, fpage, count, writable, start):  # noqa: ANN001, ANN201
+    """The design's SETUPMAPPING before issue 12, which asked only for write access (a
+    test puts it in place of the current one and expects a mismatch)."""
+    return _SETUPMAPPING(s, g, h, fpage, count, writable, start, check_read=False)
+
+
+K_QUICK = 4  # ~3 minutes on one shared core (proofs/README.md)
+K_THOROUGH = 5
+
+
+def _seeded() -> Iterator[tuple[str, str, Callable[[], Result]]]:
+    """Design bugs the enumeration must catch: the SETUPMAPPING of before issue 12, and a
+    WRITE that forgets the size limit."""
+    def run(attr: str, buggy: Callable[..., transitions.Step]) -> Callable[[], Result]:
+        def go() -> Result:
+            correct = getattr(transitions, attr)
+            setattr(transitions, attr, buggy)
+            try:
+                return enumerate_programs(3)
+            finally:
+                setattr(transitions, attr, correct)
+        return go
+    yield ("ACCESS-MODE", "map-without-read-access", run("setupmapping", old_setupmapping))
+    write = transitions.write
+    yield ("SIZE-LIMIT", "write-past-size-limit",
+           run("write", lambda *a: write(*a, limit=False)))
+
+
+def rows(quick: bool = True) -> Iterator[Row]:
+    """The exhaustive design ≡ spec row, and the seeded design bugs it must catch."""
+    k = K_QUICK if quick else K_THOROUGH
+    r = enumerate_programs(k)
+    detail = (f"{r.programs} programs of 1..{k} calls from {len(ALPHABET)} "
+              f"(2 guests + host) checked; {r.states} distinct states, {r.steps} calls run")
+    if r.mismatch:
+        print(r.mismatch, file=sys.stderr)
+        detail = str(r.mismatch).replace("\n", " |")
+    yield Row("design ≡ spec", "every request", f"exhaustive k={k}",
+              "FAIL" if r.mismatch else "agree", r.mismatch is None, r.seconds, detail)
+    for prop, name, go in _seeded():
+        bug = go()
+        if bug.mismatch:
+            print(f"seeded design bug '{name}' caught:\n{bug.mismatch}", file=sys.stderr)
+        yield Row(prop, f"seeded bug: {name}", "exhaustive k=3",
+                  "caught" if bug.mismatch else "not caught", bug.mismatch is not None,
+                  bug.seconds, f"{len(bug.mismatch.program)}-step program" if bug.mismatch
+                  else f"{bug.programs} programs agree: the enumeration cannot see it")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pagefs.proofs.enumeration",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("-k", type=int, default=3)
+    args = parser.parse_args(argv)
+    r = enumerate_programs(args.k)
+    print(f"k={r.depth}: {r.programs} programs, {r.states} states, {r.steps} steps, "
+          f"{r.seconds:.1f}s")
+    if r.mismatch:
+        print(r.mismatch)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
