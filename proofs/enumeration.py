@@ -9,6 +9,7 @@ from the spec's initial state. After each call:
 
 - the design's answer must be one of the results the spec allows (values compared, an
   errno one of the spec's errno set, a fault a fault);
+- the spec's own contracts (every `post:` of the operation) must hold on the call;
 - the design's state must agree with a spec state of an outcome giving that answer, on
   every inode (kind, size, entries, bytes at every position the pool can reach and their
   neighbours), every guest's connection, counters, nodeids with lookup counts, handles
@@ -38,7 +39,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, fields
 
-from pagefs.proofs import transitions
+from pagefs.proofs import contracts, transitions
 from pagefs.proofs.table import Row
 from pagefs.proofs.tie import Design, spec_view
 from pagefs.spec import REGISTRY, Config, State, initial_state
@@ -111,6 +112,7 @@ class Result:
     programs: int  # programs of up to ``depth`` calls, every one checked
     states: int  # distinct (spec, design) states reached
     steps: int  # calls evaluated on both sides
+    conditions: int  # the spec's `post:` conditions evaluated on those calls
     seconds: float
     mismatch: Mismatch | None = None
 
@@ -139,7 +141,14 @@ def _step(specs: frozenset[State], design: Design, call: Call
     name, args = call
     after = copy.copy(design)
     answer = after.apply(name, args)
-    outcomes = [o for s in specs for o in REGISTRY[name](s, *args)]
+    outcomes = []
+    function = REGISTRY[name].function
+    for s in specs:
+        got = REGISTRY[name](s, *args)
+        false = contracts.broken(function, (s, *args), got)
+        if false:
+            return f"the spec's own contract of {name} is false here: {false[0]}"
+        outcomes += got
     allowed = [o for o in outcomes if answer.matches(o.result)]
     if not allowed:
         return f"the design answered {answer}; the spec allows " \
@@ -167,7 +176,7 @@ def enumerate_programs(k: int, calls: Iterable[Call] = ALPHABET,
     # (program, agreeing spec states, design, whether the program has named a guest)
     frontier: list[tuple[tuple[Call, ...], frozenset[State], Design, bool]] = [
         ((), specs, design, False)]
-    steps = 0
+    steps = conditions = 0
     alive = [design.state]  # keeps every keyed term alive, so its id stays its own
     for depth in range(1, k + 1):
         nxt = []
@@ -180,14 +189,17 @@ def enumerate_programs(k: int, calls: Iterable[Call] = ALPHABET,
                 out = _step(specs, design, call)
                 if isinstance(out, str):
                     return Result(depth, programs_up_to(depth - 1, len(calls)), len(seen), steps,
-                                  time.monotonic() - start, Mismatch(program + (call,), out))
+                                  conditions, time.monotonic() - start,
+                                  Mismatch(program + (call,), out))
+                conditions += contracts.count(REGISTRY[call[0]].function) * len(specs)
                 key = (out[0], _design_key(out[1]), named or guest is not None)
                 if key not in seen:
                     seen.add(key)
                     alive.append(out[1].state)
                     nxt.append((program + (call,), *out, key[2]))
         frontier = nxt
-    return Result(k, programs_up_to(k, len(calls)), len(seen), steps, time.monotonic() - start)
+    return Result(k, programs_up_to(k, len(calls)), len(seen), steps, conditions,
+                  time.monotonic() - start)
 
 
 _SETUPMAPPING = transitions.setupmapping
@@ -226,7 +238,8 @@ def rows(quick: bool = True) -> Iterator[Row]:
     k = K_QUICK if quick else K_THOROUGH
     r = enumerate_programs(k)
     detail = (f"{r.programs} programs of 1..{k} calls from {len(ALPHABET)} "
-              f"(2 guests + host) checked; {r.states} distinct states, {r.steps} calls run")
+              f"(2 guests + host) checked; {r.states} distinct states, {r.steps} calls run, "
+              f"{r.conditions} spec post-conditions evaluated true")
     if r.mismatch:
         print(r.mismatch, file=sys.stderr)
         detail = str(r.mismatch).replace("\n", " |")
