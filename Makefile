@@ -49,8 +49,10 @@ bench-guest: $(STAMP)
 virtiofsd-rust:
 	scripts/install-virtiofsd-rust
 
+## make lint: ruff, then mypy over impl/, conformance/ and the verify driver (scripts/typecheck)
 lint: $(STAMP)
 	$(PY) -m ruff check .
+	PY=$(PY) scripts/typecheck
 
 ## make docs: regenerate docs/SEMANTICS.md from the spec's docstrings
 docs: $(STAMP)

@@ -71,13 +71,13 @@ def _window_byte(state: State, guest: int, woffset: int) -> tuple[int, int] | No
     return mapped.ino, mapped.foffset + woffset % config.range_size
 
 
-def _as_result(check: Check) -> object | None:
+def _as_result(check: Check) -> Ok | Err | Fault | None:
     obs = check.observed
     if obs.kind == "fault":
         return Fault()
     if obs.kind == "err":
         try:
-            return Err(Errno(obs.value))
+            return Err(Errno(obs.value)) if isinstance(obs.value, int) else None
         except ValueError:
             return None
     if isinstance(obs.value, (bytes, int)) or obs.value is None:
@@ -246,8 +246,8 @@ def _new_handle(d: _Departure) -> set[str] | None:
         return {"HANDLE"}
     got = d.check.observed.value
     if d.op.returns is Returns.CREATED and isinstance(got, tuple) and any(
-            isinstance(r, Ok) and d.bindings.bind_handle(d.guest, HandleKind.FILE, got[1],
-                                                         r.value.fh) is None
+            isinstance(r, Ok) and isinstance(r.value, Created) and
+            d.bindings.bind_handle(d.guest, HandleKind.FILE, got[1], r.value.fh) is None
             for r in d.check.allowed):
         return {"HANDLE"}
     return None

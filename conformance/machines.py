@@ -188,9 +188,9 @@ class SpecMachine(RuleBasedStateMachine):
             if not session.connected:
                 continue
             for index, mapped in enumerate(session.window[:RANGES_USED]):
-                inside = mapped and mapped.ino == ino and \
+                inside = mapped is not None and mapped.ino == ino and \
                     mapped.foffset <= offset < mapped.foffset + self.config.range_size
-                if inside and (op != "STORE" or g != args[0]):
+                if mapped is not None and inside and (op != "STORE" or g != args[0]):
                     woffset = index * self.config.range_size + offset - mapped.foffset
                     self.step_quietly("LOAD", g, woffset, length)
             readable = [f for f, h in session.handles.items()

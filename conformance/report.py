@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -23,7 +24,7 @@ class Verdict:
     steps: int = 0
     seconds: float = 0.0
 
-    @property
+    @builtins.property  # (the field `property` shadows the builtin in this body)
     def ok(self) -> bool:
         return self.result in (PASS, NA)
 

@@ -67,7 +67,7 @@ def _shrink_budget(seconds: float) -> Iterator[None]:
     if saved is None:
         yield
         return
-    _engine.MAX_SHRINKING_SECONDS = seconds
+    _engine.MAX_SHRINKING_SECONDS = seconds  # type: ignore[assignment]  # (a float works)
     try:
         yield
     finally:
@@ -102,7 +102,7 @@ def judge(factory: TargetFactory, prop: str, *, examples: int, steps: int, seed:
     machine = machine_for(factory, family, prop, on_example=on_example,
                           on_departure=departures.append, on_diverge=on_diverge)
     test = get_state_machine_test(machine, settings=_settings(examples, steps))
-    test._hypothesis_internal_use_seed = seed  # what @seed(seed) sets: same seed, same run
+    test = hypothesis.seed(seed)(test)  # same seed, same run
     start = time.monotonic()
     verdict = Verdict(prop, family.name, PASS)
     try:

@@ -17,9 +17,10 @@ from __future__ import annotations
 import errno as errnos
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Container, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from pagefs.conformance import target as t
 from pagefs.spec import REGISTRY, ROOT_NODEID, Config, Err, Fault, Ok, State, initial_state
@@ -53,7 +54,8 @@ class Observed:
 
     def __str__(self) -> str:
         if self.kind == "err":
-            return f"Err({errnos.errorcode.get(int(self.value), self.value)})"  # type: ignore[arg-type]
+            code = self.value if isinstance(self.value, int) else -1
+            return f"Err({errnos.errorcode.get(code, self.value)})"
         if self.kind == "fault":
             return "FAULT"
         return f"Ok({show(self.value)})"
@@ -65,7 +67,7 @@ class Check:
     some branch explains it."""
 
     op: str
-    args: tuple[object, ...]
+    args: tuple[Any, ...]  # a spec call's arguments, of the kinds its Params name
     observed: Observed
     allowed: tuple[object, ...]  # spec results, across branches
     ok: bool
@@ -139,7 +141,8 @@ class Bindings:
     def to_spec(self, kind: str, guest: int | None, target_id: int) -> int | None:
         return self._ids.get(("t", kind, guest, target_id))
 
-    def bind(self, kind: str, guest: int | None, target_id: int, spec_id: int) -> Bindings | None:
+    def bind(self, kind: str, guest: int | None, target_id: object,
+             spec_id: int) -> Bindings | None:
         """The bindings with target_id <-> spec_id, or None if either is bound elsewhere."""
         have_spec = self._ids.get(("t", kind, guest, target_id))
         have_target = self._ids.get(("s", kind, guest, spec_id))
@@ -150,7 +153,7 @@ class Bindings:
         ids = self._ids.set(("t", kind, guest, target_id), spec_id)
         return Bindings(ids.set(("s", kind, guest, spec_id), target_id), self.times)
 
-    def handle_to_target(self, guest: int, kind: HandleKind, spec_fh: int) -> int:
+    def handle_to_target(self, guest: int | None, kind: HandleKind, spec_fh: int) -> int:
         """The number to send for spec handle `spec_fh` in a request on `kind` handles.
         A handle of the other kind goes as its own number (a target that confuses the
         kinds is caught), unless that number names one of this kind: then, as a number
@@ -163,7 +166,7 @@ class Bindings:
             return number
         return UNBOUND_BASE + spec_fh
 
-    def bind_handle(self, guest: int, kind: HandleKind, target_fh: int,
+    def bind_handle(self, guest: int | None, kind: HandleKind, target_fh: int,
                     spec_fh: int) -> Bindings | None:
         """File and directory handles are numbered apart: the opcode names the kind."""
         return self.bind("fh", guest, (kind, target_fh), spec_fh)
@@ -172,13 +175,13 @@ class Bindings:
         times = self.times.observe(ino, mtime, ns)
         return None if times is None else Bindings(self._ids, times)
 
-    def without_guest(self, guest: int) -> Bindings:
+    def without_guest(self, guest: int | None) -> Bindings:
         """A guest reconnected: its nodeids and handles start afresh (root bound again)."""
         ids = FrozenMap({k: v for k, v in self._ids.items() if k[2] != guest})
         fresh = Bindings(ids, self.times)
         return fresh.bind("node", guest, t.ROOT_NODEID, ROOT_NODEID) or fresh
 
-    def forget_inodes(self, live: FrozenMap) -> Bindings:
+    def forget_inodes(self, live: Container[int]) -> Bindings:
         """Drop what binds inodes the spec has freed: the target may reuse their numbers."""
         def alive(k: tuple, v: int) -> bool:
             return k[1] != "ino" or (k[3] if k[0] == "s" else v) in live

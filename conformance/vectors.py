@@ -32,6 +32,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 
 from hypothesis import HealthCheck, Phase, settings
+from hypothesis import seed as seed_run
 from hypothesis.stateful import get_state_machine_test
 
 from pagefs.conformance.families import FAMILIES, Family
@@ -163,7 +164,7 @@ def generate(out: str, *, cases: int = CASES, seed: int = SEED, steps: int = STE
         test = get_state_machine_test(recorder, settings=settings(
             max_examples=cases, stateful_step_count=steps, database=None, deadline=None,
             phases=(Phase.generate,), suppress_health_check=list(HealthCheck)))
-        test._hypothesis_internal_use_seed = seed
+        test = seed_run(seed)(test)
         with seeded_run():
             test()
         folder = os.path.join(out, f"v{VERSION}", _slug(family.name))
@@ -237,6 +238,7 @@ def _replay_case(path: str, case: dict, factory: TargetFactory) -> VectorResult:
             allowed = tuple(from_json(r) for r in step["allowed"])
             observed = session.execute(op, args, bindings)
             guest = args[0] if REGISTRY[op].params[0].kind == "GuestId" else None
+            assert guest is None or isinstance(guest, int)
             bound = next((b for b in (match(bindings, op, guest, r, observed)
                                       for r in allowed) if b is not None), None)
             check = Check(op, args, observed, allowed, bound is not None)

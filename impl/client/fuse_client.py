@@ -19,6 +19,7 @@ import itertools
 import os
 from collections.abc import Callable
 from concurrent.futures import Future
+from typing import Any, TypeVar
 
 from pagefs.impl import protocol as p
 from pagefs.impl.protocol.constants import (
@@ -44,6 +45,7 @@ INIT_FLAGS = (
 )  # fmt: skip
 DEFAULT_TIMEOUT: float | None = None  # wait for the reply or the connection's end
 XATTR_ROOM = 65536  # XATTR_SIZE_MAX: any value or name list fits
+Reply = TypeVar("Reply")
 
 
 class FuseClient:
@@ -60,7 +62,7 @@ class FuseClient:
 
     @classmethod
     def connect(
-        cls, socket_path: str, *, timeout: float | None = DEFAULT_TIMEOUT, **options
+        cls, socket_path: str, *, timeout: float | None = DEFAULT_TIMEOUT, **options: Any
     ) -> FuseClient:
         """Connects a front-end (`options` go to VhostUserFrontend.connect) and sends INIT."""
         client = cls(VhostUserFrontend.connect(socket_path, **options), timeout=timeout)
@@ -74,7 +76,8 @@ class FuseClient:
     # ---- session -----------------------------------------------------------------
 
     def init(self, flags: int = INIT_FLAGS) -> p.InitOut:
-        out = self.call(
+        out = self._expect(
+            p.InitOut,
             p.Opcode.INIT,
             0,
             p.InitIn(FUSE_KERNEL_VERSION, FUSE_KERNEL_MINOR_VERSION, MAX_TRANSFER, flags),
@@ -120,7 +123,7 @@ class FuseClient:
     def submit(
         self, opcode: p.Opcode, nodeid: int, body: p.RequestBody, *, reply_room: int | None = None,
         caller: tuple[int, int, int] | None = None,
-    ) -> Future:
+    ) -> Future[p.ReplyBody | None]:
         """Sends one request; the Future yields the reply body (None for no-reply opcodes)
         or raises OSError(errno) / ConnectionError. `caller` (uid, gid, pid) stands in the
         header for this process's own, when relaying another's request."""
@@ -143,6 +146,15 @@ class FuseClient:
             return self.frontend.call(*chain, timeout=limit)
         except TimeoutError:
             raise OSError(errno.ETIMEDOUT, f"{opcode.name}: no reply within {limit} s") from None
+
+    def _expect(self, reply: type[Reply], opcode: p.Opcode, nodeid: int, body: p.RequestBody,
+                *, reply_room: int | None = None) -> Reply:
+        """`call`, for a reply of the layout `reply` (the codec's for this opcode)."""
+        out = self.call(opcode, nodeid, body, reply_room=reply_room)
+        if not isinstance(out, reply):
+            raise OSError(errno.EPROTO, f"{opcode.name}: a {type(out).__name__} reply "
+                                        f"where {reply.__name__} belongs")
+        return out
 
     def _chain(
         self, opcode: p.Opcode, nodeid: int, body: p.RequestBody, reply_room: int | None,
@@ -176,7 +188,7 @@ class FuseClient:
     # ---- typed requests ----------------------------------------------------------
 
     def lookup(self, parent: int, name: bytes) -> p.EntryOut:
-        return self.call(p.Opcode.LOOKUP, parent, p.Name(name))
+        return self._expect(p.EntryOut, p.Opcode.LOOKUP, parent, p.Name(name))
 
     def forget(self, nodeid: int, nlookup: int) -> None:
         self.call(p.Opcode.FORGET, nodeid, p.ForgetIn(nlookup))
@@ -187,7 +199,7 @@ class FuseClient:
 
     def getattr(self, nodeid: int, fh: int | None = None) -> p.AttrOut:
         body = p.GetattrIn(FUSE_GETATTR_FH, fh) if fh is not None else p.GetattrIn()
-        return self.call(p.Opcode.GETATTR, nodeid, body)
+        return self._expect(p.AttrOut, p.Opcode.GETATTR, nodeid, body)
 
     def setattr(
         self,
@@ -217,16 +229,16 @@ class FuseClient:
         if mtime_ns is not None:
             valid |= v.MTIME
             fields["mtime"], fields["mtimensec"] = divmod(mtime_ns, 10**9)
-        return self.call(p.Opcode.SETATTR, nodeid, p.SetattrIn(valid, **fields))
+        return self._expect(p.AttrOut, p.Opcode.SETATTR, nodeid, p.SetattrIn(valid, **fields))
 
     def readlink(self, nodeid: int) -> bytes:
-        return self.call(p.Opcode.READLINK, nodeid, p.EMPTY, reply_room=PATH_MAX).data
+        return self._expect(p.Data, p.Opcode.READLINK, nodeid, p.EMPTY, reply_room=PATH_MAX).data
 
     def symlink(self, parent: int, name: bytes, target: bytes) -> p.EntryOut:
-        return self.call(p.Opcode.SYMLINK, parent, p.SymlinkIn(name, target))
+        return self._expect(p.EntryOut, p.Opcode.SYMLINK, parent, p.SymlinkIn(name, target))
 
     def mkdir(self, parent: int, name: bytes, mode: int = 0o755) -> p.EntryOut:
-        return self.call(p.Opcode.MKDIR, parent, p.MkdirIn(mode, name))
+        return self._expect(p.EntryOut, p.Opcode.MKDIR, parent, p.MkdirIn(mode, name))
 
     def unlink(self, parent: int, name: bytes) -> None:
         self.call(p.Opcode.UNLINK, parent, p.Name(name))
@@ -243,18 +255,19 @@ class FuseClient:
             self.call(p.Opcode.RENAME, parent, p.RenameIn(newparent, name, newname))
 
     def open(self, nodeid: int, flags: int) -> p.OpenOut:
-        return self.call(p.Opcode.OPEN, nodeid, p.OpenIn(flags))
+        return self._expect(p.OpenOut, p.Opcode.OPEN, nodeid, p.OpenIn(flags))
 
     def create(self, parent: int, name: bytes, flags: int, mode: int = 0o644) -> p.CreateOut:
-        return self.call(p.Opcode.CREATE, parent, p.CreateIn(flags, mode, name))
+        return self._expect(p.CreateOut, p.Opcode.CREATE, parent, p.CreateIn(flags, mode, name))
 
     def read(self, nodeid: int, fh: int, offset: int, size: int) -> bytes:
         size = min(size, MAX_TRANSFER)
         body = p.ReadIn(fh, offset, size)
-        return self.call(p.Opcode.READ, nodeid, body, reply_room=size).data
+        return self._expect(p.Data, p.Opcode.READ, nodeid, body, reply_room=size).data
 
     def write(self, nodeid: int, fh: int, offset: int, data: bytes) -> int:
-        return self.call(p.Opcode.WRITE, nodeid, p.WriteIn(fh, offset, bytes(data))).size
+        return self._expect(p.WriteOut, p.Opcode.WRITE, nodeid,
+                            p.WriteIn(fh, offset, bytes(data))).size
 
     def flush(self, nodeid: int, fh: int) -> None:
         self.call(p.Opcode.FLUSH, nodeid, p.FlushIn(fh))
@@ -266,40 +279,41 @@ class FuseClient:
         self.call(p.Opcode.RELEASE, nodeid, p.ReleaseIn(fh, flags))
 
     def opendir(self, nodeid: int) -> p.OpenOut:
-        return self.call(p.Opcode.OPENDIR, nodeid, p.OpenIn(os.O_RDONLY | os.O_DIRECTORY))
+        return self._expect(p.OpenOut, p.Opcode.OPENDIR, nodeid,
+                            p.OpenIn(os.O_RDONLY | os.O_DIRECTORY))
 
     def readdir(
         self, nodeid: int, fh: int, offset: int = 0, size: int = 65536
     ) -> tuple[p.Dirent, ...]:
         """Entries after `offset` that fit in `size` bytes (empty at the end)."""
         body = p.ReadIn(fh, offset, size)
-        return self.call(p.Opcode.READDIR, nodeid, body, reply_room=size).entries
+        return self._expect(p.Dirents, p.Opcode.READDIR, nodeid, body, reply_room=size).entries
 
     def releasedir(self, nodeid: int, fh: int) -> None:
         self.call(p.Opcode.RELEASEDIR, nodeid, p.ReleaseIn(fh))
 
     def statfs(self, nodeid: int = FUSE_ROOT_ID) -> p.StatfsOut:
-        return self.call(p.Opcode.STATFS, nodeid, p.EMPTY)
+        return self._expect(p.StatfsOut, p.Opcode.STATFS, nodeid, p.EMPTY)
 
     def link(self, nodeid: int, newparent: int, newname: bytes) -> p.EntryOut:
-        return self.call(p.Opcode.LINK, newparent, p.LinkIn(nodeid, newname))
+        return self._expect(p.EntryOut, p.Opcode.LINK, newparent, p.LinkIn(nodeid, newname))
 
     def mknod(self, parent: int, name: bytes, mode: int, rdev: int = 0) -> p.EntryOut:
-        return self.call(p.Opcode.MKNOD, parent, p.MknodIn(mode, rdev, name))
+        return self._expect(p.EntryOut, p.Opcode.MKNOD, parent, p.MknodIn(mode, rdev, name))
 
     def setxattr(self, nodeid: int, name: bytes, value: bytes, flags: int = 0) -> None:
         self.call(p.Opcode.SETXATTR, nodeid, p.SetxattrIn(name, value, flags))
 
     def getxattr(self, nodeid: int, name: bytes, size: int = XATTR_ROOM) -> bytes | int:
         """The value, or its length when `size` is 0."""
-        reply = self.call(p.Opcode.GETXATTR, nodeid, p.GetxattrIn(name, size),
-                          reply_room=max(size, p.XattrSizeOut.LAYOUT.size))
+        reply = self._expect(p.Data, p.Opcode.GETXATTR, nodeid, p.GetxattrIn(name, size),
+                             reply_room=max(size, p.XattrSizeOut.LAYOUT.size))
         return _sized(reply.data, size)
 
     def listxattr(self, nodeid: int, size: int = XATTR_ROOM) -> list[bytes] | int:
         """The names, or the length of their NUL-terminated list when `size` is 0."""
-        reply = self.call(p.Opcode.LISTXATTR, nodeid, p.ListxattrIn(size),
-                          reply_room=max(size, p.XattrSizeOut.LAYOUT.size))
+        reply = self._expect(p.Data, p.Opcode.LISTXATTR, nodeid, p.ListxattrIn(size),
+                             reply_room=max(size, p.XattrSizeOut.LAYOUT.size))
         names = _sized(reply.data, size)
         return names if isinstance(names, int) else names.split(b"\0")[:-1]
 

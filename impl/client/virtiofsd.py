@@ -15,6 +15,7 @@ import signal
 import subprocess
 import tempfile
 import time
+from typing import IO
 
 from pagefs.impl.client.child import die_with_parent
 from pagefs.impl.transport.unix_socket import is_listening
@@ -73,11 +74,11 @@ class Virtiofsd:
         self._own_dir = None if socket_path else tempfile.mkdtemp(prefix="pagefs-virtiofsd-")
         # absolute, because /proc/net/unix names a socket by the path it was bound to
         self.socket_path = os.path.abspath(
-            socket_path or os.path.join(self._own_dir, "vhost-user.sock")
+            socket_path or os.path.join(self._own_dir or "", "vhost-user.sock")
         )
         self.extra_args = extra_args
         self.process: subprocess.Popen | None = None
-        self._log = None
+        self._log: IO[bytes] | None = None
 
     def start(self) -> Virtiofsd:
         """Starts virtiofsd and waits until its socket accepts connections."""

@@ -22,6 +22,7 @@ import stat
 import sys
 import time
 from collections.abc import Callable
+from typing import NoReturn
 
 from pagefs.impl.guest.share import Share
 from pagefs.impl.transport.sizes import (
@@ -133,7 +134,7 @@ ACTIONS: dict[str, Callable[..., None]] = {
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, not the usage block
+    def error(self, message: str) -> NoReturn:  # one line, not the usage block
         self.exit(2, f"{self.prog}: {message} (see --help)\n")
 
 

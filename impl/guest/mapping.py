@@ -122,11 +122,15 @@ class Mapping:
 
     def __setitem__(self, index: int | slice, value: int | bytes) -> None:
         if isinstance(index, slice):
+            if isinstance(value, int):
+                raise TypeError("a slice takes bytes")
             start, stop, stride = index.indices(self.length)
             if stride != 1 or stop - start != len(value):
                 raise ValueError("slice assignment must be contiguous and keep the length")
             data = bytes(value)
         else:
+            if not isinstance(value, int):
+                raise TypeError("an index takes an int")
             start = index + self.length if index < 0 else index
             data = bytes([value])
         if self.write(start, data) != len(data):
@@ -177,6 +181,8 @@ class Mapping:
             raise IndexError("outside the mapping")
 
     def _range_at(self, foffset: int) -> DaxRange:
+        if self._ranges is None:
+            raise ValueError("mapping is closed")
         return self._ranges[foffset - foffset % self._window.range_size]
 
     def _copy(self, position: int, buffer: memoryview, store: bool) -> int:

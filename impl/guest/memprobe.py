@@ -20,6 +20,7 @@ import json
 import subprocess
 import sys
 import zlib
+from typing import IO
 
 from pagefs.impl.guest.connect import connect
 
@@ -54,15 +55,16 @@ def memory_per_guest(socket_path: str, path: str, guests: int, via: str) -> list
         for _ in range(guests)
     ]
     try:
-        reports = [json.loads(p.stdout.readline()) for p in probes]
+        pipes = [_pipes(p) for p in probes]
+        reports = [json.loads(out.readline()) for _, out in pipes]
         # Measure again once every guest holds the file: shared pages are shared now.
-        for p in probes:
-            p.stdin.write("measure\n")
-            p.stdin.flush()
-        held = [json.loads(p.stdout.readline()) for p in probes]
-        for p in probes:
-            p.stdin.write("exit\n")
-            p.stdin.flush()
+        for to, _ in pipes:
+            to.write("measure\n")
+            to.flush()
+        held = [json.loads(out.readline()) for _, out in pipes]
+        for to, _ in pipes:
+            to.write("exit\n")
+            to.flush()
         for p in probes:
             if p.wait(timeout=120) != 0:
                 raise RuntimeError(f"memprobe ({via}) failed")
@@ -74,6 +76,12 @@ def memory_per_guest(socket_path: str, path: str, guests: int, via: str) -> list
     if len({r["checksum"] for r in reports}) != 1:
         raise RuntimeError("guests read different bytes")
     return [private(h) - private(r["before"]) for r, h in zip(reports, held, strict=True)]
+
+
+def _pipes(probe: subprocess.Popen[str]) -> tuple[IO[str], IO[str]]:
+    """A probe's stdin and stdout (both piped when it was started)."""
+    assert probe.stdin is not None and probe.stdout is not None
+    return probe.stdin, probe.stdout
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -95,8 +103,8 @@ def main(argv: list[str] | None = None) -> int:
                 held.read_into(position, memoryview(buffer)[:n])
                 checksum = zlib.crc32(memoryview(buffer)[:n], checksum)
         else:
-            held = share.read(handle)
-            checksum = zlib.crc32(held)
+            copy = share.read(handle)  # held, like the mapping, while memory is measured
+            checksum = zlib.crc32(copy)
         after = smaps_rollup()
         print(json.dumps({"checksum": checksum, "before": before, "after": after}), flush=True)
         while sys.stdin.readline() not in ("exit\n", ""):

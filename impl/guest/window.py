@@ -212,10 +212,12 @@ class DaxWindow:
                 self.requests.removemapping(ranges[at : at + FUSE_REMOVEMAPPING_MAX_ENTRY])
         finally:
             for r in victims:
-                inode = self._inodes[r.nodeid]
+                nodeid = r.nodeid
+                assert nodeid is not None, "a busy range maps an inode"
+                inode = self._inodes[nodeid]
                 del inode.ranges[r.foffset // self.range_size]
                 if not inode.ranges:
-                    del self._inodes[r.nodeid]
+                    del self._inodes[nodeid]
                 del self._busy[r]
                 r.nodeid, r.foffset, r.writable, r.pins = None, 0, False, 0
                 self._free.append(r)

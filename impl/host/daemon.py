@@ -96,7 +96,7 @@ class Daemon:
 
     def _accept_loop(self) -> None:
         while True:
-            ready, _, _ = select.select([self._listener, self._stop_r], [], [])
+            ready, _, _ = select.select([self._listener.fileno(), self._stop_r], [], [])
             if self._stop_r in ready:
                 return
             try:

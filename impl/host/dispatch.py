@@ -21,18 +21,16 @@ import stat
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol
+from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypeVar
 
 from pagefs.impl import protocol as p
-from pagefs.impl.filesystem import Entry
+from pagefs.impl.filesystem import Entry, FilesystemSession
 from pagefs.impl.protocol import constants as c
 from pagefs.impl.protocol.codec import ERRNO_LIMIT
 
 from . import cache_policy
 from .cache_policy import CachePolicy
-
-if TYPE_CHECKING:
-    from .passthrough import GuestSession
 
 log = logging.getLogger("pagefs.host")
 
@@ -44,8 +42,21 @@ _NSEC = 1_000_000_000
 _U32 = 0xFFFF_FFFF
 _U64 = (1 << 64) - 1
 
-# (unique, nodeid, body) -> the whole reply, or None for the requests that take none
-Handler = Callable[[int, int, p.RequestBody], "bytes | None"]
+Body = TypeVar("Body")
+
+
+@dataclass(frozen=True)
+class Route(Generic[Body]):
+    """How one opcode is served: the request layout it takes, and `serve(unique, nodeid,
+    body)`, which answers with the whole reply (None for the requests that take none)."""
+
+    layout: type[Body]
+    serve: Callable[[int, int, Body], bytes | None]
+
+    def __call__(self, unique: int, nodeid: int, body: p.RequestBody) -> bytes | None:
+        if not isinstance(body, self.layout):  # the codec and this table disagree: a bug
+            raise TypeError(f"{type(body).__name__} where {self.layout.__name__} belongs")
+        return self.serve(unique, nodeid, body)
 
 
 class Mapper(Protocol):
@@ -64,7 +75,7 @@ class Mapper(Protocol):
 class Dispatcher:
     """Serves one guest's requests against its session; one per connection."""
 
-    def __init__(self, session: GuestSession, mapper: Mapper,
+    def __init__(self, session: FilesystemSession, mapper: Mapper,
                  cache: CachePolicy = cache_policy.DEFAULT) -> None:
         self.session = session
         self.mapper = mapper
@@ -81,55 +92,56 @@ class Dispatcher:
         # Each handler answers (unique, nodeid, body) with the whole reply's bytes. Most build
         # the typed reply body (`_typed`); the frequent attribute and entry replies are
         # packed straight from the host's stat, with no dataclass on the way.
-        self._handlers: dict[int, Handler] = {
-            c.Opcode.INIT: _typed(self._init),
-            c.Opcode.DESTROY: _typed(self._destroy),
-            c.Opcode.LOOKUP: lambda u, n, b: entry_reply(u, session.lookup(n, b.name)),
-            c.Opcode.FORGET: self._forget,
-            c.Opcode.BATCH_FORGET: self._batch_forget,
-            c.Opcode.INTERRUPT: lambda u, n, b: None,  # requests are served to the end, one by one
-            c.Opcode.GETATTR: self._getattr,
-            c.Opcode.SETATTR: self._setattr,
-            c.Opcode.READLINK: _typed(lambda n, b: p.Data(session.readlink(n))),
-            c.Opcode.SYMLINK: lambda u, n, b: entry_reply(
-                u, session.symlink(n, b.name, b.target)
-            ),
-            c.Opcode.MKDIR: lambda u, n, b: entry_reply(u, session.mkdir(n, b.name, b.mode)),
-            c.Opcode.UNLINK: _typed(lambda n, b: _empty(session.unlink(n, b.name))),
-            c.Opcode.RMDIR: _typed(lambda n, b: _empty(session.rmdir(n, b.name))),
-            c.Opcode.RENAME: _typed(self._rename),
-            c.Opcode.RENAME2: _typed(self._rename),
-            c.Opcode.OPEN: _typed(
-                lambda n, b: p.OpenOut(session.open(n, b.flags), cache.open_flags)
-            ),
-            c.Opcode.CREATE: _typed(self._create),
-            c.Opcode.READ: _typed(self._read),
-            c.Opcode.WRITE: _typed(lambda n, b: p.WriteOut(session.write(b.fh, b.offset, b.data))),
-            c.Opcode.STATFS: _typed(lambda n, b: _statfs(session.statfs(n))),
-            c.Opcode.FLUSH: _typed(lambda n, b: _empty(session.flush(b.fh))),
-            c.Opcode.FSYNC: _typed(lambda n, b: _empty(
-                session.fsync(b.fh, bool(b.fsync_flags & c.FUSE_FSYNC_FDATASYNC))
-            )),
-            c.Opcode.RELEASE: _typed(self._release),
-            c.Opcode.OPENDIR: _typed(lambda n, b: p.OpenOut(session.opendir(n))),
-            c.Opcode.READDIR: _typed(self._readdir),
-            c.Opcode.RELEASEDIR: _typed(lambda n, b: _empty(session.releasedir(b.fh))),
-            c.Opcode.SETUPMAPPING: _typed(self._setupmapping),
-            c.Opcode.REMOVEMAPPING: _typed(self._removemapping),
-            c.Opcode.LINK: lambda u, n, b: entry_reply(u, session.link(b.oldnodeid, n, b.name)),
-            c.Opcode.MKNOD: lambda u, n, b: entry_reply(
-                u, session.mknod(n, b.name, b.mode, b.rdev)
-            ),
-            c.Opcode.SETXATTR: _typed(lambda n, b: _empty(
-                session.setxattr(n, b.name, b.value, b.flags)
-            )),
-            c.Opcode.GETXATTR: _typed(lambda n, b: _sized(session.getxattr(n, b.name, b.size))),
-            c.Opcode.LISTXATTR: _typed(lambda n, b: _sized(session.listxattr(n, b.size))),
-            c.Opcode.REMOVEXATTR: _typed(lambda n, b: _empty(session.removexattr(n, b.name))),
-            c.Opcode.FALLOCATE: _typed(lambda n, b: _empty(
-                session.fallocate(b.fh, b.offset, b.length, b.mode)
-            )),
-            c.Opcode.SYNCFS: _typed(lambda n, b: _empty(session.syncfs(n))),
+        self.routes: dict[int, Route[Any]] = {
+            c.Opcode.INIT: _typed(p.InitIn, self._init),
+            c.Opcode.DESTROY: _typed(p.Empty, self._destroy),
+            c.Opcode.LOOKUP: Route(p.Name, lambda u, n, b: entry_reply(
+                u, session.lookup(n, b.name))),
+            c.Opcode.FORGET: Route(p.ForgetIn, self._forget),
+            c.Opcode.BATCH_FORGET: Route(p.BatchForgetIn, self._batch_forget),
+            # requests are served to the end, one by one: nothing to interrupt
+            c.Opcode.INTERRUPT: Route(p.InterruptIn, lambda u, n, b: None),
+            c.Opcode.GETATTR: Route(p.GetattrIn, self._getattr),
+            c.Opcode.SETATTR: Route(p.SetattrIn, self._setattr),
+            c.Opcode.READLINK: _typed(p.Empty, lambda n, b: p.Data(session.readlink(n))),
+            c.Opcode.SYMLINK: Route(p.SymlinkIn, lambda u, n, b: entry_reply(
+                u, session.symlink(n, b.name, b.target))),
+            c.Opcode.MKDIR: Route(p.MkdirIn, lambda u, n, b: entry_reply(
+                u, session.mkdir(n, b.name, b.mode))),
+            c.Opcode.UNLINK: _done(p.Name, lambda n, b: session.unlink(n, b.name)),
+            c.Opcode.RMDIR: _done(p.Name, lambda n, b: session.rmdir(n, b.name)),
+            c.Opcode.RENAME: _typed(p.RenameIn, self._rename),
+            c.Opcode.RENAME2: _typed(p.Rename2In, self._rename),
+            c.Opcode.OPEN: _typed(p.OpenIn, lambda n, b: p.OpenOut(
+                session.open(n, b.flags), cache.open_flags)),
+            c.Opcode.CREATE: _typed(p.CreateIn, self._create),
+            c.Opcode.READ: _typed(p.ReadIn, self._read),
+            c.Opcode.WRITE: _typed(p.WriteIn, lambda n, b: p.WriteOut(
+                session.write(b.fh, b.offset, b.data))),
+            c.Opcode.STATFS: _typed(p.Empty, lambda n, b: _statfs(session.statfs(n))),
+            c.Opcode.FLUSH: _done(p.FlushIn, lambda n, b: session.flush(b.fh)),
+            c.Opcode.FSYNC: _done(p.FsyncIn, lambda n, b: session.fsync(
+                b.fh, bool(b.fsync_flags & c.FUSE_FSYNC_FDATASYNC))),
+            c.Opcode.RELEASE: _typed(p.ReleaseIn, self._release),
+            c.Opcode.OPENDIR: _typed(p.OpenIn, lambda n, b: p.OpenOut(session.opendir(n))),
+            c.Opcode.READDIR: _typed(p.ReadIn, self._readdir),
+            c.Opcode.RELEASEDIR: _done(p.ReleaseIn, lambda n, b: session.releasedir(b.fh)),
+            c.Opcode.SETUPMAPPING: _typed(p.SetupmappingIn, self._setupmapping),
+            c.Opcode.REMOVEMAPPING: _typed(p.RemovemappingIn, self._removemapping),
+            c.Opcode.LINK: Route(p.LinkIn, lambda u, n, b: entry_reply(
+                u, session.link(b.oldnodeid, n, b.name))),
+            c.Opcode.MKNOD: Route(p.MknodIn, lambda u, n, b: entry_reply(
+                u, session.mknod(n, b.name, b.mode, b.rdev))),
+            c.Opcode.SETXATTR: _done(p.SetxattrIn, lambda n, b: session.setxattr(
+                n, b.name, b.value, b.flags)),
+            c.Opcode.GETXATTR: _typed(p.GetxattrIn, lambda n, b: _sized(
+                session.getxattr(n, b.name, b.size))),
+            c.Opcode.LISTXATTR: _typed(p.ListxattrIn, lambda n, b: _sized(
+                session.listxattr(n, b.size))),
+            c.Opcode.REMOVEXATTR: _done(p.Name, lambda n, b: session.removexattr(n, b.name)),
+            c.Opcode.FALLOCATE: _done(p.FallocateIn, lambda n, b: session.fallocate(
+                b.fh, b.offset, b.length, b.mode)),
+            c.Opcode.SYNCFS: _done(p.SyncfsIn, lambda n, b: session.syncfs(n)),
         }
 
     # -- the one entry point -------------------------------------------------------
@@ -154,11 +166,12 @@ class Dispatcher:
             log.exception("%s: %s failed", self._name, opcode.name)
             return p.encode_error(unique, errno.EIO)
 
-    def _serve(self, opcode: c.Opcode, unique: int, nodeid: int, body: p.RequestBody) -> bytes:
+    def _serve(self, opcode: c.Opcode, unique: int, nodeid: int,
+               body: p.RequestBody) -> bytes | None:
         if not self.initialized and opcode != c.Opcode.INIT:
             log.info("%s: %s before INIT refused (EIO)", self._name, opcode.name)
             raise OSError(errno.EIO, "request before INIT")
-        handler = self._handlers.get(opcode)
+        handler = self.routes.get(opcode)
         if handler is None:
             self._note_unsupported(opcode)
             raise OSError(errno.ENOSYS, f"{opcode.name} not served")
@@ -169,7 +182,7 @@ class Dispatcher:
         if not self.initialized:
             return
         try:
-            self._handlers[opcode](0, nodeid, body)
+            self.routes[opcode](0, nodeid, body)
         except OSError:
             pass  # the session has logged the refusal
         except Exception:
@@ -387,13 +400,17 @@ def _encode_dev(dev: int) -> int:
     return ((minor & 0xFF) | (major & 0xFFF) << 8 | (minor & ~0xFF) << 12) & _U32
 
 
-def _typed(serve: Callable[[int, p.RequestBody], p.ReplyBody]) -> Handler:
-    """A handler from one that takes (nodeid, body) and returns the typed reply body."""
-    return lambda unique, nodeid, body: p.encode_reply(unique, serve(nodeid, body))
+def _typed(layout: type[Body], serve: Callable[[int, Body], p.ReplyBody]) -> Route[Body]:
+    """A route from a function of (nodeid, body) that returns the typed reply body."""
+    return Route(layout, lambda unique, nodeid, body: p.encode_reply(unique, serve(nodeid, body)))
 
 
-def _empty(_: None) -> p.Empty:
-    return p.EMPTY
+def _done(layout: type[Body], serve: Callable[[int, Body], None]) -> Route[Body]:
+    """A route for a request answered by an empty reply once `serve` returns."""
+    def empty(nodeid: int, body: Body) -> p.Empty:
+        serve(nodeid, body)
+        return p.EMPTY
+    return _typed(layout, empty)
 
 
 def _sized(answer: bytes | int) -> p.Data | p.XattrSizeOut:

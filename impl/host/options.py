@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+from typing import NoReturn
 
 from pagefs.impl.host.cache_policy import CACHE_POLICIES, DEFAULT
 from pagefs.impl.protocol.virtio_fs import TAG_SIZE
@@ -25,7 +26,7 @@ LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARN
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, not the usage block
+    def error(self, message: str) -> NoReturn:  # one line, not the usage block
         self.exit(EXIT_USAGE, f"{PROG}: error: {message} (see --help)\n")
 
 

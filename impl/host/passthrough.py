@@ -21,8 +21,10 @@ import mmap
 import os
 import stat
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import wraps
+from typing import Concatenate, ParamSpec, TypeVar
 
 from pagefs.impl.filesystem import DirEntry, Entry, MapGrant
 from pagefs.impl.protocol import open_flags
@@ -31,6 +33,8 @@ from . import confine, syscalls, xattrs
 from .mappings import WindowMap, WindowMapping
 
 log = logging.getLogger("pagefs.host")
+Params = ParamSpec("Params")
+Result = TypeVar("Result")
 
 ROOT_ID = 1
 PAGE_SIZE = mmap.PAGESIZE
@@ -127,12 +131,13 @@ class PassthroughFS:
         self.close()
 
 
-def _serialized(method):
+def _serialized(method: Callable[Concatenate[GuestSession, Params], Result],
+                ) -> Callable[Concatenate[GuestSession, Params], Result]:
     """One request at a time per guest: a descriptor in use is never closed under it.
     Each refused request is logged once, with its errno, under the session's name."""
 
     @wraps(method)
-    def run(self: GuestSession, *args, **kwargs):
+    def run(self: GuestSession, *args: Params.args, **kwargs: Params.kwargs) -> Result:
         with self._lock:
             try:
                 if self._closed:
@@ -140,7 +145,7 @@ def _serialized(method):
                 return method(self, *args, **kwargs)
             except OSError as err:
                 log.info("%s: %s refused: %s (%s)", self.name, method.__name__,
-                         errno.errorcode.get(err.errno, err.errno), err.strerror)
+                         errno.errorcode.get(err.errno or 0, err.errno), err.strerror)
                 raise
 
     return run

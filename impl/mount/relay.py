@@ -74,7 +74,7 @@ class Relay:
         except OSError as e:
             err = e.errno if e.errno and 0 < e.errno < ERRNO_LIMIT else errno.EIO
             return p.encode_error(unique, err)
-        if not p.expects_reply(opcode):
+        if not p.expects_reply(opcode) or out is None:
             return None
         return p.encode_reply(unique, out)
 
@@ -94,6 +94,8 @@ class Relay:
             future.result()
             return None
         out = future.result()
+        if out is None:
+            raise OSError(errno.EIO, f"{opcode.name}: no reply body")
         if opcode == p.Opcode.RELEASE:
             self._release_backing(nodeid, body.fh)  # type: ignore[union-attr]
         return self._rewrite(opcode, nodeid, body, out)

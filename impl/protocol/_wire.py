@@ -21,7 +21,7 @@ NSEC_PER_SEC = 1_000_000_000
 U32 = 0xFFFF_FFFF
 
 
-def pack(layout: struct.Struct, *values: int) -> bytes:
+def pack(layout: struct.Struct, *values: int | bytes) -> bytes:
     """struct.pack that reports out-of-range fields as a ProtocolError."""
     try:
         return layout.pack(*values)
@@ -83,7 +83,7 @@ class FixedLayout:
     NSEC_FIELDS: ClassVar[tuple[str, ...]] = ()
     # Worked out once per class, so a message on the hot path costs one unpack and one
     # construction: the fields' values in order, and which positions decode must judge.
-    _values: ClassVar[Callable[[object], tuple[int, ...]]]
+    _values: ClassVar[Callable[..., tuple[int, ...]]]
     _bit_checks: ClassVar[tuple[tuple[int, int, str], ...]]
     _nsec_checks: ClassVar[tuple[tuple[int, str], ...]]
 
@@ -93,7 +93,8 @@ class FixedLayout:
         names = cls.__dict__.get("__slots__") or tuple(cls.__dict__.get("__annotations__", ()))
         getter = operator.attrgetter(*names)
         # attrgetter of one name gives the value itself, not a 1-tuple
-        cls._values = staticmethod(lambda m: (getter(m),)) if len(names) == 1 else getter
+        cls._values = (staticmethod(lambda m: (getter(m),))  # type: ignore[assignment]
+                       if len(names) == 1 else getter)
         cls._bit_checks = tuple(
             (names.index(f), known, f"{cls.__name__}.{f}") for f, known in cls.KNOWN_BITS.items()
         )

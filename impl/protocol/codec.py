@@ -46,7 +46,7 @@ ReplyBody = (
 )  # fmt: skip
 
 # opcode -> (request body class, reply body class or None when the request has no reply)
-LAYOUTS: dict[int, tuple[type, type | None]] = {
+LAYOUTS: dict[int, tuple[type[RequestBody], type[ReplyBody] | None]] = {
     Opcode.INIT: (rq.InitIn, rp.InitOut),
     Opcode.DESTROY: (rq.Empty, rq.Empty),
     Opcode.LOOKUP: (rq.Name, rp.EntryOut),
@@ -212,8 +212,8 @@ def decode_reply(buf: Buffer, opcode: int) -> Reply:
             raise _bad_reply(message, unique, opcode)
         return Reply(unique, rq.EMPTY, -error)
     layout = LAYOUTS.get(opcode)
-    if layout is None:
-        raise _bad_reply(f"opcode {opcode} is not supported", unique, opcode)
+    if layout is None or layout[1] is None:
+        raise _bad_reply(f"opcode {opcode} is not supported or takes no reply", unique, opcode)
     try:
         body = layout[1].decode(view[OUT_HEADER.size :])
     except ProtocolError as exc:

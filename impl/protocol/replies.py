@@ -86,7 +86,8 @@ class InitOut:
             return cls(*_INIT_OUT_COMPAT_22.unpack(body))
         expect_size(body, _INIT_OUT.size, "fuse_init_out")
         f = _INIT_OUT.unpack(body)
-        return cls(f[0], f[1], f[2], f[3] | f[10] << 32, *f[4:10], f[11], f[12])
+        return cls(f[0], f[1], f[2], f[3] | f[10] << 32, f[4], f[5], f[6], f[7], f[8], f[9],
+                   f[11], f[12])
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ libfuse do, so that a field later given a meaning does not break older peers.
 from __future__ import annotations
 
 import errno
+from collections.abc import Sequence
 from dataclasses import dataclass
 from struct import Struct
 from typing import Self
@@ -389,7 +390,7 @@ def _head_and_names(
     return head.unpack_from(body), cstrings(body[head.size :], count, f"{what} names")
 
 
-def _pack_counted(head: Struct, record: Struct, rows: list[tuple[int, ...]]) -> bytes:
+def _pack_counted(head: Struct, record: Struct, rows: Sequence[tuple[int, ...]]) -> bytes:
     """A count (the head's first field; the rest is padding), then that many records."""
     return pack(head, len(rows)) + b"".join(pack(record, *row) for row in rows)
 

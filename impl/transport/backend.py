@@ -413,8 +413,8 @@ class VhostUserBackend:
 
     def _maybe_start(self, index: int) -> None:
         vring = self._vrings[index]
-        ready = vring.enabled and vring.num and vring.addr and vring.kick_fd >= 0
-        if not ready or vring.thread is not None or not self._regions:
+        ready = vring.enabled and vring.num and vring.kick_fd >= 0
+        if not ready or vring.addr is None or vring.thread is not None or not self._regions:
             return
         layout = RingLayout.for_size(vring.num)
         desc, used, avail = vring.addr
@@ -459,6 +459,7 @@ class VhostUserBackend:
     def _run_queue(self, index: int) -> None:
         vring = self._vrings[index]
         device = vring.device
+        assert device is not None, "a queue thread starts once its device queue exists"
         poller = select.poll()
         poller.register(vring.kick_fd, select.POLLIN)
         poller.register(vring.stop_fd, select.POLLIN)
@@ -482,6 +483,7 @@ class VhostUserBackend:
                 f"request of {chain.readable_len} bytes exceeds {MAX_REQUEST_BYTES}"
             )
         request = chain.read()
+        assert self._handler is not None, "queues start only under serve()"
         try:
             reply = self._handler(request)
         except Exception:

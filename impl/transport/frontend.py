@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import wait as futures_wait
+from typing import Any, TypeVar, overload
 
 from pagefs.impl.transport import mapping
 from pagefs.impl.transport.guest_memory import BufferHeap, GuestMemory
@@ -54,6 +55,8 @@ from pagefs.impl.transport.vhost_user import (
     drain_eventfd,
 )
 from pagefs.impl.transport.virtqueue import DriverQueue, RingLayout, VirtqueueError
+
+Result = TypeVar("Result")
 
 log = logging.getLogger(__name__)
 
@@ -105,8 +108,10 @@ class _Completion(Future):
 class VhostUserFrontend:
     """A connected virtio-fs front-end. Build it with `connect()`."""
 
-    def __init__(self, sock: socket.socket, mem_size: int, queue_size: int) -> None:
+    def __init__(self, sock: socket.socket, mem_size: int, queue_size: int,
+                 timeout: float | None = None) -> None:
         self._chan = Channel(sock)
+        self._timeout = timeout  # for each vhost-user reply during the handshake
         self.memory = GuestMemory(mem_size)
         self.window: ShmemWindow | None = None
         self.features = 0
@@ -152,9 +157,8 @@ class VhostUserFrontend:
         except BaseException:
             sock.close()
             raise
-        self = cls(sock, mem_size, queue_size)
+        self = cls(sock, mem_size, queue_size, timeout)
         try:
-            self._timeout = timeout
             self._negotiate(window_size, 1 + num_request_queues)
         except BaseException:
             self.close()
@@ -281,13 +285,20 @@ class VhostUserFrontend:
     def num_queues(self) -> int:
         return len(self._queues)
 
+    @overload
+    def submit(self, queue: int, request: bytes, reply_capacity: int,
+               decode: None = None) -> Future[bytes]: ...
+    @overload
+    def submit(self, queue: int, request: bytes, reply_capacity: int,
+               decode: Callable[[bytes], Result]) -> Future[Result]: ...
+
     def submit(
         self,
         queue: int,
         request: bytes,
         reply_capacity: int,
-        decode: Callable[[bytes], object] | None = None,
-    ) -> Future:
+        decode: Callable[[bytes], Any] | None = None,
+    ) -> Future[Any]:
         """Queues one chain (request readable, reply_capacity writable bytes).
 
         The Future yields the bytes the device wrote (its used length), or `decode` of
@@ -297,14 +308,21 @@ class VhostUserFrontend:
         future, _ = self._submit(self._queues[queue], request, reply_capacity, decode, False)
         return future
 
+    @overload
+    def call(self, queue: int, request: bytes, reply_capacity: int, decode: None = None,
+             timeout: float | None = None) -> bytes: ...
+    @overload
+    def call(self, queue: int, request: bytes, reply_capacity: int,
+             decode: Callable[[bytes], Result], timeout: float | None = None) -> Result: ...
+
     def call(
         self,
         queue: int,
         request: bytes,
         reply_capacity: int,
-        decode: Callable[[bytes], object] | None = None,
+        decode: Callable[[bytes], Any] | None = None,
         timeout: float | None = None,
-    ) -> object:
+    ) -> Any:
         """`submit`, then wait for the Future's result here (TimeoutError after `timeout`).
 
         Unless another thread is reaping the queue, this thread becomes its reaper as it
@@ -342,7 +360,7 @@ class VhostUserFrontend:
                 while (head := q.driver.add([(gpa, len(request))], writable)) is None:
                     self._wait()
             except BaseException:
-                self._heap.free(gpa)
+                self._buffers.free(gpa)
                 raise
             future = _Completion(self, q)
             q.pending[head] = (future, gpa, room, reply_capacity, decode)
@@ -361,10 +379,17 @@ class VhostUserFrontend:
                 raise
         return future, reaping
 
+    @property
+    def _buffers(self) -> BufferHeap:
+        """The request/reply buffer heap, laid out by the handshake."""
+        if self._heap is None:
+            raise ConnectionError("front-end not set up")
+        return self._heap
+
     def _alloc(self, length: int) -> int:
         if length > self.memory.size // 2:
             raise ValueError(f"buffer of {length} bytes larger than guest memory allows")
-        while (gpa := self._heap.alloc(max(1, length))) is None:
+        while (gpa := self._buffers.alloc(max(1, length))) is None:
             self._wait()
         return gpa
 
@@ -480,7 +505,7 @@ class VhostUserFrontend:
                     reply = (
                         self.memory.read(gpa + room, min(written, capacity)) if capacity else b""
                     )
-                    self._heap.free(gpa)
+                    self._buffers.free(gpa)
                     done.append((future, reply, decode))
                 if not q.driver.has_used():
                     break
@@ -500,6 +525,7 @@ class VhostUserFrontend:
     def _run_backend_channel(self) -> None:
         """Serves SHMEM_MAP/_UNMAP until stopped or the channel goes."""
         chan = self._backend_chan
+        assert chan is not None, "started once the channel exists"
         poller = select.poll()
         poller.register(chan.fileno(), select.POLLIN)
         poller.register(self._stop_fd, select.POLLIN)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 from dataclasses import dataclass
+from typing import Any
 
 from pagefs.impl.transport._vring import ffi, lib
 
@@ -112,7 +113,7 @@ class Chain:
     """A popped chain: `head`, its readable bytes and room for the reply."""
 
     head: int
-    segs: object  # cdata struct vq_seg[], valid until pushed
+    segs: Any  # cdata struct vq_seg[], valid until pushed
     n_out: int
     n_all: int
     readable_len: int
