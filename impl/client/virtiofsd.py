@@ -45,7 +45,7 @@ def find_virtiofsd(binary: str | None = None) -> str:
 class Virtiofsd:
     """One virtiofsd process exporting `shared_dir` on a fresh socket."""
 
-    CACHE_MODES = CACHE_MODES
+    CACHE_MODES: tuple[str, ...] = CACHE_MODES
     NAME = "QEMU's virtiofsd"
 
     @staticmethod
