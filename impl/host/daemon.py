@@ -29,7 +29,7 @@ import time
 
 from pagefs.impl.host import cache_policy
 from pagefs.impl.host.cache_policy import CachePolicy
-from pagefs.impl.host.dispatch import Dispatcher
+from pagefs.impl.host.dispatch import Dispatcher, guest_log
 from pagefs.impl.host.listener import adopt_listener, bind_listener
 from pagefs.impl.host.options import (
     CAPABILITIES,
@@ -37,11 +37,13 @@ from pagefs.impl.host.options import (
     HANDSHAKE_SECONDS,
     LOG_LEVELS,
     PROG,
+    RLIMIT_NOFILE_WANTED,
+    default_fds_per_guest,
     parse_args,
 )
-from pagefs.impl.host.passthrough import GuestSession, PassthroughFS
+from pagefs.impl.host.passthrough import GuestSession, PassthroughFS, refusal_log
 from pagefs.impl.protocol.virtio_fs import VirtioFsConfig
-from pagefs.impl.transport.backend import VhostUserBackend
+from pagefs.impl.transport.backend import VhostUserBackend, peer_log
 
 log = logging.getLogger("pagefs.host")
 
@@ -184,6 +186,8 @@ class Daemon:
             if thread.is_alive():
                 log.warning("%s did not stop within %.0f s", thread.name, STOP_GRACE_SECONDS)
         self._fs.close()
+        for held_back in (guest_log, refusal_log, peer_log):
+            held_back.flush()
         if self._signals_handled:
             signal.set_wakeup_fd(-1)
         os.close(self._stop_r)
@@ -215,12 +219,23 @@ def _unlink_socket(path: str) -> None:
 
 
 def _raise_fd_limit() -> None:
-    """Every nodeid and handle a guest holds is a host descriptor: allow as many as the
-    hard limit does (as virtiofsd does), so one busy guest does not starve the others."""
+    """Every nodeid and handle a guest holds is a host descriptor: raise the limit to
+    RLIMIT_NOFILE_WANTED as virtiofsd does (root may raise the hard limit, up to
+    fs.nr_open), else to the hard limit; --fds-per-guest keeps each guest to its share."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-        log.debug("descriptor limit raised from %d to %d", soft, hard)
+    try:
+        with open("/proc/sys/fs/nr_open") as f:
+            ceiling = int(f.read())
+    except (OSError, ValueError):
+        ceiling = hard
+    wanted = min(RLIMIT_NOFILE_WANTED, ceiling)
+    for limit in ((max(wanted, hard), max(wanted, hard)), (hard, hard)):
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, limit)
+        except (OSError, ValueError):
+            continue
+        log.debug("descriptor limit raised from %d to %d", soft, limit[0])
+        return
 
 
 def _reason(err: OSError) -> str:
@@ -241,9 +256,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     logging.basicConfig(level=LOG_LEVELS[args.log_level], stream=sys.stderr,
                         format=f"%(asctime)s {PROG}[%(process)d] %(levelname)s %(message)s")
+    _raise_fd_limit()
+    fds_per_guest = args.fds_per_guest or default_fds_per_guest(
+        resource.getrlimit(resource.RLIMIT_NOFILE)[0])
     try:
         fs = PassthroughFS(args.shared_dir, read_only=args.read_only,
-                           fds_per_guest=args.fds_per_guest)
+                           fds_per_guest=fds_per_guest)
     except OSError as err:
         return _fail(f"shared dir {args.shared_dir}: {_reason(err)}")
     try:
@@ -258,14 +276,14 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(f"{where}: {_reason(err)}")
     # The guest's kernel applies its own umask; modes arrive as meant.
     os.umask(0)
-    _raise_fd_limit()
     daemon = Daemon(fs, listener, args.socket_path, max_guests=args.max_guests,
                     window_size=args.window_size, handshake_timeout=args.handshake_timeout,
                     device_config=_device_config(args.tag),
                     cache=cache_policy.CACHE_POLICIES[args.cache])
     daemon.handle_stop_signals()
-    log.info("exporting %s%s on %s, --cache %s", fs.root, " read-only" if fs.read_only else "",
-             args.socket_path or f"inherited socket {args.fd}", args.cache)
+    log.info("exporting %s%s on %s, --cache %s, --fds-per-guest %d", fs.root,
+             " read-only" if fs.read_only else "",
+             args.socket_path or f"inherited socket {args.fd}", args.cache, fds_per_guest)
     daemon.run()
     return 0
 

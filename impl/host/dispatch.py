@@ -28,11 +28,14 @@ from pagefs.impl import protocol as p
 from pagefs.impl.filesystem import Entry, FilesystemSession
 from pagefs.impl.protocol import constants as c
 from pagefs.impl.protocol.codec import ERRNO_LIMIT
+from pagefs.impl.transport.ratelog import RateLog
 
-from . import cache_policy
+from . import cache_policy, limits
 from .cache_policy import CachePolicy
 
 log = logging.getLogger("pagefs.host")
+# What a guest causes is logged at most once per kind per interval, with a count.
+guest_log = RateLog(log)
 
 # The largest READ, WRITE or READDIR buffer we agree to (max_write, max_pages).
 MAX_TRANSFER = 1 << 20
@@ -153,7 +156,8 @@ class Dispatcher:
         except p.ProtocolError as err:
             return self._refuse_malformed(err)
         except Exception:
-            log.exception("%s: request decoder failed", self._name)
+            guest_log.note(logging.ERROR, "request decoder failed",
+                           "%s: request decoder failed", self._name, exc_info=True)
             return None
         if not p.expects_reply(opcode):
             self._serve_quietly(opcode, nodeid, body)
@@ -162,15 +166,24 @@ class Dispatcher:
             return self._serve(opcode, unique, nodeid, body)
         except OSError as err:
             return p.encode_error(unique, _errno_of(err))
+        except OverflowError as err:  # a wire integer LIMITS did not foresee: still an errno
+            guest_log.note(logging.WARNING, "value out of range",
+                           "%s: %s refused (EOVERFLOW): %s", self._name, opcode.name, err)
+            return p.encode_error(unique, errno.EOVERFLOW)
         except Exception:
-            log.exception("%s: %s failed", self._name, opcode.name)
+            guest_log.note(logging.ERROR, f"{opcode.name} failed", "%s: %s failed",
+                           self._name, opcode.name, exc_info=True)
             return p.encode_error(unique, errno.EIO)
 
     def _serve(self, opcode: c.Opcode, unique: int, nodeid: int,
                body: p.RequestBody) -> bytes | None:
+        """Every request, whatever its opcode, passes here: the INIT gate and the wire
+        integers' ranges (LIMITS) are checked before its handler runs."""
         if not self.initialized and opcode != c.Opcode.INIT:
-            log.info("%s: %s before INIT refused (EIO)", self._name, opcode.name)
+            guest_log.note(logging.INFO, "request before INIT",
+                           "%s: %s before INIT refused (EIO)", self._name, opcode.name)
             raise OSError(errno.EIO, "request before INIT")
+        limits.check(opcode, body)
         handler = self.routes.get(opcode)
         if handler is None:
             self._note_unsupported(opcode)
@@ -184,15 +197,17 @@ class Dispatcher:
         try:
             self.routes[opcode](0, nodeid, body)
         except OSError:
-            pass  # the session has logged the refusal
+            pass  # the guest waits for no answer
         except Exception:
-            log.exception("%s: %s failed", self._name, opcode.name)
+            guest_log.note(logging.ERROR, f"{opcode.name} failed", "%s: %s failed",
+                           self._name, opcode.name, exc_info=True)
 
     def _refuse_malformed(self, err: p.ProtocolError) -> bytes | None:
         if err.errno == errno.ENOSYS and err.opcode is not None:
             self._note_unsupported(err.opcode)
         else:
-            log.info("%s: malformed request refused: %s", self._name, err)
+            guest_log.note(logging.INFO, "malformed request",
+                           "%s: malformed request refused: %s", self._name, err)
         if err.unique is None or err.opcode is None or not p.expects_reply(err.opcode):
             return None
         return p.encode_error(err.unique, err.errno)

@@ -16,6 +16,13 @@ PROG = "pagefs-host"
 # How long a new connection has to finish the vhost-user handshake (until the VMM has set
 # up the rings). FUSE INIT has no deadline: a guest mounts when it wants, maybe hours later.
 HANDSHAKE_SECONDS = 10.0
+# Host descriptors one guest may hold by default: FDS_PER_GUEST, far above what a guest's
+# dentry cache keeps looked up in ordinary use, but never more than a quarter of the
+# daemon's descriptor limit (FDS_SHARE), so one guest at its cap leaves the others room.
+FDS_PER_GUEST = 65536
+FDS_SHARE = 4
+# What the daemon raises its own descriptor limit to when it may (virtiofsd's default).
+RLIMIT_NOFILE_WANTED = 1_000_000
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 # What libvirt and QEMU read from --print-capabilities (vhost-user.rst, "Backend program
@@ -64,7 +71,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="refuse connections beyond N guests at once (default: no limit)")
     parser.add_argument("--fds-per-guest", type=_positive, metavar="N",
                         help="host descriptors one guest may hold (nodeids + handles); "
-                        "beyond, its requests get EMFILE (default: no cap)")
+                        "beyond, that guest's requests get EMFILE and the others are "
+                        f"untouched (default {FDS_PER_GUEST}, or 1/{FDS_SHARE} of the "
+                        "daemon's descriptor limit if that is less)")
     parser.add_argument("--window-size", type=_window_size, default=DEFAULT_WINDOW_SIZE,
                         metavar="SIZE", help="DAX window size offered to each guest: "
                         f"{SIZE_SYNTAX}, a multiple of {WINDOW_ALIGNMENT >> 20}M "
@@ -119,3 +128,8 @@ def _descriptor(text: str) -> int:
     if not text.isdigit():
         raise argparse.ArgumentTypeError(f"not a descriptor number: {text!r}")
     return int(text)
+
+
+def default_fds_per_guest(nofile: int) -> int:
+    """The --fds-per-guest cap when none is given, for a daemon allowed `nofile` fds."""
+    return max(1, min(FDS_PER_GUEST, nofile // FDS_SHARE))

@@ -28,11 +28,13 @@ from typing import Concatenate, ParamSpec, TypeVar
 
 from pagefs.impl.filesystem import DirEntry, Entry, MapGrant
 from pagefs.impl.protocol import open_flags
+from pagefs.impl.transport.ratelog import RateLog
 
 from . import confine, syscalls, xattrs
 from .mappings import WindowMap, WindowMapping
 
 log = logging.getLogger("pagefs.host")
+refusal_log = RateLog(log)
 Params = ParamSpec("Params")
 Result = TypeVar("Result")
 
@@ -131,10 +133,21 @@ class PassthroughFS:
         self.close()
 
 
+def _note_refusal(guest: str, operation: str, err: OSError) -> None:
+    """A refused request, logged once per (operation, errno) per interval with a count.
+    A name that is not there is the answer to most of a real guest's LOOKUPs: debug."""
+    name = errno.errorcode.get(err.errno or 0, str(err.errno))
+    if err.errno == errno.ENOENT and operation == "lookup":
+        log.debug("%s: lookup refused: ENOENT", guest)
+        return
+    refusal_log.note(logging.INFO, f"{operation} {name}", "%s: %s refused: %s (%s)",
+                     guest, operation, name, err.strerror)
+
+
 def _serialized(method: Callable[Concatenate[GuestSession, Params], Result],
                 ) -> Callable[Concatenate[GuestSession, Params], Result]:
     """One request at a time per guest: a descriptor in use is never closed under it.
-    Each refused request is logged once, with its errno, under the session's name."""
+    Refusals are logged rate-limited, by kind (`_note_refusal`)."""
 
     @wraps(method)
     def run(self: GuestSession, *args: Params.args, **kwargs: Params.kwargs) -> Result:
@@ -144,8 +157,7 @@ def _serialized(method: Callable[Concatenate[GuestSession, Params], Result],
                     raise OSError(errno.ENOTCONN, "guest session closed")
                 return method(self, *args, **kwargs)
             except OSError as err:
-                log.info("%s: %s refused: %s (%s)", self.name, method.__name__,
-                         errno.errorcode.get(err.errno or 0, err.errno), err.strerror)
+                _note_refusal(self.name, method.__name__, err)
                 raise
 
     return run
@@ -260,9 +272,13 @@ class GuestSession:
 
     @_serialized
     def getattr(self, nodeid: int, fh: int | None = None) -> os.stat_result:
+        node = self._node(nodeid)
         if fh is not None:
-            return os.fstat(self._handle(fh, is_dir=None).fd)
-        return os.fstat(self._node(nodeid).fd)
+            handle = self._handle(fh, is_dir=None)
+            if handle.key != node.key:
+                raise OSError(errno.EBADF, f"handle {fh} is not open on nodeid {nodeid}")
+            return os.fstat(handle.fd)
+        return os.fstat(node.fd)
 
     @_serialized
     def setattr(self, nodeid: int, fh: int | None, *, size: int | None = None,
@@ -271,6 +287,9 @@ class GuestSession:
         node = self._node(nodeid)
         self._refuse_write()
         handle = self._handle(fh, is_dir=None) if fh is not None else None
+        if handle is not None and handle.key != node.key:
+            # the handle must be one on this very inode, or a SETATTR of A truncates B
+            raise OSError(errno.EBADF, f"handle {fh} is not open on nodeid {nodeid}")
         is_link = stat.S_ISLNK(node.kind)
         if is_link and (mode is not None or atime_ns is not None or mtime_ns is not None):
             raise OSError(errno.EOPNOTSUPP, "symlink attributes are not settable")

@@ -27,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from pagefs.impl.transport import mapping
+from pagefs.impl.transport.ratelog import RateLog
 from pagefs.impl.transport.vhost_user import (
     CONFIG_HEAD,
     FLAG_NEED_REPLY,
@@ -67,6 +68,8 @@ from pagefs.impl.transport.virtqueue import (
 )
 
 log = logging.getLogger(__name__)
+# What the peer causes, request after request, is logged once per kind per interval.
+peer_log = RateLog(log)
 
 Handler = Callable[[bytes], "bytes | None"]
 
@@ -487,13 +490,15 @@ class VhostUserBackend:
         try:
             reply = self._handler(request)
         except Exception:
-            log.exception("request handler failed; the request is returned with no reply")
+            peer_log.note(logging.ERROR, "request handler failed",
+                          "request handler failed; the request is returned with no reply",
+                          exc_info=True)
             reply = None
         written, notify = device.complete(chain, reply or b"")
         if reply and written < len(reply):
-            log.warning(
-                "reply of %d bytes truncated to the %d the guest offered", len(reply), written
-            )
+            peer_log.note(logging.WARNING, "reply truncated",
+                          "reply of %d bytes truncated to the %d the guest offered",
+                          len(reply), written)
         if notify and vring.call_fd >= 0:
             os.eventfd_write(vring.call_fd, 1)
 

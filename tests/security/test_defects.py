@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import mmap
 import os
+import re
 import select
 import socket
 import struct
@@ -20,6 +21,8 @@ from pagefs_waits import wait_until
 from pagefs.impl.client.fuse_client import FuseClient
 from pagefs.impl.client.host_daemon import host_daemon, stop
 from pagefs.impl.guest.window import DaxWindow
+from pagefs.impl.host.options import default_fds_per_guest
+from pagefs.impl.protocol import GetattrIn, Opcode
 from pagefs.impl.protocol.constants import FUSE_REMOVEMAPPING_MAX_ENTRY
 from pagefs.impl.transport.backend import VhostUserBackend
 from pagefs.impl.transport.frontend import VhostUserFrontend
@@ -30,9 +33,9 @@ PAGE = mmap.PAGESIZE
 NO_FH = (1 << 64) - 1  # FUSE_SETUPMAPPING_NO_FH
 
 
-def expect_errno(code: int, call, *args) -> None:
+def expect_errno(code: int, call, *args, **kwargs) -> None:
     with pytest.raises(OSError) as caught:
-        call(*args)
+        call(*args, **kwargs)
     got = caught.value.errno
     assert got == code, f"{errno.errorcode.get(got, got)} instead of {errno.errorcode[code]}"
 
@@ -216,3 +219,102 @@ def test_issue10_1_a_guest_may_mount_long_after_its_vmm_connected(tmp_path: Path
             fh = guest.open(nodeid, os.O_RDONLY).fh
             assert guest.read(nodeid, fh, 0, 100) == b"late mount"
         assert "handshake not done" not in host.log()
+
+
+# -- 5. one guest cannot exhaust the daemon's descriptors ---------------------------------------
+
+def test_5_a_guest_opening_without_end_gets_emfile_and_the_others_carry_on(
+        tmp_path: Path) -> None:
+    """With default options: repeated OPEN of one file stops at the documented per-guest
+    cap (EMFILE to that guest), and another guest still connects and opens files."""
+    (tmp_path / "file").write_bytes(b"shared")
+    with host_daemon(str(tmp_path)) as host:
+        cap = int(re.search(r"--fds-per-guest (\d+)", host.log())[1])
+        assert cap == default_fds_per_guest(host_nofile(host.pid))
+        with FuseClient.connect(host.socket_path, window_size=0) as greedy:
+            nodeid = greedy.lookup(1, b"file").nodeid
+            opened = 0
+            with pytest.raises(OSError) as caught:
+                while opened <= cap:
+                    greedy.open(nodeid, os.O_RDONLY)
+                    opened += 1
+            assert caught.value.errno == errno.EMFILE
+            assert opened == cap - 2  # the root and the file's nodeids hold two
+            with FuseClient.connect(host.socket_path, window_size=0) as other:
+                other_id = other.lookup(1, b"file").nodeid
+                fh = other.open(other_id, os.O_RDONLY).fh
+                assert other.read(other_id, fh, 0, 10) == b"shared"
+            expect_errno(errno.EMFILE, greedy.open, nodeid, os.O_RDONLY)
+
+
+def host_nofile(pid: int) -> int:
+    """The daemon's RLIMIT_NOFILE soft limit, from /proc."""
+    with open(f"/proc/{pid}/limits") as limits:
+        for line in limits:
+            if line.startswith("Max open files"):
+                return int(line.split()[3])
+    raise AssertionError("no open-files limit in /proc/PID/limits")
+
+
+# -- 6. unchecked integers ------------------------------------------------------------------------
+
+def test_6_out_of_range_integers_are_errnos_not_tracebacks(export: Path) -> None:
+    with host_daemon(str(export)) as host, \
+            FuseClient.connect(host.socket_path, window_size=0) as guest:
+        nodeid = guest.lookup(1, b"file").nodeid
+        fh = guest.open(nodeid, os.O_RDWR).fh
+        expect_errno(errno.EINVAL, guest.read, nodeid, fh, 1 << 63, 10)
+        expect_errno(errno.EINVAL, guest.read, nodeid, fh, (1 << 64) - 1, 10)
+        expect_errno(errno.EFBIG, guest.setattr, nodeid, None, size=1 << 63)
+        expect_errno(errno.EFBIG, guest.setattr, nodeid, fh, size=(1 << 64) - 1)
+        expect_errno(errno.EFBIG, guest.write, nodeid, fh, (1 << 63) - 1, b"xy")
+        expect_errno(errno.EOVERFLOW, guest.setupmapping, nodeid, NO_FH, 1 << 63, PAGE,
+                     False, 0)
+        assert guest.read(nodeid, fh, 0, 4) == b"FFFF"  # the session is unharmed
+        log = host.log()
+    assert "Traceback" not in log and "OverflowError" not in log
+    assert (export / "file").read_bytes() == b"F" * 4 * PAGE
+
+
+def test_6_setattr_through_another_files_handle_is_ebadf(export: Path) -> None:
+    (export / "victim").write_bytes(b"victim data")
+    with host_daemon(str(export)) as host, \
+            FuseClient.connect(host.socket_path, window_size=0) as guest:
+        file_id = guest.lookup(1, b"file").nodeid
+        victim_id = guest.lookup(1, b"victim").nodeid
+        victim_fh = guest.open(victim_id, os.O_RDWR).fh
+        expect_errno(errno.EBADF, guest.setattr, file_id, victim_fh, size=0)
+        expect_errno(errno.EBADF, guest.getattr, file_id, victim_fh)
+        guest.setattr(victim_id, victim_fh, size=6)  # its own handle: allowed
+    assert (export / "victim").read_bytes() == b"victim"
+    assert (export / "file").read_bytes() == b"F" * 4 * PAGE
+
+
+# -- 7. and issue 10's item 5: the host log cannot be flooded --------------------------------------
+
+FLOOD = 3000
+
+
+def flood(guest: FuseClient, nodeid: int) -> None:
+    """FLOOD each of: lookups of missing names, reads through an unknown handle,
+    and GETATTRs whose reply the guest left no room for."""
+    for k in range(FLOOD):
+        expect_errno(errno.ENOENT, guest.lookup, 1, b"missing-%d" % k)
+        expect_errno(errno.EBADF, guest.read, nodeid, 999_999, 0, 10)
+        with pytest.raises(OSError):
+            guest.call(Opcode.GETATTR, nodeid, GetattrIn(), reply_room=24)
+
+
+@pytest.mark.parametrize("level", ["info", "warn"])
+def test_7_guest_caused_errors_are_logged_once_per_kind_per_interval(
+        export: Path, level: str) -> None:
+    with host_daemon(str(export), log_level=level) as host, \
+            FuseClient.connect(host.socket_path, window_size=0) as guest:
+        nodeid = guest.lookup(1, b"file").nodeid
+        before = len(host.log().splitlines())
+        flood(guest, nodeid)
+        lines = host.log().splitlines()[before:]
+    assert len(lines) <= 6, "\n".join(lines[:20])  # two kinds, within one interval or so
+    assert not any("missing-" in line for line in lines)
+    truncated = [line for line in lines if "truncated" in line]
+    assert 1 <= len(truncated) <= 2
