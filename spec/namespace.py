@@ -215,7 +215,7 @@ def rmdir(state: State, guest: GuestId, parent: NodeId, name: Name) -> tuple[Out
 
 def rename(state: State, guest: GuestId, parent: NodeId, name: Name, newparent: NodeId,
            newname: Name, flags: RenameFlags) -> tuple[Outcome, ...]:
-    """RENAME (FUSE's RENAME2, opcode 45; RENAME 12 is the same without flags) moves a
+    """RENAME (FUSE opcode 12; with flags it travels as RENAME2, opcode 45) moves a
     name, replacing what `newname` named (unless RENAME_NOREPLACE). The replaced inode
     stays alive for guests that hold it open or mapped (LIFETIME), and every nodeid and
     handle keeps meaning the inode it meant (NODEID). RENAME_EXCHANGE swaps two names;

@@ -75,7 +75,7 @@ _TABLE: tuple[tuple[str, Kind, str, int | None, Callable[..., tuple[Outcome, ...
     ("MKDIR", "request", "namespace", 9, namespace.mkdir),
     ("UNLINK", "request", "namespace", 10, namespace.unlink),
     ("RMDIR", "request", "namespace", 11, namespace.rmdir),
-    ("RENAME", "request", "namespace", 45, namespace.rename),
+    ("RENAME", "request", "namespace", 12, namespace.rename),  # with flags: RENAME2 (45)
     ("OPENDIR", "request", "namespace", 27, namespace.opendir),
     ("READDIR", "request", "namespace", 28, namespace.readdir),
     ("RELEASEDIR", "request", "namespace", 29, namespace.releasedir),
