@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.pagefs-installed
 NATIVE := $(wildcard impl/*/_*_build.py impl/*/*.c impl/*/*.h)
 
-.PHONY: virtiofsd-rust setup test test-all verify conformance bench bench-wire bench-guest lint docs clean vm
+.PHONY: programs virtiofsd-rust setup test test-all verify conformance bench bench-wire bench-guest lint docs clean vm
 
 # One install at a time: two make targets started together must not both pip-install at once.
 $(STAMP): pyproject.toml setup.py scripts/install-system-deps $(NATIVE)
@@ -44,6 +44,11 @@ bench-wire: $(STAMP)
 
 bench-guest: $(STAMP)
 	$(PY) benchmarks/guest.py
+
+## make programs: sqlite, git, tar, compileall and the exerciser (100,000 ops) on every
+## stack side by side, into reports/programs.md (slow)
+programs: $(STAMP) virtiofsd-rust
+	nice $(PY) -m pagefs.conformance.programs_report --out reports/programs.md --scale long
 
 ## make virtiofsd-rust: Debian unstable's Rust virtiofsd, unpacked into ~/.cache/pagefs
 virtiofsd-rust:

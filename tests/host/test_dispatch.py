@@ -302,6 +302,12 @@ def test_setattr_size_mode_and_times(ready: Guest, export: Path) -> None:
     ready.ok(Op.SETATTR, nodeid, p.SetattrIn(valid.MTIME | valid.MTIME_NOW))
     assert os.stat(export / "file").st_mtime_ns > 2000 * 10**9
     ready.fails(errno.EPERM, Op.SETATTR, nodeid, p.SetattrIn(valid.UID, uid=1))
+    # a chown to the owner it has is no change (tar and cp -p as root): served
+    owner = os.stat(export / "file")
+    same = p.SetattrIn(valid.UID | valid.GID, uid=owner.st_uid, gid=owner.st_gid)
+    assert ready.ok(Op.SETATTR, nodeid, same).attr.uid == owner.st_uid
+    ready.fails(errno.EPERM, Op.SETATTR, nodeid,
+                p.SetattrIn(valid.UID | valid.GID, uid=owner.st_uid, gid=owner.st_gid + 1))
 
 
 # -- names ----------------------------------------------------------------------------
