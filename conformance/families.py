@@ -41,7 +41,7 @@ class Family:
 _DATA_OPERATIONS = operations(
     "host.create", "host.write", "host.truncate", "host.unlink", "host.read", "LOOKUP", "OPEN",
     "CREATE", "READ", "WRITE", "RELEASE", "SETUPMAPPING", "REMOVEMAPPING", "LOAD", "STORE",
-    "FSYNC",
+    "FSYNC", "FALLOCATE",
 )
 _META_OPERATIONS = operations(
     "host.create", "host.write", "host.truncate", "host.chmod", "host.stat", "LOOKUP",
@@ -56,12 +56,14 @@ _HANDLE_OPERATIONS = operations(
 _NAMESPACE_OPERATIONS = operations(
     "host.create", "host.mkdir", "host.unlink", "host.rmdir", "host.rename", "host.symlink",
     "LOOKUP", "FORGET", "CREATE", "MKDIR", "UNLINK", "RMDIR", "RENAME", "SYMLINK", "READLINK",
-    "OPENDIR", "READDIR", "RELEASEDIR", "GETATTR", "STATFS",
+    "OPENDIR", "READDIR", "RELEASEDIR", "GETATTR", "STATFS", "LINK", "MKNOD", "SETXATTR",
+    "GETXATTR", "LISTXATTR", "REMOVEXATTR", "SYNCFS",
 )
 _RO_OPERATIONS = operations(
     "host.create", "host.write", "host.truncate", "host.mkdir", "host.read", "LOOKUP", "OPEN",
     "CREATE", "READ", "WRITE", "SETATTR", "SETUPMAPPING", "LOAD", "STORE", "UNLINK", "RMDIR",
-    "MKDIR", "RENAME", "SYMLINK", "GETATTR", "RELEASE",
+    "MKDIR", "RENAME", "SYMLINK", "GETATTR", "RELEASE", "LINK", "MKNOD", "SETXATTR",
+    "REMOVEXATTR", "FALLOCATE", "SYNCFS",
 )
 _CONFINE_OPERATIONS = operations(
     "host.symlink", "host.mkfifo", "host.mkdir", "host.create", "host.write", "LOOKUP", "OPEN",

@@ -120,6 +120,9 @@ class ReusedHandle(_Delegate):
     def readdir(self, fh: int) -> list:
         return self._inner.readdir(self._fh(fh))
 
+    def fallocate(self, fh: int, offset: int, length: int, mode: int) -> None:
+        self._inner.fallocate(self._fh(fh), offset, length, mode)
+
     def setupmapping(self, fh: int, foffset: int, length: int, writable: bool,
                      moffset: int) -> None:
         self._inner.setupmapping(self._fh(fh), foffset, length, writable, moffset)

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 
 from hypothesis import strategies as st
 
-from pagefs.conformance.target import MAPPINGS
+from pagefs.conformance.target import MAPPINGS, SPECIAL
 from pagefs.spec import Errno, State
 from pagefs.spec.datatypes import (
     O_CREAT,
@@ -39,6 +39,9 @@ from pagefs.spec.datatypes import (
     O_TRUNC,
     O_WRONLY,
     RENAME_NOREPLACE,
+    S_IFIFO,
+    S_IFREG,
+    S_IFSOCK,
     FileKind,
     HandleKind,
 )
@@ -56,6 +59,9 @@ DATA = st.binary(min_size=1, max_size=8)
 MODES = st.sampled_from([0o600, 0o644, 0o755, 0o400])
 ACCESS = st.sampled_from([O_RDONLY, O_WRONLY, O_RDWR])
 DIR_NAMES = (b"d", b"e")
+# user.* only: a syscall view run as root may set trusted.* where pagefs refuses (EPERM)
+XATTR_NAMES = st.sampled_from([b"user.a", b"user.b"])
+XATTR_CREATE, XATTR_REPLACE = 1, 2
 
 
 class Need(enum.Enum):
@@ -149,6 +155,11 @@ def _write_touched(state: State, args: tuple) -> Touched | None:
     return (handle.ino, args[2], len(args[3])) if handle else None
 
 
+def _fallocate_touched(state: State, args: tuple) -> Touched | None:
+    handle = state.guests[args[0]].handles.get(args[1])
+    return (handle.ino, args[2], args[3]) if handle else None
+
+
 def _setattr_touched(state: State, args: tuple) -> Touched | None:
     node = state.guests[args[0]].nodes.get(args[1])
     return (node.ino, 0, 1) if node else None
@@ -222,6 +233,31 @@ def _removemapping(m: SpecMachine, data: st.DataObject) -> tuple[object, ...]:
     g = m.guest(data, Need.MAPPED)
     size = m.config.range_size
     return g, data.draw(st.integers(0, RANGES_USED - 1)) * size, size
+
+
+def _link(m: SpecMachine, data: st.DataObject) -> tuple[object, ...]:
+    g = m.guest(data, Need.NODE)
+    return g, m.nodeid(data, g), m.nodeid(data, g, FileKind.DIR), m.name(data)
+
+
+def _mknod(m: SpecMachine, data: st.DataObject) -> tuple[object, ...]:
+    # Device nodes are left out: a syscall view made by root would make one, where
+    # pagefs refuses (EPERM, the tests' business); the kinds every target can make.
+    g = m.guest(data)
+    kind = data.draw(st.sampled_from([S_IFIFO, S_IFSOCK, S_IFREG]))
+    return g, m.nodeid(data, g, FileKind.DIR), m.name(data), kind | data.draw(MODES)
+
+
+def _setxattr(m: SpecMachine, data: st.DataObject) -> tuple[object, ...]:
+    g = m.guest(data, Need.NODE)
+    flags = data.draw(st.sampled_from([0, 0, XATTR_CREATE, XATTR_REPLACE]))
+    return g, m.nodeid(data, g), data.draw(XATTR_NAMES), data.draw(DATA), flags
+
+
+def _fallocate(m: SpecMachine, data: st.DataObject) -> tuple[object, ...]:
+    g = m.guest(data, Need.HANDLE)
+    mode = data.draw(st.sampled_from([0, 0x01, 0x03, 0x10, 0x11, 0x02]))
+    return g, m.fh(data, g), m.offset(data, write=True), data.draw(st.integers(1, PAGE)), mode
 
 
 def _peer(connected: bool) -> Arguments:
@@ -331,6 +367,27 @@ OPERATIONS: tuple[Operation, ...] = (
         m.woffset(d, g, write=True), d.draw(DATA))), "EOF-FAULT",
         needs=Need.MAPPED, capability=MAPPINGS, lifetime=Subject.WINDOW,
         touches=_store_touched),
+    # --- guest requests: links, special files, extended attributes, space ---
+    Operation("LINK", _link, NAMESPACE, needs=Need.NODE, capability=SPECIAL,
+              returns=Returns.ENTRY, fallback_read_only="RO-EXPORT"),
+    Operation("MKNOD", _mknod, NAMESPACE, capability=SPECIAL, returns=Returns.ENTRY,
+              fallback_read_only="RO-EXPORT"),
+    Operation("SETXATTR", _setxattr, NAMESPACE, needs=Need.NODE, capability=SPECIAL,
+              fallback_read_only="RO-EXPORT"),
+    Operation("GETXATTR", _guest_then(Need.NODE, lambda m, d, g: (
+        m.nodeid(d, g), d.draw(XATTR_NAMES), d.draw(st.sampled_from([0, 1, 64])))), NAMESPACE,
+        needs=Need.NODE, capability=SPECIAL),
+    Operation("LISTXATTR", _guest_then(Need.NODE, lambda m, d, g: (
+        m.nodeid(d, g), d.draw(st.sampled_from([0, 7, 64])))), NAMESPACE, needs=Need.NODE,
+        capability=SPECIAL),
+    Operation("REMOVEXATTR", _guest_then(Need.NODE, lambda m, d, g: (
+        m.nodeid(d, g), d.draw(XATTR_NAMES))), NAMESPACE, needs=Need.NODE, capability=SPECIAL,
+        fallback_read_only="RO-EXPORT"),
+    Operation("FALLOCATE", _fallocate, "COH-READ", needs=Need.HANDLE, capability=SPECIAL,
+              lifetime=Subject.HANDLE, access_errno=Errno.EBADF, fallback_read_only="RO-EXPORT",
+              touches=_fallocate_touched),
+    Operation("SYNCFS", _guest_then(None, lambda m, d, g: (m.nodeid(d, g),)), "DURABLE",
+              capability=SPECIAL),
     # --- sessions ---
     Operation("DESTROY", _peer(connected=True), HANDLE, peers=True),
     Operation("INIT", _peer(connected=False), HANDLE, peers=True),

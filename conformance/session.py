@@ -41,7 +41,7 @@ from pagefs.spec.times import TimeMap
 UNBOUND_BASE = 1 << 40
 
 _KINDS = {stat.S_IFREG: FileKind.REG, stat.S_IFDIR: FileKind.DIR, stat.S_IFLNK: FileKind.LNK,
-          stat.S_IFIFO: FileKind.FIFO}
+          stat.S_IFIFO: FileKind.FIFO, stat.S_IFSOCK: FileKind.SOCK}
 
 
 @dataclass(frozen=True)
@@ -243,6 +243,8 @@ def _match_value(b: Bindings, op: str, guest: int | None, want: object,
         return bound and bound.bind_handle(guest, HandleKind.FILE, got[1], want.fh)
     if isinstance(want, StatFs):
         return b if getattr(got, "f_namemax", None) == want.namelen else None
+    if op == "LISTXATTR":  # names in the spec's order (sorted), or the list's length
+        return b if got == want else None
     if isinstance(want, tuple):  # READDIR: the same names, each the right inode and kind
         if not isinstance(got, list) or sorted(e.name for e in got) != [e.name for e in want]:
             return None

@@ -35,8 +35,10 @@ READ_ONLY = "read-only"  # can be started as a read-only export
 OWN_HANDLES = "own-handles"  # handles and nodeids are the target's own, not the harness's
 RAW_NAMES = "raw-names"  # names reach the target as sent (a syscall view cannot send '/')
 CONFINED = "confined"  # host and guest resolve names in separate worlds (CONFINE applies)
+SPECIAL = "special"  # LINK, MKNOD, the xattr requests, FALLOCATE, SYNCFS (Guest's optional part)
 
-ALL_CAPABILITIES = frozenset({MAPPINGS, PEERS, READ_ONLY, OWN_HANDLES, RAW_NAMES, CONFINED})
+ALL_CAPABILITIES = frozenset({MAPPINGS, PEERS, READ_ONLY, OWN_HANDLES, RAW_NAMES, CONFINED,
+                              SPECIAL})
 
 ROOT_NODEID = 1
 
@@ -139,6 +141,37 @@ class Guest(ABC):
     @abstractmethod
     def close(self) -> None:
         """Disconnect: every handle, nodeid and mapping this guest held is released."""
+
+    # Links, special files, extended attributes, space (capability SPECIAL): a target
+    # that declares SPECIAL overrides all of these; the suite asks no other target.
+    def link(self, nodeid: int, newparent: int, newname: bytes) -> Entry:
+        raise self._not_special()
+
+    def mknod(self, parent: int, name: bytes, mode: int) -> Entry:
+        raise self._not_special()
+
+    def setxattr(self, nodeid: int, name: bytes, value: bytes, flags: int) -> None:
+        raise self._not_special()
+
+    def getxattr(self, nodeid: int, name: bytes, size: int) -> bytes | int:
+        """The value, or its length when `size` is 0."""
+        raise self._not_special()
+
+    def listxattr(self, nodeid: int, size: int) -> tuple[bytes, ...] | int:
+        """The attribute names, sorted, or the length of their NUL-terminated list."""
+        raise self._not_special()
+
+    def removexattr(self, nodeid: int, name: bytes) -> None:
+        raise self._not_special()
+
+    def fallocate(self, fh: int, offset: int, length: int, mode: int) -> None:
+        raise self._not_special()
+
+    def syncfs(self, nodeid: int) -> None:
+        raise self._not_special()
+
+    def _not_special(self) -> NotImplementedError:
+        return NotImplementedError(f"{type(self).__name__} does not offer {SPECIAL}")
 
 
 class Target(ABC):

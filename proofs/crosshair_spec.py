@@ -33,7 +33,7 @@ SYMBOLIC_CONFIG = Config(page_size=4, range_size=8, window_ranges=2, guests=2, n
 """4-byte pages, 2-page ranges, 2-range windows: every edge within a few bytes."""
 
 SPEC_MODULES = ("caching", "rules", "times", "tree", "guests", "session", "namespace", "files",
-                "mappings", "memory", "host")
+                "mappings", "memory", "host", "special")
 """The spec modules that carry contracts, cheapest first."""
 
 PLUGIN = Path(__file__).with_name("crosshair_plugin.py")

@@ -55,6 +55,10 @@ OpenFlags = NewType("OpenFlags", int)  # Linux open(2) flags: O_ACCMODE, O_TRUNC
 RenameFlags = NewType("RenameFlags", int)  # renameat2(2): RENAME_NOREPLACE, RENAME_EXCHANGE
 WindowOffset = NewType("WindowOffset", int)  # a byte offset in a guest's DAX window
 TimeNs = NewType("TimeNs", int)  # an explicit time in nanoseconds since the epoch
+FileMode = NewType("FileMode", int)  # a file type and permission bits (S_IFIFO | 0o644)
+XattrName = NewType("XattrName", bytes)  # an extended attribute's name ("user.x")
+XattrFlags = NewType("XattrFlags", int)  # setxattr(2): XATTR_CREATE, XATTR_REPLACE
+FallocMode = NewType("FallocMode", int)  # fallocate(2): KEEP_SIZE, PUNCH_HOLE, ZERO_RANGE
 
 # Linux open(2) and renameat2(2) flag values, as they travel in FUSE requests.
 O_RDONLY = 0
@@ -66,6 +70,13 @@ O_EXCL = 0o200
 O_TRUNC = 0o1000
 RENAME_NOREPLACE = 1
 RENAME_EXCHANGE = 2
+S_IFIFO, S_IFCHR, S_IFDIR, S_IFBLK, S_IFREG, S_IFLNK, S_IFSOCK = (
+    0o010000, 0o020000, 0o040000, 0o060000, 0o100000, 0o120000, 0o140000)
+XATTR_CREATE = 1
+XATTR_REPLACE = 2
+FALLOC_KEEP_SIZE = 0x01
+FALLOC_PUNCH_HOLE = 0x02
+FALLOC_ZERO_RANGE = 0x10
 
 
 class Errno(enum.IntEnum):
@@ -75,6 +86,7 @@ class Errno(enum.IntEnum):
     ENOENT = 2
     EIO = 5
     ENXIO = 6
+    E2BIG = 7
     EBADF = 9
     EACCES = 13
     EFAULT = 14
@@ -86,9 +98,12 @@ class Errno(enum.IntEnum):
     EINVAL = 22
     EFBIG = 27
     EROFS = 30
+    EMLINK = 31
+    ERANGE = 34
     ENAMETOOLONG = 36
     ENOTEMPTY = 39
     ELOOP = 40
+    ENODATA = 61
     EPROTO = 71
     EOVERFLOW = 75
     EOPNOTSUPP = 95
@@ -96,13 +111,14 @@ class Errno(enum.IntEnum):
 
 
 class FileKind(enum.Enum):
-    """What a host inode is. The spec's tree holds no device nodes; FIFOs exist so that
-    CONFINE can say the host never opens one for a guest."""
+    """What a host inode is. The spec's tree holds no device nodes (a guest cannot make
+    one); FIFOs and sockets exist so that CONFINE can say the host never opens one."""
 
     REG = "reg"
     DIR = "dir"
     LNK = "lnk"
     FIFO = "fifo"
+    SOCK = "sock"
 
 
 class Access(enum.Enum):
@@ -203,7 +219,8 @@ class Inode:
     """A host inode. `data` is a regular file's bytes or a symlink's target; `entries`
     a directory's names. `nlink` counts the names that refer to it. `tail` holds what
     guests stored beyond end of file in its last page (never file data; b"" = zeros).
-    `dirty` is true when data changed since it last reached stable storage."""
+    `dirty` is true when data changed since it last reached stable storage. `xattrs` are
+    its extended attributes in the namespace guests may use (`user.`)."""
 
     kind: FileKind
     mode: int
@@ -215,6 +232,7 @@ class Inode:
     generation: int = 0
     tail: bytes = b""
     dirty: bool = False
+    xattrs: FrozenMap[bytes, bytes] = field(default_factory=FrozenMap)
 
     @property
     def size(self) -> int:

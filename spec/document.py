@@ -27,6 +27,7 @@ from pagefs.spec import (
     properties,
     rules,
     session,
+    special,
     times,
     tree,
 )
@@ -36,6 +37,7 @@ CONCERNS: tuple[tuple[str, ModuleType], ...] = (
     ("Session", session),
     ("Namespace", namespace),
     ("Files and handles", files),
+    ("Links, special files, extended attributes, space", special),
     ("Mappings", mappings),
     ("Guest memory", memory),
     ("Host operations", host),
@@ -173,11 +175,10 @@ def render() -> str:
             "## Out of scope", "",
             "Permissions by mode bits for different users: every guest acts as the files' "
             "owner, so `mode` is stored and reported but never enforced (ACCESS-MODE is "
-            "about a handle's access mode). Also left out: hard links, extended "
-            "attributes, locks, atime and ctime, device nodes (the tree has FIFOs only to "
-            "state CONFINE), and the steps of caching guests (a guest here asks the host "
-            "every time; what a caching guest keeps of the properties is stated under "
-            "\"Caching guests\").", ""]
+            "about a handle's access mode). Also left out: locks, atime and ctime, "
+            "attributes outside `user.` (never the guest's), and the steps of caching "
+            "guests (a guest here asks the host every time; what a caching guest keeps of "
+            "the properties is stated under \"Caching guests\").", ""]
     text = "\n".join(out)
     while "\n\n\n" in text:
         text = text.replace("\n\n\n", "\n\n")

@@ -114,6 +114,15 @@ def _values(state: State, param: Param, guest: int | None, op: str | None
         return (0, rng, page + 3), (rng - 1, rng + page - 2, config.window_size, -1)
     if kind == "TimeNs":
         return (1_700_000_000_000_000_000,), ()
+    if kind == "FileMode":
+        return (0o010644, 0o100600, 0o140644), (0o020666, 0o060666, 0o040755, 0o120777)
+    if kind == "XattrName":
+        return (b"user.a", b"user.b"), (b"trusted.a", b"security.capability", b"user.", b"",
+                                        b"user." + b"n" * 251)
+    if kind == "XattrFlags":
+        return (0, 1, 2), (3, 4)
+    if kind == "FallocMode":
+        return (0, 0x01, 0x03, 0x10), (0x02, 0x08)
     if kind == "bool":
         return (False, True), ()
     return (1,), (2, 0)
@@ -131,9 +140,12 @@ def candidates(state: State, param: Param, guest: int | None = None,
 
 WEIGHTS: dict[str, int] = {"DESTROY": 1, "INIT": 2, "LOOKUP": 12, "OPEN": 10, "CREATE": 6,
                            "SETUPMAPPING": 12, "LOAD": 10, "STORE": 10, "READ": 5,
-                           "WRITE": 5, "host.write": 6, "host.truncate": 6}
+                           "WRITE": 5, "host.write": 6, "host.truncate": 6,
+                           "LINK": 1, "MKNOD": 1, "SETXATTR": 1, "GETXATTR": 1,
+                           "LISTXATTR": 1, "REMOVEXATTR": 1, "FALLOCATE": 2, "SYNCFS": 1}
 """How often a random walk picks each operation (others: 3): sessions rarely end, and
-data and mapping paths, where most properties live, are exercised most."""
+data and mapping paths, where most properties live, are exercised most; the requests of
+the special concern, which few properties are about, seldom."""
 
 
 def random_call(state: State, rand: random.Random,

@@ -60,15 +60,15 @@ from pagefs.spec.tree import (
 def _open_errors(state: State, ino: int, flags: int) -> frozenset[Errno]:
     """Opening an inode: EINVAL for O_ACCMODE 3, EROFS for write access or O_TRUNC in a
     read-only export, EISDIR for write access to a directory, ELOOP for a symlink (the
-    host never follows one: CONFINE), and ENXIO (or EACCES, EPERM) for a FIFO, which the
-    host never opens for a guest, as that could block it (CONFINE)."""
+    host never follows one: CONFINE), and ENXIO (or EACCES, EPERM) for a FIFO or a socket,
+    which the host never opens for a guest, as that could block it (CONFINE)."""
     access = access_of(flags)
     if access is None:
         return frozenset({Errno.EINVAL})
     kind = state.inodes[ino].kind
     if kind is FileKind.LNK:
         return frozenset({Errno.ELOOP})
-    if kind is FileKind.FIFO:
+    if kind in (FileKind.FIFO, FileKind.SOCK):
         return frozenset({Errno.ENXIO, Errno.EACCES, Errno.EPERM})
     errors: set[Errno] = set()
     if access.can_write or flags & O_TRUNC:

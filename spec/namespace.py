@@ -257,9 +257,10 @@ def opendir(state: State, guest: GuestId, nodeid: NodeId) -> tuple[Outcome, ...]
 
 
 def readdir(state: State, guest: GuestId, fh: Fh) -> tuple[Outcome, ...]:
-    """READDIR lists the directory's entries as they are now, by name ('.' and '..' are
-    not part of the listing, and order carries no meaning: the spec sorts by name). A
-    directory removed while open lists nothing.
+    """READDIR lists the directory's entries as they are now, by name (order carries no
+    meaning: the spec sorts by name). '.' and '..' are not part of the listing compared
+    here: a server lists them too, since a Linux guest shows what the server sends, and a
+    harness sets them aside. A directory removed while open lists nothing.
 
     pre: 0 <= guest < len(state.guests)
     post: lawful(state, "READDIR", (guest, fh), __return__)

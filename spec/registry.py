@@ -14,7 +14,7 @@ import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pagefs.spec import files, host, mappings, memory, namespace, session
+from pagefs.spec import files, host, mappings, memory, namespace, session, special
 from pagefs.spec.datatypes import Outcome, State
 
 Kind = typing.Literal["host", "request", "memory"]
@@ -88,6 +88,14 @@ _TABLE: tuple[tuple[str, Kind, str, int | None, Callable[..., tuple[Outcome, ...
     ("FLUSH", "request", "files", 25, files.flush),
     ("FSYNC", "request", "files", 20, files.fsync),
     ("RELEASE", "request", "files", 18, files.release),
+    ("LINK", "request", "special", 13, special.link),
+    ("MKNOD", "request", "special", 8, special.mknod),
+    ("SETXATTR", "request", "special", 21, special.setxattr),
+    ("GETXATTR", "request", "special", 22, special.getxattr),
+    ("LISTXATTR", "request", "special", 23, special.listxattr),
+    ("REMOVEXATTR", "request", "special", 24, special.removexattr),
+    ("FALLOCATE", "request", "special", 43, special.fallocate),
+    ("SYNCFS", "request", "special", 50, special.syncfs),
     ("SETUPMAPPING", "request", "mappings", 48, mappings.setupmapping),
     ("REMOVEMAPPING", "request", "mappings", 49, mappings.removemapping),
     ("LOAD", "memory", "memory", None, memory.load),

@@ -24,8 +24,7 @@ def init(state: State, guest: GuestId) -> tuple[Outcome, ...]:
     pre: 0 <= guest < len(state.guests)
     post: lawful(state, "INIT", (guest,), __return__)
     post: all(o.state.guests[guest].connected for o in __return__)
-    post: not state.guests[guest].connected or all(not o.state.guests[guest].handles
-                                                   for o in __return__)
+    post: not state.guests[guest].connected or not __return__[0].state.guests[guest].handles
     """
     session = state.guests[guest]
     if session.connected:

@@ -129,6 +129,31 @@ class FuseGuest(Guest):
     def releasedir(self, fh: int) -> None:
         self.client.releasedir(self._nodeid(fh), fh)
 
+    def link(self, nodeid: int, newparent: int, newname: bytes) -> Entry:
+        return entry_of(self.client.link(nodeid, newparent, newname))
+
+    def mknod(self, parent: int, name: bytes, mode: int) -> Entry:
+        return entry_of(self.client.mknod(parent, name, mode))
+
+    def setxattr(self, nodeid: int, name: bytes, value: bytes, flags: int) -> None:
+        self.client.setxattr(nodeid, name, value, flags)
+
+    def getxattr(self, nodeid: int, name: bytes, size: int) -> bytes | int:
+        return self.client.getxattr(nodeid, name, size)
+
+    def listxattr(self, nodeid: int, size: int) -> tuple[bytes, ...] | int:
+        names = self.client.listxattr(nodeid, size)
+        return names if isinstance(names, int) else tuple(sorted(names))
+
+    def removexattr(self, nodeid: int, name: bytes) -> None:
+        self.client.removexattr(nodeid, name)
+
+    def fallocate(self, fh: int, offset: int, length: int, mode: int) -> None:
+        self.client.fallocate(self._nodeid(fh), fh, offset, length, mode)
+
+    def syncfs(self, nodeid: int) -> None:
+        self.client.syncfs(nodeid)
+
     def statfs(self, nodeid: int) -> os.statvfs_result:
         out = self.client.statfs(nodeid)
         return os.statvfs_result((out.bsize, out.frsize, out.blocks, out.bfree, out.bavail,

@@ -15,7 +15,7 @@ import shutil
 import subprocess
 import tempfile
 
-from pagefs.conformance.target import MAPPINGS, PEERS, READ_ONLY, Target, TargetFactory
+from pagefs.conformance.target import MAPPINGS, PEERS, READ_ONLY, SPECIAL, Target, TargetFactory
 from pagefs.conformance.targets.mount import SYSCALL_VIEW_LIMITS, ViewTarget
 
 
@@ -42,7 +42,7 @@ class LocalFactory(TargetFactory):
             self._mounted = True  # perhaps half-way (and ismount misses bind mounts)
             self.close()
             raise
-        caps = {MAPPINGS, PEERS} | ({READ_ONLY} if self._mounted else set())
+        caps = {MAPPINGS, PEERS, SPECIAL} | ({READ_ONLY} if self._mounted else set())
         self.capabilities = frozenset(caps)
 
     def why_not(self, capability: str) -> str:

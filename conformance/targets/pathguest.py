@@ -217,6 +217,44 @@ class PathGuest(Guest):
     def statfs(self, nodeid: int) -> os.statvfs_result:
         return os.statvfs(self._node(nodeid))
 
+    # Links, special files, extended attributes, space: the syscalls, on the inode each
+    # nodeid pins (xattr calls take its /proc link and never open it)
+    def link(self, nodeid: int, newparent: int, newname: bytes) -> Entry:
+        directory, source = self._node(newparent), self._node(nodeid)
+        os.link(self._proc(source), self._name(newname), dst_dir_fd=directory)
+        return self.lookup(newparent, newname)
+
+    def mknod(self, parent: int, name: bytes, mode: int) -> Entry:
+        os.mknod(self._name(name), mode, 0, dir_fd=self._node(parent))
+        return self.lookup(parent, name)
+
+    def setxattr(self, nodeid: int, name: bytes, value: bytes, flags: int) -> None:
+        os.setxattr(self._proc(self._node(nodeid)), name, value, flags)
+
+    def getxattr(self, nodeid: int, name: bytes, size: int) -> bytes | int:
+        value = os.getxattr(self._proc(self._node(nodeid)), name)
+        return _fitted(value, size)
+
+    def listxattr(self, nodeid: int, size: int) -> tuple[bytes, ...] | int:
+        names = [os.fsencode(n) for n in os.listxattr(self._proc(self._node(nodeid)))]
+        listed = _fitted(b"".join(n + b"\0" for n in names), size)
+        return listed if isinstance(listed, int) else tuple(sorted(names))
+
+    def removexattr(self, nodeid: int, name: bytes) -> None:
+        os.removexattr(self._proc(self._node(nodeid)), name)
+
+    def fallocate(self, fh: int, offset: int, length: int, mode: int) -> None:
+        _check(_libc.fallocate(self._fd(fh), mode, ctypes.c_int64(offset),
+                               ctypes.c_int64(length)))
+
+    def syncfs(self, nodeid: int) -> None:
+        self._node(nodeid)  # any live nodeid names the export, as the kernel's root does
+        fd = os.open(self._proc(self._node(ROOT_NODEID)), os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            _check(_libc.syncfs(fd))
+        finally:
+            os.close(fd)
+
     # Memory
     def _window(self) -> Window:
         if self.window is None:
@@ -248,3 +286,19 @@ class PathGuest(Guest):
             os.close(fd)
         self._nodes.clear()
         self._by_inode.clear()
+
+
+def _check(result: int) -> None:
+    if result != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+def _fitted(data: bytes, size: int) -> bytes | int:
+    """getxattr(2)'s and listxattr(2)'s rule: size 0 asks for the length, a smaller
+    buffer than the data is ERANGE."""
+    if size == 0:
+        return len(data)
+    if len(data) > size:
+        raise OSError(errno.ERANGE, "buffer too small")
+    return data

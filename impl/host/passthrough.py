@@ -636,7 +636,7 @@ class GuestSession:
         xattrs.check_change(name)
         path = self._xattr_target(node)
         if path is None:
-            raise OSError(errno.ENODATA, "no such attribute")
+            raise OSError(errno.EPERM, "no user.* attributes on symlinks")
         os.removexattr(path, name)
 
     @_serialized

@@ -159,6 +159,7 @@ def test_xattr_errnos(guest: GuestSession, ro_guest: GuestSession, export: Path)
     os.symlink("file", export / "link")
     link_id = guest.lookup(ROOT_ID, b"link").nodeid
     expect_errno(errno.EPERM, guest.setxattr, link_id, b"user.a", b"v", 0)
+    expect_errno(errno.EPERM, guest.removexattr, link_id, b"user.a")
     expect_errno(errno.ENODATA, guest.getxattr, link_id, b"user.a", 0)
     assert guest.listxattr(link_id, 0) == 0
     assert os.listxattr(export / "file") == []  # the symlink's target was never touched
