@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.pagefs-installed
 NATIVE := $(wildcard impl/*/_*_build.py impl/*/*.c impl/*/*.h)
 
-.PHONY: programs virtiofsd-rust setup test test-all verify conformance bench bench-wire bench-guest lint docs clean vm
+.PHONY: programs virtiofsd-rust setup test test-all verify conformance bench bench-wire bench-guest bench-mount lint docs clean vm
 
 # One install at a time: two make targets started together must not both pip-install at once.
 $(STAMP): pyproject.toml setup.py scripts/install-system-deps $(NATIVE)
@@ -37,13 +37,17 @@ vm: $(STAMP)
 	scripts/install-system-deps qemu-system-x86
 	$(PY) -m pagefs.conformance.vm.image
 
-bench: bench-wire bench-guest
+bench: bench-wire bench-guest bench-mount
 
 bench-wire: $(STAMP)
 	$(PY) benchmarks/wire.py
 
 bench-guest: $(STAMP)
 	$(PY) benchmarks/guest.py
+
+## make bench-mount: reads, mmap, stat/open latency and SINGLE-COPY on pagefs-mount
+bench-mount: $(STAMP) virtiofsd-rust
+	nice $(PY) benchmarks/mount.py
 
 ## make programs: sqlite, git, tar, compileall and the exerciser (100,000 ops) on every
 ## stack side by side, into reports/programs.md (slow)

@@ -16,6 +16,7 @@ import errno
 import logging
 import os
 import threading
+from collections import OrderedDict
 
 from pagefs.impl import protocol as p
 from pagefs.impl.client.fuse_client import PATH_MAX, FuseClient
@@ -29,6 +30,9 @@ log = logging.getLogger("pagefs.mount")
 O_ACCMODE = os.O_RDONLY | os.O_WRONLY | os.O_RDWR
 # What a passthrough file no longer needs from the back-end's open flags: the kernel
 # neither caches nor goes direct; it reads and writes the host file.
+# Backing files kept registered after their last handle closes, most recent last: the
+# next open of a file reuses its backing id instead of asking the back-end again.
+IDLE_BACKINGS = 256
 NOT_WITH_PASSTHROUGH = p.OpenReplyFlag.DIRECT_IO | p.OpenReplyFlag.KEEP_CACHE
 # Replies whose size the request says; the rest fit the client's default room.
 SIZED_REPLIES = frozenset({p.Opcode.READ, p.Opcode.READDIR, p.Opcode.GETXATTR,
@@ -48,6 +52,7 @@ class Relay:
         self._lock = threading.Lock()
         self._backing: dict[int, tuple[int, int]] = {}  # nodeid -> (backing id, handles)
         self._handles: dict[tuple[int, int], int] = {}  # passed-through (nodeid, fh)
+        self._idle: OrderedDict[int, int] = OrderedDict()  # nodeid -> backing id, unused
         self.lost: str | None = None  # why the back-end went, once it has
 
     def handle(self, raw: bytes) -> bytes | None:
@@ -89,6 +94,11 @@ class Relay:
             room = max(body.size, 64)  # type: ignore[union-attr]
         elif opcode == p.Opcode.READLINK:
             room = PATH_MAX
+        # Before the back-end hears of it: once it has, it may give the nodeid to another file.
+        if opcode == p.Opcode.FORGET:
+            self._forget_backings([nodeid])
+        elif opcode == p.Opcode.BATCH_FORGET:
+            self._forget_backings([one.nodeid for one in body.entries])  # type: ignore[union-attr]
         future = self.client.submit(opcode, nodeid, body, reply_room=room, caller=caller)
         if not p.expects_reply(opcode):
             future.result()
@@ -147,7 +157,8 @@ class Relay:
         if held is not None:
             self._backing[nodeid] = (held[0], held[1] + 1)
             return held[0]
-        backing_id = self.device.backing_open_and_close(self._host_fd(nodeid, fh, flags))
+        backing_id = self._idle.pop(nodeid, None) or \
+            self.device.backing_open_and_close(self._host_fd(nodeid, fh, flags))
         self._backing[nodeid] = (backing_id, 1)
         return backing_id
 
@@ -178,6 +189,7 @@ class Relay:
             self.client.release(nodeid, side.fh)
 
     def _release_backing(self, nodeid: int, fh: int) -> None:
+        evicted = []
         with self._lock:
             if self._handles.pop((nodeid, fh), None) is None:
                 return
@@ -185,7 +197,20 @@ class Relay:
             if count > 1:
                 self._backing[nodeid] = (backing_id, count - 1)
                 return
-        try:
-            self.device.backing_close(backing_id)
-        except OSError as e:
-            log.warning("backing id %d not closed: %s", backing_id, e)
+            self._idle[nodeid] = backing_id
+            while len(self._idle) > IDLE_BACKINGS:
+                evicted.append(self._idle.popitem(last=False)[1])
+        self._close_backings(evicted)
+
+    def _forget_backings(self, nodeids: list[int]) -> None:
+        """A nodeid the kernel forgets may name another file later: its idle backing goes."""
+        with self._lock:
+            gone = [b for n in nodeids if (b := self._idle.pop(n, None)) is not None]
+        self._close_backings(gone)
+
+    def _close_backings(self, backing_ids: list[int]) -> None:
+        for backing_id in backing_ids:
+            try:
+                self.device.backing_close(backing_id)
+            except OSError as e:
+                log.warning("backing id %d not closed: %s", backing_id, e)

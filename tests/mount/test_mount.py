@@ -68,6 +68,22 @@ def test_one_file_open_many_ways_at_once(mounted, export, mountpoint):
     assert (export / "file").read_bytes() == b"AB23456789Z"
 
 
+def test_reopened_files_are_the_current_host_files(mounted, export, mountpoint):
+    """A backing file stays registered after its last close, for the next open; a file
+    replaced on the host is a new nodeid, and the old backing is never served for it."""
+    path = mountpoint / "file"
+    for round_ in range(3):
+        with open(path, "r+b") as f:
+            f.write(b"%d" % round_)
+        assert (export / "file").read_bytes()[:1] == b"%d" % round_
+    (export / "new").write_bytes(b"replacement")
+    os.rename(export / "new", export / "file")
+    assert path.read_bytes() == b"replacement"
+    os.unlink(mountpoint / "file")
+    (mountpoint / "file").write_bytes(b"again")
+    assert path.read_bytes() == b"again" == (export / "file").read_bytes()
+
+
 def test_relayed_reads_see_the_hosts_writes(relayed, export, mountpoint):
     assert not relayed.passthrough, relayed.log()
     with open(mountpoint / "file", "rb") as f:
