@@ -17,21 +17,31 @@ inode share it (a mapping outlives the handle it was made through: LIFETIME).
   fault on access (EOF-FAULT) and come back if the file grows again.
 
 The manager only decides and sends requests; the front-end carries them out (maps
-the donated fd into the window). Callers serialise nothing: one lock guards the
-window's state, held across the requests it sends so that a range is never handed
-out twice.
+the donated fd into the window). Callers serialise nothing. Locking is dax.c's: each
+inode's interval map has a lock of its own, and the free list, the busy list and the
+pins share one short lock; no lock is held across a request's round trip. A file range
+being set up is marked in flight in its inode's map, so a second miss on it waits for
+the first (no lock held) while hits elsewhere, in this inode or any other, go on.
+Lock order: an inode's lock, then the short one.
+
+A REMOVEMAPPING that fails leaves its ranges in an unknown state (the daemon may still
+map them): they are logged and kept aside as stale, neither free nor reachable, and
+sent again with the next reclaim.
 """
 
 from __future__ import annotations
 
 import errno
-import os
+import logging
+import mmap
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from pagefs.impl.protocol.constants import FUSE_REMOVEMAPPING_MAX_ENTRY
+
+log = logging.getLogger("pagefs.guest")
 
 DEFAULT_RANGE_SIZE = 2 * 1024 * 1024
 # fs/fuse/dax.c: reclaim when fewer than 20% of ranges are free, 10 ranges at a time.
@@ -65,6 +75,10 @@ class _Inode:
     # The interval map: file range index -> window range. Ranges are aligned and of
     # one size, so an index keyed map is an exact interval map.
     ranges: dict[int, DaxRange] = field(default_factory=dict)
+    # File range index -> set when its SETUPMAPPING (on a miss) has been answered.
+    in_flight: dict[int, threading.Event] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    dead: bool = False  # dropped from the window's table: look the inode up again
 
 
 class DaxWindow:
@@ -79,9 +93,7 @@ class DaxWindow:
         range_size: int = DEFAULT_RANGE_SIZE,
         reclaim_chunk: int = RECLAIM_CHUNK,
     ) -> None:
-        if range_size <= 0 or range_size & (range_size - 1) or range_size % os.sysconf(
-            "SC_PAGE_SIZE"
-        ):
+        if range_size <= 0 or range_size & (range_size - 1) or range_size % mmap.PAGESIZE:
             raise ValueError("range size must be a power of two and a multiple of the page")
         if size < range_size:
             raise ValueError("window smaller than one range")
@@ -90,10 +102,13 @@ class DaxWindow:
         self.requests = requests
         self.reclaim_chunk = reclaim_chunk
         self.ranges = [DaxRange(i * range_size) for i in range(size // range_size)]
-        self._free: list[DaxRange] = list(reversed(self.ranges))
-        self._busy: OrderedDict[DaxRange, None] = OrderedDict()  # least recently used first
-        self._inodes: dict[int, _Inode] = {}
+        # Under the short lock: the free list, the busy list (least recently used first),
+        # the pins, the inode table, the stale ranges, and whether the window is closed.
         self._lock = threading.Lock()
+        self._free: list[DaxRange] = list(reversed(self.ranges))
+        self._busy: OrderedDict[DaxRange, None] = OrderedDict()
+        self._stale: list[DaxRange] = []  # a REMOVEMAPPING failed: state unknown
+        self._inodes: dict[int, _Inode] = {}
         self._closed = False
 
     @property
@@ -114,12 +129,17 @@ class DaxWindow:
         with self._lock:
             return len(self._free)
 
+    def stale_count(self) -> int:
+        """Ranges kept aside after a failed REMOVEMAPPING, to be removed again."""
+        with self._lock:
+            return len(self._stale)
+
     def mapped(self, nodeid: int) -> dict[int, DaxRange]:
         """A snapshot of an inode's interval map (file offset -> range)."""
-        with self._lock:
-            inode = self._inodes.get(nodeid)
-            if inode is None:
-                return {}
+        inode = self._inode(nodeid, create=False)
+        if inode is None:
+            return {}
+        with inode.lock:
             return {i * self.range_size: r for i, r in inode.ranges.items()}
 
     def acquire(self, nodeid: int, fh: int, foffset: int, writable: bool) -> DaxRange:
@@ -127,33 +147,28 @@ class DaxWindow:
         through handle `fh` as needed. Raises OSError (ENOMEM: every range pinned;
         or the daemon's errno, e.g. EACCES/EBADF/EROFS for a writable mapping)."""
         index = foffset // self.range_size
-        with self._lock:
-            if self._closed:
-                raise OSError(errno.ENOTCONN, "the DAX window is closed")
-            inode = self._inodes.get(nodeid)
-            rng = inode.ranges.get(index) if inode else None
-            if rng is None:
-                rng = self._take_free_range()  # may reclaim ranges of this very inode
-                try:
-                    self.requests.setupmapping(
-                        nodeid, fh, index * self.range_size, self.range_size, writable,
-                        rng.moffset,
-                    )
-                except BaseException:
-                    self._free.append(rng)
-                    raise
-                rng.nodeid, rng.foffset, rng.writable = nodeid, index * self.range_size, writable
-                self._inodes.setdefault(nodeid, _Inode()).ranges[index] = rng
-            elif writable and not rng.writable:
-                # Upgrade: the same window range, mapped again with FLAG_WRITE.
-                self.requests.setupmapping(
-                    nodeid, fh, rng.foffset, self.range_size, True, rng.moffset
-                )
-                rng.writable = True
-            rng.pins += 1
-            self._busy[rng] = None
-            self._busy.move_to_end(rng)
-            return rng
+        while True:
+            inode = self._inode(nodeid, create=True)
+            assert inode is not None
+            with inode.lock:
+                if inode.dead:
+                    continue
+                rng = inode.ranges.get(index)
+                waiting = inode.in_flight.get(index)
+                if rng is not None:
+                    with self._lock:
+                        self._check_open()
+                        self._pin(rng)
+                    upgrade = writable and not rng.writable
+                elif waiting is None:
+                    done = inode.in_flight[index] = threading.Event()
+            if rng is not None:
+                if upgrade:
+                    self._upgrade(rng, nodeid, fh)
+                return rng
+            if waiting is None:
+                return self._map(inode, nodeid, fh, index, writable, done)
+            waiting.wait()  # another thread's SETUPMAPPING of this range: then look again
 
     def release(self, rng: DaxRange) -> None:
         """Drop one pin taken by acquire()."""
@@ -166,58 +181,159 @@ class DaxWindow:
     def forget(self, nodeid: int) -> None:
         """Remove the inode's unpinned ranges in one batch (inode eviction). Pinned
         ranges stay until their user lets go; reclaim takes them later."""
-        with self._lock:
-            inode = self._inodes.get(nodeid)
-            if inode is not None:
-                self._remove([r for r in inode.ranges.values() if r.pins == 0])
+        inode = self._inode(nodeid, create=False)
+        if inode is None:
+            return
+        with inode.lock, self._lock:
+            victims = [r for r in inode.ranges.values() if r.pins == 0]
+            self._take_off_books(inode, victims)
+        self._remove(victims)
 
     def reclaim(self, count: int | None = None) -> int:
         """Remove up to `count` (default: the reclaim chunk) unpinned ranges, least
         recently used first; return how many."""
-        with self._lock:
-            return self._reclaim(self.reclaim_chunk if count is None else count)
+        return self._reclaim(self.reclaim_chunk if count is None else count)
 
     def close(self) -> None:
         """Remove every mapping, pinned or not (the guest is going away)."""
         with self._lock:
-            if not self._closed:
-                self._closed = True
-                self._remove(list(self._busy))
+            if self._closed:
+                return
+            self._closed = True
+            victims = [*self._busy, *self._stale]
+            self._busy.clear()
+            self._stale.clear()
+        for batch in self._batches(victims):
+            try:
+                self.requests.removemapping([(r.moffset, self.range_size) for r in batch])
+            except (OSError, ConnectionError) as err:  # the daemon has often gone first
+                log.info("REMOVEMAPPING of %d ranges at close failed: %s", len(batch), err)
 
-    # -- internals, called with the lock held --------------------------------------
+    # -- internals ----------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise OSError(errno.ENOTCONN, "the DAX window is closed")
+
+    def _inode(self, nodeid: int, *, create: bool) -> _Inode | None:
+        with self._lock:
+            inode = self._inodes.get(nodeid)
+            if inode is None and create:
+                inode = self._inodes[nodeid] = _Inode()
+            return inode
+
+    def _pin(self, rng: DaxRange) -> None:
+        """One more user of `rng`, now its most recent (short lock held)."""
+        rng.pins += 1
+        self._busy[rng] = None
+        self._busy.move_to_end(rng)
+
+    def _map(self, inode: _Inode, nodeid: int, fh: int, index: int, writable: bool,
+             done: threading.Event) -> DaxRange:
+        """A miss: take a free range and SETUPMAPPING it, no lock held meanwhile; the
+        in-flight mark on `index` keeps a second miss on it waiting."""
+        rng: DaxRange | None = None
+        try:
+            rng = self._take_free_range()
+            self.requests.setupmapping(nodeid, fh, index * self.range_size, self.range_size,
+                                       writable, rng.moffset)
+            with inode.lock, self._lock:
+                self._check_open()
+                rng.nodeid, rng.foffset, rng.writable = nodeid, index * self.range_size, writable
+                inode.ranges[index] = rng
+                self._pin(rng)
+            return rng
+        except BaseException:
+            if rng is not None and rng.nodeid is None:
+                with self._lock:
+                    self._free.append(rng)
+            raise
+        finally:
+            with inode.lock, self._lock:
+                del inode.in_flight[index]
+                self._drop_if_empty(nodeid, inode)
+            done.set()
+
+    def _upgrade(self, rng: DaxRange, nodeid: int, fh: int) -> None:
+        """A write access to a read-only range: the same window range, mapped again with
+        FLAG_WRITE (the range is pinned meanwhile, so nothing reclaims it)."""
+        try:
+            self.requests.setupmapping(nodeid, fh, rng.foffset, self.range_size, True,
+                                       rng.moffset)
+        except BaseException:
+            self.release(rng)
+            raise
+        rng.writable = True
 
     def _take_free_range(self) -> DaxRange:
-        if len(self._free) * 100 < len(self.ranges) * RECLAIM_FREE_PERCENT:
+        with self._lock:
+            self._check_open()
+            low = len(self._free) * 100 < len(self.ranges) * RECLAIM_FREE_PERCENT
+        if low:
             # Inline reclaim; dax.c does it in a worker, we have none to wake.
             self._reclaim(self.reclaim_chunk)
-        if not self._free:
-            raise OSError(errno.ENOMEM, "every DAX window range is pinned")
-        return self._free.pop()
+        with self._lock:
+            self._check_open()
+            if not self._free:
+                raise OSError(errno.ENOMEM, "every DAX window range is pinned")
+            return self._free.pop()
 
     def _reclaim(self, count: int) -> int:
-        victims = [r for r in self._busy if r.pins == 0][:count]
-        self._remove(victims)
+        with self._lock:
+            candidates = [r for r in self._busy if r.pins == 0][:count]
+            stale, self._stale = self._stale, []
+        victims: list[DaxRange] = []
+        for rng in candidates:
+            nodeid = rng.nodeid
+            inode = self._inode(nodeid, create=False) if nodeid is not None else None
+            if inode is None:
+                continue
+            # Checked again under the inode's lock: a hit may have pinned it meanwhile.
+            with inode.lock, self._lock:
+                if rng.pins == 0 and rng.nodeid == nodeid and rng in self._busy:
+                    self._take_off_books(inode, [rng])
+                    victims.append(rng)
+        self._remove(stale + victims)
         return len(victims)
 
+    def _take_off_books(self, inode: _Inode, victims: list[DaxRange]) -> None:
+        """Out of the inode's map and the busy list (the inode's lock and the short lock
+        held): nobody finds them any more, so they may be removed with no lock held."""
+        for r in victims:
+            del inode.ranges[r.foffset // self.range_size]
+            del self._busy[r]
+        if victims:
+            assert victims[0].nodeid is not None
+            self._drop_if_empty(victims[0].nodeid, inode)
+
+    def _drop_if_empty(self, nodeid: int, inode: _Inode) -> None:
+        """An inode with nothing mapped or in flight leaves the table (both locks held),
+        so the table does not grow with every file ever touched."""
+        if not inode.ranges and not inode.in_flight and not inode.dead:
+            inode.dead = True
+            del self._inodes[nodeid]
+
     def _remove(self, victims: list[DaxRange]) -> None:
-        if not victims:
-            return
-        # The ranges leave our books even if the request fails: the front-end has
-        # unmapped them or the daemon has gone; either way they are not usable.
-        ranges = [(r.moffset, self.range_size) for r in victims]
-        try:
-            # One REMOVEMAPPING holds at most FUSE_REMOVEMAPPING_MAX_ENTRY ranges: a guest
-            # with more busy ranges (at disconnect) sends several.
-            for at in range(0, len(ranges), FUSE_REMOVEMAPPING_MAX_ENTRY):
-                self.requests.removemapping(ranges[at : at + FUSE_REMOVEMAPPING_MAX_ENTRY])
-        finally:
-            for r in victims:
-                nodeid = r.nodeid
-                assert nodeid is not None, "a busy range maps an inode"
-                inode = self._inodes[nodeid]
-                del inode.ranges[r.foffset // self.range_size]
-                if not inode.ranges:
-                    del self._inodes[nodeid]
-                del self._busy[r]
-                r.nodeid, r.foffset, r.writable, r.pins = None, 0, False, 0
-                self._free.append(r)
+        """REMOVEMAPPING, no lock held: the ranges a reply confirms go back to the free
+        list; those of a request that failed are logged and kept aside as stale (the
+        daemon may still map them), for the next reclaim to send again."""
+        for batch in self._batches(victims):
+            try:
+                self.requests.removemapping([(r.moffset, self.range_size) for r in batch])
+            except (OSError, ConnectionError) as err:
+                log.warning("REMOVEMAPPING of %d window ranges failed (%s): kept aside, "
+                            "sent again at the next reclaim", len(batch), err)
+                with self._lock:
+                    self._stale.extend(batch)
+                continue
+            with self._lock:
+                for r in batch:
+                    r.nodeid, r.foffset, r.writable, r.pins = None, 0, False, 0
+                    self._free.append(r)
+
+    @staticmethod
+    def _batches(victims: list[DaxRange]) -> list[list[DaxRange]]:
+        """One REMOVEMAPPING holds at most FUSE_REMOVEMAPPING_MAX_ENTRY ranges: more (a
+        guest's whole window, at disconnect) go as several."""
+        step = FUSE_REMOVEMAPPING_MAX_ENTRY
+        return [victims[at:at + step] for at in range(0, len(victims), step)]

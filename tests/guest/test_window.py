@@ -4,7 +4,9 @@ filesystem session, the donated descriptors really mapped, loads and stores real
 from __future__ import annotations
 
 import errno
+import logging
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -131,3 +133,127 @@ def test_failed_setup_leaves_no_trace(setup) -> None:
         window.acquire(nodeid, 999, 0, writable=False)
     assert err.value.errno == errno.EBADF
     assert window.free_count() == RANGES and window.mapped(nodeid) == {}
+
+
+class HeldSetups(InProcessWindow):
+    """The in-process front-end, with each SETUPMAPPING held in flight (after the
+    request is sent, before it is answered) while `hold` is set, until `answer` is."""
+
+    def __init__(self, session, size: int) -> None:
+        super().__init__(session, size)
+        self.hold = False
+        self.in_flight = threading.Event()
+        self.answer = threading.Event()
+
+    def setupmapping(self, nodeid: int, fh: int, foffset: int, length: int, writable: bool,
+                     moffset: int) -> None:
+        if self.hold:
+            self.in_flight.set()
+            self.answer.wait()
+        super().setupmapping(nodeid, fh, foffset, length, writable, moffset)
+
+
+# A bound on waiting for what must already have happened: it only stops a broken
+# implementation from hanging the suite, it is never what the test measures.
+HANG = 60
+
+
+def test_hits_are_served_while_another_threads_setupmapping_is_in_flight(export: Path) -> None:
+    (export / "other").write_bytes(b"o" * RANGE)
+    fs = PassthroughFS(str(export))
+    session = fs.session()
+    data = session.lookup(1, b"data").nodeid
+    other = session.lookup(1, b"other").nodeid
+    fh_data, fh_other = session.open(data, os.O_RDONLY), session.open(other, os.O_RDONLY)
+    frontend = HeldSetups(session, RANGES * RANGE)
+    window = DaxWindow(frontend.base, frontend.size, frontend, range_size=RANGE)
+    try:
+        hit_same = window.acquire(data, fh_data, 0, writable=False)
+        hit_other = window.acquire(other, fh_other, 0, writable=False)
+        window.release(hit_same)
+        window.release(hit_other)
+
+        frontend.hold = True
+        missed: list[object] = []
+        miss = threading.Thread(target=lambda: missed.append(
+            window.acquire(data, fh_data, 3 * RANGE, writable=False)))
+        miss.start()
+        assert frontend.in_flight.wait(HANG)  # the miss's SETUPMAPPING is on the wire
+
+        served: list[object] = []
+        hits_done = threading.Event()
+
+        def hits() -> None:
+            served.append(window.acquire(data, fh_data, 10, writable=False))  # same inode
+            served.append(window.acquire(other, fh_other, 10, writable=False))  # another
+            hits_done.set()
+
+        hitter = threading.Thread(target=hits)
+        hitter.start()
+        assert hits_done.wait(HANG), "a hit waited for another thread's SETUPMAPPING"
+        assert served == [hit_same, hit_other]
+        assert miss.is_alive() and not missed  # still in flight while the hits were served
+        assert safemem.read(window.address(hit_same, 10), 4) == bytes(range(10, 14))
+
+        frontend.answer.set()
+        miss.join(HANG)
+        hitter.join(HANG)
+        assert not miss.is_alive() and missed[0] is window.mapped(data)[3 * RANGE]
+    finally:
+        frontend.answer.set()
+        window.close()
+        frontend.close()
+        session.close()
+        fs.close()
+
+
+def test_a_second_miss_on_a_range_in_flight_waits_for_it_and_shares_it(export: Path) -> None:
+    fs = PassthroughFS(str(export))
+    session = fs.session()
+    nodeid = session.lookup(1, b"data").nodeid
+    fh = session.open(nodeid, os.O_RDONLY)
+    frontend = HeldSetups(session, RANGES * RANGE)
+    window = DaxWindow(frontend.base, frontend.size, frontend, range_size=RANGE)
+    try:
+        frontend.hold = True
+        got: list[object] = []
+        first = threading.Thread(target=lambda: got.append(
+            window.acquire(nodeid, fh, RANGE, writable=False)))
+        first.start()
+        assert frontend.in_flight.wait(HANG)
+        frontend.hold = False  # the second acquire would not be held: it must not send
+        second = threading.Thread(target=lambda: got.append(
+            window.acquire(nodeid, fh, RANGE + 5, writable=False)))
+        second.start()
+        frontend.answer.set()
+        first.join(HANG)
+        second.join(HANG)
+        assert len(got) == 2 and got[0] is got[1] and got[0].pins == 2
+        assert [s for s in frontend.sent if s[0] == "setup"] == [("setup", RANGE, got[0].moffset,
+                                                                   False)]
+    finally:
+        frontend.answer.set()
+        window.close()
+        frontend.close()
+        session.close()
+        fs.close()
+
+
+def test_a_failed_removemapping_is_logged_and_its_range_kept_accounted(
+        setup, caplog: pytest.LogCaptureFixture) -> None:
+    window, frontend, nodeid, ro, _ = setup
+    rng = window.acquire(nodeid, ro, RANGE, writable=False)
+    window.release(rng)
+    # The host forgets the mapping behind the guest's back: its REMOVEMAPPING is refused.
+    frontend.session.removemapping(rng.moffset, RANGE)
+    with caplog.at_level(logging.WARNING, logger="pagefs.guest"):
+        window.forget(nodeid)
+    assert "REMOVEMAPPING of 1 window ranges failed" in caplog.text
+    assert window.stale_count() == 1 and window.free_count() == RANGES - 1
+    assert window.mapped(nodeid) == {}  # nobody is handed the range of unknown state
+    # Once the host holds it again, the next reclaim sends it again, and it is free.
+    grant = frontend.session.setupmapping(ro, RANGE, RANGE, False, rng.moffset)
+    os.close(grant.fd)
+    window.reclaim()
+    assert window.stale_count() == 0 and window.free_count() == RANGES
+    assert frontend.sent[-1] == ("remove", [rng.moffset])
