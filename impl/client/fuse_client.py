@@ -17,8 +17,9 @@ from __future__ import annotations
 import errno
 import itertools
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from pagefs.impl import protocol as p
@@ -117,6 +118,17 @@ class FuseClient:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    @contextmanager
+    def acting_as(self, uid: int, gid: int) -> Iterator[None]:
+        """Requests sent in the block name (uid, gid) in their header, as a guest kernel's
+        do for each of its users, instead of this process's own ids."""
+        saved = self._ids
+        self._ids = (uid, gid, saved[2])
+        try:
+            yield
+        finally:
+            self._ids = saved
 
     # ---- requests ----------------------------------------------------------------
 

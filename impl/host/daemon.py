@@ -29,6 +29,7 @@ import time
 
 from pagefs.impl.host import cache_policy
 from pagefs.impl.host.cache_policy import CachePolicy
+from pagefs.impl.host.credentials import Credentials, drop_supplementary_groups
 from pagefs.impl.host.dispatch import Dispatcher, guest_log
 from pagefs.impl.host.listener import adopt_listener, bind_listener
 from pagefs.impl.host.options import (
@@ -59,7 +60,8 @@ class Daemon:
     def __init__(self, fs: PassthroughFS, listener: socket.socket, socket_path: str | None, *,
                  max_guests: int | None, window_size: int,
                  handshake_timeout: float = HANDSHAKE_SECONDS,
-                 device_config: bytes = b"", cache: CachePolicy = cache_policy.DEFAULT) -> None:
+                 device_config: bytes = b"", cache: CachePolicy = cache_policy.DEFAULT,
+                 credentials: Credentials | None = None) -> None:
         self._fs = fs
         self._listener = listener
         self._socket_path = socket_path
@@ -68,6 +70,7 @@ class Daemon:
         self._handshake_timeout = handshake_timeout
         self._device_config = device_config
         self._cache = cache
+        self._credentials = credentials or Credentials()
         self._lock = threading.Lock()
         self._guests: dict[threading.Thread, VhostUserBackend | None] = {}
         self._stopping = False
@@ -154,7 +157,8 @@ class Daemon:
                 self._guests[me] = backend
                 if self._stopping:  # shutdown began before this guest's back-end existed
                     backend.stop()
-            dispatcher = Dispatcher(session, mapper=backend, cache=self._cache)
+            dispatcher = Dispatcher(session, mapper=backend, cache=self._cache,
+                                    credentials=self._credentials)
             backend.serve(dispatcher.handle)
             if not dispatcher.greeted:
                 why += " (never sent FUSE INIT)"
@@ -274,16 +278,20 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as err:
         fs.close()
         return _fail(f"{where}: {_reason(err)}")
-    # The guest's kernel applies its own umask; modes arrive as meant.
+    # Each request's own umask is applied to the modes it makes (CREDENTIALS); the
+    # process-wide one would apply to every guest user alike.
     os.umask(0)
+    drop_supplementary_groups()
+    credentials = Credentials(squash_uid=args.squash_uid, squash_gid=args.squash_gid)
     daemon = Daemon(fs, listener, args.socket_path, max_guests=args.max_guests,
                     window_size=args.window_size, handshake_timeout=args.handshake_timeout,
                     device_config=_device_config(args.tag),
-                    cache=cache_policy.CACHE_POLICIES[args.cache])
+                    cache=cache_policy.CACHE_POLICIES[args.cache], credentials=credentials)
     daemon.handle_stop_signals()
-    log.info("exporting %s%s on %s, --cache %s, --fds-per-guest %d", fs.root,
+    log.info("exporting %s%s on %s, --cache %s, --fds-per-guest %d; %s", fs.root,
              " read-only" if fs.read_only else "",
-             args.socket_path or f"inherited socket {args.fd}", args.cache, fds_per_guest)
+             args.socket_path or f"inherited socket {args.fd}", args.cache, fds_per_guest,
+             credentials.describe())
     daemon.run()
     return 0
 

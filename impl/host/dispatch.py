@@ -13,6 +13,7 @@ line. FORGET, BATCH_FORGET and INTERRUPT get no reply at all (None).
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import logging
 import mmap
@@ -32,6 +33,7 @@ from pagefs.impl.transport.ratelog import RateLog
 
 from . import cache_policy, limits
 from .cache_policy import CachePolicy
+from .credentials import Credentials
 
 log = logging.getLogger("pagefs.host")
 # What a guest causes is logged at most once per kind per interval, with a count.
@@ -79,10 +81,14 @@ class Dispatcher:
     """Serves one guest's requests against its session; one per connection."""
 
     def __init__(self, session: FilesystemSession, mapper: Mapper,
-                 cache: CachePolicy = cache_policy.DEFAULT) -> None:
+                 cache: CachePolicy = cache_policy.DEFAULT,
+                 credentials: Credentials | None = None) -> None:
         self.session = session
         self.mapper = mapper
         self.cache = cache
+        self.credentials = credentials or Credentials()
+        # FUSE_HANDLE_KILLPRIV_V2 negotiated: requests may ask for set-id bits killed
+        self._killpriv = False
         entry_reply = self._entry_reply
         self.initialized = False
         # The guest has completed FUSE INIT once on this connection; requests before INIT
@@ -152,7 +158,7 @@ class Dispatcher:
     def handle(self, request: bytes) -> bytes | None:
         """The reply to one request, or None when the request takes no reply."""
         try:
-            opcode, unique, nodeid, body, *_ = p.decode_request_values(request)
+            opcode, unique, nodeid, body, uid, gid, _pid = p.decode_request_values(request)
         except p.ProtocolError as err:
             return self._refuse_malformed(err)
         except Exception:
@@ -163,7 +169,7 @@ class Dispatcher:
             self._serve_quietly(opcode, nodeid, body)
             return None
         try:
-            return self._serve(opcode, unique, nodeid, body)
+            return self._serve(opcode, unique, nodeid, body, uid, gid)
         except OSError as err:
             return p.encode_error(unique, _errno_of(err))
         except OverflowError as err:  # a wire integer LIMITS did not foresee: still an errno
@@ -176,9 +182,10 @@ class Dispatcher:
             return p.encode_error(unique, errno.EIO)
 
     def _serve(self, opcode: c.Opcode, unique: int, nodeid: int,
-               body: p.RequestBody) -> bytes | None:
+               body: p.RequestBody, uid: int, gid: int) -> bytes | None:
         """Every request, whatever its opcode, passes here: the INIT gate and the wire
-        integers' ranges (LIMITS) are checked before its handler runs."""
+        integers' ranges (LIMITS) are checked before its handler runs, and the handler
+        runs as the header's user (CREDENTIALS) with its umask applied."""
         if not self.initialized and opcode != c.Opcode.INIT:
             guest_log.note(logging.INFO, "request before INIT",
                            "%s: %s before INIT refused (EIO)", self._name, opcode.name)
@@ -188,7 +195,10 @@ class Dispatcher:
         if handler is None:
             self._note_unsupported(opcode)
             raise OSError(errno.ENOSYS, f"{opcode.name} not served")
-        return handler(unique, nodeid, body)
+        if opcode in _AS_DAEMON:
+            return handler(unique, nodeid, body)
+        with self.credentials.acting_as(uid, gid, kill_suidgid=self._kills_suidgid(body)):
+            return handler(unique, nodeid, _umasked(body))
 
     def _serve_quietly(self, opcode: c.Opcode, nodeid: int, body: p.RequestBody) -> None:
         """FORGET-like requests: the guest waits for nothing, so failures are only logged."""
@@ -201,6 +211,19 @@ class Dispatcher:
         except Exception:
             guest_log.note(logging.ERROR, f"{opcode.name} failed", "%s: %s failed",
                            self._name, opcode.name, exc_info=True)
+
+    def _kills_suidgid(self, body: p.RequestBody) -> bool:
+        """The guest asks this request to clear set-uid/set-gid as the kernel would for an
+        unprivileged writer (FUSE_HANDLE_KILLPRIV_V2)."""
+        if not self._killpriv:
+            return False
+        if isinstance(body, p.WriteIn):
+            return bool(body.write_flags & c.FUSE_WRITE_KILL_SUIDGID)
+        if isinstance(body, p.SetattrIn):
+            return bool(body.valid & c.SetattrValid.KILL_SUIDGID)
+        if isinstance(body, (p.OpenIn, p.CreateIn)):
+            return bool(body.open_flags & c.FUSE_OPEN_KILL_SUIDGID)
+        return False
 
     def _refuse_malformed(self, err: p.ProtocolError) -> bytes | None:
         if err.errno == errno.ENOSYS and err.opcode is not None:
@@ -236,8 +259,9 @@ class Dispatcher:
                      offer.minor, c.FUSE_KERNEL_VERSION, c.FUSE_MIN_MINOR_VERSION)
             raise OSError(errno.EPROTO, "protocol version too old")
         wanted = (c.InitFlag.BIG_WRITES | c.InitFlag.MAX_PAGES | c.InitFlag.MAP_ALIGNMENT
-                  | self.cache.init_flags)
+                  | c.InitFlag.HANDLE_KILLPRIV_V2 | self.cache.init_flags)
         flags = offer.flags & wanted
+        self._killpriv = bool(flags & c.InitFlag.HANDLE_KILLPRIV_V2)
         dax = bool(flags & c.InitFlag.MAP_ALIGNMENT)
         self.initialized = self.greeted = True
         return p.InitOut(
@@ -391,6 +415,19 @@ class Dispatcher:
                 self.session.removemapping(one.moffset, one.length)
                 self.mapper.shmem_unmap(one.moffset, one.length)
         return p.EMPTY
+
+
+# Session set-up and teardown act as the daemon, whoever the header names.
+_AS_DAEMON = frozenset({c.Opcode.INIT, c.Opcode.DESTROY})
+
+
+def _umasked(body: p.RequestBody) -> p.RequestBody:
+    """A request that makes a node (CREATE, MKDIR, MKNOD, ...) with the permission bits
+    its `umask` removes taken out of `mode` (a no-op where the guest kernel already did)."""
+    umask = getattr(body, "umask", 0) & 0o777
+    if not umask or not hasattr(body, "mode"):
+        return body
+    return dataclasses.replace(body, mode=body.mode & ~umask)  # type: ignore[type-var]
 
 
 def attr_values(st: os.stat_result) -> tuple[int, ...]:

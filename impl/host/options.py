@@ -74,6 +74,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "beyond, that guest's requests get EMFILE and the others are "
                         f"untouched (default {FDS_PER_GUEST}, or 1/{FDS_SHARE} of the "
                         "daemon's descriptor limit if that is less)")
+    parser.add_argument("--squash-uid", type=_id, metavar="UID",
+                        help="single-user export: every request acts on the host as UID, "
+                        "whatever guest user sent it (default: each request acts as the "
+                        "uid its header names)")
+    parser.add_argument("--squash-gid", type=_id, metavar="GID",
+                        help="likewise for the group: every request acts as GID")
     parser.add_argument("--window-size", type=_window_size, default=DEFAULT_WINDOW_SIZE,
                         metavar="SIZE", help="DAX window size offered to each guest: "
                         f"{SIZE_SYNTAX}, a multiple of {WINDOW_ALIGNMENT >> 20}M "
@@ -102,6 +108,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         if missing:
             parser.error(f"{' and '.join(missing)} required")
     return args
+
+
+def _id(text: str) -> int:
+    if not text.isdigit() or int(text) >= 0xFFFF_FFFF:
+        raise argparse.ArgumentTypeError(f"not a user or group id: {text!r}")
+    return int(text)
 
 
 def _seconds(text: str) -> float:

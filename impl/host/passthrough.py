@@ -8,8 +8,10 @@ every request, so host changes show at the guest's next request (COH-META); noth
 cached that could go stale. Failures raise OSError with a POSIX errno; this layer knows
 nothing of FUSE encodings or virtqueues.
 
-The daemon runs as root and does no per-request credential switching: the export's
-permissions are the host's business, the guest's kernel checks its own users.
+Each call runs as the requesting guest user (the dispatcher switches the thread's
+fsuid/fsgid around it, `credentials.py`), so the host kernel checks the export's
+permissions, owns what is made, and clears set-id bits; this layer does no check of its
+own on users.
 """
 
 from __future__ import annotations
