@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from pagefs.impl.host._credentials import lib
@@ -85,7 +85,7 @@ def drop_supplementary_groups() -> None:
         os.setgroups([])
 
 
-def _set(call, value: int) -> None:  # noqa: ANN001 - a cffi function
+def _set(call: Callable[[int], int], value: int) -> None:
     """setfsuid/setfsgid report nothing but the previous id: call twice to know."""
     call(value)
     if call(value) != value:

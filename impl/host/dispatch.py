@@ -425,9 +425,11 @@ def _umasked(body: p.RequestBody) -> p.RequestBody:
     """A request that makes a node (CREATE, MKDIR, MKNOD, ...) with the permission bits
     its `umask` removes taken out of `mode` (a no-op where the guest kernel already did)."""
     umask = getattr(body, "umask", 0) & 0o777
-    if not umask or not hasattr(body, "mode"):
+    mode = getattr(body, "mode", None)
+    if not umask or mode is None:
         return body
-    return dataclasses.replace(body, mode=body.mode & ~umask)  # type: ignore[type-var]
+    masked: p.RequestBody = dataclasses.replace(body, mode=mode & ~umask)
+    return masked
 
 
 def attr_values(st: os.stat_result) -> tuple[int, ...]:
