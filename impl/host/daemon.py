@@ -265,7 +265,8 @@ def main(argv: list[str] | None = None) -> int:
         resource.getrlimit(resource.RLIMIT_NOFILE)[0])
     try:
         fs = PassthroughFS(args.shared_dir, read_only=args.read_only,
-                           fds_per_guest=fds_per_guest)
+                           fds_per_guest=fds_per_guest,
+                           writable_map_fds=args.writable_map_fds)
     except OSError as err:
         return _fail(f"shared dir {args.shared_dir}: {_reason(err)}")
     try:

@@ -67,6 +67,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "the host's pages in every mode")
     parser.add_argument("--read-only", action="store_true",
                         help="refuse every write path with EROFS; donate read-only fds only")
+    parser.add_argument("--writable-map-fds", action="store_true",
+                        help="donate read-write descriptors for read mappings too; the "
+                        "SHMEM_MAP flag still makes the guest's view read-only. QEMU 11.1 "
+                        "maps every donated descriptor writable and refuses a read-only one "
+                        "(EACCES), so its DAX needs this; a read-only export ignores it")
     parser.add_argument("--max-guests", type=_positive, metavar="N",
                         help="refuse connections beyond N guests at once (default: no limit)")
     parser.add_argument("--fds-per-guest", type=_positive, metavar="N",

@@ -82,11 +82,14 @@ class PassthroughFS:
     """One exported host directory; `read_only` refuses every write path with EROFS."""
 
     def __init__(self, root: str, *, read_only: bool = False,
-                 fds_per_guest: int | None = None) -> None:
+                 fds_per_guest: int | None = None, writable_map_fds: bool = False) -> None:
         if not os.path.isdir("/proc/self/fd"):
             raise OSError(errno.ENOSYS, "pagefs-host needs /proc mounted")
         self.root = os.path.realpath(root)
         self.read_only = read_only
+        # A VMM that maps every donated descriptor writable (QEMU 11.1) needs read-write
+        # descriptors for read mappings too; never in a read-only export.
+        self.writable_map_fds = writable_map_fds and not read_only
         # Each nodeid and handle a guest holds is a host descriptor; a cap keeps one guest
         # from exhausting the daemon's table and so starving the others.
         self.fds_per_guest = fds_per_guest
@@ -495,7 +498,10 @@ class GuestSession:
         """Check a mapping request and grant a fresh descriptor to donate (ACCESS-MODE).
 
         Read mappings and every mapping of a read-only export get an O_RDONLY descriptor,
-        so the guest's window can never write the file whatever the guest does (RO-EXPORT).
+        so the guest's window can never write the file whatever the guest does (RO-EXPORT);
+        with `writable_map_fds` a read mapping in a writable export gets an O_RDWR one (the
+        mapping's own flag keeps the guest's view read-only): a VMM could ask a writable
+        mapping of the same file anyway, so nothing is given that was not on offer.
         Only a regular file is ever granted (ONLY-REGULAR): a directory's descriptor in a
         front-end's hands would name the whole host through openat(fd, "..").
         """
@@ -536,8 +542,9 @@ class GuestSession:
             raise OSError(errno.EOVERFLOW, "file range beyond the largest offset")
         if moffset + length > _MAX_WINDOW_OFFSET:
             raise OSError(errno.EINVAL, "window range overflows")
+        donate_rw = writable or self._fs.writable_map_fds
         fd = os.open(confine.proc_path(handle.fd),
-                     (os.O_RDWR if writable else os.O_RDONLY) | os.O_CLOEXEC)
+                     (os.O_RDWR if donate_rw else os.O_RDONLY) | os.O_CLOEXEC)
         try:
             if not stat.S_ISREG(os.fstat(fd).st_mode):  # what crosses, checked on itself
                 raise OSError(errno.ENODEV, "only regular files can be mapped")

@@ -91,6 +91,10 @@ class _Region:
     map_base: int
     map_len: int
     hva: int
+    file: tuple[int, int] = (0, 0)  # (st_dev, st_ino) of the memfd behind it
+
+    def layout(self) -> tuple[int, int, int, int, tuple[int, int]]:
+        return (self.gpa, self.size, self.qva, self.hva - self.map_base, self.file)
 
 
 class _Vring:
@@ -141,6 +145,9 @@ class VhostUserBackend:
         self._vrings = [_Vring() for _ in range(self._num_queues)]
         self._backend_chan: Channel | None = None
         self._backend_lock = threading.Lock()
+        # (st_dev, st_ino) of every file donated by SHMEM_MAP: a VMM whose window mappings
+        # are guest RAM to it (QEMU 11.1) lists them in SET_MEM_TABLE too.
+        self._donated: set[tuple[int, int]] = set()
         self._stopping = False
         self._wake_fd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
         self._wake_lock = threading.Lock()
@@ -211,6 +218,8 @@ class VhostUserBackend:
     ) -> None:
         """Asks the front-end to map fd into its DAX window; raises OSError on refusal."""
         payload = MMAP.pack(0, fd_offset, shm_offset, length, MMAP_FLAG_RW if writable else 0)
+        st = os.fstat(fd)
+        self._donated.add((st.st_dev, st.st_ino))
         self._backend_request(BackendRequest.SHMEM_MAP, payload, [fd])
 
     def shmem_unmap(self, shm_offset: int, length: int) -> None:
@@ -330,17 +339,33 @@ class VhostUserBackend:
             raise ProtocolError(f"mem table of {nregions} regions with {len(msg.fds)} fds")
         if len(msg.payload) < MEM_TABLE_HEAD.size + nregions * MEM_REGION.size:
             raise ProtocolError("mem table payload too short")
-        self._stop_all_queues()
-        self._unmap_regions()
+        table = []
         for k in range(nregions):
             gpa, size, qva, offset = MEM_REGION.unpack_from(
                 msg.payload, MEM_TABLE_HEAD.size + k * MEM_REGION.size
             )
             if size == 0 or offset % mapping.PAGE_SIZE:
                 raise ProtocolError(f"memory region {k}: size {size}, mmap_offset {offset}")
-            _check_guest_memory_fd(msg.fds[k], size + offset)
-            base = mapping.map_shared(msg.fds[k], size + offset)
-            self._regions.append(_Region(gpa, size, qva, base, size + offset, base + offset))
+            st = os.fstat(msg.fds[k])
+            if (st.st_dev, st.st_ino) in self._donated:
+                # A host file this back-end put in the window, echoed back as guest RAM:
+                # not mapped here (a host truncation would SIGBUS the daemon); a descriptor
+                # pointing into it is outside guest memory, an error for that request.
+                log.debug("memory region %d at %#x is a donated file: not mapped", k, gpa)
+                continue
+            table.append((gpa, size, qva, offset, (st.st_dev, st.st_ino), msg.fds[k]))
+        if [t[:5] for t in table] == [r.layout() for r in self._regions]:
+            # Only donated files came or went (the VMM's echo of SHMEM_MAP/UNMAP): the rings'
+            # memory is unchanged, and stopping the queues here would deadlock, since a
+            # queue thread may be waiting for the front-end's answer to that very SHMEM
+            # request while the front-end waits for ours to this table.
+            return
+        self._stop_all_queues()
+        self._unmap_regions()
+        for gpa, size, qva, offset, key, fd in table:
+            _check_guest_memory_fd(fd, size + offset)
+            base = mapping.map_shared(fd, size + offset)
+            self._regions.append(_Region(gpa, size, qva, base, size + offset, base + offset, key))
         for index in range(self._num_queues):  # those stopped, and those waiting for memory
             self._maybe_start(index)
 

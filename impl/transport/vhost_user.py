@@ -2,8 +2,11 @@
 sends and receives messages with file descriptors (SCM_RIGHTS) over a unix socket.
 
 Facts from QEMU docs/interop/vhost-user.rst; VHOST_USER_BACKEND_SHMEM_MAP/_UNMAP,
-GET_SHMEM_CONFIG and protocol feature SHMEM (20) from the SHMEM series (Albert Esteve,
-v13, 2026), whose MMAP flags are 0 = read-only, 1 = read-write.
+GET_SHMEM_CONFIG and protocol feature SHMEM from the SHMEM series (Albert Esteve,
+v13, 2026), whose MMAP flags are 0 = read-only, 1 = read-write. The series' drafts
+numbered the feature 20; QEMU 11.1, the release that merged it, uses bit 22: offered 20,
+it acks nothing and never asks GET_SHMEM_CONFIG; offered 22, it acks it and asks
+(found by probing QEMU 11.1.3; reports/vm.md).
 """
 
 from __future__ import annotations
@@ -59,7 +62,7 @@ class ProtocolFeature(IntEnum):
     BACKEND_REQ = 5
     CONFIG = 9
     BACKEND_SEND_FD = 10
-    SHMEM = 20
+    SHMEM = 22  # as QEMU 11.1 numbers it (the drafts said 20)
 
 
 VIRTIO_RING_F_INDIRECT_DESC = 28

@@ -210,3 +210,24 @@ def test_a_guest_cannot_hold_more_descriptors_than_its_cap(export) -> None:
         assert other.lookup(ROOT_ID, b"f3").nodeid > ROOT_ID  # the cap is per guest
         greedy.forget(held[1], 1)
         greedy.release(greedy.open(held[0], os.O_RDONLY))
+
+
+@pytest.mark.parametrize("read_only", [False, True])
+def test_writable_map_fds_donates_read_write_only_in_a_writable_export(export, big,
+                                                                       read_only: bool) -> None:
+    """--writable-map-fds (QEMU 11.1 maps every donated fd writable): a read mapping gets an
+    O_RDWR descriptor in a writable export, and still an O_RDONLY one in a read-only export."""
+    fs = PassthroughFS(str(export), read_only=read_only, writable_map_fds=True)
+    session = fs.session()
+    try:
+        fh = open_big(session, os.O_RDONLY)
+        grant = session.setupmapping(fh, 0, PAGE_SIZE, False, 0)
+        try:
+            want = os.O_RDONLY if read_only else os.O_RDWR
+            assert fcntl.fcntl(grant.fd, fcntl.F_GETFL) & os.O_ACCMODE == want
+            assert grant.writable is False  # the guest's view stays read-only
+        finally:
+            os.close(grant.fd)
+    finally:
+        session.close()
+        fs.close()

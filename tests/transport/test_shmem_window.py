@@ -12,6 +12,7 @@ from pagefs_waits import wait_until
 
 from pagefs.impl.transport import mapping
 from pagefs.impl.transport.frontend import REQUEST_QUEUE, VhostUserFrontend
+from pagefs.impl.transport.vhost_user import MEM_REGION, MEM_TABLE_HEAD, Request
 
 from .conftest import open_fds
 
@@ -190,3 +191,23 @@ def test_bad_advertised_window_is_a_protocol_error(
         VhostUserFrontend.connect(sock_path)
     assert info.value.errno == errno.EPROTO
     assert str(advertised) in str(info.value)
+
+
+def test_mem_table_echoing_a_donated_file_is_not_guest_memory(
+    process_backend, sock_path: str, host_file: Path
+) -> None:
+    """A VMM whose window mappings are guest RAM to it (QEMU 11.1) lists each donated file in
+    its next SET_MEM_TABLE: the back-end neither maps it (a host truncation would SIGBUS the
+    daemon) nor refuses the table as non-memfd guest memory, and the rings keep serving."""
+    with VhostUserFrontend.connect(sock_path) as fe:
+        def ask(words: str) -> bytes:
+            return fe.submit(REQUEST_QUEUE, words.encode(), 64).result(10)
+
+        assert ask(f"map {host_file} 0 {2 * MIB} ro") == b"ok"
+        ram = MEM_REGION.pack(0, fe.memory.size, fe.memory.base, 0)
+        window = MEM_REGION.pack(1 << 32, 2 * MIB, fe.window.base, 0)
+        with open(host_file, "rb") as donated:
+            fe._set(Request.SET_MEM_TABLE, MEM_TABLE_HEAD.pack(2, 0) + ram + window,
+                    (fe.memory.fd, donated.fileno()))
+        assert ask("after") == b"echo:after"
+        assert ask(f"unmap 0 {2 * MIB}") == b"ok"
