@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.pagefs-installed
 NATIVE := $(wildcard impl/*/_*_build.py impl/*/*.c impl/*/*.h)
 
-.PHONY: programs virtiofsd-rust setup test test-all verify conformance bench bench-wire bench-guest bench-mount lint docs clean vm
+.PHONY: programs virtiofsd-rust setup test test-all verify conformance bench bench-wire bench-guest bench-mount lint docs clean vm qemu11
 
 # One install at a time: two make targets started together must not both pip-install at once.
 $(STAMP): pyproject.toml setup.py scripts/install-system-deps $(NATIVE)
@@ -36,6 +36,11 @@ conformance: $(STAMP)
 vm: $(STAMP)
 	scripts/install-system-deps qemu-system-x86
 	$(PY) -m pagefs.conformance.vm.image
+
+## make qemu11: QEMU 11.1 (DAX windows over vhost-user) from Debian unstable, unpacked in
+## ~/.cache/pagefs/qemu11 with a private apt configuration; nothing installed system-wide
+qemu11: $(STAMP)
+	$(PY) -m pagefs.conformance.vm.qemu11
 
 bench: bench-wire bench-guest bench-mount
 
