@@ -9,8 +9,8 @@
 
 Targets: local, mount:HOSTDIR:GUESTDIR[:GUESTDIR2], bindfs, pagefs,
 virtiofsd[:cache=none|auto|always], virtiofsd-rust[:cache=never|auto|always|metadata]
-(`make virtiofsd-rust` installs it), pagefs-mount[:relay]. Exit status: 0 when nothing failed, 1 on any
-failure, 2 for bad usage.
+(`make virtiofsd-rust` installs it), pagefs-mount[:relay]. Exit status: 0 when nothing
+failed, 1 on any failure, 2 for bad usage.
 """
 
 from __future__ import annotations
