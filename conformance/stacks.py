@@ -16,12 +16,18 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 
 
+# pagefs-host holds a descriptor for every name the guest's kernel keeps looked up, and a
+# kernel keeps names until memory runs short: a mount that walks a git repository needs
+# more than the default share of the daemon's descriptors.
+FDS_PER_GUEST = "15000"
+
+
 def _pagefs_host(passthrough: bool) -> Callable[[str, str], AbstractContextManager[str]]:
     @contextmanager
     def stack(export: str, mountpoint: str) -> Iterator[str]:
         from pagefs.impl.client.host_daemon import host_daemon
         from pagefs.impl.client.mount_process import pagefs_mount
-        with host_daemon(export) as host, \
+        with host_daemon(export, options=("--fds-per-guest", FDS_PER_GUEST)) as host, \
                 pagefs_mount(host.socket_path, mountpoint, passthrough=passthrough) as mount:
             if passthrough and not mount.passthrough:
                 raise OSError(f"pagefs-mount passed no file through: {mount.log()}")
