@@ -15,7 +15,6 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 
-
 # pagefs-host holds a descriptor for every name the guest's kernel keeps looked up, and a
 # kernel keeps names until memory runs short: a mount that walks a git repository needs
 # more than the default share of the daemon's descriptors.
