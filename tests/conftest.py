@@ -6,8 +6,11 @@ live in that layer's folder (tests/<layer>/conftest.py).
 """
 
 import os
+import subprocess
 import sys
+from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, settings
 
 settings.register_profile(
@@ -23,3 +26,17 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.ge
 
 # Helpers shared by the test folders (tests/pagefs_waits.py), importable under importlib mode.
 sys.path.insert(0, os.path.dirname(__file__))
+
+
+INSTALL_RUST_VIRTIOFSD = Path(__file__).resolve().parents[1] / "scripts" / "install-virtiofsd-rust"
+
+
+@pytest.fixture(scope="session")
+def rust_virtiofsd() -> str:
+    """The Rust virtiofsd, installed into the cache when missing (make virtiofsd-rust); a
+    machine that cannot fetch it fails the test with the installer's one line."""
+    done = subprocess.run([str(INSTALL_RUST_VIRTIOFSD)], capture_output=True, text=True,
+                          timeout=600)
+    if done.returncode != 0:
+        pytest.fail(done.stderr.strip() or "install-virtiofsd-rust failed")
+    return done.stdout.strip()

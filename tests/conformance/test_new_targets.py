@@ -2,8 +2,6 @@
 
 import errno
 import os
-import subprocess
-from pathlib import Path
 
 import pytest
 
@@ -36,18 +34,6 @@ def test_pagefs_mount_target_maps_the_hosts_pages_and_unmounts(root_only):
         finally:
             ro.close()
     assert not any(is_mounted(v) for v in views)
-
-
-INSTALL = Path(__file__).resolve().parents[2] / "scripts" / "install-virtiofsd-rust"
-
-
-@pytest.fixture(scope="module")
-def rust_virtiofsd() -> str:
-    """Installs the Rust virtiofsd into the cache when missing (make virtiofsd-rust)."""
-    done = subprocess.run([str(INSTALL)], capture_output=True, text=True, timeout=600)
-    if done.returncode != 0:
-        pytest.fail(done.stderr.strip() or "install-virtiofsd-rust failed")
-    return done.stdout.strip()
 
 
 def test_rust_virtiofsd_target_serves_and_refuses_writes_read_only(root_only,

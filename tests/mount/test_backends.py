@@ -4,7 +4,6 @@ neither of which donates fds, so READ and WRITE are relayed."""
 from __future__ import annotations
 
 import os
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -13,15 +12,6 @@ from pagefs.conformance.exerciser import run as exercise
 from pagefs.impl.client.mount_process import pagefs_mount
 from pagefs.impl.client.virtiofsd import Virtiofsd
 from pagefs.impl.client.virtiofsd_rust import RustVirtiofsd
-
-INSTALL = Path(__file__).resolve().parents[2] / "scripts" / "install-virtiofsd-rust"
-
-
-@pytest.fixture(scope="module")
-def rust_installed() -> None:
-    done = subprocess.run([str(INSTALL)], capture_output=True, text=True, timeout=600)
-    if done.returncode != 0:
-        pytest.fail(done.stderr.strip() or "install-virtiofsd-rust failed")
 
 
 def _daemon(kind: str, export: Path):
@@ -33,7 +23,7 @@ def _daemon(kind: str, export: Path):
 @pytest.mark.parametrize("kind", ["c", "rust"])
 def test_mount_over_virtiofsd(kind, export, mountpoint, request):
     if kind == "rust":
-        request.getfixturevalue("rust_installed")
+        request.getfixturevalue("rust_virtiofsd")
     with _daemon(kind, export) as daemon, \
             pagefs_mount(daemon.socket_path, str(mountpoint)) as mount:
         assert not mount.passthrough, mount.log()  # no DAX window, no donated fds
