@@ -13,6 +13,7 @@ from __future__ import annotations
 import errno
 
 from pagefs.impl.guest import safemem
+from pagefs.impl.machine import PAGE_SIZE
 from pagefs.impl.transport import mapping
 
 
@@ -37,7 +38,7 @@ class Window:
     def map(self, fd: int, foffset: int, length: int, moffset: int, writable: bool) -> None:
         """Map `length` bytes of `fd` from `foffset`, shared, at window offset `moffset`."""
         self._check_ranges(moffset, length)
-        if foffset < 0 or foffset % mapping.PAGE_SIZE:
+        if foffset < 0 or foffset % PAGE_SIZE:
             raise OSError(errno.EINVAL, "file offset not page-aligned")
         mapping.map_fixed(self.base + moffset, length, fd, foffset, writable=writable)
 

@@ -31,6 +31,7 @@ from pagefs.impl.protocol.constants import (
     FUSE_ROOT_ID,
     FUSE_SETUPMAPPING_FLAG_READ,
     FUSE_SETUPMAPPING_FLAG_WRITE,
+    MAX_TRANSFER,
 )
 from pagefs.impl.protocol.virtio_fs import HIPRIO_OPCODES, HIPRIO_QUEUE, request_queue
 from pagefs.impl.transport.frontend import VhostUserFrontend
@@ -38,7 +39,6 @@ from pagefs.impl.transport.shmem_window import ShmemWindow
 
 OUT_HEADER_SIZE = 16
 DEFAULT_REPLY_ROOM = 4096  # more than any fixed-size reply body (fuse_create_out is 144)
-MAX_TRANSFER = 1 << 20  # what we ask for as max_write / max_pages, and read at most at once
 PATH_MAX = 4096
 INIT_FLAGS = (
     p.InitFlag.ASYNC_READ | p.InitFlag.BIG_WRITES | p.InitFlag.MAX_PAGES

@@ -22,17 +22,17 @@ from typing import Protocol
 
 from pagefs.impl.guest import safemem
 from pagefs.impl.guest.window import DaxRange, DaxWindow
+from pagefs.impl.machine import MAX_FILE_OFFSET
 from pagefs.impl.protocol import AttrOut
 
 # File offsets are signed 64-bit on the wire and in the host's kernel (loff_t).
-MAX_OFFSET = (1 << 63) - 1
 
 
 def check_offset(offset: int, what: str = "offset") -> None:
     """EINVAL for a negative offset, EFBIG for one no file can reach."""
     if offset < 0:
         raise OSError(errno.EINVAL, f"negative {what}")
-    if offset > MAX_OFFSET:
+    if offset > MAX_FILE_OFFSET:
         raise OSError(errno.EFBIG, f"{what} beyond the largest file offset")
 
 

@@ -32,9 +32,10 @@ from pagefs.impl.client.fuse_client import FuseClient
 from pagefs.impl.guest.datapath import DataPath, check_offset
 from pagefs.impl.guest.mapping import Mapping
 from pagefs.impl.guest.window import DaxWindow
+from pagefs.impl.machine import PAGE_SIZE
 from pagefs.impl.protocol import Attr, EntryOut, open_flags
+from pagefs.impl.protocol.constants import FUSE_ROOT_ID
 
-ROOT_ID = 1
 MAX_SYMLINK_HOPS = 40  # Linux's limit on symlinks followed in one path walk
 # How many nodeids to remember before handing unused ones back with FORGET.
 FORGET_THRESHOLD = 1024
@@ -195,7 +196,7 @@ class Share:
         component only when `follow`. '..' climbs the walked path, never above root."""
         self._forget_unused()
         names = deque(_encode(path).split(b"/"))
-        walked = [(ROOT_ID, stat.S_IFDIR)]
+        walked = [(FUSE_ROOT_ID, stat.S_IFDIR)]
         hops = 0
         while names:
             name = names.popleft()
@@ -429,7 +430,7 @@ class Share:
             raise OSError(errno.ENODEV, "the back-end offers no DAX window")
         check_offset(offset)
         check_offset(offset + length, "mapping end")
-        if length <= 0 or offset % os.sysconf("SC_PAGE_SIZE"):
+        if length <= 0 or offset % PAGE_SIZE:
             raise OSError(errno.EINVAL, "empty or unaligned mapping")
         step = self.window.range_size
         if (offset + length + step - 1) // step - offset // step > len(self.window.ranges):

@@ -33,12 +33,12 @@ from __future__ import annotations
 
 import errno
 import logging
-import mmap
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from pagefs.impl.machine import PAGE_SIZE
 from pagefs.impl.protocol.constants import FUSE_REMOVEMAPPING_MAX_ENTRY
 
 log = logging.getLogger("pagefs.guest")
@@ -93,7 +93,7 @@ class DaxWindow:
         range_size: int = DEFAULT_RANGE_SIZE,
         reclaim_chunk: int = RECLAIM_CHUNK,
     ) -> None:
-        if range_size <= 0 or range_size & (range_size - 1) or range_size % mmap.PAGESIZE:
+        if range_size <= 0 or range_size & (range_size - 1) or range_size % PAGE_SIZE:
             raise ValueError("range size must be a power of two and a multiple of the page")
         if size < range_size:
             raise ValueError("window smaller than one range")

@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import errno
 import logging
-import mmap
 import os
 import stat
 import threading
@@ -27,8 +26,10 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from pagefs.impl import protocol as p
 from pagefs.impl.filesystem import Entry, FilesystemSession
+from pagefs.impl.machine import PAGE_SHIFT, PAGE_SIZE
 from pagefs.impl.protocol import constants as c
 from pagefs.impl.protocol.codec import ERRNO_LIMIT
+from pagefs.impl.protocol.constants import MAX_TRANSFER
 from pagefs.impl.transport.ratelog import RateLog
 
 from . import cache_policy, limits
@@ -39,10 +40,8 @@ log = logging.getLogger("pagefs.host")
 # What a guest causes is logged at most once per kind per interval, with a count.
 guest_log = RateLog(log)
 
-# The largest READ, WRITE or READDIR buffer we agree to (max_write, max_pages).
-MAX_TRANSFER = 1 << 20
 # map_alignment: foffset and moffset need only be page aligned (log2 of the page size).
-MAP_ALIGNMENT = mmap.PAGESIZE.bit_length() - 1
+MAP_ALIGNMENT = PAGE_SHIFT
 _NSEC = 1_000_000_000
 _U32 = 0xFFFF_FFFF
 _U64 = (1 << 64) - 1
@@ -271,7 +270,7 @@ class Dispatcher:
             flags=flags,
             max_write=MAX_TRANSFER,
             time_gran=1,
-            max_pages=MAX_TRANSFER // mmap.PAGESIZE,
+            max_pages=MAX_TRANSFER // PAGE_SIZE,
             map_alignment=MAP_ALIGNMENT if dax else 0,
         )
 

@@ -13,14 +13,13 @@ from __future__ import annotations
 import errno
 from dataclasses import fields, is_dataclass
 
+from pagefs.impl.machine import MAX_FILE_OFFSET
 from pagefs.impl.protocol import constants as c
 
-MAX_OFFSET = (1 << 63) - 1  # the largest off_t
-
-# field name -> errno when the value alone is past MAX_OFFSET
+# field name -> errno when the value alone is past MAX_FILE_OFFSET
 _ALONE = {"offset": errno.EINVAL, "foffset": errno.EOVERFLOW, "length": errno.EINVAL,
           "off_in": errno.EINVAL, "off_out": errno.EINVAL, "len": errno.EINVAL}
-# (start, extent) fields whose sum is a file offset: past MAX_OFFSET is this errno
+# (start, extent) fields whose sum is a file offset: past MAX_FILE_OFFSET is this errno
 _ENDS = ((("offset", "length"), errno.EFBIG), (("foffset", "length"), errno.EOVERFLOW))
 
 
@@ -31,12 +30,12 @@ def check(opcode: int, body: object) -> None:
     values = {f.name: getattr(body, f.name) for f in fields(body)}
     for name, code in _ALONE.items():
         value = values.get(name)
-        if isinstance(value, int) and not 0 <= value <= MAX_OFFSET:
+        if isinstance(value, int) and not 0 <= value <= MAX_FILE_OFFSET:
             raise OSError(code, f"{name} {value:#x} past the largest file offset")
     for (start, extent), code in _ENDS:
         if isinstance(values.get(start), int) and isinstance(values.get(extent), int):
-            if values[start] + values[extent] > MAX_OFFSET:
+            if values[start] + values[extent] > MAX_FILE_OFFSET:
                 raise OSError(code, f"{start} + {extent} past the largest file offset")
     if opcode == c.Opcode.SETATTR and values["valid"] & c.SetattrValid.SIZE:
-        if values["size"] > MAX_OFFSET:
+        if values["size"] > MAX_FILE_OFFSET:
             raise OSError(errno.EFBIG, f"size {values['size']:#x} past the largest file size")

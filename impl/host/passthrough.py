@@ -19,7 +19,6 @@ from __future__ import annotations
 import errno
 import itertools
 import logging
-import mmap
 import os
 import stat
 import threading
@@ -29,7 +28,9 @@ from functools import wraps
 from typing import Concatenate, ParamSpec, TypeVar
 
 from pagefs.impl.filesystem import DirEntry, Entry, MapGrant
+from pagefs.impl.machine import MAX_FILE_OFFSET, PAGE_SIZE
 from pagefs.impl.protocol import open_flags
+from pagefs.impl.protocol.constants import FUSE_ROOT_ID
 from pagefs.impl.transport.ratelog import RateLog
 
 from . import confine, syscalls, xattrs
@@ -40,9 +41,6 @@ refusal_log = RateLog(log)
 Params = ParamSpec("Params")
 Result = TypeVar("Result")
 
-ROOT_ID = 1
-PAGE_SIZE = mmap.PAGESIZE
-_MAX_FILE_OFFSET = (1 << 63) - 1
 _MAX_WINDOW_OFFSET = (1 << 64) - 1
 _RENAME_NOREPLACE = 1
 _RENAME_EXCHANGE = 2
@@ -178,10 +176,10 @@ class GuestSession:
         self._closed = False
         root_st = os.fstat(root_fd)
         self._nodes: dict[int, _Node] = {
-            ROOT_ID: _Node(root_fd, _key(root_st), fs.next_generation(), 1,
+            FUSE_ROOT_ID: _Node(root_fd, _key(root_st), fs.next_generation(), 1,
                            stat.S_IFMT(root_st.st_mode))}
-        self._by_key: dict[tuple[int, int], int] = {_key(root_st): ROOT_ID}
-        self._next_nodeid = itertools.count(ROOT_ID + 1)
+        self._by_key: dict[tuple[int, int], int] = {_key(root_st): FUSE_ROOT_ID}
+        self._next_nodeid = itertools.count(FUSE_ROOT_ID + 1)
         self._handles: dict[int, _Handle] = {}
         self._next_fh = itertools.count(1)
         self._window = WindowMap()
@@ -267,7 +265,7 @@ class GuestSession:
     def forget(self, nodeid: int, nlookup: int) -> None:
         """Drop `nlookup` lookups; at zero the nodeid is gone for good (never reissued)."""
         node = self._nodes.get(nodeid)
-        if node is None or nodeid == ROOT_ID:
+        if node is None or nodeid == FUSE_ROOT_ID:
             return
         node.nlookup -= nlookup
         if node.nlookup <= 0:
@@ -427,7 +425,7 @@ class GuestSession:
             raise OSError(errno.EBADF, "handle not open for writing")
         if offset < 0:
             raise OSError(errno.EINVAL, "negative offset")
-        if offset + len(data) > _MAX_FILE_OFFSET:
+        if offset + len(data) > MAX_FILE_OFFSET:
             raise OSError(errno.EFBIG, "write beyond the largest file offset")
         return os.pwrite(handle.fd, data, offset)
 
@@ -474,7 +472,7 @@ class GuestSession:
         """'.' and '..' as a Linux guest expects them from the server (it does not make them
         up). The export root's '..' is the root itself: nothing above it is shown."""
         here = os.fstat(handle.fd).st_ino
-        if handle.key == self._nodes[ROOT_ID].key:
+        if handle.key == self._nodes[FUSE_ROOT_ID].key:
             parent = here
         else:
             parent = os.stat("..", dir_fd=handle.fd, follow_symlinks=False).st_ino
@@ -538,7 +536,7 @@ class GuestSession:
             raise OSError(errno.EINVAL, "empty or negative range")
         if foffset % PAGE_SIZE or moffset % PAGE_SIZE or length % PAGE_SIZE:
             raise OSError(errno.EINVAL, f"range not aligned to {PAGE_SIZE} bytes")
-        if foffset + length > _MAX_FILE_OFFSET:
+        if foffset + length > MAX_FILE_OFFSET:
             raise OSError(errno.EOVERFLOW, "file range beyond the largest offset")
         if moffset + length > _MAX_WINDOW_OFFSET:
             raise OSError(errno.EINVAL, "window range overflows")
@@ -661,7 +659,7 @@ class GuestSession:
             raise OSError(errno.EOPNOTSUPP, f"fallocate mode {mode:#x}")
         if offset < 0 or length <= 0:
             raise OSError(errno.EINVAL, "negative offset or empty length")
-        if offset + length > _MAX_FILE_OFFSET:
+        if offset + length > MAX_FILE_OFFSET:
             raise OSError(errno.EFBIG, "range beyond the largest file offset")
         syscalls.fallocate(handle.fd, mode, offset, length)
 
@@ -669,7 +667,7 @@ class GuestSession:
     def syncfs(self, nodeid: int) -> None:
         """Write back the filesystem that holds the export (not a write: served read-only too)."""
         self._node(nodeid)  # the guest's kernel names its root; any live nodeid will do
-        fd = confine.reopen(self._nodes[ROOT_ID].fd, os.O_RDONLY, stat.S_IFDIR)
+        fd = confine.reopen(self._nodes[FUSE_ROOT_ID].fd, os.O_RDONLY, stat.S_IFDIR)
         try:
             syscalls.syncfs(fd)
         finally:
@@ -705,7 +703,7 @@ class GuestSession:
         was released. The caller unmaps the window's mappings from the front-end first."""
         with self._lock:
             released = self.stats()
-            root = self._nodes.pop(ROOT_ID)
+            root = self._nodes.pop(FUSE_ROOT_ID)
             for handle in self._handles.values():
                 os.close(handle.fd)
             for node in self._nodes.values():
@@ -713,8 +711,8 @@ class GuestSession:
             self._handles.clear()
             self._window.clear()
             root.nlookup = 1
-            self._nodes = {ROOT_ID: root}
-            self._by_key = {root.key: ROOT_ID}
+            self._nodes = {FUSE_ROOT_ID: root}
+            self._by_key = {root.key: FUSE_ROOT_ID}
         released["nodes"] -= 1  # the root is the new session's too
         return released
 

@@ -15,6 +15,7 @@ import queue
 import threading
 
 from pagefs.impl.client.fuse_client import FuseClient
+from pagefs.impl.machine import PAGE_SIZE
 
 
 class Donations:
@@ -25,7 +26,7 @@ class Donations:
         if alignment is None or window is None:
             raise OSError(errno.EOPNOTSUPP, "the back-end offers no DAX window")
         self._client = client
-        self._slot = max(1 << alignment, os.sysconf("SC_PAGE_SIZE"))
+        self._slot = max(1 << alignment, PAGE_SIZE)
         self._free: queue.SimpleQueue[int] = queue.SimpleQueue()
         for offset in range(0, window.size - self._slot + 1, self._slot):
             self._free.put(offset)

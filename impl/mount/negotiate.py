@@ -10,6 +10,7 @@ files with host fds; then the backing files may stack on one more file system.
 from __future__ import annotations
 
 from pagefs.impl import protocol as p
+from pagefs.impl.machine import PAGE_SIZE
 from pagefs.impl.protocol.constants import FUSE_KERNEL_MINOR_VERSION, FUSE_KERNEL_VERSION
 
 WANTED = (
@@ -17,7 +18,6 @@ WANTED = (
     | p.InitFlag.PARALLEL_DIROPS | p.InitFlag.AUTO_INVAL_DATA | p.InitFlag.INIT_EXT
     | p.InitFlag.DIRECT_IO_ALLOW_MMAP
 )  # fmt: skip
-PAGE_SIZE = 4096
 MAX_WRITE = 1 << 20
 # A host file may itself sit on one stacked file system (overlayfs), not two.
 MAX_STACK_DEPTH = 2

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import mmap
 from enum import IntEnum, IntFlag
+
+from pagefs.impl.machine import PAGE_SIZE
 
 FUSE_KERNEL_VERSION = 7
 # The layouts this codec follows are those of 7.36 (flags2 in INIT); every struct it uses
@@ -13,6 +14,9 @@ FUSE_KERNEL_MINOR_VERSION = 36
 FUSE_MIN_MINOR_VERSION = 31
 
 FUSE_ROOT_ID = 1
+# pagefs's transfer limit, both ways: the max_write and max_pages INIT agrees, the
+# largest READ, WRITE or READDIR buffer either side sends or accepts.
+MAX_TRANSFER = 1 << 20
 # The guest kernel's limit on a directory entry name (fs/fuse/fuse_i.h FUSE_NAME_MAX).
 FUSE_NAME_MAX = 1024
 # The top bit of `unique` marks a resent request (7.40).
@@ -30,7 +34,7 @@ FUSE_COMPAT_MKNOD_IN_SIZE = 8
 FUSE_COMPAT_INIT_OUT_SIZE = 8
 FUSE_COMPAT_22_INIT_OUT_SIZE = 24
 # PAGE_SIZE / sizeof(struct fuse_removemapping_one): the most entries one REMOVEMAPPING holds.
-FUSE_REMOVEMAPPING_MAX_ENTRY = mmap.PAGESIZE // 16
+FUSE_REMOVEMAPPING_MAX_ENTRY = PAGE_SIZE // 16
 
 
 class Opcode(IntEnum):

@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from pagefs.impl.machine import PAGE_SIZE
 from pagefs.impl.transport import mapping
 from pagefs.impl.transport.ratelog import RateLog
 from pagefs.impl.transport.vhost_user import (
@@ -344,7 +345,7 @@ class VhostUserBackend:
             gpa, size, qva, offset = MEM_REGION.unpack_from(
                 msg.payload, MEM_TABLE_HEAD.size + k * MEM_REGION.size
             )
-            if size == 0 or offset % mapping.PAGE_SIZE:
+            if size == 0 or offset % PAGE_SIZE:
                 raise ProtocolError(f"memory region {k}: size {size}, mmap_offset {offset}")
             st = os.fstat(msg.fds[k])
             if (st.st_dev, st.st_ino) in self._donated:

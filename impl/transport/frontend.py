@@ -25,7 +25,7 @@ from concurrent.futures import Future
 from concurrent.futures import wait as futures_wait
 from typing import Any, TypeVar, overload
 
-from pagefs.impl.transport import mapping
+from pagefs.impl.machine import PAGE_SIZE
 from pagefs.impl.transport.guest_memory import BufferHeap, GuestMemory
 from pagefs.impl.transport.shmem_window import ShmemWindow
 from pagefs.impl.transport.sizes import window_size_problem
@@ -243,7 +243,7 @@ class VhostUserFrontend:
         if window_size is None:
             nregions, _, *sizes = self._call(Request.GET_SHMEM_CONFIG).unpack(SHMEM_CONFIG)
             window_size = sizes[0] if nregions else 0
-            problem = window_size and window_size_problem(window_size, mapping.PAGE_SIZE)
+            problem = window_size and window_size_problem(window_size, PAGE_SIZE)
             if problem:  # the back-end's word, not our caller's mistake
                 raise OSError(errno.EPROTO, f"back-end advertised a bad window: {problem}")
         if window_size:

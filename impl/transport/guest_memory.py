@@ -11,6 +11,7 @@ import fcntl
 import os
 import threading
 
+from pagefs.impl.machine import PAGE_SIZE
 from pagefs.impl.transport import mapping
 
 _SEALS = fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SEAL
@@ -21,7 +22,7 @@ class GuestMemory:
     """`size` bytes of shareable memory: `fd` for the back-end, `base` for this process."""
 
     def __init__(self, size: int) -> None:
-        if size <= 0 or size % mapping.PAGE_SIZE:
+        if size <= 0 or size % PAGE_SIZE:
             raise ValueError(f"guest memory size {size} is not a positive multiple of a page")
         self.size = size
         self.fd = os.memfd_create("pagefs-guest-ram", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)

@@ -10,7 +10,6 @@ import os
 
 from pagefs.impl.transport._vring import ffi, lib
 
-PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 _MAP_FAILED = ffi.cast("void *", -1)
 
 

@@ -10,17 +10,16 @@ from __future__ import annotations
 import errno
 import threading
 
+from pagefs.impl.machine import MAX_FILE_OFFSET, PAGE_SIZE
 from pagefs.impl.transport import mapping
 from pagefs.impl.transport.ranges import RangeMap
-
-_MAX_FILE_OFFSET = 2**63 - 1  # off_t is signed 64-bit
 
 
 class ShmemWindow:
     """`size` bytes at address `base` in this process; mapped ranges are tracked as ranges."""
 
     def __init__(self, size: int) -> None:
-        if size <= 0 or size % mapping.PAGE_SIZE:
+        if size <= 0 or size % PAGE_SIZE:
             raise ValueError(f"window size {size} is not a positive multiple of a page")
         self.size = size
         self.base = mapping.reserve(size)
@@ -30,9 +29,9 @@ class ShmemWindow:
     def map(self, fd: int, fd_offset: int, shm_offset: int, length: int, writable: bool) -> None:
         """Maps fd[fd_offset:+length] at shm_offset, replacing what was there."""
         self._check(shm_offset, length)
-        if fd_offset % mapping.PAGE_SIZE:
+        if fd_offset % PAGE_SIZE:
             raise OSError(errno.EINVAL, f"fd offset {fd_offset:#x} is not page aligned")
-        if fd_offset + length > _MAX_FILE_OFFSET:
+        if fd_offset + length > MAX_FILE_OFFSET:
             raise OSError(errno.EOVERFLOW, f"fd offset {fd_offset:#x} beyond any file")
         with self._lock:
             mapping.map_fixed(self.base + shm_offset, length, fd, fd_offset, writable=writable)
@@ -54,7 +53,7 @@ class ShmemWindow:
     def _check(self, shm_offset: int, length: int) -> None:
         if length <= 0 or shm_offset < 0 or shm_offset + length > self.size:
             raise OSError(errno.EINVAL, f"range {shm_offset:#x}+{length:#x} outside the window")
-        if shm_offset % mapping.PAGE_SIZE or length % mapping.PAGE_SIZE:
+        if shm_offset % PAGE_SIZE or length % PAGE_SIZE:
             raise OSError(errno.EINVAL, f"range {shm_offset:#x}+{length:#x} is not page aligned")
 
     def close(self) -> None:

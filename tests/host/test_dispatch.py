@@ -19,10 +19,11 @@ from hypothesis import strategies as st
 
 from pagefs.impl import protocol as p
 from pagefs.impl.host import cache_policy
-from pagefs.impl.host.dispatch import MAX_TRANSFER, Dispatcher, attr_from_stat
+from pagefs.impl.host.dispatch import Dispatcher, attr_from_stat
 from pagefs.impl.host.passthrough import GuestSession, PassthroughFS
 from pagefs.impl.protocol import constants as c
 from pagefs.impl.protocol.codec import ERRNO_LIMIT, IN_HEADER, OUT_HEADER
+from pagefs.impl.protocol.constants import MAX_TRANSFER
 from pagefs.impl.transport.shmem_window import ShmemWindow
 
 from ..protocol.test_codec_properties import REQUEST_BODIES

@@ -21,14 +21,14 @@ from pagefs.impl import protocol as p
 from pagefs.impl.guest import safemem
 from pagefs.impl.host.dispatch import Dispatcher
 from pagefs.impl.host.passthrough import GuestSession, PassthroughFS
+from pagefs.impl.machine import PAGE_SIZE
 from pagefs.impl.protocol import constants as c
-from pagefs.impl.transport import mapping
 
 from .test_dispatch import Guest, WindowMapper
 
 ROOT = c.FUSE_ROOT_ID
 Op = c.Opcode
-PAGE = mapping.PAGE_SIZE
+PAGE = PAGE_SIZE
 RANGE = 1 << c.FUSE_DAX_SHIFT
 READ = c.FUSE_SETUPMAPPING_FLAG_READ
 WRITE = c.FUSE_SETUPMAPPING_FLAG_WRITE

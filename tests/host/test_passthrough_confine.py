@@ -14,7 +14,8 @@ import threading
 import pytest
 
 from pagefs.impl.host import confine, syscalls
-from pagefs.impl.host.passthrough import ROOT_ID, GuestSession
+from pagefs.impl.host.passthrough import GuestSession
+from pagefs.impl.protocol.constants import FUSE_ROOT_ID as ROOT_ID
 
 from .conftest import expect_errno
 

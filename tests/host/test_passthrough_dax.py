@@ -10,7 +10,9 @@ import os
 
 import pytest
 
-from pagefs.impl.host.passthrough import PAGE_SIZE, ROOT_ID, GuestSession, PassthroughFS
+from pagefs.impl.host.passthrough import GuestSession, PassthroughFS
+from pagefs.impl.machine import PAGE_SIZE
+from pagefs.impl.protocol.constants import FUSE_ROOT_ID as ROOT_ID
 
 from .conftest import expect_errno, open_fds
 

@@ -9,7 +9,8 @@ import stat
 
 import pytest
 
-from pagefs.impl.host.passthrough import ROOT_ID, GuestSession
+from pagefs.impl.host.passthrough import GuestSession
+from pagefs.impl.protocol.constants import FUSE_ROOT_ID as ROOT_ID
 
 from .conftest import expect_errno
 

@@ -10,7 +10,8 @@ import stat
 
 import pytest
 
-from pagefs.impl.host.passthrough import ROOT_ID, GuestSession, PassthroughFS
+from pagefs.impl.host.passthrough import GuestSession, PassthroughFS
+from pagefs.impl.protocol.constants import FUSE_ROOT_ID as ROOT_ID
 
 from .conftest import expect_errno
 

@@ -14,7 +14,8 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from pagefs.impl.host.passthrough import ROOT_ID, PassthroughFS
+from pagefs.impl.host.passthrough import PassthroughFS
+from pagefs.impl.protocol.constants import FUSE_ROOT_ID as ROOT_ID
 
 from .conftest import open_fds
 
