@@ -2,7 +2,7 @@
 
     pagefs-conformance run --target T [--properties P,...] [--examples N] [--seed S]
                            [--report FILE.md|FILE.json ...] [--inject FAULT]
-    pagefs-conformance matrix --out DIR [--targets T,...] [--examples N]
+    pagefs-conformance matrix --out DIR [--targets T,...] [--examples N] [--seeds S,...]
     pagefs-conformance vectors --out DIR [--cases N] [--seed S]
     pagefs-conformance replay DIR --target T [--report FILE.json]
     pagefs-conformance targets
@@ -26,7 +26,7 @@ from typing import NoReturn
 
 from pagefs.conformance import targets, vectors
 from pagefs.conformance.faults import FAULTS, inject
-from pagefs.conformance.report import Report, matrix_markdown
+from pagefs.conformance.report import Report, combine, matrix_markdown
 from pagefs.conformance.runner import ALL, run
 
 MATRIX = ("pagefs", "local", "bindfs", "virtiofsd:cache=none", "virtiofsd:cache=auto",
@@ -76,15 +76,20 @@ def _run(args: argparse.Namespace) -> int:
     return 1 if report.failed else 0
 
 
-def write_matrix(out: str, reports: list[Report], properties: list[str], seed: int,
+def write_matrix(out: str, reports: list[Report], properties: list[str], seeds: list[int],
                  examples: int) -> str:
     """DIR/matrix.md: the table, what n/a means, and where each failure departs."""
     table = matrix_markdown(reports, properties)
+    named = ", ".join(str(s) for s in seeds)
     with open(os.path.join(out, "matrix.md"), "w") as f:
-        f.write(f"# Conformance matrix\n\nSeed {seed}, up to {examples} examples per property "
-                "and target (`make conformance`). One report per target beside this file, "
-                "with every failure's shortest trace. n/a: the target cannot exercise the "
-                "property (the report says why); it is not a pass.")
+        f.write(f"# Conformance matrix\n\nSeeds {named}; up to {examples} examples per property, "
+                "target and seed (`make conformance`); a cell is the worst verdict over the "
+                "seeds, with the steps that judged the property (summed over the seeds) in "
+                "parentheses. One report per target beside this file, with every failure's "
+                "shortest trace. inconclusive: applicable, but cases were cut short by "
+                "another property's departure (or nothing judged it), so it is not a pass. "
+                "n/a: the target cannot exercise the property (the report says why); it is "
+                "not a pass either.")
         capped = sorted({n.partition(":")[0] for n in (r.target for r in reports)
                          if examples_for(n, examples) < examples})
         for family in capped:
@@ -102,21 +107,25 @@ def _slug(name: str) -> str:
 def _matrix(args: argparse.Namespace) -> int:
     os.makedirs(args.out, exist_ok=True)
     names = [t.strip() for t in args.targets.split(",")] if args.targets else list(MATRIX)
+    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else [args.seed]
     reports = []
     for name in names:
         try:
             with targets.factory(name) as factory:
-                report = run(factory, _properties(args.properties),
-                             examples=examples_for(name, args.examples),
-                             steps=args.steps, seed=args.seed, target_name=name,
-                             shrink_seconds=args.shrink_seconds)
+                report = combine([
+                    run(factory, _properties(args.properties),
+                        examples=examples_for(name, args.examples),
+                        steps=args.steps, seed=seed, target_name=name,
+                        shrink_seconds=args.shrink_seconds) for seed in seeds])
         except (OSError, RuntimeError) as exc:
             print(f"{name}: cannot start: {exc}", file=sys.stderr)
             continue
         reports.append(report)
         for ext in ("md", "json"):
             write_report(report, os.path.join(args.out, f"{_slug(name)}.{ext}"))
-    table = write_matrix(args.out, reports, _properties(args.properties), args.seed,
+        # What finished so far stands on its own if a long matrix is stopped.
+        write_matrix(args.out, reports, _properties(args.properties), seeds, args.examples)
+    table = write_matrix(args.out, reports, _properties(args.properties), seeds,
                          args.examples)
     print(table)
     # The matrix is a survey: third-party targets are expected to fail some properties.
@@ -208,6 +217,7 @@ def parser() -> argparse.ArgumentParser:
     m = sub.add_parser("matrix", help="judge the shipped targets; reports in DIR")
     m.add_argument("--out", required=True)
     m.add_argument("--targets", help=f"comma-separated (default {','.join(MATRIX)})")
+    m.add_argument("--seeds", help="comma-separated seeds, each run in turn (default: --seed)")
     budget(m, 50)
     v = sub.add_parser("vectors", help="write spec-generated vectors (JSON) to DIR")
     v.add_argument("--out", required=True)

@@ -5,8 +5,10 @@ draw their arguments from the spec state the run has reached (held nodeids, live
 handles, mapped ranges), plus a measured share of stale or malformed ones. Each step
 must be explained by the spec; a step that is not is attributed to a named property.
 A run judges one *focus* property: a departure attributed to it fails the run with the
-trace so far; a departure attributed to another property ends the checking quietly (the
-run for that property will report it), so every property gets its own verdict.
+trace so far; a departure attributed to another property ends the checking of that case
+(the runner reports it under the property it breaks, and counts the case as cut short for
+the focus), so every property gets its own verdict. Every step checked while a case
+still judges counts as a judged step of the focus property.
 """
 
 from __future__ import annotations
@@ -56,8 +58,9 @@ class SpecMachine(RuleBasedStateMachine):
     session_class: ClassVar[type] = Session  # the vector generator runs the spec alone
     on_example: ClassVar[Callable[[], None]] = staticmethod(lambda: None)
     on_departure: ClassVar[Callable[[Departure], None]] = staticmethod(lambda d: None)
-    on_diverge: ClassVar[Callable[[set[str], str], None]] = staticmethod(
-        lambda props, line: None)
+    on_diverge: ClassVar[Callable[[set[str], list[str]], None]] = staticmethod(
+        lambda props, trace: None)
+    on_judged: ClassVar[Callable[[], None]] = staticmethod(lambda: None)
 
     def __init__(self) -> None:
         super().__init__()
@@ -136,11 +139,14 @@ class SpecMachine(RuleBasedStateMachine):
 
     def step(self, op: str, *args: object) -> Check:
         state, bindings = self.session.branches[0]
+        judging = not self.diverged  # a step after a departure elsewhere judges nothing
         check = self.session.step(op, args)
         self.trace.append(f"{len(self.trace) + 1:3}. {check.line()}")
         if getattr(self.session, "finished", False):
             self.diverged = True  # the spec alone has no single next state to follow
         if check.ok:
+            if judging:
+                type(self).on_judged()
             self.history.record(state, check)
             if self.family.probe and not self.diverged and not self.probing:
                 self.probing = True
@@ -151,11 +157,12 @@ class SpecMachine(RuleBasedStateMachine):
             return check
         props = attribute(state, bindings, check, self.history)
         if self.focus in props:
+            type(self).on_judged()
             departure = Departure(self.focus, self.trace)
             type(self).on_departure(departure)
             raise departure
         self.diverged = True  # judged by the run for those properties
-        type(self).on_diverge(props, self.trace[-1].strip())
+        type(self).on_diverge(props, self.trace)
         return check
 
     # --- probes: after a change, look at once from every side (as fsx checks every op) ---
@@ -333,11 +340,12 @@ for _op in OPERATIONS:
 def machine_for(factory: TargetFactory, family: Family, focus: str, *,
                 on_example: Callable[[], None] = lambda: None,
                 on_departure: Callable[[Departure], None] = lambda d: None,
-                on_diverge: Callable[[set[str], str], None] = lambda props, line: None,
+                on_diverge: Callable[[set[str], list[str]], None] = lambda props, trace: None,
+                on_judged: Callable[[], None] = lambda: None,
                 ) -> type[SpecMachine]:
     """A machine class bound to one target factory, family and focus property."""
     return type(f"{family.name.title().replace(' ', '')}_{focus}", (SpecMachine,), {
         "factory": factory, "family": family, "focus": focus,
         "on_example": staticmethod(on_example), "on_departure": staticmethod(on_departure),
-        "on_diverge": staticmethod(on_diverge),
+        "on_diverge": staticmethod(on_diverge), "on_judged": staticmethod(on_judged),
     })

@@ -4,6 +4,11 @@ For each property: not applicable if the target lacks a capability its family ne
 (the factory says why); otherwise its family's machine runs with that property in focus
 for up to `examples` test cases under a fixed seed, and any departure attributed to it
 is shrunk by hypothesis to the shortest trace found.
+
+A pass means judged and held: a property whose cases were cut short by another
+property's departure, or that no step judged, is inconclusive. A departure met while
+judging one property is reported under the property it breaks (`Met`), so a property
+whose own run happened not to meet it still fails.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import traceback
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import hypothesis
 from hypothesis import HealthCheck, Phase, settings
@@ -27,11 +33,28 @@ from hypothesis.stateful import get_state_machine_test
 from pagefs.conformance.families import NOT_EXERCISED, family_of
 from pagefs.conformance.machines import Departure, machine_for
 from pagefs.conformance.progress import Progress
-from pagefs.conformance.report import ERROR, FAIL, NA, PASS, Report, Verdict
+from pagefs.conformance.report import (
+    ERROR,
+    FAIL,
+    INCONCLUSIVE,
+    NA,
+    PASS,
+    Report,
+    Verdict,
+)
 from pagefs.conformance.target import TargetFactory
 from pagefs.spec.properties import PROPERTIES
 
 ALL = tuple(p.name for p in PROPERTIES)
+
+
+@dataclass(frozen=True)
+class Met:
+    """A departure attributed to `properties`, met in the run judging `while_judging`."""
+
+    properties: frozenset[str]
+    trace: tuple[str, ...]
+    while_judging: str
 
 
 def _settings(examples: int, steps: int) -> settings:
@@ -75,15 +98,17 @@ def _shrink_budget(seconds: float) -> Iterator[None]:
 
 
 def judge(factory: TargetFactory, prop: str, *, examples: int, steps: int, seed: int,
-          progress: Progress | None = None, shrink_seconds: float = 60.0) -> Verdict:
-    """The verdict for one property."""
+          progress: Progress | None = None, shrink_seconds: float = 60.0,
+          met: list[Met] | None = None) -> Verdict:
+    """The verdict for one property; departures its cases met on other properties are
+    appended to `met`."""
     family = family_of(prop)
     if family is None:
         return Verdict(prop, "-", NA, NOT_EXERCISED.get(prop, "not exercised"))
     missing = sorted(family.needs[prop] - factory.capabilities)
     if missing:
         return Verdict(prop, family.name, NA, "; ".join(factory.why_not(c) for c in missing))
-    counts = {"examples": 0}
+    counts = {"examples": 0, "judged": 0, "cut": 0}
     departures: list[Departure] = []
     stopped: Counter[str] = Counter()
 
@@ -94,13 +119,20 @@ def judge(factory: TargetFactory, prop: str, *, examples: int, steps: int, seed:
 
     first_line: dict[str, str] = {}
 
-    def on_diverge(props: set[str], line: str) -> None:
+    def on_diverge(props: set[str], trace: list[str]) -> None:
+        counts["cut"] += 1
         stopped.update(props)
         for p in props:
-            first_line.setdefault(p, line)
+            first_line.setdefault(p, trace[-1].strip())
+        if met is not None:
+            met.append(Met(frozenset(props), tuple(trace), prop))
+
+    def on_judged() -> None:
+        counts["judged"] += 1
 
     machine = machine_for(factory, family, prop, on_example=on_example,
-                          on_departure=departures.append, on_diverge=on_diverge)
+                          on_departure=departures.append, on_diverge=on_diverge,
+                          on_judged=on_judged)
     test = get_state_machine_test(machine, settings=_settings(examples, steps))
     test = hypothesis.seed(seed)(test)  # same seed, same run
     start = time.monotonic()
@@ -122,13 +154,19 @@ def judge(factory: TargetFactory, prop: str, *, examples: int, steps: int, seed:
         where = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
         at = f" (at {os.path.relpath(where.filename)}:{where.lineno})" if where else ""
         verdict = Verdict(prop, family.name, ERROR, f"{type(exc).__name__}: {exc}{at}")
-    verdict.examples = counts["examples"]
-    if stopped and verdict.result == PASS:
-        # Honest about coverage: runs that met another property's departure stop judging.
-        common = stopped.most_common()
-        verdict.detail = ("some runs stopped judging at departures on " +
-                          ", ".join(f"{p} ({n}x)" for p, n in common) +
-                          f"; e.g. {first_line[common[0][0]]}")
+    verdict.examples, verdict.judged, verdict.cut = \
+        counts["examples"], counts["judged"], counts["cut"]
+    if verdict.result == PASS and (stopped or not verdict.judged):
+        # A pass is "judged and held": cases that stopped judging at another property's
+        # departure leave this one unjudged in them.
+        verdict.result = INCONCLUSIVE
+        if stopped:
+            common = stopped.most_common()
+            verdict.detail = (f"{counts['cut']} of {counts['examples']} cases cut short at "
+                              "departures on " + ", ".join(f"{p} ({n}x)" for p, n in common) +
+                              f"; e.g. {first_line[common[0][0]]}")
+        else:
+            verdict.detail = "no step judged it"
     verdict.seconds = round(time.monotonic() - start, 2)
     return verdict
 
@@ -144,12 +182,27 @@ def run(factory: TargetFactory, properties: Iterable[str] = ALL, *, examples: in
     name = target_name or factory.name
     progress = Progress(len(props), name) if show_progress else None
     verdicts = []
+    met: list[Met] = []
     for prop in props:
         if progress:
             progress.start(prop)
         verdict = judge(factory, prop, examples=examples, steps=steps, seed=seed,
-                        progress=progress, shrink_seconds=shrink_seconds)
+                        progress=progress, shrink_seconds=shrink_seconds, met=met)
         if progress:
             progress.finish(prop, verdict.result)
         verdicts.append(verdict)
+    report_where_met(verdicts, met)
     return Report(name, seed, examples, verdicts)
+
+
+def report_where_met(verdicts: list[Verdict], met: list[Met]) -> None:
+    """A departure met while judging X fails the property it breaks, even when that
+    property's own run did not meet it (its trace is then the unshrunk one met)."""
+    by = {v.property: v for v in verdicts}
+    for m in sorted(met, key=lambda m: len(m.trace)):
+        for p in sorted(m.properties):
+            v = by.get(p)
+            if v is None or v.result not in (PASS, INCONCLUSIVE):
+                continue
+            v.result, v.trace = FAIL, list(m.trace)
+            v.detail = f"{m.trace[-1].strip()} (met while judging {m.while_judging})"
