@@ -4,6 +4,7 @@
     mount:HOSTDIR:GUESTDIR[:G2]    any mounted guest view beside its host directory
     bindfs                         a bindfs FUSE mount this suite makes and removes
     pagefs                         the pagefs daemon and guest, separate processes
+    pagefs-api                     the pagefs daemon judged through the guest driver's API
     virtiofsd[:cache=MODE]         QEMU's virtiofsd through the pagefs front-end
     virtiofsd-rust[:cache=MODE]    the Rust virtiofsd (make virtiofsd-rust), likewise
     pagefs-mount[:relay]           pagefs-host mounted by pagefs-mount, beside its directory
@@ -27,6 +28,7 @@ _BUILTIN: dict[str, tuple[str, str]] = {
     "mount": ("mount", "parse"),
     "bindfs": ("bindfs", "BindfsFactory"),
     "pagefs": ("daemon", "PagefsFactory"),
+    "pagefs-api": ("api", "ApiFactory"),
     "virtiofsd": ("daemon", "parse_virtiofsd"),
     "virtiofsd-rust": ("daemon", "parse_virtiofsd_rust"),
     "pagefs-mount": ("pagefsmount", "parse"),

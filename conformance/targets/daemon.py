@@ -50,17 +50,25 @@ class Served(NamedTuple):
     log: Callable[[], str]  # everything it has written to stdout and stderr
 
 
+GuestMaker = Callable[[str, int], Guest]  # (socket path, window size) -> a connected guest
+
+
+def fuse_guest(socket_path: str, window_size: int) -> Guest:
+    return FuseGuest(socket_path, window_size=window_size)
+
+
 class DaemonTarget(Target):
     def __init__(self, name: str, capabilities: frozenset[str], exportdir: str,
                  served: Served, stack: contextlib.ExitStack, read_only: bool,
-                 window_size: int) -> None:
+                 window_size: int, guest: GuestMaker = fuse_guest) -> None:
         self.name, self.capabilities, self.read_only = name, capabilities, read_only
         self.host = HostDir(exportdir)
         self.window_size = window_size
         self._served, self._stack, self._export = served, stack, exportdir
         self._socket, self._fds = served.socket_path, served.open_fds
         self._baseline = self._fds() if self._fds else None  # before any guest came
-        self._guests: list[FuseGuest] = []
+        self._guests: list[Guest] = []
+        self._make_guest = guest
         self._death_shown = False
 
     def leftovers(self) -> str | None:
@@ -85,10 +93,11 @@ class DaemonTarget(Target):
         return f"back-end died (exit status {status}): {said}"
 
     def connect(self) -> Guest:
-        guest = FuseGuest(self._socket, window_size=self.window_size or 0)
+        guest = self._make_guest(self._socket, self.window_size or 0)
         self._guests.append(guest)
-        if self.window_size and guest.window_size < self.window_size:
-            self.window_size = guest.window_size
+        got = getattr(guest, "window_size", self.window_size)
+        if self.window_size and got < self.window_size:
+            self.window_size = got
         return guest
 
     def close(self) -> None:
@@ -110,9 +119,11 @@ class DaemonFactory(TargetFactory):
 
     def __init__(self, name: str, capabilities: frozenset[str],
                  serve: Callable[[str, bool, contextlib.ExitStack], Served],
-                 reasons: dict[str, str], window_size: int) -> None:
+                 reasons: dict[str, str], window_size: int,
+                 guest: GuestMaker = fuse_guest) -> None:
         self.name, self.capabilities = name, capabilities
         self._serve, self._reasons, self._window_size = serve, reasons, window_size
+        self._guest = guest
         self._base = tempfile.mkdtemp(prefix=f"pagefs-conformance-{name.split(':')[0]}.")
 
     def why_not(self, capability: str) -> str:
@@ -129,13 +140,13 @@ class DaemonFactory(TargetFactory):
             shutil.rmtree(export, ignore_errors=True)
             raise
         return DaemonTarget(self.name, self.capabilities, export, served, stack,
-                            read_only, self._window_size)
+                            read_only, self._window_size, self._guest)
 
     def close(self) -> None:
         shutil.rmtree(self._base, ignore_errors=True)
 
 
-def _serve_pagefs(export: str, read_only: bool, stack: contextlib.ExitStack) -> Served:
+def serve_pagefs(export: str, read_only: bool, stack: contextlib.ExitStack) -> Served:
     from pagefs.impl.client.host_daemon import host_daemon
     daemon = stack.enter_context(host_daemon(export, read_only=read_only))
     return Served(daemon.socket_path, daemon.open_fds, daemon.process, daemon.log)
@@ -143,7 +154,7 @@ def _serve_pagefs(export: str, read_only: bool, stack: contextlib.ExitStack) -> 
 
 def PagefsFactory() -> DaemonFactory:  # noqa: N802 (a factory of factories, named as a type)
     caps = frozenset({MAPPINGS, PEERS, READ_ONLY, OWN_HANDLES, RAW_NAMES, CONFINED, SPECIAL})
-    return DaemonFactory("pagefs", caps, _serve_pagefs, {}, WINDOW_SIZE)
+    return DaemonFactory("pagefs", caps, serve_pagefs, {}, WINDOW_SIZE)
 
 
 def virtiofsd_factory(cache: str = "auto") -> DaemonFactory:
