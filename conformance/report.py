@@ -36,7 +36,7 @@ class Verdict:
         """Nothing found against it, and judged wherever it applies."""
         return self.result in (PASS, NA)
 
-    @property
+    @builtins.property
     def failed(self) -> bool:
         return self.result in (FAIL, ERROR)
 

@@ -41,6 +41,7 @@ from pagefs.conformance.target import (
     RAW_NAMES,
     READ_ONLY,
     ROOT_NODEID,
+    SPECIAL,
     DirEntry,
     Entry,
     Guest,
@@ -61,6 +62,8 @@ REASONS = {
                  "Handle objects; handle and nodeid hygiene is judged on the wire by the "
                  "pagefs target",
     RAW_NAMES: "the guest API takes paths, which cannot carry '/' in a name",
+    SPECIAL: "the guest API has no call for links, device nodes, extended attributes, "
+             "fallocate or syncfs",
     CONFINED: "the guest API resolves names and symlinks in the guest; the daemon's "
               "confinement is judged by the pagefs target",
 }
