@@ -29,7 +29,7 @@ from pagefs.conformance.faults import FAULTS, inject
 from pagefs.conformance.report import Report, combine, matrix_markdown
 from pagefs.conformance.runner import ALL, run
 
-MATRIX = ("pagefs", "local", "bindfs", "virtiofsd:cache=none", "virtiofsd:cache=auto",
+MATRIX = ("pagefs", "pagefs-api", "local", "bindfs", "virtiofsd:cache=none", "virtiofsd:cache=auto",
           "virtiofsd:cache=always", "pagefs-mount", "pagefs-mount:relay",
           "virtiofsd-rust:cache=never", "virtiofsd-rust:cache=auto",
           "virtiofsd-rust:cache=always", "virtiofsd-rust:cache=metadata")

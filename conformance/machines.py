@@ -155,6 +155,8 @@ class SpecMachine(RuleBasedStateMachine):
                 finally:
                     self.probing = False
             return check
+        if not judging:
+            return check  # this case stopped judging at an earlier departure
         props = attribute(state, bindings, check, self.history)
         if self.focus in props:
             type(self).on_judged()

@@ -49,6 +49,7 @@ from pagefs.conformance.target import (
 from pagefs.conformance.targets.daemon import DaemonFactory, serve_pagefs
 from pagefs.conformance.targets.fuseguest import entry_of, stat_of
 from pagefs.impl.guest import Handle, Mapping, Share, connect
+from pagefs.impl.protocol import EntryOut
 
 SUITE_RANGE = 2 << 20  # the spec's window range: what the suite's offsets count in
 RANGE_SIZE = 8 << 10  # the driver's window granule here: two pages
@@ -82,6 +83,12 @@ class ApiGuest(Guest):
         self._next_fh = 1
         self._mappings: dict[int, Mapping] = {}  # the suite's window range -> the Mapping
         self._dirs: dict[int, int] = {}  # directory handle -> its nodeid
+        self._mapped: dict[int, int] = {}  # the suite's window range -> the nodeid mapped
+        # The driver never forgets a nodeid a Handle or Mapping uses (nor does a kernel):
+        # a FORGET the suite sends meanwhile waits here until the last user goes, and the
+        # nodeid answers ESTALE to the suite's requests from the moment it was forgotten.
+        self._lookups: dict[int, int] = {}
+        self._deferred: dict[int, int] = {}
 
     @property
     def window_size(self) -> int:
@@ -100,6 +107,24 @@ class ApiGuest(Guest):
         self._handles[fh] = handle
         return fh
 
+    def _entry(self, out: EntryOut) -> Entry:
+        self._lookups[out.nodeid] = self._lookups.get(out.nodeid, 0) + 1
+        return entry_of(out)
+
+    def _live(self, nodeid: int) -> int:
+        if nodeid in self._deferred and self._lookups.get(nodeid, 0) <= 0:
+            raise OSError(errno.ESTALE, f"nodeid {nodeid} was forgotten")
+        return nodeid
+
+    def _in_use(self, nodeid: int) -> bool:
+        return any(h.nodeid == nodeid for h in self._handles.values()) or \
+            nodeid in self._mapped.values()
+
+    def _settle(self) -> None:
+        """Send the FORGETs that waited for their nodeid's last user."""
+        for nodeid in [n for n in self._deferred if not self._in_use(n)]:
+            self.requests.forget(nodeid, self._deferred.pop(nodeid))
+
     def _pressure(self) -> None:
         """Memory pressure: every window range no Mapping pins is reclaimed now."""
         window = self.share.window
@@ -109,43 +134,49 @@ class ApiGuest(Guest):
     # -- nodeid requests, on the Share's own client --
 
     def lookup(self, parent: int, name: bytes) -> Entry:
-        return entry_of(self.requests.lookup(parent, name))
+        return self._entry(self.requests.lookup(self._live(parent), name))
 
     def forget(self, nodeid: int, nlookup: int) -> None:
+        if nodeid in self._lookups:
+            self._lookups[nodeid] -= nlookup
+        if self._in_use(nodeid) or nodeid in self._deferred:
+            self._deferred[nodeid] = self._deferred.get(nodeid, 0) + nlookup
+            return
         self.requests.forget(nodeid, nlookup)
 
     def getattr(self, nodeid: int, fh: int | None = None) -> os.stat_result:
         if fh is not None:
             return self.share.stat(self._handle(fh))
-        return stat_of(self.requests.getattr(nodeid).attr)
+        return stat_of(self.requests.getattr(self._live(nodeid)).attr)
 
     def setattr(self, nodeid: int, fh: int | None = None, *, size: int | None = None,
                 mode: int | None = None, mtime_ns: int | None = None) -> os.stat_result:
         real = self._handle(fh).fh if fh is not None else None
-        out = self.requests.setattr(nodeid, real, size=size, mode=mode, mtime_ns=mtime_ns)
+        out = self.requests.setattr(self._live(nodeid), real, size=size, mode=mode,
+                                    mtime_ns=mtime_ns)
         return stat_of(out.attr)
 
     def readlink(self, nodeid: int) -> bytes:
-        return self.requests.readlink(nodeid)
+        return self.requests.readlink(self._live(nodeid))
 
     def symlink(self, parent: int, name: bytes, target: bytes) -> Entry:
-        return entry_of(self.requests.symlink(parent, name, target))
+        return self._entry(self.requests.symlink(self._live(parent), name, target))
 
     def mkdir(self, parent: int, name: bytes, mode: int) -> Entry:
-        return entry_of(self.requests.mkdir(parent, name, mode))
+        return self._entry(self.requests.mkdir(self._live(parent), name, mode))
 
     def unlink(self, parent: int, name: bytes) -> None:
-        self.requests.unlink(parent, name)
+        self.requests.unlink(self._live(parent), name)
 
     def rmdir(self, parent: int, name: bytes) -> None:
-        self.requests.rmdir(parent, name)
+        self.requests.rmdir(self._live(parent), name)
 
     def rename(self, parent: int, name: bytes, newparent: int, newname: bytes,
                flags: int = 0) -> None:
-        self.requests.rename(parent, name, newparent, newname, flags)
+        self.requests.rename(self._live(parent), name, self._live(newparent), newname, flags)
 
     def opendir(self, nodeid: int) -> int:
-        fh = self.requests.opendir(nodeid).fh
+        fh = self.requests.opendir(self._live(nodeid)).fh
         self._dirs[fh] = nodeid
         return fh
 
@@ -161,22 +192,23 @@ class ApiGuest(Guest):
         self.requests.releasedir(self._dirs.pop(fh, ROOT_NODEID), fh)
 
     def statfs(self, nodeid: int) -> os.statvfs_result:
-        out = self.requests.statfs(nodeid)
+        out = self.requests.statfs(self._live(nodeid))
         return os.statvfs_result((out.bsize, out.frsize, out.blocks, out.bfree, out.bavail,
                                   out.files, out.ffree, out.ffree, 0, out.namelen))
 
     # -- handles: the API's Handle --
 
     def open(self, nodeid: int, flags: int) -> int:
-        opened = self.requests.open(nodeid, flags)
+        opened = self.requests.open(self._live(nodeid), flags)
         return self._new_fh(Handle(self.share, nodeid, opened.fh, flags))
 
     def create(self, parent: int, name: bytes, flags: int, mode: int) -> tuple[Entry, int]:
         if parent != ROOT_NODEID or b"/" in name or name in (b"", b".", b".."):
-            out = self.requests.create(parent, name, flags & ~os.O_CREAT, mode)
+            out = self.requests.create(self._live(parent), name, flags & ~os.O_CREAT, mode)
             handle = Handle(self.share, out.entry.nodeid, out.open.fh, flags)
-            return entry_of(out.entry), self._new_fh(handle)
+            return self._entry(out.entry), self._new_fh(handle)
         handle = self.share.open(name, flags | os.O_CREAT, mode)
+        self._lookups[handle.nodeid] = self._lookups.get(handle.nodeid, 0) + 1
         entry = Entry(handle.nodeid, 0, self.share.stat(handle))
         return entry, self._new_fh(handle)
 
@@ -202,7 +234,10 @@ class ApiGuest(Guest):
     def release(self, fh: int) -> None:
         handle = self._handle(fh)
         del self._handles[fh]
-        handle.close()
+        try:
+            handle.close()
+        finally:
+            self._settle()
 
     # -- memory: Share.mmap and Mapping --
 
@@ -227,12 +262,16 @@ class ApiGuest(Guest):
         if old is not None:
             old.close()  # the suite's SETUPMAPPING replaces what stood there
         self._mappings[indices[0]] = mapping
+        self._mapped[indices[0]] = handle.nodeid
+        self._settle()
 
     def removemapping(self, moffset: int, length: int) -> None:
         for index in self._index(moffset, length):
             mapping = self._mappings.pop(index, None)
+            self._mapped.pop(index, None)
             if mapping is not None:
                 mapping.close()
+        self._settle()
         self._pressure()
 
     def _at(self, moffset: int, size: int) -> tuple[Mapping, int]:
