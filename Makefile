@@ -54,10 +54,13 @@ bench-guest: $(STAMP)
 bench-mount: $(STAMP) virtiofsd-rust
 	nice $(PY) benchmarks/mount.py
 
-## make programs: sqlite, git, tar, compileall and the exerciser (100,000 ops) on every
-## stack side by side, into reports/programs.md (slow)
+## make programs: sqlite, git, tar, compileall and the exerciser on every stack side by
+## side, into reports/programs.md (slow): full scale (100,000 ops) on pagefs-mount, short
+## elsewhere; PROGRAMS_LONG=all for full scale everywhere (over an hour on 2 cores)
+PROGRAMS_LONG ?= pagefs-mount
 programs: $(STAMP) virtiofsd-rust
-	nice $(PY) -m pagefs.conformance.programs_report --out reports/programs.md --scale long
+	nice $(PY) -m pagefs.conformance.programs_report --out reports/programs.md \
+	  $(if $(filter all,$(PROGRAMS_LONG)),--scale long,--long-stacks $(PROGRAMS_LONG))
 
 ## make virtiofsd-rust: Debian unstable's Rust virtiofsd, unpacked into ~/.cache/pagefs
 virtiofsd-rust:
