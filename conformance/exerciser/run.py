@@ -25,12 +25,19 @@ def run(path: str, *, ops: int = 10_000, seed: int = 1, max_size: int = 256 << 1
         max_op_len: int = 64 << 10, mmap: bool = True, fallocate: bool = True,
         timeout: float | None = None) -> Outcome:
     """Exercise PATH (created or emptied first) with `ops` random ops from `seed`."""
-    command = [binary(), "-q", "-N", str(ops), "-S", str(seed), "-l", str(max_size),
-               "-o", str(max_op_len)]
-    if not mmap:
-        command.append("-M")
-    if not fallocate:
-        command.append("-F")
-    command.append(path)
+    command = [binary(), *arguments(path, ops=ops, seed=seed, max_size=max_size,
+                                    max_op_len=max_op_len, mmap=mmap, fallocate=fallocate)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
     return Outcome(done.returncode, (done.stdout + done.stderr).strip(), command)
+
+
+def arguments(path: str, *, ops: int = 10_000, seed: int = 1, max_size: int = 256 << 10,
+              max_op_len: int = 64 << 10, mmap: bool = True,
+              fallocate: bool = True) -> list[str]:
+    """The exerciser's arguments for one run (a guest runs its own copy with these)."""
+    args = ["-q", "-N", str(ops), "-S", str(seed), "-l", str(max_size), "-o", str(max_op_len)]
+    if not mmap:
+        args.append("-M")
+    if not fallocate:
+        args.append("-F")
+    return [*args, path]

@@ -8,6 +8,7 @@
     virtiofsd[:cache=MODE]         QEMU's virtiofsd through the pagefs front-end
     virtiofsd-rust[:cache=MODE]    the Rust virtiofsd (make virtiofsd-rust), likewise
     pagefs-mount[:relay]           pagefs-host mounted by pagefs-mount, beside its directory
+    vm:pagefs|virtiofsd|9p         a real Linux guest (make vm) against that back-end
 
 A third party adds its own with `register("name", make)`, where `make(argument)`
 receives whatever followed "name:" (or "") and returns a TargetFactory.
@@ -32,6 +33,7 @@ _BUILTIN: dict[str, tuple[str, str]] = {
     "virtiofsd": ("daemon", "parse_virtiofsd"),
     "virtiofsd-rust": ("daemon", "parse_virtiofsd_rust"),
     "pagefs-mount": ("pagefsmount", "parse"),
+    "vm": ("vm", "parse"),
 }
 
 

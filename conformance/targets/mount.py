@@ -27,6 +27,7 @@ from pagefs.conformance.target import (
 )
 from pagefs.conformance.targets.hostdir import HostDir
 from pagefs.conformance.targets.pathguest import PathGuest
+from pagefs.conformance.targets.system import LOCAL, System
 
 WINDOW_SIZE = 8 << 20  # four 2 MiB ranges, as the spec's window
 
@@ -44,7 +45,8 @@ class ViewTarget(Target):
     """A host directory and one or more guest views of it, each guest a PathGuest."""
 
     def __init__(self, name: str, capabilities: frozenset[str], hostdir: str,
-                 guestdirs: list[str], read_only: bool, cleanup: bool = True) -> None:
+                 guestdirs: list[str], read_only: bool, cleanup: bool = True,
+                 system: System = LOCAL) -> None:
         self.name = name
         self.capabilities = capabilities
         self.read_only = read_only
@@ -54,11 +56,12 @@ class ViewTarget(Target):
         self._guestdirs = guestdirs
         self._guests: list[PathGuest] = []
         self._cleanup = cleanup
+        self._system = system  # whose kernel the guest views are in
 
     def connect(self) -> Guest:
         # A reconnecting guest takes the next view round the list (views are equivalent).
         guest = PathGuest(self._guestdirs[len(self._guests) % len(self._guestdirs)],
-                          self.window_size)
+                          self.window_size, self._system)
         self._guests.append(guest)
         return guest
 

@@ -20,28 +20,30 @@ import os
 import stat
 
 from pagefs.conformance.target import ROOT_NODEID, DirEntry, Entry, Guest
-from pagefs.conformance.targets.window import Window
+from pagefs.conformance.targets.system import LOCAL, GuestMemory, System
 
 _ACCESS = os.O_RDONLY | os.O_WRONLY | os.O_RDWR
-_libc = ctypes.CDLL(None, use_errno=True)  # renameat2: os.rename has no flags
+_libc = ctypes.CDLL(None, use_errno=True)  # fallocate, syncfs: os has neither
 
 
 class PathGuest(Guest):
-    def __init__(self, root: str, window_size: int) -> None:
+    def __init__(self, root: str, window_size: int, system: System = LOCAL) -> None:
+        # The core requests go through `system` (this kernel, or a VM's through its
+        # agent); the SPECIAL ones below are this kernel's only.
+        self._os = system
         self._nodes: dict[int, tuple[int, int]] = {}  # nodeid -> (O_PATH fd, lookup count)
         self._by_inode: dict[tuple[int, int], int] = {}
         self._files: dict[int, int] = {}  # fh -> fd
         self._dirs: dict[int, int] = {}  # fh -> directory fd
         self._next_nodeid = ROOT_NODEID + 1
         self._next_fh = 1
-        root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY)
+        root_fd = system.open(root, os.O_PATH | os.O_DIRECTORY)
         self._nodes[ROOT_NODEID] = (root_fd, 1)
         self._by_inode[self._key(root_fd)] = ROOT_NODEID
-        self.window = Window(window_size) if window_size else None
+        self.window: GuestMemory | None = system.window(window_size) if window_size else None
 
-    @staticmethod
-    def _key(fd: int) -> tuple[int, int]:
-        st = os.fstat(fd)
+    def _key(self, fd: int) -> tuple[int, int]:
+        st = self._os.stat(fd)
         return (st.st_dev, st.st_ino)
 
     def _node(self, nodeid: int) -> int:
@@ -78,13 +80,13 @@ class PathGuest(Guest):
         else:
             held, count = self._nodes[nodeid]
             self._nodes[nodeid] = (held, count + 1)
-            os.close(fd)
+            self._os.close(fd)
             fd = held
-        return Entry(nodeid, 0, os.stat(fd))
+        return Entry(nodeid, 0, self._os.stat(fd))
 
     def _lookup_fd(self, parent: int, name: bytes) -> int:
         directory = self._node(parent)  # a stale nodeid is refused before a bad name
-        return os.open(self._name(name), os.O_PATH | os.O_NOFOLLOW, dir_fd=directory)
+        return self._os.open(self._name(name), os.O_PATH | os.O_NOFOLLOW, dir_fd=directory)
 
     # Namespace
     def lookup(self, parent: int, name: bytes) -> Entry:
@@ -99,56 +101,54 @@ class PathGuest(Guest):
             return
         del self._by_inode[self._key(fd)]
         del self._nodes[nodeid]
-        os.close(fd)
+        self._os.close(fd)
 
     def getattr(self, nodeid: int, fh: int | None = None) -> os.stat_result:
-        return os.stat(self._fd(fh) if fh is not None else self._node(nodeid))
+        return self._os.stat(self._fd(fh) if fh is not None else self._node(nodeid))
 
     def setattr(self, nodeid: int, fh: int | None = None, *, size: int | None = None,
                 mode: int | None = None, mtime_ns: int | None = None) -> os.stat_result:
         path = self._proc(self._fd(fh) if fh is not None else self._node(nodeid))
         if size is not None:
             if fh is not None:
-                os.ftruncate(self._fd(fh), size)
+                self._os.ftruncate(self._fd(fh), size)
             else:
-                os.truncate(path, size)
+                self._os.truncate(path, size)
         if mode is not None:
-            os.chmod(path, mode)
+            self._os.chmod(path, mode)
         if mtime_ns is not None:
-            st = os.stat(path)
-            os.utime(path, ns=(st.st_atime_ns, mtime_ns))
-        return os.stat(path)
+            st = self._os.stat(path)
+            self._os.utime_ns(path, st.st_atime_ns, mtime_ns)
+        return self._os.stat(path)
 
     def readlink(self, nodeid: int) -> bytes:
         fd = self._node(nodeid)
-        if not stat.S_ISLNK(os.stat(fd).st_mode):
+        if not stat.S_ISLNK(self._os.stat(fd).st_mode):
             raise OSError(errno.EINVAL, "not a symlink")
-        return os.readlink(b"", dir_fd=fd)
+        return self._os.readlink_fd(fd)
 
     def symlink(self, parent: int, name: bytes, target: bytes) -> Entry:
         directory = self._node(parent)
-        os.symlink(target, self._name(name), dir_fd=directory)
+        self._os.symlink(target, self._name(name), directory)
         return self.lookup(parent, name)
 
     def mkdir(self, parent: int, name: bytes, mode: int) -> Entry:
         directory = self._node(parent)
-        os.mkdir(self._name(name), mode, dir_fd=directory)
+        self._os.mkdir(self._name(name), mode, directory)
         return self.lookup(parent, name)
 
     def unlink(self, parent: int, name: bytes) -> None:
         directory = self._node(parent)
-        os.unlink(self._name(name), dir_fd=directory)
+        self._os.unlink(self._name(name), directory)
 
     def rmdir(self, parent: int, name: bytes) -> None:
         directory = self._node(parent)
-        os.rmdir(self._name(name), dir_fd=directory)
+        self._os.rmdir(self._name(name), directory)
 
     def rename(self, parent: int, name: bytes, newparent: int, newname: bytes,
                flags: int = 0) -> None:
         src, dst = self._node(parent), self._node(newparent)
-        if _libc.renameat2(src, self._name(name), dst, self._name(newname), flags) != 0:
-            err = ctypes.get_errno()
-            raise OSError(err, os.strerror(err))
+        self._os.renameat2(src, self._name(name), dst, self._name(newname), flags)
 
     # Files
     def _new_fh(self, table: dict[int, int], fd: int) -> int:
@@ -158,7 +158,7 @@ class PathGuest(Guest):
 
     def open(self, nodeid: int, flags: int) -> int:
         fd = self._node(nodeid)
-        mode = os.stat(fd).st_mode
+        mode = self._os.stat(fd).st_mode
         # The kernel sends OPENDIR for directories and never OPEN; a FUSE server sees
         # OPEN only for what the guest could open as a file.
         if stat.S_ISDIR(mode):
@@ -166,56 +166,53 @@ class PathGuest(Guest):
         if not stat.S_ISREG(mode):
             raise OSError(errno.EACCES if stat.S_ISLNK(mode) else errno.ENXIO,
                           "not a regular file")
-        return self._new_fh(self._files, os.open(self._proc(fd), flags & (_ACCESS | os.O_TRUNC)))
+        return self._new_fh(self._files,
+                            self._os.open(self._proc(fd), flags & (_ACCESS | os.O_TRUNC)))
 
     def create(self, parent: int, name: bytes, flags: int, mode: int) -> tuple[Entry, int]:
         directory = self._node(parent)
         flags &= _ACCESS | os.O_TRUNC | os.O_EXCL
-        fd = os.open(self._name(name), flags | os.O_CREAT | os.O_NOFOLLOW, mode,
-                     dir_fd=directory)
+        fd = self._os.open(self._name(name), flags | os.O_CREAT | os.O_NOFOLLOW, mode,
+                           dir_fd=directory)
         try:
             entry = self.lookup(parent, name)
         except OSError:
-            os.close(fd)
+            self._os.close(fd)
             raise
         return entry, self._new_fh(self._files, fd)
 
     def read(self, fh: int, offset: int, size: int) -> bytes:
-        return os.pread(self._fd(fh), size, offset)
+        return self._os.pread(self._fd(fh), size, offset)
 
     def write(self, fh: int, offset: int, data: bytes) -> int:
-        return os.pwrite(self._fd(fh), data, offset)
+        return self._os.pwrite(self._fd(fh), data, offset)
 
     def flush(self, fh: int) -> None:
         self._fd(fh)
 
     def fsync(self, fh: int, datasync: bool = False) -> None:
-        (os.fdatasync if datasync else os.fsync)(self._fd(fh))
+        self._os.fsync(self._fd(fh), datasync)
 
     def release(self, fh: int) -> None:
         fd = self._fd(fh)
         del self._files[fh]
-        os.close(fd)
+        self._os.close(fd)
 
     def opendir(self, nodeid: int) -> int:
-        fd = os.open(self._proc(self._node(nodeid)), os.O_RDONLY | os.O_DIRECTORY)
+        fd = self._os.open(self._proc(self._node(nodeid)), os.O_RDONLY | os.O_DIRECTORY)
         return self._new_fh(self._dirs, fd)
 
     def readdir(self, fh: int) -> list[DirEntry]:
         fd = self._fd(fh, self._dirs)
-        entries = []
-        with os.scandir(fd) as it:
-            for i, e in enumerate(it):
-                kind = stat.S_IFMT(e.stat(follow_symlinks=False).st_mode) >> 12
-                entries.append(DirEntry(e.inode(), i + 1, kind, os.fsencode(e.name)))
-        return entries
+        return [DirEntry(ino, i + 1, kind, name)
+                for i, (ino, kind, name) in enumerate(self._os.entries(fd))]
 
     def releasedir(self, fh: int) -> None:
         self._fd(fh, self._dirs)
-        os.close(self._dirs.pop(fh))
+        self._os.close(self._dirs.pop(fh))
 
     def statfs(self, nodeid: int) -> os.statvfs_result:
-        return os.statvfs(self._node(nodeid))
+        return self._os.statvfs(self._node(nodeid))
 
     # Links, special files, extended attributes, space: the syscalls, on the inode each
     # nodeid pins (xattr calls take its /proc link and never open it)
@@ -256,7 +253,7 @@ class PathGuest(Guest):
             os.close(fd)
 
     # Memory
-    def _window(self) -> Window:
+    def _window(self) -> GuestMemory:
         if self.window is None:
             raise OSError(errno.ENOSYS, "no DAX window")
         return self.window
@@ -280,10 +277,10 @@ class PathGuest(Guest):
             self.window = None
         for table in (self._files, self._dirs):
             for fd in table.values():
-                os.close(fd)
+                self._os.close(fd)
             table.clear()
         for fd, _ in self._nodes.values():
-            os.close(fd)
+            self._os.close(fd)
         self._nodes.clear()
         self._by_inode.clear()
 

@@ -260,10 +260,12 @@ static void dispatch(struct message *m) {
         put_int((long long)sv.f_bavail); put_int((long long)sv.f_files);
         put_int((long long)sv.f_ffree); put_int((long long)sv.f_favail);
         put_int((long long)sv.f_flag); put_int((long long)sv.f_namemax);
-    } else if (!strcmp(op, "window")) { /* size: a fresh PROT_NONE reservation */
+    } else if (!strcmp(op, "window")) { /* size: a fresh PROT_NONE reservation; 0: none */
         NEED(1);
         if (window) munmap(window, window_size);
+        window = 0;
         window_size = (size_t)num(m, 1);
+        if (!window_size) { begin(0); return; }
         window = mmap(0, window_size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
                       -1, 0);
         if (window == MAP_FAILED) { window = 0; begin(errno); return; }

@@ -5,9 +5,10 @@
 Downloads `linux-image-amd64`'s kernel package and `busybox-static` with `apt-get download`
 (the system's own suite and apt configuration, nothing installed), unpacks them with
 `dpkg -x`, compiles the guest agent with `gcc -static`, and writes an initramfs (a newc
-cpio archive written here) holding busybox, the agent, /init and the kernel modules a
-share needs with their dependencies. What was built is recorded in `image.json`; a
-second run reuses the downloads. QEMU itself is `qemu-system-x86`, a system package.
+cpio archive written here) holding busybox, the agent, the project's file exerciser
+(/bin/fsx), /init and the kernel modules a share needs with their dependencies. What
+was built is recorded in `image.json`; a second run reuses the downloads. QEMU itself
+is `qemu-system-x86`, a system package.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+
+from pagefs.conformance.exerciser import build as exerciser
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_CACHE = Path(os.environ.get("PAGEFS_VM_CACHE", Path.home() / ".cache/pagefs/vm"))
@@ -162,6 +165,7 @@ def build(cache: Path = DEFAULT_CACHE) -> Image:
     archive.symlink("bin/sh", "busybox")
     archive.file("init", (HERE / "init.sh").read_bytes(), 0o755)
     archive.file("sbin/pagefs-agent", agent.read_bytes(), 0o755)
+    archive.file("bin/fsx", Path(exerciser.binary()).read_bytes(), 0o755)
     modules = modules_in_order(moddir, MODULES)
     for ko in modules:
         archive.file(f"lib/modules/{ko.name}", ko.read_bytes())
@@ -187,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     try:
         image = build(args.cache)
-    except ImageError as e:
+    except (ImageError, exerciser.BuildError) as e:
         print(f"make vm: {e}", file=sys.stderr)
         return 1
     print(f"kernel    {image.kernel} ({image.kernel_version})")

@@ -1,8 +1,8 @@
 """One QEMU guest booted against a back-end: start, wait for the agent, mount, always end.
 
-    with boot(Image.load(), share) as vm:
-        vm.mount()                       # the share at /mnt in the guest
-        vm.agent.check("ls -la /mnt")
+    with boot(Image.load(), [share]) as vm:
+        vm.mount()                       # each share at its mountpoint, /mnt/TAG
+        vm.agent.check("ls -la /mnt/pagefs")
 
 The guest's memory is a shared memfd (`memory-backend-memfd,share=on`, what vhost-user
 needs). The agent's virtio-serial port is a unix socket this side listens on and QEMU
@@ -51,6 +51,9 @@ class Qemu:
             raise MachineError(f"{self.command[0]} not found: apt-get install qemu-system-x86")
 
 
+SYSTEM_QEMU = Qemu()  # the system's qemu-system-x86 (7.2 on bookworm)
+
+
 @dataclass
 class Timings:
     """Seconds from QEMU's start: the agent answering, and the share mounted."""
@@ -62,7 +65,7 @@ class Timings:
 @dataclass
 class Machine:
     image: Image
-    share: Share
+    shares: list[Share]
     qemu: Qemu
     memory_mib: int
     resets_exit: bool
@@ -98,8 +101,9 @@ class Machine:
                  "-append", "console=ttyS0 loglevel=4 panic=-1",
                  "-chardev", f"socket,id=agent,path={agent_socket}",
                  "-device", "virtio-serial-pci",
-                 "-device", "virtserialport,chardev=agent,name=pagefs.agent",
-                 *self.share.qemu_args]
+                 "-device", "virtserialport,chardev=agent,name=pagefs.agent"]
+        for share in self.shares:
+            args += share.qemu_args
         if self.resets_exit:
             args.append("-no-reboot")
         return args
@@ -131,9 +135,12 @@ class Machine:
         if self.process.poll() is not None:
             raise MachineError(f"QEMU exited ({self.process.returncode}) while {doing}: "
                                f"{self.qemu_log()}\nconsole:\n{self.console()}"
-                               f"\nback-end:\n{self.share.log()[-1500:]}")
+                               f"\nback-ends:\n{self.backend_logs()}")
         if time.monotonic() - self._started > BOOT_LIMIT:
             raise MachineError(f"no agent after {BOOT_LIMIT} s\nconsole:\n{self.console()}")
+
+    def backend_logs(self, chars: int = 1500) -> str:
+        return "\n".join(f"{s.name}: {s.log()[-chars:]}" for s in self.shares)
 
     def qemu_log(self) -> str:
         with open(os.path.join(self.workdir, "qemu.log"), errors="replace") as f:
@@ -151,9 +158,11 @@ class Machine:
             raise MachineError(f"unexpected first words from the agent: {status!r} {said!r}")
 
     def mount(self) -> float:
-        """Mount the share at /mnt; seconds the mount took (also recorded from boot)."""
+        """Mount every share at its mountpoint; seconds the mounts took (also recorded
+        from boot)."""
         begun = time.monotonic()
-        self.agent.check(self.share.mount)
+        for share in self.shares:
+            self.agent.check(share.mount)
         self.timings.mounted = time.monotonic() - self._started
         return time.monotonic() - begun
 
@@ -183,10 +192,10 @@ class Machine:
 
 
 @contextlib.contextmanager
-def boot(image: Image, share: Share, *, qemu: Qemu = Qemu(), memory_mib: int = 512,
+def boot(image: Image, shares: list[Share], *, qemu: Qemu = SYSTEM_QEMU, memory_mib: int = 512,
          resets_exit: bool = True) -> Iterator[Machine]:
     """A running guest whose agent answers; ended when the block is left."""
-    machine = Machine(image, share, qemu, memory_mib, resets_exit)
+    machine = Machine(image, shares, qemu, memory_mib, resets_exit)
     try:
         machine.start()
         yield machine
