@@ -16,12 +16,16 @@ $(STAMP): pyproject.toml setup.py scripts/install-system-deps $(NATIVE)
 setup: $(STAMP)
 
 ## make test: the project's tests, less those marked slow (under ~10 minutes on 2 cores)
+# pytest's exit 5 (no tests collected) judged nothing: it fails, saying so.
+PYTEST_RUN = $(PY) -m pytest $(1); status=$$?; \
+	if [ $$status -eq 5 ]; then echo 'no tests were collected: pytest $(1)'; fi; exit $$status
+
 test: $(STAMP)
-	$(PY) -m pytest -m "not slow"
+	$(call PYTEST_RUN,-m "not slow")
 
 ## make test-all: every test, slow ones included
 test-all: $(STAMP)
-	$(PY) -m pytest
+	$(call PYTEST_RUN,)
 
 ## make verify: spec self-checks, CrossHair, z3 proofs and a quick conformance run, as one table
 verify: $(STAMP)

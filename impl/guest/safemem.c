@@ -11,8 +11,15 @@
  * the fault lies in that range (SIGBUS anywhere in it; SIGSEGV only inside a
  * registered window, so a stray pointer still crashes loudly). Every other fault is
  * passed to the handler that was installed before ours (Python's faulthandler, or
- * the default action), so we never hide a real bug. If another handler is installed
- * over ours, the next guarded copy puts ours back on top.
+ * the default action), so we never hide a real bug. The handler is installed once, by
+ * the first guarded copy (no syscall on later copies); a handler installed over ours
+ * after that takes the faults until safemem_install() is called again, which puts
+ * ours back on top with that one underneath.
+ *
+ * The guard is initial-exec TLS, so the handler reads it with no call into the
+ * dynamic loader (which is not async-signal-safe). The window table is read by the
+ * handler with no lock: its slots are published with release stores and read with
+ * acquire loads, the __atomic style of vring.c.
  *
  * The copy goes in chunks; a fault inside a chunk is retried page by page up to the
  * faulting page, so the byte count returned is exact to the page: every byte before
@@ -37,28 +44,41 @@ struct guard {
     volatile int armed;
 };
 
-/* volatile, and fenced in guarded_memcpy: the compiler knows memcpy never reads
- * this variable and would otherwise move or drop the stores around it. */
-static __thread struct guard *volatile current_guard;
+#define LOAD_ACQ(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
+#define LOAD_RLX(p) __atomic_load_n((p), __ATOMIC_RELAXED)
+#define STORE_REL(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
+#define STORE_RLX(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)
+/* Between this thread and its own signal handler: no instruction, only order. The
+ * compiler knows memcpy never reads the guard and would otherwise move or drop the
+ * stores around it. */
+#define SIGNAL_FENCE() __atomic_signal_fence(__ATOMIC_SEQ_CST)
 
-#define COMPILER_BARRIER() __asm__ __volatile__("" ::: "memory")
+static __thread struct guard *volatile current_guard
+    __attribute__((tls_model("initial-exec")));
 
 static struct sigaction previous_bus, previous_segv;
 static pthread_mutex_t install_lock = PTHREAD_MUTEX_INITIALIZER;
+static int installed;         /* set (release) once the first install is done */
+static uintptr_t page_size;   /* read once, before `installed` is published */
 
-/* Read by the signal handler without a lock: slots are written before the count
- * that publishes them, and a slot is cleared (lo = hi = 0) rather than moved. */
-static volatile uintptr_t window_lo[SAFEMEM_MAX_WINDOWS];
-static volatile uintptr_t window_hi[SAFEMEM_MAX_WINDOWS];
-static volatile int window_count;
+/* Read by the signal handler without a lock. A slot is filled lo first, then hi with
+ * a release store, then published by the count (release); it is cleared hi first,
+ * never moved. A reader that sees hi (acquire) sees its lo; a torn slot reads as
+ * empty (hi 0), never as a range that was not registered. */
+static uintptr_t window_lo[SAFEMEM_MAX_WINDOWS];
+static uintptr_t window_hi[SAFEMEM_MAX_WINDOWS];
+static int window_count;
 static pthread_mutex_t window_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static int in_registered_window(uintptr_t addr)
 {
-    int n = window_count;
-    for (int i = 0; i < n; i++)
-        if (addr >= window_lo[i] && addr < window_hi[i])
+    int n = LOAD_ACQ(&window_count);
+    for (int i = 0; i < n; i++) {
+        uintptr_t hi = LOAD_ACQ(&window_hi[i]);
+        uintptr_t lo = LOAD_RLX(&window_lo[i]);
+        if (addr >= lo && addr < hi)
             return 1;
+    }
     return 0;
 }
 
@@ -101,14 +121,14 @@ static int ours_installed(int sig)
 }
 
 /* Install the handler, or install it again if another took its place since (for
- * example faulthandler.enable() after we were loaded): that one becomes the handler
- * that faults not ours go to. Called before every guarded copy. */
+ * example faulthandler.enable() after our first copy): that one becomes the handler
+ * that faults not ours go to. */
 int safemem_install(void)
 {
     int rc = 0;
-    if (ours_installed(SIGBUS) && ours_installed(SIGSEGV))
-        return 0;
     pthread_mutex_lock(&install_lock);
+    if (!page_size)
+        page_size = (uintptr_t)sysconf(_SC_PAGESIZE);
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_sigaction = on_fault;
@@ -120,8 +140,16 @@ int safemem_install(void)
         rc = -errno;
     if (rc == 0 && !ours_installed(SIGSEGV) && sigaction(SIGSEGV, &sa, &previous_segv) != 0)
         rc = -errno;
+    if (rc == 0)
+        STORE_REL(&installed, 1);
     pthread_mutex_unlock(&install_lock);
     return rc;
+}
+
+/* The first guarded copy installs the handler; later ones pay one load. */
+static int install_once(void)
+{
+    return LOAD_ACQ(&installed) ? 0 : safemem_install();
 }
 
 int safemem_register_window(uintptr_t base, size_t length)
@@ -129,13 +157,12 @@ int safemem_register_window(uintptr_t base, size_t length)
     int rc = -ENOSPC;
     pthread_mutex_lock(&window_lock);
     for (int i = 0; i < SAFEMEM_MAX_WINDOWS; i++) {
-        if (i < window_count && window_hi[i] != 0)
+        if (i < window_count && LOAD_RLX(&window_hi[i]) != 0)
             continue;
-        window_lo[i] = base;
-        window_hi[i] = base + length;
-        __sync_synchronize();
+        STORE_RLX(&window_lo[i], base);
+        STORE_REL(&window_hi[i], base + length);
         if (i == window_count)
-            window_count = i + 1;
+            STORE_REL(&window_count, i + 1);
         rc = 0;
         break;
     }
@@ -148,9 +175,9 @@ int safemem_unregister_window(uintptr_t base)
     int rc = -ENOENT;
     pthread_mutex_lock(&window_lock);
     for (int i = 0; i < window_count; i++) {
-        if (window_lo[i] == base && window_hi[i] != 0) {
-            window_hi[i] = 0;
-            window_lo[i] = 0;
+        if (LOAD_RLX(&window_lo[i]) == base && LOAD_RLX(&window_hi[i]) != 0) {
+            STORE_REL(&window_hi[i], 0);
+            STORE_RLX(&window_lo[i], 0);
             rc = 0;
             break;
         }
@@ -175,9 +202,9 @@ static int guarded_memcpy(void *dst, const void *src, size_t n, uintptr_t lo,
     }
     current_guard = &g;
     g.armed = 1;
-    COMPILER_BARRIER();
+    SIGNAL_FENCE();
     memcpy(dst, src, n);
-    COMPILER_BARRIER();
+    SIGNAL_FENCE();
     g.armed = 0;
     current_guard = NULL;
     return 0;
@@ -187,9 +214,9 @@ static int guarded_memcpy(void *dst, const void *src, size_t n, uintptr_t lo,
  * number of bytes known to be copied: n, or fewer if a fault stopped the copy. */
 static size_t safe_copy(char *dst, const char *src, size_t n, int window_is_src)
 {
-    if (safemem_install() != 0)
+    if (install_once() != 0)
         return 0;
-    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    const uintptr_t page = page_size;
     const uintptr_t wbase = (uintptr_t)(window_is_src ? src : dst);
     size_t done = 0, limit = n;
     while (done < limit) {

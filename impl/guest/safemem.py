@@ -6,9 +6,10 @@ range that is not mapped) ends that one copy early instead of ending the process
 The result is the number of bytes copied; fewer than asked means a fault stopped
 the copy at that byte (page-exact). See safemem.c for the mechanism.
 
-The handler is installed on import. Install it after any other SIGBUS/SIGSEGV
-handler (Python's faulthandler included): faults outside a guarded copy are passed
-on to the handler that was there before.
+The handler is installed by the first guarded copy, not at import and not again on
+every copy. Faults outside a guarded copy are passed on to the handler that was there
+before (Python's faulthandler, or the default). A handler installed over ours after
+the first copy takes every fault until `install()` is called again.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ def _check(rc: int, what: str) -> None:
 
 
 def install() -> None:
-    """Install the process-wide fault handler (idempotent)."""
+    """Install the process-wide fault handler now, or again on top of one installed
+    over it since (which then gets the faults that are not ours)."""
     _check(lib.safemem_install(), "safemem install")
 
 
@@ -70,6 +72,3 @@ def read(address: int, length: int) -> bytes:
 def buffer_address(buffer: Buffer) -> int:
     """The address of a buffer's first byte (for an mmap object, its mapping)."""
     return int(ffi.cast("uintptr_t", ffi.from_buffer(buffer)))
-
-
-install()

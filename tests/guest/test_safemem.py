@@ -149,3 +149,25 @@ def test_a_handler_installed_later_neither_breaks_containment_nor_is_bypassed(tm
     assert result.returncode == -7, result
     assert result.stdout == "contained\n"
     assert "Fatal Python error: Bus error" in result.stderr
+
+
+def test_the_handler_is_installed_by_the_first_guarded_copy_not_at_import() -> None:
+    # /proc/self/status SigCgt: the signals this process catches (bit n-1 for signal n)
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(
+            """
+            import mmap, signal
+            def caught():
+                line = next(l for l in open("/proc/self/status") if l.startswith("SigCgt:"))
+                mask = int(line.split()[1], 16)
+                return [bool(mask >> (s - 1) & 1) for s in (signal.SIGBUS, signal.SIGSEGV)]
+            from pagefs.impl.guest import safemem
+            print(caught())
+            m = mmap.mmap(-1, mmap.PAGESIZE)
+            assert safemem.read(safemem.buffer_address(m), 4) == bytes(4)
+            print(caught())
+            """)],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 0, result
+    assert result.stdout.split("\n")[:2] == ["[False, False]", "[True, True]"]
