@@ -7,10 +7,10 @@ NATIVE := $(wildcard impl/*/_*_build.py impl/*/*.c impl/*/*.h)
 .PHONY: programs virtiofsd-rust setup test test-all verify conformance bench bench-wire bench-guest bench-mount lint docs clean vm qemu11
 
 # One install at a time: two make targets started together must not both pip-install at once.
-$(STAMP): pyproject.toml setup.py scripts/install-system-deps $(NATIVE)
+$(STAMP): pyproject.toml constraints.txt setup.py scripts/install-system-deps $(NATIVE)
 	flock .install.lock sh -c 'scripts/install-system-deps && \
 	  { test -x $(PY) || python3 -m venv $(VENV); } && \
-	  $(PY) -m pip install -q --disable-pip-version-check -e ".[dev]"'
+	  $(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[dev]"'
 	touch $@
 
 setup: $(STAMP)
