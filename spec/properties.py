@@ -1,6 +1,6 @@
 """The named properties of pagefs, as predicates on the spec's states and steps.
 
-Each property has the definition in words that DESIGN.md gives it, and one or both of:
+Each property has the definition in words that docs/DESIGN.md gives it, and one or both of:
 an *invariant*, a predicate every reachable state satisfies; and a *step* property, a
 predicate on one step (state, operation, arguments, outcome). They are written
 independently of the operations (byte by byte, name by name), so that they check the
@@ -554,7 +554,7 @@ PROPERTIES: tuple[Property, ...] = (
     Property("DURABLE", "After FSYNC returns, what the guest wrote (by WRITE or by store) is "
              "on the host's stable storage.", step=durable),
 )
-"""Every named property of DESIGN.md, in its order."""
+"""Every named property of docs/DESIGN.md, in its order."""
 
 BY_NAME: dict[str, Property] = {p.name: p for p in PROPERTIES}
 
