@@ -25,6 +25,7 @@ STAGES: tuple[tuple[str, str], ...] = (
     ("spec self-checks", "pagefs.proofs.spec_selfcheck:rows"),
     ("CrossHair", "pagefs.proofs.crosshair_spec:rows"),
     ("z3", "pagefs.proofs.z3_driver:rows"),
+    ("concurrency", "pagefs.proofs.concurrency:rows"),
     ("design = spec", "pagefs.proofs.enumeration:rows"),
     ("conformance", "pagefs.verify:conformance_rows"),
 )

@@ -27,12 +27,26 @@ class Condition:
 def conditions(function: Callable[..., object]) -> tuple[Condition, ...]:
     """The function's contract lines, compiled."""
     found = []
-    for line in (inspect.getdoc(function) or "").splitlines():
+    lines = (inspect.getdoc(function) or "").splitlines()
+    for n, line in enumerate(lines):
         head, _, text = line.strip().partition(":")
-        if head in ("pre", "post") and text.strip():
-            found.append(Condition(head, text.strip(), compile(text.strip(), "<contract>",
-                                                               "eval")))
+        if head not in ("pre", "post") or not text.strip():
+            continue
+        text = text.strip()
+        for more in lines[n + 1:]:  # a condition may go on over more indented lines
+            if _complete(text) or not more.startswith(" "):
+                break
+            text += " " + more.strip()
+        found.append(Condition(head, text, compile(text, "<contract>", "eval")))
     return tuple(found)
+
+
+def _complete(text: str) -> bool:
+    try:
+        compile(text, "<contract>", "eval")
+    except SyntaxError:
+        return False
+    return True
 
 
 def broken(function: Callable[..., object], args: tuple[object, ...], result: object

@@ -211,6 +211,82 @@ def old_setupmapping(s, g, h, fpage, count, writable, start):  # noqa: ANN001, A
     return _SETUPMAPPING(s, g, h, fpage, count, writable, start, check_read=False)
 
 
+# ---------------------------------------------------------------- every operation's contracts
+
+# Arguments by the registry's parameter kinds (an operation's own pool first): each
+# chosen so that requests can succeed and fail (nodeid 2 and handle 1 are the first a
+# guest gets; "a/b" has a parent that may be a file; 4095 straddles a page).
+_POOL_BY_KIND: dict[str, tuple[object, ...]] = {
+    "GuestId": (0, 1), "NodeId": (1, 2), "Fh": (1,), "Name": (b"a",), "Path": (b"a", b"a/b"),
+    "Target": (b"a",), "Mode": (0o644,), "Length": (2,), "Offset": (PAGE - 1,),
+    "WindowOffset": (PAGE - 1,), "Data": (b"\x01\x02",), "OpenFlags": (O_RDWR,),
+    "bool": (False,), "int": (1,), "RenameFlags": (0,), "TimeNs": (None,),
+}
+_POOL_BY_PARAM: dict[tuple[str, str], tuple[object, ...]] = {
+    ("SETATTR", "size"): (None, PAGE + 1), ("SETATTR", "mode"): (None,),
+    ("CREATE", "flags"): (O_CREAT | O_WRONLY, O_CREAT | O_RDWR),
+    ("OPEN", "flags"): (O_RDONLY, O_RDWR),
+    ("SETUPMAPPING", "foffset"): (0,), ("SETUPMAPPING", "length"): (RANGE,),
+    ("SETUPMAPPING", "moffset"): (0,), ("SETUPMAPPING", "writable"): (False, True),
+    ("REMOVEMAPPING", "moffset"): (0,), ("REMOVEMAPPING", "length"): (RANGE,),
+    ("RENAME", "newparent"): (1,), ("RENAME", "newname"): (b"b",),
+    ("host.rename", "new"): (b"b",), ("host.truncate", "size"): (1,),
+}
+
+
+def contract_alphabet() -> tuple[Call, ...]:
+    """Every operation of the spec, with every combination of its parameters' pools."""
+    from itertools import product
+
+    calls: list[Call] = []
+    for op in REGISTRY.values():
+        pools = [_POOL_BY_PARAM.get((op.name, p.name), _POOL_BY_KIND[p.kind]) for p in op.params]
+        calls += [(op.name, args) for args in product(*pools)]
+    return tuple(calls)
+
+
+CONTRACTS_K_QUICK = 3  # ~21,000 calls, seconds
+CONTRACTS_K_THOROUGH = 4  # ~190,000 calls, about a minute
+
+
+def contract_operations() -> frozenset[str]:
+    return frozenset(name for name, _ in contract_alphabet())
+
+
+
+def enumerate_contracts(k: int = CONTRACTS_K_QUICK, calls: Iterable[Call] | None = None,
+                        config: Config = CONFIG) -> Result:
+    """Evaluate every `post:` of every spec operation on every program of up to ``k`` calls
+    (spec only: every outcome followed, states deduplicated breadth-first as above)."""
+    calls = contract_alphabet() if calls is None else tuple(calls)
+    start = time.monotonic()
+    first = initial_state(config)
+    seen = {first}
+    frontier: list[tuple[tuple[Call, ...], State]] = [((), first)]
+    steps = conditions = 0
+    for depth in range(1, k + 1):
+        nxt = []
+        for program, state in frontier:
+            for call in calls:
+                name, args = call
+                steps += 1
+                function = REGISTRY[name].function
+                outcomes = REGISTRY[name](state, *args)
+                false = contracts.broken(function, (state, *args), outcomes)
+                conditions += contracts.count(function)
+                if false:
+                    return Result(depth, programs_up_to(depth - 1, len(calls)), len(seen),
+                                  steps, conditions, time.monotonic() - start,
+                                  Mismatch(program + (call,), f"contract false: {false[0]}"))
+                for o in outcomes:
+                    if o.state not in seen:
+                        seen.add(o.state)
+                        nxt.append((program + (call,), o.state))
+        frontier = nxt
+    return Result(k, programs_up_to(k, len(calls)), len(seen), steps, conditions,
+                  time.monotonic() - start)
+
+
 K_QUICK = 4  # ~3 minutes on one shared core (proofs/README.md)
 K_THOROUGH = 5
 
@@ -233,8 +309,48 @@ def _seeded() -> Iterator[tuple[str, str, Callable[[], Result]]]:
            run("write", lambda *a: write(*a, limit=False)))
 
 
+def _with_seeded(name: str, function: Callable[..., object], k: int) -> Callable[[], Result]:
+    """The contracts check with one operation replaced by a seeded-bug variant."""
+    from dataclasses import replace
+
+    def go() -> Result:
+        correct = REGISTRY[name]
+        REGISTRY[name] = replace(correct, function=function)
+        try:
+            return enumerate_contracts(k)
+        finally:
+            REGISTRY[name] = correct
+    return go
+
+
+def contract_rows(k: int = CONTRACTS_K_QUICK) -> Iterator[Row]:
+    """Every operation's contracts on every program of the bound, and two seeded bugs
+    (CrossHair's own probes for the modules it reaches least) that the check must catch."""
+    from pagefs.proofs import crosshair_seeded as seeded
+
+    r = enumerate_contracts(k)
+    ops = len(contract_operations())
+    detail = (f"{r.programs} programs of 1..{k} calls from {len(contract_alphabet())} "
+              f"({ops} operations, 2 guests + host) checked; {r.states} distinct states, "
+              f"{r.steps} calls run, {r.conditions} post-conditions evaluated true")
+    if r.mismatch:
+        print(r.mismatch, file=sys.stderr)
+        detail = str(r.mismatch).replace("\n", " |")
+    yield Row("contracts", f"every operation ({ops})", f"exhaustive k={k}",
+              "FAIL" if r.mismatch else "hold", r.mismatch is None, r.seconds, detail)
+    for name, function in (("SETUPMAPPING", seeded.seeded_mappings),
+                           ("host.read", seeded.seeded_host)):
+        bug = _with_seeded(name, function, k)()
+        yield Row("contracts", f"seeded bug: {function.__name__}",
+                  f"exhaustive k={k}",
+                  "caught" if bug.mismatch else "not caught", bug.mismatch is not None,
+                  bug.seconds, f"{len(bug.mismatch.program)}-step program" if bug.mismatch
+                  else "every program kept the contract: the check cannot see it")
+
+
 def rows(quick: bool = True) -> Iterator[Row]:
-    """The exhaustive design ≡ spec row, and the seeded design bugs it must catch."""
+    """The exhaustive design ≡ spec row, the seeded design bugs it must catch, and the
+    contracts check over every operation."""
     k = K_QUICK if quick else K_THOROUGH
     r = enumerate_programs(k)
     detail = (f"{r.programs} programs of 1..{k} calls from {len(ALPHABET)} "
@@ -253,16 +369,19 @@ def rows(quick: bool = True) -> Iterator[Row]:
                   "caught" if bug.mismatch else "not caught", bug.mismatch is not None,
                   bug.seconds, f"{len(bug.mismatch.program)}-step program" if bug.mismatch
                   else f"{bug.programs} programs agree: the enumeration cannot see it")
+    yield from contract_rows(CONTRACTS_K_QUICK if quick else CONTRACTS_K_THOROUGH)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pagefs.proofs.enumeration",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("-k", type=int, default=3)
+    parser.add_argument("--contracts", action="store_true",
+                        help="the spec-only contracts check over every operation")
     args = parser.parse_args(argv)
-    r = enumerate_programs(args.k)
+    r = enumerate_contracts(args.k) if args.contracts else enumerate_programs(args.k)
     print(f"k={r.depth}: {r.programs} programs, {r.states} states, {r.steps} steps, "
-          f"{r.seconds:.1f}s")
+          f"{r.conditions} conditions, {r.seconds:.1f}s")
     if r.mismatch:
         print(r.mismatch)
         return 1

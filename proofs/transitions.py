@@ -133,34 +133,55 @@ def read_byte(s: State, i: z3.ExprRef, pos: z3.ExprRef) -> z3.ExprRef:
     return z3.If(frame == NONE, val(Byte, 0), s.fdata[frame, d.offset_of(pos)])
 
 
-def truncate(s: State, i: z3.ExprRef, new_size: z3.ExprRef, *, zap: bool = True,
-             drop: bool = True) -> State:
-    """Set the size: zap window entries beyond the new end, zero the page tail, then free
-    the frames beyond the end.
+def _gone(new_size: z3.ExprRef) -> Callable[[z3.ExprRef], z3.BoolRef]:
+    """A page wholly beyond the new end of file."""
+    return lambda page: z3.UGE(page_start(page), new_size)
 
-    The order is the design's point (Linux's ``unmap_mapping_range`` before
-    ``truncate_inode_pages``): no guest entry may still reach a frame once it is freed.
-    ``zap`` and ``drop`` exist only so that seeded bugs can leave a step out.
-    """
+
+def resized(s: State, i: z3.ExprRef, new_size: z3.ExprRef) -> State:
+    """Truncate's first sub-step: the new size, and the page tail past it zeroed."""
     old = s.size[i]
-    gone = lambda page: z3.UGE(page_start(page), new_size)  # noqa: E731
-    g, sl, j, p, fr = (fresh(k, n) for n, k in (
-        ("g", Guest), ("sl", Slot), ("j", Inode), ("p", Page), ("fr", Frame)))
-    pte = s.pte
-    if zap:
-        pte = z3.Lambda([g, sl], z3.If(z3.And(s.map_ino[g, sl] == i, gone(s.map_page[g, sl])),
-                                       val(Frame, NONE), s.pte[g, sl]))
     low = z3.If(z3.ULT(new_size, old), new_size, old)
     s1 = d.ite(new_size == old, s, zeroed_from(s, i, low))
-    s2 = d.update(s1, size=z3.Store(s.size, i, new_size), pte=pte)
-    if not drop:
-        return s2
+    return d.update(s1, size=z3.Store(s.size, i, new_size))
+
+
+def zapped(s: State, i: z3.ExprRef, new_size: z3.ExprRef) -> State:
+    """Truncate's second sub-step: every window entry on a page beyond the end is cleared
+    (Linux's ``unmap_mapping_range``)."""
+    g, sl = fresh(Guest, "g"), fresh(Slot, "sl")
+    gone = z3.And(s.map_ino[g, sl] == i, _gone(new_size)(s.map_page[g, sl]))
+    return d.update(s, pte=z3.Lambda([g, sl], z3.If(gone, val(Frame, NONE), s.pte[g, sl])))
+
+
+def dropped(s: State, i: z3.ExprRef, new_size: z3.ExprRef) -> State:
+    """Truncate's last sub-step: the frames beyond the end leave the page cache and are
+    free (Linux's ``truncate_inode_pages``)."""
+    j, p, fr = fresh(Inode, "j"), fresh(Page, "p"), fresh(Frame, "fr")
+    gone = _gone(new_size)
     return d.update(
-        s2,
+        s,
         pc=z3.Lambda([j, p], z3.If(z3.And(j == i, gone(p)), val(Frame, NONE), s.pc[j, p])),
         owner=z3.Lambda([fr], z3.If(z3.And(s.owner[fr] == i, gone(s.fpage[fr])),
                                     val(Inode, NONE), s.owner[fr])),
     )
+
+
+def truncate(s: State, i: z3.ExprRef, new_size: z3.ExprRef, *, zap: bool = True,
+             drop: bool = True) -> State:
+    """Set the size: zero the page tail, zap window entries beyond the new end, then
+    free the frames beyond the end.
+
+    The order is the design's point (Linux's ``unmap_mapping_range`` before
+    ``truncate_inode_pages``): no guest entry may still reach a frame once it is freed.
+    ``zap`` and ``drop`` exist only so that seeded bugs can leave a step out. The three
+    sub-steps, taken one at a time against a guest access in flight, are checked in
+    ``concurrency.py``.
+    """
+    s1 = resized(s, i, new_size)
+    if zap:
+        s1 = zapped(s1, i, new_size)
+    return dropped(s1, i, new_size) if drop else s1
 
 
 def new_inode(s: State, parent: z3.ExprRef, name: z3.ExprRef, directory: bool

@@ -8,6 +8,14 @@ touches a free range, a page wholly beyond end of file (EOF-FAULT), or, for a st
 read-only range. The tail of the last page past end of file reads as zeros unless a
 guest stored there; such stores never become file data, and when the host evicts the
 page they are gone, so a load may see them or zeros.
+
+Every other rule here is a step on its own. Accesses run concurrently with each other
+and with the host, so the spec also says what a racing access may see (the memory
+model, `racing_load`): atomicity is per byte, a single guest sees its own accesses in
+program order, and a truncate racing an access is seen either whole or not at all,
+page by page, never as another file's bytes and never as a hang. The z3 model of a
+truncate in its real sub-steps against an access in flight (`proofs/concurrency.py`)
+proves the design keeps it.
 """
 
 from __future__ import annotations
@@ -138,3 +146,33 @@ def store(state: State, guest: GuestId, woffset: WindowOffset, data: Data) -> tu
     if not faulted:
         return ok(stored)
     return either(fault(state), fault(stored))
+
+
+def racing_load(before: bytes, after: bytes | None, observed: bytes | None) -> bool:
+    """What a LOAD may return when one change of the same bytes races it: a STORE or
+    WRITE by anyone, or a truncate by the host (the memory model).
+
+    - Per-byte atomicity: each byte of the result is that byte as it was before the
+      change or as it is after, independently of the others. A multi-byte load racing a
+      store may be torn between old and new bytes; no wider unit (word, page) is
+      promised, as a guest's vCPU may split the access and the host may too.
+    - A change that leaves a page of the range wholly beyond end of file (`after` is
+      None: the truncate zapped it) may make the load fault (`observed` None), or the
+      load may have completed before it (the old bytes); never a hang, never bytes of
+      another file (ISOLATION).
+    - Single-guest order: a guest's own accesses take effect in its program order, so a
+      load after its own store with nothing racing returns the stored bytes (the
+      sequential rules of LOAD and STORE above); across guests there is no order but
+      the host's.
+
+    pre: after is None or len(after) == len(before)
+    post: not __return__ or observed is not None or after is None
+    post: observed != before or __return__
+    """
+    if observed is None:
+        return after is None
+    if len(observed) != len(before):
+        return False
+    if after is None:
+        return observed == before
+    return all(o in (b, a) for o, b, a in zip(observed, before, after, strict=True))

@@ -2,6 +2,7 @@
 contract counting, and that it really fails on a false contract."""
 
 import textwrap
+from dataclasses import replace
 from pathlib import Path
 
 from pagefs.proofs import crosshair_spec
@@ -31,12 +32,33 @@ def test_parse_counts_each_kind_of_report_line() -> None:
 
 
 def test_rows_fail_on_errors_unexercised_or_missing_conditions() -> None:
-    good = ModuleReport("m", 2, 1, 0, (), 1.0, 0)
-    assert row_for("m", good, 3, 1.0).ok
+    good = ModuleReport("m", 2, 1, 0, (), 1.0, 0, seeded="refuted")
+    row = row_for("m", good, 3, 1.0, "judged elsewhere")
+    assert row.ok and row.result == "2/3 confirmed"  # never a bare "pass"
+    assert "2 confirmed" in row.detail and "1 not confirmed within 1s" in row.detail
+    assert "judged elsewhere" in row.detail
+    assert row_for("m", replace(good, unrefuted=0), 2, 1.0).result == "all confirmed"
     assert not row_for("m", good, 4, 1.0).ok  # a declared condition was not reported
-    assert not row_for("m", ModuleReport("m", 2, 0, 1, (), 1.0, 0), 3, 1.0).ok
-    bad = row_for("m", ModuleReport("m", 2, 0, 0, ("line 3: false",), 1.0, 1), 3, 1.0)
-    assert not bad.ok and "line 3" in bad.detail
+    assert not row_for("m", replace(good, unmet=1), 3, 1.0).ok
+    bad = row_for("m", replace(good, errors=("line 3: false",)), 3, 1.0)
+    assert not bad.ok and "line 3" in bad.detail and bad.result == "1 refuted"
+
+
+def test_a_budget_too_small_for_the_seeded_bug_fails_the_row() -> None:
+    weak = ModuleReport("m", 2, 1, 0, (), 1.0, 0, seeded="not refuted within the budget")
+    row = row_for("m", weak, 3, 1.0)
+    assert not row.ok and "seeded bug not refuted" in row.detail
+
+
+def test_every_spec_module_has_a_seeded_bug_and_too_small_a_budget_misses_one() -> None:
+    from pagefs.proofs.crosshair_seeded import SEEDED
+
+    assert set(SEEDED) == set(crosshair_spec.SPEC_MODULES)
+    reports = crosshair_spec.check_modules(["pagefs.spec.rules"], 0.05, ("rules", "tree"))
+    assert reports["rules"].seeded == "refuted"  # an off-by-one on integers: found at once
+    reports = crosshair_spec.check_modules(["pagefs.spec.tree"], 0.05, ("tree",))
+    assert reports["tree"].seeded != "refuted"
+    assert not row_for("tree", reports["tree"], 0, 0.05).ok
 
 
 def test_groups_balance_conditions() -> None:

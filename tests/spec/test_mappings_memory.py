@@ -210,3 +210,13 @@ def test_mapping_past_the_largest_file_offset_is_eoverflow(spec) -> None:
     fh = s.open(0, b"f")
     top = OFF_MAX - OFF_MAX % 16 - 16  # page-aligned, one range reaches past OFF_MAX
     assert s.err("SETUPMAPPING", 0, fh, top, 32, False, 0) == {Errno.EOVERFLOW, Errno.EINVAL}
+
+
+def test_racing_load_is_per_byte_old_or_new() -> None:
+    from pagefs.spec.memory import racing_load
+
+    assert racing_load(b"ab", b"cd", b"ad") and racing_load(b"ab", b"cd", b"cb")
+    assert not racing_load(b"ab", b"cd", b"xd")  # a byte nobody wrote
+    assert not racing_load(b"ab", b"cd", None)  # no fault while the pages stay
+    assert racing_load(b"ab", None, None) and racing_load(b"ab", None, b"ab")
+    assert not racing_load(b"ab", None, b"\0\0")  # a zapped page is never read as zeros
