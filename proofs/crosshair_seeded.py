@@ -163,6 +163,14 @@ def seeded_memory(state: State, guest: GuestId, woffset: WindowOffset, data: Dat
     return tuple(lost)
 
 
+def seeded_special(name: bytes) -> bool:
+    """`guest_may_use` that forgets the dot: "userdata.x" passes for a user attribute.
+
+    post: __return__ == (name.startswith(b"user.") and len(name) > 5)
+    """
+    return name.startswith(b"user") and len(name) > 5
+
+
 def seeded_host(state: State, path: Path, offset: Offset, length: Length
                 ) -> tuple[Outcome, ...]:
     """The host's read that uses up an inode number, answered or refused.
@@ -179,5 +187,5 @@ def seeded_host(state: State, path: Path, offset: Offset, length: Length
 
 SEEDED = {name: f"seeded_{name}" for name in (
     "caching", "rules", "times", "tree", "guests", "session", "namespace", "files",
-    "mappings", "memory", "host")}
+    "mappings", "memory", "host", "special")}
 """The seeded contract of each spec module, by the module's name."""

@@ -221,6 +221,8 @@ _POOL_BY_KIND: dict[str, tuple[object, ...]] = {
     "Target": (b"a",), "Mode": (0o644,), "Length": (2,), "Offset": (PAGE - 1,),
     "WindowOffset": (PAGE - 1,), "Data": (b"\x01\x02",), "OpenFlags": (O_RDWR,),
     "bool": (False,), "int": (1,), "RenameFlags": (0,), "TimeNs": (None,),
+    "FileMode": (0o100644, 0o020644), "XattrName": (b"user.a",), "XattrFlags": (0,),
+    "FallocMode": (0,),
 }
 _POOL_BY_PARAM: dict[tuple[str, str], tuple[object, ...]] = {
     ("SETATTR", "size"): (None, PAGE + 1), ("SETATTR", "mode"): (None,),
@@ -240,6 +242,10 @@ def contract_alphabet() -> tuple[Call, ...]:
 
     calls: list[Call] = []
     for op in REGISTRY.values():
+        missing = [p.kind for p in op.params if p.kind not in _POOL_BY_KIND]
+        if missing:
+            raise LookupError(f"{op.name}: no argument pool for parameter kind {missing[0]}; "
+                              f"give it one in enumeration._POOL_BY_KIND")
         pools = [_POOL_BY_PARAM.get((op.name, p.name), _POOL_BY_KIND[p.kind]) for p in op.params]
         calls += [(op.name, args) for args in product(*pools)]
     return tuple(calls)
