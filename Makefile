@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.pagefs-installed
 NATIVE := $(wildcard impl/*/_*_build.py impl/*/*.c impl/*/*.h)
 
-.PHONY: programs virtiofsd-rust setup test test-all verify conformance bench bench-wire bench-guest bench-mount lint docs clean vm qemu11
+.PHONY: programs virtiofsd-rust setup test test-all verify conformance bench bench-wire bench-guest bench-mount lint docs clean vm qemu11 test-vm
 
 # One install at a time: two make targets started together must not both pip-install at once.
 $(STAMP): pyproject.toml constraints.txt setup.py scripts/install-system-deps $(NATIVE)
@@ -45,6 +45,12 @@ vm: $(STAMP)
 ## ~/.cache/pagefs/qemu11 with a private apt configuration; nothing installed system-wide
 qemu11: $(STAMP)
 	$(PY) -m pagefs.conformance.vm.qemu11
+
+## make test-vm: real guests (make vm, make qemu11) on pagefs-host, QEMU's virtiofsd and 9p:
+## the step list with the exerciser, conformance of vm:*, DAX under QEMU 11.1; writes
+## reports/vm.md and the vm:* columns of reports/matrix.md (~20 min under TCG on 2 cores)
+test-vm: vm qemu11
+	$(PY) -m pagefs.conformance.vm.suite --out reports
 
 bench: bench-wire bench-guest bench-mount
 

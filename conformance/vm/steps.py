@@ -6,7 +6,8 @@ Each step does something in the guest (busybox commands, or single syscalls thro
 agent where the errno matters) and checks it against the host directory, or the other
 way round; the host's side is read with its own syscalls. A step passes when every check
 held, fails with what was seen, or is n/a with the reason when the back-end cannot do it.
-The last step resets the guest (`reboot -f`, no unmount) and uses the share again.
+Two steps run the project's file exerciser in the guest, with and without mmap; the
+last one resets the guest (`reboot -f`, no unmount) and uses the share again.
 Times are wall-clock seconds under TCG on a shared machine: read them side by side.
 """
 
@@ -25,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pagefs.conformance.vm.agent import AT_FDCWD, Agent
+from pagefs.conformance.vm.exercise import exercise
 from pagefs.conformance.vm.machine import Machine
 from pagefs.conformance.vm.stack import RO_TAG, RW_TAG, stack
 
@@ -244,6 +246,19 @@ def step_reset(s: Scene) -> str:
     return f"guest back in {seconds:.1f} s, share usable"
 
 
+FSX_OPS = 2000
+
+
+def _exerciser(mmap: bool) -> Callable[[Scene], str]:
+    def step(s: Scene) -> str:
+        outcome = exercise(s.vm, f"{s.guest}/fsx-{'mmap' if mmap else 'plain'}",
+                           ops=FSX_OPS, seed=2, mmap=mmap)
+        if not outcome.held:
+            raise Departure(outcome.output[-600:])
+        return outcome.output.splitlines()[-1]
+    return step
+
+
 class NotApplicable(Exception):
     """The back-end cannot do what the step needs."""
 
@@ -258,6 +273,8 @@ STEPS: list[tuple[str, Callable[[Scene], str]]] = [
     ("host changes seen at once", step_host_changes),
     ("mmap MAP_SHARED read and write", step_mmap),
     ("read-only export refuses writes (EROFS)", step_read_only),
+    (f"exerciser, {FSX_OPS} ops with mmap", _exerciser(mmap=True)),
+    (f"exerciser, {FSX_OPS} ops without mmap", _exerciser(mmap=False)),
     ("reset without unmount (reboot -f)", step_reset),
 ]
 
