@@ -27,6 +27,7 @@ import os
 from abc import ABC, abstractmethod
 
 from pagefs.impl.filesystem import DirEntry, Entry
+from pagefs.impl.protocol.constants import FUSE_ROOT_ID
 
 # Capabilities: what the suite may ask of a target.
 MAPPINGS = "mappings"  # SETUPMAPPING/REMOVEMAPPING, LOAD/STORE through a DAX window
@@ -40,7 +41,7 @@ SPECIAL = "special"  # LINK, MKNOD, the xattr requests, FALLOCATE, SYNCFS (Guest
 ALL_CAPABILITIES = frozenset({MAPPINGS, PEERS, READ_ONLY, OWN_HANDLES, RAW_NAMES, CONFINED,
                               SPECIAL})
 
-ROOT_NODEID = 1
+ROOT_NODEID = FUSE_ROOT_ID  # the export root's nodeid, as FUSE numbers it
 
 
 # The request layer's reply shapes are the seam types of docs/ARCHITECTURE.md, shared

@@ -12,3 +12,10 @@ import mmap
 PAGE_SIZE = mmap.PAGESIZE
 PAGE_SHIFT = PAGE_SIZE.bit_length() - 1  # log2: what FUSE's map_alignment carries
 MAX_FILE_OFFSET = (1 << 63) - 1  # the largest off_t
+
+
+def whole_pages(offset: int, length: int) -> bool:
+    """A range mmap can place: non-empty, at a non-negative offset, both page multiples.
+    (The window's front-end, the host's mapping record and the guest's requests all ask
+    this one question of a mapping range.)"""
+    return length > 0 and offset >= 0 and offset % PAGE_SIZE == 0 and length % PAGE_SIZE == 0

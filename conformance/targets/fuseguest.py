@@ -20,13 +20,7 @@ from pagefs.impl.protocol import replies
 
 def stat_of(attr: replies.Attr) -> os.stat_result:
     """A FUSE attr as the os.stat_result the suite compares."""
-    return os.stat_result(
-        (attr.mode, attr.ino, 0, attr.nlink, attr.uid, attr.gid, attr.size,
-         attr.atime, attr.mtime, attr.ctime),
-        {"st_atime_ns": attr.atime * 10**9 + attr.atimensec,
-         "st_mtime_ns": attr.mtime * 10**9 + attr.mtimensec,
-         "st_ctime_ns": attr.ctime * 10**9 + attr.ctimensec,
-         "st_blksize": attr.blksize, "st_blocks": attr.blocks, "st_rdev": attr.rdev})
+    return attr.to_stat()
 
 
 def entry_of(out: replies.EntryOut) -> Entry:

@@ -45,13 +45,7 @@ PathLike = str | bytes | os.PathLike
 
 def stat_result(attr: Attr) -> os.stat_result:
     """A FUSE attribute record as the `os` module's stat result (st_dev is 0)."""
-    times = (attr.atime, attr.mtime, attr.ctime)
-    nanos = [t * 10**9 + n for t, n in zip(times, (attr.atimensec, attr.mtimensec,
-                                                     attr.ctimensec), strict=True)]
-    return os.stat_result((
-        attr.mode, attr.ino, 0, attr.nlink, attr.uid, attr.gid, attr.size, *times,
-        *(n / 1e9 for n in nanos), *nanos, attr.blksize, attr.blocks, attr.rdev,
-    ))
+    return attr.to_stat()
 
 
 @dataclass(eq=False)

@@ -28,7 +28,7 @@ from functools import wraps
 from typing import Concatenate, ParamSpec, TypeVar
 
 from pagefs.impl.filesystem import DirEntry, Entry, MapGrant
-from pagefs.impl.machine import MAX_FILE_OFFSET, PAGE_SIZE
+from pagefs.impl.machine import MAX_FILE_OFFSET, PAGE_SIZE, whole_pages
 from pagefs.impl.protocol import open_flags
 from pagefs.impl.protocol.constants import FUSE_ROOT_ID
 from pagefs.impl.transport.ratelog import RateLog
@@ -532,10 +532,9 @@ class GuestSession:
             raise OSError(errno.EACCES, "handle not open for reading")
         if writable and (not handle.writable or handle.flags & os.O_APPEND):
             raise OSError(errno.EACCES, "handle not open for writing")
-        if length <= 0 or foffset < 0 or moffset < 0:
-            raise OSError(errno.EINVAL, "empty or negative range")
-        if foffset % PAGE_SIZE or moffset % PAGE_SIZE or length % PAGE_SIZE:
-            raise OSError(errno.EINVAL, f"range not aligned to {PAGE_SIZE} bytes")
+        if not (whole_pages(foffset, length) and whole_pages(moffset, length)):
+            raise OSError(errno.EINVAL, f"range empty, negative or not in whole {PAGE_SIZE}-"
+                                        "byte pages")
         if foffset + length > MAX_FILE_OFFSET:
             raise OSError(errno.EOVERFLOW, "file range beyond the largest offset")
         if moffset + length > _MAX_WINDOW_OFFSET:
@@ -565,7 +564,7 @@ class GuestSession:
 
     @_serialized
     def removemapping(self, moffset: int, length: int) -> None:
-        if length <= 0 or moffset < 0 or moffset % PAGE_SIZE or length % PAGE_SIZE:
+        if not whole_pages(moffset, length):
             raise OSError(errno.EINVAL, "empty, negative or unaligned range")
         self._window.remove(moffset, moffset + length)
 
@@ -685,14 +684,8 @@ class GuestSession:
             if self._closed:
                 return
             self._closed = True
-            for handle in self._handles.values():
-                os.close(handle.fd)
-            for node in self._nodes.values():
-                os.close(node.fd)
-            self._handles.clear()
-            self._nodes.clear()
+            self._release_all()
             self._by_key.clear()
-            self._window.clear()
         self._fs._forget_session(self)
 
     def reset(self) -> dict[str, int]:
@@ -704,17 +697,23 @@ class GuestSession:
         with self._lock:
             released = self.stats()
             root = self._nodes.pop(FUSE_ROOT_ID)
-            for handle in self._handles.values():
-                os.close(handle.fd)
-            for node in self._nodes.values():
-                os.close(node.fd)
-            self._handles.clear()
-            self._window.clear()
+            self._release_all()
             root.nlookup = 1
             self._nodes = {FUSE_ROOT_ID: root}
             self._by_key = {root.key: FUSE_ROOT_ID}
         released["nodes"] -= 1  # the root is the new session's too
         return released
+
+    def _release_all(self) -> None:
+        """Close the descriptor of every handle and nodeid held, and forget the window's
+        mappings (the lock held)."""
+        for handle in self._handles.values():
+            os.close(handle.fd)
+        for node in self._nodes.values():
+            os.close(node.fd)
+        self._handles.clear()
+        self._nodes.clear()
+        self._window.clear()
 
     def stats(self) -> dict[str, int]:
         """Counts of what this guest holds (for logs and tests)."""

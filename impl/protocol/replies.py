@@ -8,6 +8,7 @@ fault, not the caller's).
 from __future__ import annotations
 
 import errno
+import os
 from dataclasses import dataclass
 from struct import Struct
 from typing import Self
@@ -50,6 +51,16 @@ class Attr(FixedLayout):
     rdev: int
     blksize: int
     flags: int = 0
+
+    def to_stat(self) -> os.stat_result:
+        """As the `os` module's stat result (st_dev is 0: the guest's device is its own)."""
+        times = (self.atime, self.mtime, self.ctime)
+        nanos = [t * 10**9 + n for t, n in zip(times, (self.atimensec, self.mtimensec,
+                                                         self.ctimensec), strict=True)]
+        return os.stat_result((
+            self.mode, self.ino, 0, self.nlink, self.uid, self.gid, self.size, *times,
+            *(n / 1e9 for n in nanos), *nanos, self.blksize, self.blocks, self.rdev,
+        ))
 
 
 @dataclass(frozen=True, slots=True)

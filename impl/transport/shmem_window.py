@@ -10,7 +10,7 @@ from __future__ import annotations
 import errno
 import threading
 
-from pagefs.impl.machine import MAX_FILE_OFFSET, PAGE_SIZE
+from pagefs.impl.machine import MAX_FILE_OFFSET, PAGE_SIZE, whole_pages
 from pagefs.impl.transport import mapping
 from pagefs.impl.transport.ranges import RangeMap
 
@@ -53,7 +53,7 @@ class ShmemWindow:
     def _check(self, shm_offset: int, length: int) -> None:
         if length <= 0 or shm_offset < 0 or shm_offset + length > self.size:
             raise OSError(errno.EINVAL, f"range {shm_offset:#x}+{length:#x} outside the window")
-        if shm_offset % PAGE_SIZE or length % PAGE_SIZE:
+        if not whole_pages(shm_offset, length):
             raise OSError(errno.EINVAL, f"range {shm_offset:#x}+{length:#x} is not page aligned")
 
     def close(self) -> None:
