@@ -21,7 +21,7 @@ from pagefs.conformance import target as t
 from pagefs.conformance.operations import BY_NAME, Operation, Returns, Subject
 from pagefs.conformance.session import Bindings, Check, Observed
 from pagefs.spec import REGISTRY, Err, Errno, Fault, Ok, Outcome, State
-from pagefs.spec.datatypes import Attr, Created, Entry, HandleKind
+from pagefs.spec.datatypes import Attr, Created, Entry, FileKind, HandleKind
 from pagefs.spec.properties import Step, step_violations
 from pagefs.spec.tree import resolve_path
 
@@ -128,6 +128,8 @@ def _data_property(state: State, check: Check, history: History) -> str | None:
         guest = -1
         found = _host_ino(state, check.args[0])
         where = (found, check.args[1] + k) if found else None
+    if where is not None and _foreign(state, where[0], where[1], got[k:]):
+        return "ISOLATION"
     writer = history.writer.get(where) if where else None
     if writer is None:
         return "COH-READ" if check.op != "host.read" else "COH-WRITE"
@@ -135,6 +137,16 @@ def _data_property(state: State, check: Check, history: History) -> str | None:
     if by == guest or check.op == "host.read":
         return "COH-WRITE"
     return "COH-PEER" if how == "store" else "COH-READ"
+
+
+def _foreign(state: State, ino: int, offset: int, got: bytes) -> bool:
+    """The wrong bytes are, from there on, another file's bytes at that offset (a freed
+    page reused for another file, a handle confused with another): ISOLATION."""
+    if not got.strip(b"\0"):
+        return False  # zeros belong to every file
+    return any(i != ino and inode.kind is FileKind.REG and
+               bytes(inode.data[offset:offset + len(got)]) == got
+               for i, inode in state.inodes.items())
 
 
 def _host_ino(state: State, path: bytes) -> int | None:
@@ -268,7 +280,7 @@ def _attributes(d: _Departure) -> set[str] | None:
 
 # The questions, in the order they are asked; the first that names a property decides.
 RULES: tuple[Callable[[_Departure], set[str] | None], ...] = (
-    _reclaim, _lifetime, _judged_by_predicates, _read_only, _bad_handle, _access_mode,
+    _lifetime, _reclaim, _judged_by_predicates, _read_only, _bad_handle, _access_mode,
     _stale, _new_handle, _confined, _attributes,
 )
 

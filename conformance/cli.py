@@ -5,6 +5,7 @@
     pagefs-conformance matrix --out DIR [--targets T,...] [--examples N] [--seeds S,...]
     pagefs-conformance vectors --out DIR [--cases N] [--seed S]
     pagefs-conformance replay DIR --target T [--report FILE.json]
+    pagefs-conformance concurrent [--targets T,...] [--rounds N] [--demo] [--report FILE.md]
     pagefs-conformance targets
 
 Targets: local, mount:HOSTDIR:GUESTDIR[:GUESTDIR2], bindfs, pagefs,
@@ -24,7 +25,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import NoReturn
 
-from pagefs.conformance import targets, vectors
+from pagefs.conformance import concurrent, targets, vectors
 from pagefs.conformance.faults import FAULTS, inject
 from pagefs.conformance.report import Report, combine, matrix_markdown
 from pagefs.conformance.runner import ALL, run
@@ -255,8 +256,43 @@ def parser() -> argparse.ArgumentParser:
     y.add_argument("dir")
     y.add_argument("--target", required=True)
     y.add_argument("--report", type=_writable, help="write the per-vector results as JSON")
+    c = sub.add_parser("concurrent", help="host and guests at once; histories checked for "
+                                          "linearizability against the spec")
+    c.add_argument("--targets", default="pagefs,virtiofsd:cache=auto",
+                   help="comma-separated (default pagefs,virtiofsd:cache=auto)")
+    c.add_argument("--rounds", type=_at_least(1), default=20, help="rounds per target")
+    c.add_argument("--ops", type=_at_least(1), default=8, help="operations per worker")
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--demo", action="store_true",
+                   help="also run the first target with torn guest writes (must fail)")
+    c.add_argument("--report", type=_writable, help="write the Markdown report to FILE")
     sub.add_parser("targets", help="list the target kinds")
     return p
+
+
+def _concurrent(args: argparse.Namespace) -> int:
+    results = []
+    names = [t.strip() for t in args.targets.split(",") if t.strip()]
+    for i, name in enumerate(names):
+        with targets.factory(name) as factory:
+            chosen = [factory, *([concurrent.torn_writes(factory)] if args.demo and i == 0
+                                 else [])]
+            for each in chosen:
+                result = concurrent.check(each, rounds=args.rounds, ops_per_worker=args.ops,
+                                          seed=args.seed)
+                print(f"{result.target}: {len(result.rounds)} rounds, "
+                      f"{len(result.violations)} not linearizable, "
+                      f"{len(result.inconclusive)} inconclusive", file=sys.stderr)
+                results.append(result)
+    text = concurrent.to_markdown(results, seed=args.seed, ops_per_worker=args.ops)
+    print(text)
+    if args.report:
+        with open(args.report, "w") as out:
+            out.write(text)
+    demo = [r for r in results if r.target.endswith("+torn-writes")]
+    honest = [r for r in results if r not in demo]
+    return 1 if any(r.violations or r.inconclusive for r in honest) or \
+        any(not r.violations for r in demo) else 0
 
 
 class Terminated(KeyboardInterrupt):
@@ -304,8 +340,8 @@ def _command(args: argparse.Namespace) -> int:
         if args.command == "targets":
             print("\n".join(targets.names()))
             return 0
-        return {"run": _run, "matrix": _matrix, "vectors": _vectors,
-                "replay": _replay}[args.command](args)
+        return {"run": _run, "matrix": _matrix, "vectors": _vectors, "replay": _replay,
+                "concurrent": _concurrent}[args.command](args)
     except ValueError as exc:  # bad target string, property name, ...
         print(f"pagefs-conformance: {exc}", file=sys.stderr)
         return 2

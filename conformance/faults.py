@@ -11,10 +11,21 @@ fault belongs to, and only sensible ones (tests/conformance/test_faults.py).
                           writable handle the guest never asked for)
     missed-eof-fault      an access beyond end of file reads zeros / is dropped, no fault
     leaked-session        a guest that leaves never hangs up: the host keeps what it held
+    foreign-read          a READ returns another open file's bytes at that offset (a page
+                          freed and handed to another file)
+    stale-attrs           attributes are cached for ever: the first GETATTR's answer stays
+    rw-behind-ro          a read-only OPEN is opened read-write underneath, so WRITE works
+    release-unmaps        RELEASE also removes the mappings made through the handle
+    lax-unlink            UNLINK of a name that is not there succeeds
+
+SINGLE-COPY and DURABLE are measured, not stepped (conformance/measured.py); their
+faults are the measurement's: `copying-guest` (window guests read by READ, keeping a
+copy) and `no-fsync` (FSYNC never sent), in `measured_fault`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 from typing import Any
 
@@ -23,7 +34,9 @@ from pagefs.spec.datatypes import O_ACCMODE, O_RDWR
 
 PAGE = 4096
 FAULTS = ("stale-read", "lost-store", "reused-handle", "writable-ro-mapping",
-          "missed-eof-fault", "leaked-session")
+          "missed-eof-fault", "leaked-session", "foreign-read", "stale-attrs", "rw-behind-ro",
+          "release-unmaps", "lax-unlink")
+MEASURED_FAULTS = {"copying-guest": "SINGLE-COPY", "no-fsync": "DURABLE"}
 
 
 class _Delegate:
@@ -188,9 +201,90 @@ class LeakedSession(_Delegate):
         return None  # the connection stays up until the target itself stops
 
 
+class _Opens(_Delegate):
+    """Remembers which nodeid each handle was opened on."""
+
+    def __init__(self, inner: Any) -> None:
+        super().__init__(inner)
+        self._node_of: dict[int, int] = {}
+
+    def open(self, nodeid: int, flags: int) -> int:
+        fh = self._inner.open(nodeid, flags)
+        self._node_of[fh] = nodeid
+        return fh
+
+    def create(self, parent: int, name: bytes, flags: int, mode: int) -> tuple:
+        entry, fh = self._inner.create(parent, name, flags, mode)
+        self._node_of[fh] = entry.nodeid
+        return entry, fh
+
+    def release(self, fh: int) -> None:
+        self._inner.release(fh)
+        self._node_of.pop(fh, None)
+
+
+class ForeignRead(_Opens):
+    def read(self, fh: int, offset: int, size: int) -> bytes:
+        own = self._inner.read(fh, offset, size)
+        for other, nodeid in list(self._node_of.items()):
+            if nodeid != self._node_of.get(fh):
+                with contextlib.suppress(OSError):
+                    foreign = self._inner.read(other, offset, size)
+                    if foreign.strip(b"\0") and foreign != own:
+                        return foreign  # the bug: the page now belongs to another file
+        return own
+
+
+class StaleAttrs(_Delegate):
+    def __init__(self, inner: Any) -> None:
+        super().__init__(inner)
+        self._seen: dict[int, Any] = {}
+
+    def getattr(self, nodeid: int, fh: int | None = None) -> Any:
+        if nodeid not in self._seen:
+            self._seen[nodeid] = self._inner.getattr(nodeid, fh)
+        return self._seen[nodeid]
+
+
+class RwBehindRo(_Delegate):
+    def open(self, nodeid: int, flags: int) -> int:
+        if flags & O_ACCMODE == 0:  # O_RDONLY: the bug opens it read-write
+            with contextlib.suppress(OSError):
+                return self._inner.open(nodeid, (flags & ~O_ACCMODE) | O_RDWR)
+        return self._inner.open(nodeid, flags)
+
+
+class ReleaseUnmaps(_Delegate):
+    def __init__(self, inner: Any) -> None:
+        super().__init__(inner)
+        self._through: dict[int, list[tuple[int, int]]] = {}
+
+    def setupmapping(self, fh: int, foffset: int, length: int, writable: bool,
+                     moffset: int) -> None:
+        self._inner.setupmapping(fh, foffset, length, writable, moffset)
+        self._through.setdefault(fh, []).append((moffset, length))
+
+    def release(self, fh: int) -> None:
+        self._inner.release(fh)
+        for moffset, length in self._through.pop(fh, []):
+            with contextlib.suppress(OSError):
+                self._inner.removemapping(moffset, length)  # the bug: mappings die with it
+
+
+class LaxUnlink(_Delegate):
+    def unlink(self, parent: int, name: bytes) -> None:
+        try:
+            self._inner.unlink(parent, name)
+        except OSError as exc:
+            if exc.errno != errno.ENOENT:
+                raise
+
+
 _WRAPPERS = {"stale-read": StaleRead, "lost-store": LostStore, "reused-handle": ReusedHandle,
              "writable-ro-mapping": WritableRoMapping, "missed-eof-fault": MissedEofFault,
-             "leaked-session": LeakedSession}
+             "leaked-session": LeakedSession, "foreign-read": ForeignRead,
+             "stale-attrs": StaleAttrs, "rw-behind-ro": RwBehindRo,
+             "release-unmaps": ReleaseUnmaps, "lax-unlink": LaxUnlink}
 
 
 class _FaultyTarget(_Delegate):

@@ -43,8 +43,9 @@ READ_SHARE_MIN = 0.75
 DISK_MIB = 64
 
 
-def single_copy(runs: int = 3) -> Verdict:
-    """Private memory each guest adds holding a FILE_MIB file, window vs READ (medians)."""
+def single_copy(runs: int = 3, window_via: str = "window") -> Verdict:
+    """Private memory each guest adds holding a FILE_MIB file, window vs READ (medians).
+    `window_via="read"` is the seeded fault `copying-guest`: the "window" guests copy."""
     start = time.monotonic()
     size = FILE_MIB * MiB
     with tempfile.TemporaryDirectory(prefix="pagefs-single-copy.") as export:
@@ -57,7 +58,7 @@ def single_copy(runs: int = 3) -> Verdict:
                 return statistics.median(
                     statistics.median(memory_per_guest(host.socket_path, "big", GUESTS, via))
                     for _ in range(runs))
-            window, read = median("window"), median("read")
+            window, read = median(window_via), median("read")
     figures = (f"{GUESTS} guests each holding a {FILE_MIB} MiB file: {window / MiB:.2f} MiB "
                f"private per guest through the window, {read / MiB:.2f} MiB by READ "
                f"(medians of {runs} runs; memprobe, as make bench-guest)")
@@ -115,8 +116,9 @@ def _on_device(device: str, patterns: dict[str, bytes]) -> set[str]:
     return found
 
 
-def durable() -> Verdict:
-    """FSYNC after WRITE and after a store: the bytes are on the device."""
+def durable(fsync: bool = True) -> Verdict:
+    """FSYNC after WRITE and after a store: the bytes are on the device. `fsync=False`
+    is the seeded fault `no-fsync`: the guest never sends it."""
     start = time.monotonic()
     missing = [tool for tool in ("losetup", "mkfs.ext4", "mount") if not shutil.which(tool)]
     if os.geteuid() != 0 or missing or not os.path.exists("/dev/loop-control"):
@@ -128,15 +130,16 @@ def durable() -> Verdict:
             export = os.path.join(mnt, "export")
             os.mkdir(export, 0o755)
             with host_daemon(export) as host, connect(host.socket_path) as share:
-                with share.open("synced", os.O_RDWR | os.O_CREAT) as f:
+                # Looked for while every handle is still open: no close (whose FLUSH may
+                # sync), no exit, no unmount has flushed anything yet.
+                with share.open("synced", os.O_RDWR | os.O_CREAT) as f, \
+                        share.open("unsynced", os.O_RDWR | os.O_CREAT) as g:
                     f.pwrite(written + bytes(PAGE), 0)  # extends the file: WRITE
                     with share.mmap(f, 0, 3 * PAGE, writable=True) as m:
                         m[2 * PAGE:3 * PAGE] = stored  # a store into the host's page
-                    share.fsync(f)
-                with share.open("unsynced", os.O_RDWR | os.O_CREAT) as g:
+                    if fsync:
+                        share.fsync(f)
                     g.pwrite(control, 0)
-                    # Looked for while everything is still open: no close, no exit, no
-                    # unmount has flushed anything yet.
                     found = _on_device(device, {"written": written[:PAGE],
                                                 "written+1": written[PAGE:],
                                                 "stored": stored, "control": control})
@@ -155,3 +158,12 @@ def durable() -> Verdict:
                           f"unsynced control not yet ({how})")
     verdict.examples, verdict.judged, verdict.seconds = 1, 3, seconds
     return verdict
+
+
+def measured_fault(fault: str) -> Verdict:
+    """The measurement with one seeded fault (faults.MEASURED_FAULTS)."""
+    if fault == "copying-guest":
+        return single_copy(runs=1, window_via="read")
+    if fault == "no-fsync":
+        return durable(fsync=False)
+    raise ValueError(f"unknown measured fault {fault!r}")

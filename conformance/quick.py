@@ -18,9 +18,10 @@ def budget(quick: bool = True) -> dict[str, float]:
     return QUICK if quick else THOROUGH
 
 
-def report(quick: bool = True) -> Report:
-    """A seeded run of every property against a fresh pagefs-host."""
+def report(quick: bool = True, target: str = "pagefs") -> Report:
+    """A seeded run of every property against a fresh pagefs-host, driven on the wire
+    (`pagefs`) or through the guest driver's API (`pagefs-api`)."""
     chosen = budget(quick)
-    with targets.factory("pagefs") as factory:
+    with targets.factory(target) as factory:
         return run(factory, examples=int(chosen["examples"]), steps=int(chosen["steps"]),
                    seed=0, show_progress=False, shrink_seconds=chosen["shrink_seconds"])

@@ -32,11 +32,13 @@ STAGES: tuple[tuple[str, str], ...] = (
 
 
 def conformance_rows(quick: bool = True) -> Iterator[Row]:
-    """The quick conformance run of the pagefs target, one row per property. A row is ok
-    only when the property was judged and held: n/a and inconclusive fail the table. The
-    two properties no request sequence shows are measured on the real daemon instead
-    (conformance.measured): SINGLE-COPY by the guest memory benchmark, DURABLE on a loop
-    device read back below every cache."""
+    """The quick conformance run of the pagefs target, one row per property, then of
+    pagefs-api (the guest driver's API). A row is ok only when the property was judged
+    and held: n/a and inconclusive fail the table. The two properties no request
+    sequence shows are measured on the real daemon instead (conformance.measured):
+    SINGLE-COPY by the guest memory benchmark, DURABLE on a loop device read back below
+    every cache. What the API cannot express is n/a on pagefs-api, with the reason, and
+    its row stands or falls with the same property's row on pagefs."""
     from pagefs.conformance import measured
     from pagefs.conformance import quick as stage
 
@@ -45,12 +47,21 @@ def conformance_rows(quick: bool = True) -> Iterator[Row]:
     method = f"hypothesis stateful, {budget['examples']:g} cases x {budget['steps']:g} steps"
     measures = {"SINGLE-COPY": (measured.single_copy, "guest memory benchmark (memprobe)"),
                 "DURABLE": (measured.durable, "ext4 on a loop device, O_DIRECT read-back")}
+    wire: dict[str, Row] = {}
     for v in report.verdicts:
         how = method
         if v.property in measures and v.result == NA:
             measure, how = measures[v.property]
             v = measure()
-        yield verdict_row(v, "pagefs", how)
+        wire[v.property] = verdict_row(v, "pagefs", how)
+        yield wire[v.property]
+    for v in stage.report(quick, target="pagefs-api").verdicts:
+        row = verdict_row(v, "pagefs-api", method)
+        if v.result == NA:
+            judged = wire.get(v.property)
+            row = Row(row.property, row.operation, "-", "n/a (judged on pagefs)",
+                      bool(judged and judged.ok), 0.0, v.detail)
+        yield row
 
 
 def verdict_row(v: Verdict, target: str, how: str) -> Row:

@@ -5,7 +5,8 @@ import pytest
 
 from pagefs.conformance import targets
 from pagefs.conformance.families import family_of
-from pagefs.conformance.faults import inject
+from pagefs.conformance.faults import FAULTS, MEASURED_FAULTS, inject
+from pagefs.conformance.measured import measured_fault
 from pagefs.conformance.report import FAIL
 from pagefs.conformance.runner import ALL, run
 
@@ -50,3 +51,48 @@ def test_a_session_the_host_never_reclaims_fails_reclaim_on_pagefs(budget):
     with targets.factory("pagefs") as base:
         assert not _failing(base, quick, ["RECLAIM"])
         assert _failing(inject(base, "leaked-session"), quick, ["RECLAIM"]) == {"RECLAIM"}
+
+
+# Every named property has a fault that fails it; the stepped ones on `local` (RECLAIM's
+# host side needs a daemon that counts its descriptors: pagefs).
+CAUGHT_BY = {"stale-read": "COH-READ", "lost-store": "COH-WRITE", "reused-handle": "HANDLE",
+             "writable-ro-mapping": "RO-EXPORT", "missed-eof-fault": "EOF-FAULT",
+             "leaked-session": "RECLAIM", "foreign-read": "ISOLATION",
+             "stale-attrs": "COH-META", "rw-behind-ro": "ACCESS-MODE",
+             "release-unmaps": "LIFETIME", "lax-unlink": "NAMESPACE"}
+FOCUSED = {"examples": 20, "steps": 20, "seed": 0, "shrink_seconds": 5.0,
+           "show_progress": False}
+
+
+def test_every_fault_names_the_property_it_breaks():
+    assert set(CAUGHT_BY) == set(FAULTS)
+
+
+@pytest.mark.parametrize("fault", ["foreign-read", "stale-attrs", "rw-behind-ro",
+                                   "release-unmaps", "lax-unlink"])
+def test_a_fault_fails_its_own_property(fault):
+    with targets.factory("local") as base:
+        assert _failing(inject(base, fault), FOCUSED, [CAUGHT_BY[fault]]) == {CAUGHT_BY[fault]}
+
+
+@pytest.mark.parametrize(("fault", "prop"), sorted(MEASURED_FAULTS.items()))
+def test_a_measured_property_fails_under_its_fault(fault, prop):
+    v = measured_fault(fault)
+    assert (v.property, v.result) == (prop, FAIL), v.detail
+
+
+@pytest.mark.slow
+def test_the_catch_table():
+    """Each fault, every property: caught by its own (printed with what else caught it)."""
+    rows = []
+    for fault, prop in CAUGHT_BY.items():
+        base_name = "pagefs" if fault == "leaked-session" else "local"
+        with targets.factory(base_name) as base:
+            failing = _failing(inject(base, fault), FOCUSED)
+        rows.append((fault, prop, failing))
+    for fault, prop in MEASURED_FAULTS.items():
+        rows.append((fault, prop, {prop} if measured_fault(fault).result == FAIL else set()))
+    print("\nfault                 its property  caught by")
+    for fault, prop, failing in rows:
+        print(f"{fault:21} {prop:13} {', '.join(sorted(failing)) or '-'}")
+    assert all(prop in failing for _, prop, failing in rows)
