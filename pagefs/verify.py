@@ -15,7 +15,7 @@ import importlib
 import sys
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from pagefs.conformance.report import FAIL, NA, PASS, Verdict
 from pagefs.proofs.table import Row, render
@@ -45,8 +45,9 @@ def conformance_rows(quick: bool = True) -> Iterator[Row]:
     budget = stage.budget(quick)
     report = stage.report(quick)
     method = f"hypothesis stateful, {budget['examples']:g} cases x {budget['steps']:g} steps"
-    measures = {"SINGLE-COPY": (measured.single_copy, "guest memory benchmark (memprobe)"),
-                "DURABLE": (measured.durable, "ext4 on a loop device, O_DIRECT read-back")}
+    measures: dict[str, tuple[Callable[[], Verdict], str]] = {
+        "SINGLE-COPY": (measured.single_copy, "guest memory benchmark (memprobe)"),
+        "DURABLE": (measured.durable, "ext4 on a loop device, O_DIRECT read-back")}
     wire: dict[str, Row] = {}
     for v in report.verdicts:
         how = method
