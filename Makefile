@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.pagefs-installed
 NATIVE := $(wildcard impl/*/_*_build.py impl/*/*.c impl/*/*.h)
 
-.PHONY: programs virtiofsd-rust setup test test-all verify conformance bench bench-wire bench-guest bench-mount lint docs clean vm qemu11 test-vm
+.PHONY: fuzz programs virtiofsd-rust setup test test-all verify conformance bench bench-wire bench-guest bench-mount lint docs clean vm qemu11 test-vm
 
 # One install at a time: two make targets started together must not both pip-install at once.
 $(STAMP): pyproject.toml constraints.txt setup.py scripts/install-system-deps $(NATIVE)
@@ -77,6 +77,13 @@ virtiofsd-rust:
 	scripts/install-virtiofsd-rust
 
 ## make lint: ruff, then mypy over impl/, conformance/ and the verify driver (scripts/typecheck)
+## make fuzz: mutation fuzzing of pagefs-host's FUSE and vhost-user inputs (slow tier, root);
+## FUZZ_MESSAGES (default 1000000) and FUZZ_SECONDS bound it; figures in reports/fuzz.json
+FUZZ_MESSAGES ?= 1000000
+FUZZ_SECONDS  ?= 3600
+fuzz: $(STAMP)
+	$(PY) -m pagefs.fuzz --messages $(FUZZ_MESSAGES) --seconds $(FUZZ_SECONDS) --report reports/fuzz.json
+
 lint: $(STAMP)
 	$(PY) -m ruff check .
 	PY=$(PY) scripts/typecheck

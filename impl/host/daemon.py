@@ -266,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         fs = PassthroughFS(args.shared_dir, read_only=args.read_only,
                            fds_per_guest=fds_per_guest,
-                           writable_map_fds=args.writable_map_fds)
+                           writable_map_fds=args.writable_map_fds, sandbox=args.sandbox)
     except OSError as err:
         return _fail(f"shared dir {args.shared_dir}: {_reason(err)}")
     try:
@@ -293,6 +293,7 @@ def main(argv: list[str] | None = None) -> int:
              " read-only" if fs.read_only else "",
              args.socket_path or f"inherited socket {args.fd}", args.cache, fds_per_guest,
              credentials.describe())
+    log.info("sandbox %s", fs.roots.how)
     daemon.run()
     return 0
 

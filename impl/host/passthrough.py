@@ -35,6 +35,7 @@ from pagefs.impl.transport.ratelog import RateLog
 
 from . import confine, syscalls, xattrs
 from .mappings import WindowMap, WindowMapping
+from .sandbox import open_roots, reopen_read_only
 
 log = logging.getLogger("pagefs.host")
 refusal_log = RateLog(log)
@@ -80,7 +81,8 @@ class PassthroughFS:
     """One exported host directory; `read_only` refuses every write path with EROFS."""
 
     def __init__(self, root: str, *, read_only: bool = False,
-                 fds_per_guest: int | None = None, writable_map_fds: bool = False) -> None:
+                 fds_per_guest: int | None = None, writable_map_fds: bool = False,
+                 sandbox: str = "none") -> None:
         if not os.path.isdir("/proc/self/fd"):
             raise OSError(errno.ENOSYS, "pagefs-host needs /proc mounted")
         self.root = os.path.realpath(root)
@@ -91,7 +93,10 @@ class PassthroughFS:
         # Each nodeid and handle a guest holds is a host descriptor; a cap keeps one guest
         # from exhausting the daemon's table and so starving the others.
         self.fds_per_guest = fds_per_guest
-        self._root_fd = os.open(self.root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        # SANDBOX: the export as served, and a read-only view that donated read fds
+        # come from (sandbox.py)
+        self.roots = open_roots(self.root, sandbox, read_only=read_only)
+        self._root_fd = self.roots.served
         # FUSE asks that (nodeid, generation) never repeats; nodeids are not reused
         # either, so an export-wide counter is more than enough.
         self._generations = itertools.count(1)
@@ -126,7 +131,7 @@ class PassthroughFS:
         for session in sessions:
             session.close()
         if self._root_fd >= 0:
-            os.close(self._root_fd)
+            self.roots.close()
             self._root_fd = -1
 
     def __enter__(self) -> PassthroughFS:
@@ -539,9 +544,10 @@ class GuestSession:
             raise OSError(errno.EOVERFLOW, "file range beyond the largest offset")
         if moffset + length > _MAX_WINDOW_OFFSET:
             raise OSError(errno.EINVAL, "window range overflows")
-        donate_rw = writable or self._fs.writable_map_fds
-        fd = os.open(confine.proc_path(handle.fd),
-                     (os.O_RDWR if donate_rw else os.O_RDONLY) | os.O_CLOEXEC)
+        if writable or self._fs.writable_map_fds:
+            fd = os.open(confine.proc_path(handle.fd), os.O_RDWR | os.O_CLOEXEC)
+        else:  # from the read-only view: a front-end cannot reopen it for writing
+            fd = reopen_read_only(handle.fd, self._fs.roots)
         try:
             if not stat.S_ISREG(os.fstat(fd).st_mode):  # what crosses, checked on itself
                 raise OSError(errno.ENODEV, "only regular files can be mapped")

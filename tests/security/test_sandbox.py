@@ -1,0 +1,92 @@
+"""SANDBOX on the real daemon, judged by a real front-end holding the donated fd: every
+fd donated for a read mapping, and every fd of a read-only export, is on a read-only
+mount, so reopening it for writing through /proc, fchmod or ftruncate through it are
+EROFS, for root too (issue 11, defect 3)."""
+
+from __future__ import annotations
+
+import errno
+import mmap
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pagefs_waits import wait_until
+
+from pagefs.impl.client.fuse_client import FuseClient
+from pagefs.impl.client.host_daemon import host_daemon
+from pagefs.impl.transport import mapping
+
+PAGE = mmap.PAGESIZE
+NO_FH = (1 << 64) - 1
+
+
+@pytest.fixture
+def kept(monkeypatch) -> Iterator[list[int]]:
+    """The front-end keeps a copy of every fd it is donated, as a hostile VMM would."""
+    copies: list[int] = []
+    real_map_fixed = mapping.map_fixed
+
+    def keeping(addr: int, length: int, fd: int, offset: int, *, writable: bool) -> None:
+        copies.append(os.dup(fd))
+        real_map_fixed(addr, length, fd, offset, writable=writable)
+
+    monkeypatch.setattr(mapping, "map_fixed", keeping)
+    yield copies
+    for fd in copies:
+        os.close(fd)
+
+
+def attempts_to_write(fd: int) -> dict[str, int | None]:
+    """What each way of writing through a kept read-only fd gave (errno, None if it
+    succeeded)."""
+    results: dict[str, int | None] = {}
+
+    def attempt(name: str, call) -> None:  # noqa: ANN001
+        try:
+            out = call()
+            if isinstance(out, int) and name == "reopen O_RDWR":
+                os.pwrite(out, b"X", 0)
+                os.close(out)
+            results[name] = None
+        except OSError as err:
+            results[name] = err.errno
+
+    attempt("reopen O_RDWR", lambda: os.open(f"/proc/self/fd/{fd}", os.O_RDWR))
+    attempt("fchmod", lambda: os.fchmod(fd, 0o4777))
+    attempt("ftruncate", lambda: os.ftruncate(fd, 0))
+    attempt("openat ..", lambda: os.open("..", os.O_RDONLY, dir_fd=fd))
+    return results
+
+
+@pytest.mark.parametrize("read_only", [False, True], ids=["rw-export", "ro-export"])
+def test_a_donated_read_fd_cannot_be_upgraded(tmp_path: Path, kept: list[int],
+                                              read_only: bool) -> None:
+    if os.geteuid() != 0:
+        pytest.fail("needs root: the attack is a root front-end's")
+    (tmp_path / "file").write_bytes(b"R" * PAGE)
+    (tmp_path / "file").chmod(0o644)
+    with host_daemon(str(tmp_path), read_only=read_only) as host, \
+            FuseClient.connect(host.socket_path, window_size=16 << 20) as guest:
+        wait_until(lambda: "sandbox namespace" in host.log(), "the sandbox line", process=host)
+        nodeid = guest.lookup(1, b"file").nodeid
+        guest.setupmapping(nodeid, NO_FH, 0, PAGE, False, 0)
+        fh = guest.open(nodeid, os.O_RDONLY).fh
+        guest.setupmapping(nodeid, fh, 0, PAGE, False, PAGE)
+    assert len(kept) == 2
+    for fd in kept:
+        assert attempts_to_write(fd) == {"reopen O_RDWR": errno.EROFS, "fchmod": errno.EROFS,
+                                         "ftruncate": errno.EINVAL, "openat ..": errno.ENOTDIR}
+    assert (tmp_path / "file").read_bytes() == b"R" * PAGE
+    assert stat.S_IMODE((tmp_path / "file").stat().st_mode) == 0o644
+
+
+def test_the_sandbox_leaves_the_hosts_mounts_alone(tmp_path: Path) -> None:
+    with open("/proc/self/mountinfo") as before_file:
+        before = before_file.read()
+    with host_daemon(str(tmp_path)) as host:
+        wait_until(lambda: "sandbox namespace" in host.log(), "the sandbox line", process=host)
+        with open("/proc/self/mountinfo") as during:
+            assert during.read() == before
