@@ -11,6 +11,7 @@ from pagefs.conformance.runner import run
 DATA = ["COH-READ", "COH-WRITE", "EOF-FAULT", "ISOLATION"]
 
 
+@pytest.mark.slow  # ~95 s on 2 cores: a conformance run of the guest API
 def test_the_guest_api_conforms_where_it_applies(budget):
     with targets.factory("pagefs-api") as factory:
         report = run(factory, [*DATA, "COH-PEER", "LIFETIME", "HANDLE", "CONFINE"], **budget)

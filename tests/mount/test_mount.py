@@ -93,13 +93,16 @@ def test_relayed_reads_see_the_hosts_writes(relayed, export, mountpoint):
         assert f.read() == b"abcdefghij"
 
 
-@pytest.mark.parametrize("use_mmap", [True, False], ids=["mmap", "no-mmap"])
+# with mmap: ~35 s on 2 cores, in make test-all; without, in make test
+@pytest.mark.parametrize("use_mmap", [pytest.param(True, marks=pytest.mark.slow), False],
+                         ids=["mmap", "no-mmap"])
 def test_exerciser_holds_with_passthrough(mounted, mountpoint, use_mmap):
     outcome = exercise(str(mountpoint / "fsx"), ops=5_000, seed=21, mmap=use_mmap)
     assert outcome.held, outcome.output
 
 
-@pytest.mark.parametrize("use_mmap", [True, False], ids=["mmap", "no-mmap"])
+@pytest.mark.parametrize("use_mmap", [pytest.param(True, marks=pytest.mark.slow), False],
+                         ids=["mmap", "no-mmap"])
 def test_exerciser_holds_relayed(relayed, mountpoint, use_mmap):
     outcome = exercise(str(mountpoint / "fsx"), ops=3_000, seed=22, mmap=use_mmap)
     assert outcome.held, outcome.output
