@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 
 from hypothesis import strategies as st
 
-from pagefs.conformance.target import MAPPINGS, SPECIAL
+from pagefs.conformance.target import MAPPINGS, RESET, SPECIAL
 from pagefs.spec import Errno, State
 from pagefs.spec.datatypes import (
     O_CREAT,
@@ -261,11 +261,20 @@ def _fallocate(m: SpecMachine, data: st.DataObject) -> tuple[object, ...]:
 
 
 def _peer(connected: bool) -> Arguments:
-    """A guest other than the first, if it is (DESTROY) or is not (INIT) connected."""
+    """A guest other than the first, if it is (DESTROY) or is not connected."""
     def arguments(m: SpecMachine, data: st.DataObject) -> tuple[object, ...] | None:
         g = data.draw(st.integers(1, len(m.session.guests) - 1))
         return (g,) if m.state.guests[g].connected == connected else None
     return arguments
+
+
+def _init(m: SpecMachine, data: st.DataObject) -> tuple[object, ...] | None:
+    """A guest that left connects again; a connected one, when the target can be asked,
+    sends INIT on its live connection (its kernel was reset without unmounting)."""
+    g = data.draw(st.integers(0, len(m.session.guests) - 1))
+    if m.state.guests[g].connected and RESET not in m.factory.capabilities:
+        return None
+    return (g,)
 
 
 def _symlink(m: SpecMachine, data: st.DataObject) -> tuple[object, ...]:
@@ -390,7 +399,7 @@ OPERATIONS: tuple[Operation, ...] = (
               capability=SPECIAL),
     # --- sessions ---
     Operation("DESTROY", _peer(connected=True), HANDLE, peers=True),
-    Operation("INIT", _peer(connected=False), HANDLE, peers=True),
+    Operation("INIT", _init, HANDLE),
 )
 
 BY_NAME: dict[str, Operation] = {op.name: op for op in OPERATIONS}

@@ -385,9 +385,11 @@ class Session:
         if kind == "host":
             return Observed("ok", _call_host(self.target.host, op, targs))
         if op == "INIT":
-            if self.guests[args[0]] is not None:
-                raise OSError(errnos.EPROTO, "the harness holds a live session")
-            self.guests[args[0]] = self.target.connect()
+            live = self.guests[args[0]]
+            if live is not None:  # a guest reset without unmount: INIT on its connection
+                live.reinit()
+            else:
+                self.guests[args[0]] = self.target.connect()
             return Observed("ok")
         guest = self.guests[args[0]]
         if guest is None and kind == "memory":
@@ -416,7 +418,9 @@ class Session:
                 bound = match(b, op, guest, outcome.result, observed, self.loose)
                 if bound is None:
                     continue
-                if op == "DESTROY":  # a new connection numbers afresh
+                # a new connection, or a new session on one, numbers afresh
+                if op == "DESTROY" or (op == "INIT" and guest is not None
+                                       and state.guests[guest].connected):
                     bound = bound.without_guest(guest)
                 bound = bound.forget_inodes(outcome.state.inodes)
                 survivors.setdefault((outcome.state, bound), None)

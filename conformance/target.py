@@ -37,9 +37,10 @@ OWN_HANDLES = "own-handles"  # handles and nodeids are the target's own, not the
 RAW_NAMES = "raw-names"  # names reach the target as sent (a syscall view cannot send '/')
 CONFINED = "confined"  # host and guest resolve names in separate worlds (CONFINE applies)
 SPECIAL = "special"  # LINK, MKNOD, the xattr requests, FALLOCATE, SYNCFS (Guest's optional part)
+RESET = "reset"  # INIT again on a live connection: a guest kernel reset without unmount
 
 ALL_CAPABILITIES = frozenset({MAPPINGS, PEERS, READ_ONLY, OWN_HANDLES, RAW_NAMES, CONFINED,
-                              SPECIAL})
+                              SPECIAL, RESET})
 
 ROOT_NODEID = FUSE_ROOT_ID  # the export root's nodeid, as FUSE numbers it
 
@@ -170,6 +171,11 @@ class Guest(ABC):
 
     def syncfs(self, nodeid: int) -> None:
         raise self._not_special()
+
+    def reinit(self) -> None:
+        """INIT on this guest's live connection, as a guest kernel that was reset without
+        unmounting sends it (capability RESET): a new session on the same connection."""
+        raise NotImplementedError(f"{type(self).__name__} does not offer {RESET}")
 
     def _not_special(self) -> NotImplementedError:
         return NotImplementedError(f"{type(self).__name__} does not offer {SPECIAL}")

@@ -37,6 +37,7 @@ from hypothesis.stateful import get_state_machine_test
 
 from pagefs.conformance.families import FAMILIES, Family
 from pagefs.conformance.machines import RANGES_USED, machine_for
+from pagefs.conformance.operations import BY_NAME
 from pagefs.conformance.runner import seeded_run
 from pagefs.conformance.session import Check, Observed, Session, initial_bindings, match
 from pagefs.conformance.target import (
@@ -46,6 +47,7 @@ from pagefs.conformance.target import (
     PEERS,
     RAW_NAMES,
     READ_ONLY,
+    RESET,
     TargetFactory,
 )
 from pagefs.spec import REGISTRY, Config, Err, Ok, initial_state
@@ -110,6 +112,17 @@ def requirements(family: Family, config: Config, steps: list[dict]) -> list[str]
         needs.add(PEERS)
     if config.read_only:
         needs.add(READ_ONLY)
+    for step in steps:
+        capability = BY_NAME[step["op"]].capability if step["op"] in BY_NAME else None
+        if capability is not None:
+            needs.add(capability)
+    connected = [True] * (1 + max((s["args"].get("guest", 0) for s in steps), default=0))
+    for step in steps:
+        guest = step["args"].get("guest", 0)
+        if step["op"] == "INIT" and connected[guest]:
+            needs.add(RESET)  # INIT on a live session: a guest reset without unmount
+        if step["op"] in ("INIT", "DESTROY"):
+            connected[guest] = step["op"] == "INIT"
     names = [from_json(v) for s in steps for k, v in s["args"].items()
              if k in ("name", "newname")]
     if any(b"/" in n for n in names):

@@ -24,6 +24,7 @@ from pagefs.conformance.target import (
     PEERS,
     RAW_NAMES,
     READ_ONLY,
+    RESET,
     SPECIAL,
     Guest,
     Target,
@@ -153,7 +154,8 @@ def serve_pagefs(export: str, read_only: bool, stack: contextlib.ExitStack) -> S
 
 
 def PagefsFactory() -> DaemonFactory:  # noqa: N802 (a factory of factories, named as a type)
-    caps = frozenset({MAPPINGS, PEERS, READ_ONLY, OWN_HANDLES, RAW_NAMES, CONFINED, SPECIAL})
+    caps = frozenset({MAPPINGS, PEERS, READ_ONLY, OWN_HANDLES, RAW_NAMES, CONFINED, SPECIAL,
+                      RESET})
     return DaemonFactory("pagefs", caps, serve_pagefs, {}, WINDOW_SIZE)
 
 
@@ -174,8 +176,8 @@ def virtiofsd_factory(cache: str = "auto") -> DaemonFactory:
         READ_ONLY: "QEMU 7.2's virtiofsd has no read-only export option",
     }
     return DaemonFactory(f"virtiofsd:cache={cache}",
-                         frozenset({OWN_HANDLES, RAW_NAMES, CONFINED, SPECIAL}), serve, reasons,
-                         0)
+                         frozenset({OWN_HANDLES, RAW_NAMES, CONFINED, SPECIAL, RESET}), serve,
+                         reasons, 0)
 
 
 def parse_virtiofsd(spec: str) -> DaemonFactory:

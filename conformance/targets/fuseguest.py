@@ -123,6 +123,9 @@ class FuseGuest(Guest):
     def releasedir(self, fh: int) -> None:
         self.client.releasedir(self._nodeid(fh), fh)
 
+    def reinit(self) -> None:
+        self.client.init()
+
     def link(self, nodeid: int, newparent: int, newname: bytes) -> Entry:
         return entry_of(self.client.link(nodeid, newparent, newname))
 
