@@ -52,7 +52,10 @@ class FuseDevice:
                 raise
 
     def write(self, reply: bytes) -> None:
-        """Sends a reply; one whose request was interrupted meanwhile (ENOENT) is dropped."""
+        """Sends a reply; one whose request was interrupted meanwhile (ENOENT), or that
+        comes after the device was closed, is dropped."""
+        if self.fd < 0:
+            return
         try:
             os.write(self.fd, reply)
         except OSError as e:

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import errno
 import logging
+import queue
 import struct
 import threading
-from concurrent.futures import ThreadPoolExecutor
 
 from pagefs.impl import protocol as p
 from pagefs.impl.client.fuse_client import FuseClient
@@ -24,6 +24,7 @@ from pagefs.impl.mount.relay import Relay
 
 log = logging.getLogger("pagefs.mount")
 
+DESTROY_WAIT = 2.0  # seconds the back-end has to acknowledge the end of the session
 READ_ROOM = 4096  # headers and names beside the largest WRITE's data
 
 
@@ -35,7 +36,13 @@ class MountServer:
         self.client, self.device, self.options = client, device, options
         self.relay: Relay | None = None
         self.passthrough = False
-        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="pagefs-mount")
+        # Daemon threads: a worker stuck on a back-end that stopped answering must not keep
+        # the process from exiting once the mount is gone.
+        self._work: queue.SimpleQueue[tuple[Relay, bytes] | None] = queue.SimpleQueue()
+        self._workers = [threading.Thread(target=self._worker, name=f"pagefs-mount-{i}",
+                                          daemon=True) for i in range(workers)]
+        for worker in self._workers:
+            worker.start()
         self._room = client.max_write + READ_ROOM
         self.ready = threading.Event()
         self.done = threading.Event()
@@ -47,7 +54,7 @@ class MountServer:
                 if self.relay is None:
                     self._init(raw)
                 else:
-                    self._pool.submit(self._one, self.relay, raw)
+                    self._work.put((self.relay, raw))
         finally:
             self.done.set()
 
@@ -68,6 +75,10 @@ class MountServer:
         self.device.write(p.encode_reply(request.unique, reply))
         self.ready.set()
 
+    def _worker(self) -> None:
+        while (item := self._work.get()) is not None:
+            self._one(*item)
+
     def _one(self, relay: Relay, raw: bytes) -> None:
         try:
             reply = relay.handle(raw)
@@ -84,11 +95,13 @@ class MountServer:
         self.device.unmount()
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        """Ends the session with the back-end (DESTROY, bounded) and lets everything go."""
+        for _ in self._workers:
+            self._work.put(None)
         if self.relay is not None and self.relay.lost is None and self.client.frontend.alive:
             try:
-                self.client.destroy()
+                self.client.call(p.Opcode.DESTROY, 0, p.EMPTY, timeout=DESTROY_WAIT)
             except (OSError, ConnectionError):
-                pass
+                pass  # gone or slow: closing the connection ends the session all the same
         self.client.close()
         self.device.close()
