@@ -24,9 +24,6 @@ NAMES = ("pagefs", "virtiofsd", "9p", "pagefs-dax")
 # QEMU 11.1's generic vhost-user device: virtio-fs is device 26, a hiprio queue and one
 # request queue, and the 40-byte config (tag[36], num_request_queues).
 DAX_DEVICE = "vhost-user-test-device-pci,chardev=fs,virtio-id=26,num_vqs=2,config_size=40"
-# Until pagefs-host's handshake deadline covers the vhost-user handshake only, a VMM's
-# connection needs room for the guest to boot before FUSE INIT arrives.
-PAGEFS_OPTIONS = ("--handshake-timeout", "3600")
 
 
 class BackendError(RuntimeError):
@@ -64,7 +61,7 @@ def pagefs(shared_dir: str, read_only: bool = False, *, tag: str = TAG, dax: boo
     if dax:  # the generic device asks the back-end for its config; QEMU maps fds writable
         options = (*options, "--tag", tag, "--writable-map-fds")
     with host_daemon(shared_dir, read_only=read_only,
-                     options=(*PAGEFS_OPTIONS, *options)) as daemon:
+                     options=options) as daemon:
         if dax:
             args = ["-chardev", f"socket,id={tag},path={daemon.socket_path}",
                     "-device", DAX_DEVICE.replace("chardev=fs", f"chardev={tag}")]

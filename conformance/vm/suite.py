@@ -83,8 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         "`python -m pagefs.conformance.vm.steps`: each step is done in the guest (busybox "
         "commands, or single syscalls through the agent where the errno matters) and checked "
         "against the host directory with the host's own syscalls (sha256 on both sides for "
-        "the 8 MiB transfers). Back-ends: `pagefs-host` (defaults; `--handshake-timeout "
-        "3600` until its handshake deadline covers the vhost-user handshake only), QEMU 7.2's "
+        "the 8 MiB transfers). Back-ends: `pagefs-host` (default options), QEMU 7.2's "
         "C virtiofsd (`cache=auto`, no read-only option), QEMU's `-virtfs` 9p "
         "(`cache=mmap`, `readonly=on` for the read-only export).",
         "",
