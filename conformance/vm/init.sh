@@ -13,9 +13,9 @@ port=
 for p in /sys/class/virtio-ports/*; do
   [ "$(cat "$p/name" 2>/dev/null)" = pagefs.agent ] && port=/dev/${p##*/}
 done
-if [ -z "$port" ]; then
-  echo "pagefs-init: no virtio-serial port named pagefs.agent"
-  poweroff -f
+if [ -z "$port" ]; then  # booted by hand: a shell on the console instead of the agent
+  echo "pagefs-init: no virtio-serial port named pagefs.agent; here is a shell"
+  exec setsid cttyhack sh
 fi
 echo "pagefs-init: agent on $port"
 while true; do
