@@ -27,6 +27,7 @@ STAGES: tuple[tuple[str, str], ...] = (
     ("z3", "pagefs.proofs.z3_driver:rows"),
     ("concurrency", "pagefs.proofs.concurrency:rows"),
     ("design = spec", "pagefs.proofs.enumeration:rows"),
+    ("refinement = spec", "pagefs.proofs.restatement:rows"),
     ("conformance", "pagefs.verify:conformance_rows"),
 )
 

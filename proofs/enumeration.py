@@ -164,9 +164,11 @@ def _step(specs: frozenset[State], design: Design, call: Call
     return agreeing, after
 
 
-def enumerate_programs(k: int, calls: Iterable[Call] = ALPHABET,
-                       config: Config = CONFIG) -> Result:
-    """Check every program of up to ``k`` calls; stop at the first (shortest) mismatch."""
+def enumerate_programs(k: int, calls: Iterable[Call] = ALPHABET, config: Config = CONFIG,
+                       visit: Callable[[frozenset[State], Design], None] | None = None
+                       ) -> Result:
+    """Check every program of up to ``k`` calls; stop at the first (shortest) mismatch.
+    ``visit`` is shown every distinct state pair reached (the initial one included)."""
     calls = tuple(calls)
     start = time.monotonic()
     design = Design(config)
@@ -177,6 +179,8 @@ def enumerate_programs(k: int, calls: Iterable[Call] = ALPHABET,
     frontier: list[tuple[tuple[Call, ...], frozenset[State], Design, bool]] = [
         ((), specs, design, False)]
     steps = conditions = 0
+    if visit:
+        visit(specs, design)
     alive = [design.state]  # keeps every keyed term alive, so its id stays its own
     for depth in range(1, k + 1):
         nxt = []
@@ -196,6 +200,8 @@ def enumerate_programs(k: int, calls: Iterable[Call] = ALPHABET,
                 if key not in seen:
                     seen.add(key)
                     alive.append(out[1].state)
+                    if visit:
+                        visit(*out)
                     nxt.append((program + (call,), *out, key[2]))
         frontier = nxt
     return Result(k, programs_up_to(k, len(calls)), len(seen), steps, conditions,
