@@ -55,6 +55,7 @@ from pagefs.spec.tree import (
     create_errors,
     dir_errors,
     exchange_errors,
+    is_dir,
     move_entry,
     remove_entry,
     rename_errors,
@@ -241,7 +242,10 @@ def rename(state: State, guest: GuestId, parent: NodeId, name: Name, newparent: 
 
 
 def opendir(state: State, guest: GuestId, nodeid: NodeId) -> tuple[Outcome, ...]:
-    """OPENDIR opens a directory handle for READDIR; anything else is ENOTDIR.
+    """OPENDIR opens a directory handle for READDIR; anything else is ENOTDIR. A
+    directory the host removed while the guest held it may still be opened (Linux opens
+    a dead directory a process still reaches; READDIR then lists nothing), or refused with
+    ENOENT by a server that looks it up by name.
 
     pre: 0 <= guest < len(state.guests)
     post: lawful(state, "OPENDIR", (guest, nodeid), __return__)
@@ -249,11 +253,12 @@ def opendir(state: State, guest: GuestId, nodeid: NodeId) -> tuple[Outcome, ...]
     ino = held(state, guest, nodeid)
     if isinstance(ino, frozenset):
         return refuse(state, ino)
-    errors = dir_errors(state, ino)
-    if errors:
-        return refuse(state, errors)
-    state, fh = open_handle(state, guest, Handle(ino, Access.READ, HandleKind.DIR))
-    return ok(state, fh)
+    if not is_dir(state, ino):
+        return refuse(state, {Errno.ENOTDIR})
+    opened, fh = open_handle(state, guest, Handle(ino, Access.READ, HandleKind.DIR))
+    if dir_errors(state, ino):
+        return either(ok(opened, fh), refuse(state, dir_errors(state, ino)))
+    return ok(opened, fh)
 
 
 def readdir(state: State, guest: GuestId, fh: Fh) -> tuple[Outcome, ...]:

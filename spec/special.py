@@ -47,6 +47,7 @@ from pagefs.spec.datatypes import (
 from pagefs.spec.files import _io_handle
 from pagefs.spec.guests import handle_errors, held, remember, write_errors
 from pagefs.spec.outcomes import lawful, ok, ok_values, refuse  # noqa: F401 (contracts)
+from pagefs.spec.rules import is_dot
 from pagefs.spec.tree import add_entry, bump, create_errors, put, with_data
 
 XATTR_NAME_MAX = 255
@@ -93,14 +94,16 @@ def mknod(state: State, guest: GuestId, parent: NodeId, name: Name,
     """MKNOD makes a FIFO, a socket or an empty regular file (file type 0 is a regular
     file, as in mknod(2)) and answers with its entry. Character and block devices are
     EPERM; a directory, a symlink or an unknown type is EINVAL (MKDIR and SYMLINK make
-    those).
+    those). A guest kernel never sends "." or "..", and a server that works by path
+    cannot express them, so it may refuse them with EINVAL before it looks at the
+    parent (Linux's own mknodat answers EEXIST, which the rules below allow).
 
     pre: 0 <= guest < len(state.guests)
     post: lawful(state, "MKNOD", (guest, parent, name, mode), __return__)
     """
     dir_ino = held(state, guest, parent)
     if isinstance(dir_ino, frozenset):
-        return refuse(state, dir_ino)
+        return refuse(state, dir_ino | ({Errno.EINVAL} if is_dot(name) else set()))
     file_type = mode & 0o170000
     errors = set(create_errors(state, dir_ino, name) | write_errors(state))
     if file_type in (S_IFCHR, S_IFBLK):

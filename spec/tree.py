@@ -353,11 +353,16 @@ def resolve_path(state: State, path: bytes) -> int | frozenset[Errno]:
 
 
 def resolve_parent(state: State, path: bytes) -> tuple[int, bytes] | frozenset[Errno]:
-    """The directory that would hold a host path's last component, and that component."""
+    """The directory that would hold a host path's last component, and that component.
+    Every component before the last is walked as a directory, so a regular file there is
+    ENOTDIR at once, before anything else about the request is judged (Linux: rename of
+    "d/a" to "e/a" with d a regular file and no e is ENOTDIR, not ENOENT)."""
     head, _, name = path.rpartition(b"/")
     parent = resolve_path(state, head)
     if isinstance(parent, frozenset):
         return parent
+    if not is_dir(state, parent):
+        return frozenset({Errno.ENOTDIR})
     if not name:
         return frozenset({Errno.EINVAL})
     return parent, name
