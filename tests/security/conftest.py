@@ -3,6 +3,7 @@ and a record of every descriptor the front-end receives over SCM_RIGHTS."""
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from collections.abc import Iterator
@@ -71,3 +72,11 @@ def outside(tmp_path: Path) -> Iterator[Path]:
     before = tree(place)
     yield place
     assert tree(place) == before, "something outside the export changed"
+
+
+def expect_errno(code: int, call, *args, **kwargs) -> None:
+    """Assert that call(*args, **kwargs) raises OSError with exactly this errno."""
+    with pytest.raises(OSError) as caught:
+        call(*args, **kwargs)
+    got = caught.value.errno
+    assert got == code, f"{errno.errorcode.get(got, got)} instead of {errno.errorcode[code]}"

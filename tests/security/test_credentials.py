@@ -17,14 +17,9 @@ from pagefs.impl.client.host_daemon import host_daemon
 from pagefs.impl.protocol import InitFlag, Opcode, WriteIn
 from pagefs.impl.protocol.constants import FUSE_WRITE_KILL_SUIDGID
 
+from .conftest import expect_errno
+
 USER, GROUP, OTHER_GROUP = 1000, 1000, 2000
-
-
-def expect_errno(code: int, call, *args, **kwargs) -> None:
-    with pytest.raises(OSError) as caught:
-        call(*args, **kwargs)
-    got = caught.value.errno
-    assert got == code, f"{errno.errorcode.get(got, got)} instead of {errno.errorcode[code]}"
 
 
 @pytest.fixture

@@ -27,17 +27,10 @@ from pagefs.impl.protocol.constants import FUSE_REMOVEMAPPING_MAX_ENTRY
 from pagefs.impl.transport.backend import VhostUserBackend
 from pagefs.impl.transport.frontend import VhostUserFrontend
 
-from .conftest import WINDOW_SIZE, Received
+from .conftest import WINDOW_SIZE, Received, expect_errno
 
 PAGE = mmap.PAGESIZE
 NO_FH = (1 << 64) - 1  # FUSE_SETUPMAPPING_NO_FH
-
-
-def expect_errno(code: int, call, *args, **kwargs) -> None:
-    with pytest.raises(OSError) as caught:
-        call(*args, **kwargs)
-    got = caught.value.errno
-    assert got == code, f"{errno.errorcode.get(got, got)} instead of {errno.errorcode[code]}"
 
 
 @pytest.fixture
