@@ -38,6 +38,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, fields
+from typing import Any
 
 from pagefs.proofs import contracts, transitions
 from pagefs.proofs.table import Row
@@ -303,18 +304,25 @@ K_QUICK = 4  # ~3 minutes on one shared core (proofs/README.md)
 K_THOROUGH = 5
 
 
+def _swapped(namespace: dict[str, Any], key: str, variant: Callable[[Any], Any],
+             check: Callable[[], Result]) -> Callable[[], Result]:
+    """`check` run with `namespace[key]` (a module's attribute or a registry entry) replaced
+    by `variant` of it, a seeded bug, and put back afterwards."""
+    def go() -> Result:
+        correct = namespace[key]
+        namespace[key] = variant(correct)
+        try:
+            return check()
+        finally:
+            namespace[key] = correct
+    return go
+
+
 def _seeded() -> Iterator[tuple[str, str, Callable[[], Result]]]:
     """Design bugs the enumeration must catch: the SETUPMAPPING of before issue 12, and a
     WRITE that forgets the size limit."""
     def run(attr: str, buggy: Callable[..., transitions.Step]) -> Callable[[], Result]:
-        def go() -> Result:
-            correct = getattr(transitions, attr)
-            setattr(transitions, attr, buggy)
-            try:
-                return enumerate_programs(3)
-            finally:
-                setattr(transitions, attr, correct)
-        return go
+        return _swapped(vars(transitions), attr, lambda _: buggy, lambda: enumerate_programs(3))
     yield ("ACCESS-MODE", "map-without-read-access", run("setupmapping", old_setupmapping))
     write = transitions.write
     yield ("SIZE-LIMIT", "write-past-size-limit",
@@ -325,14 +333,27 @@ def _with_seeded(name: str, function: Callable[..., object], k: int) -> Callable
     """The contracts check with one operation replaced by a seeded-bug variant."""
     from dataclasses import replace
 
-    def go() -> Result:
-        correct = REGISTRY[name]
-        REGISTRY[name] = replace(correct, function=function)
-        try:
-            return enumerate_contracts(k)
-        finally:
-            REGISTRY[name] = correct
-    return go
+    return _swapped(REGISTRY, name, lambda correct: replace(correct, function=function),
+                    lambda: enumerate_contracts(k))
+
+
+def _check_row(prop: str, subject: str, k: int, r: Result, held: str, detail: str) -> Row:
+    """The row of a check that must find nothing; a mismatch is shown in full on stderr."""
+    if r.mismatch:
+        print(r.mismatch, file=sys.stderr)
+        detail = str(r.mismatch).replace("\n", " |")
+    return Row(prop, subject, f"exhaustive k={k}", "FAIL" if r.mismatch else held,
+               r.mismatch is None, r.seconds, detail)
+
+
+def _seeded_row(prop: str, name: str, k: int, bug: Result, unseen: str) -> Row:
+    """The row of a seeded bug the check must catch; `unseen` says what a miss means."""
+    if bug.mismatch:
+        print(f"seeded bug '{name}' caught:\n{bug.mismatch}", file=sys.stderr)
+    return Row(prop, f"seeded bug: {name}", f"exhaustive k={k}",
+               "caught" if bug.mismatch else "not caught", bug.mismatch is not None,
+               bug.seconds, f"{len(bug.mismatch.program)}-step program" if bug.mismatch
+               else unseen)
 
 
 def contract_rows(k: int = CONTRACTS_K_QUICK) -> Iterator[Row]:
@@ -342,22 +363,15 @@ def contract_rows(k: int = CONTRACTS_K_QUICK) -> Iterator[Row]:
 
     r = enumerate_contracts(k)
     ops = len(contract_operations())
-    detail = (f"{r.programs} programs of 1..{k} calls from {len(contract_alphabet())} "
-              f"({ops} operations, 2 guests + host) checked; {r.states} distinct states, "
-              f"{r.steps} calls run, {r.conditions} post-conditions evaluated true")
-    if r.mismatch:
-        print(r.mismatch, file=sys.stderr)
-        detail = str(r.mismatch).replace("\n", " |")
-    yield Row("contracts", f"every operation ({ops})", f"exhaustive k={k}",
-              "FAIL" if r.mismatch else "hold", r.mismatch is None, r.seconds, detail)
+    yield _check_row("contracts", f"every operation ({ops})", k, r, "hold",
+                     f"{r.programs} programs of 1..{k} calls from {len(contract_alphabet())} "
+                     f"({ops} operations, 2 guests + host) checked; {r.states} distinct "
+                     f"states, {r.steps} calls run, {r.conditions} post-conditions "
+                     "evaluated true")
     for name, function in (("SETUPMAPPING", seeded.seeded_mappings),
                            ("host.read", seeded.seeded_host)):
-        bug = _with_seeded(name, function, k)()
-        yield Row("contracts", f"seeded bug: {function.__name__}",
-                  f"exhaustive k={k}",
-                  "caught" if bug.mismatch else "not caught", bug.mismatch is not None,
-                  bug.seconds, f"{len(bug.mismatch.program)}-step program" if bug.mismatch
-                  else "every program kept the contract: the check cannot see it")
+        yield _seeded_row("contracts", function.__name__, k, _with_seeded(name, function, k)(),
+                          "every program kept the contract: the check cannot see it")
 
 
 def rows(quick: bool = True) -> Iterator[Row]:
@@ -365,22 +379,14 @@ def rows(quick: bool = True) -> Iterator[Row]:
     contracts check over every operation."""
     k = K_QUICK if quick else K_THOROUGH
     r = enumerate_programs(k)
-    detail = (f"{r.programs} programs of 1..{k} calls from {len(ALPHABET)} "
-              f"(2 guests + host) checked; {r.states} distinct states, {r.steps} calls run, "
-              f"{r.conditions} spec post-conditions evaluated true")
-    if r.mismatch:
-        print(r.mismatch, file=sys.stderr)
-        detail = str(r.mismatch).replace("\n", " |")
-    yield Row("design ≡ spec", "every request", f"exhaustive k={k}",
-              "FAIL" if r.mismatch else "agree", r.mismatch is None, r.seconds, detail)
+    yield _check_row("design ≡ spec", "every request", k, r, "agree",
+                     f"{r.programs} programs of 1..{k} calls from {len(ALPHABET)} "
+                     f"(2 guests + host) checked; {r.states} distinct states, {r.steps} "
+                     f"calls run, {r.conditions} spec post-conditions evaluated true")
     for prop, name, go in _seeded():
         bug = go()
-        if bug.mismatch:
-            print(f"seeded design bug '{name}' caught:\n{bug.mismatch}", file=sys.stderr)
-        yield Row(prop, f"seeded bug: {name}", "exhaustive k=3",
-                  "caught" if bug.mismatch else "not caught", bug.mismatch is not None,
-                  bug.seconds, f"{len(bug.mismatch.program)}-step program" if bug.mismatch
-                  else f"{bug.programs} programs agree: the enumeration cannot see it")
+        yield _seeded_row(prop, name, 3, bug,
+                          f"{bug.programs} programs agree: the enumeration cannot see it")
     yield from contract_rows(CONTRACTS_K_QUICK if quick else CONTRACTS_K_THOROUGH)
 
 
