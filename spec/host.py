@@ -93,14 +93,22 @@ def truncate(state: State, path: Path, size: Length) -> tuple[Outcome, ...]:
     return ok(put(state, ino, with_data(inode, resize(inode.data, size))))
 
 
-def _make(state: State, path: bytes, inode: Inode) -> tuple[Outcome, ...]:
+def _at_parent(state: State, path: bytes, rule: Callable[[State, int, bytes], frozenset[Errno]],
+               change: Callable[[State, int, bytes], State]) -> tuple[Outcome, ...]:
+    """A change to one name in its parent directory, made if `rule` finds nothing against
+    it: how the host makes and removes names."""
     where = resolve_parent(state, path)
     if isinstance(where, frozenset):
         return refuse(state, where)
-    errors = create_errors(state, *where)
+    errors = rule(state, *where)
     if errors:
         return refuse(state, errors)
-    return ok(add_entry(state, where[0], where[1], inode)[0])
+    return ok(change(state, *where))
+
+
+def _make(state: State, path: bytes, inode: Inode) -> tuple[Outcome, ...]:
+    return _at_parent(state, path, create_errors,
+                      lambda s, directory, name: add_entry(s, directory, name, inode)[0])
 
 
 def create(state: State, path: Path, mode: Mode) -> tuple[Outcome, ...]:
@@ -138,25 +146,13 @@ def mkfifo(state: State, path: Path, mode: Mode) -> tuple[Outcome, ...]:
     return _make(state, path, Inode(kind=FileKind.FIFO, mode=mode & 0o7777))
 
 
-def _remove(state: State, path: bytes,
-            rule: Callable[[State, int, bytes], frozenset[Errno]]) -> tuple[Outcome, ...]:
-    """Shared by unlink and rmdir: remove a name if `rule` finds nothing against it."""
-    where = resolve_parent(state, path)
-    if isinstance(where, frozenset):
-        return refuse(state, where)
-    errors = rule(state, *where)
-    if errors:
-        return refuse(state, errors)
-    return ok(remove_entry(state, *where))
-
-
 def unlink(state: State, path: Path) -> tuple[Outcome, ...]:
     """The host removes a name; a file that a guest holds open or mapped keeps its data
     until the last handle and mapping go (LIFETIME).
 
     post: lawful(state, "host.unlink", (path,), __return__)
     """
-    return _remove(state, path, unlink_errors)
+    return _at_parent(state, path, unlink_errors, remove_entry)
 
 
 def rmdir(state: State, path: Path) -> tuple[Outcome, ...]:
@@ -164,7 +160,7 @@ def rmdir(state: State, path: Path) -> tuple[Outcome, ...]:
 
     post: lawful(state, "host.rmdir", (path,), __return__)
     """
-    return _remove(state, path, rmdir_errors)
+    return _at_parent(state, path, rmdir_errors, remove_entry)
 
 
 def rename(state: State, old: Path, new: Path) -> tuple[Outcome, ...]:

@@ -231,13 +231,25 @@ def swap_entries(state: State, sdir: int, sname: bytes, ddir: int, dname: bytes)
     source, target = state.inodes[sdir].entries[sname], state.inodes[ddir].entries[dname]
     if source == target:
         return state
-    for directory, name, ino in ((sdir, sname, target), (ddir, dname, source)):
-        parent = state.inodes[directory]
-        state = put(state, directory, bump(replace(parent, entries=parent.entries.set(name, ino))))
-        moved = state.inodes[ino]
-        if moved.kind is FileKind.DIR:
-            state = put(state, ino, replace(moved, parent=directory))
+    state = _link(state, sdir, sname, target)
+    return _link(state, ddir, dname, source)
+
+
+def _link(state: State, directory: int, name: bytes, ino: int) -> State:
+    """`name` in `directory` now names the existing inode `ino` (the directory gets a new
+    mtime version); a directory moved there takes it as its parent."""
+    parent = state.inodes[directory]
+    state = put(state, directory, bump(replace(parent, entries=parent.entries.set(name, ino))))
+    moved = state.inodes[ino]
+    if moved.kind is FileKind.DIR:
+        state = put(state, ino, replace(moved, parent=directory))
     return state
+
+
+def _unlink(state: State, directory: int, name: bytes) -> State:
+    """`name` leaves `directory` (which gets a new mtime version); its inode is untouched."""
+    parent = state.inodes[directory]
+    return put(state, directory, bump(replace(parent, entries=parent.entries.remove(name))))
 
 
 def holds(state: State, ino: int, offset: int, data: bytes) -> bool:
@@ -267,20 +279,16 @@ def add_entry(state: State, dir_ino: int, name: bytes, inode: Inode) -> tuple[St
     """Create a new inode named `name` in `dir_ino`; the new inode gets the next unused
     inode number (never reused), and the directory a new mtime version."""
     ino = state.next_ino
-    if inode.kind is FileKind.DIR:
-        inode = replace(inode, parent=dir_ino)
-    parent = state.inodes[dir_ino]
-    parent = bump(replace(parent, entries=parent.entries.set(name, ino)))
-    inodes = state.inodes.set(ino, replace(inode, nlink=1)).set(dir_ino, parent)
-    return replace(state, inodes=inodes, next_ino=ino + 1), ino
+    state = replace(state, inodes=state.inodes.set(ino, replace(inode, nlink=1)),
+                    next_ino=ino + 1)
+    return _link(state, dir_ino, name, ino), ino
 
 
 def remove_entry(state: State, dir_ino: int, name: bytes) -> State:
     """Remove a name; its inode loses a link but lives on while a guest still holds it
     (a nodeid, a handle or a mapping: LIFETIME)."""
     ino = state.inodes[dir_ino].entries[name]
-    parent = state.inodes[dir_ino]
-    state = put(state, dir_ino, bump(replace(parent, entries=parent.entries.remove(name))))
+    state = _unlink(state, dir_ino, name)
     target = state.inodes[ino]
     return put(state, ino, replace(target, nlink=target.nlink - 1))
 
@@ -293,14 +301,7 @@ def move_entry(state: State, sdir: int, sname: bytes, ddir: int, dname: bytes) -
         return state
     if child(state, ddir, dname) is not None:
         state = remove_entry(state, ddir, dname)
-    parent = state.inodes[sdir]
-    state = put(state, sdir, bump(replace(parent, entries=parent.entries.remove(sname))))
-    parent = state.inodes[ddir]
-    state = put(state, ddir, bump(replace(parent, entries=parent.entries.set(dname, source))))
-    moved = state.inodes[source]
-    if moved.kind is FileKind.DIR:
-        state = put(state, source, replace(moved, parent=ddir))
-    return state
+    return _link(_unlink(state, sdir, sname), ddir, dname, source)
 
 
 def held_inodes(state: State) -> frozenset[int]:
