@@ -48,28 +48,39 @@ class Mapping:
         self.writable = writable
         self._refresh_size = refresh_size
         self._on_close = on_close
-        self._ranges: dict[int, DaxRange] | None = {}
-        self.size = refresh_size()  # the file's size as last seen
+        self._size: int | None = None  # the file's size as last seen; asked only when needed
         step = self._range_size = window.range_size
+        self._first = offset - offset % step
+        # The pins this mapping holds, one per window range in file order: not a record of
+        # the window (that is the DaxWindow's), only what to release at close.
+        self._pins: list[DaxRange] | None = []
         try:
-            for start in range(offset - offset % step, offset + length, step):
-                self._ranges[start] = window.acquire(nodeid, fh, start, writable)
+            for start in range(self._first, offset + length, step):
+                self._pins.append(window.acquire(nodeid, fh, start, writable))
         except BaseException:
             self._release_pins()
             raise
         # Where each range starts in memory: the pinned ranges never move.
-        self._addresses = {start: window.address(r, start) for start, r in self._ranges.items()}
+        self._addresses = [window.address(r, r.foffset) for r in self._pins]
+
+    @property
+    def size(self) -> int:
+        """The file's size as last seen: asked (GETATTR) the first time, and again after a
+        fault; COH-META for it is one GETATTR away, the loads themselves are exact."""
+        if self._size is None:
+            self._size = self._refresh_size()
+        return self._size
 
     def __len__(self) -> int:
         return self.length
 
     @property
     def closed(self) -> bool:
-        return self._ranges is None
+        return self._pins is None
 
     def close(self) -> None:
         """Unpin the ranges; the window may reclaim them from now on."""
-        if self._ranges is not None:
+        if self._pins is not None:
             self._release_pins()
             self._on_close()
 
@@ -81,7 +92,7 @@ class Mapping:
 
     def __del__(self) -> None:
         # Pins must not leak with the object; a mapping dropped unclosed is closed here.
-        if getattr(self, "_ranges", None) is not None:
+        if getattr(self, "_pins", None) is not None:
             self.close()
 
     def read(self, position: int, size: int) -> bytes:
@@ -172,7 +183,7 @@ class Mapping:
         return data
 
     def _check(self, position: int, size: int) -> None:
-        if self._ranges is None:
+        if self._pins is None:
             raise ValueError("mapping is closed")
         if self._window.closed:
             # The window's memory is gone with the connection: never touch it again.
@@ -181,16 +192,16 @@ class Mapping:
             raise IndexError("outside the mapping")
 
     def _range_at(self, foffset: int) -> DaxRange:
-        if self._ranges is None:
+        if self._pins is None:
             raise ValueError("mapping is closed")
-        return self._ranges[foffset - foffset % self._window.range_size]
+        return self._pins[(foffset - self._first) // self._range_size]
 
     def _copy(self, position: int, buffer: memoryview, store: bool) -> int:
         foffset = self.offset + position
         within = foffset % self._range_size
         if within + len(buffer) <= self._range_size:
             # Within one range, the common case: straight to the copy.
-            address = self._addresses[foffset - within] + within
+            address = self._addresses[(foffset - self._first) // self._range_size] + within
             if store:
                 done = safemem.write_from(address, buffer)
             else:
@@ -201,18 +212,19 @@ class Mapping:
             )
         if done < len(buffer):
             try:
-                self.size = self._refresh_size()  # EOF-FAULT: learn the new end of file
+                self._size = self._refresh_size()  # EOF-FAULT: learn the new end of file
             except OSError:
                 pass  # the fault is the answer; a lost connection shows on the next call
             if store:
                 # Stores into the last page past the end did not fault, but they are
                 # not file data: count only what lies before the end.
-                done = min(done, max(0, self.size - foffset))
+                if self._size is not None:
+                    done = min(done, max(0, self._size - foffset))
             if done == 0:
                 raise OSError(errno.EFAULT, "access beyond the end of the file")
         return done
 
     def _release_pins(self) -> None:
-        ranges, self._ranges = self._ranges, None
-        for rng in (ranges or {}).values():
+        pins, self._pins = self._pins, None
+        for rng in pins or ():
             self._window.release(rng)

@@ -31,10 +31,10 @@ from pagefs.impl.filesystem import DirEntry, Entry, MapGrant
 from pagefs.impl.machine import MAX_FILE_OFFSET, PAGE_SIZE, whole_pages
 from pagefs.impl.protocol import open_flags
 from pagefs.impl.protocol.constants import FUSE_ROOT_ID
+from pagefs.impl.transport.ranges import Mapped, WindowBook
 from pagefs.impl.transport.ratelog import RateLog
 
 from . import confine, syscalls, xattrs
-from .mappings import WindowMap, WindowMapping
 from .sandbox import open_roots, reopen_read_only
 
 log = logging.getLogger("pagefs.host")
@@ -43,6 +43,8 @@ Params = ParamSpec("Params")
 Result = TypeVar("Result")
 
 _MAX_WINDOW_OFFSET = (1 << 64) - 1
+# One mapping of a guest's window, its file named by the host's (st_dev, st_ino).
+_Mapped = Mapped[tuple[int, int]]
 _RENAME_NOREPLACE = 1
 _RENAME_EXCHANGE = 2
 _FALLOC_KEEP_SIZE = 0x01
@@ -187,9 +189,9 @@ class GuestSession:
         self._next_nodeid = itertools.count(FUSE_ROOT_ID + 1)
         self._handles: dict[int, _Handle] = {}
         self._next_fh = itertools.count(1)
-        self._window = WindowMap()
+        self._window: WindowBook[tuple[int, int]] = WindowBook()  # owner: (st_dev, st_ino)
         # The last mapping granted and what it replaced, until the front-end has it.
-        self._last_added: tuple[WindowMapping, list[WindowMapping]] | None = None
+        self._last_added: tuple[_Mapped, list[_Mapped]] | None = None
 
     # -- bookkeeping ---------------------------------------------------------
 
@@ -551,7 +553,7 @@ class GuestSession:
         try:
             if not stat.S_ISREG(os.fstat(fd).st_mode):  # what crosses, checked on itself
                 raise OSError(errno.ENODEV, "only regular files can be mapped")
-            added = WindowMapping(moffset, length, handle.key, foffset, writable)
+            added = Mapped(moffset, length, handle.key, foffset, writable)
             self._last_added = (added, self._window.add(added))
         except BaseException:
             os.close(fd)
@@ -575,7 +577,7 @@ class GuestSession:
         self._window.remove(moffset, moffset + length)
 
     @property
-    def mappings(self) -> list[WindowMapping]:
+    def mappings(self) -> list[_Mapped]:
         """The window ranges this guest has mapped, in window order."""
         with self._lock:
             return list(self._window)

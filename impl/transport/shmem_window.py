@@ -8,15 +8,17 @@ stray access to an unmapped part always faults instead of reading someone else's
 from __future__ import annotations
 
 import errno
+import os
 import threading
 
 from pagefs.impl.machine import MAX_FILE_OFFSET, PAGE_SIZE, whole_pages
 from pagefs.impl.transport import mapping
-from pagefs.impl.transport.ranges import RangeMap
+from pagefs.impl.transport.ranges import Mapped, WindowBook
 
 
 class ShmemWindow:
-    """`size` bytes at address `base` in this process; mapped ranges are tracked as ranges."""
+    """`size` bytes at address `base` in this process. What is mapped where is its book,
+    the same type the host keeps its record of this window in."""
 
     def __init__(self, size: int) -> None:
         if size <= 0 or size % PAGE_SIZE:
@@ -24,7 +26,8 @@ class ShmemWindow:
         self.size = size
         self.base = mapping.reserve(size)
         self._lock = threading.Lock()
-        self._mapped: RangeMap[bool] = RangeMap()  # window offsets -> writable
+        # owner: the donated file's (st_dev, st_ino), as the host names it
+        self._book: WindowBook[tuple[int, int]] = WindowBook()
 
     def map(self, fd: int, fd_offset: int, shm_offset: int, length: int, writable: bool) -> None:
         """Maps fd[fd_offset:+length] at shm_offset, replacing what was there."""
@@ -33,22 +36,29 @@ class ShmemWindow:
             raise OSError(errno.EINVAL, f"fd offset {fd_offset:#x} is not page aligned")
         if fd_offset + length > MAX_FILE_OFFSET:
             raise OSError(errno.EOVERFLOW, f"fd offset {fd_offset:#x} beyond any file")
+        st = os.fstat(fd)
         with self._lock:
             mapping.map_fixed(self.base + shm_offset, length, fd, fd_offset, writable=writable)
-            self._mapped.set(shm_offset, shm_offset + length, writable)
+            self._book.add(Mapped(shm_offset, length, (st.st_dev, st.st_ino), fd_offset,
+                                 writable))
 
     def unmap(self, shm_offset: int, length: int) -> None:
         """Makes [shm_offset, +length) inaccessible again; every page of it must be mapped."""
         self._check(shm_offset, length)
         with self._lock:
-            if not self._mapped.covers(shm_offset, shm_offset + length):
+            if not self._book.covers(shm_offset, shm_offset + length):
                 raise OSError(errno.EINVAL, "unmap of a range that is not wholly mapped")
             mapping.reserve_fixed(self.base + shm_offset, length)
-            self._mapped.remove(shm_offset, shm_offset + length)
+            self._book.remove(shm_offset, shm_offset + length)
+
+    def mappings(self) -> list[Mapped[tuple[int, int]]]:
+        """What is mapped, in window order (a snapshot)."""
+        with self._lock:
+            return list(self._book)
 
     def mapped_bytes(self) -> int:
         with self._lock:
-            return self._mapped.total()
+            return self._book.total()
 
     def _check(self, shm_offset: int, length: int) -> None:
         if length <= 0 or shm_offset < 0 or shm_offset + length > self.size:
@@ -60,5 +70,5 @@ class ShmemWindow:
         with self._lock:
             if self.size:
                 mapping.unmap(self.base, self.size)
-                self._mapped.clear()
+                self._book.clear()
                 self.size = 0

@@ -267,7 +267,7 @@ def test_concurrent_mapping_requests_keep_host_record_and_window_in_agreement(
     for round_ in range(16):
         with ThreadPoolExecutor(4) as pool:
             list(pool.map(churn, range(4 * round_, 4 * round_ + 4)))
-        recorded = {m.moffset: keys[m.inode[1]] for m in guest.mappings}
+        recorded = {m.moffset: keys[m.owner[1]] for m in guest.mappings}
         for moffset in slots:
             shown = bytearray(1)
             if moffset in recorded:

@@ -1,5 +1,6 @@
-"""The interval map behind the DAX window records, against a page-by-page model; and the
-window's record of a large mapping staying a few objects, not one per page."""
+"""The interval map and the window book built on it (the one record type of a window,
+host and front-end alike), against page-by-page models; and the front-end's record of a
+large mapping staying a few objects, not one per page."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pagefs.impl.transport.ranges import RangeMap
+from pagefs.impl.transport.ranges import Mapped, RangeMap, WindowBook
 from pagefs.impl.transport.shmem_window import ShmemWindow
 
 PAGES = 16
@@ -55,6 +56,51 @@ def test_range_map_matches_a_page_model(steps) -> None:
             assert refused.value.errno == errno.EINVAL
         assert pages_of(ranges) == model
         assert ranges.total() == len(model)
+
+
+book_step = st.one_of(
+    st.tuples(st.just("add"), span, st.integers(0, 100), st.booleans()),
+    st.tuples(st.just("remove"), span, st.just(0), st.just(False)),
+    st.tuples(st.just("add, undone"), span, st.integers(0, 100), st.booleans()),
+)
+
+
+def book_pages(book: WindowBook[int]) -> dict[int, tuple[int, int, bool]]:
+    pages: dict[int, tuple[int, int, bool]] = {}
+    previous_end = -1
+    for m in book:
+        assert previous_end <= m.moffset < m.end, "mappings overlap, are empty or unordered"
+        previous_end = m.end
+        pages.update({p: (m.owner, m.foffset + p - m.moffset, m.writable)
+                      for p in range(m.moffset, m.end)})
+    return pages
+
+
+@given(st.lists(book_step, max_size=30))
+def test_window_book_matches_a_page_model(steps) -> None:
+    """add replaces and splits (each piece keeps its file offsets), remove needs a wholly
+    mapped range, undo puts back exactly what an add replaced."""
+    book: WindowBook[int] = WindowBook()
+    model: dict[int, tuple[int, int, bool]] = {}
+    for op, (start, end), foffset, writable in steps:
+        if op.startswith("add"):
+            mapping = Mapped(start, end - start, foffset % 3, foffset, writable)
+            touched = book.add(mapping)
+            if op == "add":
+                model.update({p: (foffset % 3, foffset + p - start, writable)
+                              for p in range(start, end)})
+            else:
+                book.undo(mapping, touched)
+        elif all(p in model for p in range(start, end)):
+            book.remove(start, end)
+            for p in range(start, end):
+                del model[p]
+        else:
+            with pytest.raises(OSError) as refused:
+                book.remove(start, end)
+            assert refused.value.errno == errno.EINVAL
+        assert book_pages(book) == model
+        assert book.total() == len(model)
 
 
 def test_an_empty_range_is_refused() -> None:
