@@ -76,7 +76,7 @@ programs: $(STAMP) virtiofsd-rust
 virtiofsd-rust:
 	scripts/install-virtiofsd-rust
 
-## make lint: ruff, then mypy over impl/, conformance/ and the verify driver (scripts/typecheck)
+## make lint: ruff, then mypy over every package, every function typed (scripts/typecheck)
 ## make fuzz: mutation fuzzing of pagefs-host's FUSE and vhost-user inputs (slow tier, root);
 ## FUZZ_MESSAGES (default 1000000) and FUZZ_SECONDS bound it; figures in reports/fuzz.json
 FUZZ_MESSAGES ?= 1000000

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import sys
 import time
+from typing import TextIO
 
 
 class Progress:
-    def __init__(self, total: int, label: str, stream=sys.stderr) -> None:
+    def __init__(self, total: int, label: str, stream: TextIO = sys.stderr) -> None:
         self.total, self.label, self.stream = total, label, stream
         self.done = 0
         self.current = ""

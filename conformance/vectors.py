@@ -30,6 +30,7 @@ import os
 import stat
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
+from typing import NoReturn
 
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import seed as seed_run
@@ -50,7 +51,7 @@ from pagefs.conformance.target import (
     RESET,
     TargetFactory,
 )
-from pagefs.spec import REGISTRY, Config, Err, Ok, initial_state
+from pagefs.spec import REGISTRY, Config, Err, Ok, State, initial_state
 from pagefs.spec.codec import call_from_json, call_to_json, from_json, result_to_json, to_json
 
 FORMAT, VERSION = "pagefs-conformance-vector", 1
@@ -69,7 +70,7 @@ class SpecOnlySession:
         self.finished = False
 
     @property
-    def state(self):  # noqa: ANN201 (a spec State)
+    def state(self) -> State:
         return self.branches[0][0]
 
     def step(self, op: str, args: tuple) -> Check:
@@ -99,7 +100,7 @@ class _SpecFactory(TargetFactory):
     name = "spec"
     capabilities = ALL_CAPABILITIES
 
-    def start(self, *, read_only: bool = False):  # noqa: ANN201 (never called)
+    def start(self, *, read_only: bool = False) -> NoReturn:  # never called
         raise NotImplementedError("the spec-only session starts no target")
 
 

@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 from pagefs.impl import protocol as p
@@ -127,7 +128,7 @@ class Seeds:
         return out
 
 
-def _try(call, default: int) -> int:  # noqa: ANN001
+def _try(call: Callable[[], int], default: int) -> int:
     try:
         return call()
     except OSError:

@@ -14,13 +14,14 @@ import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
+from types import CodeType
 
 
 @dataclass(frozen=True)
 class Condition:
     kind: str  # "pre" or "post"
     text: str
-    code: object  # compiled expression
+    code: CodeType  # the compiled expression
 
 
 @cache

@@ -10,18 +10,25 @@ a plugin as a script and then clears its globals, so the creators import what th
 when called.
 """
 
-from crosshair import register_type
+from __future__ import annotations
+
+from typing import Any
+
+from crosshair import SymbolicFactory, register_type
 
 from pagefs.spec.datatypes import FrozenMap, State
 
 
-def _frozen_map(factory, key=object, value=object):  # noqa: ANN001, ANN202 (CrossHair's API)
+def _frozen_map(factory: SymbolicFactory, key: type = object, value: type = object
+                ) -> FrozenMap[Any, Any]:
+    from types import GenericAlias
+
     from pagefs.spec.datatypes import FrozenMap
 
-    return FrozenMap(factory(dict[key, value]))
+    return FrozenMap(factory(GenericAlias(dict, (key, value))))  # dict[key, value]
 
 
-def _state(factory):  # noqa: ANN001, ANN202
+def _state(factory: SymbolicFactory) -> State:
     from crosshair.tracers import ResumedTracing
 
     from pagefs.proofs.crosshair_spec import state_family

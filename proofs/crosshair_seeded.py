@@ -124,7 +124,7 @@ def seeded_files(state: State, guest: GuestId, fh: Fh, offset: Offset, length: L
     """
     out = files.read(state, guest, fh, offset, length)
     return tuple(replace(o, result=Ok(o.result.value + b"!"))
-                 if isinstance(o.result, Ok) else o
+                 if isinstance(o.result, Ok) and isinstance(o.result.value, bytes) else o
                  for o in out)
 
 

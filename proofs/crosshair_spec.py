@@ -184,11 +184,11 @@ def seeded_verdicts(output: str) -> dict[str, str]:
         match = _LINE.match(line.strip())
         if not match or Path(match["file"]).stem != "crosshair_seeded":
             continue
-        module = owners.get(int(match["line"]))
-        if module is None:
+        owner = owners.get(int(match["line"]))
+        if owner is None:
             continue
         text = match["text"]
-        verdicts[module] = ("refuted" if match["level"] == "error" and "false when" in text
+        verdicts[owner] = ("refuted" if match["level"] == "error" and "false when" in text
                             else "not refuted within the budget" if text.startswith("Not conf")
                             else text[:60])
     return verdicts
@@ -275,7 +275,7 @@ def _groups(declared: dict[str, int], count: int) -> list[list[str]]:
     """Split modules into `count` groups of about equal numbers of conditions."""
     groups: list[list[str]] = [[] for _ in range(count)]
     loads = [0] * count
-    for name in sorted(declared, key=declared.get, reverse=True):
+    for name in sorted(declared, key=lambda n: declared[n], reverse=True):
         lightest = loads.index(min(loads))
         groups[lightest].append(name)
         loads[lightest] += declared[name]

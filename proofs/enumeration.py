@@ -40,11 +40,14 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, fields
 from typing import Any
 
+import z3
+
 from pagefs.proofs import contracts, transitions
+from pagefs.proofs.design import State as DesignState
 from pagefs.proofs.table import Row
 from pagefs.proofs.tie import Design, spec_view
 from pagefs.spec import REGISTRY, Config, State, initial_state
-from pagefs.spec.datatypes import O_CREAT, O_RDONLY, O_RDWR, O_WRONLY
+from pagefs.spec.datatypes import O_CREAT, O_RDONLY, O_RDWR, O_WRONLY, Outcome
 
 PAGE = 4096
 RANGE = 2 << 20
@@ -142,7 +145,7 @@ def _step(specs: frozenset[State], design: Design, call: Call
     name, args = call
     after = copy.copy(design)
     answer = after.apply(name, args)
-    outcomes = []
+    outcomes: list[Outcome] = []
     function = REGISTRY[name].function
     for s in specs:
         got = REGISTRY[name](s, *args)
@@ -212,7 +215,9 @@ def enumerate_programs(k: int, calls: Iterable[Call] = ALPHABET, config: Config 
 _SETUPMAPPING = transitions.setupmapping
 
 
-def old_setupmapping(s, g, h, fpage, count, writable, start):  # noqa: ANN001, ANN201
+def old_setupmapping(s: DesignState, g: z3.ExprRef, h: z3.ExprRef, fpage: z3.ExprRef,
+                     count: z3.ExprRef, writable: z3.ExprRef, start: z3.ExprRef
+                     ) -> transitions.Step:
     """The design's SETUPMAPPING before issue 12, which asked only for write access (a
     test puts it in place of the current one and expects a mismatch)."""
     return _SETUPMAPPING(s, g, h, fpage, count, writable, start, check_read=False)

@@ -73,37 +73,44 @@ def _spec_resize(s: State, target: z3.ExprRef, new: z3.ExprRef, i: z3.ExprRef,
             z3.If(i == target, new, s.size[i]))
 
 
-def _host_write(s, a, i, q):
+def _host_write(s: State, a: list[z3.ExprRef], i: z3.ExprRef, q: z3.ExprRef
+                ) -> tuple[z3.ExprRef, z3.ExprRef]:
     return _spec_write(s, a[0], a[1], a[2], i, q)
 
 
-def _write(s, a, i, q):
+def _write(s: State, a: list[z3.ExprRef], i: z3.ExprRef, q: z3.ExprRef
+           ) -> tuple[z3.ExprRef, z3.ExprRef]:
     return _spec_write(s, s.fh_ino[a[0], a[1]], a[2], a[3], i, q)
 
 
-def _host_truncate(s, a, i, q):
+def _host_truncate(s: State, a: list[z3.ExprRef], i: z3.ExprRef, q: z3.ExprRef
+                   ) -> tuple[z3.ExprRef, z3.ExprRef]:
     return _spec_resize(s, a[0], a[1], i, q)
 
 
-def _setattr(s, a, i, q):
+def _setattr(s: State, a: list[z3.ExprRef], i: z3.ExprRef, q: z3.ExprRef
+             ) -> tuple[z3.ExprRef, z3.ExprRef]:
     return _spec_resize(s, s.node_ino[a[0], a[1]], a[2], i, q)
 
 
-def _open(s, a, i, q):
+def _open(s: State, a: list[z3.ExprRef], i: z3.ExprRef, q: z3.ExprRef
+          ) -> tuple[z3.ExprRef, z3.ExprRef]:
     target = s.node_ino[a[0], a[1]]
     byte, size = _spec_resize(s, target, d.val(Size, 0), i, q)
     trunc = a[4]
     return z3.If(trunc, byte, abstract(s, i, q)), z3.If(trunc, size, s.size[i])
 
 
-def _create(s, a, i, q):
+def _create(s: State, a: list[z3.ExprRef], i: z3.ExprRef, q: z3.ExprRef
+            ) -> tuple[z3.ExprRef, z3.ExprRef]:
     target = s.dent[s.node_ino[a[0], a[1]], a[2]]
     byte, size = _spec_resize(s, target, d.val(Size, 0), i, q)
     trunc = z3.And(a[5], target != NONE)
     return z3.If(trunc, byte, abstract(s, i, q)), z3.If(trunc, size, s.size[i])
 
 
-def _store(s, a, i, q):
+def _store(s: State, a: list[z3.ExprRef], i: z3.ExprRef, q: z3.ExprRef
+           ) -> tuple[z3.ExprRef, z3.ExprRef]:
     g, sl, off, b = a[0], a[1], a[2], a[3]
     target, page = s.map_ino[g, sl], s.map_page[g, sl]
     hit = z3.And(i == target, q == position(page, off))

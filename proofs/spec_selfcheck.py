@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from pagefs.proofs.table import Row
 from pagefs.spec import codec, document
@@ -70,7 +71,14 @@ def _ok(o: Outcome) -> bool:
     return isinstance(o.result, Ok)
 
 
-def _guest(state: State, g: int, **changes: object) -> State:
+def _value(o: Outcome) -> Any:
+    """A successful outcome's value, of the shape its operation returns (each mutant
+    knows the operation it breaks)."""
+    assert isinstance(o.result, Ok)
+    return o.result.value
+
+
+def _guest(state: State, g: int, **changes: Any) -> State:
     return with_guest(state, g, replace(state.guests[g], **changes))
 
 
@@ -88,7 +96,7 @@ class Mutant:
 def _flip_load(real: Op) -> Op:
     def load(state: State, *args: object) -> tuple[Outcome, ...]:
         return _each(real(state, *args), lambda o: replace(o, result=Ok(bytes(
-            b ^ 1 for b in o.result.value))) if _ok(o) and o.result.value else o)
+            b ^ 1 for b in _value(o)))) if _ok(o) and _value(o) else o)
     return load
 
 
@@ -101,9 +109,9 @@ def _store_nothing(real: Op) -> Op:
 def _stale_mtime(real: Op) -> Op:
     def getattr_(state: State, *args: object) -> tuple[Outcome, ...]:
         def stale(o: Outcome) -> Outcome:
-            if not _ok(o) or o.result.value.mtime.version == 0:
+            if not _ok(o) or _value(o).mtime.version == 0:
                 return o
-            attr = o.result.value
+            attr = _value(o)
             return replace(o, result=Ok(replace(attr, mtime=Mtime(attr.mtime.version - 1))))
         return _each(real(state, *args), stale)
     return getattr_
@@ -151,7 +159,7 @@ def _free_unlinked(real: Op) -> Op:
 def _reuse_fh(real: Op) -> Op:
     def open_(state: State, guest: int, *args: object) -> tuple[Outcome, ...]:
         return _each(real(state, guest, *args), lambda o: replace(o, state=_guest(
-            o.state, guest, next_fh=o.result.value)) if _ok(o) else o)
+            o.state, guest, next_fh=_value(o))) if _ok(o) else o)
     return open_
 
 
@@ -171,7 +179,7 @@ def _release_unmaps(real: Op) -> Op:
 def _reuse_nodeid(real: Op) -> Op:
     def lookup(state: State, guest: int, *args: object) -> tuple[Outcome, ...]:
         return _each(real(state, guest, *args), lambda o: replace(o, state=_guest(
-            o.state, guest, next_nodeid=o.result.value.nodeid)) if _ok(o) else o)
+            o.state, guest, next_nodeid=_value(o).nodeid)) if _ok(o) else o)
     return lookup
 
 

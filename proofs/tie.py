@@ -16,6 +16,7 @@ handles are the next never-used number on both sides. Names map to small integer
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import z3
@@ -201,7 +202,8 @@ class Design:
             self.collect()
         return answer
 
-    def _bytes_write(self, step, positions: range, data: bytes) -> Answer:
+    def _bytes_write(self, step: Callable[[z3.ExprRef, z3.ExprRef, z3.ExprRef], t.Step],
+                     positions: range, data: bytes) -> Answer:
         """A request is refused whole or done whole: its last byte, the one furthest from
         the start, decides its errno (EFBIG) before any byte lands."""
         self.touch(*positions)
@@ -232,7 +234,7 @@ class Design:
         return Answer(self._run(t.host_truncate(self.state, _const(Inode, found),
                                                 _const(d.Size, size))))
 
-    def _host_make(self, path: bytes, fn) -> Answer:
+    def _host_make(self, path: bytes, fn: Callable[..., t.Step]) -> Answer:
         where = self.resolve(path)
         if isinstance(where, Answer):
             return where
@@ -253,9 +255,10 @@ class Design:
 
     def op_host_rename(self, old: bytes, new: bytes) -> Answer:
         source, target = self.resolve(old), self.resolve(new)
-        for where in (source, target):
-            if isinstance(where, Answer):
-                return where
+        if isinstance(source, Answer):
+            return source
+        if isinstance(target, Answer):
+            return target
         (p1, n1), (p2, n2) = source, target
         if self.moves_under_itself(p1, n1, p2):
             return Answer(outside=True)
@@ -324,6 +327,7 @@ class Design:
         entry = self._entry(g, st)
         if entry.errno:
             return entry
+        assert isinstance(entry.value, tuple)  # _entry's ("entry", nodeid, ino, size)
         _, n, i, _ = entry.value
         return Answer(0, ("created", n, i, fh))
 
@@ -363,7 +367,7 @@ class Design:
         i = self.get(self.state.node_ino[_const(Guest, g), _const(Nodeid, nodeid)])
         return Answer(0, ("attr", i, self.size_of(i)))
 
-    def _ns(self, fn, g: int, *args) -> Answer:
+    def _ns(self, fn: Callable[..., t.Step], g: int, *args: z3.ExprRef) -> Answer:
         return Answer(self._run(fn(self.state, _const(Guest, g), *args)))
 
     def op_mkdir(self, g: int, parent: int, name: bytes, mode: int) -> Answer:
@@ -437,7 +441,7 @@ class Design:
     def view(self) -> dict:
         """The state as the spec would describe it: file bytes at the touched positions."""
         s, get = self.state, self.get
-        inodes = {}
+        inodes: dict[int, tuple[object, ...]] = {}
         for i in range(ROOT, get(s.next_ino)):
             ii = _const(Inode, i)
             if not get(s.alive[ii]):
@@ -487,7 +491,7 @@ class Design:
 def spec_view(state: State, touched: set[int]) -> dict:
     """The same projection of a spec state (only file handles: the design has no
     directory handles)."""
-    inodes = {}
+    inodes: dict[int, tuple[object, ...]] = {}
     page = state.config.page_size
     for i, inode in state.inodes.items():
         if inode.kind is FileKind.DIR:

@@ -344,7 +344,7 @@ class InitInfo:
 
 
 Value = (None | int | bytes | Attr | Entry | Created | StatFs | InitInfo
-         | tuple[DirEntry, ...])
+         | tuple[DirEntry, ...] | tuple[bytes, ...])
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from pagefs.spec.datatypes import (
-    FAULT,
     O_CREAT,
     O_EXCL,
     O_RDONLY,
@@ -20,6 +19,7 @@ from pagefs.spec.datatypes import (
     Created,
     Entry,
     Err,
+    Fault,
     Ok,
     Outcome,
     Result,
@@ -152,7 +152,7 @@ def format_call(name: str, args: tuple[object, ...]) -> str:
 
 def describe(name: str, result: Result) -> str:
     """A result in a line: `b'ABxy'`, `fh 1`, `nodeid 3 (ino 2, size 20)`, `EACCES`."""
-    if result == FAULT:
+    if isinstance(result, Fault):
         return "FAULT"
     if isinstance(result, Err):
         return result.errno.name

@@ -162,7 +162,7 @@ def random_call(state: State, rand: random.Random,
         pool = edge if (rand.random() < 0.15 or not good) and edge else good
         pool = (None, *pool) if param.optional else pool
         value = rand.choice(pool)
-        if param.kind == "GuestId":
+        if param.kind == "GuestId" and isinstance(value, int):
             guest = value
         args.append(value)
     return operation.name, tuple(args)
@@ -198,10 +198,10 @@ def walk(config: Config = SMALL, *, walks: int, steps: int, seed: int = 0,
     for _ in range(walks):
         state = initial_state(config)
         trace: list[tuple[str, tuple[object, ...]]] = []
-        prelude = (("host.create", (b"a", 0o644)), ("host.write", (b"a", 0, bytes(range(20)))),
-                   ("host.mkdir", (b"d", 0o755)),
-                   *(("LOOKUP", (g, 1, name)) for g in range(config.guests)
-                     for name in (b"a", b"d")))
+        prelude: tuple[tuple[str, tuple[object, ...]], ...] = (
+            ("host.create", (b"a", 0o644)), ("host.write", (b"a", 0, bytes(range(20)))),
+            ("host.mkdir", (b"d", 0o755)),
+            *(("LOOKUP", (g, 1, name)) for g in range(config.guests) for name in (b"a", b"d")))
         for name, args in prelude:
             state = operations[name](state, *args)[0].state
             trace.append((name, args))
@@ -224,7 +224,7 @@ def calls(state: State, operation: Operation, limit: int) -> Iterator[tuple[obje
             return
         param = operation.params[index]
         for value in candidates(state, param, guest, operation.name):
-            chosen = value if param.kind == "GuestId" else guest
+            chosen = value if param.kind == "GuestId" and isinstance(value, int) else guest
             for rest in combos(index + 1, chosen):
                 yield (value, *rest)
 

@@ -49,12 +49,12 @@ def setupmapping(state: State, guest: GuestId, fh: Fh, foffset: Offset, length: 
     post: lawful(state, "SETUPMAPPING", (guest,fh,foffset,length,writable,moffset), __return__)
     post: all(len(o.state.guests[guest].window) == state.config.window_ranges for o in __return__)
     """
-    errors = handle_errors(state, guest, fh, HandleKind.FILE)
-    if errors:
-        return refuse(state, errors)
+    refused = handle_errors(state, guest, fh, HandleKind.FILE)
+    if refused:
+        return refuse(state, refused)
     handle = find_handle(state, guest, fh, HandleKind.FILE)
     assert handle is not None
-    errors = set()
+    errors: set[Errno] = set()
     if not _geometry_valid(state, foffset, length, moffset):
         errors.add(Errno.EINVAL)
     elif foffset + length > OFF_MAX:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Any, TypeVar
 
 from pagefs.spec.datatypes import (
     FAULT,
@@ -38,7 +39,9 @@ class Step:
 
     state: State
     op: str
-    args: tuple[object, ...]
+    # Each argument's type is the operation's parameter's (spec/registry.py); a predicate
+    # asks `op` first, so what it reads is known to it though not to a type checker.
+    args: tuple[Any, ...]
     outcome: Outcome
 
     @property
@@ -49,7 +52,7 @@ class Step:
     def result(self) -> object:
         return self.outcome.result
 
-    def arg(self, index: int) -> object:
+    def arg(self, index: int) -> Any:
         return self.args[index]
 
 
@@ -129,6 +132,8 @@ def coh_read(step: Step) -> bool:
     result = step.result
     if step.op == "LOAD" and isinstance(result, Ok):
         guest, woffset, _ = step.args
+        if not isinstance(result.value, bytes):
+            return False
         for k, byte in enumerate(result.value):
             target = _window_target(step.state, guest, woffset + k)
             if target is None or byte not in _allowed_bytes(step.state, *target[:2]):
@@ -429,12 +434,13 @@ def namespace_step(step: Step) -> bool:
     name = step.arg(2)
     before = step.state.inodes[parent].entries.get(name)
     after = step.after.inodes[parent].entries.get(name) if parent in step.after.inodes else None
+    value = step.result.value
     if step.op == "LOOKUP" and name not in (b".", b".."):
-        return step.result.value.attr.ino == before
+        return isinstance(value, Entry) and value.attr.ino == before
     if step.op in ("MKDIR", "SYMLINK"):
-        return before is None and after == step.result.value.attr.ino
+        return before is None and isinstance(value, Entry) and after == value.attr.ino
     if step.op == "CREATE":
-        return after == step.result.value.entry.attr.ino
+        return isinstance(value, Created) and after == value.entry.attr.ino
     if step.op in ("UNLINK", "RMDIR"):
         return before is not None and after is None
     if step.op == "RENAME":
@@ -467,7 +473,9 @@ def confine_step(step: Step) -> bool:
         parent = guest.nodes[step.arg(1)].ino
         directory = step.state.inodes[parent]
         allowed = set(directory.entries.values()) | {parent, directory.parent}
-        return directory.kind is FileKind.DIR and step.result.value.attr.ino in allowed
+        value = step.result.value
+        return (directory.kind is FileKind.DIR and isinstance(value, Entry)
+                and value.attr.ino in allowed)
     if step.op == "OPEN" and isinstance(step.result, Ok):
         ino = step.state.guests[step.arg(0)].nodes[step.arg(1)].ino
         return step.state.inodes[ino].kind in (FileKind.REG, FileKind.DIR)
@@ -558,8 +566,10 @@ PROPERTIES: tuple[Property, ...] = (
 
 BY_NAME: dict[str, Property] = {p.name: p for p in PROPERTIES}
 
+Subject = TypeVar("Subject", State, Step)
 
-def _judge(predicate: Callable[[object], bool], subject: object) -> bool:
+
+def _judge(predicate: Callable[[Subject], bool], subject: Subject) -> bool:
     """A predicate's verdict; one that cannot even be evaluated (a harness passed an
     observed result of the wrong shape, say) counts as broken, never as a crash."""
     try:
