@@ -31,7 +31,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from pagefs.conformance.vm import backends
-from pagefs.conformance.vm.agent import AT_FDCWD, Agent
+from pagefs.conformance.vm.agent import AT_FDCWD, Agent, AgentLost, AgentTimeout
 from pagefs.conformance.vm.exercise import exercise
 from pagefs.conformance.vm.image import Image
 from pagefs.conformance.vm.machine import Machine, boot
@@ -65,7 +65,7 @@ def mapped(agent: Agent, path: str, length: int, writable: bool = True) -> Itera
     try:
         yield
     finally:
-        with contextlib.suppress(OSError, ConnectionError):
+        with contextlib.suppress(OSError, AgentLost):
             agent.call("window", 0)
             agent.call("close", fd)
 
@@ -202,15 +202,14 @@ def truncation(vm: Machine, hostdir: str) -> Finding:
         found.say("the guest process loaded from its mapping; the host truncates the file "
                   "to 0 bytes")
         os.truncate(path, 0)
-        a._sock.settimeout(TRUNCATION_WAIT)  # noqa: SLF001 (a hang is what is asked)
         begun = time.monotonic()
         try:
-            data = a.call("load", 0, 16)[0]
+            data = a.call("load", 0, 16, timeout=TRUNCATION_WAIT)[0]
             found.say(f"the guest's load returned {len(data)} bytes after "
                       f"{time.monotonic() - begun:.1f} s: {data!r}")
-        except TimeoutError:
+        except AgentTimeout:
             found.say(f"no answer from the guest's agent within {TRUNCATION_WAIT:.0f} s")
-        except ConnectionError as e:
+        except AgentLost as e:
             found.say(f"the agent's channel closed: {e}")
         except OSError as e:
             found.say(f"the guest's load failed after {time.monotonic() - begun:.1f} s: {e}")
@@ -227,10 +226,9 @@ def truncation(vm: Machine, hostdir: str) -> Finding:
             found.say("guest console: " + " / ".join(console[-8:]))
         if status is None:
             try:
-                a._sock.settimeout(TRUNCATION_WAIT)  # noqa: SLF001
-                a.call("ping")
+                a.call("ping", timeout=TRUNCATION_WAIT)
                 found.say("the guest still answers: " + a.check("echo alive").strip())
-            except (OSError, ConnectionError) as e:
+            except (OSError, AgentLost) as e:
                 found.say(f"the guest no longer answers: {e}")
         found.say("back-end: " + ("alive" if vm.shares[0].alive() else "dead"))
     return found

@@ -29,7 +29,7 @@ from pagefs.conformance.vm.backends import Share
 from pagefs.conformance.vm.image import Image
 from pagefs.impl.client.child import die_with_parent
 
-BOOT_LIMIT = 600.0  # seconds: under TCG on a loaded machine a boot takes 10-60 s
+BOOT_LIMIT = 300.0  # seconds: under TCG on a loaded machine a boot takes 10-90 s
 STOP_WAIT = 10.0
 CONSOLE_LINES = 15
 
@@ -139,6 +139,15 @@ class Machine:
         if time.monotonic() - self._started > BOOT_LIMIT:
             raise MachineError(f"no agent after {BOOT_LIMIT} s\nconsole:\n{self.console()}")
 
+    def diagnosis(self) -> str:
+        """What to look at when the guest stops answering: QEMU's state and log, the
+        guest's console, the back-ends' logs."""
+        assert self.process is not None
+        state = ("QEMU running" if self.process.poll() is None
+                 else f"QEMU exited ({self.process.returncode})")
+        return (f"{state}; QEMU said: {self.qemu_log()[-600:] or '(nothing)'}\n"
+                f"console:\n{self.console()}\nback-ends:\n{self.backend_logs()}")
+
     def backend_logs(self, chars: int = 1500) -> str:
         return "\n".join(f"{s.name}: {s.log()[-chars:]}" for s in self.shares)
 
@@ -147,13 +156,13 @@ class Machine:
             return f.read().strip()[-1500:]
 
     def wait_ready(self) -> None:
-        """Until the agent announces itself (after boot, or after a reset)."""
+        """Until the agent announces itself (after boot, or after a reset), at most
+        BOOT_LIMIT seconds."""
         try:
-            status, *said = self.agent.receive()
-        except AgentLost:
+            status, *said = self.agent.receive(BOOT_LIMIT, "its first words after a boot")
+        except AgentLost as e:
             self._check_alive("waiting for the agent")
-            raise MachineError(f"the agent's channel closed\nconsole:\n{self.console()}") \
-                from None
+            raise MachineError(f"{e}\n{self.diagnosis()}") from None
         if status != b"0" or said != [b"pagefs-agent ready"]:
             raise MachineError(f"unexpected first words from the agent: {status!r} {said!r}")
 

@@ -319,8 +319,11 @@ def run(backend: str) -> Run:
                 except (Departure, OSError, RuntimeError) as e:
                     detail, verdict = f"{type(e).__name__}: {e}"[:300], "FAIL"
                 result.steps.append(Step(name, verdict, time.monotonic() - begun, detail))
+                if vm.agent.lost:  # the guest no longer answers: the rest cannot run
+                    result.error = f"after {name!r}: {vm.agent.lost}\n{vm.diagnosis()}"
+                    break
     except Exception as e:  # the stack itself did not come up or went away
-        result.error = f"{type(e).__name__}: {e}"[:1500]
+        result.error = f"{type(e).__name__}: {e}"
     finally:
         shutil.rmtree(hostdir, ignore_errors=True)
     return result
@@ -344,7 +347,13 @@ def markdown(runs: list[Run]) -> str:
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     notes = [f"- `vm:{r.backend}`, {s.name}: {s.detail}" for r in runs for s in r.steps
              if s.verdict != "pass"]
-    notes += [f"- `vm:{r.backend}` did not run: {r.error}" for r in runs if r.error]
+    for r in runs:
+        if r.error:
+            first, _, rest = r.error.partition("\n")
+            notes.append(f"- `vm:{r.backend}` stopped: {first}")
+            if rest.strip():
+                notes += ["", "  ```", *(f"  {line}" for line in rest.splitlines()[-40:]),
+                          "  ```"]
     return "\n".join(lines + ([""] + notes if notes else [])) + "\n"
 
 

@@ -15,8 +15,10 @@ from pagefs.impl.transport.backend import DEFAULT_WINDOW_SIZE
 from pagefs.impl.transport.sizes import SIZE_SYNTAX, WINDOW_ALIGNMENT, parse_window_size
 
 PROG = "pagefs-host"
-# How long a new connection has to finish the vhost-user handshake (until the VMM has set
-# up the rings). FUSE INIT has no deadline: a guest mounts when it wants, maybe hours later.
+# How long a new connection has to finish the vhost-user handshake (until the VMM has taken
+# ownership with SET_OWNER, as it does when it connects). The rings have no deadline: a VMM
+# sets them up when its guest's driver starts the device, a minute into a slow boot; nor has
+# FUSE INIT: a guest mounts when it wants, maybe hours later.
 HANDSHAKE_SECONDS = 10.0
 # Host descriptors one guest may hold by default: FDS_PER_GUEST, far above what a guest's
 # dentry cache keeps looked up in ordinary use, but never more than a quarter of the
@@ -98,7 +100,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         f"(default {DEFAULT_WINDOW_SIZE >> 20}M)")
     parser.add_argument("--handshake-timeout", type=_seconds, default=HANDSHAKE_SECONDS,
                         metavar="SECONDS", help="close a connection that has not completed "
-                        "the vhost-user handshake (rings set up) by then, bytes trickled "
+                        "the vhost-user handshake (SET_OWNER) by then, bytes trickled "
                         "or not, so it holds no --max-guests slot; FUSE INIT has no "
                         f"deadline, a guest mounts when it will (default {HANDSHAKE_SECONDS:g})")
     parser.add_argument("--tag", type=_tag, metavar="TAG",

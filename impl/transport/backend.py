@@ -131,8 +131,10 @@ class VhostUserBackend:
         self._handshake_timeout = handshake_timeout
         # True once serve() dropped the connection at the handshake deadline
         self.expired = False
-        # The handshake is done: the front-end has started a queue (for good: queues
-        # stopped later, at a reset or a disconnect, do not start the deadline again)
+        # The handshake is done, for good: the front-end took ownership (SET_OWNER) or
+        # started a queue. A VMM sends SET_OWNER when it connects, but starts the queues
+        # only when the guest's driver brings the device up, which may be a minute into a
+        # guest's boot (or never, for a guest that does not load the driver).
         self.ready = False
         self._config = config
         self._offered_protocol_features = SUPPORTED_PROTOCOL_FEATURES | (
@@ -160,11 +162,12 @@ class VhostUserBackend:
     def serve(self, handler: Handler) -> None:
         """Serves until the front-end disconnects or `stop()`; then releases everything.
 
-        Until a queue has started (the front-end has set up guest memory and rings), the
-        whole exchange must be done by `handshake_timeout`, an absolute deadline that
-        holds within messages too. Afterwards no deadline holds between messages (a guest
-        may mount hours after its VMM connected) and each message must arrive whole
-        within MESSAGE_TIMEOUT of its first byte. `stop()` ends every wait."""
+        Until the front-end has taken ownership (SET_OWNER, what a VMM sends as it
+        connects) or started a queue, the whole exchange must be done by
+        `handshake_timeout`, an absolute deadline that holds within messages too.
+        Afterwards no deadline holds between messages (a guest starts the device when
+        its driver loads and mounts hours later, maybe) and each message must arrive
+        whole within MESSAGE_TIMEOUT of its first byte. `stop()` ends every wait."""
         self._handler = handler
         waiting = Waiter(self._chan.sock, None, self._wake_fd)
         started = time.monotonic()
@@ -293,7 +296,7 @@ class VhostUserBackend:
         self._protocol_features = features
 
     def _on_set_owner(self, msg: Message) -> None:
-        return None
+        self.ready = True
 
     def _on_reset_owner(self, msg: Message) -> None:
         self._stop_all_queues()

@@ -219,6 +219,24 @@ def test_issue10_1_a_guest_may_mount_long_after_its_vmm_connected(tmp_path: Path
         assert "handshake not done" not in host.log()
 
 
+def test_issue10_1_a_vmm_whose_guest_starts_the_device_late_keeps_its_connection(
+        tmp_path: Path) -> None:
+    """QEMU sends SET_OWNER as it connects but sets up the rings only when its guest's
+    driver starts the device, a minute into a boot under TCG: after SET_OWNER no deadline
+    holds, so the VMM's next message, three deadlines later, is still answered."""
+    set_owner = struct.pack("<III", 3, 1, 0)
+    with host_daemon(str(tmp_path), options=("--handshake-timeout", "0.5")) as host:
+        with socket.socket(socket.AF_UNIX) as vmm:
+            vmm.connect(host.socket_path)
+            vmm.sendall(set_owner)
+            time.sleep(1.5)  # the guest boots
+            vmm.sendall(GET_FEATURES)
+            vmm.settimeout(10)
+            reply = vmm.recv(20)
+        assert len(reply) == 20 and struct.unpack("<III", reply[:12]) == (1, 5, 8), reply
+        assert "handshake not done" not in host.log()
+
+
 # -- 5. one guest cannot exhaust the daemon's descriptors ---------------------------------------
 
 def test_5_a_guest_opening_without_end_gets_emfile_and_the_others_carry_on(
