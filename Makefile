@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.pagefs-installed
 NATIVE := $(wildcard impl/*/_*_build.py impl/*/*.c impl/*/*.h)
 
-.PHONY: fuzz programs virtiofsd-rust setup test test-all verify conformance bench bench-wire bench-guest bench-mount lint docs clean vm qemu11 test-vm
+.PHONY: fuzz programs virtiofsd-rust setup test test-all verify conformance bench bench-wire bench-guest bench-scaling bench-mount bench-report lint docs clean vm qemu11 test-vm
 
 # One install at a time: two make targets started together must not both pip-install at once.
 $(STAMP): pyproject.toml constraints.txt setup.py scripts/install-system-deps $(NATIVE)
@@ -52,17 +52,40 @@ qemu11: $(STAMP)
 test-vm: vm qemu11
 	$(PY) -m pagefs.conformance.vm.suite --out reports
 
-bench: bench-wire bench-guest bench-mount
+## make bench: every benchmark, then reports/bench/README.md and its PNG charts (about 15 min
+## on 2 loaded cores). Knobs: BENCH_RUNS (runs of each table, default 5), BENCH_OUT, and each
+## command's own flags through BENCH_WIRE, BENCH_GUEST, BENCH_SCALING, BENCH_MOUNT.
+BENCH_OUT     ?= reports/bench
+BENCH_RUNS    ?= 5
+BENCH_WIRE    ?= --runs $(BENCH_RUNS) --calls 2000
+BENCH_GUEST   ?= --runs $(BENCH_RUNS) --memory-runs 3 --sweep-runs 3
+BENCH_SCALING ?= --runs $(BENCH_RUNS) --seconds 2
+BENCH_MOUNT   ?= --runs $(BENCH_RUNS) --memory-runs 2
+bench: $(STAMP) virtiofsd-rust
+	mkdir -p $(BENCH_OUT) && rm -f $(BENCH_OUT)/bench-*.json
+	start=$$(date +%s) && \
+	  $(MAKE) --no-print-directory bench-wire bench-guest bench-scaling bench-mount && \
+	  $(PY) benchmarks/report.py $(BENCH_OUT) --seconds $$(( $$(date +%s) - start ))
 
+## make bench-wire: request round trips, mapping set-up, CPU per request and idle CPU
 bench-wire: $(STAMP)
-	$(PY) benchmarks/wire.py
+	$(PY) benchmarks/wire.py $(BENCH_WIRE) --out $(BENCH_OUT)
 
+## make bench-guest: memory of N guests, reads through the window and the READ paths
 bench-guest: $(STAMP)
-	$(PY) benchmarks/guest.py
+	$(PY) benchmarks/guest.py $(BENCH_GUEST) --out $(BENCH_OUT)
+
+## make bench-scaling: aggregate GETATTR/s of 1, 2, 4 and 8 guests vs virtiofsd
+bench-scaling: $(STAMP)
+	$(PY) benchmarks/scaling.py $(BENCH_SCALING) --out $(BENCH_OUT)
 
 ## make bench-mount: reads, mmap, stat/open latency and SINGLE-COPY on pagefs-mount
 bench-mount: $(STAMP) virtiofsd-rust
-	nice $(PY) benchmarks/mount.py
+	nice $(PY) benchmarks/mount.py $(BENCH_MOUNT) --out $(BENCH_OUT)
+
+## make bench-report: redraw reports/bench/README.md and the charts from the last records
+bench-report: $(STAMP)
+	$(PY) benchmarks/report.py $(BENCH_OUT)
 
 ## make programs: sqlite, git, tar, compileall and the exerciser on every stack side by
 ## side, into reports/programs.md (slow): full scale (100,000 ops) on pagefs-mount, short

@@ -1,18 +1,27 @@
 """make bench-guest: what a guest gets from the window, as ratios to baselines.
 
     .venv/bin/python benchmarks/guest.py [--size-mib 256] [--guests 4] [--runs 5]
-        [--memory-runs 3] [--random-reads 5000] [--rounds 2000] [--only memory,read,latency]
+        [--memory-runs 3] [--random-reads 2000] [--rounds 2000] [--sweep-runs 3]
+        [--sweep-sizes 16,64,256] [--only memory,read,larger,sweep,latency] [--out DIR]
 
-One host file, exported by pagefs-host, by QEMU's virtiofsd and by a FUSE mount (bindfs).
+One host file, exported by pagefs-host, by QEMU's virtiofsd and by FUSE mounts (bindfs).
 - memory (SINGLE-COPY): N guest processes read the whole file at once and keep it
-  (memprobe); the private memory each adds, through the DAX window vs the READ fallback.
-- read: sequential (1 MiB) and random (4 KiB) reads of the file, warm page cache,
-  through the window (raw views: the memory itself; the fault-contained mapping; pread),
-  by READ messages (pagefs-host without a window, virtiofsd), and through the FUSE mount
-  (kernel page cache; direct_io: every read to the FUSE daemon), as throughput ratios to
-  a native mmap of the host file (1.0 is the limit).
+  (memprobe); the private memory each adds plus its page tables (VmPTE), through the
+  DAX window vs the READ fallback.
+- read: sequential 1 MiB and random 4 KiB reads of the file, warm page cache, into
+  page-aligned reused buffers:
+  - memory speed: one C loop copies from a native mmap of the host file and from the
+    window's raw memory (window holding the file, set up before timing);
+  - the APIs README shows (`Handle.pread_into`, `Mapping.read_into`, `Mapping.read`),
+    the READ paths (pagefs-host without a window, virtiofsd) and FUSE mounts, each in
+    the same Python loop as its native baseline (`os.preadv`, or a native mmap slice
+    for `Mapping.read`, which returns bytes).
+- larger: the file is 4x the window: `Handle.pread_into` through the window (set-up
+  and reclaim included) vs the READ paths vs native pread.
+- sweep (charts): sequential and random throughput against the file size (window =
+  file/4) and against the window size (file fixed), window vs READ vs native.
 - latency: store-to-load round trip on a shared word between two guests that map the
-  same page writable through pagefs, vs two processes sharing a memfd.
+  same page writable through pagefs, vs two processes sharing a memfd (one C loop).
 Every run measures the baseline and each case back to back; tables show medians and
 ranges over runs. Figures are only meaningful as ratios within one invocation.
 """
@@ -20,9 +29,11 @@ ranges over runs. Figures are only meaningful as ratios within one invocation.
 from __future__ import annotations
 
 import argparse
+import json
 import mmap
 import os
 import random
+import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
@@ -30,21 +41,34 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from fuse_mount import bindfs_mount, check_bindfs
-from harness import Case, compare, print_table, run_command, throughput_mib_s
+from harness import (
+    Case,
+    add_output_argument,
+    compare,
+    paired,
+    print_table,
+    record_series,
+    run_command,
+    throughput_mib_s,
+)
+from loops import address, loops
 from pingpong import WORD_BYTES, ping_pong
 
 from pagefs.impl.client.host_daemon import HostDaemon, host_daemon
 from pagefs.impl.client.virtiofsd import Virtiofsd, find_virtiofsd
-from pagefs.impl.guest import safemem
+from pagefs.impl.guest import memprobe, safemem
 from pagefs.impl.guest.connect import connect
-from pagefs.impl.guest.memprobe import memory_per_guest
+from pagefs.impl.guest.share import Handle, Share
 
 MiB = 1 << 20
 SEQ_CHUNK = MiB
 RANDOM_CHUNK = 4096
-NATIVE = "native mmap of the host file"
-SECTIONS = ("memory", "read", "latency")
+RANGE = 2 * MiB  # the window's range size (connect's default)
+SECTIONS = ("memory", "read", "larger", "sweep", "latency")
+NATIVE_C = "native mmap, C loop"
+NATIVE_PREAD = "native pread"
 Reader = Callable[[memoryview, int], int]  # read_into(buffer, position) -> bytes read
+Pass = Callable[[], int]  # one pass over the offsets; returns the bytes read
 
 
 def _make_file(path: Path, size: int) -> None:
@@ -54,30 +78,49 @@ def _make_file(path: Path, size: int) -> None:
             f.write(block)
 
 
-def _sequential(read_into: Reader, size: int) -> Callable[[], int]:
-    buffer = memoryview(bytearray(SEQ_CHUNK))
-
-    def run() -> int:
-        total = 0
-        for position in range(0, size, SEQ_CHUNK):
-            total += read_into(buffer[: min(SEQ_CHUNK, size - position)], position)
-        assert total == size, (total, size)
-        return total
-
-    return run
+def _aligned(stack: ExitStack, size: int) -> memoryview:
+    """A page-aligned buffer (anonymous memory): a copy's speed must not depend on where
+    malloc happened to put the destination."""
+    memory = stack.enter_context(mmap.mmap(-1, size))
+    view = memoryview(memory)
+    stack.callback(view.release)
+    return view
 
 
-def _random(read_into: Reader, offsets: list[int]) -> Callable[[], int]:
-    buffer = memoryview(bytearray(RANDOM_CHUNK))
+def _python_pass(stack: ExitStack, read_into: Reader, offsets: list[int], chunk: int) -> Pass:
+    """The one Python loop every API row and its native baseline run."""
+    buffer = _aligned(stack, chunk)
 
     def run() -> int:
         total = 0
         for position in offsets:
             total += read_into(buffer, position)
-        assert total == RANDOM_CHUNK * len(offsets)
+        if total != chunk * len(offsets):
+            raise RuntimeError(f"short reads: {total} of {chunk * len(offsets)} bytes")
         return total
 
     return run
+
+
+def _bytes_pass(read: Callable[[int, int], bytes], offsets: list[int], chunk: int) -> Pass:
+    """The loop of an API that returns bytes (Mapping.read) and of its native peer."""
+    def run() -> int:
+        total = 0
+        for position in offsets:
+            total += len(read(position, chunk))
+        return total
+
+    return run
+
+
+def _c_pass(stack: ExitStack, bases: list[int], offsets: list[int], chunk: int) -> Pass:
+    """The C loop (loops.copy_offsets) over a file seen as ranges at `bases`."""
+    ffi, lib = loops().ffi, loops().lib
+    table = ffi.new("char *[]", [ffi.cast("char *", base) for base in bases])
+    positions = ffi.new("uint64_t[]", offsets)
+    dst = ffi.cast("char *", address(_aligned(stack, chunk)))
+    shift = RANGE.bit_length() - 1
+    return lambda: lib.copy_offsets(dst, table, shift, positions, len(offsets), chunk)
 
 
 def _pread(stack: ExitStack, path: Path) -> Reader:
@@ -86,86 +129,200 @@ def _pread(stack: ExitStack, path: Path) -> Reader:
     return lambda buffer, position: os.preadv(fd, [buffer], position)
 
 
+def _open(stack: ExitStack, share: Share, path: str) -> Handle:
+    handle = share.open(path)
+    stack.callback(handle.close)
+    return handle
+
+
+def _patterns(size: int, random_reads: int) -> dict[str, tuple[list[int], int]]:
+    rng = random.Random(1)
+    return {
+        "sequential 1 MiB": (list(range(0, size, SEQ_CHUNK)), SEQ_CHUNK),
+        f"random 4 KiB ({random_reads})": (
+            [rng.randrange(0, size // RANDOM_CHUNK) * RANDOM_CHUNK for _ in range(random_reads)],
+            RANDOM_CHUNK),
+    }
+
+
+def _measure(passes: dict[str, Pass], volume: int, runs: int, baseline: str, title: str,
+             pairs: list[tuple[str, str, str]] = ()) -> dict[str, list[float]]:
+    """Warm every pass, compare them over `runs`, print; returns name -> MiB/s per run."""
+    for run in passes.values():
+        run()  # warm: page caches, window ranges, allocator
+    rows = compare([Case(name, lambda r=run: throughput_mib_s(r, volume))
+                    for name, run in passes.items()], runs, baseline=baseline)
+    print_table(title, rows, "MiB/s", "x native")
+    if pairs:
+        print_table(f"{title}: like for like", paired(rows, list(pairs)), "MiB/s", "x peer")
+    return {row.name: row.values for row in rows}
+
+
+# -- memory ------------------------------------------------------------------------------
+
+def _vm_pte(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmPTE:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmPTE in /proc/PID/status")
+
+
+def memory_with_page_tables(socket_path: str, path: str, guests: int, via: str) -> list[int]:
+    """memprobe's guests, started at once, each holding the file; once all hold it, each
+    one's added private memory plus its page tables (VmPTE, which smaps leaves out)."""
+    probes = [subprocess.Popen(
+        [sys.executable, "-m", "pagefs.impl.guest.memprobe", socket_path, path, "--via", via],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        for _ in range(guests)]
+    try:
+        pipes = [memprobe._pipes(probe) for probe in probes]
+        first = [json.loads(out.readline()) for _, out in pipes]
+        tables = [_vm_pte(probe.pid) for probe in probes]  # every guest holds the file now
+        for to, _ in pipes:
+            to.write("measure\nexit\n")
+            to.flush()
+        held = [json.loads(out.readline()) for _, out in pipes]
+        for probe in probes:
+            if probe.wait(timeout=120) != 0:
+                raise RuntimeError(f"memprobe ({via}) failed")
+    finally:
+        for probe in probes:
+            if probe.poll() is None:
+                probe.kill()
+                probe.wait()
+    return [memprobe.private(h) - memprobe.private(f["before"]) + pte
+            for f, h, pte in zip(first, held, tables, strict=True)]
+
+
 def bench_memory(host: HostDaemon, size: int, guests: int, runs: int) -> None:
     def per_guest_mib(via: str) -> float:
-        samples = sorted(memory_per_guest(host.socket_path, "big", guests, via))
+        samples = sorted(memory_with_page_tables(host.socket_path, "big", guests, via))
         return samples[len(samples) // 2] / MiB
 
     rows = compare([Case("READ fallback (copies)", lambda: per_guest_mib("read")),
                     Case("DAX window", lambda: per_guest_mib("window"))],
                    runs, baseline="READ fallback (copies)")
-    print_table(f"memory: private memory added per guest, {guests} guests each holding a "
-                f"{size // MiB} MiB file (median guest)", rows, "MiB", "x READ", digits=2)
+    print_table(f"memory: private memory added plus page tables (VmPTE) per guest, {guests} "
+                f"guests each holding a {size // MiB} MiB file (median guest)", rows, "MiB",
+                "x READ", digits=2)
 
 
-def read_paths(stack: ExitStack, root: Path, host: HostDaemon, size: int) -> dict[str, Reader]:
-    """Every way to read the file `big`, named; the native mmap first."""
-    export = root / "export"
-    fd = os.open(export / "big", os.O_RDONLY)
+# -- reads ---------------------------------------------------------------------------------
+
+def _native_bases(stack: ExitStack, path: Path, size: int) -> tuple[mmap.mmap, list[int]]:
+    fd = os.open(path, os.O_RDONLY)
     stack.callback(os.close, fd)
     native = stack.enter_context(mmap.mmap(fd, size, prot=mmap.PROT_READ))
-    native_view = memoryview(native)
-    stack.callback(native_view.release)
+    base = safemem.buffer_address(native)
+    return native, [base + start for start in range(0, size, RANGE)]
 
-    def native_read(buffer: memoryview, position: int) -> int:
-        n = len(buffer)
-        buffer[:] = native_view[position : position + n]
-        return n
 
-    native_base = safemem.buffer_address(native)
+def bench_reads(root: Path, host: HostDaemon, size: int, random_reads: int, runs: int) -> None:
+    for label, (offsets, chunk) in _patterns(size, random_reads).items():
+        with ExitStack() as stack:
+            _read_tables(stack, root, host, size, f"{label} reads of a {size // MiB} MiB file",
+                         offsets, chunk, runs)
 
-    dax = stack.enter_context(connect(host.socket_path, window_size=max(64 * MiB, 2 * size)))
-    handle = dax.open("big")
-    stack.callback(handle.close)
-    mapping = dax.mmap(handle, 0, size)
-    stack.callback(mapping.close)
-    raw_views = mapping.unsafe_views()  # one per window range, in file order
-    shift = (dax.window.range_size - 1).bit_length()
-    mask = dax.window.range_size - 1
 
-    def raw_read(buffer: memoryview, position: int) -> int:
-        n = len(buffer)
-        buffer[:] = raw_views[position >> shift][position & mask : (position & mask) + n]
-        return n
+def _read_tables(stack: ExitStack, root: Path, host: HostDaemon, size: int, label: str,
+                 offsets: list[int], chunk: int, runs: int) -> None:
+    export = root / "export"
+    volume = chunk * len(offsets)
+    native, native_bases = _native_bases(stack, export / "big", size)
+    dax = stack.enter_context(connect(host.socket_path, window_size=2 * size))
+    handle = _open(stack, dax, "big")
+    mapping = stack.enter_context(dax.mmap(handle, 0, size))
+    window_bases = [address(view) for view in mapping.unsafe_views()]
+    _measure({NATIVE_C: _c_pass(stack, native_bases, offsets, chunk),
+              "DAX window, raw memory, C loop": _c_pass(stack, window_bases, offsets, chunk)},
+             volume, runs, NATIVE_C,
+             f"read, memory speed: {label}, one C loop (window holds the file, set up before "
+             f"timing)")
 
-    copy_share = stack.enter_context(connect(host.socket_path, window_size=0))
-    copy_handle = copy_share.open("big")
-    stack.callback(copy_handle.close)
+    copied = _open(stack, stack.enter_context(connect(host.socket_path, window_size=0)), "big")
     virtiofsd = stack.enter_context(Virtiofsd(str(export), cache="none"))
-    vshare = stack.enter_context(connect(virtiofsd.socket_path, window_size=0))
-    vhandle = vshare.open("big")
-    stack.callback(vhandle.close)
+    vcopied = _open(stack, stack.enter_context(connect(virtiofsd.socket_path, window_size=0)),
+                    "big")
     cached = stack.enter_context(bindfs_mount(str(export), str(root / "fuse")))
     direct = stack.enter_context(bindfs_mount(str(export), str(root / "fuse-direct"),
                                               "direct_io"))
-    return {
-        NATIVE: native_read,
-        # the window's contained reads copy in C: this is their like-for-like native row
-        "native mmap, guarded C copy": lambda b, p: safemem.read_into(native_base + p, b),
-        "native pread of the host file": _pread(stack, export / "big"),
-        "window, raw views": raw_read,
-        "window, fault-contained mapping": lambda b, p: mapping.read_into(p, b),
-        "window, pread": lambda b, p: handle.pread_into(b, p),
-        "pagefs READ (no window)": lambda b, p: copy_handle.pread_into(b, p),
-        "virtiofsd READ (cache=none)": lambda b, p: vhandle.pread_into(b, p),
+    native_base = native_bases[0]
+    readers: dict[str, Reader] = {
+        NATIVE_PREAD: _pread(stack, export / "big"),
+        "native mmap, guarded C copy (safemem)":
+            lambda b, p: safemem.read_into(native_base + p, b),
+        "Handle.pread_into through the window": lambda b, p: handle.pread_into(b, p),
+        "Mapping.read_into": lambda b, p: mapping.read_into(p, b),
+        "pagefs-host READ (no window)": lambda b, p: copied.pread_into(b, p),
+        "virtiofsd READ (cache=none)": lambda b, p: vcopied.pread_into(b, p),
         "FUSE mount (bindfs), pread": _pread(stack, Path(cached) / "big"),
         "FUSE mount (bindfs, direct_io), pread": _pread(stack, Path(direct) / "big"),
     }
+    passes = {name: _python_pass(stack, read, offsets, chunk) for name, read in readers.items()}
+    passes["native mmap slice (bytes)"] = _bytes_pass(lambda p, n: native[p : p + n], offsets,
+                                                      chunk)
+    passes["Mapping.read (bytes, README's API)"] = _bytes_pass(mapping.read, offsets, chunk)
+    _measure(passes, volume, runs, NATIVE_PREAD,
+             f"read, APIs: {label} (window holds it; each row the same Python loop as native "
+             f"pread)",
+             [("Mapping.read_into / guarded native copy", "Mapping.read_into",
+               "native mmap, guarded C copy (safemem)"),
+              ("Mapping.read / native mmap slice", "Mapping.read (bytes, README's API)",
+               "native mmap slice (bytes)")])
 
 
-def bench_reads(paths: dict[str, Reader], size: int, offsets: list[int], runs: int) -> None:
-    for label, make, volume in (
-        ("sequential 1 MiB reads", lambda f: _sequential(f, size), size),
-        (f"random 4 KiB reads ({len(offsets)})", lambda f: _random(f, offsets),
-         RANDOM_CHUNK * len(offsets)),
-    ):
-        reads = {name: make(fn) for name, fn in paths.items()}
-        for read in reads.values():
-            read()  # warm: page caches, window ranges, allocator
-        cases = [Case(name, lambda r=read, v=volume: throughput_mib_s(r, v))
-                 for name, read in reads.items()]
-        print_table(f"read: {label} of a {size // MiB} MiB file, throughput",
-                    compare(cases, runs, baseline=NATIVE), "MiB/s", "x native")
+def _larger_passes(stack: ExitStack, root: Path, host: HostDaemon, name: str, window: int,
+                   offsets: list[int], chunk: int) -> dict[str, Pass]:
+    """Native pread, the window's pread (window of `window` bytes) and the READ paths
+    (virtiofsd serves one connection, as one VM: a fresh one each time)."""
+    dax = stack.enter_context(connect(host.socket_path, window_size=window))
+    copy_share = stack.enter_context(connect(host.socket_path, window_size=0))
+    virtiofsd = stack.enter_context(Virtiofsd(str(root / "export"), cache="none"))
+    vshare = stack.enter_context(connect(virtiofsd.socket_path, window_size=0))
+    readers: dict[str, Reader] = {NATIVE_PREAD: _pread(stack, root / "export" / name)}
+    for label, share in (("Handle.pread_into through the window", dax),
+                         ("pagefs-host READ (no window)", copy_share),
+                         ("virtiofsd READ (cache=none)", vshare)):
+        handle = _open(stack, share, name)
+        readers[label] = lambda b, p, h=handle: h.pread_into(b, p)
+    return {label: _python_pass(stack, read, offsets, chunk) for label, read in readers.items()}
+
+
+def bench_larger(root: Path, host: HostDaemon, size: int, random_reads: int, runs: int) -> None:
+    for label, (offsets, chunk) in _patterns(size, random_reads).items():
+        with ExitStack() as readers:
+            passes = _larger_passes(readers, root, host, "big", size // 4, offsets, chunk)
+            _measure(passes, chunk * len(offsets), runs, NATIVE_PREAD,
+                     f"read, file larger than the window: {label} reads of a "
+                     f"{size // MiB} MiB file, window = file/4 ({size // 4 // MiB} MiB)")
+
+
+def bench_sweep(root: Path, host: HostDaemon, sizes: list[int], main_size: int,
+                random_reads: int, runs: int) -> None:
+    """The charts' series: throughput against file size (window = file/4) and against
+    window size (the largest file); each point's runs recorded, its table printed."""
+    fixed = max(sizes)
+    points = [(size, size // 4) for size in sizes]
+    points += [(fixed, fixed * num // den) for num, den in ((1, 8), (1, 2), (1, 1), (2, 1))]
+    points = [(size, window) for size, window in points if window >= RANGE]  # a range at least
+    for size, window in points:
+        name = "big" if size == main_size else f"sweep-{size // MiB}"
+        if not (root / "export" / name).exists():
+            _make_file(root / "export" / name, size)
+        for label, (offsets, chunk) in _patterns(size, random_reads).items():
+            with ExitStack() as readers:
+                passes = _larger_passes(readers, root, host, name, window, offsets, chunk)
+                values = _measure(passes, chunk * len(offsets), runs, NATIVE_PREAD,
+                                  f"sweep: {label} reads, {size // MiB} MiB file, window "
+                                  f"{window // MiB} MiB")
+            pattern = label.split()[0]
+            for line, samples in values.items():
+                if window == size // 4:
+                    record_series(f"throughput-file-{pattern}", line, size / MiB, samples)
+                if size == fixed:
+                    record_series(f"throughput-window-{pattern}", line, window / size,
+                                  samples)
 
 
 def bench_store_to_load(stack: ExitStack, root: Path, host: HostDaemon, rounds: int,
@@ -183,17 +340,14 @@ def bench_store_to_load(stack: ExitStack, root: Path, host: HostDaemon, rounds: 
     for run in runners.values():
         run(rounds)  # warm: both sides scheduled, pages faulted in
     cases = [Case(name, lambda r=run: r(rounds)) for name, run in runners.items()]
-    print_table(f"latency: store-to-load round trip on a shared word (two hops; median of "
-                f"{rounds} rounds)", compare(cases, runs, baseline=baseline), "us", "x memfd",
-                digits=2)
+    print_table(f"latency: store-to-load round trip on a shared word (two hops, one C loop; "
+                f"median of {rounds} rounds)", compare(cases, runs, baseline=baseline), "us",
+                "x memfd", digits=2)
 
 
 def bench(args: argparse.Namespace) -> None:
     size = args.size_mib * MiB
-    rng = random.Random(1)
-    offsets = [rng.randrange(0, size // RANDOM_CHUNK) * RANDOM_CHUNK
-               for _ in range(args.random_reads)]
-    if "read" in args.only:  # before minutes of other sections, not after
+    if {"read", "larger", "sweep"} & set(args.only):  # before minutes of other sections
         find_virtiofsd()
         check_bindfs()
     with tempfile.TemporaryDirectory(prefix="pagefs-bench-guest-") as tmp, ExitStack() as stack:
@@ -204,10 +358,18 @@ def bench(args: argparse.Namespace) -> None:
         if "memory" in args.only:
             bench_memory(host, size, args.guests, args.memory_runs)
         if "read" in args.only:
-            with ExitStack() as readers:
-                bench_reads(read_paths(readers, root, host, size), size, offsets, args.runs)
+            bench_reads(root, host, size, args.random_reads, args.runs)
+        if "larger" in args.only:
+            bench_larger(root, host, size, args.random_reads, args.runs)
+        if "sweep" in args.only:
+            bench_sweep(root, host, [s * MiB for s in args.sweep_sizes], size,
+                        args.random_reads, args.sweep_runs)
         if "latency" in args.only:
             bench_store_to_load(stack, root, host, args.rounds, args.runs)
+
+
+def _sections(text: str) -> list[str]:
+    return text.split(",")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -216,16 +378,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--guests", type=int, default=4)
     parser.add_argument("--runs", type=int, default=5, help="runs of the read and latency cases")
     parser.add_argument("--memory-runs", type=int, default=3)
-    parser.add_argument("--random-reads", type=int, default=5000)
+    parser.add_argument("--random-reads", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=2000, help="round trips per latency run")
-    parser.add_argument("--only", default=",".join(SECTIONS),
-                        type=lambda s: s.split(","), help="sections, comma-separated")
+    parser.add_argument("--sweep-runs", type=int, default=3)
+    parser.add_argument("--sweep-sizes", type=lambda s: [int(x) for x in s.split(",")],
+                        default=[16, 64, 256], help="file sizes of the sweep, MiB")
+    parser.add_argument("--only", default=",".join(SECTIONS), type=_sections,
+                        help="sections, comma-separated")
+    add_output_argument(parser)
     args = parser.parse_args(argv)
     unknown = set(args.only) - set(SECTIONS)
     if unknown:
         parser.error(f"unknown section(s) {', '.join(sorted(unknown))}; choose from "
                      f"{', '.join(SECTIONS)}")
-    return run_command("bench-guest", args.runs, lambda: bench(args))
+    return run_command("bench-guest", args.runs, lambda: bench(args), args.out)
 
 
 if __name__ == "__main__":

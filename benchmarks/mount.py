@@ -23,14 +23,22 @@ import argparse
 import mmap
 import os
 import random
-import statistics
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 
 from fuse_mount import bindfs_mount
-from harness import Case, compare, median_time_us, print_table, run_command, throughput_mib_s
+from harness import (
+    Case,
+    Row,
+    add_output_argument,
+    compare,
+    median_time_us,
+    print_table,
+    run_command,
+    throughput_mib_s,
+)
 
 from pagefs.impl.client.host_daemon import host_daemon
 from pagefs.impl.client.mount_process import pagefs_mount
@@ -75,7 +83,7 @@ def _views(export: str, work: str) -> Iterator[dict[str, str]]:
 
 
 def _sequential(path: str, size: int) -> Callable[[], int]:
-    buffer = bytearray(MiB)
+    buffer = mmap.mmap(-1, MiB)  # page-aligned, as a copy's speed depends on alignment
 
     def run() -> int:
         fd = os.open(path, os.O_RDONLY)
@@ -175,14 +183,11 @@ def _growth(export: str, points: list[str], size: int) -> float:
 
 def _memory(export: str, work: str, size: int, mounts: int, runs: int) -> None:
     _make_file(os.path.join(export, FILE), size)
-    print(f"\nSINGLE-COPY: {mounts} mounts each read a {size // MiB} MiB file from cold; "
-          "host page-cache growth (meminfo Cached) in copies of the file "
-          f"(1.0: one copy for all; {mounts + 1}.0: one per mount and the host's)")
-    print(f"  {'':34}  {'copies':>8}  {'range':>11}  {'MiB':>8}")
+    rows = []
     with host_daemon(export) as host:
         for label, passthrough in (("pagefs-mount, passthrough", True),
                                    ("pagefs-mount, relayed", False), ("bindfs", None)):
-            samples = []
+            copies = []
             for _ in range(runs):
                 with ExitStack() as stack:
                     points = []
@@ -195,10 +200,12 @@ def _memory(export: str, work: str, size: int, mounts: int, runs: int) -> None:
                             stack.enter_context(pagefs_mount(host.socket_path, point,
                                                              passthrough=passthrough))
                         points.append(point)
-                    samples.append(_growth(export, points, size))
-            print(f"  {label:34}  {statistics.median(samples):8.2f}  "
-                  f"{min(samples):5.2f}-{max(samples):5.2f}  "
-                  f"{statistics.median(samples) * size / MiB:8.0f}")
+                    copies.append(_growth(export, points, size))
+            rows.append(Row(label, [c * size / MiB for c in copies], copies))
+    print_table(f"SINGLE-COPY: {mounts} mounts each read a {size // MiB} MiB file from cold; "
+                f"host page-cache growth (meminfo Cached), and in copies of the file (1.0: one "
+                f"copy for all; {mounts + 1}.0: one per mount and the host's)", rows, "MiB",
+                "copies", digits=0)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -211,6 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--random-reads", type=int, default=4000)
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--only", default=",".join(SECTIONS))
+    add_output_argument(parser)
     args = parser.parse_args(argv)
     sections = set(args.only.split(","))
     if sections - set(SECTIONS):
@@ -231,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
             if "memory" in sections:
                 _memory(export, work, args.copy_mib * MiB, args.mounts, args.memory_runs)
 
-    return run_command("bench-mount", args.runs, body)
+    return run_command("bench-mount", args.runs, body, args.out)
 
 
 if __name__ == "__main__":

@@ -1,15 +1,18 @@
-"""Store-to-load latency: two processes ping-pong on one shared 64-bit word.
+"""Store-to-load and eventfd latency: two processes ping-pong, pinned to two cores.
 
-Each side waits until the word holds the value it expects, then stores the next one;
-one round trip is two store-to-load hops. The word lives either in a memfd both
-processes map (the baseline), or in a host file both map writable through their own
-pagefs connection and DAX window (two guests). Each side is pinned to a core of its
-own when there are two, so a hop is a cross-core store-to-load. A side spins a bounded
-number of loads, then yields the CPU, and gives up at a deadline, so a lost store cannot
-hang the run.
+Store-to-load: each side waits until a shared 64-bit word holds the value it expects,
+then stores the next one; one round trip is two store-to-load hops. The word lives
+either in a memfd both processes map (the polling floor: 0.1-0.7 us), or in a host file
+both map writable through their own pagefs connection and DAX window (two guests).
+Eventfd: one eventfd notification each way, a blocking read waking the other process
+(the floor of a transport that sleeps between requests: tens of us here).
+Both sides run the same C loop (loops.py) and each is pinned to a core of its own when
+there are two, so a hop crosses cores, as between two vCPUs. A spinning side yields the
+CPU after 200 loads and gives up at a deadline, so a lost store cannot hang the run.
 
 As a process: python benchmarks/pingpong.py initiator|responder memfd FD
               python benchmarks/pingpong.py initiator|responder pagefs SOCKET PATH
+              python benchmarks/pingpong.py initiator|responder eventfd PING PONG
 It prints "ready", then for each "go N" line runs N round trips (the initiator prints
 the median round trip in ns, the responder "done"); "exit" ends it.
 """
@@ -25,24 +28,14 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 
+from loops import loops
+
 WORD_BYTES = 4096  # one page holds the word
-SPINS = 200  # loads before yielding: on 2 shared cores the other side may not be running
 DEADLINE = 30.0  # seconds a run may take before a side gives up
 
 
-def _wait_for(word: memoryview, value: int, deadline: float) -> None:
-    spins = 0
-    while word[0] != value:
-        spins += 1
-        if spins == SPINS:
-            spins = 0
-            os.sched_yield()
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"the other side never stored {value}")
-
-
 def _open_word(stack: ExitStack, kind: str, where: list[str]) -> memoryview:
-    """The shared word, as a one-element memoryview of format Q."""
+    """The shared word's 8 bytes."""
     if kind == "memfd":
         memory = stack.enter_context(mmap.mmap(int(where[0]), WORD_BYTES))
         raw = memoryview(memory)
@@ -58,9 +51,29 @@ def _open_word(stack: ExitStack, kind: str, where: list[str]) -> memoryview:
         stack.callback(mapping.close)
         raw = mapping.unsafe_memoryview()
     stack.callback(raw.release)
-    word = raw[:8].cast("Q")
+    word = raw[:8]
     stack.callback(word.release)
     return word
+
+
+def _rounds(kind: str, word_or_fds: memoryview | tuple[int, int], initiator: bool
+            ) -> Callable[[int, int], list[int]]:
+    """run(first, rounds) -> the initiator's round trips in ns (empty for the responder)."""
+    lib, ffi = loops().lib, loops().ffi
+
+    def run(first: int, rounds: int) -> list[int]:
+        samples = ffi.new("uint64_t[]", max(1, rounds))
+        if isinstance(word_or_fds, tuple):
+            status = lib.eventfd_rounds(*word_or_fds, rounds, initiator, samples)
+        else:
+            deadline = time.monotonic_ns() + int(DEADLINE * 1e9)
+            word = ffi.cast("uint64_t *", ffi.from_buffer(word_or_fds))
+            status = lib.spin_rounds(word, first, rounds, initiator, samples, deadline)
+        if status:
+            raise TimeoutError(f"{kind} ping-pong: the other side did not answer")
+        return list(samples)[:rounds] if initiator else []
+
+    return run
 
 
 def _side(role: str, kind: str, where: list[str]) -> None:
@@ -68,24 +81,16 @@ def _side(role: str, kind: str, where: list[str]) -> None:
     if len(cpus) >= 2:  # one side per core: the hop crosses cores, as between two vCPUs
         os.sched_setaffinity(0, {cpus[role == "responder"]})
     with ExitStack() as stack:
-        word = _open_word(stack, kind, where)
+        target = ((int(where[0]), int(where[1])) if kind == "eventfd"
+                  else _open_word(stack, kind, where))
+        run = _rounds(kind, target, role == "initiator")
         rounds_done = 0
         print("ready", flush=True)
         for line in sys.stdin:
             command = line.split()
             if command[0] != "go":
                 break
-            deadline = time.monotonic() + DEADLINE
-            samples = []
-            for n in range(rounds_done, rounds_done + int(command[1])):
-                if role == "initiator":
-                    start = time.perf_counter_ns()
-                    word[0] = 2 * n + 1
-                    _wait_for(word, 2 * n + 2, deadline)
-                    samples.append(time.perf_counter_ns() - start)
-                else:
-                    _wait_for(word, 2 * n + 1, deadline)
-                    word[0] = 2 * n + 2
+            samples = run(rounds_done, int(command[1]))
             rounds_done += int(command[1])
             print(statistics.median(samples) if samples else "done", flush=True)
 

@@ -1,43 +1,59 @@
-"""make bench-wire: request round trips on the real wire, as ratios.
+"""make bench-wire: request round trips, mapping set-up and CPU on the real wire, as ratios.
 
-Through our front-end and FUSE client, one request at a time: GETATTR, OPEN+RELEASE and
-LOOKUP+FORGET to pagefs-host and to QEMU's C virtiofsd (cache=none), and GETATTR with
-many in flight. Two baselines, measured in every run beside the cases:
-- the floor, a raw eventfd ping-pong between two processes (one notification each way,
-  the least any kick/call transport can do), with a bare chain through our front-end to
-  an echo back-end of ours (the transport alone) beside it;
-- virtiofsd, for the same request through the same front-end: pagefs-host / virtiofsd.
+Through our front-end and FUSE client (`FuseClient`, the path every guest request takes),
+one request at a time unless said, to pagefs-host and to QEMU's C virtiofsd (cache=none),
+each in its own process, beside the same operation on the host directory (native):
+- GETATTR, OPEN+RELEASE, LOOKUP, FORGET (a round trip of its own: the front-end waits
+  for the used buffer), CREATE+RELEASE+UNLINK; GETATTR with 64 in flight;
+- references: two processes ping-ponging on a shared word (the polling floor) and by
+  eventfd (one wake-up each way), both in C and pinned to two cores; a bare chain to an
+  echo back-end of ours through the same `call` path (the transport alone);
+- mapping set-up: SETUPMAPPING of a 2 MiB range and REMOVEMAPPING of a reclaim's batch,
+  `Share.mmap` of a 2 MiB range already in the window and not (window = file/4, so
+  reclaims happen), against a native mmap/munmap of the host file;
+- CPU per GETATTR of the daemon (every thread and child) and of the front-end (this
+  process), and the daemon's CPU while its guest idles.
 Ratios are taken within a run; the tables show medians and ranges over runs.
 
-    .venv/bin/python benchmarks/wire.py [--runs 7] [--calls 2000]
+    .venv/bin/python benchmarks/wire.py [--runs 7] [--calls 2000] [--idle-seconds 2]
+        [--out DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+import mmap
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 
-from harness import Case, compare, median_time_us, paired, print_table, run_command
+from cpu import tree_cpu_ns
+from harness import (
+    Row,
+    add_output_argument,
+    compare_groups,
+    median_time_us,
+    paired,
+    print_table,
+    record_samples,
+    run_command,
+    time_samples_us,
+)
+from pingpong import ping_pong
 
 from pagefs.impl import protocol as p
 from pagefs.impl.client.fuse_client import FuseClient
 from pagefs.impl.client.host_daemon import host_daemon
 from pagefs.impl.client.virtiofsd import Virtiofsd
+from pagefs.impl.guest.connect import connect
 from pagefs.impl.protocol.constants import FUSE_ROOT_ID
 from pagefs.impl.transport.frontend import REQUEST_QUEUE, VhostUserFrontend
 
-# The other process of the floor: answer every ping with a pong; a count of 2 means leave.
-PONG = """
-import os, sys
-ping, pong = int(sys.argv[1]), int(sys.argv[2])
-while os.eventfd_read(ping) < 2:
-    os.eventfd_write(pong, 1)
-"""
 # A vhost-user back-end of ours that answers every chain with its own bytes: the cost of
 # the transport alone, no FUSE decoding or filesystem behind it.
 ECHO = """
@@ -51,31 +67,18 @@ conn, _ = listener.accept()
 listener.close()
 VhostUserBackend(conn, window_size=0).serve(lambda request: request)
 """
+MiB = 1 << 20
 BURST = 64  # below the queue size (128), so submitters never wait for room
 FILE = b"file"  # the one file the requests name
-FLOOR = "eventfd ping-pong, 2 processes (floor)"
-BACKENDS = ("virtiofsd", "pagefs-host")
-
-
-@contextmanager
-def eventfd_ping_pong() -> Iterator[Callable[[], None]]:
-    """A round trip of one eventfd notification each way between two processes."""
-    ping, pong = os.eventfd(0), os.eventfd(0)
-    child = subprocess.Popen(
-        [sys.executable, "-c", PONG, str(ping), str(pong)], pass_fds=(ping, pong)
-    )
-    try:
-
-        def round_trip() -> None:
-            os.eventfd_write(ping, 1)
-            os.eventfd_read(pong)
-
-        yield round_trip
-    finally:
-        os.eventfd_write(ping, 2)  # tells the child to leave
-        child.wait(10)
-        os.close(ping)
-        os.close(pong)
+MAPPED = "mapped"  # a sparse file for the mapping rows
+RANGE = 2 * MiB  # one window range
+RECLAIM_BATCH = 10  # ranges per reclaim (the window's REMOVEMAPPING batch)
+NATIVE, VIRTIOFSD, PAGEFS = "native", "virtiofsd", "pagefs-host"
+BACKENDS = (VIRTIOFSD, PAGEFS)
+POLL_FLOOR = "shared-word ping-pong, 2 pinned processes (polling floor)"
+EVENTFD = "eventfd ping-pong, 2 pinned processes (one wake-up each way)"
+KINDS = ("GETATTR", "OPEN+RELEASE", "LOOKUP", "FORGET", "CREATE+RELEASE+UNLINK")
+CLEANUP = "cleanup"  # untimed steps that undo a timed one (a created node's FORGET)
 
 
 @contextmanager
@@ -84,11 +87,12 @@ def echo_back_end(directory: str) -> Iterator[str]:
     path = os.path.join(directory, "echo.sock")
     child = subprocess.Popen([sys.executable, "-c", ECHO, path], stdout=subprocess.PIPE, text=True)
     try:
-        if child.stdout.readline().strip() != "ready":
+        if child.stdout is None or child.stdout.readline().strip() != "ready":
             raise RuntimeError("the echo back-end did not start")
         yield path
     finally:
-        child.stdout.close()
+        if child.stdout is not None:
+            child.stdout.close()
         try:
             child.wait(10)  # it ends with its connection
         except subprocess.TimeoutExpired:
@@ -99,20 +103,45 @@ def echo_back_end(directory: str) -> Iterator[str]:
 
 
 def request_kinds(client: FuseClient) -> dict[str, Callable[[], object]]:
-    """One round trip of each request kind, named; LOOKUP's FORGET is on the hiprio
-    queue and has no reply, so it adds the submission only."""
+    """One of each request kind, named, in the order they are timed in turns; LOOKUP's
+    reference is dropped by the FORGET timed next, CREATE's by an untimed FORGET."""
     nodeid = client.lookup(FUSE_ROOT_ID, FILE).nodeid
+    looked_up: list[int] = []
+    created: list[int] = []
 
     def open_release() -> None:
         client.release(nodeid, client.open(nodeid, os.O_RDONLY).fh)
 
-    def lookup_forget() -> None:
-        client.forget(client.lookup(FUSE_ROOT_ID, FILE).nodeid, 1)
+    def create_release_unlink() -> None:
+        out = client.create(FUSE_ROOT_ID, b"new", os.O_RDWR | os.O_CREAT | os.O_EXCL)
+        client.release(out.entry.nodeid, out.open.fh)
+        client.unlink(FUSE_ROOT_ID, b"new")
+        created.append(out.entry.nodeid)
 
     return {
         "GETATTR": lambda: client.getattr(nodeid),
         "OPEN+RELEASE": open_release,
-        "LOOKUP+FORGET": lookup_forget,
+        "LOOKUP": lambda: looked_up.append(client.lookup(FUSE_ROOT_ID, FILE).nodeid),
+        "FORGET": lambda: client.forget(looked_up.pop(), 1),
+        "CREATE+RELEASE+UNLINK": create_release_unlink,
+        CLEANUP: lambda: client.forget(created.pop(), 1),
+    }
+
+
+def native_kinds(directory: str) -> dict[str, Callable[[], object]]:
+    """The same operations on the host directory, by system calls."""
+    path, new = os.path.join(directory, FILE.decode()), os.path.join(directory, "new-native")
+    fd = os.open(path, os.O_RDONLY)  # closed with the process: it is only read
+
+    def create_close_unlink() -> None:
+        os.close(os.open(new, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644))
+        os.unlink(new)
+
+    return {
+        "GETATTR": lambda: os.fstat(fd),
+        "OPEN+RELEASE": lambda: os.close(os.open(path, os.O_RDONLY)),
+        "LOOKUP": lambda: os.stat(path),
+        "CREATE+RELEASE+UNLINK": create_close_unlink,
     }
 
 
@@ -122,60 +151,209 @@ def getattr_burst(client: FuseClient) -> None:
         f.result(30)
 
 
-def bench(runs: int, calls: int) -> None:
-    cases = []
+def timed_kinds(target: str, kinds: dict[str, Callable[[], object]], calls: int
+                ) -> Callable[[], dict[str, float]]:
+    """One run: every kind `calls` times in turns; medians, samples kept for the charts."""
+    def measure() -> dict[str, float]:
+        medians = {}
+        for kind, samples in time_samples_us(kinds, calls).items():
+            if kind != CLEANUP:
+                record_samples("latency", f"{kind} -> {target}", samples)
+                medians[f"{kind} -> {target}"] = statistics.median(samples)
+        return medians
+
+    return measure
+
+
+def mapping_rows(stack: ExitStack, shared: str, host_path: str, calls: int
+                 ) -> list[Callable[[], dict[str, float]]]:
+    """Measures of mapping set-up and reclaim: on the wire, through the API, natively."""
+    path = os.path.join(shared, MAPPED)
+    client = stack.enter_context(FuseClient.connect(host_path))
+    window = client.window
+    if window is None or window.size < RECLAIM_BATCH * RANGE:
+        raise RuntimeError("pagefs-host offered no DAX window of 10 ranges")
+    nodeid = client.lookup(FUSE_ROOT_ID, MAPPED.encode()).nodeid
+    fh = client.open(nodeid, os.O_RDONLY).fh
+    rounds = max(3, calls // (4 * RECLAIM_BATCH))
+
+    def wire() -> dict[str, float]:
+        setups, removes = [], []
+        for _ in range(rounds):
+            for slot in range(RECLAIM_BATCH):
+                start = time.perf_counter_ns()
+                client.setupmapping(nodeid, fh, slot * RANGE, RANGE, False, slot * RANGE)
+                setups.append((time.perf_counter_ns() - start) / 1000)
+            batch = [(slot * RANGE, RANGE) for slot in range(RECLAIM_BATCH)]
+            start = time.perf_counter_ns()
+            client.removemapping(batch)
+            removes.append((time.perf_counter_ns() - start) / 1000)
+        record_samples("latency", f"SETUPMAPPING 2 MiB -> {PAGEFS}", setups)
+        return {"SETUPMAPPING 2 MiB": statistics.median(setups),
+                f"REMOVEMAPPING of {RECLAIM_BATCH} ranges (one reclaim)":
+                    statistics.median(removes)}
+
+    fd = os.open(path, os.O_RDONLY)
+    stack.callback(os.close, fd)
+
+    def native_map() -> None:
+        mmap.mmap(fd, RANGE, prot=mmap.PROT_READ).close()
+
+    # Share.mmap of a range not in the window: the file is 4x the window, visited range
+    # by range, so every call sets a range up and some reclaim first.
+    share = stack.enter_context(connect(host_path, window_size=window.size))
+    handle = share.open(MAPPED)
+    stack.callback(handle.close)
+    ranges = 4 * window.size // RANGE
+    os.truncate(path, ranges * RANGE)
+    visit = iter(range(1 << 62))
+
+    def api_miss() -> None:
+        share.mmap(handle, next(visit) % ranges * RANGE, RANGE).close()
+
+    def api_hit() -> None:
+        share.mmap(handle, 0, RANGE).close()
+
+    def api() -> dict[str, float]:
+        samples = time_samples_us({"miss": api_miss, "hit": api_hit}, calls // 4)
+        record_samples("latency", f"Share.mmap 2 MiB (miss) -> {PAGEFS}", samples["miss"])
+        return {"Share.mmap+close 2 MiB, in the window": statistics.median(samples["hit"]),
+                "Share.mmap+close 2 MiB, not in it (window = file/4)":
+                    statistics.median(samples["miss"])}
+
+    return [
+        lambda: {"native mmap+munmap 2 MiB of the host file": median_time_us(native_map, calls)},
+        wire,
+        api,
+    ]
+
+
+def cpu_per_request(backend: str, pid: int, client: FuseClient, calls: int
+                    ) -> Callable[[], dict[str, float]]:
+    """One run: `calls` GETATTRs one at a time; CPU of the daemon and of this process
+    (the front-end and the client) per request, in us."""
+    def measure() -> dict[str, float]:
+        daemon, front = tree_cpu_ns(pid), time.process_time_ns()
+        for _ in range(calls):
+            client.getattr(FUSE_ROOT_ID)
+        return {f"daemon CPU per GETATTR -> {backend}":
+                    (tree_cpu_ns(pid) - daemon) / calls / 1000,
+                f"front-end CPU per GETATTR -> {backend}":
+                    (time.process_time_ns() - front) / calls / 1000}
+
+    return measure
+
+
+def idle_cpu(pids: dict[str, int], seconds: float) -> Callable[[], dict[str, float]]:
+    """One run: each daemon's CPU, in % of one core, while its connected guest idles."""
+    def measure() -> dict[str, float]:
+        before = {name: tree_cpu_ns(pid) for name, pid in pids.items()}
+        start = time.monotonic_ns()
+        time.sleep(seconds)
+        elapsed = time.monotonic_ns() - start
+        return {f"idle daemon CPU, % of a core -> {name}":
+                    100 * (tree_cpu_ns(pid) - before[name]) / elapsed
+                for name, pid in pids.items()}
+
+    return measure
+
+
+def bench(runs: int, calls: int, idle_seconds: float) -> None:
     with tempfile.TemporaryDirectory(prefix="pagefs-bench-wire-") as shared, ExitStack() as stack:
         with open(os.path.join(shared, FILE.decode()), "wb") as f:
             f.write(b"x" * 4096)
-        floor_call = stack.enter_context(eventfd_ping_pong())
-        cases.append(Case(FLOOR, lambda: median_time_us(floor_call, calls)))
+        with open(os.path.join(shared, MAPPED), "wb") as f:
+            f.truncate(RECLAIM_BATCH * RANGE)  # sparse: mappings need no data
+        word = os.memfd_create("pagefs-bench-word")
+        stack.callback(os.close, word)
+        os.ftruncate(word, 4096)
+        ping, pong = os.eventfd(0), os.eventfd(0)
+        for fd in (ping, pong):
+            stack.callback(os.close, fd)
+        floors = {
+            POLL_FLOOR: stack.enter_context(ping_pong("memfd", str(word), pass_fds=(word,))),
+            EVENTFD: stack.enter_context(
+                ping_pong("eventfd", str(ping), str(pong), pass_fds=(ping, pong))),
+        }
         echo = stack.enter_context(
             VhostUserFrontend.connect(stack.enter_context(echo_back_end(shared)), window_size=0)
         )
         request = bytes(56)  # the size of a GETATTR request
-        cases.append(Case(
-            "56-byte chain -> echo back-end of ours (transport alone)",
-            lambda: median_time_us(
-                lambda: echo.submit(REQUEST_QUEUE, request, 256).result(30), calls),
-        ))
-        paths = {
-            "virtiofsd": stack.enter_context(Virtiofsd(shared, cache="none")).socket_path,
-            "pagefs-host": stack.enter_context(host_daemon(shared, log_level="warn")).socket_path,
+        daemons = {
+            VIRTIOFSD: stack.enter_context(Virtiofsd(shared, cache="none")),
+            PAGEFS: stack.enter_context(host_daemon(shared, log_level="warn")),
         }
-        kinds = {}
-        for backend, path in paths.items():
-            client = stack.enter_context(FuseClient.connect(path, window_size=0))
-            kinds[backend] = request_kinds(client)
-            for call in kinds[backend].values():
-                for _ in range(200):  # warm up both ends
+        pids = {name: d.process.pid for name, d in daemons.items() if d.process is not None}
+        clients = {name: stack.enter_context(FuseClient.connect(d.socket_path, window_size=0))
+                   for name, d in daemons.items()}
+        measures = [lambda: {name: run(calls) for name, run in floors.items()},
+                    lambda: {"56-byte chain -> echo back-end of ours (transport alone)":
+                             median_time_us(lambda: echo.call(REQUEST_QUEUE, request, 256),
+                                            calls)},
+                    timed_kinds(NATIVE, native_kinds(shared), calls)]
+        for backend, client in clients.items():
+            kinds = request_kinds(client)
+            for _ in range(200):  # warm up both ends
+                for call in kinds.values():
                     call()
-            cases.append(Case(
-                f"GETATTR x{BURST} in flight -> {backend}, per request",
-                lambda c=client: median_time_us(lambda: getattr_burst(c),
-                                                max(3, calls // BURST)) / BURST,
-            ))
-        for kind in kinds["virtiofsd"]:
-            for backend in BACKENDS:
-                cases.append(Case(f"{kind} -> {backend}",
-                                  lambda c=kinds[backend][kind]: median_time_us(c, calls)))
-        rows = compare(cases, runs, baseline=FLOOR)
-    print_table(f"Round trips, one at a time unless said (median call of {calls}; "
-                f"medians over {runs} runs)", rows, "us", "x floor")
-    pairs = [(f"{kind}", f"{kind} -> pagefs-host", f"{kind} -> virtiofsd")
-             for kind in kinds["virtiofsd"]]
-    pairs.append((f"GETATTR x{BURST} in flight",
-                   f"GETATTR x{BURST} in flight -> pagefs-host, per request",
-                   f"GETATTR x{BURST} in flight -> virtiofsd, per request"))
-    print_table("pagefs-host vs virtiofsd, same front-end (time ratio; below 1 is faster)",
-                paired(rows, pairs), "us pagefs", "x virtiofsd")
+            measures.append(timed_kinds(backend, kinds, calls))
+            measures.append(lambda c=client, b=backend: {
+                f"GETATTR x{BURST} in flight, per request -> {b}":
+                    median_time_us(lambda: getattr_burst(c), max(3, calls // BURST)) / BURST})
+        rows = compare_groups(measures, runs, baseline=POLL_FLOOR)
+        print_table(f"Round trips, one at a time unless said (median call of {calls}; "
+                    f"medians over {runs} runs)", rows, "us", "x polling")
+        by_name = {row.name: row for row in rows}
+        pairs = [(kind, f"{kind} -> {PAGEFS}", f"{kind} -> {VIRTIOFSD}")
+                 for kind in KINDS]
+        pairs.append((f"GETATTR x{BURST} in flight", f"GETATTR x{BURST} in flight, per "
+                       f"request -> {PAGEFS}", f"GETATTR x{BURST} in flight, per request -> "
+                       f"{VIRTIOFSD}"))
+        print_table("pagefs-host vs virtiofsd, same front-end (time ratio; below 1 is faster)",
+                    paired(rows, pairs), "us pagefs", "x virtiofsd")
+        print_table("vs native (the same operation by system calls on the host directory)",
+                    paired(rows, [(f"{kind} -> {backend}", f"{kind} -> {backend}",
+                                   f"{kind} -> {NATIVE}")
+                                  for kind in KINDS if f"{kind} -> {NATIVE}" in by_name
+                                  for backend in BACKENDS]), "us", "x native")
+
+        mapping = compare_groups(mapping_rows(stack, shared, daemons[PAGEFS].socket_path, calls),
+                                 runs, baseline="native mmap+munmap 2 MiB of the host file")
+        print_table("Mapping set-up and reclaim, pagefs-host (2 MiB ranges; median call)",
+                    mapping, "us", "x native")
+
+        cpu = compare_groups([cpu_per_request(name, pids[name], clients[name], calls)
+                              for name in BACKENDS], runs,
+                             baseline=f"daemon CPU per GETATTR -> {VIRTIOFSD}")
+        print_table(f"CPU per GETATTR, one at a time ({calls} per run; daemon: every "
+                    f"thread and child; front-end: this process)", cpu, "us CPU",
+                    "x virtiofsd", digits=2)
+        print_table("CPU per GETATTR, pagefs-host vs virtiofsd",
+                    paired(cpu, [(f"{side} CPU per GETATTR", f"{side} CPU per GETATTR -> "
+                                  f"{PAGEFS}", f"{side} CPU per GETATTR -> {VIRTIOFSD}")
+                                 for side in ("daemon", "front-end")]),
+                    "us pagefs", "x virtiofsd", digits=2)
+        idle = compare_groups([idle_cpu(pids, idle_seconds)], max(1, runs // 2),
+                              baseline=f"idle daemon CPU, % of a core -> {VIRTIOFSD}")
+        print_table(f"Idle: daemon CPU while its one connected guest sends nothing "
+                    f"({idle_seconds:g} s per run)", idle_rows(idle), "% core", "")
 
 
-def main() -> int:
+def idle_rows(rows: list[Row]) -> list[Row]:
+    """Idle CPU has no meaningful ratio (virtiofsd idles at 0): the ratio column
+    repeats the value."""
+    return [Row(row.name, row.values, list(row.values)) for row in rows]
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--calls", type=int, default=2000)
-    args = parser.parse_args()
-    return run_command("bench-wire", args.runs, lambda: bench(args.runs, args.calls))
+    parser.add_argument("--idle-seconds", type=float, default=2.0)
+    add_output_argument(parser)
+    args = parser.parse_args(argv)
+    return run_command("bench-wire", args.runs,
+                       lambda: bench(args.runs, args.calls, args.idle_seconds), args.out)
 
 
 if __name__ == "__main__":
