@@ -12,6 +12,8 @@ from pagefs.conformance.target import MAPPINGS, PEERS, READ_ONLY, ROOT_NODEID
 from pagefs.spec import Config
 from pagefs.spec.datatypes import O_CREAT, O_RDWR
 
+from .conftest import expect_read_only_refuses_create
+
 
 def _mapped_file(target):
     guest = target.connect()
@@ -59,14 +61,7 @@ def test_bindfs_mounts_two_views_and_a_read_only_one_and_unmounts_them(root_only
                                                                        no_leftover_mounts):
     with targets.factory("bindfs") as factory:
         assert {MAPPINGS, PEERS, READ_ONLY} <= factory.capabilities
-        target = factory.start(read_only=True)
-        try:
-            guest = target.connect()
-            with pytest.raises(OSError) as refused:
-                guest.create(ROOT_NODEID, b"x", os.O_RDWR, 0o644)
-            assert refused.value.errno == errno.EROFS
-        finally:
-            target.close()
+        expect_read_only_refuses_create(factory)
 
 
 def test_unknown_target_and_bad_mount_arguments_are_one_line_errors():
