@@ -8,10 +8,13 @@ live in that layer's folder (tests/<layer>/conftest.py).
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
+
+from pagefs.impl.client.host_daemon import HostDaemon, host_daemon
 
 settings.register_profile(
     "ci",
@@ -40,3 +43,11 @@ def rust_virtiofsd() -> str:
     if done.returncode != 0:
         pytest.fail(done.stderr.strip() or "install-virtiofsd-rust failed")
     return done.stdout.strip()
+
+
+@pytest.fixture
+def host(export: Path) -> Iterator[HostDaemon]:
+    """A real pagefs-host on a real socket, serving the `export` fixture of the test's own
+    folder (each layer lays out its export as its tests need)."""
+    with host_daemon(str(export)) as daemon:
+        yield daemon

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pagefs.impl.client.host_daemon import HostDaemon, host_daemon
+from pagefs.impl.client.host_daemon import HostDaemon
 from pagefs.impl.guest.connect import connect
 from pagefs.impl.guest.share import Share
 
@@ -20,12 +20,6 @@ def export(tmp_path: Path) -> Path:
     root = tmp_path / "export"
     root.mkdir()
     return root
-
-
-@pytest.fixture
-def host(export: Path) -> Iterator[HostDaemon]:
-    with host_daemon(str(export)) as daemon:
-        yield daemon
 
 
 @pytest.fixture

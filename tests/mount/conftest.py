@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pagefs.impl.client.host_daemon import HostDaemon, host_daemon
+from pagefs.impl.client.host_daemon import HostDaemon
 from pagefs.impl.client.mount_process import MountProcess, pagefs_mount
 
 
@@ -26,12 +26,6 @@ def export(tmp_path: Path) -> Path:
     root.mkdir()
     (root / "file").write_bytes(b"0123456789")
     return root
-
-
-@pytest.fixture
-def host(export: Path) -> Iterator[HostDaemon]:
-    with host_daemon(str(export)) as daemon:
-        yield daemon
 
 
 @pytest.fixture
