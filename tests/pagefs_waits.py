@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -37,6 +38,16 @@ def wait_until(condition: Callable[[], object], what: str, *,
         elif process is not None:
             assert process.alive(), f"process died waiting for {what}:\n{process.log()}"
         time.sleep(POLL_SECONDS)
+
+
+def assert_next_guest_taken(host: Watched, socket_path: str, number: int) -> None:
+    """A new connection is taken as guest `number`, not refused: judged by the daemon's
+    log, not by a whole handshake that must itself beat the daemon's deadline."""
+    with socket.socket(socket.AF_UNIX) as guest:
+        guest.connect(socket_path)
+        wait_until(lambda: f"guest {number} connected" in host.log(),
+                   f"guest {number} connected", process=host)
+    assert "refused connection" not in host.log()
 
 
 def exited(pid: int) -> bool:
