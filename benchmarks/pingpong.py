@@ -107,12 +107,13 @@ def ping_pong(kind: str, *where: str, pass_fds: tuple[int, ...] = ()
               ) -> Iterator[Callable[[int], float]]:
     """Start both sides on the word at `where`; yields run(rounds) -> the median round
     trip in microseconds."""
-    sides = [
+    from pagefs.impl.client.child import reaped  # here: the sides themselves need no pagefs
+
+    with reaped([
         subprocess.Popen([sys.executable, __file__, role, kind, *where], pass_fds=pass_fds,
                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         for role in ("initiator", "responder")
-    ]
-    try:
+    ]) as sides:
         for side in sides:
             _expect_line(side, "start")
 
@@ -130,12 +131,6 @@ def ping_pong(kind: str, *where: str, pass_fds: tuple[int, ...] = ()
             side.stdin.close()
             if side.wait(30) != 0:
                 raise RuntimeError(f"a ping-pong side ({kind}) failed")
-    finally:
-        for side in sides:
-            if side.poll() is None:
-                side.kill()
-            side.wait()
-            side.stdout.close()
 
 
 if __name__ == "__main__":

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Callable
+import subprocess
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 # Imported before any fork: the child runs only the prctl call itself.
 from pagefs.impl.client._child import ffi, lib
@@ -34,3 +36,18 @@ def die_with_parent(signum: int = signal.SIGTERM) -> Callable[[], None]:
             os.kill(os.getpid(), signum)
 
     return arm
+
+
+@contextmanager
+def reaped(processes: list[subprocess.Popen[str]]) -> Iterator[list[subprocess.Popen[str]]]:
+    """The block's child processes, killed if still running when it ends, then reaped and
+    their output pipes closed: a block that fails half-way leaves no process behind."""
+    try:
+        yield processes
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+            process.wait()
+            if process.stdout is not None:
+                process.stdout.close()

@@ -22,6 +22,7 @@ import sys
 import zlib
 from typing import IO
 
+from pagefs.impl.client.child import reaped
 from pagefs.impl.guest.connect import connect
 
 FIELDS = ("Rss", "Pss", "Private_Clean", "Private_Dirty", "Anonymous")
@@ -47,14 +48,13 @@ def private(totals: dict[str, int]) -> int:
 def memory_per_guest(socket_path: str, path: str, guests: int, via: str) -> list[int]:
     """Start `guests` probes at once on `path`; once every one holds the file, return
     the private bytes each added (in the order they were started)."""
-    probes = [
+    with reaped([
         subprocess.Popen(
             [sys.executable, "-m", "pagefs.impl.guest.memprobe", socket_path, path, "--via", via],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
         )
         for _ in range(guests)
-    ]
-    try:
+    ]) as probes:
         pipes = [_pipes(p) for p in probes]
         reports = [json.loads(out.readline()) for _, out in pipes]
         # Measure again once every guest holds the file: shared pages are shared now.
@@ -68,11 +68,6 @@ def memory_per_guest(socket_path: str, path: str, guests: int, via: str) -> list
         for p in probes:
             if p.wait(timeout=120) != 0:
                 raise RuntimeError(f"memprobe ({via}) failed")
-    finally:
-        for p in probes:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
     if len({r["checksum"] for r in reports}) != 1:
         raise RuntimeError("guests read different bytes")
     return [private(h) - private(r["before"]) for r, h in zip(reports, held, strict=True)]
