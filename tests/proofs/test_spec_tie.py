@@ -74,24 +74,20 @@ calls = st.one_of(
     st.tuples(st.just("INIT"), st.tuples(guests)),
 )
 
-# A run that does something: a file to work on, opened and mapped by guest 0.
-PROLOGUE = (
-    ("host.create", (b"a", 0o644)),
-    ("host.write", (b"a", 4094, b"\x01\x02\x03")),
-    ("LOOKUP", (0, 1, b"a")),
-    ("OPEN", (0, 2, O_RDWR)),
-    ("SETUPMAPPING", (0, 1, 0, RANGE, True, 0)),
-)
+def _prologue(flags: int, writable: bool) -> tuple[tuple[str, tuple], ...]:
+    """A run that does something: a file to work on, opened and mapped by guest 0."""
+    return (
+        ("host.create", (b"a", 0o644)),
+        ("host.write", (b"a", 4094, b"\x01\x02\x03")),
+        ("LOOKUP", (0, 1, b"a")),
+        ("OPEN", (0, 2, flags)),
+        ("SETUPMAPPING", (0, 1, 0, RANGE, writable, 0)),
+    )
 
 
+PROLOGUE = _prologue(O_RDWR, writable=True)
 # In a read-only export the host still writes; guests open and map read-only.
-PROLOGUE_READ_ONLY = (
-    ("host.create", (b"a", 0o644)),
-    ("host.write", (b"a", 4094, b"\x01\x02\x03")),
-    ("LOOKUP", (0, 1, b"a")),
-    ("OPEN", (0, 2, O_RDONLY)),
-    ("SETUPMAPPING", (0, 1, 0, RANGE, False, 0)),
-)
+PROLOGUE_READ_ONLY = _prologue(O_RDONLY, writable=False)
 
 
 def run_both(config: Config, program: list[tuple[str, tuple]]) -> None:
