@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import errno
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from pagefs.conformance.target import Host
 
@@ -20,26 +22,26 @@ class HostDir(Host):
             raise OSError(errno.EINVAL, f"host path outside the export: {path!r}")
         return os.path.join(self.root, path)
 
-    def write(self, path: bytes, offset: int, data: bytes) -> int:
-        fd = os.open(self._path(path), os.O_WRONLY | os.O_NOFOLLOW)
+    @contextmanager
+    def _opened(self, path: bytes, flags: int) -> Iterator[int]:
+        """A descriptor on the file itself (a symlink is ELOOP, never followed)."""
+        fd = os.open(self._path(path), flags | os.O_NOFOLLOW)
         try:
-            return os.pwrite(fd, data, offset)
+            yield fd
         finally:
             os.close(fd)
+
+    def write(self, path: bytes, offset: int, data: bytes) -> int:
+        with self._opened(path, os.O_WRONLY) as fd:
+            return os.pwrite(fd, data, offset)
 
     def read(self, path: bytes, offset: int, size: int) -> bytes:
-        fd = os.open(self._path(path), os.O_RDONLY | os.O_NOFOLLOW)
-        try:
+        with self._opened(path, os.O_RDONLY) as fd:
             return os.pread(fd, size, offset)
-        finally:
-            os.close(fd)
 
     def truncate(self, path: bytes, size: int) -> None:
-        fd = os.open(self._path(path), os.O_WRONLY | os.O_NOFOLLOW)
-        try:
+        with self._opened(path, os.O_WRONLY) as fd:
             os.ftruncate(fd, size)
-        finally:
-            os.close(fd)
 
     def create(self, path: bytes, mode: int = 0o644) -> None:
         os.close(os.open(self._path(path), os.O_CREAT | os.O_EXCL | os.O_WRONLY, mode))
