@@ -130,6 +130,16 @@ def read_all(guest: FuseClient, nodeid: int) -> str:
     return f"read {len(data)} bytes of the export"
 
 
+def lookup_and_read(guest: FuseClient, parent: int, name: bytes) -> str:
+    """Look `name` up in `parent`, then open and read it: as `read_all`, or the errno name
+    of a refused lookup."""
+    try:
+        nodeid = guest.lookup(parent, name).nodeid
+    except OSError as err:
+        return errno.errorcode[err.errno or 0]
+    return read_all(guest, nodeid)
+
+
 # -- the attacks ------------------------------------------------------------------------
 
 ATTACKS: dict[str, Callable[[Scene, FuseClient], str]] = {}
@@ -196,12 +206,7 @@ def _(s: Scene, g: FuseClient) -> str:
 
 @attack("lookup through a symlink to an outside directory")
 def _(s: Scene, g: FuseClient) -> str:
-    link = g.lookup(1, b"dir-link").nodeid
-    try:
-        secret = g.lookup(link, b"secret").nodeid
-    except OSError as err:
-        return errno.errorcode[err.errno or 0]
-    return read_all(g, secret)
+    return lookup_and_read(g, g.lookup(1, b"dir-link").nodeid, b"secret")
 
 
 @attack("guest symlink out, then open it")
@@ -218,11 +223,7 @@ def _(s: Scene, g: FuseClient) -> str:
     swapped = g.lookup(1, b"swap").nodeid
     os.rename(s.export / "swap", s.export / "swap-old")
     os.symlink(str(s.outside / "dir"), s.export / "swap")
-    try:
-        secret = g.lookup(swapped, b"secret").nodeid
-    except OSError as err:
-        return errno.errorcode[err.errno or 0]
-    return read_all(g, secret)
+    return lookup_and_read(g, swapped, b"secret")
 
 
 @attack("file swapped for a symlink out between lookup and open")
