@@ -138,4 +138,4 @@ def test_relative_and_package_imports_resolve_to_modules() -> None:
     assert "pagefs.impl.protocol" in dispatch  # `from pagefs.impl import protocol as p`
     passthrough = imports_of(ROOT / "impl" / "host" / "passthrough.py")
     assert "pagefs.impl.host.confine" in passthrough  # `from . import confine, syscalls`
-    assert "pagefs.impl.host.mappings" in passthrough  # `from .mappings import ...`
+    assert "pagefs.impl.host.sandbox" in passthrough  # `from .sandbox import ...`
