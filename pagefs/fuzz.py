@@ -32,7 +32,6 @@ from dataclasses import asdict, dataclass, field
 from pagefs.impl import protocol as p
 from pagefs.impl.client.fuse_client import FuseClient
 from pagefs.impl.client.host_daemon import HostDaemon, HostDaemonError, host_daemon
-from pagefs.impl.guest.memprobe import rss_kib
 from pagefs.impl.protocol import constants as c
 from pagefs.impl.protocol.virtio_fs import request_queue
 from pagefs.impl.transport.vhost_user import HEADER, Request
@@ -63,6 +62,14 @@ class Figures:
     rss_kib_start: int = 0
     rss_kib_end: int = 0
     crash_inputs: list[str] = field(default_factory=list)
+
+
+def rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
 
 
 class Seeds:

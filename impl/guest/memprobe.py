@@ -40,14 +40,6 @@ def smaps_rollup(pid: int | str = "self") -> dict[str, int]:
     return totals
 
 
-def rss_kib(pid: int | str = "self") -> int:
-    """The process's resident memory in KiB (0 for one that has exited, not yet reaped)."""
-    try:
-        return smaps_rollup(pid).get("Rss", 0) >> 10
-    except ProcessLookupError:  # a zombie's smaps_rollup is ESRCH: it holds no memory
-        return 0
-
-
 def private(totals: dict[str, int]) -> int:
     """Bytes no other process shares: what a guest-private copy costs."""
     return totals["Private_Clean"] + totals["Private_Dirty"]
