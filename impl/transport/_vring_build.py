@@ -1,5 +1,6 @@
-"""cffi build script for the split-virtqueue hot path (vring.c) and the few mapping calls
-the transport needs at fixed addresses (Python's mmap module cannot map MAP_FIXED)."""
+"""cffi build script for the split-virtqueue hot path (vring.c), the adaptive poller both
+ends wait with (poller.c), the front-end's request path (driver.c), and the few mapping
+calls the transport needs at fixed addresses (Python's mmap module cannot map MAP_FIXED)."""
 
 import sys
 from pathlib import Path
@@ -10,19 +11,20 @@ if sys.byteorder != "little":
     raise SystemExit("pagefs's virtqueues need a little-endian host (virtio 1.x is little-endian)")
 
 HERE = Path(__file__).parent
+HEADERS = ("vring.h", "poller.h")
 
 
 def _declarations(header: Path) -> str:
     """The header as cdef takes it: declarations and integer #defines, no guards or
     includes (so the C and the Python sides read the very same declarations)."""
-    skip = ("#if", "#endif", "#include", "#define PAGEFS_VRING_H")
+    skip = ("#if", "#endif", "#include", f"#define PAGEFS_{header.stem.upper()}_H")
     lines = header.read_text().splitlines()
     return "\n".join(line for line in lines if not line.startswith(skip))
 
 
 ffibuilder = FFI()
 ffibuilder.cdef(
-    _declarations(HERE / "vring.h")
+    "".join(_declarations(HERE / header) + "\n" for header in HEADERS)
     + """
     #define PROT_NONE ...
     #define PROT_READ ...
@@ -38,8 +40,8 @@ ffibuilder.cdef(
 )
 ffibuilder.set_source(
     "pagefs.impl.transport._vring",
-    '#include <sys/mman.h>\n#include "vring.h"\n',
-    sources=[str(HERE / "vring.c")],
+    "#include <sys/mman.h>\n" + "".join(f'#include "{header}"\n' for header in HEADERS),
+    sources=[str(HERE / f"{Path(header).stem}.c") for header in HEADERS],
     include_dirs=[str(HERE)],
     extra_compile_args=["-O2", "-std=gnu11", "-Wall", "-Wextra"],
 )

@@ -93,9 +93,10 @@ int vq_driver_has_used(struct vq_driver *vq) {
     return LOAD_ACQ(used_idx(vq->used)) != vq->last_used;
 }
 
-/* Takes one used chain, returns its head (and the written length), -EAGAIN when the used
- * ring is empty, -EIO when the device returned a head that is not in flight. */
-int vq_driver_get_used(struct vq_driver *vq, uint32_t *len) {
+/* Takes one used chain without freeing its descriptors (its buffers may still be read
+ * through them): returns its head (and the written length), -EAGAIN when the used ring is
+ * empty, -EIO when the device returned a head that is not in flight. */
+int vq_driver_pop_used(struct vq_driver *vq, uint32_t *len) {
     uint16_t published = LOAD_ACQ(used_idx(vq->used));
     if (published == vq->last_used)
         return -EAGAIN;
@@ -106,18 +107,57 @@ int vq_driver_get_used(struct vq_driver *vq, uint32_t *len) {
     *len = LOAD_RLX(&e->len);
     if (id >= vq->num || vq->chain_len[id] == 0)
         return -EIO;
-    uint16_t last = (uint16_t)id;
-    for (unsigned k = 1; k < vq->chain_len[id]; k++)
+    vq->last_used++;
+    return (int)id;
+}
+
+/* Returns a popped chain's descriptors to the free list. */
+void vq_driver_free_chain(struct vq_driver *vq, uint16_t head) {
+    uint16_t last = head;
+    for (unsigned k = 1; k < vq->chain_len[head]; k++)
         last = vq->next[last];
     vq->next[last] = vq->free_head;
-    vq->free_head = (uint16_t)id;
-    vq->num_free = (uint16_t)(vq->num_free + vq->chain_len[id]);
-    vq->chain_len[id] = 0;
-    vq->last_used++;
-    /* Ask for an interrupt as soon as anything beyond what we consumed is used. */
+    vq->free_head = head;
+    vq->num_free = (uint16_t)(vq->num_free + vq->chain_len[head]);
+    vq->chain_len[head] = 0;
+}
+
+/* pop_used and free_chain at once, asking for a call as soon as anything beyond what was
+ * consumed is used. */
+int vq_driver_get_used(struct vq_driver *vq, uint32_t *len) {
+    int id = vq_driver_pop_used(vq, len);
+    if (id < 0)
+        return id;
+    vq_driver_free_chain(vq, (uint16_t)id);
     if (vq->event_idx)
         STORE_REL(used_event(vq->avail, vq->num), vq->last_used);
-    return (int)id;
+    return id;
+}
+
+/* For spinning: has the device published used chains? (no fence: a hint, re-checked) */
+int vq_driver_used_pending(struct vq_driver *vq) {
+    return LOAD_ACQ(used_idx(vq->used)) != vq->last_used;
+}
+
+/* While the driver polls the used ring, the device need not call. With EVENT_IDX the
+ * event index is put just behind what was consumed: the device calls only once its index
+ * passes it, which cannot happen before the driver moves it forward again. */
+void vq_driver_disable_calls(struct vq_driver *vq) {
+    if (vq->event_idx)
+        STORE_RLX(used_event(vq->avail, vq->num), (uint16_t)(vq->last_used - 1));
+    else
+        STORE_RLX(&vq->avail[0], VRING_AVAIL_F_NO_INTERRUPT);
+}
+
+/* Before sleeping on the call eventfd: ask for a call on the next used chain, then look
+ * once more (full fence between), so a chain used in between is not slept over. */
+int vq_driver_enable_calls(struct vq_driver *vq) {
+    if (vq->event_idx)
+        STORE_RLX(used_event(vq->avail, vq->num), vq->last_used);
+    else
+        STORE_RLX(&vq->avail[0], 0);
+    FULL_FENCE();
+    return LOAD_ACQ(used_idx(vq->used)) != vq->last_used;
 }
 
 /* ---- device ---------------------------------------------------------------------- */

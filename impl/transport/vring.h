@@ -80,6 +80,11 @@ int vq_driver_add(struct vq_driver *vq, const uint64_t *addr, const uint32_t *le
 int vq_driver_kick_needed(struct vq_driver *vq, uint16_t old_avail);
 int vq_driver_get_used(struct vq_driver *vq, uint32_t *len);
 int vq_driver_has_used(struct vq_driver *vq);
+int vq_driver_pop_used(struct vq_driver *vq, uint32_t *len);
+void vq_driver_free_chain(struct vq_driver *vq, uint16_t head);
+int vq_driver_used_pending(struct vq_driver *vq);
+void vq_driver_disable_calls(struct vq_driver *vq);
+int vq_driver_enable_calls(struct vq_driver *vq);
 
 void vq_device_init(struct vq_device *vq);
 int vq_device_pop(struct vq_device *vq, struct vq_seg *segs, unsigned max_segs,

@@ -1,0 +1,119 @@
+"""The adaptive spin-then-sleep wait both ends share (poller.c), driven through cffi with
+Python callbacks standing for a ring: real eventfds, real time."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+
+from pagefs.impl.transport._vring import ffi, lib
+
+MAX_NS = 200_000
+
+
+class Ring:
+    """A ring as the poller sees it: `items` stands for published entries; notifications
+    are enabled or quiet as the poller asks."""
+
+    def __init__(self) -> None:
+        self.items = 0
+        self.armed = True
+        self.quieted = 0
+        self.fd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
+        self._ready = ffi.callback("int(void *)", lambda _: int(self.items > 0))
+        self._quiet = ffi.callback("void(void *)", self._on_quiet)
+        self._arm = ffi.callback("int(void *)", self._on_arm)
+        self.ring = ffi.new("struct poller_ring *")
+        self.ring.ready, self.ring.quiet, self.ring.arm = self._ready, self._quiet, self._arm
+
+    def _on_quiet(self, _: object) -> None:
+        self.armed = False
+        self.quieted += 1
+
+    def _on_arm(self, _: object) -> int:
+        self.armed = True
+        return int(self.items > 0)
+
+    def publish(self) -> None:
+        """The other side: publish an entry, and notify if asked to."""
+        self.items += 1
+        if self.armed:
+            os.eventfd_write(self.fd, 1)
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+def wait(poller, ring: Ring, timeout_ns: int, watch=ffi.NULL, nwatch: int = 0) -> int:
+    return lib.poller_wait(poller, ring.ring, ring.fd, watch, nwatch, timeout_ns)
+
+
+def test_ready_at_once_needs_no_spin_and_no_sleep() -> None:
+    poller = ffi.new("struct poller *")
+    lib.poller_init(poller, MAX_NS)
+    ring = Ring()
+    try:
+        ring.items = 1
+        assert wait(poller, ring, 0) == lib.POLLER_READY
+        assert (poller.waits, poller.spun, poller.slept) == (0, 0, 0)
+    finally:
+        ring.close()
+
+
+def test_nothing_comes_times_out_armed_and_shrinks_the_budget() -> None:
+    poller = ffi.new("struct poller *")
+    lib.poller_init(poller, MAX_NS)
+    ring = Ring()
+    try:
+        before = poller.budget_ns
+        assert before > 0
+        assert wait(poller, ring, 5_000_000) == lib.POLLER_TIMEOUT  # 5 ms > MAX_NS
+        assert ring.quieted == 1 and ring.armed  # spun quiet, then armed before sleeping
+        assert poller.slept == 1 and poller.budget_ns < before
+        for _ in range(8):  # waits that outlast the ceiling take the spin away entirely
+            wait(poller, ring, 1_000_000)
+        assert poller.budget_ns == 0
+        ring.quieted = 0
+        wait(poller, ring, 1_000_000)
+        assert ring.quieted == 0  # no budget: it arms and sleeps without spinning
+    finally:
+        ring.close()
+
+
+def test_a_notification_wakes_the_sleeper_and_short_waits_grow_the_budget() -> None:
+    poller = ffi.new("struct poller *")
+    lib.poller_init(poller, 10**9)  # a ceiling no wait here passes
+    ring = Ring()
+    try:
+        budgets = []
+        for _ in range(3):
+            ring.items = 0
+            timer = threading.Timer(0.02, ring.publish)
+            timer.start()
+            assert wait(poller, ring, 10**10) == lib.POLLER_READY
+            timer.join()
+            budgets.append(poller.budget_ns)
+        assert budgets[0] < budgets[1] < budgets[2]  # each sleep that was short doubled it
+        assert poller.slept >= 1
+    finally:
+        ring.close()
+
+
+def test_a_watched_fd_ends_the_wait_with_its_events() -> None:
+    poller = ffi.new("struct poller *")
+    lib.poller_init(poller, 0)
+    ring = Ring()
+    ours, theirs = socket.socketpair()
+    try:
+        watch = ffi.new("struct poller_watch[1]")
+        watch[0].fd = ours.fileno()
+        watch[0].events = 0x2000  # POLLRDHUP
+        theirs.close()
+        assert wait(poller, ring, 10**10, watch, 1) == lib.POLLER_EVENT
+        assert watch[0].revents
+        ring.items = 1  # what is ready counts before a hang-up
+        assert wait(poller, ring, 10**10, watch, 1) == lib.POLLER_READY
+    finally:
+        ours.close()
+        ring.close()
