@@ -30,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 from pagefs.impl import protocol as p
+from pagefs.impl.client.child import rss_kib
 from pagefs.impl.client.fuse_client import FuseClient
 from pagefs.impl.client.host_daemon import HostDaemon, HostDaemonError, host_daemon
 from pagefs.impl.protocol import constants as c
@@ -62,14 +63,6 @@ class Figures:
     rss_kib_start: int = 0
     rss_kib_end: int = 0
     crash_inputs: list[str] = field(default_factory=list)
-
-
-def rss_kib(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 class Seeds:

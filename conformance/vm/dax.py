@@ -37,6 +37,7 @@ from pagefs.conformance.vm.image import Image
 from pagefs.conformance.vm.machine import Machine, boot
 from pagefs.conformance.vm.qemu11 import qemu
 from pagefs.conformance.vm.stack import RW_TAG, stack
+from pagefs.impl.client.child import rss_kib
 
 MIB = 1 << 20
 FILE_SIZE = 4 * MIB
@@ -121,14 +122,6 @@ def _meminfo(agent: Agent) -> dict[str, int]:
     return fields
 
 
-def _rss_kib(pid: int) -> int:
-    with open(f"/proc/{pid}/smaps_rollup") as f:
-        for line in f:
-            if line.startswith("Rss:"):
-                return int(line.split()[1])
-    return 0
-
-
 def _single_copy(vm: Machine, hostdir: str, label: str) -> Finding:
     found = Finding(f"single-copy ({label})", None)
     path = _host_file(hostdir, "big", READ_SIZE)
@@ -137,10 +130,10 @@ def _single_copy(vm: Machine, hostdir: str, label: str) -> Finding:
     a = vm.agent
     assert vm.process is not None
     a.check("sync; echo 3 > /proc/sys/vm/drop_caches")
-    before, rss_before = _meminfo(a), _rss_kib(vm.process.pid)
+    before, rss_before = _meminfo(a), rss_kib(vm.process.pid)
     # md5sum reads every byte through a buffer (cat to /dev/null may splice, reading none)
     seen = a.check(f"md5sum {GUEST}/big").split()[0]
-    after, rss_after = _meminfo(a), _rss_kib(vm.process.pid)
+    after, rss_after = _meminfo(a), rss_kib(vm.process.pid)
     found.say(f"the guest read all {READ_SIZE >> 20} MiB: md5 "
               f"{'equal to' if seen == digest else 'DIFFERENT from'} the host's")
     for key in ("Cached", "MemFree"):

@@ -1,4 +1,5 @@
-"""Child processes that die with the process that started them.
+"""Child processes: ones that die with the process that started them, ones a block reaps
+at its end, and their resident memory.
 
 A daemon started for a `with` block (pagefs-host, virtiofsd) is stopped when the block
 ends; but if whoever holds the block is killed (SIGTERM, SIGKILL), nothing runs to stop
@@ -51,3 +52,13 @@ def reaped(processes: list[subprocess.Popen[str]]) -> Iterator[list[subprocess.P
             process.wait()
             if process.stdout is not None:
                 process.stdout.close()
+
+
+def rss_kib(pid: int) -> int:
+    """A process's resident memory in KiB, as its /proc status says (VmRSS); 0 for one that
+    has exited but is not yet reaped (a zombie holds none)."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
