@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         "unstable (`make qemu11`), pagefs-host `--tag pagefs --writable-map-fds` behind "
         "`vhost-user-test-device-pci,virtio-id=26,num_vqs=2,config_size=40`, mounted "
         "`-o dax=always`. Memory figures: guest `/proc/meminfo` (after `drop_caches`) and "
-        "QEMU's `Rss` in `/proc/PID/smaps_rollup`, before and after `cat` of a 64 MiB file.",
+        "QEMU's `VmRSS` in `/proc/PID/status`, before and after `md5sum` of a 64 MiB file.",
         "",
         findings,
     ])
