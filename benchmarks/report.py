@@ -61,8 +61,12 @@ def _latency_chart(record: Record, path: Path) -> bool:
     opcodes = [name.split(" -> ")[0] for name in samples if name.endswith(" -> pagefs-host")]
     if not opcodes:
         return False
-    fig, axes = plt.subplots(1, len(opcodes), figsize=(3 * len(opcodes), 4.5), squeeze=False)
-    for ax, opcode in zip(axes[0], opcodes, strict=True):
+    columns = min(4, len(opcodes))
+    rows = -(-len(opcodes) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 4 * rows), squeeze=False)
+    for ax in axes.flat[len(opcodes):]:
+        ax.set_visible(False)
+    for ax, opcode in zip(axes.flat, opcodes, strict=False):  # spare axes hidden above
         present = [t for t in TARGETS if f"{opcode} -> {t}" in samples]
         ax.boxplot([samples[f"{opcode} -> {t}"] for t in present], whis=(5, 95),
                    showfliers=False)
@@ -70,7 +74,10 @@ def _latency_chart(record: Record, path: Path) -> bool:
         ax.set_yscale("log")
         ax.set_title(opcode, fontsize=9)
         ax.grid(axis="y", alpha=0.3)
-    axes[0][0].set_ylabel("µs per call (box: quartiles; whiskers: 5th–95th percentile)")
+    for row in axes:
+        row[0].set_ylabel("µs per call")
+    fig.text(0.5, 0.005, "box: quartiles, line: median, whiskers: 5th–95th percentile",
+             ha="center", fontsize=8)
     fig.suptitle("Single-call latency per request kind (bench-wire, all runs pooled)")
     fig.tight_layout()
     fig.savefig(path, dpi=90)
@@ -83,7 +90,8 @@ def _line_chart(series: dict[str, dict[str, list]], charts: list[tuple[str, str]
     present = [(key, sub) for key, sub in charts if key in series]
     if not present:
         return False
-    fig, axes = plt.subplots(1, len(present), figsize=(6 * len(present), 4.5), squeeze=False)
+    fig, axes = plt.subplots(1, len(present), figsize=(max(8, 6 * len(present)), 4.5),
+                             squeeze=False)
     for ax, (key, subtitle) in zip(axes[0], present, strict=True):
         for line, points in series[key].items():
             points = sorted(points)

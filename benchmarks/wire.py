@@ -11,6 +11,9 @@ each in its own process, beside the same operation on the host directory (native
 - mapping set-up: SETUPMAPPING of a 2 MiB range and REMOVEMAPPING of a reclaim's batch,
   `Share.mmap` of a 2 MiB range already in the window and not (window = file/4, so
   reclaims happen), against a native mmap/munmap of the host file;
+- the API README shows, one call at a time: `connect` (+ disconnect), `Share.open`+close,
+  `Share.stat`, `Handle.pread` and `Handle.pread_into` of 4 KiB, on pagefs-host (with its
+  DAX window) and virtiofsd, against the same system calls on the host directory;
 - CPU per GETATTR of the daemon (every thread and child) and of the front-end (this
   process), and the daemon's CPU while its guest idles.
 Ratios are taken within a run; the tables show medians and ranges over runs.
@@ -51,6 +54,7 @@ from pagefs.impl.client.fuse_client import FuseClient
 from pagefs.impl.client.host_daemon import host_daemon
 from pagefs.impl.client.virtiofsd import Virtiofsd
 from pagefs.impl.guest.connect import connect
+from pagefs.impl.guest.share import Share
 from pagefs.impl.protocol.constants import FUSE_ROOT_ID
 from pagefs.impl.transport.frontend import REQUEST_QUEUE, VhostUserFrontend
 
@@ -221,10 +225,58 @@ def mapping_rows(stack: ExitStack, shared: str, host_path: str, calls: int
                 "Share.mmap+close 2 MiB, not in it (window = file/4)":
                     statistics.median(samples["miss"])}
 
+    def native() -> dict[str, float]:
+        samples = time_samples_us({"map": native_map}, calls)["map"]
+        for kind in ("SETUPMAPPING 2 MiB", "Share.mmap 2 MiB (miss)"):  # the chart's peer
+            record_samples("latency", f"{kind} -> {NATIVE}", samples)
+        return {"native mmap+munmap 2 MiB of the host file": statistics.median(samples)}
+
+    return [native, wire, api]
+
+
+def api_kinds(share: Share) -> dict[str, Callable[[], object]]:
+    """README's API, one call each (the 4 KiB file, read from its start)."""
+    handle = share.open(FILE.decode())
+    buffer = memoryview(mmap.mmap(-1, 4096))
+    return {
+        "Share.open+close": lambda: share.open(FILE.decode()).close(),
+        "Share.stat": lambda: share.stat(FILE.decode()),
+        "Handle.pread 4 KiB": lambda: handle.pread(4096, 0),
+        "Handle.pread_into 4 KiB": lambda: handle.pread_into(buffer, 0),
+    }
+
+
+def native_api(directory: str) -> dict[str, Callable[[], object]]:
+    path = os.path.join(directory, FILE.decode())
+    fd = os.open(path, os.O_RDONLY)  # closed with the process: it is only read
+    buffer = memoryview(mmap.mmap(-1, 4096))
+    return {
+        "Share.open+close": lambda: os.close(os.open(path, os.O_RDONLY)),
+        "Share.stat": lambda: os.stat(path),
+        "Handle.pread 4 KiB": lambda: os.pread(fd, 4096, 0),
+        "Handle.pread_into 4 KiB": lambda: os.preadv(fd, [buffer], 0),
+    }
+
+
+def api_rows(stack: ExitStack, shared: str, host_path: str, calls: int
+             ) -> list[Callable[[], dict[str, float]]]:
+    """README's API against the same system calls natively (virtiofsd serves one
+    connection: a Share of its own), and connect+disconnect to pagefs-host."""
+    virtiofsd = stack.enter_context(Virtiofsd(shared, cache="none"))
+    targets = {NATIVE: native_api(shared),
+               VIRTIOFSD: api_kinds(stack.enter_context(connect(virtiofsd.socket_path))),
+               PAGEFS: api_kinds(stack.enter_context(connect(host_path)))}
+    connects = max(5, calls // 100)
+
+    def connect_once(window: int | None) -> None:
+        connect(host_path, window_size=window).disconnect()
+
     return [
-        lambda: {"native mmap+munmap 2 MiB of the host file": median_time_us(native_map, calls)},
-        wire,
-        api,
+        *(timed_kinds(target, kinds, calls) for target, kinds in targets.items()),
+        lambda: {f"connect+disconnect, DAX window -> {PAGEFS}":
+                     median_time_us(lambda: connect_once(None), connects),
+                 f"connect+disconnect, no window -> {PAGEFS}":
+                     median_time_us(lambda: connect_once(0), connects)},
     ]
 
 
@@ -303,7 +355,6 @@ def bench(runs: int, calls: int, idle_seconds: float) -> None:
         rows = compare_groups(measures, runs, baseline=POLL_FLOOR)
         print_table(f"Round trips, one at a time unless said (median call of {calls}; "
                     f"medians over {runs} runs)", rows, "us", "x polling")
-        by_name = {row.name: row for row in rows}
         pairs = [(kind, f"{kind} -> {PAGEFS}", f"{kind} -> {VIRTIOFSD}")
                  for kind in KINDS]
         pairs.append((f"GETATTR x{BURST} in flight", f"GETATTR x{BURST} in flight, per "
@@ -312,10 +363,16 @@ def bench(runs: int, calls: int, idle_seconds: float) -> None:
         print_table("pagefs-host vs virtiofsd, same front-end (time ratio; below 1 is faster)",
                     paired(rows, pairs), "us pagefs", "x virtiofsd")
         print_table("vs native (the same operation by system calls on the host directory)",
-                    paired(rows, [(f"{kind} -> {backend}", f"{kind} -> {backend}",
-                                   f"{kind} -> {NATIVE}")
-                                  for kind in KINDS if f"{kind} -> {NATIVE}" in by_name
-                                  for backend in BACKENDS]), "us", "x native")
+                    paired(rows, vs_native(rows)), "us", "x native")
+
+        api = compare_groups(api_rows(stack, shared, daemons[PAGEFS].socket_path, calls), runs,
+                             baseline=f"Share.stat -> {NATIVE}")
+        print_table("README's API, one call at a time (median call)",
+                    paired(api, vs_native(api)), "us", "x native")
+        print_table("connect+disconnect to pagefs-host (median of a few)",
+                    paired(api, [(row.name, row.name, f"connect+disconnect, no window -> "
+                                  f"{PAGEFS}") for row in api if "connect" in row.name]),
+                    "us", "x no window")
 
         mapping = compare_groups(mapping_rows(stack, shared, daemons[PAGEFS].socket_path, calls),
                                  runs, baseline="native mmap+munmap 2 MiB of the host file")
@@ -325,18 +382,28 @@ def bench(runs: int, calls: int, idle_seconds: float) -> None:
         cpu = compare_groups([cpu_per_request(name, pids[name], clients[name], calls)
                               for name in BACKENDS], runs,
                              baseline=f"daemon CPU per GETATTR -> {VIRTIOFSD}")
-        print_table(f"CPU per GETATTR, one at a time ({calls} per run; daemon: every "
-                    f"thread and child; front-end: this process)", cpu, "us CPU",
-                    "x virtiofsd", digits=2)
-        print_table("CPU per GETATTR, pagefs-host vs virtiofsd",
-                    paired(cpu, [(f"{side} CPU per GETATTR", f"{side} CPU per GETATTR -> "
-                                  f"{PAGEFS}", f"{side} CPU per GETATTR -> {VIRTIOFSD}")
-                                 for side in ("daemon", "front-end")]),
-                    "us pagefs", "x virtiofsd", digits=2)
+        print_table(f"CPU per GETATTR, one at a time ({calls} per run; daemon: every thread "
+                    f"and child; front-end: this process), each side vs virtiofsd's",
+                    paired(cpu, [(f"{side} CPU per GETATTR -> {backend}",
+                                  f"{side} CPU per GETATTR -> {backend}",
+                                  f"{side} CPU per GETATTR -> {VIRTIOFSD}")
+                                 for side in ("daemon", "front-end") for backend in BACKENDS]),
+                    "us CPU", "x virtiofsd", digits=2)
         idle = compare_groups([idle_cpu(pids, idle_seconds)], max(1, runs // 2),
                               baseline=f"idle daemon CPU, % of a core -> {VIRTIOFSD}")
         print_table(f"Idle: daemon CPU while its one connected guest sends nothing "
                     f"({idle_seconds:g} s per run)", idle_rows(idle), "% core", "")
+
+
+def vs_native(rows: list[Row]) -> list[tuple[str, str, str]]:
+    """(label, row, its native peer) for every non-native row that has one."""
+    names = {row.name for row in rows}
+    pairs = []
+    for row in rows:
+        kind, _, target = row.name.rpartition(" -> ")
+        if target in BACKENDS and f"{kind} -> {NATIVE}" in names:
+            pairs.append((row.name, row.name, f"{kind} -> {NATIVE}"))
+    return pairs
 
 
 def idle_rows(rows: list[Row]) -> list[Row]:
