@@ -14,6 +14,8 @@ import errno
 import os
 import stat
 
+from pagefs.impl import procfd
+
 from . import syscalls
 
 NAME_MAX = 255
@@ -105,9 +107,9 @@ def reopen(path_fd: int, flags: int, kind: int | None = None) -> int:
         raise OSError(errno.ENXIO, "socket opened")
     if not stat.S_ISREG(mode):
         raise OSError(errno.EACCES, "device node or FIFO opened")
-    return os.open(f"/proc/self/fd/{path_fd}", (flags & GUEST_OPEN_FLAGS) | os.O_CLOEXEC)
+    return os.open(procfd.path(path_fd), (flags & GUEST_OPEN_FLAGS) | os.O_CLOEXEC)
 
 
 def proc_path(path_fd: int) -> str:
     """The /proc magic link of a descriptor, for the calls that take only a path."""
-    return f"/proc/self/fd/{path_fd}"
+    return procfd.path(path_fd)

@@ -27,7 +27,7 @@ import sys
 import threading
 import time
 
-from pagefs.impl.host import cache_policy
+from pagefs.impl.host import cache_policy, sandbox
 from pagefs.impl.host.cache_policy import CachePolicy
 from pagefs.impl.host.credentials import Credentials, drop_supplementary_groups
 from pagefs.impl.host.dispatch import Dispatcher, guest_log
@@ -57,14 +57,15 @@ ACCEPT_RETRY_SECONDS = 0.1
 class Daemon:
     """The listening socket and the guests connected to it."""
 
-    def __init__(self, fs: PassthroughFS, listener: socket.socket, socket_path: str | None, *,
+    def __init__(self, fs: PassthroughFS, listener: socket.socket,
+                 socket_name: _SocketName | None, *,
                  max_guests: int | None, window_size: int,
                  handshake_timeout: float = HANDSHAKE_SECONDS,
                  device_config: bytes = b"", cache: CachePolicy = cache_policy.DEFAULT,
                  credentials: Credentials | None = None) -> None:
         self._fs = fs
         self._listener = listener
-        self._socket_path = socket_path
+        self._socket_name = socket_name
         self._max_guests = max_guests
         self._window_size = window_size
         self._handshake_timeout = handshake_timeout
@@ -177,8 +178,8 @@ class Daemon:
 
     def _shutdown(self) -> None:
         self._listener.close()
-        if self._socket_path is not None:  # an inherited socket is its owner's to remove
-            _unlink_socket(self._socket_path)
+        if self._socket_name is not None:  # an inherited socket is its owner's to remove
+            self._socket_name.unlink()
         with self._lock:
             self._stopping = True
             guests = dict(self._guests)
@@ -215,11 +216,27 @@ def _peer_pid(conn: socket.socket) -> int | None:
     return int.from_bytes(creds[:4], sys.byteorder)
 
 
-def _unlink_socket(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
+class _SocketName:
+    """The listening socket's name, held by its directory's descriptor: removable at
+    exit even after a chroot has put the path out of reach."""
+
+    def __init__(self, directory_fd: int, name: str) -> None:
+        self._directory_fd, self._name = directory_fd, name
+
+    @classmethod
+    def of(cls, path: str | None) -> _SocketName | None:
+        if path is None:
+            return None
+        directory = os.path.dirname(path) or "."
+        fd = os.open(directory, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        return cls(fd, os.path.basename(path))
+
+    def unlink(self) -> None:
+        try:
+            os.unlink(self._name, dir_fd=self._directory_fd)
+        except FileNotFoundError:
+            pass
+        os.close(self._directory_fd)
 
 
 def _raise_fd_limit() -> None:
@@ -276,15 +293,22 @@ def main(argv: list[str] | None = None) -> int:
         else:
             where = f"socket path {args.socket_path}"
             listener = bind_listener(args.socket_path)
+        # the socket's name stays removable at exit whatever root the daemon ends in
+        socket_name = _SocketName.of(args.socket_path)
     except OSError as err:
         fs.close()
         return _fail(f"{where}: {_reason(err)}")
+    try:
+        sandbox.enter(fs.roots)
+    except OSError as err:
+        fs.close()
+        return _fail(f"--sandbox {fs.roots.mode}: {_reason(err)}")
     # Each request's own umask is applied to the modes it makes (CREDENTIALS); the
     # process-wide one would apply to every guest user alike.
     os.umask(0)
     drop_supplementary_groups()
     credentials = Credentials(squash_uid=args.squash_uid, squash_gid=args.squash_gid)
-    daemon = Daemon(fs, listener, args.socket_path, max_guests=args.max_guests,
+    daemon = Daemon(fs, listener, socket_name, max_guests=args.max_guests,
                     window_size=args.window_size, handshake_timeout=args.handshake_timeout,
                     device_config=_device_config(args.tag),
                     cache=cache_policy.CACHE_POLICIES[args.cache], credentials=credentials)

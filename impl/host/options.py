@@ -9,7 +9,6 @@ from typing import NoReturn
 
 from pagefs.impl.host.cache_policy import CACHE_POLICIES, DEFAULT
 from pagefs.impl.host.sandbox import MODES as SANDBOX_MODES
-from pagefs.impl.host.sandbox import default_mode as default_sandbox
 from pagefs.impl.protocol.virtio_fs import TAG_SIZE
 from pagefs.impl.transport.backend import DEFAULT_WINDOW_SIZE
 from pagefs.impl.transport.sizes import SIZE_SYNTAX, WINDOW_ALIGNMENT, parse_window_size
@@ -83,11 +82,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "beyond, that guest's requests get EMFILE and the others are "
                         f"untouched (default {FDS_PER_GUEST}, or 1/{FDS_SHARE} of the "
                         "daemon's descriptor limit if that is less)")
-    parser.add_argument("--sandbox", choices=SANDBOX_MODES, default=default_sandbox(),
+    parser.add_argument("--sandbox", choices=SANDBOX_MODES,
                         help="namespace: a private mount namespace; every fd donated for a "
                         "read mapping, and every fd of a read-only export, comes from a "
-                        "read-only mount, so no front-end can reopen it for writing; none: "
-                        "the export's own mount (default: namespace when root, else none)")
+                        "read-only mount, so no front-end can reopen it for writing; "
+                        "chroot: the daemon's root is the export (for containers where "
+                        "mounting is not allowed); none: the export's own mount (default: "
+                        "the strongest that works here, in that order)")
     parser.add_argument("--squash-uid", type=_id, metavar="UID",
                         help="single-user export: every request acts on the host as UID, "
                         "whatever guest user sent it (default: each request acts as the "

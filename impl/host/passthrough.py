@@ -84,7 +84,7 @@ class PassthroughFS:
 
     def __init__(self, root: str, *, read_only: bool = False,
                  fds_per_guest: int | None = None, writable_map_fds: bool = False,
-                 sandbox: str = "none") -> None:
+                 sandbox: str | None = "none") -> None:
         if not os.path.isdir("/proc/self/fd"):
             raise OSError(errno.ENOSYS, "pagefs-host needs /proc mounted")
         self.root = os.path.realpath(root)

@@ -11,10 +11,17 @@ cannot be upgraded: reopening /proc/self/fd/N for writing, fchmod, or truncate t
 is EROFS, for root too, whatever the front-end that holds it does. In a read-only export
 every descriptor is on a read-only mount.
 
-`--sandbox none` opens the export by its path in the host's namespace: donated read
-descriptors are O_RDONLY, but a front-end with the right to write the file can reopen
-them for writing. (virtiofsd's `chroot` mode, for containers that made the namespaces
-already, is not offered: it gives no read-only mount.)
+`--sandbox chroot` (virtiofsd's mode for containers that made the namespaces already,
+where mounting is not allowed): the daemon chroots into the export once its socket is
+bound, so no path it resolves can name anything above the export. It has no read-only
+mount: donated read descriptors are O_RDONLY, but a front-end with the right to write
+the file can reopen them for writing, as under `none`.
+
+`--sandbox none` opens the export by its path in the host's namespace, with the same
+limit on donated read descriptors.
+
+With no `--sandbox`, the daemon takes the strongest mode that works here, in the order
+of STRENGTH: namespace where it may mount, else chroot where it may chroot, else none.
 """
 
 from __future__ import annotations
@@ -24,9 +31,12 @@ import os
 import tempfile
 from dataclasses import dataclass
 
+from pagefs.impl import procfd
 from pagefs.impl.host._sandbox import ffi, lib
 
-MODES = ("namespace", "none")
+STRENGTH = ("namespace", "chroot", "none")  # strongest first
+MODES = STRENGTH
+CAP_SYS_CHROOT = 18
 
 
 @dataclass(frozen=True)
@@ -37,6 +47,7 @@ class ExportRoots:
     served: int
     read_only: int
     how: str
+    mode: str = "none"
 
     def close(self) -> None:
         os.close(self.served)
@@ -50,15 +61,36 @@ def _check(result: int, what: str) -> None:
         raise OSError(err, f"{what}: {os.strerror(err)}")
 
 
-def open_roots(export: str, mode: str, *, read_only: bool) -> ExportRoots:
-    """The export's root descriptors under `mode` (OSError if the mode cannot be had)."""
-    flags = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
-    if mode == "none":
-        fd = os.open(export, flags)
-        return ExportRoots(fd, fd, "none: the export's own mount")
+_FLAGS = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
+
+
+def open_roots(export: str, mode: str | None, *, read_only: bool) -> ExportRoots:
+    """The export's root descriptors under `mode` (OSError if the mode cannot be had);
+    None: the strongest mode that works here."""
+    os.close(os.open(export, _FLAGS))  # a missing export or a file: its own error first
+    if mode is not None:
+        return _open_roots(export, mode, read_only)
+    for candidate in STRENGTH:
+        if candidate == "chroot" and not may_chroot():
+            continue
+        try:
+            return _open_roots(export, candidate, read_only)
+        except OSError:
+            if candidate == STRENGTH[-1]:
+                raise
+    raise AssertionError("unreachable: the last mode raises or returns")
+
+
+def _open_roots(export: str, mode: str, read_only: bool) -> ExportRoots:
+    if mode == "chroot" and not may_chroot():
+        raise OSError(errno.EPERM, "chroot needs CAP_SYS_CHROOT")
+    if mode in ("none", "chroot"):
+        fd = os.open(export, _FLAGS)
+        how = ("chroot: the daemon's root is the export (no read-only mount)"
+               if mode == "chroot" else "none: the export's own mount")
+        return ExportRoots(fd, fd, how, mode)
     if mode != "namespace":
         raise OSError(errno.EINVAL, f"no sandbox mode {mode!r}")
-    os.close(os.open(export, flags))  # a missing export or a file: its own error first
     _check(lib.unshare(lib.CLONE_NEWNS), "unshare(CLONE_NEWNS)")
     _check(lib.mount(b"none", b"/", ffi.NULL, lib.MS_REC | lib.MS_SLAVE, ffi.NULL),
            "mount --make-rslave /")
@@ -78,9 +110,9 @@ def open_roots(export: str, mode: str, *, read_only: bool) -> ExportRoots:
                        f"read-only {target}")
         # the view is open for reading, not O_PATH: open_by_handle_at takes no O_PATH fd
         view_fd = os.open(view, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        roots = ExportRoots(os.open(served, flags), view_fd,
+        roots = ExportRoots(os.open(served, _FLAGS), view_fd,
                             "namespace: private read-only mount for donated read fds"
-                            + (" and the whole export" if read_only else ""))
+                            + (" and the whole export" if read_only else ""), mode)
     finally:  # the mounts live on through the descriptors alone
         lib.umount2(staging.encode(), lib.MNT_DETACH)
         os.rmdir(staging)
@@ -90,7 +122,7 @@ def open_roots(export: str, mode: str, *, read_only: bool) -> ExportRoots:
 def reopen_read_only(fd: int, roots: ExportRoots) -> int:
     """The inode open at `fd`, opened O_RDONLY through the read-only view."""
     if roots.read_only == roots.served:
-        return os.open(f"/proc/self/fd/{fd}", os.O_RDONLY | os.O_CLOEXEC)
+        return os.open(procfd.path(fd), os.O_RDONLY | os.O_CLOEXEC)
     opened = lib.pagefs_reopen_through(fd, roots.read_only, os.O_RDONLY | os.O_CLOEXEC)
     if opened < 0:
         err = ffi.errno
@@ -98,6 +130,21 @@ def reopen_read_only(fd: int, roots: ExportRoots) -> int:
     return opened
 
 
-def default_mode() -> str:
-    """The strongest mode that works here: namespace for root, else none."""
-    return "namespace" if os.geteuid() == 0 else "none"
+def enter(roots: ExportRoots) -> None:
+    """What a mode does to the whole process once the daemon's socket is bound: under
+    chroot, the export becomes its root (by the descriptor: the path may have moved)."""
+    if roots.mode != "chroot":
+        return
+    procfd.through_working_directory()
+    os.chroot(f"/proc/self/fd/{roots.served}")
+    # the working directory stays the process's fd directory (procfd): no path the
+    # daemon resolves from the root reaches above the export
+
+
+def may_chroot() -> bool:
+    """Whether this process holds CAP_SYS_CHROOT (in its effective set)."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("CapEff:"):
+                return bool(int(line.split()[1], 16) >> CAP_SYS_CHROOT & 1)
+    return False

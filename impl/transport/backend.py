@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from pagefs.impl import procfd
 from pagefs.impl.machine import PAGE_SIZE
 from pagefs.impl.transport import mapping
 from pagefs.impl.transport.ratelog import RateLog
@@ -440,7 +441,7 @@ class VhostUserBackend:
         if not value & VRING_NOFD:
             fd = msg.take_fd()
             setattr(vring, name, fd)
-            if os.readlink(f"/proc/self/fd/{fd}") != "anon_inode:[eventfd]":
+            if os.readlink(procfd.path(fd)) != "anon_inode:[eventfd]":
                 raise ProtocolError(f"{name} of queue {self._file_index(msg)} is not an eventfd")
 
     def _maybe_start(self, index: int) -> None:

@@ -30,7 +30,10 @@ PAGE = mmap.PAGESIZE
 NO_FH = (1 << 64) - 1
 SECRET = b"HOST-SECRET-0123"
 INSIDE = b"inside the export"
-BACKENDS = ("pagefs", "virtiofsd")
+BACKENDS = ("pagefs", "pagefs-chroot", "virtiofsd")
+# pagefs-host's command-line options per back-end name: its default sandbox (namespace,
+# as root), and virtiofsd's chroot mode, which has no read-only mount
+PAGEFS_OPTIONS = {"pagefs": (), "pagefs-chroot": ("--sandbox", "chroot")}
 # What QEMU's C virtiofsd 7.2 lets through, found by this list: it switches credentials
 # only for the requests that create (not SETATTR), and makes device nodes on MKNOD.
 KNOWN_DEPARTURES = {
@@ -88,8 +91,9 @@ def snapshot(root: Path) -> dict[str, tuple[int, int, int, bytes | None]]:
 
 @contextmanager
 def serving(backend: str, export: Path, read_only: bool) -> Iterator[Callable[[], FuseClient]]:
-    if backend == "pagefs":
-        with host_daemon(str(export), read_only=read_only) as host:
+    if backend in PAGEFS_OPTIONS:
+        with host_daemon(str(export), read_only=read_only,
+                         options=PAGEFS_OPTIONS[backend]) as host:
             yield lambda: FuseClient.connect(host.socket_path, window_size=16 << 20)
     else:
         with Virtiofsd(export, cache="none") as daemon:

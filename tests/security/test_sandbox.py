@@ -9,15 +9,19 @@ import errno
 import mmap
 import os
 import stat
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from pagefs_waits import wait_until
 
+from pagefs.impl.client import host_daemon as host_daemon_module
 from pagefs.impl.client.fuse_client import FuseClient
 from pagefs.impl.client.host_daemon import host_daemon
 from pagefs.impl.transport import mapping
+
+from .conftest import expect_errno
 
 PAGE = mmap.PAGESIZE
 NO_FH = (1 << 64) - 1
@@ -90,3 +94,77 @@ def test_the_sandbox_leaves_the_hosts_mounts_alone(tmp_path: Path) -> None:
         wait_until(lambda: "sandbox namespace" in host.log(), "the sandbox line", process=host)
         with open("/proc/self/mountinfo") as during:
             assert during.read() == before
+
+
+# -- --sandbox chroot, and the default ---------------------------------------------------
+
+def test_under_chroot_the_daemons_root_is_the_export_and_nothing_escapes(
+        tmp_path: Path, kept: list[int], outside: Path) -> None:
+    """The daemon's root is the export; '..' by name and through a donated fd reach
+    nothing above it; and a tree the host placed at export/proc/self/fd, its links all
+    pointing out, does not redirect the calls the daemon makes through /proc (procfd):
+    a SETATTR and a read act on the guest's own file, nothing outside changes."""
+    if os.geteuid() != 0:
+        pytest.fail("needs root: chroot")
+    export = tmp_path / "export"
+    export.mkdir()
+    (export / "file").write_bytes(b"C" * PAGE)
+    decoys = export / "proc" / "self" / "fd"
+    decoys.mkdir(parents=True)
+    for n in range(256):
+        os.symlink(outside / "secret", decoys / str(n))
+    with host_daemon(str(export), options=("--sandbox", "chroot")) as host, \
+            FuseClient.connect(host.socket_path, window_size=16 << 20) as guest:
+        wait_until(lambda: "sandbox chroot" in host.log(), "the sandbox line", process=host)
+        assert os.readlink(f"/proc/{host.pid}/root") == str(export)
+        expect_errno(errno.EINVAL, guest.lookup, 1, b"..")
+        expect_errno(errno.EINVAL, guest.lookup, 1, b"../outside")
+        nodeid = guest.lookup(1, b"file").nodeid
+        guest.setattr(nodeid, None, size=PAGE // 2, mode=0o600)
+        fh = guest.open(nodeid, os.O_RDONLY).fh
+        assert guest.read(nodeid, fh, 0, PAGE) == b"C" * (PAGE // 2)
+        guest.setupmapping(nodeid, NO_FH, 0, PAGE, False, 0)
+        assert len(kept) == 1
+        expect_errno(errno.ENOTDIR, os.open, "..", os.O_RDONLY, dir_fd=kept[0])
+        assert os.fstat(kept[0]).st_ino == (export / "file").stat().st_ino
+    assert stat.S_IMODE((export / "file").stat().st_mode) == 0o600
+    assert (outside / "secret").read_bytes() == b"host secret"
+
+
+def _without(monkeypatch, *capabilities: str) -> None:
+    """Start pagefs-host with these capabilities gone from its bounding set (so from
+    root's effective set after exec), as a container that withholds them would."""
+    drop = ",".join(f"-{c}" for c in capabilities)
+    monkeypatch.setattr(host_daemon_module, "PAGEFS_HOST",
+                        ("setpriv", f"--bounding-set={drop}", *host_daemon_module.PAGEFS_HOST))
+
+
+@pytest.mark.parametrize(("withheld", "expected"), [
+    ((), "namespace"), (("sys_admin",), "chroot"), (("sys_admin", "sys_chroot"), "none")])
+def test_the_default_sandbox_is_the_strongest_that_works(
+        tmp_path: Path, monkeypatch, withheld: tuple[str, ...], expected: str) -> None:
+    if os.geteuid() != 0:
+        pytest.fail("needs root: the modes are root's")
+    if withheld:
+        _without(monkeypatch, *withheld)
+    (tmp_path / "file").write_bytes(b"served")
+    with host_daemon(str(tmp_path)) as host, \
+            FuseClient.connect(host.socket_path, window_size=0) as guest:
+        wait_until(lambda: "sandbox " in host.log(), "the sandbox line", process=host)
+        assert f"sandbox {expected}:" in host.log()
+        nodeid = guest.lookup(1, b"file").nodeid
+        fh = guest.open(nodeid, os.O_RDONLY).fh
+        assert guest.read(nodeid, fh, 0, 10) == b"served"
+
+
+def test_a_sandbox_asked_for_and_not_allowed_is_a_one_line_error(tmp_path: Path,
+                                                                  monkeypatch) -> None:
+    if os.geteuid() != 0:
+        pytest.fail("needs root: the modes are root's")
+    _without(monkeypatch, "sys_chroot")
+    command = host_daemon_module.command(str(tmp_path / "s.sock"), str(tmp_path),
+                                         "--sandbox", "chroot")
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        f"pagefs-host: error: shared dir {tmp_path}: chroot needs CAP_SYS_CHROOT"]
