@@ -14,7 +14,7 @@ import errno
 import os
 import stat
 
-from pagefs.impl import procfd
+from pagefs.impl.transport import procfd
 
 from . import syscalls
 

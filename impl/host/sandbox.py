@@ -31,8 +31,8 @@ import os
 import tempfile
 from dataclasses import dataclass
 
-from pagefs.impl import procfd
 from pagefs.impl.host._sandbox import ffi, lib
+from pagefs.impl.transport import procfd
 
 STRENGTH = ("namespace", "chroot", "none")  # strongest first
 MODES = STRENGTH

@@ -26,9 +26,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pagefs.impl import procfd
 from pagefs.impl.machine import PAGE_SIZE
-from pagefs.impl.transport import mapping
+from pagefs.impl.transport import mapping, procfd
 from pagefs.impl.transport.ratelog import RateLog
 from pagefs.impl.transport.vhost_user import (
     CONFIG_HEAD,

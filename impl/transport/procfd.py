@@ -5,7 +5,7 @@ of a pinned inode, the reopen of an inode): the daemon gives them /proc/self/fd/
 `--sandbox chroot` the daemon's root is the export, where no /proc is (and where a guest
 could make a directory of that name), so before the chroot the working directory becomes
 the process's own fd directory and the path becomes the bare number, relative to it, as
-virtiofsd keeps its proc_self_fd. Every layer of impl/ may import this module.
+virtiofsd keeps its proc_self_fd.
 """
 
 from __future__ import annotations
