@@ -17,6 +17,12 @@ fault belongs to, and only sensible ones (tests/conformance/test_faults.py).
     rw-behind-ro          a read-only OPEN is opened read-write underneath, so WRITE works
     release-unmaps        RELEASE also removes the mappings made through the handle
     lax-unlink            UNLINK of a name that is not there succeeds
+    peer-blind            each guest keeps the pages it loaded until something changes them,
+                          except a peer guest's store (a per-guest cache no peer invalidates)
+    stale-nodeid          a nodeid the guest forgot still answers, as the export root (its
+                          table slot handed on)
+    dotdot-escape         '..' at the export root resolves on the host, to the directory
+                          above the export
 
 SINGLE-COPY and DURABLE are measured, not stepped (conformance/measured.py); their
 faults are the measurement's: `copying-guest` (window guests read by READ, keeping a
@@ -27,16 +33,28 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import os
 from collections.abc import Iterator
 from typing import Any
 
-from pagefs.conformance.target import OWN_HANDLES, READ_ONLY, Target, TargetFactory
+from pagefs.conformance.target import (
+    OWN_HANDLES,
+    READ_ONLY,
+    ROOT_NODEID,
+    Entry,
+    Target,
+    TargetFactory,
+)
+from pagefs.spec import REGISTRY
 from pagefs.spec.datatypes import O_ACCMODE, O_RDWR
 
 PAGE = 4096
 FAULTS = ("stale-read", "lost-store", "reused-handle", "writable-ro-mapping",
           "missed-eof-fault", "leaked-session", "foreign-read", "stale-attrs", "rw-behind-ro",
-          "release-unmaps", "lax-unlink")
+          "release-unmaps", "lax-unlink", "peer-blind", "stale-nodeid", "dotdot-escape")
+# COH-PEER, NODEID and CONFINE need peers, the target's own nodeids and a confined host
+# side: their faults wrap `pagefs`, which has all three (`local` has only peers).
+ON_PAGEFS = frozenset({"leaked-session", "stale-nodeid", "dotdot-escape"})
 MEASURED_FAULTS = {"copying-guest": "SINGLE-COPY", "no-fsync": "DURABLE"}
 
 
@@ -283,11 +301,123 @@ class LaxUnlink(_Delegate):
             self._inner.unlink(parent, name)
 
 
+class PeerBlind(StaleRead):
+    """Loads come from the pages this guest loaded before; every change empties every
+    guest's pages (a host change, a WRITE, a new mapping, this guest's own store), except
+    a peer guest's store: what a per-guest cache that peers never invalidate does."""
+
+    # Requests that change no file bytes and no mapping: they leave the pages cached.
+    _KEEPS = frozenset({"read", "getattr", "lookup", "forget", "readlink", "opendir",
+                        "readdir", "releasedir", "statfs", "flush", "fsync", "release",
+                        "getxattr", "listxattr"})
+
+    def __init__(self, inner: Any, caches: list[dict]) -> None:
+        super().__init__(inner)
+        caches.append(self._pages)
+        self._caches = caches
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._inner, name)
+        if name in self._KEEPS or not callable(attr):
+            return attr
+        return _emptying(self._caches, attr)
+
+    def read(self, fh: int, offset: int, size: int) -> bytes:
+        return self._inner.read(fh, offset, size)  # READ is never cached: only loads
+
+    def store(self, moffset: int, data: bytes) -> None:
+        self._pages.clear()  # its own store it sees; the bug: its peers' pages stay
+        self._inner.store(moffset, data)
+
+
+def _emptying(caches: list[dict], call: Any) -> Any:
+    def changing(*args: Any, **kwargs: Any) -> Any:
+        for pages in caches:
+            pages.clear()
+        return call(*args, **kwargs)
+    return changing
+
+
+class _ChangingHost(_Delegate):
+    """The host side of `peer-blind`: a host change empties every guest's pages."""
+
+    def __init__(self, inner: Any, caches: list[dict]) -> None:
+        super().__init__(inner)
+        self._caches = caches
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._inner, name)
+        return attr if name in ("read", "stat") else _emptying(self._caches, attr)
+
+
+# Where each guest request carries nodeids (the spec's parameters, less the guest).
+_NODE_ARGS = {op.lower(): tuple(i - 1 for i, p in enumerate(spec.params) if p.kind == "NodeId")
+              for op, spec in REGISTRY.items()
+              if op != "FORGET" and any(p.kind == "NodeId" for p in spec.params)}
+
+
+class StaleNodeid(_Delegate):
+    """Lookup counts kept as the host keeps them; a nodeid whose count FORGET brought to
+    zero is not refused but answers as the export root (the bug: its slot handed on)."""
+
+    def __init__(self, inner: Any) -> None:
+        super().__init__(inner)
+        self._counts: dict[int, int] = {}
+        self._forgotten: set[int] = set()
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._inner, name)
+        where = _NODE_ARGS.get(name)
+        if where is None:
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            args = tuple(ROOT_NODEID if i in where and a in self._forgotten else a
+                         for i, a in enumerate(args))
+            got = attr(*args, **kwargs)
+            entry = got[0] if isinstance(got, tuple) and got else got
+            if isinstance(entry, Entry):
+                self._counts[entry.nodeid] = self._counts.get(entry.nodeid, 0) + 1
+                self._forgotten.discard(entry.nodeid)
+            return got
+        return call
+
+    def forget(self, nodeid: int, nlookup: int) -> None:
+        self._inner.forget(nodeid, nlookup)
+        self._counts[nodeid] = self._counts.get(nodeid, 0) - nlookup
+        if self._counts[nodeid] <= 0 and nodeid != ROOT_NODEID:
+            self._forgotten.add(nodeid)
+
+    def reinit(self) -> None:
+        self._inner.reinit()
+        self._counts.clear()
+        self._forgotten.clear()
+
+
+ESCAPED_NODEID = 1 << 40  # a nodeid of the wrapper's own, for the directory it escaped to
+
+
+class DotdotEscape(_Delegate):
+    """LOOKUP of '..' in the export root is resolved by the host as a path, so it names
+    the directory above the export (the bug: nothing stops '..' at the root)."""
+
+    def __init__(self, inner: Any, export: bytes) -> None:
+        super().__init__(inner)
+        self._above = os.path.dirname(os.path.normpath(export))
+
+    def lookup(self, parent: int, name: bytes) -> Entry:
+        if parent == ROOT_NODEID and name == b"..":
+            return Entry(ESCAPED_NODEID, 0, os.stat(self._above))
+        return self._inner.lookup(parent, name)
+
+
 _WRAPPERS = {"stale-read": StaleRead, "lost-store": LostStore, "reused-handle": ReusedHandle,
              "writable-ro-mapping": WritableRoMapping, "missed-eof-fault": MissedEofFault,
              "leaked-session": LeakedSession, "foreign-read": ForeignRead,
              "stale-attrs": StaleAttrs, "rw-behind-ro": RwBehindRo,
-             "release-unmaps": ReleaseUnmaps, "lax-unlink": LaxUnlink}
+             "release-unmaps": ReleaseUnmaps, "lax-unlink": LaxUnlink,
+             "peer-blind": PeerBlind, "stale-nodeid": StaleNodeid,
+             "dotdot-escape": DotdotEscape}
 
 
 class _FaultyTarget(_Delegate):
@@ -295,11 +425,18 @@ class _FaultyTarget(_Delegate):
         super().__init__(inner)
         self._fault, self.read_only = fault, read_only
         self.name = f"{inner.name}+{fault}"
+        self._caches: list[dict] = []  # peer-blind: every guest's cached pages
+        if fault == "peer-blind":
+            self.host = _ChangingHost(inner.host, self._caches)
 
     def connect(self) -> Any:
         guest = self._inner.connect()
         if self._fault == "writable-ro-mapping" and not self.read_only:
             return guest
+        if self._fault == "peer-blind":
+            return PeerBlind(guest, self._caches)
+        if self._fault == "dotdot-escape":
+            return DotdotEscape(guest, self._inner.host.root)
         return _WRAPPERS[self._fault](guest)
 
     def close(self) -> None:

@@ -209,7 +209,13 @@ class SpecMachine(RuleBasedStateMachine):
 
     def probe_handles(self, before: State, op: str, args: tuple) -> None:
         """After a RELEASE: the released number must be refused, and the next handle the
-        guest opens on that inode must be a new number (HANDLE)."""
+        guest opens on that inode must be a new number (HANDLE). After a FORGET of the
+        last lookup: the nodeid must be refused, not name anything (NODEID)."""
+        if op == "FORGET":
+            g, nodeid = args[0], args[1]
+            if nodeid in before.guests[g].nodes and nodeid not in self.state.guests[g].nodes:
+                self.step_quietly("GETATTR", g, nodeid)
+            return
         if op not in ("RELEASE", "RELEASEDIR"):
             return
         g, fh = args[0], args[1]
@@ -241,6 +247,7 @@ class SpecMachine(RuleBasedStateMachine):
             self.step("host.symlink", b"..", b"s")
             self.step("host.symlink", b"/etc/passwd", b"d/s")
             self.step("host.mkfifo", b"p", 0o644)
+            self.step("LOOKUP", 0, 1, b"..")  # the first escape to try: '..' at the root
         self.step("host.create", b"a", 0o644)
         if scene in ("tree", "traps"):
             return
@@ -253,6 +260,12 @@ class SpecMachine(RuleBasedStateMachine):
             self.step("OPEN", g, 2, O_RDONLY if scene == "read-only" else O_RDWR)
             if mappings and scene in ("mapped", "read-only", "opened"):
                 fh = self.state.guests[g].next_fh - 1
+                if scene == "mapped":
+                    # The same file range mapped read-only first (window range 1), then
+                    # writable below: a guest that keeps the read-only mapping of the
+                    # range when a writable one is asked for faults on the first STORE.
+                    self.step("SETUPMAPPING", g, fh, 0, self.config.range_size, False,
+                              self.config.range_size)
                 self.step("SETUPMAPPING", g, fh, 0, self.config.range_size,
                           scene != "read-only", 0)
                 if scene == "read-only":  # RO-EXPORT's first refusal, probed in every case

@@ -31,8 +31,8 @@ def test_the_guest_api_conforms_where_it_applies(budget):
 @pytest.mark.parametrize(("fault", "caught_by"), [
     ("reclaim-pinned", {"EOF-FAULT", "COH-READ", "ISOLATION", "LIFETIME"}),
     ("pread-past-eof", {"COH-READ"}),
-    # no-upgrade is not caught at this budget: it needs a read-only Mapping still open
-    # while a writable one of the same file range is made and stored through.
+    # The data scene maps each file range read-only, then writable: the first STORE faults.
+    ("no-upgrade", {"EOF-FAULT", "COH-WRITE", "LIFETIME"}),
 ])
 def test_a_seeded_driver_bug_fails_a_property(fault, caught_by):
     with broken_api(fault) as factory:
@@ -41,3 +41,13 @@ def test_a_seeded_driver_bug_fails_a_property(fault, caught_by):
     failing = {v.property for v in report.verdicts if v.result == FAIL}
     print(f"\n{fault}: caught by {', '.join(sorted(failing)) or 'nothing'}")
     assert failing & caught_by, report.table()
+
+
+def test_a_read_mapping_never_upgraded_for_a_writable_one_is_caught():
+    """The data scene maps a file range read-only, then writable, in every case: a driver
+    that keeps the read-only window range faults on the first STORE (EOF-FAULT's rule:
+    a store inside the file must not fault)."""
+    with broken_api("no-upgrade") as factory:
+        report = run(factory, ["EOF-FAULT"], examples=3, steps=15, seed=0,
+                     shrink_seconds=3.0, show_progress=False)
+    assert report.verdicts[0].result == FAIL, report.table()

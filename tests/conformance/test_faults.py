@@ -5,7 +5,7 @@ import pytest
 
 from pagefs.conformance import targets
 from pagefs.conformance.families import family_of
-from pagefs.conformance.faults import FAULTS, MEASURED_FAULTS, inject
+from pagefs.conformance.faults import FAULTS, MEASURED_FAULTS, ON_PAGEFS, inject
 from pagefs.conformance.measured import measured_fault
 from pagefs.conformance.report import FAIL
 from pagefs.conformance.runner import ALL, run
@@ -53,13 +53,16 @@ def test_a_session_the_host_never_reclaims_fails_reclaim_on_pagefs(budget):
         assert _failing(inject(base, "leaked-session"), quick, ["RECLAIM"]) == {"RECLAIM"}
 
 
-# Every named property has a fault that fails it; the stepped ones on `local` (RECLAIM's
-# host side needs a daemon that counts its descriptors: pagefs).
+# Every named property has a fault that fails it; the stepped ones on `local`, except
+# those whose property needs what only a daemon has (ON_PAGEFS: RECLAIM's host side counts
+# the daemon's descriptors, NODEID needs the target's own nodeids, CONFINE a host side
+# apart from the guest's).
 CAUGHT_BY = {"stale-read": "COH-READ", "lost-store": "COH-WRITE", "reused-handle": "HANDLE",
              "writable-ro-mapping": "RO-EXPORT", "missed-eof-fault": "EOF-FAULT",
              "leaked-session": "RECLAIM", "foreign-read": "ISOLATION",
              "stale-attrs": "COH-META", "rw-behind-ro": "ACCESS-MODE",
-             "release-unmaps": "LIFETIME", "lax-unlink": "NAMESPACE"}
+             "release-unmaps": "LIFETIME", "lax-unlink": "NAMESPACE",
+             "peer-blind": "COH-PEER", "stale-nodeid": "NODEID", "dotdot-escape": "CONFINE"}
 FOCUSED = {"examples": 20, "steps": 20, "seed": 0, "shrink_seconds": 5.0,
            "show_progress": False}
 
@@ -68,11 +71,25 @@ def test_every_fault_names_the_property_it_breaks():
     assert set(CAUGHT_BY) == set(FAULTS)
 
 
+def _base(fault: str) -> str:
+    return "pagefs" if fault in ON_PAGEFS else "local"
+
+
 @pytest.mark.parametrize("fault", ["foreign-read", "stale-attrs", "rw-behind-ro",
                                    "release-unmaps", "lax-unlink"])
 def test_a_fault_fails_its_own_property(fault):
     with targets.factory("local") as base:
         assert _failing(inject(base, fault), FOCUSED, [CAUGHT_BY[fault]]) == {CAUGHT_BY[fault]}
+
+
+@pytest.mark.parametrize("fault", ["peer-blind", "stale-nodeid", "dotdot-escape"])
+def test_a_fault_fails_its_property_alone_in_its_family(fault):
+    """The property fails, and no other of its family does: the departure is named after
+    the property it breaks (the others are at most inconclusive)."""
+    prop = CAUGHT_BY[fault]
+    family = [p for p in family_of(prop).properties if p != "RECLAIM"]
+    with targets.factory(_base(fault)) as base:
+        assert _failing(inject(base, fault), FOCUSED, family) == {prop}
 
 
 @pytest.mark.parametrize(("fault", "prop"), sorted(MEASURED_FAULTS.items()))
@@ -86,8 +103,7 @@ def test_the_catch_table():
     """Each fault, every property: caught by its own (printed with what else caught it)."""
     rows = []
     for fault, prop in CAUGHT_BY.items():
-        base_name = "pagefs" if fault == "leaked-session" else "local"
-        with targets.factory(base_name) as base:
+        with targets.factory(_base(fault)) as base:
             failing = _failing(inject(base, fault), FOCUSED)
         rows.append((fault, prop, failing))
     for fault, prop in MEASURED_FAULTS.items():
