@@ -1,6 +1,6 @@
 """pagefs-conformance: judge a host-guest file sharing stack against the pagefs spec.
 
-    pagefs-conformance run --target T [--properties P,...] [--examples N] [--seed S]
+    pagefs-conformance run --target T [--properties P,...] [--examples N] [--seed S | --seeds A-B]
                            [--report FILE.md|FILE.json ...] [--inject FAULT]
     pagefs-conformance matrix --out DIR [--targets T,...] [--examples N] [--seeds S,...]
     pagefs-conformance vectors --out DIR [--cases N] [--seed S]
@@ -27,7 +27,7 @@ from typing import NoReturn
 
 from pagefs.conformance import concurrent, targets, vectors
 from pagefs.conformance.faults import FAULTS, inject
-from pagefs.conformance.report import Report, combine, matrix_markdown
+from pagefs.conformance.report import Report, combine, matrix_markdown, seeds_markdown
 from pagefs.conformance.runner import ALL, run
 
 MATRIX = ("pagefs", "pagefs-api", "local", "bindfs", "virtiofsd:cache=none", "virtiofsd:cache=auto",
@@ -64,20 +64,42 @@ def write_report(report: Report, path: str) -> None:
         f.write(text)
 
 
+def _seed_list(text: str | None, default: int) -> list[int]:
+    """'0,1,2' or '0-19' (both ends included); none given: the one default seed."""
+    if not text:
+        return [default]
+    seeds: list[int] = []
+    for part in text.split(","):
+        low, dash, high = part.strip().partition("-")
+        seeds += list(range(int(low), int(high) + 1)) if dash else [int(low)]
+    return seeds
+
+
 def _run(args: argparse.Namespace) -> int:
+    seeds = _seed_list(args.seeds, args.seed)
+    reports = []
     with targets.factory(args.target) as real:
         factory = inject(real, args.inject) if args.inject else real
-        report = run(factory, _properties(args.properties), examples=args.examples,
-                     steps=args.steps, seed=args.seed, target_name=factory.name,
-                     shrink_seconds=args.shrink_seconds)
-    print(report.table())
-    for v in report.verdicts:
-        if v.trace:
-            print(f"\n{v.property} fails; shortest trace found:")
-            print("\n".join(v.trace))
+        for seed in seeds:
+            report = run(factory, _properties(args.properties), examples=args.examples,
+                         steps=args.steps, seed=seed, target_name=factory.name,
+                         shrink_seconds=args.shrink_seconds)
+            reports.append(report)
+            if len(seeds) > 1:
+                print(f"seed {seed}:")
+            print(report.table())
+            for v in report.verdicts:
+                if v.trace:
+                    print(f"\n{v.property} fails; shortest trace found:")
+                    print("\n".join(v.trace))
+    combined = combine(reports)
     for path in args.report or ():
-        write_report(report, path)
-    return 1 if report.failed else 0
+        if len(seeds) > 1 and not path.endswith(".json"):
+            with open(path, "w") as f:
+                f.write(seeds_markdown(reports))  # seed by seed, each with its judged steps
+        else:
+            write_report(combined, path)
+    return 1 if any(r.failed for r in reports) else 0
 
 
 def write_matrix(out: str, reports: list[Report], properties: list[str], seeds: list[int],
@@ -132,7 +154,7 @@ def _slug(name: str) -> str:
 def _matrix(args: argparse.Namespace) -> int:
     os.makedirs(args.out, exist_ok=True)
     names = [t.strip() for t in args.targets.split(",")] if args.targets else list(MATRIX)
-    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else [args.seed]
+    seeds = _seed_list(args.seeds, args.seed)
     reports = []
     kept = _saved(args.out, [k for k in KEPT if k not in names])
     for name in names:
@@ -237,6 +259,8 @@ def parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="judge one target")
     r.add_argument("--target", required=True)
     budget(r, 50)
+    r.add_argument("--seeds", help="several seeds, '0,1,2' or '0-19': a .md report then "
+                                   "shows each seed's verdicts")
     r.add_argument("--report", action="append", type=_writable,
                    help="write FILE.md or FILE.json (repeatable)")
     r.add_argument("--inject", choices=FAULTS,
@@ -244,7 +268,7 @@ def parser() -> argparse.ArgumentParser:
     m = sub.add_parser("matrix", help="judge the shipped targets; reports in DIR")
     m.add_argument("--out", required=True)
     m.add_argument("--targets", help=f"comma-separated (default {','.join(MATRIX)})")
-    m.add_argument("--seeds", help="comma-separated seeds, each run in turn (default: --seed)")
+    m.add_argument("--seeds", help="seeds run in turn, '0,1,2' or '0-2' (default: --seed)")
     budget(m, 50)
     v = sub.add_parser("vectors", help="write spec-generated vectors (JSON) to DIR")
     v.add_argument("--out", required=True)

@@ -302,14 +302,16 @@ class LaxUnlink(_Delegate):
 
 
 class PeerBlind(StaleRead):
-    """Loads come from the pages this guest loaded before; every change empties every
-    guest's pages (a host change, a WRITE, a new mapping, this guest's own store), except
-    a peer guest's store: what a per-guest cache that peers never invalidate does."""
+    """Loads come from the pages this guest loaded before. A change that goes through the
+    host (its own, or a guest's request) empties every guest's pages, a change to this
+    guest's window or its own store empties its own; a peer guest's store, made in
+    memory, empties nothing: what a per-guest cache that peers never invalidate does."""
 
     # Requests that change no file bytes and no mapping: they leave the pages cached.
     _KEEPS = frozenset({"read", "getattr", "lookup", "forget", "readlink", "opendir",
                         "readdir", "releasedir", "statfs", "flush", "fsync", "release",
                         "getxattr", "listxattr"})
+    _OWN_WINDOW = frozenset({"setupmapping", "removemapping"})
 
     def __init__(self, inner: Any, caches: list[dict]) -> None:
         super().__init__(inner)
@@ -320,7 +322,7 @@ class PeerBlind(StaleRead):
         attr = getattr(self._inner, name)
         if name in self._KEEPS or not callable(attr):
             return attr
-        return _emptying(self._caches, attr)
+        return _emptying([self._pages] if name in self._OWN_WINDOW else self._caches, attr)
 
     def read(self, fh: int, offset: int, size: int) -> bytes:
         return self._inner.read(fh, offset, size)  # READ is never cached: only loads

@@ -140,6 +140,10 @@ class SpecMachine(RuleBasedStateMachine):
     def step(self, op: str, *args: object) -> Check:
         state, bindings = self.session.branches[0]
         judging = not self.diverged  # a step after a departure elsewhere judges nothing
+        if op == "STORE" and self.family.probe == "bytes" and judging and not self.probing:
+            self.look_first(state, args)
+            state, bindings = self.session.branches[0]
+            judging = not self.diverged
         check = self.session.step(op, args)
         self.trace.append(f"{len(self.trace) + 1:3}. {check.line()}")
         if getattr(self.session, "finished", False):
@@ -196,16 +200,37 @@ class SpecMachine(RuleBasedStateMachine):
         for g, session in enumerate(state.guests):
             if not session.connected:
                 continue
-            for index, mapped in enumerate(session.window[:RANGES_USED]):
-                inside = mapped is not None and mapped.ino == ino and \
-                    mapped.foffset <= offset < mapped.foffset + self.config.range_size
-                if mapped is not None and inside and (op != "STORE" or g != args[0]):
-                    woffset = index * self.config.range_size + offset - mapped.foffset
-                    self.step_quietly("LOAD", g, woffset, length)
+            if op != "STORE" or g != args[0]:
+                self.load_where_mapped(g, ino, offset, length)
             readable = [f for f, h in session.handles.items()
                         if h.ino == ino and h.kind is HandleKind.FILE and h.access.can_read]
             if readable and op.startswith("host."):
                 self.step_quietly("READ", g, readable[0], offset, length)
+
+    def load_where_mapped(self, g: int, ino: int, offset: int, length: int) -> None:
+        """Guest g loads file bytes [offset, offset+length) of `ino` through each of its
+        mappings that covers them."""
+        for index, mapped in enumerate(self.state.guests[g].window[:RANGES_USED]):
+            if mapped is not None and mapped.ino == ino and \
+                    mapped.foffset <= offset < mapped.foffset + self.config.range_size:
+                woffset = index * self.config.range_size + offset - mapped.foffset
+                self.step_quietly("LOAD", g, woffset, length)
+
+    def look_first(self, before: State, args: tuple) -> None:
+        """Before a STORE, every peer mapping those bytes looks at them: after it, they
+        must see the new bytes, not what they saw (COH-PEER: no peer keeps a copy)."""
+        touches = BY_NAME["STORE"].touches
+        touched = touches(before, args) if touches else None
+        if touched is None or touched[0] not in before.inodes:
+            return
+        ino, offset, length = touched
+        self.probing = True
+        try:
+            for g, session in enumerate(before.guests):
+                if g != args[0] and session.connected:
+                    self.load_where_mapped(g, ino, offset, max(1, min(length, 8)))
+        finally:
+            self.probing = False
 
     def probe_handles(self, before: State, op: str, args: tuple) -> None:
         """After a RELEASE: the released number must be refused, and the next handle the
@@ -247,7 +272,6 @@ class SpecMachine(RuleBasedStateMachine):
             self.step("host.symlink", b"..", b"s")
             self.step("host.symlink", b"/etc/passwd", b"d/s")
             self.step("host.mkfifo", b"p", 0o644)
-            self.step("LOOKUP", 0, 1, b"..")  # the first escape to try: '..' at the root
         self.step("host.create", b"a", 0o644)
         if scene in ("tree", "traps"):
             return
@@ -272,6 +296,8 @@ class SpecMachine(RuleBasedStateMachine):
                     self.step("SETUPMAPPING", g, fh, 0, self.config.range_size, True, 0)
                 for page in (0, PAGE):  # touch both pages: a caching guest now holds them
                     self.step("LOAD", g, page, 8)
+                if scene == "mapped":  # and store through the writable one (the same byte)
+                    self.step("STORE", g, 0, SCENE_DATA[:1])
 
     # --- argument choices, drawn from where the run is ---
 

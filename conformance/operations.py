@@ -185,7 +185,10 @@ def _opens_special(state: State, args: tuple, errnos: set[Errno]) -> bool:
 
 def _lookup(m: SpecMachine, data: st.DataObject) -> tuple[object, ...]:
     g = m.guest(data)
-    names = [*m.family.files, *DIR_NAMES, b"s", b"p"]
+    # Confinement tries the first escape often: '..' (at the root, mostly: the parent is
+    # drawn from held directories).
+    escapes = [b"..", b".."] if "CONFINE" in m.family.properties else []
+    names = [*m.family.files, *DIR_NAMES, b"s", b"p", *escapes]
     name = data.draw(st.sampled_from(names)) if data.draw(st.booleans()) else m.name(data)
     return g, m.nodeid(data, g, FileKind.DIR), name
 

@@ -134,6 +134,30 @@ def combine(reports: Sequence[Report]) -> Report:
                   seeds=[s for r in reports for s in r.seeds])
 
 
+def seeds_markdown(reports: Sequence[Report]) -> str:
+    """One target's runs, one row per seed: each property's verdict with its judged steps,
+    then each failing seed's departing step (its whole trace follows)."""
+    first = reports[0]
+    props = [v.property for v in first.verdicts]
+    clean = sum(all(v.result in (PASS, NA) for v in r.verdicts) for r in reports)
+    out = [f"# `{first.target}` seed by seed", "",
+           f"{len(reports)} seeds, up to {first.examples} examples per property and seed; "
+           f"{clean} of {len(reports)} seeds with every applicable property passed. A cell "
+           "is the verdict with the steps that judged the property in parentheses (n/a: "
+           "the target cannot exercise it; inconclusive: cases cut short before judging).",
+           "", "| seed | " + " | ".join(props) + " | judged steps |",
+           "|---|" + "---|" * (len(props) + 1)]
+    for r in reports:
+        cells = [_cell_judged(v) for v in r.verdicts]
+        out.append(f"| {r.seed} | " + " | ".join(cells) +
+                   f" | {sum(v.judged for v in r.verdicts)} |")
+    for r in reports:
+        for v in r.verdicts:
+            if v.trace:
+                out += ["", f"## seed {r.seed}, {v.property}", "", "```", *v.trace, "```"]
+    return "\n".join(out) + "\n"
+
+
 def _short(v: Verdict) -> str:
     return v.detail.splitlines()[0] if v.detail else ""
 

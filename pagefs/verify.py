@@ -99,15 +99,20 @@ def main(argv: list[str] | None = None) -> int:
                         help="larger budgets and bounds than the default quick run")
     args = parser.parse_args(argv)
     rows: list[Row] = []
+    tables = []
     for name, module in STAGES:
         if args.stage and name not in args.stage:
             continue
         print(f"== {name}", file=sys.stderr, flush=True)
+        stage: list[Row] = []
         for row in _run_stage(name, module, quick=not args.thorough):
             print(f"   {row.result:<8} {row.property} / {row.operation} ({row.method})",
                   file=sys.stderr, flush=True)
-            rows.append(row)
-    print(render(rows))
+            stage.append(row)
+        bad = sum(not r.ok for r in stage)
+        tables.append(f"== {name}: {len(stage)} checks, {bad} failed\n{render(stage)}")
+        rows += stage
+    print("\n\n".join(tables))
     failed = [r for r in rows if not r.ok]
     print(f"\n{len(rows) - len(failed)} passed, {len(failed)} failed")
     for r in failed:

@@ -24,13 +24,15 @@ class Row:
 
 
 def render(rows: Iterable[Row]) -> str:
-    """Format rows as a fixed-width table, one row per check."""
-    headers = ("property", "operation", "method", "result", "time")
+    """Format rows as a fixed-width table, one row per check. The last column says how
+    much each check covered (programs enumerated, conditions confirmed or not, judged
+    steps, ...): a verdict without it would claim more than it shows."""
+    headers = ("property", "operation", "method", "result", "time", "checked")
     cells = [(r.property, r.operation, r.method, r.result + ("" if r.ok else " ✗"),
-              f"{r.seconds:.2f}s") for r in rows]
+              f"{r.seconds:.2f}s", " | ".join(r.detail.splitlines()) or "-") for r in rows]
     widths = [max(len(h), *(len(c[i]) for c in cells)) if cells else len(h)
               for i, h in enumerate(headers)]
-    line = "  ".join(f"{{:<{w}}}" for w in widths)
+    line = "  ".join(f"{{:<{w}}}" for w in widths[:-1]) + "  {}"  # 'checked' unpadded
     out = [line.format(*headers), line.format(*("-" * w for w in widths))]
     out += [line.format(*c) for c in cells]
     return "\n".join(out)

@@ -47,7 +47,7 @@ from pagefs.spec.guests import (
     write_errors,
 )
 from pagefs.spec.outcomes import either, lawful, ok, refuse  # noqa: F401 (contracts)
-from pagefs.spec.rules import name_errors
+from pagefs.spec.rules import is_dot, name_errors
 from pagefs.spec.tree import (
     add_entry,
     attr_of,
@@ -69,7 +69,10 @@ def lookup(state: State, guest: GuestId, parent: NodeId, name: Name) -> tuple[Ou
     """LOOKUP finds `name` in directory `parent` and hands the guest a nodeid for it (the
     one it holds for that inode, counted once more). '.' and '..' are answered with the
     directory or its parent, never past the export root (CONFINE), or refused with EINVAL
-    by servers that accept only real names.
+    by servers that accept only real names. Such a server refuses them before it looks
+    at the directory, so EINVAL is allowed for them in a directory the host removed too
+    (where a server that looks names up answers ENOENT; Linux's own walk still finds
+    '.' and '..' there).
 
     pre: 0 <= guest < len(state.guests)
     post: lawful(state, "LOOKUP", (guest, parent, name), __return__)
@@ -79,7 +82,7 @@ def lookup(state: State, guest: GuestId, parent: NodeId, name: Name) -> tuple[Ou
         return refuse(state, dir_ino)
     errors = dir_errors(state, dir_ino) | name_errors(name, state.config.name_max)
     if errors:
-        return refuse(state, errors)
+        return refuse(state, errors | ({Errno.EINVAL} if is_dot(name) else set()))
     if name in (b".", b".."):
         target = dir_ino if name == b"." else state.inodes[dir_ino].parent
         return either(ok(*remember(state, guest, target)), refuse(state, {Errno.EINVAL}))

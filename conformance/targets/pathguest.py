@@ -222,7 +222,8 @@ class PathGuest(Guest):
         return self.lookup(newparent, newname)
 
     def mknod(self, parent: int, name: bytes, mode: int) -> Entry:
-        os.mknod(self._name(name), mode, 0, dir_fd=self._node(parent))
+        directory = self._node(parent)  # a stale nodeid is refused before a bad name
+        os.mknod(self._name(name), mode, 0, dir_fd=directory)
         return self.lookup(parent, name)
 
     def setxattr(self, nodeid: int, name: bytes, value: bytes, flags: int) -> None:
