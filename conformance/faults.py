@@ -55,6 +55,13 @@ FAULTS = ("stale-read", "lost-store", "reused-handle", "writable-ro-mapping",
 # COH-PEER, NODEID and CONFINE need peers, the target's own nodeids and a confined host
 # side: their faults wrap `pagefs`, which has all three (`local` has only peers).
 ON_PAGEFS = frozenset({"leaked-session", "stale-nodeid", "dotdot-escape"})
+# The property each fault breaks, which the suite must fail (tests/conformance/test_faults.py).
+BREAKS = {"stale-read": "COH-READ", "lost-store": "COH-WRITE", "reused-handle": "HANDLE",
+          "writable-ro-mapping": "RO-EXPORT", "missed-eof-fault": "EOF-FAULT",
+          "leaked-session": "RECLAIM", "foreign-read": "ISOLATION", "stale-attrs": "COH-META",
+          "rw-behind-ro": "ACCESS-MODE", "release-unmaps": "LIFETIME",
+          "lax-unlink": "NAMESPACE", "peer-blind": "COH-PEER", "stale-nodeid": "NODEID",
+          "dotdot-escape": "CONFINE"}
 MEASURED_FAULTS = {"copying-guest": "SINGLE-COPY", "no-fsync": "DURABLE"}
 
 

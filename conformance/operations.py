@@ -38,6 +38,7 @@ from pagefs.spec.datatypes import (
     O_RDWR,
     O_TRUNC,
     O_WRONLY,
+    RENAME_EXCHANGE,
     RENAME_NOREPLACE,
     S_IFIFO,
     S_IFREG,
@@ -206,7 +207,7 @@ def _rename(m: SpecMachine, data: st.DataObject) -> tuple[object, ...]:
     g = m.guest(data)
     src, dst = m.nodeid(data, g, FileKind.DIR), m.nodeid(data, g, FileKind.DIR)
     files = data.draw(st.booleans())
-    flags = data.draw(st.sampled_from([0, 0, RENAME_NOREPLACE]))
+    flags = data.draw(st.sampled_from([0, 0, RENAME_NOREPLACE, RENAME_EXCHANGE]))
     return g, src, m.name(data, files), dst, m.name(data, files), flags
 
 

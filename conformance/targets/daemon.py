@@ -147,16 +147,22 @@ class DaemonFactory(TargetFactory):
         shutil.rmtree(self._base, ignore_errors=True)
 
 
-def serve_pagefs(export: str, read_only: bool, stack: contextlib.ExitStack) -> Served:
-    from pagefs.impl.client.host_daemon import host_daemon
-    daemon = stack.enter_context(host_daemon(export, read_only=read_only))
+def serve_pagefs(export: str, read_only: bool, stack: contextlib.ExitStack,
+                 program: tuple[str, ...] | None = None) -> Served:
+    """pagefs-host on `export` (or `program`, a pagefs-host with a seeded bug)."""
+    from pagefs.impl.client.host_daemon import PAGEFS_HOST, host_daemon
+    daemon = stack.enter_context(host_daemon(export, read_only=read_only,
+                                             program=program or PAGEFS_HOST))
     return Served(daemon.socket_path, daemon.open_fds, daemon.process, daemon.log)
 
 
-def PagefsFactory() -> DaemonFactory:  # noqa: N802 (a factory of factories, named as a type)
-    caps = frozenset({MAPPINGS, PEERS, READ_ONLY, OWN_HANDLES, RAW_NAMES, CONFINED, SPECIAL,
+def pagefs_capabilities() -> frozenset[str]:
+    return frozenset({MAPPINGS, PEERS, READ_ONLY, OWN_HANDLES, RAW_NAMES, CONFINED, SPECIAL,
                       RESET})
-    return DaemonFactory("pagefs", caps, serve_pagefs, {}, WINDOW_SIZE)
+
+
+def PagefsFactory() -> DaemonFactory:  # noqa: N802 (a factory of factories, named as a type)
+    return DaemonFactory("pagefs", pagefs_capabilities(), serve_pagefs, {}, WINDOW_SIZE)
 
 
 def virtiofsd_factory(cache: str = "auto") -> DaemonFactory:

@@ -74,16 +74,18 @@ class HostDaemon:
 PAGEFS_HOST = (sys.executable, "-m", "pagefs.impl.host.daemon")
 
 
-def command(socket_path: str, shared_dir: str, *options: str) -> list[str]:
-    """The command line that runs pagefs-host on `shared_dir` at `socket_path`."""
-    return [*PAGEFS_HOST, "--socket-path", socket_path, "--shared-dir", shared_dir, *options]
+def command(socket_path: str, shared_dir: str, *options: str,
+            program: tuple[str, ...] = PAGEFS_HOST) -> list[str]:
+    """The command line that runs pagefs-host (or `program`, which takes its options:
+    the conformance suite's seeded-bug daemons) on `shared_dir` at `socket_path`."""
+    return [*program, "--socket-path", socket_path, "--shared-dir", shared_dir, *options]
 
 
 @contextmanager
 def host_daemon(shared_dir: str, *, read_only: bool = False, max_guests: int | None = None,
                 log_level: str = "info", options: tuple[str, ...] = (),
-                start_timeout: float = 30.0, stop_timeout: float = 10.0
-                ) -> Iterator[HostDaemon]:
+                start_timeout: float = 30.0, stop_timeout: float = 10.0,
+                program: tuple[str, ...] = PAGEFS_HOST) -> Iterator[HostDaemon]:
     """Run pagefs-host on a fresh socket for the duration of the `with` block."""
     workdir = tempfile.mkdtemp(prefix="pagefs-host-")
     socket_path = os.path.join(workdir, "host.sock")
@@ -95,7 +97,8 @@ def host_daemon(shared_dir: str, *, read_only: bool = False, max_guests: int | N
         flags += ["--max-guests", str(max_guests)]
     try:
         with open(log_path, "wb") as log_file:
-            process = subprocess.Popen(command(socket_path, shared_dir, *flags),
+            process = subprocess.Popen(command(socket_path, shared_dir, *flags,
+                                               program=program),
                                        stdin=subprocess.DEVNULL, stdout=log_file,
                                        stderr=subprocess.STDOUT,
                                        preexec_fn=die_with_parent())

@@ -5,7 +5,7 @@ import pytest
 
 from pagefs.conformance import targets
 from pagefs.conformance.families import family_of
-from pagefs.conformance.faults import FAULTS, MEASURED_FAULTS, ON_PAGEFS, inject
+from pagefs.conformance.faults import BREAKS, FAULTS, MEASURED_FAULTS, ON_PAGEFS, inject
 from pagefs.conformance.measured import measured_fault
 from pagefs.conformance.report import FAIL
 from pagefs.conformance.runner import ALL, run
@@ -57,12 +57,7 @@ def test_a_session_the_host_never_reclaims_fails_reclaim_on_pagefs(budget):
 # those whose property needs what only a daemon has (ON_PAGEFS: RECLAIM's host side counts
 # the daemon's descriptors, NODEID needs the target's own nodeids, CONFINE a host side
 # apart from the guest's).
-CAUGHT_BY = {"stale-read": "COH-READ", "lost-store": "COH-WRITE", "reused-handle": "HANDLE",
-             "writable-ro-mapping": "RO-EXPORT", "missed-eof-fault": "EOF-FAULT",
-             "leaked-session": "RECLAIM", "foreign-read": "ISOLATION",
-             "stale-attrs": "COH-META", "rw-behind-ro": "ACCESS-MODE",
-             "release-unmaps": "LIFETIME", "lax-unlink": "NAMESPACE",
-             "peer-blind": "COH-PEER", "stale-nodeid": "NODEID", "dotdot-escape": "CONFINE"}
+CAUGHT_BY = BREAKS
 FOCUSED = {"examples": 20, "steps": 20, "seed": 0, "shrink_seconds": 5.0,
            "show_progress": False}
 
