@@ -14,6 +14,7 @@ and an operation's declared fallback answers when none does.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -271,6 +272,30 @@ def _confined(d: _Departure) -> set[str] | None:
     return None
 
 
+_PERMISSION = frozenset({Errno.EACCES, Errno.EPERM})
+
+
+def _ownership(d: _Departure) -> set[str] | None:
+    """Where guests act as chosen callers: a permission errno the spec allowed or the
+    target answered, or attributes whose owner, group or permission bits differ."""
+    if not d.state.config.callers:
+        return None
+    observed = d.check.observed
+    if d.errnos & _PERMISSION or (observed.kind == "err" and observed.value in _PERMISSION):
+        return {"OWNERSHIP"}
+    if d.both_ok and d.op.returns in (Returns.ATTR, Returns.ENTRY, Returns.CREATED):
+        got = observed.value[0] if isinstance(observed.value, tuple) else observed.value
+        got = getattr(got, "attr", got)
+        for want in (r.value for r in d.check.allowed if isinstance(r, Ok)):
+            want = want.entry if isinstance(want, Created) else want
+            want = want.attr if isinstance(want, Entry) else want
+            if isinstance(want, Attr) and isinstance(got, os.stat_result) and (
+                    (got.st_uid, got.st_gid, got.st_mode & 0o7777)
+                    != (want.uid, want.gid, want.mode)):
+                return {"OWNERSHIP"}
+    return None
+
+
 def _attributes(d: _Departure) -> set[str] | None:
     """Both succeeded with different attributes: confused identifiers, or stale ones."""
     if d.op.returns in (Returns.ATTR, Returns.ENTRY, Returns.CREATED) and d.both_ok:
@@ -281,7 +306,7 @@ def _attributes(d: _Departure) -> set[str] | None:
 # The questions, in the order they are asked; the first that names a property decides.
 RULES: tuple[Callable[[_Departure], set[str] | None], ...] = (
     _lifetime, _reclaim, _judged_by_predicates, _read_only, _bad_handle, _access_mode,
-    _stale, _new_handle, _confined, _attributes,
+    _stale, _new_handle, _confined, _ownership, _attributes,
 )
 
 

@@ -12,7 +12,15 @@ from dataclasses import dataclass
 
 from pagefs.conformance.operations import DIR_NAMES, Operation, operations
 from pagefs.conformance.session import ATTRS, BYTES
-from pagefs.conformance.target import CONFINED, MAPPINGS, OWN_HANDLES, PEERS, READ_ONLY
+from pagefs.conformance.target import (
+    CONFINED,
+    CREDENTIALS,
+    MAPPINGS,
+    OWN_HANDLES,
+    PEERS,
+    READ_ONLY,
+)
+from pagefs.spec.datatypes import Caller
 
 __all__ = ["DIR_NAMES", "FAMILIES", "FILE_NAMES", "NOT_EXERCISED", "Family", "family_of"]
 
@@ -32,6 +40,8 @@ class Family:
     files: tuple[bytes, ...] = FILE_NAMES
     scene: str = "file"  # how each case starts (see SpecMachine.scene)
     probe: str = ""  # after each change, observe it from every side: bytes, attrs, handles
+    callers: tuple[Caller, ...] = ()  # who guest g's requests act as (root by default)
+    modes: tuple[int, ...] = ()  # the permission bits its requests ask for, if not MODES
 
     @property
     def properties(self) -> tuple[str, ...]:
@@ -70,6 +80,15 @@ _CONFINE_OPERATIONS = operations(
     "OPENDIR", "READDIR", "READLINK", "GETATTR", "READ", "CREATE", "RELEASEDIR", "RELEASE",
 )
 
+_OWNERSHIP_OPERATIONS = operations(
+    "host.create", "host.chmod", "host.write", "LOOKUP", "GETATTR", "SETATTR", "OPEN",
+    "CREATE", "MKDIR", "WRITE", "RELEASE",
+)
+# A user outside the export's groups (its set-gid directory is root's group), with a
+# umask: every OWNERSHIP rule has something to decide for it.
+USER = Caller(uid=1000, gid=1000, umask=0o022)
+SET_ID_MODES = (0o644, 0o755, 0o2755, 0o4755, 0o6755, 0o2745, 0o6777, 0o2777, 0o666, 0o600)
+
 NONE: frozenset[str] = frozenset()
 FAMILIES: tuple[Family, ...] = (
     Family("data coherence", {"COH-READ": NONE, "COH-WRITE": frozenset({MAPPINGS}),
@@ -86,6 +105,9 @@ FAMILIES: tuple[Family, ...] = (
            scene="opened", probe="handles"),
     Family("namespace", {"NAMESPACE": NONE}, _NAMESPACE_OPERATIONS, bad_args=True,
            loose=frozenset({ATTRS, BYTES}), scene="tree"),
+    Family("ownership and set-id", {"OWNERSHIP": frozenset({CREDENTIALS})},
+           _OWNERSHIP_OPERATIONS, loose=frozenset({BYTES}), scene="owners", probe="attrs",
+           callers=(USER,), modes=SET_ID_MODES),
     Family("read-only export", {"RO-EXPORT": frozenset({READ_ONLY})}, _RO_OPERATIONS,
            read_only=True, loose=frozenset({ATTRS, BYTES}), scene="read-only"),
     Family("confinement", {"CONFINE": frozenset({CONFINED})}, _CONFINE_OPERATIONS,

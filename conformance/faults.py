@@ -23,6 +23,8 @@ fault belongs to, and only sensible ones (tests/conformance/test_faults.py).
                           table slot handed on)
     dotdot-escape         '..' at the export root resolves on the host, to the directory
                           above the export
+    ignored-caller        requests act as root whatever user the guest names (the header's
+                          uid and gid unheeded, as a server without credential switching)
 
 SINGLE-COPY and DURABLE are measured, not stepped (conformance/measured.py); their
 faults are the measurement's: `copying-guest` (window guests read by READ, keeping a
@@ -51,17 +53,18 @@ from pagefs.spec.datatypes import O_ACCMODE, O_RDWR
 PAGE = 4096
 FAULTS = ("stale-read", "lost-store", "reused-handle", "writable-ro-mapping",
           "missed-eof-fault", "leaked-session", "foreign-read", "stale-attrs", "rw-behind-ro",
-          "release-unmaps", "lax-unlink", "peer-blind", "stale-nodeid", "dotdot-escape")
+          "release-unmaps", "lax-unlink", "peer-blind", "stale-nodeid", "dotdot-escape",
+          "ignored-caller")
 # COH-PEER, NODEID and CONFINE need peers, the target's own nodeids and a confined host
 # side: their faults wrap `pagefs`, which has all three (`local` has only peers).
-ON_PAGEFS = frozenset({"leaked-session", "stale-nodeid", "dotdot-escape"})
+ON_PAGEFS = frozenset({"leaked-session", "stale-nodeid", "dotdot-escape", "ignored-caller"})
 # The property each fault breaks, which the suite must fail (tests/conformance/test_faults.py).
 BREAKS = {"stale-read": "COH-READ", "lost-store": "COH-WRITE", "reused-handle": "HANDLE",
           "writable-ro-mapping": "RO-EXPORT", "missed-eof-fault": "EOF-FAULT",
           "leaked-session": "RECLAIM", "foreign-read": "ISOLATION", "stale-attrs": "COH-META",
           "rw-behind-ro": "ACCESS-MODE", "release-unmaps": "LIFETIME",
           "lax-unlink": "NAMESPACE", "peer-blind": "COH-PEER", "stale-nodeid": "NODEID",
-          "dotdot-escape": "CONFINE"}
+          "dotdot-escape": "CONFINE", "ignored-caller": "OWNERSHIP"}
 MEASURED_FAULTS = {"copying-guest": "SINGLE-COPY", "no-fsync": "DURABLE"}
 
 
@@ -420,13 +423,18 @@ class DotdotEscape(_Delegate):
         return self._inner.lookup(parent, name)
 
 
+class IgnoredCaller(_Delegate):
+    def act_as(self, uid: int, gid: int, umask: int) -> None:
+        self._inner.act_as(0, 0, umask)  # the bug: every request is root's
+
+
 _WRAPPERS = {"stale-read": StaleRead, "lost-store": LostStore, "reused-handle": ReusedHandle,
              "writable-ro-mapping": WritableRoMapping, "missed-eof-fault": MissedEofFault,
              "leaked-session": LeakedSession, "foreign-read": ForeignRead,
              "stale-attrs": StaleAttrs, "rw-behind-ro": RwBehindRo,
              "release-unmaps": ReleaseUnmaps, "lax-unlink": LaxUnlink,
              "peer-blind": PeerBlind, "stale-nodeid": StaleNodeid,
-             "dotdot-escape": DotdotEscape}
+             "dotdot-escape": DotdotEscape, "ignored-caller": IgnoredCaller}
 
 
 class _FaultyTarget(_Delegate):

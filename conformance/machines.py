@@ -14,6 +14,7 @@ still judges counts as a judged step of the focus property.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import ClassVar
 
 from hypothesis import strategies as st
@@ -23,6 +24,7 @@ from pagefs.conformance.attribute import History, attribute
 from pagefs.conformance.families import DIR_NAMES, FILE_NAMES, Family
 from pagefs.conformance.operations import (
     BY_NAME,
+    MODES,
     OFFSETS,
     OPERATIONS,
     PAGE,
@@ -68,7 +70,8 @@ class SpecMachine(RuleBasedStateMachine):
         caps = self.factory.capabilities
         guests = 2 if PEERS in caps and self.family.name in ("data coherence",
                                                              "handles and lifetimes") else 1
-        self.session = self.session_class(self.factory, self.config,
+        config = replace(self.config, callers=self.family.callers)
+        self.session = self.session_class(self.factory, config,
                                           read_only=self.family.read_only, guests=guests,
                                           loose=self.family.loose)
         self.history = History()
@@ -266,6 +269,9 @@ class SpecMachine(RuleBasedStateMachine):
         """Files with data across a page boundary, already looked up, opened and mapped
         as the family needs, so that even a short case exercises its properties."""
         scene = self.family.scene
+        if scene == "owners":
+            self.owners_scene()
+            return
         if scene in ("tree", "traps"):
             self.step("host.mkdir", b"d", 0o755)
         if scene == "traps":
@@ -300,6 +306,26 @@ class SpecMachine(RuleBasedStateMachine):
                     self.step("STORE", g, 0, SCENE_DATA[:1])
 
     # --- argument choices, drawn from where the run is ---
+
+    def owners_scene(self) -> None:
+        """OWNERSHIP's start: a directory anyone may write (d), a set-gid one of root's
+        group (e), a set-uid and set-gid file of root's anyone may write (a) and one only
+        root may (d/a); the guest, a user, has looked them up."""
+        self.step("host.mkdir", b"d", 0o777)
+        self.step("host.mkdir", b"e", 0o777)
+        self.step("host.chmod", b"e", 0o2777)
+        self.step("host.create", b"a", 0o6777)
+        self.step("host.create", b"d/a", 0o644)
+        for name in (b"d", b"e", b"a"):
+            self.step("LOOKUP", 0, 1, name)
+
+    def mode(self, data: st.DataObject) -> int:
+        """Permission bits a request or the host asks for: the family's, if it has some."""
+        return data.draw(st.sampled_from(self.family.modes) if self.family.modes else MODES)
+
+    def dir_mode(self, data: st.DataObject) -> int:
+        """A new directory's bits: 0755, or the family's choice if it has some."""
+        return self.mode(data) if self.family.modes else 0o755
 
     def guest(self, data: st.DataObject, needs: Need | None = None) -> int:
         choices = self.guests_with(needs) if needs and not self.family.bad_args else []

@@ -198,7 +198,7 @@ def _setattr(m: SpecMachine, data: st.DataObject) -> tuple[object, ...]:
     g = m.guest(data, Need.NODE)
     which = data.draw(st.sampled_from(["size", "mode", "mtime"]))
     size = data.draw(SIZES) if which == "size" else None
-    mode = data.draw(MODES) if which == "mode" else None
+    mode = m.mode(data) if which == "mode" else None
     mtime = data.draw(st.integers(10**18, 2 * 10**18)) if which == "mtime" else None
     return g, m.nodeid(data, g, FileKind.REG), size, mode, mtime
 
@@ -221,7 +221,7 @@ def _open(m: SpecMachine, data: st.DataObject) -> tuple[object, ...]:
 def _create(m: SpecMachine, data: st.DataObject) -> tuple[object, ...]:
     g = m.guest(data)
     flags = data.draw(ACCESS) | O_CREAT | data.draw(st.sampled_from([0, O_EXCL]))
-    return g, m.nodeid(data, g, FileKind.DIR), m.name(data), flags, data.draw(MODES)
+    return g, m.nodeid(data, g, FileKind.DIR), m.name(data), flags, m.mode(data)
 
 
 def _setupmapping(m: SpecMachine, data: st.DataObject) -> tuple[object, ...]:
@@ -249,7 +249,7 @@ def _mknod(m: SpecMachine, data: st.DataObject) -> tuple[object, ...]:
     # pagefs refuses (EPERM, the tests' business); the kinds every target can make.
     g = m.guest(data)
     kind = data.draw(st.sampled_from([S_IFIFO, S_IFSOCK, S_IFREG]))
-    return g, m.nodeid(data, g, FileKind.DIR), m.name(data), kind | data.draw(MODES)
+    return g, m.nodeid(data, g, FileKind.DIR), m.name(data), kind | m.mode(data)
 
 
 def _setxattr(m: SpecMachine, data: st.DataObject) -> tuple[object, ...]:
@@ -307,7 +307,7 @@ DIR = FileKind.DIR
 
 OPERATIONS: tuple[Operation, ...] = (
     # --- the host, changing the export under the guests ---
-    Operation("host.create", lambda m, d: (m.path(d), d.draw(MODES)), NAMESPACE),
+    Operation("host.create", lambda m, d: (m.path(d), m.mode(d)), NAMESPACE),
     Operation("host.write", lambda m, d: (m.path(d), m.offset(d, write=True), d.draw(DATA)),
               NAMESPACE, needs=Need.FILE, touches=_host_write_touched),
     Operation("host.truncate", lambda m, d: (m.path(d), d.draw(SIZES)), NAMESPACE,
@@ -316,7 +316,7 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("host.rename", lambda m, d: (m.path(d), m.path(d)), NAMESPACE),
     Operation("host.mkdir", lambda m, d: (d.draw(st.sampled_from(DIR_NAMES)), 0o755), NAMESPACE),
     Operation("host.rmdir", lambda m, d: (d.draw(st.sampled_from(DIR_NAMES)),), NAMESPACE),
-    Operation("host.chmod", lambda m, d: (m.path(d), d.draw(MODES)), NAMESPACE,
+    Operation("host.chmod", lambda m, d: (m.path(d), m.mode(d)), NAMESPACE,
               needs=Need.FILE, touches=_host_chmod_touched),
     Operation("host.symlink", _host_symlink, NAMESPACE),
     Operation("host.mkfifo", lambda m, d: (d.draw(st.sampled_from([b"p", b"d/p"])), 0o644),
@@ -337,7 +337,8 @@ OPERATIONS: tuple[Operation, ...] = (
               confine=_refused_special),
     Operation("SYMLINK", _symlink, NAMESPACE, returns=Returns.ENTRY),
     Operation("MKDIR", _guest_then(None, lambda m, d, g: (
-        m.nodeid(d, g, DIR), m.name(d, files=False), 0o755)), NAMESPACE, returns=Returns.ENTRY),
+        m.nodeid(d, g, DIR), m.name(d, files=False), m.dir_mode(d))), NAMESPACE,
+        returns=Returns.ENTRY),
     Operation("UNLINK", _guest_then(None, lambda m, d, g: (m.nodeid(d, g, DIR), m.name(d))),
               NAMESPACE),
     Operation("RMDIR", _guest_then(None, lambda m, d, g: (

@@ -25,6 +25,7 @@ from typing import Any
 from pagefs.conformance import target as t
 from pagefs.spec import REGISTRY, ROOT_NODEID, Config, Err, Fault, Ok, State, initial_state
 from pagefs.spec.datatypes import (
+    ROOT_CALLER,
     Attr,
     Created,
     DirEntry,
@@ -95,7 +96,8 @@ def show(value: object) -> str:
         kind = _KINDS.get(stat.S_IFMT(value.st_mode))
         return (f"stat(ino={value.st_ino}, {kind.value if kind else '?'}, "
                 f"mode={stat.S_IMODE(value.st_mode):o}, nlink={value.st_nlink}, "
-                f"size={value.st_size}, mtime={value.st_mtime_ns})")
+                f"size={value.st_size}, mtime={value.st_mtime_ns}, "
+                f"owner={value.st_uid}:{value.st_gid})")
     if isinstance(value, (t.Entry, Entry)):
         return f"Entry(nodeid={value.nodeid}, {show(value.attr)})"
     if isinstance(value, Created):
@@ -110,7 +112,8 @@ def show(value: object) -> str:
         return f"Ok({show(value.value)})"
     if isinstance(value, Attr):
         return (f"Attr(ino={value.ino}, {value.kind.value}, mode={value.mode:o}, "
-                f"nlink={value.nlink}, size={value.size}, mtime=v{value.mtime.version})")
+                f"nlink={value.nlink}, size={value.size}, mtime=v{value.mtime.version}, "
+                f"owner={value.uid}:{value.gid})")
     if isinstance(value, (list, tuple)) and value and all(
             isinstance(v, (DirEntry, t.DirEntry)) for v in value):
         return "[" + ", ".join(show(v.name) for v in value) + "]"
@@ -192,10 +195,11 @@ class Bindings:
         return Bindings(ids, TimeMap(seen))
 
 
-ATTRS, BYTES = "attrs", "bytes"
-"""Aspects a session may judge loosely: attributes (mode, size, link count, mtime) and
-data bytes. A run that judges one property compares what belongs to other properties
-loosely, so that a departure there (judged by its own run) does not end this one."""
+ATTRS, BYTES, OWNERS = "attrs", "bytes", "owners"
+"""Aspects a session may judge loosely: attributes (mode, size, link count, mtime), data
+bytes, and owners (uid and gid). A run that judges one property compares what belongs to
+other properties loosely, so that a departure there (judged by its own run) does not end
+this one; owners are judged only where guests act as chosen callers (OWNERSHIP)."""
 
 
 def initial_bindings(guests: int) -> Bindings:
@@ -217,6 +221,9 @@ def _match_attr(b: Bindings, want: Attr, st: os.stat_result,
     if want.nlink is not None and st.st_nlink != want.nlink:
         return None
     if want.size is not None and st.st_size != want.size:
+        return None
+    if OWNERS not in loose and want.uid is not None and (st.st_uid, st.st_gid) != (
+            want.uid, want.gid):
         return None
     bound = b.bind("ino", None, st.st_ino, want.ino)
     return bound and bound.observe_mtime(want.ino, want.mtime, st.st_mtime_ns)
@@ -326,20 +333,28 @@ class Session:
 
     def __init__(self, factory: t.TargetFactory, config: Config, *, read_only: bool = False,
                  guests: int = 1, loose: frozenset[str] = frozenset()) -> None:
-        self.loose = loose
+        self.loose = loose if config.callers else loose | {OWNERS}
         with exact_modes():
             self.target = factory.start(read_only=read_only)
         ranges = self.target.window_size // config.range_size or config.window_ranges
         self.config = replace(config, read_only=read_only, guests=guests, window_ranges=ranges)
         try:
             with exact_modes():
-                self.guests: list[t.Guest | None] = [self.target.connect()
-                                                     for _ in range(guests)]
+                self.guests: list[t.Guest | None] = [self._connect(g)
+                                                     for g in range(guests)]
         except BaseException:
             self.target.close()
             raise
         self.branches: list[tuple[State, Bindings]] = [(initial_state(self.config),
                                                          initial_bindings(guests))]
+
+    def _connect(self, g: int) -> t.Guest:
+        """Guest `g` connected, its requests acting as the caller the config names."""
+        guest = self.target.connect()
+        caller = self.config.caller(g)
+        if caller != ROOT_CALLER:
+            guest.act_as(caller.uid, caller.gid, caller.umask)
+        return guest
 
     @property
     def state(self) -> State:
@@ -389,7 +404,7 @@ class Session:
             if live is not None:  # a guest reset without unmount: INIT on its connection
                 live.reinit()
             else:
-                self.guests[args[0]] = self.target.connect()
+                self.guests[args[0]] = self._connect(args[0])
             return Observed("ok")
         guest = self.guests[args[0]]
         if guest is None and kind == "memory":

@@ -38,9 +38,10 @@ RAW_NAMES = "raw-names"  # names reach the target as sent (a syscall view cannot
 CONFINED = "confined"  # host and guest resolve names in separate worlds (CONFINE applies)
 SPECIAL = "special"  # LINK, MKNOD, the xattr requests, FALLOCATE, SYNCFS (Guest's optional part)
 RESET = "reset"  # INIT again on a live connection: a guest kernel reset without unmount
+CREDENTIALS = "credentials"  # requests as a chosen uid/gid with a umask (Guest.act_as)
 
 ALL_CAPABILITIES = frozenset({MAPPINGS, PEERS, READ_ONLY, OWN_HANDLES, RAW_NAMES, CONFINED,
-                              SPECIAL, RESET})
+                              SPECIAL, RESET, CREDENTIALS})
 
 ROOT_NODEID = FUSE_ROOT_ID  # the export root's nodeid, as FUSE numbers it
 
@@ -171,6 +172,11 @@ class Guest(ABC):
 
     def syncfs(self, nodeid: int) -> None:
         raise self._not_special()
+
+    def act_as(self, uid: int, gid: int, umask: int) -> None:
+        """From now on this guest's requests act as (uid, gid) with `umask`, as a guest
+        kernel's do for one of its users (capability CREDENTIALS)."""
+        raise NotImplementedError(f"{type(self).__name__} does not offer {CREDENTIALS}")
 
     def reinit(self) -> None:
         """INIT on this guest's live connection, as a guest kernel that was reset without

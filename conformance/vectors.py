@@ -44,6 +44,7 @@ from pagefs.conformance.session import Check, Observed, Session, initial_binding
 from pagefs.conformance.target import (
     ALL_CAPABILITIES,
     CONFINED,
+    CREDENTIALS,
     MAPPINGS,
     PEERS,
     RAW_NAMES,
@@ -113,6 +114,8 @@ def requirements(family: Family, config: Config, steps: list[dict]) -> list[str]
         needs.add(PEERS)
     if config.read_only:
         needs.add(READ_ONLY)
+    if config.callers:
+        needs.add(CREDENTIALS)
     for step in steps:
         capability = BY_NAME[step["op"]].capability if step["op"] in BY_NAME else None
         if capability is not None:

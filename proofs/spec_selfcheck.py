@@ -22,6 +22,7 @@ from pagefs.spec import codec, document
 from pagefs.spec.datatypes import (
     FAULT,
     Access,
+    Caller,
     Err,
     Errno,
     FileKind,
@@ -91,6 +92,7 @@ class Mutant:
     op: str
     broken: Callable[[Op], Op]  # given the real operation, the broken one
     read_only: bool = False
+    callers: tuple[Caller, ...] = ()  # who the guests' requests act as (root by default)
 
 
 def _flip_load(real: Op) -> Op:
@@ -225,6 +227,16 @@ def _fsync_nothing(real: Op) -> Op:
     return fsync
 
 
+def _no_umask(real: Op) -> Op:
+    def create(state: State, guest: int, *args: object) -> tuple[Outcome, ...]:
+        callers = tuple(replace(c, umask=0) for c in (state.config.caller(g) for g in range(
+            len(state.guests))))
+        unmasked = replace(state, config=replace(state.config, callers=callers))
+        return _each(real(unmasked, guest, *args), lambda o: replace(o, state=replace(
+            o.state, config=state.config)))
+    return create
+
+
 MUTANTS: tuple[Mutant, ...] = (
     Mutant("COH-READ", "LOAD shows bytes other than the host's", "LOAD", _flip_load),
     Mutant("COH-WRITE", "STORE succeeds but stores nothing", "STORE", _store_nothing),
@@ -235,6 +247,8 @@ MUTANTS: tuple[Mutant, ...] = (
            _as_writable_export, read_only=True),
     Mutant("ACCESS-MODE", "SETUPMAPPING ignores the handle's access", "SETUPMAPPING",
            _any_access),
+    Mutant("OWNERSHIP", "CREATE ignores its caller's umask", "CREATE", _no_umask,
+           callers=(Caller(umask=0o077),) * 2),
     Mutant("ISOLATION", "unlink frees a mapped file", "host.unlink", _free_unlinked),
     Mutant("HANDLE", "OPEN hands the same number out again", "OPEN", _reuse_fh),
     Mutant("LIFETIME", "RELEASE removes the handle's mappings", "RELEASE", _release_unmaps),
@@ -253,7 +267,7 @@ def _caught(mutant: Mutant, walks: int, steps: int) -> int | None:
     its first finding: past a broken step the state is no longer one the spec reaches."""
     operations = {name: op.function for name, op in REGISTRY.items()}
     operations[mutant.op] = mutant.broken(operations[mutant.op])
-    config = replace(SMALL, read_only=mutant.read_only)
+    config = replace(SMALL, read_only=mutant.read_only, callers=mutant.callers)
     count = 0
     for seed in range(walks):
         for *_, finding in walk(config, walks=1, steps=steps, seed=seed, operations=operations):

@@ -179,6 +179,19 @@ class FrozenMap(Mapping[K, V]):
 
 
 @dataclass(frozen=True)
+class Caller:
+    """Who a guest's requests act as: the uid and gid of its FUSE headers, and the umask
+    its CREATE, MKDIR and MKNOD carry (OWNERSHIP). Root with no umask by default."""
+
+    uid: int = 0
+    gid: int = 0
+    umask: int = 0
+
+
+ROOT_CALLER = Caller()
+
+
+@dataclass(frozen=True)
 class Config:
     """The export and the geometry: fixed for a run, part of every state.
 
@@ -194,6 +207,11 @@ class Config:
     name_max: int = 255
     read_only: bool = False
     max_size: int = 64 * MiB  # files are plain bytes here: larger sizes are EFBIG
+    callers: tuple[Caller, ...] = ()  # guest g's requests act as callers[g]; root if none
+
+    def caller(self, guest: int) -> Caller:
+        """Who guest `guest`'s requests act as (OWNERSHIP)."""
+        return self.callers[guest] if guest < len(self.callers) else ROOT_CALLER
 
     @property
     def window_size(self) -> int:
@@ -233,6 +251,8 @@ class Inode:
     tail: bytes = b""
     dirty: bool = False
     xattrs: FrozenMap[bytes, bytes] = field(default_factory=FrozenMap)
+    uid: int = 0  # owner and group (OWNERSHIP): the host's own files are root's
+    gid: int = 0
 
     @property
     def size(self) -> int:
@@ -301,6 +321,8 @@ class Attr:
     nlink: int | None
     size: int | None
     mtime: Mtime
+    uid: int | None = None  # owner and group; None: left open
+    gid: int | None = None
 
 
 @dataclass(frozen=True)

@@ -35,16 +35,31 @@ from pagefs.spec.datatypes import (
 )
 from pagefs.spec.guests import (
     BAD_HANDLE,
+    access_errors,
+    caller,
     close_handle,
     find_handle,
     handle_errors,
     held,
+    made,
     open_handle,
+    owner_errors,
     remember,
     write_errors,
+    written_by,
 )
 from pagefs.spec.outcomes import either, lawful, ok, ok_values, refuse  # noqa: F401 (contracts)
-from pagefs.spec.rules import access_of, is_dot, read_bytes, resize, size_errors
+from pagefs.spec.rules import (
+    R_OK,
+    W_OK,
+    X_OK,
+    access_of,
+    chmod_mode,
+    is_dot,
+    read_bytes,
+    resize,
+    size_errors,
+)
 from pagefs.spec.tree import (
     NO_ERRORS,
     add_entry,
@@ -57,11 +72,12 @@ from pagefs.spec.tree import (
 )
 
 
-def _open_errors(state: State, ino: int, flags: int) -> frozenset[Errno]:
+def _open_errors(state: State, guest: int, ino: int, flags: int) -> frozenset[Errno]:
     """Opening an inode: EINVAL for O_ACCMODE 3, EROFS for write access or O_TRUNC in a
     read-only export, EISDIR for write access to a directory, ELOOP for a symlink (the
     host never follows one: CONFINE), and ENXIO (or EACCES, EPERM) for a FIFO or a socket,
-    which the host never opens for a guest, as that could block it (CONFINE)."""
+    which the host never opens for a guest, as that could block it (CONFINE); EACCES when
+    the caller's permission bits lack the access asked (O_TRUNC asks write: OWNERSHIP)."""
     access = access_of(flags)
     if access is None:
         return frozenset({Errno.EINVAL})
@@ -75,6 +91,10 @@ def _open_errors(state: State, ino: int, flags: int) -> frozenset[Errno]:
         errors |= write_errors(state)
         if kind is FileKind.DIR:
             errors.add(Errno.EISDIR)
+    if not errors:
+        want = (R_OK if access.can_read else 0) | (
+            W_OK if access.can_write or flags & O_TRUNC else 0)
+        errors |= access_errors(state, guest, ino, want)
     return frozenset(errors)
 
 
@@ -84,7 +104,7 @@ def _open_file(state: State, guest: int, ino: int, flags: int) -> tuple[State, i
     assert access is not None
     inode = state.inodes[ino]
     if flags & O_TRUNC and inode.kind is FileKind.REG:
-        state = put(state, ino, with_data(inode, b""))
+        state = written_by(put(state, ino, with_data(inode, b"")), guest, ino)
     return open_handle(state, guest, Handle(ino, access, HandleKind.FILE))
 
 
@@ -99,7 +119,7 @@ def open_(state: State, guest: GuestId, nodeid: NodeId, flags: OpenFlags) -> tup
     ino = held(state, guest, nodeid)
     if isinstance(ino, frozenset):
         return refuse(state, ino)
-    errors = _open_errors(state, ino, flags)
+    errors = _open_errors(state, guest, ino, flags)
     if errors:
         return refuse(state, errors)
     opened = ok(*_open_file(state, guest, ino, flags))
@@ -127,18 +147,24 @@ def create(state: State, guest: GuestId, parent: NodeId, name: Name, flags: Open
     errors = create_errors(state, dir_ino, name) - {Errno.EEXIST}
     if not errors and access_of(flags) is None:
         errors = frozenset({Errno.EINVAL})
+    if not errors:  # the name is looked up in the directory: its x bit (OWNERSHIP)
+        errors = access_errors(state, guest, dir_ino, X_OK)
     existing = None if errors else child(state, dir_ino, name)
     if existing is None:
         errors |= write_errors(state)
+        if not errors:
+            errors = access_errors(state, guest, dir_ino, W_OK | X_OK)
         if errors:
             return refuse(state, errors)
-        state, ino = add_entry(state, dir_ino, name,
-                               Inode(kind=FileKind.REG, mode=mode & 0o7777))
-        return _created(state, guest, ino, flags)
+        outcomes: tuple[Outcome, ...] = ()
+        for new in made(state, guest, dir_ino, Inode(kind=FileKind.REG, mode=mode & 0o7777)):
+            after, ino = add_entry(state, dir_ino, name, new)
+            outcomes = either(outcomes, _created(after, guest, ino, flags))
+        return outcomes
     read_only_refusal = refuse(state, write_errors(state))  # empty unless read-only
     if flags & O_EXCL:
         return either(refuse(state, {Errno.EEXIST}), read_only_refusal)
-    errors = _open_errors(state, existing, flags)
+    errors = _open_errors(state, guest, existing, flags)
     if state.inodes[existing].kind is FileKind.DIR:
         errors |= {Errno.EISDIR}
     if errors:
@@ -218,6 +244,8 @@ def write(state: State, guest: GuestId, fh: Fh, offset: Offset, data: Data) -> t
     written = write_data(state, handle.ino, offset, data)
     if isinstance(written, frozenset):
         return refuse(state, written)
+    if data:  # a write by a user clears set-id (OWNERSHIP); an empty one writes nothing
+        written = written_by(written, guest, handle.ino)
     return ok(written, len(data))
 
 
@@ -278,21 +306,29 @@ def setattr_(state: State, guest: GuestId, nodeid: NodeId, size: Length | None,
             errors |= size_errors(size, state.config.max_size)
     if size is not None or mode is not None or mtime_ns is not None:
         errors |= write_errors(state)
+    if not errors:  # truncation needs write permission; mode and time, ownership
+        if size is not None:
+            errors |= access_errors(state, guest, ino, W_OK)
+        if mode is not None or mtime_ns is not None:
+            errors |= owner_errors(state, guest, ino)
     if errors:
         return refuse(state, errors)
     if inode.kind is FileKind.LNK and (mode is not None or mtime_ns is not None):
-        return either(_set_attrs(state, ino, size, mode, mtime_ns),
+        return either(_set_attrs(state, guest, ino, size, mode, mtime_ns),
                       refuse(state, {Errno.EOPNOTSUPP}))
-    return _set_attrs(state, ino, size, mode, mtime_ns)
+    return _set_attrs(state, guest, ino, size, mode, mtime_ns)
 
 
-def _set_attrs(state: State, ino: int, size: int | None, mode: int | None,
+def _set_attrs(state: State, guest: int, ino: int, size: int | None, mode: int | None,
                mtime_ns: int | None) -> tuple[Outcome, ...]:
     inode = state.inodes[ino]
     if size is not None:
-        inode = with_data(inode, resize(inode.data, size))
+        state = written_by(put(state, ino, with_data(inode, resize(inode.data, size))),
+                           guest, ino)
+        inode = state.inodes[ino]
     if mode is not None:
-        inode = replace(inode, mode=mode & 0o7777)
+        who = caller(state, guest)
+        inode = replace(inode, mode=chmod_mode(who.uid, who.gid, inode.gid, mode & 0o7777))
     if mtime_ns is not None:
         inode = replace(inode, mtime=Mtime(inode.mtime.version + 1, mtime_ns))
     state = put(state, ino, inode)

@@ -3,7 +3,8 @@
 These rules decide which errno a request earns before it does anything: a guest that has
 not sent INIT (EIO), a nodeid it does not hold (ESTALE or ENOENT: NODEID), a handle it
 does not hold or of the wrong kind (EBADF: HANDLE), and a write path in a read-only
-export (EROFS: RO-EXPORT).
+export (EROFS: RO-EXPORT); and who a request acts as (OWNERSHIP): the permission its
+caller has (EACCES, EPERM), who owns what it makes, what a write by it clears.
 """
 
 from __future__ import annotations
@@ -11,15 +12,19 @@ from __future__ import annotations
 from dataclasses import replace
 
 from pagefs.spec.datatypes import (
+    Caller,
     Entry,
     Errno,
+    FileKind,
     Guest,
     Handle,
     HandleKind,
+    Inode,
     Node,
     State,
 )
-from pagefs.spec.tree import NO_ERRORS, attr_of
+from pagefs.spec.rules import ROOT_UID, killed_by_write, new_modes, new_owner, permitted
+from pagefs.spec.tree import NO_ERRORS, attr_of, put
 
 STALE = frozenset({Errno.ESTALE, Errno.ENOENT})
 """A nodeid the guest does not hold (never had, or forgot): the server cannot know it."""
@@ -121,3 +126,49 @@ def close_handle(state: State, guest: int, fh: int) -> State:
     """The handle ends; mappings made through it stay (LIFETIME)."""
     session = state.guests[guest]
     return with_guest(state, guest, replace(session, handles=session.handles.remove(fh)))
+
+
+# --- who a request acts as (OWNERSHIP) ---
+# The spec checks the caller's permission on the requests the ownership family of the
+# conformance suite sends as a user (LOOKUP, CREATE, MKDIR, MKNOD, SYMLINK, OPEN, SETATTR,
+# WRITE); the other requests are checked as if made by root (every other family's guests
+# are root).
+
+def caller(state: State, guest: int) -> Caller:
+    return state.config.caller(guest)
+
+
+def access_errors(state: State, guest: int, ino: int, want: int) -> frozenset[Errno]:
+    """EACCES when the guest's caller lacks `want` (4 read, 2 write, 1 search) on `ino`."""
+    who, inode = caller(state, guest), state.inodes[ino]
+    return NO_ERRORS if permitted(who.uid, who.gid, inode.uid, inode.gid, inode.mode,
+                                  want) else frozenset({Errno.EACCES})
+
+
+def owner_errors(state: State, guest: int, ino: int) -> frozenset[Errno]:
+    """EPERM when the caller neither owns `ino` nor is root (chmod, an explicit time)."""
+    who = caller(state, guest)
+    return NO_ERRORS if who.uid in (ROOT_UID, state.inodes[ino].uid) else frozenset(
+        {Errno.EPERM})
+
+
+def made(state: State, guest: int, dir_ino: int, inode: Inode) -> tuple[Inode, ...]:
+    """`inode` as the caller makes it in `dir_ino`: its owner and group, and its bits less
+    the caller's umask with set-gid inherited or stripped (rules.new_modes); a symlink's
+    bits are always 0777."""
+    who, parent = caller(state, guest), state.inodes[dir_ino]
+    uid, gid = new_owner(who.uid, who.gid, parent.mode, parent.gid)
+    if inode.kind is FileKind.LNK:
+        return (replace(inode, uid=uid, gid=gid),)
+    modes = new_modes(who.uid, who.gid, inode.mode, who.umask, inode.kind is FileKind.DIR,
+                      parent.mode, parent.gid)
+    return tuple(replace(inode, uid=uid, gid=gid, mode=m) for m in sorted(modes))
+
+
+def written_by(state: State, guest: int, ino: int) -> State:
+    """A regular file the caller wrote or truncated: set-id cleared unless it is root."""
+    inode = state.inodes[ino]
+    if inode.kind is not FileKind.REG:
+        return state
+    return put(state, ino, replace(inode, mode=killed_by_write(caller(state, guest).uid,
+                                                                inode.mode)))

@@ -35,10 +35,12 @@ from pagefs.spec.datatypes import (
     Target,
 )
 from pagefs.spec.guests import (
+    access_errors,
     close_handle,
     find_handle,
     handle_errors,
     held,
+    made,
     node_errors,
     open_handle,
     remember,
@@ -47,7 +49,7 @@ from pagefs.spec.guests import (
     write_errors,
 )
 from pagefs.spec.outcomes import either, lawful, ok, refuse  # noqa: F401 (contracts)
-from pagefs.spec.rules import is_dot, name_errors
+from pagefs.spec.rules import W_OK, X_OK, is_dot, name_errors
 from pagefs.spec.tree import (
     add_entry,
     attr_of,
@@ -81,6 +83,8 @@ def lookup(state: State, guest: GuestId, parent: NodeId, name: Name) -> tuple[Ou
     if isinstance(dir_ino, frozenset):
         return refuse(state, dir_ino)
     errors = dir_errors(state, dir_ino) | name_errors(name, state.config.name_max)
+    if not errors:  # searching a directory takes its x bit (OWNERSHIP)
+        errors = access_errors(state, guest, dir_ino, X_OK)
     if errors:
         return refuse(state, errors | ({Errno.EINVAL} if is_dot(name) else set()))
     if name in (b".", b".."):
@@ -144,17 +148,23 @@ def readlink(state: State, guest: GuestId, nodeid: NodeId) -> tuple[Outcome, ...
     return ok(state, inode.data)
 
 
-def _make(state: State, guest: GuestId, parent: NodeId, name: Name,
+def make_entry(state: State, guest: GuestId, parent: NodeId, name: Name,
           inode: Inode) -> tuple[Outcome, ...]:
-    """Shared by MKDIR and SYMLINK (and CREATE): make a new name, reply with its entry."""
+    """Shared by MKDIR and SYMLINK (and MKNOD): make a new name, reply with its entry; the
+    caller needs write and search on the directory, and owns what it made (OWNERSHIP)."""
     dir_ino = held(state, guest, parent)
     if isinstance(dir_ino, frozenset):
         return refuse(state, dir_ino)
     errors = create_errors(state, dir_ino, name) | write_errors(state)
+    if not errors:
+        errors = access_errors(state, guest, dir_ino, W_OK | X_OK)
     if errors:
         return refuse(state, errors)
-    state, ino = add_entry(state, dir_ino, name, inode)
-    return ok(*remember(state, guest, ino))
+    outcomes: tuple[Outcome, ...] = ()
+    for new in made(state, guest, dir_ino, inode):
+        after, ino = add_entry(state, dir_ino, name, new)
+        outcomes = either(outcomes, ok(*remember(after, guest, ino)))
+    return outcomes
 
 
 def mkdir(state: State, guest: GuestId, parent: NodeId, name: Name,
@@ -165,7 +175,7 @@ def mkdir(state: State, guest: GuestId, parent: NodeId, name: Name,
     pre: 0 <= guest < len(state.guests)
     post: lawful(state, "MKDIR", (guest, parent, name, mode), __return__)
     """
-    return _make(state, guest, parent, name, Inode(kind=FileKind.DIR, mode=mode & 0o7777))
+    return make_entry(state, guest, parent, name, Inode(kind=FileKind.DIR, mode=mode & 0o7777))
 
 
 def symlink(state: State, guest: GuestId, parent: NodeId, name: Name,
@@ -182,7 +192,7 @@ def symlink(state: State, guest: GuestId, parent: NodeId, name: Name,
             return refuse(state, {Errno.ENOENT})
         if bytes(1) in target:
             return refuse(state, {Errno.EINVAL})
-    return _make(state, guest, parent, name, Inode(kind=FileKind.LNK, mode=0o777,
+    return make_entry(state, guest, parent, name, Inode(kind=FileKind.LNK, mode=0o777,
                                                     data=target))
 
 

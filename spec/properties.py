@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from pagefs.spec.datatypes import (
     FAULT,
+    O_TRUNC,
     ROOT_INO,
     ROOT_NODEID,
     Attr,
@@ -262,6 +263,65 @@ def access_mode(step: Step) -> bool:
         handle = _handle(step)
         return handle is not None and handle.access.can_write
     return True
+
+
+_MAKES = ("CREATE", "MKDIR", "MKNOD", "SYMLINK")
+
+
+def ownership(step: Step) -> bool:
+    """Who a request acts as (its guest's caller): an inode it made is the caller's, in the
+    directory's group when that is set-gid, with none of the umask's bits, set-gid when it
+    is a directory made in a set-gid directory, and not set-gid when it is a file whose
+    group the caller is not in (unless root); a user's change of a file's data leaves it
+    neither set-uid nor set-gid and group-executable; only the owner or root changes a
+    mode; no step changes an existing inode's owner or group."""
+    if not _guest_op(step) or step.op in ("LOAD", "STORE") or not isinstance(step.result,
+                                                                               Ok):
+        return True
+    who = step.state.config.caller(step.arg(0))
+    before, after = step.state.inodes, step.after.inodes
+    if any((after[i].uid, after[i].gid) != (n.uid, n.gid) for i, n in before.items()
+           if i in after):
+        return False
+    for ino, inode in after.items():
+        if ino in before:
+            continue
+        if step.op not in _MAKES:
+            return False
+        parent = after[step.state.guests[step.arg(0)].nodes[step.arg(1)].ino]
+        setgid_dir = bool(parent.mode & 0o2000)
+        if inode.uid != who.uid or inode.gid != (parent.gid if setgid_dir else who.gid):
+            return False
+        if inode.kind is not FileKind.LNK and inode.mode & who.umask:
+            return False
+        if inode.kind is FileKind.DIR and bool(inode.mode & 0o2000) != setgid_dir:
+            return False
+        stranger = who.uid != 0 and who.gid != inode.gid
+        if inode.kind is FileKind.REG and stranger and inode.mode & 0o2010 == 0o2010:
+            return False
+    changed = _data_changed_ino(step)
+    if who.uid != 0 and changed is not None and after[changed].kind is FileKind.REG:
+        mode = after[changed].mode
+        if mode & 0o4000 or mode & 0o2010 == 0o2010:
+            return False
+    if step.op == "SETATTR" and step.arg(3) is not None:
+        node = step.state.guests[step.arg(0)].nodes[step.arg(1)]
+        return who.uid in (0, before[node.ino].uid)
+    return True
+
+
+def _data_changed_ino(step: Step) -> int | None:
+    """The file whose data a successful step wrote or truncated: WRITE of some bytes,
+    SETATTR with a size, OPEN with O_TRUNC."""
+    guest = step.state.guests[step.arg(0)]
+    if step.op == "WRITE" and step.arg(3):
+        handle = guest.handles.get(step.arg(1))
+        return handle.ino if handle else None
+    if (step.op == "SETATTR" and step.arg(2) is not None) or (
+            step.op == "OPEN" and step.arg(2) & O_TRUNC):
+        node = guest.nodes.get(step.arg(1))
+        return node.ino if node else None
+    return None
 
 
 def isolation_invariant(state: State) -> bool:
@@ -536,6 +596,12 @@ PROPERTIES: tuple[Property, ...] = (
              "changes are still seen.", ro_export_invariant, ro_export_step),
     Property("ACCESS-MODE", "A handle opened read-only can neither WRITE nor set up a "
              "writable mapping.", step=access_mode),
+    Property("OWNERSHIP", "A request acts as its caller (header uid and gid, no "
+             "supplementary groups): its permission bits decide; what it makes is the "
+             "caller's, in a set-gid directory's group; set-gid is inherited by "
+             "directories and stripped from a file of a group not the caller's; the umask "
+             "applies; a user's write or truncation clears set-uid and set-gid; no request "
+             "changes an owner.", step=ownership),
     Property("ISOLATION", "A guest reads or writes only bytes of files it opened in this "
              "export; never a page that was freed (truncate, unlink) and reused for another "
              "file.", isolation_invariant, isolation_step),

@@ -180,3 +180,97 @@ def size_errors(end: int, max_size: int) -> frozenset[Errno]:
     post: (not __return__) == (end <= max_size)
     """
     return frozenset() if end <= max_size else frozenset({Errno.EFBIG})
+
+
+# --- ownership and set-id (OWNERSHIP): what a request's caller changes ---
+# A request acts as the uid and gid its FUSE header names (the caller), as virtiofsd and
+# pagefs-host do by switching fsuid/fsgid: the host kernel then checks permissions, owns
+# what is made, and clears set-id bits, exactly as for a local process of that user with
+# no supplementary groups. uid 0 is root (CAP_DAC_OVERRIDE, CAP_FOWNER, CAP_FSETID).
+
+S_ISUID, S_ISGID, S_ISVTX, S_IXGRP = 0o4000, 0o2000, 0o1000, 0o010
+R_OK, W_OK, X_OK = 4, 2, 1
+ROOT_UID = 0
+
+
+def permitted(uid: int, gid: int, owner: int, group: int, mode: int, want: int) -> bool:
+    """Whether a caller (uid, gid) may read (4), write (2) or search (1) an inode: the
+    owner's bits if it owns it, else the group's if it is of its group, else the others';
+    root may do anything (the spec asks search only of directories).
+
+    pre: 0 < want <= 7
+    post: uid != 0 or __return__
+    post: uid == 0 or uid != owner or __return__ == (want & (mode >> 6) == want)
+    post: uid == 0 or uid == owner or gid != group or __return__ == (want & (mode >> 3) == want)
+    """
+    if uid == ROOT_UID:
+        return True
+    shift = 6 if uid == owner else 3 if gid == group else 0
+    return want & (mode >> shift) == want
+
+
+def new_owner(uid: int, gid: int, parent_mode: int, parent_group: int) -> tuple[int, int]:
+    """Whoever makes an inode owns it; its group is the directory's when the directory is
+    set-gid (so a shared directory's files stay in its group), else the caller's.
+
+    post: __return__[0] == uid
+    post: __return__[1] == (parent_group if parent_mode & 0o2000 else gid)
+    """
+    return uid, parent_group if parent_mode & S_ISGID else gid
+
+
+def new_modes(uid: int, gid: int, mode: int, umask: int, directory: bool,
+              parent_mode: int, parent_group: int) -> frozenset[int]:
+    """The permission bits of a new inode: the requested ones less the umask (a
+    directory's request carries no set-uid or set-gid: mkdir(2) ignores them). A
+    directory made in a set-gid directory is set-gid itself, so the group keeps being
+    inherited. A file asked set-gid and group-executable in a set-gid directory whose
+    group the caller is not in (and the caller not root) loses set-gid: no user makes a
+    set-gid program of a group that is not theirs. Linux asks "group-executable" before
+    the umask (6.x) or after it (older kernels, and a server applying the umask itself):
+    both are allowed.
+
+    pre: 0 <= mode <= 0o7777 and 0 <= umask <= 0o777
+    post: all(m & ~0o7777 == 0 and not m & umask for m in __return__)
+    post: not directory or all(bool(m & 0o2000) == bool(parent_mode & 0o2000) for m in __return__)
+    post: not directory or all(not m & 0o4000 for m in __return__)
+    post: 1 <= len(__return__) <= 2
+    """
+    if directory:
+        inherited = S_ISGID if parent_mode & S_ISGID else 0
+        return frozenset({mode & 0o1777 & ~umask | inherited})
+    outcomes = set()
+    for asked in (mode, mode & ~umask):  # group-executable before or after the umask
+        strip = (asked & (S_ISGID | S_IXGRP) == S_ISGID | S_IXGRP and parent_mode & S_ISGID
+                 and uid != ROOT_UID and gid != parent_group)
+        outcomes.add(mode & ~umask & ~(S_ISGID if strip else 0))
+    return frozenset(outcomes)
+
+
+def killed_by_write(uid: int, mode: int) -> int:
+    """A write or truncation of a file by anyone but root clears set-uid, and set-gid
+    where it means set-gid (group-executable; without it, it marks mandatory locking):
+    a program changed by a user must not keep running as its owner. Root keeps them.
+
+    post: uid == 0 or not __return__ & 0o4000
+    post: uid == 0 or not (__return__ & 0o2000 and __return__ & 0o010)
+    post: uid != 0 or __return__ == mode
+    post: __return__ & 0o1777 == mode & 0o1777
+    """
+    if uid == ROOT_UID:
+        return mode
+    kill = S_ISUID | (S_ISGID if mode & S_IXGRP else 0)
+    return mode & ~kill
+
+
+def chmod_mode(uid: int, gid: int, group: int, mode: int) -> int:
+    """The bits a chmod by the owner sets: set-gid is dropped when the owner is not in
+    the file's group (and not root), as Linux does, so no user hands a group that is not
+    theirs a set-gid program. (Only the owner or root may chmod at all: EPERM.)
+
+    post: __return__ & ~0o2000 == mode & ~0o2000
+    post: uid == 0 or gid == group or not __return__ & 0o2000
+    """
+    if uid != ROOT_UID and gid != group:
+        return mode & ~S_ISGID
+    return mode

@@ -46,9 +46,10 @@ from pagefs.spec.datatypes import (
 )
 from pagefs.spec.files import _io_handle
 from pagefs.spec.guests import handle_errors, held, remember, write_errors
+from pagefs.spec.namespace import make_entry
 from pagefs.spec.outcomes import lawful, ok, ok_values, refuse  # noqa: F401 (contracts)
 from pagefs.spec.rules import is_dot
-from pagefs.spec.tree import add_entry, bump, create_errors, put, with_data
+from pagefs.spec.tree import bump, create_errors, put, with_data
 
 XATTR_NAME_MAX = 255
 XATTR_SIZE_MAX = 65536
@@ -112,9 +113,8 @@ def mknod(state: State, guest: GuestId, parent: NodeId, name: Name,
         errors.add(Errno.EINVAL)
     if errors:
         return refuse(state, errors)
-    made = Inode(kind=_NODE_KINDS[file_type], mode=mode & 0o7777)
-    state, ino = add_entry(state, dir_ino, name, made)
-    return ok(*remember(state, guest, ino))
+    return make_entry(state, guest, parent, name,
+                      Inode(kind=_NODE_KINDS[file_type], mode=mode & 0o7777))
 
 
 def xattr_name_errors(name: bytes) -> frozenset[Errno]:

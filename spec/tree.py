@@ -45,6 +45,8 @@ def attr_of(state: State, ino: int) -> Attr:
         nlink=None if directory else inode.nlink,
         size=None if directory else inode.size,
         mtime=inode.mtime,
+        uid=inode.uid,
+        gid=inode.gid,
     )
 
 

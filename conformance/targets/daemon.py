@@ -19,6 +19,7 @@ from typing import NamedTuple
 
 from pagefs.conformance.target import (
     CONFINED,
+    CREDENTIALS,
     MAPPINGS,
     OWN_HANDLES,
     PEERS,
@@ -158,7 +159,7 @@ def serve_pagefs(export: str, read_only: bool, stack: contextlib.ExitStack,
 
 def pagefs_capabilities() -> frozenset[str]:
     return frozenset({MAPPINGS, PEERS, READ_ONLY, OWN_HANDLES, RAW_NAMES, CONFINED, SPECIAL,
-                      RESET})
+                      RESET, CREDENTIALS})
 
 
 def PagefsFactory() -> DaemonFactory:  # noqa: N802 (a factory of factories, named as a type)
@@ -182,7 +183,8 @@ def virtiofsd_factory(cache: str = "auto") -> DaemonFactory:
         READ_ONLY: "QEMU 7.2's virtiofsd has no read-only export option",
     }
     return DaemonFactory(f"virtiofsd:cache={cache}",
-                         frozenset({OWN_HANDLES, RAW_NAMES, CONFINED, SPECIAL, RESET}), serve,
+                         frozenset({OWN_HANDLES, RAW_NAMES, CONFINED, SPECIAL, RESET,
+                                    CREDENTIALS}), serve,
                          reasons, 0)
 
 
@@ -211,7 +213,8 @@ def virtiofsd_rust_factory(cache: str = "auto") -> DaemonFactory:
         PEERS: "virtiofsd serves exactly one vhost-user connection",
     }
     return DaemonFactory(f"virtiofsd-rust:cache={cache}",
-                         frozenset({OWN_HANDLES, RAW_NAMES, CONFINED, READ_ONLY}), serve,
+                         frozenset({OWN_HANDLES, RAW_NAMES, CONFINED, READ_ONLY,
+                                    CREDENTIALS}), serve,
                          reasons, 0)
 
 

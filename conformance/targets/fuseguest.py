@@ -47,6 +47,9 @@ class FuseGuest(Guest):
         # refuse it by its handle (HANDLE), whatever the nodeid says.
         return self._node_of.get(fh, ROOT_NODEID)
 
+    def act_as(self, uid: int, gid: int, umask: int) -> None:
+        self.client.act_as(uid, gid, umask)
+
     def lookup(self, parent: int, name: bytes) -> Entry:
         return entry_of(self.client.lookup(parent, name))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -59,7 +60,11 @@ class HostDir(Host):
         os.rmdir(self._path(path))
 
     def chmod(self, path: bytes, mode: int) -> None:
-        os.chmod(self._path(path), mode)
+        # Never through a symlink: a guest may have made one pointing anywhere (/etc).
+        with self._opened(path, os.O_PATH) as fd:
+            if stat.S_ISLNK(os.fstat(fd).st_mode):
+                raise OSError(errno.ELOOP, "host chmod of a symlink")
+            os.chmod(f"/proc/self/fd/{fd}", mode)
 
     def symlink(self, target: bytes, path: bytes) -> None:
         os.symlink(target, self._path(path))

@@ -60,6 +60,7 @@ class FuseClient:
         self.init_out: p.InitOut | None = None
         self._unique = itertools.count(1)
         self._ids = (os.getuid(), os.getgid(), os.getpid())  # fuse_in_header uid, gid, pid
+        self.umask = 0  # the umask of the guest process whose requests this client sends
 
     @classmethod
     def connect(
@@ -118,6 +119,21 @@ class FuseClient:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def _masked(self, mode: int) -> int:
+        """A new inode's mode as Linux's FUSE sends it: the umask is applied by the guest
+        kernel unless the server negotiated FUSE_DONT_MASK (then the server applies the
+        umask the request carries, as it does in any case here)."""
+        out = self.init_out
+        if out is not None and out.flags & p.InitFlag.DONT_MASK:
+            return mode
+        return mode & ~self.umask
+
+    def act_as(self, uid: int, gid: int, umask: int = 0) -> None:
+        """From now on requests name (uid, gid) in their header and carry `umask`: the
+        guest kernel's user and umask for all that follows."""
+        self._ids = (uid, gid, self._ids[2])
+        self.umask = umask
 
     @contextmanager
     def acting_as(self, uid: int, gid: int) -> Iterator[None]:
@@ -250,7 +266,8 @@ class FuseClient:
         return self._expect(p.EntryOut, p.Opcode.SYMLINK, parent, p.SymlinkIn(name, target))
 
     def mkdir(self, parent: int, name: bytes, mode: int = 0o755) -> p.EntryOut:
-        return self._expect(p.EntryOut, p.Opcode.MKDIR, parent, p.MkdirIn(mode, name))
+        return self._expect(p.EntryOut, p.Opcode.MKDIR, parent,
+                            p.MkdirIn(self._masked(mode), name, self.umask))
 
     def unlink(self, parent: int, name: bytes) -> None:
         self.call(p.Opcode.UNLINK, parent, p.Name(name))
@@ -270,7 +287,8 @@ class FuseClient:
         return self._expect(p.OpenOut, p.Opcode.OPEN, nodeid, p.OpenIn(flags))
 
     def create(self, parent: int, name: bytes, flags: int, mode: int = 0o644) -> p.CreateOut:
-        return self._expect(p.CreateOut, p.Opcode.CREATE, parent, p.CreateIn(flags, mode, name))
+        return self._expect(p.CreateOut, p.Opcode.CREATE, parent,
+                            p.CreateIn(flags, self._masked(mode), name, self.umask))
 
     def read(self, nodeid: int, fh: int, offset: int, size: int) -> bytes:
         size = min(size, MAX_TRANSFER)
@@ -311,7 +329,8 @@ class FuseClient:
         return self._expect(p.EntryOut, p.Opcode.LINK, newparent, p.LinkIn(nodeid, newname))
 
     def mknod(self, parent: int, name: bytes, mode: int, rdev: int = 0) -> p.EntryOut:
-        return self._expect(p.EntryOut, p.Opcode.MKNOD, parent, p.MknodIn(mode, rdev, name))
+        return self._expect(p.EntryOut, p.Opcode.MKNOD, parent,
+                            p.MknodIn(self._masked(mode), rdev, name, self.umask))
 
     def setxattr(self, nodeid: int, name: bytes, value: bytes, flags: int = 0) -> None:
         self.call(p.Opcode.SETXATTR, nodeid, p.SetxattrIn(name, value, flags))

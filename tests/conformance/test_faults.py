@@ -77,7 +77,8 @@ def test_a_fault_fails_its_own_property(fault):
         assert _failing(inject(base, fault), FOCUSED, [CAUGHT_BY[fault]]) == {CAUGHT_BY[fault]}
 
 
-@pytest.mark.parametrize("fault", ["peer-blind", "stale-nodeid", "dotdot-escape"])
+@pytest.mark.parametrize("fault", ["peer-blind", "stale-nodeid", "dotdot-escape",
+                                   "ignored-caller"])
 def test_a_fault_fails_its_property_alone_in_its_family(fault):
     """The property fails, and no other of its family does: the departure is named after
     the property it breaks (the others are at most inconclusive)."""
@@ -85,6 +86,13 @@ def test_a_fault_fails_its_property_alone_in_its_family(fault):
     family = [p for p in family_of(prop).properties if p != "RECLAIM"]
     with targets.factory(_base(fault)) as base:
         assert _failing(inject(base, fault), FOCUSED, family) == {prop}
+
+
+def test_pagefs_unbroken_passes_ownership():
+    """OWNERSHIP needs requests as a chosen user (a local syscall view has none), so its
+    fault (ignored-caller) wraps pagefs, which passes it unbroken."""
+    with targets.factory("pagefs") as base:
+        assert not _failing(base, FOCUSED, ["OWNERSHIP"])
 
 
 @pytest.mark.parametrize(("fault", "prop"), sorted(MEASURED_FAULTS.items()))

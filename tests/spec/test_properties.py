@@ -82,6 +82,6 @@ def test_arbitrary_arguments_never_raise(data: st.DataObject) -> None:
 
 
 def test_every_property_has_a_definition_and_a_predicate() -> None:
-    assert len(PROPERTIES) == 16
+    assert len(PROPERTIES) == 17
     for prop in PROPERTIES:
         assert prop.definition and (prop.invariant or prop.step)

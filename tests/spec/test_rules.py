@@ -5,12 +5,20 @@ from hypothesis import strategies as st
 
 from pagefs.spec.datatypes import Access, Errno
 from pagefs.spec.rules import (
+    R_OK,
+    W_OK,
+    X_OK,
     access_of,
+    chmod_mode,
     is_dot,
+    killed_by_write,
     mapping_request_valid,
     name_errors,
+    new_modes,
+    new_owner,
     page_beyond_eof,
     page_start,
+    permitted,
     ranges_of,
     read_bytes,
     resize,
@@ -97,3 +105,41 @@ def test_resize_never_resurrects_old_bytes(data: bytes, down: int, up: int) -> N
     smaller = resize(data, min(down, len(data)))
     bigger = resize(smaller, max(up, len(smaller)))
     assert bigger[len(smaller):] == bytes(len(bigger) - len(smaller))
+
+
+# --- OWNERSHIP's rules, each on the cases Linux decides ---
+
+def test_permission_is_the_owners_the_groups_or_the_others_bits() -> None:
+    assert permitted(1000, 1000, 1000, 0, 0o600, W_OK)  # owner
+    assert not permitted(1000, 1000, 1000, 1000, 0o077, R_OK)  # owner's bits alone count
+    assert permitted(1001, 1000, 1000, 1000, 0o060, R_OK | W_OK)  # group
+    assert not permitted(1001, 1001, 1000, 1000, 0o770, X_OK)  # others
+    assert permitted(0, 0, 1000, 1000, 0o000, R_OK | W_OK)  # root
+
+
+def test_a_set_gid_directory_gives_its_group_and_passes_set_gid_on() -> None:
+    assert new_owner(1000, 1000, 0o2777, 2000) == (1000, 2000)
+    assert new_owner(1000, 1000, 0o0777, 2000) == (1000, 1000)
+    assert new_modes(1000, 1000, 0o755, 0o022, True, 0o2777, 2000) == {0o2755}
+    assert new_modes(1000, 1000, 0o2755, 0, True, 0o777, 0) == {0o755}  # mkdir ignores it
+
+
+def test_set_gid_is_stripped_from_a_file_of_a_group_not_the_callers() -> None:
+    assert new_modes(1000, 1000, 0o2755, 0, False, 0o2777, 2000) == {0o755}
+    assert new_modes(1000, 2000, 0o2755, 0, False, 0o2777, 2000) == {0o2755}  # in group
+    assert new_modes(0, 0, 0o2755, 0, False, 0o2777, 2000) == {0o2755}  # root
+    assert new_modes(1000, 1000, 0o2745, 0, False, 0o2777, 2000) == {0o2745}  # no g+x
+    # group-executable judged before or after a umask that removes it: both allowed
+    assert new_modes(1000, 1000, 0o2755, 0o077, False, 0o2777, 2000) == {0o2700, 0o700}
+
+
+def test_a_users_write_clears_set_id_and_roots_does_not() -> None:
+    assert killed_by_write(1000, 0o6755) == 0o0755
+    assert killed_by_write(1000, 0o6745) == 0o2745  # set-gid without g+x stays
+    assert killed_by_write(0, 0o6755) == 0o6755
+
+
+def test_chmod_by_an_owner_outside_the_group_drops_set_gid() -> None:
+    assert chmod_mode(1000, 1000, 2000, 0o2755) == 0o0755
+    assert chmod_mode(1000, 2000, 2000, 0o2755) == 0o2755
+    assert chmod_mode(0, 0, 2000, 0o6755) == 0o6755
