@@ -52,7 +52,7 @@ qemu11: $(STAMP)
 test-vm: vm qemu11
 	$(PY) -m pagefs.conformance.vm.suite --out reports
 
-## make bench: every benchmark, then reports/bench/README.md and its PNG charts (about 15 min
+## make bench: every benchmark, then reports/bench/README.md and its PNG charts (about 10 min
 ## on 2 loaded cores). Knobs: BENCH_RUNS (runs of each table, default 5), BENCH_OUT, and each
 ## command's own flags through BENCH_WIRE, BENCH_GUEST, BENCH_SCALING, BENCH_MOUNT.
 BENCH_OUT     ?= reports/bench

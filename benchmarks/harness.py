@@ -22,6 +22,7 @@ import os
 import re
 import signal
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -175,7 +176,7 @@ def machine_report(command: str, runs: int) -> Iterator[None]:
     """Print the date, cores and load average around a benchmark's tables."""
     started = time.monotonic()
     _record.update(command=command, runs=runs, cores=os.cpu_count(), load_start=load_average(),
-                   date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
+                   date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), commit=_commit())
     print(f"{command}: {_record['date']}, {os.cpu_count()} cores, {runs} runs; "
           f"load average (1/5/15 min) {load_average()}")
     yield
@@ -186,6 +187,20 @@ def machine_report(command: str, runs: int) -> Iterator[None]:
         print(f"; 1-minute load after each run: median {statistics.median(_load_during_runs):.2f}"
               f", range {_span(_load_during_runs, 2)}", end="")
     print()
+
+
+def _commit() -> str:
+    """The measured code's commit (with "+" if the work tree differs), or "" outside git."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    try:
+        head = subprocess.run(["git", "-C", here, "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", here, "status", "--porcelain", "--", "..",
+                                ":!reports"], capture_output=True, text=True,
+                               timeout=30).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return head + ("+" if head and dirty else "")
 
 
 def add_output_argument(parser: argparse.ArgumentParser) -> None:

@@ -142,6 +142,18 @@ def charts(records: dict[str, Record], directory: Path) -> dict[str, str]:
     return drawn
 
 
+def noise_note(records: dict[str, Record]) -> list[str]:
+    """A warning paragraph when the load during the runs exceeded the cores."""
+    loads = [load for r in records.values() for load in r.get("load_runs", [])]
+    cores = max((r.get("cores") or 1 for r in records.values()), default=1)
+    if not loads or statistics.median(loads) <= cores:
+        return []
+    return [f"**Noisy run**: the 1-minute load average after each run was "
+            f"{statistics.median(loads):.1f} (median; {min(loads):.1f}–{max(loads):.1f}) on "
+            f"{cores} cores, so other work shared the CPUs with every figure. Trust a "
+            f"difference only where the ranges do not overlap.", ""]
+
+
 def markdown(records: dict[str, Record], drawn: dict[str, str], seconds: int | None) -> str:
     loads = [f"`{name}` {r['date']}: load average (1/5/15 min) {r['load_start']} at the "
              f"start, {r['load_end']} at the end" for name, r in records.items()]
@@ -157,6 +169,7 @@ def markdown(records: dict[str, Record], drawn: dict[str, str], seconds: int | N
         "",
         *[f"- {line}" for line in loads],
         "",
+        *noise_note(records),
         "## Charts",
         "",
     ]
@@ -166,8 +179,9 @@ def markdown(records: dict[str, Record], drawn: dict[str, str], seconds: int | N
     if missing:
         parts += [f"Not in this report (not run): {', '.join(missing)}.", ""]
     for name, record in records.items():
+        commit = f", commit {record['commit']}" if record.get("commit") else ""
         parts += [f"## {name}", "",
-                  f"{record['date']}, {record['cores']} cores, {record['runs']} runs, "
+                  f"{record['date']}{commit}, {record['cores']} cores, {record['runs']} runs, "
                   f"{record.get('seconds', '?')} s.", ""]
         for table in record["tables"]:
             parts += [table_markdown(table), ""]

@@ -87,6 +87,7 @@ def test_report_tables_and_charts(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert "| GETATTR -> virtiofsd | 45.0 | 40.0–50.0 | 1.000 | 1.000–1.000 |" in text
     assert "`make bench` took 12 min 34 s." in text
     assert "load average (1/5/15 min) 1.00 1.00 1.00 at the start" in text
+    assert "**Noisy run**" not in text  # load 1-2 on 2 cores
     assert "Not in this report (not run): bench-guest, bench-mount." in text
     assert "![latency distribution per request kind](latency.png)" in text
     assert "throughput-file.png" not in text  # no sweep recorded: no chart, no link
@@ -94,6 +95,16 @@ def test_report_tables_and_charts(tmp_path: Path, capsys: pytest.CaptureFixture[
         assert (tmp_path / name).read_bytes().startswith(PNG)
         assert tmp_path / name in written
     assert not (tmp_path / "throughput-file.png").exists()
+
+
+def test_a_loaded_machine_is_called_noisy(tmp_path: Path) -> None:
+    _records(tmp_path)
+    wire = json.loads((tmp_path / "bench-wire.json").read_text())
+    wire["load_runs"] = [6.0, 9.0, 7.0]
+    (tmp_path / "bench-wire.json").write_text(json.dumps(wire))
+    report.write(tmp_path)
+    assert ("**Noisy run**: the 1-minute load average after each run was 7.0 (median; "
+            "6.0–9.0) on 2 cores") in (tmp_path / "README.md").read_text()
 
 
 def test_report_without_records_says_so(tmp_path: Path,
