@@ -230,15 +230,15 @@ def _read_tables(stack: ExitStack, root: Path, host: HostDaemon, size: int, labe
     export = root / "export"
     volume = chunk * len(offsets)
     native, native_bases = _native_bases(stack, export / "big", size)
-    dax = stack.enter_context(connect(host.socket_path, window_size=2 * size))
+    dax = stack.enter_context(connect(host.socket_path, window_size=size))
     handle = _open(stack, dax, "big")
     mapping = stack.enter_context(dax.mmap(handle, 0, size))
     window_bases = [address(view) for view in mapping.unsafe_views()]
     _measure({NATIVE_C: _c_pass(stack, native_bases, offsets, chunk),
               "DAX window, raw memory, C loop": _c_pass(stack, window_bases, offsets, chunk)},
              volume, runs, NATIVE_C,
-             f"read, memory speed: {label}, one C loop (window holds the file, set up before "
-             f"timing)")
+             f"read, memory speed: {label}, one C loop (window = the file's size, set up "
+             f"before timing)")
 
     copied = _open(stack, stack.enter_context(connect(host.socket_path, window_size=0)), "big")
     virtiofsd = stack.enter_context(Virtiofsd(str(export), cache="none"))
@@ -264,8 +264,8 @@ def _read_tables(stack: ExitStack, root: Path, host: HostDaemon, size: int, labe
                                                       chunk)
     passes["Mapping.read (bytes, README's API)"] = _bytes_pass(mapping.read, offsets, chunk)
     _measure(passes, volume, runs, NATIVE_PREAD,
-             f"read, APIs: {label} (window holds it; each row the same Python loop as native "
-             f"pread)",
+             f"read, APIs: {label} (window = the file's size; each row the same Python loop "
+             f"as native pread)",
              [("Mapping.read_into / guarded native copy", "Mapping.read_into",
                "native mmap, guarded C copy (safemem)"),
               ("Mapping.read / native mmap slice", "Mapping.read (bytes, README's API)",
