@@ -11,7 +11,7 @@ if sys.byteorder != "little":
     raise SystemExit("pagefs's virtqueues need a little-endian host (virtio 1.x is little-endian)")
 
 HERE = Path(__file__).parent
-HEADERS = ("vring.h", "poller.h")
+HEADERS = ("vring.h", "poller.h", "driver.h")
 
 
 def _declarations(header: Path) -> str:
