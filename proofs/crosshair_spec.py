@@ -33,6 +33,7 @@ from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 from pagefs.proofs.table import Row
 from pagefs.spec.datatypes import O_RDWR, Config, State, initial_state
@@ -149,7 +150,7 @@ class ModuleReport:
 def parse(output: str) -> dict[str, tuple[int, int, int, tuple[str, ...]]]:
     """Count CrossHair's per-condition lines by source file (its stem, e.g. "rules"):
     confirmed, unrefuted, unmet, and the error lines."""
-    counts: dict[str, list] = {}
+    counts: dict[str, list[Any]] = {}  # [confirmed, unrefuted, unmet, [error lines]]
     for line in output.splitlines():
         match = _LINE.match(line.strip())
         if not match:

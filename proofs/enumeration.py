@@ -54,7 +54,7 @@ RANGE = 2 << 20
 MAX_SIZE = 2 * PAGE  # small, so the size limit (EFBIG) is one request away
 CONFIG = Config(window_ranges=1, max_size=MAX_SIZE)
 
-Call = tuple[str, tuple]
+Call = tuple[str, tuple[Any, ...]]  # an operation and its arguments, typed as its parameters
 
 
 def _per_guest(make: Callable[[int], Call]) -> list[Call]:

@@ -32,7 +32,7 @@ def _label(term: z3.ExprRef) -> str:
         array, *index = term.children()
         return f"{_label(array)}[{', '.join(_label(x) for x in index)}]"
     if z3.is_const(term) and term.decl().kind() == z3.Z3_OP_UNINTERPRETED:
-        return term.decl().name().removeprefix("ph.").split("!")[0]
+        return str(term.decl().name()).removeprefix("ph.").split("!")[0]
     return str(term)
 
 

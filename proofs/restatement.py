@@ -17,6 +17,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import z3
 
@@ -30,7 +31,7 @@ from pagefs.spec import REGISTRY, State
 from pagefs.spec.datatypes import FileKind, Ok
 
 PAGE = enumeration.PAGE
-CALLS: tuple[tuple[str, tuple], ...] = (
+CALLS: tuple[tuple[str, tuple[Any, ...]], ...] = (
     ("host.write", (b"a", PAGE - 1, b"\x09")),
     ("host.write", (b"a", PAGE + 1, b"\x0a")),
     ("WRITE", (0, 1, PAGE, b"\x0b")),
@@ -42,7 +43,8 @@ CALLS: tuple[tuple[str, tuple], ...] = (
 """One-byte data requests (the restatement's unit) and resizes, both guests'."""
 
 
-def _design_args(design: Design, name: str, args: tuple) -> list[z3.ExprRef] | None:
+def _design_args(design: Design, name: str, args: tuple[Any, ...]
+                 ) -> list[z3.ExprRef] | None:
     """The restatement's arguments for a spec call, or None when the design has no such
     target (the spec refuses it too, and then nothing is compared)."""
     c = d.val

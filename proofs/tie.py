@@ -58,7 +58,7 @@ def _literal(value: z3.ExprRef) -> int | None:
     if z3.is_false(value):
         return 0
     if z3.is_bv_value(value) or z3.is_int_value(value):
-        return value.as_long()
+        return int(value.as_long())
     return None
 
 
@@ -196,8 +196,8 @@ class Design:
 
     # ------------------------------------------------------------ requests
 
-    def apply(self, op: str, args: tuple) -> Answer:
-        answer = getattr(self, "op_" + op.replace(".", "_").lower())(*args)
+    def apply(self, op: str, args: tuple[object, ...]) -> Answer:
+        answer: Answer = getattr(self, "op_" + op.replace(".", "_").lower())(*args)
         if not answer.errno and not answer.fault:
             self.collect()
         return answer
@@ -438,7 +438,7 @@ class Design:
         for q in positions:
             self.touched.update(x for x in (q - 1, q, q + 1) if x >= 0)
 
-    def view(self) -> dict:
+    def view(self) -> dict[str, object]:
         """The state as the spec would describe it: file bytes at the touched positions."""
         s, get = self.state, self.get
         inodes: dict[int, tuple[object, ...]] = {}
@@ -488,7 +488,7 @@ class Design:
         return {"next_ino": get(s.next_ino), "inodes": inodes, "guests": guests}
 
 
-def spec_view(state: State, touched: set[int]) -> dict:
+def spec_view(state: State, touched: set[int]) -> dict[str, object]:
     """The same projection of a spec state (only file handles: the design has no
     directory handles)."""
     inodes: dict[int, tuple[object, ...]] = {}

@@ -18,7 +18,7 @@ import typing
 from typing import Any
 
 from pagefs.spec import datatypes
-from pagefs.spec.datatypes import FrozenMap, Outcome, Result
+from pagefs.spec.datatypes import Err, Fault, FrozenMap, Ok, Outcome, Result
 from pagefs.spec.registry import REGISTRY
 
 JSON = Any  # what json.loads returns
@@ -117,7 +117,10 @@ def result_to_json(result: Result) -> JSON:
 
 
 def result_from_json(data: JSON) -> Result:
-    return from_json(data)
+    result = from_json(data)
+    if not isinstance(result, Ok | Err | Fault):
+        raise ValueError(f"not a result: {data!r}")
+    return result
 
 
 def outcomes_to_json(outcomes: tuple[Outcome, ...]) -> JSON:
