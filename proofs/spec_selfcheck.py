@@ -102,10 +102,12 @@ def _flip_load(real: Op) -> Op:
     return load
 
 
-def _store_nothing(real: Op) -> Op:
-    def store(state: State, *args: object) -> tuple[Outcome, ...]:
+def _succeed_doing_nothing(real: Op) -> Op:
+    """Where the operation succeeds, it says so but leaves the state as it was (a STORE
+    that stores nothing, an FSYNC that returns before the data is stable)."""
+    def nothing(state: State, *args: object) -> tuple[Outcome, ...]:
         return _each(real(state, *args), lambda o: Outcome(Ok(None), state) if _ok(o) else o)
-    return store
+    return nothing
 
 
 def _stale_mtime(real: Op) -> Op:
@@ -221,12 +223,6 @@ def _destroy_keeps(real: Op) -> Op:
     return destroy
 
 
-def _fsync_nothing(real: Op) -> Op:
-    def fsync(state: State, *args: object) -> tuple[Outcome, ...]:
-        return _each(real(state, *args), lambda o: Outcome(Ok(None), state) if _ok(o) else o)
-    return fsync
-
-
 def _no_umask(real: Op) -> Op:
     def create(state: State, guest: int, *args: object) -> tuple[Outcome, ...]:
         callers = tuple(replace(c, umask=0) for c in (state.config.caller(g) for g in range(
@@ -239,8 +235,8 @@ def _no_umask(real: Op) -> Op:
 
 MUTANTS: tuple[Mutant, ...] = (
     Mutant("COH-READ", "LOAD shows bytes other than the host's", "LOAD", _flip_load),
-    Mutant("COH-WRITE", "STORE succeeds but stores nothing", "STORE", _store_nothing),
-    Mutant("COH-PEER", "STORE reaches no one", "STORE", _store_nothing),
+    Mutant("COH-WRITE", "STORE succeeds but stores nothing", "STORE", _succeed_doing_nothing),
+    Mutant("COH-PEER", "STORE reaches no one", "STORE", _succeed_doing_nothing),
     Mutant("COH-META", "GETATTR reports the previous mtime", "GETATTR", _stale_mtime),
     Mutant("EOF-FAULT", "LOAD beyond end of file reads zeros", "LOAD", _zeros_beyond_eof),
     Mutant("RO-EXPORT", "SETATTR ignores a read-only export", "SETATTR",
@@ -257,7 +253,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant("CONFINE", "OPEN follows a symlink", "OPEN", _follow_symlink),
     Mutant("SINGLE-COPY", "SETUPMAPPING maps a directory", "SETUPMAPPING", _map_anything),
     Mutant("RECLAIM", "DESTROY keeps the guest's handles", "DESTROY", _destroy_keeps),
-    Mutant("DURABLE", "FSYNC returns before data is stable", "FSYNC", _fsync_nothing),
+    Mutant("DURABLE", "FSYNC returns before data is stable", "FSYNC", _succeed_doing_nothing),
 )
 """One seeded bug per named property."""
 

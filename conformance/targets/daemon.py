@@ -188,11 +188,15 @@ def virtiofsd_factory(cache: str = "auto") -> DaemonFactory:
                          reasons, 0)
 
 
+def _cache_mode(spec: str) -> str:
+    """The MODE of `NAME[:cache=MODE]`, auto when none is given."""
+    _, _, argument = spec.partition(":")
+    return argument.removeprefix("cache=") if argument else "auto"
+
+
 def parse_virtiofsd(spec: str) -> DaemonFactory:
     """`virtiofsd[:cache=MODE]` (MODE none, auto or always; default auto)."""
-    _, _, argument = spec.partition(":")
-    cache = argument.removeprefix("cache=") if argument else "auto"
-    return virtiofsd_factory(cache)
+    return virtiofsd_factory(_cache_mode(spec))
 
 
 def virtiofsd_rust_factory(cache: str = "auto") -> DaemonFactory:
@@ -220,6 +224,4 @@ def virtiofsd_rust_factory(cache: str = "auto") -> DaemonFactory:
 
 def parse_virtiofsd_rust(spec: str) -> DaemonFactory:
     """`virtiofsd-rust[:cache=MODE]` (MODE auto, always, never or metadata; default auto)."""
-    _, _, argument = spec.partition(":")
-    cache = argument.removeprefix("cache=") if argument else "auto"
-    return virtiofsd_rust_factory(cache)
+    return virtiofsd_rust_factory(_cache_mode(spec))
