@@ -131,24 +131,22 @@ def test_under_chroot_the_daemons_root_is_the_export_and_nothing_escapes(
     assert (outside / "secret").read_bytes() == b"host secret"
 
 
-def _without(monkeypatch, *capabilities: str) -> None:
-    """Start pagefs-host with these capabilities gone from its bounding set (so from
-    root's effective set after exec), as a container that withholds them would."""
+def _without(*capabilities: str) -> tuple[str, ...]:
+    """pagefs-host run with these capabilities gone from its bounding set (so from root's
+    effective set after exec), as a container that withholds them would."""
     drop = ",".join(f"-{c}" for c in capabilities)
-    monkeypatch.setattr(host_daemon_module, "PAGEFS_HOST",
-                        ("setpriv", f"--bounding-set={drop}", *host_daemon_module.PAGEFS_HOST))
+    return ("setpriv", f"--bounding-set={drop}", *host_daemon_module.PAGEFS_HOST)
 
 
 @pytest.mark.parametrize(("withheld", "expected"), [
     ((), "namespace"), (("sys_admin",), "chroot"), (("sys_admin", "sys_chroot"), "none")])
 def test_the_default_sandbox_is_the_strongest_that_works(
-        tmp_path: Path, monkeypatch, withheld: tuple[str, ...], expected: str) -> None:
+        tmp_path: Path, withheld: tuple[str, ...], expected: str) -> None:
     if os.geteuid() != 0:
         pytest.fail("needs root: the modes are root's")
-    if withheld:
-        _without(monkeypatch, *withheld)
+    program = _without(*withheld) if withheld else host_daemon_module.PAGEFS_HOST
     (tmp_path / "file").write_bytes(b"served")
-    with host_daemon(str(tmp_path)) as host, \
+    with host_daemon(str(tmp_path), program=program) as host, \
             FuseClient.connect(host.socket_path, window_size=0) as guest:
         wait_until(lambda: "sandbox " in host.log(), "the sandbox line", process=host)
         assert f"sandbox {expected}:" in host.log()
@@ -157,13 +155,11 @@ def test_the_default_sandbox_is_the_strongest_that_works(
         assert guest.read(nodeid, fh, 0, 10) == b"served"
 
 
-def test_a_sandbox_asked_for_and_not_allowed_is_a_one_line_error(tmp_path: Path,
-                                                                  monkeypatch) -> None:
+def test_a_sandbox_asked_for_and_not_allowed_is_a_one_line_error(tmp_path: Path) -> None:
     if os.geteuid() != 0:
         pytest.fail("needs root: the modes are root's")
-    _without(monkeypatch, "sys_chroot")
     command = host_daemon_module.command(str(tmp_path / "s.sock"), str(tmp_path),
-                                         "--sandbox", "chroot")
+                                         "--sandbox", "chroot", program=_without("sys_chroot"))
     done = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [
