@@ -3,7 +3,11 @@ seeds: a departure here is a bug in the spec or in the harness, never in `local`
 
 Each departure found so far became a rule with its reason written in it (host rename of
 "d/a" with d a regular file is ENOTDIR; OPENDIR of a directory the host removed may
-succeed). The slow test runs 20 seeds; the quick one two, in `make test`.
+succeed; LOOKUP of '.' or '..' there may be EINVAL) or a harness fix (MKNOD judges its
+parent before its name, as the harness's other requests do). An inconclusive property
+counts as a departure here: a case cut short judged nothing. The slow test runs 20 seeds
+(reports/local-seeds.md, `pagefs-conformance run --target local --seeds 0-19
+--examples 15`); the quick one two, in `make test`.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from pagefs.conformance import targets
 from pagefs.conformance.report import NA, PASS
 from pagefs.conformance.runner import run
 
-SEEDS = range(1, 21)
+SEEDS = range(20)  # as reports/local-seeds.md: seeds 0 to 19
 
 
 def _departures(seed: int, examples: int) -> list[str]:
