@@ -208,7 +208,20 @@ def _rename(m: SpecMachine, data: st.DataObject) -> tuple[object, ...]:
     src, dst = m.nodeid(data, g, FileKind.DIR), m.nodeid(data, g, FileKind.DIR)
     files = data.draw(st.booleans())
     flags = data.draw(st.sampled_from([0, 0, RENAME_NOREPLACE, RENAME_EXCHANGE]))
-    return g, src, m.name(data, files), dst, m.name(data, files), flags
+    name, newname = m.name(data, files), m.name(data, files)
+    if flags and data.draw(st.booleans(), label="existing names"):
+        # NOREPLACE and EXCHANGE are about a target that exists: name existing entries.
+        name = _existing(m, data, g, src) or name
+        newname = _existing(m, data, g, dst) or newname
+    return g, src, name, dst, newname, flags
+
+
+def _existing(m: SpecMachine, data: st.DataObject, g: int, parent: int) -> bytes | None:
+    """A name the spec says is in directory `parent` (as guest g holds it), if any."""
+    node = m.state.guests[g].nodes.get(parent)
+    inode = m.state.inodes.get(node.ino) if node else None
+    names = sorted(inode.entries) if inode is not None and inode.kind is FileKind.DIR else []
+    return data.draw(st.sampled_from(names), label="existing") if names else None
 
 
 def _open(m: SpecMachine, data: st.DataObject) -> tuple[object, ...]:
