@@ -10,6 +10,8 @@ method); everything else is the real driver on the real daemon:
                         copied count, not the bytes before the new end of file
     no-upgrade          a read-only range is never mapped again writable when a writable
                         access asks for it
+    probe-last-byte     READ-BOUND's probe loads the page of the access's last byte, not
+                        the first page boundary at or after its end
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pagefs.conformance.targets.daemon import DaemonFactory
 from pagefs.impl.guest import Share
 from pagefs.impl.guest.datapath import DataPath
 from pagefs.impl.guest.window import DaxRange, DaxWindow
+from pagefs.impl.machine import PAGE_SIZE
 
 
 class ReclaimPinned(DaxWindow):
@@ -57,9 +60,8 @@ class PreadPastEof(DataPath):
 
 
 class InexactFaultCount(DataPath):
-    def _window_read(self, nodeid: int, fh: int, view: memoryview, offset: int,
-                     file_size: int) -> int:
-        view = view[: max(0, file_size - offset)]
+    def _window_read(self, nodeid: int, fh: int, view: memoryview, offset: int) -> int:
+        view = view[: self._within(nodeid, fh, offset, len(view))] if view else view
         if not view:
             return 0
         # The bug: after a fault, the count stays what the copy did (whole pages), not
@@ -67,11 +69,18 @@ class InexactFaultCount(DataPath):
         return self._through_window(nodeid, fh, offset, view, store=False)
 
 
+class ProbeLastByte(DataPath):
+    def reaches(self, nodeid: int, end: int) -> bool:
+        # The bug: that page loads whenever the file reaches into it at all.
+        return super().reaches(nodeid, end - 1 - (end - 1) % PAGE_SIZE)
+
+
 _SWAPS: dict[str, tuple[str, type]] = {
     "reclaim-pinned": ("window", ReclaimPinned),
     "pread-past-eof": ("data", PreadPastEof),
     "inexact-fault-count": ("data", InexactFaultCount),
     "no-upgrade": ("window", NoUpgrade),
+    "probe-last-byte": ("data", ProbeLastByte),
 }
 DRIVER_FAULTS = tuple(_SWAPS)
 

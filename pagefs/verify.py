@@ -26,6 +26,7 @@ STAGES: tuple[tuple[str, str], ...] = (
     ("CrossHair", "pagefs.proofs.crosshair_spec:rows"),
     ("z3", "pagefs.proofs.z3_driver:rows"),
     ("concurrency", "pagefs.proofs.concurrency:rows"),
+    ("read bound", "pagefs.proofs.read_bound:rows"),
     ("design = spec", "pagefs.proofs.enumeration:rows"),
     ("refinement = spec", "pagefs.proofs.restatement:rows"),
     ("conformance", "pagefs.verify:conformance_rows"),

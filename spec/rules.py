@@ -126,6 +126,37 @@ def page_beyond_eof(start: int, size: int) -> bool:
     return start >= size
 
 
+def read_probe(end: int, page_size: int) -> int:
+    """READ-BOUND, where to look: a guest reading file bytes [offset, end) through its
+    window need not ask the size (GETATTR) to know that they are all file data. It loads
+    one byte at the first page boundary at or after `end` (the probe) before it copies:
+    the host's kernel answers that load, at that moment, from the file's size (a page
+    wholly beyond end of file faults: EOF-FAULT), so a change by any host process is seen
+    as at once as by GETATTR (COH-META). Only a probe that faults, or that falls outside
+    the ranges the guest holds, costs the round trip.
+
+    pre: end > 0 and page_size > 0
+    post: __return__ % page_size == 0
+    post: end <= __return__ < end + page_size
+    """
+    return -(-end // page_size) * page_size
+
+
+def probe_bounds_read(probe: int, end: int, size: int) -> bool:
+    """READ-BOUND, what it proves: a probe at `probe` (at or after the read's `end`) that
+    does not fault means the file's size is past the probe, so the whole read lies before
+    end of file: the read returns every byte it asked for, as READ at that moment would.
+    A probe at the page that holds the read's last byte would not do: that page loads
+    whenever the file merely reaches into it, and its tail past end of file reads as
+    zeros that are no file data.
+
+    pre: end >= 0 and probe >= end and size >= 0
+    post: not __return__ or size >= end
+    post: __return__ == (not page_beyond_eof(probe, size))
+    """
+    return not page_beyond_eof(probe, size)
+
+
 def tail_length(size: int, page_size: int) -> int:
     """How many bytes of the last page lie past end of file (0 when the size is a whole
     number of pages): the tail that reads as zero.

@@ -7,6 +7,13 @@ cannot move the host's end of file, and growing it first would not be atomic). W
 no window (the back-end offers no DAX, or every range is pinned) data goes by
 READ/WRITE messages.
 
+How much of a read is file data, or whether a write lies within the file, is learned
+without a round trip where it can be (READ-BOUND, `pagefs.spec.rules.read_probe`): one
+byte is loaded at the first page boundary at or after the access's end, through a range
+already mapped. The host's kernel answers that load from the file's size at that moment,
+whichever host process changed it, so nothing is cached and nothing goes stale; a probe
+that faults, or that finds no mapping there, asks the size (GETATTR) instead.
+
 A fault in the middle of a window copy means the host truncated the file under us
 (EOF-FAULT). The size is then fetched again (GETATTR): a read ends short at the new
 end of file, a write sends everything from the new end on as WRITE, which is what a
@@ -22,10 +29,14 @@ from typing import Protocol
 
 from pagefs.impl.guest import safemem
 from pagefs.impl.guest.window import DaxRange, DaxWindow
-from pagefs.impl.machine import MAX_FILE_OFFSET
+from pagefs.impl.machine import MAX_FILE_OFFSET, PAGE_SIZE
 from pagefs.impl.protocol import AttrOut
 
 # File offsets are signed 64-bit on the wire and in the host's kernel (loff_t).
+
+# A read larger than this asks the size first: one round trip is small against such a
+# copy, and its buffer is then never larger than what the file holds.
+PROBED_READ_MAX = 4 << 20
 
 
 def check_offset(offset: int, what: str = "offset") -> None:
@@ -103,9 +114,10 @@ class DataPath:
                 offset += len(part)
                 size -= len(part)
             return b"".join(parts)
-        file_size = self.size(nodeid, fh)
-        buffer = bytearray(max(0, min(size, file_size - offset)))
-        del buffer[self._window_read(nodeid, fh, memoryview(buffer), offset, file_size) :]
+        if size > PROBED_READ_MAX:
+            size = max(0, min(size, self.size(nodeid, fh) - offset))
+        buffer = bytearray(size)
+        del buffer[self._window_read(nodeid, fh, memoryview(buffer), offset) :]
         return bytes(buffer)
 
     def pread_into(self, nodeid: int, fh: int, buffer: bytearray | memoryview, offset: int) -> int:
@@ -115,12 +127,33 @@ class DataPath:
         view = memoryview(buffer).cast("B")
         if self.window is None:
             return self._read_messages(nodeid, fh, view, offset)
-        return self._window_read(nodeid, fh, view, offset, self.size(nodeid, fh))
+        return self._window_read(nodeid, fh, view, offset)
 
-    def _window_read(
-        self, nodeid: int, fh: int, view: memoryview, offset: int, file_size: int
-    ) -> int:
-        view = view[: max(0, file_size - offset)]
+    def reaches(self, nodeid: int, end: int) -> bool:
+        """READ-BOUND: True when the file reaches `end` now, learned with no round trip:
+        the page at the first page boundary at or after `end` loads (so the size is past
+        it). False means only "ask the size": that page faulted, or no range of this
+        inode maps it."""
+        window = self.window
+        assert window is not None
+        probe = -(-end // PAGE_SIZE) * PAGE_SIZE
+        rng = window.pin_if_mapped(nodeid, probe)
+        if rng is None:
+            return False
+        try:
+            return safemem.loads(window.address(rng, probe))
+        finally:
+            window.release(rng)
+
+    def _within(self, nodeid: int, fh: int, offset: int, length: int) -> int:
+        """How many of `length` bytes from `offset` are file data now (READ-BOUND: all,
+        if the probe says so; else by the size GETATTR gives)."""
+        if length and self.reaches(nodeid, offset + length):
+            return length
+        return max(0, min(length, self.size(nodeid, fh) - offset))
+
+    def _window_read(self, nodeid: int, fh: int, view: memoryview, offset: int) -> int:
+        view = view[: self._within(nodeid, fh, offset, len(view))] if view else view
         if not view:
             return 0
         try:
@@ -151,7 +184,7 @@ class DataPath:
         if (
             self.window is not None
             and storable
-            and offset + len(view) <= self.size(nodeid, fh)
+            and self._within(nodeid, fh, offset, len(view)) == len(view)
         ):
             try:
                 done = self._through_window(nodeid, fh, offset, view, store=True)

@@ -61,6 +61,15 @@ def write_from(address: int, data: Buffer) -> int:
     return lib.safemem_write(address, src, len(src))
 
 
+_PROBE = ffi.new("char[1]")  # a byte loaded only to learn whether the load faults
+
+
+def loads(address: int) -> bool:
+    """Whether one byte of window memory at `address` loads without a fault (READ-BOUND's
+    probe: the page exists in the file now). The byte itself is not kept."""
+    return lib.safemem_read(_PROBE, address, 1) == 1
+
+
 def read(address: int, length: int) -> bytes:
     """Read up to `length` bytes from window memory; short if a fault stopped it."""
     buf = bytearray(length)

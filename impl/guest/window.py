@@ -170,6 +170,22 @@ class DaxWindow:
                 return self._map(inode, nodeid, fh, index, writable, done)
             waiting.wait()  # another thread's SETUPMAPPING of this range: then look again
 
+    def pin_if_mapped(self, nodeid: int, foffset: int) -> DaxRange | None:
+        """Pin the range holding `foffset` if it is mapped now (a hit), or return None:
+        never a round trip (READ-BOUND's probe looks only where a mapping already is)."""
+        inode = self._inode(nodeid, create=False)
+        if inode is None:
+            return None
+        with inode.lock:
+            rng = inode.ranges.get(foffset // self.range_size)
+            if rng is None:
+                return None
+            with self._lock:
+                if self._closed:
+                    return None
+                self._pin(rng)
+            return rng
+
     def release(self, rng: DaxRange) -> None:
         """Drop one pin taken by acquire()."""
         with self._lock:

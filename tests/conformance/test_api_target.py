@@ -33,6 +33,7 @@ def test_the_guest_api_conforms_where_it_applies(budget):
     ("pread-past-eof", {"COH-READ"}),
     # The data scene maps each file range read-only, then writable: the first STORE faults.
     ("no-upgrade", {"EOF-FAULT", "COH-WRITE", "LIFETIME"}),
+    ("probe-last-byte", {"COH-READ", "EOF-FAULT"}),
 ])
 def test_a_seeded_driver_bug_fails_a_property(fault, caught_by):
     with broken_api(fault) as factory:

@@ -253,3 +253,32 @@ def test_a_huge_read_size_allocates_only_what_the_file_holds(any_share: Share, e
         assert errno_of(f.pread, 1, 1 << 63) == errno.EFBIG
         assert errno_of(f.pread, 1, -1) == errno.EINVAL
         assert errno_of(any_share.seek, f, -1) == errno.EINVAL
+
+
+def test_window_reads_ask_no_size_yet_see_every_host_change_at_once(
+    share: Share, export: Path
+) -> None:
+    """READ-BOUND: once a range is mapped, a read inside the file is bounded by a probe
+    load, not by GETATTR; a host process that truncates or extends the file is seen by
+    the very next read (COH-META), because the probe asks the host's kernel."""
+    path = export / "f"
+    path.write_bytes(b"a" * (RANGE // 2))
+    with share.open("f") as f:
+        counted = StaleFirstSize(share.requests, 0)
+        counted._stale = None  # answers the truth: only counts
+        data = DataPath(counted, share.window, max_read=1 << 20, max_write=1 << 20)
+        buffer = bytearray(4096)
+        assert data.pread_into(f.nodeid, f.fh, buffer, 0) == 4096  # maps: may ask
+        asked = counted.getattrs
+        for offset in range(0, RANGE // 2 - 8192, 4096 * 7):
+            assert data.pread_into(f.nodeid, f.fh, buffer, offset) == 4096
+        assert counted.getattrs == asked  # no round trip for the size
+        os.truncate(path, 6000)  # another host process
+        assert data.pread(f.nodeid, f.fh, 8192, 0) == b"a" * 6000
+        assert data.pread(f.nodeid, f.fh, 100, 5950) == b"a" * 50
+        with open(path, "ab") as host_file:  # extends, by write(2)
+            host_file.write(b"b" * 10000)
+        assert data.pread(f.nodeid, f.fh, 20000, 0) == b"a" * 6000 + b"b" * 10000
+        asked = counted.getattrs
+        assert data.pread(f.nodeid, f.fh, 4096, 4096) == b"a" * 1904 + b"b" * 2192
+        assert counted.getattrs == asked  # the page past the read loads: no GETATTR
