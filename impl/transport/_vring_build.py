@@ -1,6 +1,8 @@
 """cffi build script for the split-virtqueue hot path (vring.c), the adaptive poller both
-ends wait with (poller.c), the front-end's request path (driver.c), and the few mapping
-calls the transport needs at fixed addresses (Python's mmap module cannot map MAP_FIXED)."""
+ends wait with (poller.c), the front-end's request path (driver.c), the back-end's queue
+loop (device_loop.c), and the few mapping calls the transport needs at fixed addresses
+(Python's mmap module cannot map MAP_FIXED). Every call runs without the GIL (cffi's API
+mode releases it)."""
 
 import sys
 from pathlib import Path
@@ -11,7 +13,7 @@ if sys.byteorder != "little":
     raise SystemExit("pagefs's virtqueues need a little-endian host (virtio 1.x is little-endian)")
 
 HERE = Path(__file__).parent
-HEADERS = ("vring.h", "poller.h", "driver.h")
+HEADERS = ("vring.h", "poller.h", "driver.h", "device_loop.h")
 
 
 def _declarations(header: Path) -> str:

@@ -19,7 +19,6 @@ import errno
 import fcntl
 import logging
 import os
-import select
 import socket
 import threading
 import time
@@ -58,10 +57,11 @@ from pagefs.impl.transport.vhost_user import (
     Stopped,
     Waiter,
     bit,
-    drain_eventfd,
 )
 from pagefs.impl.transport.virtqueue import (
+    SPIN_MAX_NS,
     Chain,
+    DeviceLoop,
     DeviceQueue,
     RingLayout,
     VirtqueueError,
@@ -73,6 +73,9 @@ log = logging.getLogger(__name__)
 peer_log = RateLog(log)
 
 Handler = Callable[[bytes], "bytes | None"]
+# A C serve function (`vq_serve_fn`, device_loop.h) and its context, as addresses: the
+# chains it takes are answered without the GIL, the others go to the Handler.
+FastServe = tuple[int, int]
 
 DEFAULT_WINDOW_SIZE = 1 << 30
 BACKEND_REPLY_TIMEOUT = 10.0
@@ -112,6 +115,7 @@ class _Vring:
         self.stop_fd = -1
         self.thread: threading.Thread | None = None
         self.device: DeviceQueue | None = None
+        self.stats: dict[str, int] = {}  # the queue loop's counters when it last stopped
 
 
 class VhostUserBackend:
@@ -126,8 +130,12 @@ class VhostUserBackend:
         window_size: int = DEFAULT_WINDOW_SIZE,
         config: bytes = b"",
         handshake_timeout: float | None = None,
+        spin_max_ns: int = SPIN_MAX_NS,
     ) -> None:
         self._chan = Channel(sock)
+        # the longest a queue spins for the next request before sleeping (0: never spins)
+        self._spin_max_ns = spin_max_ns
+        self._fast: FastServe | None = None
         self._handshake_timeout = handshake_timeout
         # True once serve() dropped the connection at the handshake deadline
         self.expired = False
@@ -159,8 +167,9 @@ class VhostUserBackend:
 
     # ---- public ------------------------------------------------------------------
 
-    def serve(self, handler: Handler) -> None:
+    def serve(self, handler: Handler, fast: FastServe | None = None) -> None:
         """Serves until the front-end disconnects or `stop()`; then releases everything.
+        Chains `fast` takes are answered by it in C; every other goes to `handler`.
 
         Until the front-end has taken ownership (SET_OWNER, what a VMM sends as it
         connects) or started a queue, the whole exchange must be done by
@@ -169,6 +178,7 @@ class VhostUserBackend:
         its driver loads and mounts hours later, maybe) and each message must arrive
         whole within MESSAGE_TIMEOUT of its first byte. `stop()` ends every wait."""
         self._handler = handler
+        self._fast = fast
         waiting = Waiter(self._chan.sock, None, self._wake_fd)
         started = time.monotonic()
         try:
@@ -492,28 +502,23 @@ class VhostUserBackend:
         vring = self._vrings[index]
         device = vring.device
         assert device is not None, "a queue thread starts once its device queue exists"
-        poller = select.poll()
-        poller.register(vring.kick_fd, select.POLLIN)
-        poller.register(vring.stop_fd, select.POLLIN)
+        serve, ctx = self._fast if self._fast is not None else (0, 0)
+        # The poller drains the kick eventfd until empty: it must not block (the
+        # front-end's file description; O_NONBLOCK changes nothing for its writes).
+        os.set_blocking(vring.kick_fd, False)
+        loop = DeviceLoop(device, kick_fd=vring.kick_fd, stop_fd=vring.stop_fd,
+                          call_fd=vring.call_fd, max_request=MAX_REQUEST_BYTES,
+                          serve=serve, ctx=ctx, spin_max_ns=self._spin_max_ns)
         try:
-            while True:
-                device.suppress_kicks()
-                while (chain := device.pop()) is not None:
-                    self._serve_chain(vring, device, chain)
-                if device.enable_kicks():
-                    continue
-                ready = {fd for fd, _ in poller.poll()}
-                if vring.stop_fd in ready:
-                    return
-                drain_eventfd(vring.kick_fd)
+            # The loop (C, without the GIL) serves what `fast` takes and hands the rest here.
+            while (chain := loop.run()) is not None:
+                self._serve_chain(loop, chain)
         except (VirtqueueError, OSError) as e:
             self._break(f"queue {index}: {e}")
+        finally:
+            vring.stats = loop.stats()
 
-    def _serve_chain(self, vring: _Vring, device: DeviceQueue, chain: Chain) -> None:
-        if chain.readable_len > MAX_REQUEST_BYTES:
-            raise VirtqueueError(
-                f"request of {chain.readable_len} bytes exceeds {MAX_REQUEST_BYTES}"
-            )
+    def _serve_chain(self, loop: DeviceLoop, chain: Chain) -> None:
         request = chain.read()
         assert self._handler is not None, "queues start only under serve()"
         try:
@@ -523,13 +528,11 @@ class VhostUserBackend:
                           "request handler failed; the request is returned with no reply",
                           exc_info=True)
             reply = None
-        written, notify = device.complete(chain, reply or b"")
+        written = loop.complete(reply or b"")
         if reply and written < len(reply):
             peer_log.note(logging.WARNING, "reply truncated",
                           "reply of %d bytes truncated to the %d the guest offered",
                           len(reply), written)
-        if notify and vring.call_fd >= 0:
-            os.eventfd_write(vring.call_fd, 1)
 
     # ---- teardown ----------------------------------------------------------------
 

@@ -215,3 +215,60 @@ class DeviceQueue:
     def enable_kicks(self) -> bool:
         """Re-arms kicks; True if chains arrived meanwhile (process them before sleeping)."""
         return bool(lib.vq_device_enable_kicks(self._vq))
+
+
+# Spin-then-sleep (poller.h): never spin longer than one sleep and wake-up costs here (a
+# cross-CPU eventfd wake-up measured 23-56 us on this kind of VM).
+SPIN_MAX_NS = 40_000
+
+
+class DeviceLoop:
+    """The device end's queue loop in C (device_loop.c), run without the GIL.
+
+    `run()` pops and answers chains until one is not taken by `serve` (a C function of
+    type `vq_serve_fn` at address `serve`, called with `ctx`; 0 takes none), which it
+    returns for the caller to answer with `complete`; None when `stop_fd` was written.
+    Between requests it spins for an adaptive budget (at most `spin_max_ns`; 0 never
+    spins), then re-arms kicks and sleeps on `kick_fd`.
+    """
+
+    def __init__(self, device: DeviceQueue, *, kick_fd: int, stop_fd: int, call_fd: int,
+                 max_request: int, serve: int = 0, ctx: int = 0,
+                 spin_max_ns: int = SPIN_MAX_NS) -> None:
+        self._device = device  # keeps the queue's C structures alive
+        self._segs = ffi.new("struct vq_seg[]", device.num)
+        loop = ffi.new("struct vq_loop *")
+        loop.vq = device._vq
+        lib.poller_init(ffi.addressof(loop.poller), spin_max_ns)
+        loop.kick_fd = kick_fd
+        loop.stop_fd = stop_fd
+        loop.call_fd = call_fd
+        loop.max_request = max_request
+        loop.serve = ffi.cast("vq_serve_fn", serve)
+        loop.ctx = ffi.cast("void *", ctx)
+        loop.chain.segs = self._segs
+        loop.chain.max_segs = device.num
+        self._loop = loop
+
+    def run(self) -> Chain | None:
+        rc = lib.vq_loop_run(self._loop)
+        if rc == lib.VQ_LOOP_STOP:
+            return None
+        if rc == -errno.E2BIG:
+            raise VirtqueueError("request exceeds the largest request served")
+        if rc < 0:
+            raise VirtqueueError(f"malformed descriptor chain or wait failed (errno {-rc})")
+        c = self._loop.chain
+        return Chain(c.head, c.segs, c.n_out, c.n_all, c.bytes_out, c.bytes_in)
+
+    def complete(self, reply: bytes) -> int:
+        """Answers the chain `run` returned (notifying the driver if it asked); returns
+        the bytes that fitted."""
+        return int(lib.vq_loop_complete(self._loop, reply, len(reply)))
+
+    def stats(self) -> dict[str, int]:
+        """Chains served in C and handed back; waits for a request, those met spinning,
+        those that slept."""
+        loop, poller = self._loop, self._loop.poller
+        return {"served": loop.served, "passed": loop.passed, "waits": poller.waits,
+                "spun": poller.spun, "slept": poller.slept}
