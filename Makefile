@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.pagefs-installed
 NATIVE := $(wildcard impl/*/_*_build.py impl/*/*.c impl/*/*.h)
 
-.PHONY: fuzz programs virtiofsd-rust setup test test-all verify conformance bench bench-wire bench-guest bench-scaling bench-mount bench-report lint docs clean vm qemu11 test-vm
+.PHONY: fuzz programs virtiofsd-rust setup test test-all verify conformance bench bench-wire bench-guest bench-scaling bench-mount bench-report test-bench lint docs clean vm qemu11 test-vm
 
 # One install at a time: two make targets started together must not both pip-install at once.
 $(STAMP): pyproject.toml constraints.txt setup.py scripts/install-system-deps $(NATIVE)
@@ -82,6 +82,11 @@ bench-scaling: $(STAMP)
 ## make bench-mount: reads, mmap, stat/open latency and SINGLE-COPY on pagefs-mount
 bench-mount: $(STAMP) virtiofsd-rust
 	nice $(PY) benchmarks/mount.py $(BENCH_MOUNT) --out $(BENCH_OUT)
+
+## make test-bench: the benchmark machinery's tests, the slow end-to-end run of every command
+## at the smallest scale included (~1 min; root, virtiofsd, bindfs)
+test-bench: $(STAMP)
+	$(call PYTEST_RUN,tests/benchmarks)
 
 ## make bench-report: redraw reports/bench/README.md and the charts from the last records
 bench-report: $(STAMP)
