@@ -24,7 +24,9 @@ last page, past the end, did not fault but are no file data).
 from __future__ import annotations
 
 import errno
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
 from pagefs.impl.guest import safemem
@@ -37,6 +39,10 @@ from pagefs.impl.protocol import AttrOut
 # A read larger than this asks the size first: one round trip is small against such a
 # copy, and its buffer is then never larger than what the file holds.
 PROBED_READ_MAX = 4 << 20
+# A read this small, not sequential, whose range is not mapped while mapping one would
+# evict a busy range, goes by READ: one round trip, where a mapping costs SETUPMAPPING,
+# a REMOVEMAPPING of what it evicts, and the next miss on the evicted range.
+SMALL_READ = 64 * 1024
 
 
 def check_offset(offset: int, what: str = "offset") -> None:
@@ -96,6 +102,18 @@ class DataPath:
         self.window = window
         self.max_read = max_read
         self.max_write = max_write
+        # nodeid -> where its last window read ended: a read starting there is sequential
+        self._last_end: dict[int, int] = {}
+        self._ahead_lock = threading.Lock()
+        self._ahead: set[tuple[int, int]] = set()  # (nodeid, range index) being mapped ahead
+        self._mapper: ThreadPoolExecutor | None = None
+
+    def close(self) -> None:
+        """Stop mapping ahead (the connection is going)."""
+        with self._ahead_lock:
+            mapper, self._mapper = self._mapper, None
+        if mapper is not None:
+            mapper.shutdown(wait=True, cancel_futures=True)
 
     def size(self, nodeid: int, fh: int | None = None) -> int:
         return self.requests.getattr(nodeid, fh).attr.size
@@ -129,6 +147,12 @@ class DataPath:
             return self._read_messages(nodeid, fh, view, offset)
         return self._window_read(nodeid, fh, view, offset)
 
+    @staticmethod
+    def probe_at(end: int) -> int:
+        """READ-BOUND's probe for an access ending at `end`: the first page boundary at
+        or after it (`pagefs.spec.rules.read_probe`)."""
+        return -(-end // PAGE_SIZE) * PAGE_SIZE
+
     def reaches(self, nodeid: int, end: int) -> bool:
         """READ-BOUND: True when the file reaches `end` now, learned with no round trip:
         the page at the first page boundary at or after `end` loads (so the size is past
@@ -136,7 +160,7 @@ class DataPath:
         inode maps it."""
         window = self.window
         assert window is not None
-        probe = -(-end // PAGE_SIZE) * PAGE_SIZE
+        probe = self.probe_at(end)
         rng = window.pin_if_mapped(nodeid, probe)
         if rng is None:
             return False
@@ -153,9 +177,27 @@ class DataPath:
         return max(0, min(length, self.size(nodeid, fh) - offset))
 
     def _window_read(self, nodeid: int, fh: int, view: memoryview, offset: int) -> int:
+        window = self.window
+        assert window is not None
+        sequential = self._last_end.get(nodeid) == offset
+        quick = self._within_one_range(nodeid, view, offset)
+        if quick is not None:
+            if sequential:
+                self._map_ahead(nodeid, fh, offset + quick)
+            self._last_end[nodeid] = offset + quick
+            return quick
+        if (view and not sequential and len(view) <= SMALL_READ
+                and window.under_pressure() and not self._mapped(nodeid, offset, len(view))):
+            return self._read_messages(nodeid, fh, view, offset)  # never loses to READ
         view = view[: self._within(nodeid, fh, offset, len(view))] if view else view
         if not view:
             return 0
+        end = offset + len(view)
+        if len(self._last_end) > 4096:
+            self._last_end.clear()  # a bounded hint, not a record
+        self._last_end[nodeid] = end
+        if sequential:
+            self._map_ahead(nodeid, fh, end)
         try:
             done = self._through_window(nodeid, fh, offset, view, store=False)
         except OSError as err:
@@ -167,6 +209,71 @@ class DataPath:
             # was copied (faults are page-exact and pages before the end are there).
             done = min(done, max(0, self.size(nodeid, fh) - offset))
         return done
+
+    def _within_one_range(self, nodeid: int, view: memoryview, offset: int) -> int | None:
+        """The common read, in one pin: the read and its probe lie in one range that is
+        mapped already, and the probe loads; then the copy. None when it is not that
+        case (the general path decides, asking the size if it must)."""
+        window = self.window
+        assert window is not None
+        probe = self.probe_at(offset + len(view))
+        step = window.range_size
+        if not view or offset // step != probe // step:
+            return None
+        rng = window.pin_if_mapped(nodeid, offset)
+        if rng is None:
+            return None
+        try:
+            base = window.address(rng, rng.foffset) - rng.foffset
+            if not safemem.loads(base + probe):
+                return None
+            done = safemem.read_into(base + offset, view)
+        finally:
+            window.release(rng)
+        if done < len(view):  # EOF-FAULT after the probe: the host truncated meanwhile
+            done = min(done, max(0, self.size(nodeid) - offset))
+        return done
+
+    def _mapped(self, nodeid: int, offset: int, length: int) -> bool:
+        """Whether every range [offset, offset + length) touches is mapped now."""
+        window = self.window
+        assert window is not None
+        step = window.range_size
+        for start in range(offset - offset % step, offset + length, step):
+            rng = window.pin_if_mapped(nodeid, start)
+            if rng is None:
+                return False
+            window.release(rng)
+        return True
+
+    def _map_ahead(self, nodeid: int, fh: int, end: int) -> None:
+        """A sequential read: map the range after the one it ends in, in the background,
+        so that the next reads find it mapped (the window's in-flight mark makes a read
+        that gets there first wait for this mapping, not make a second one)."""
+        window = self.window
+        assert window is not None
+        index = end // window.range_size + 1
+        key = (nodeid, index)
+        if self._mapped(nodeid, index * window.range_size, 1):
+            return
+        with self._ahead_lock:
+            if key in self._ahead or window.closed:
+                return
+            if self._mapper is None:
+                self._mapper = ThreadPoolExecutor(1, thread_name_prefix="pagefs-map-ahead")
+            self._ahead.add(key)
+            self._mapper.submit(self._map_one, nodeid, fh, index)
+
+    def _map_one(self, nodeid: int, fh: int, index: int) -> None:
+        window = self.window
+        assert window is not None
+        try:
+            window.release(window.acquire(nodeid, fh, index * window.range_size, False))
+        except (OSError, ConnectionError):
+            pass  # only a hint: the read that needs the range maps it, or says why not
+        finally:
+            with self._ahead_lock:
+                self._ahead.discard((nodeid, index))
 
     def pwrite(
         self, nodeid: int, fh: int, data: bytes, offset: int, *, storable: bool = True

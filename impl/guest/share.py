@@ -157,6 +157,7 @@ class Share:
             return
         self._closed = True
         try:
+            self.data.close()
             if self.window is not None:
                 self.window.close()
         finally:

@@ -129,6 +129,12 @@ class DaxWindow:
         with self._lock:
             return len(self._free)
 
+    def under_pressure(self) -> bool:
+        """Whether mapping one more range now would evict a busy one (the free list is
+        below the reclaim mark)."""
+        with self._lock:
+            return len(self._free) * 100 < len(self.ranges) * RECLAIM_FREE_PERCENT
+
     def stale_count(self) -> int:
         """Ranges kept aside after a failed REMOVEMAPPING, to be removed again."""
         with self._lock:
@@ -284,8 +290,7 @@ class DaxWindow:
     def _take_free_range(self) -> DaxRange:
         with self._lock:
             self._check_open()
-            low = len(self._free) * 100 < len(self.ranges) * RECLAIM_FREE_PERCENT
-        if low:
+        if self.under_pressure():
             # Inline reclaim; dax.c does it in a worker, we have none to wake.
             self._reclaim(self.reclaim_chunk)
         with self._lock:
