@@ -55,8 +55,15 @@ class Mapping:
         # the window (that is the DaxWindow's), only what to release at close.
         self._pins: list[DaxRange] | None = []
         try:
-            for start in range(self._first, offset + length, step):
-                self._pins.append(window.acquire(nodeid, fh, start, writable))
+            count = -(-(offset + length - self._first) // step)
+            # Several ranges: one SETUPMAPPING for all when the window has them side by side.
+            run = window.acquire_run(nodeid, fh, self._first, count, writable) \
+                if count > 1 else None
+            if run is not None:
+                self._pins.extend(run)
+            else:
+                for start in range(self._first, offset + length, step):
+                    self._pins.append(window.acquire(nodeid, fh, start, writable))
         except BaseException:
             self._release_pins()
             raise

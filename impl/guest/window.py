@@ -176,6 +176,62 @@ class DaxWindow:
                 return self._map(inode, nodeid, fh, index, writable, done)
             waiting.wait()  # another thread's SETUPMAPPING of this range: then look again
 
+    def acquire_run(self, nodeid: int, fh: int, foffset: int, count: int,
+                    writable: bool) -> list[DaxRange] | None:
+        """Pin `count` consecutive ranges from range-aligned `foffset`, mapped by ONE
+        SETUPMAPPING into as many contiguous free window ranges (one SHMEM_MAP round trip
+        for all). None, with nothing done, unless none of them is mapped or in flight and
+        the free list holds such a run: then acquire() them one by one."""
+        step = self.range_size
+        first = foffset // step
+        indices = range(first, first + count)
+        inode = self._inode(nodeid, create=True)
+        assert inode is not None
+        with inode.lock:
+            if inode.dead or any(i in inode.ranges or i in inode.in_flight for i in indices):
+                return None
+            with self._lock:
+                if self._closed:
+                    return None
+                run = self._take_free_run(count)
+            if run is None:
+                return None
+            done = threading.Event()
+            for i in indices:
+                inode.in_flight[i] = done
+        try:
+            self.requests.setupmapping(nodeid, fh, first * step, count * step, writable,
+                                       run[0].moffset)
+            with inode.lock, self._lock:
+                self._check_open()
+                for i, rng in zip(indices, run, strict=True):
+                    rng.nodeid, rng.foffset, rng.writable = nodeid, i * step, writable
+                    inode.ranges[i] = rng
+                    self._pin(rng)
+            return run
+        except BaseException:
+            with self._lock:
+                self._free.extend(r for r in run if r.nodeid is None)
+            raise
+        finally:
+            with inode.lock, self._lock:
+                for i in indices:
+                    del inode.in_flight[i]
+                self._drop_if_empty(nodeid, inode)
+            done.set()
+
+    def _take_free_run(self, count: int) -> list[DaxRange] | None:
+        """`count` free ranges adjacent in the window, off the free list (short lock
+        held), or None."""
+        free = sorted(self._free, key=lambda r: r.moffset)
+        for at in range(len(free) - count + 1):
+            run = free[at:at + count]
+            if run[-1].moffset - run[0].moffset == (count - 1) * self.range_size:
+                taken = set(map(id, run))
+                self._free = [r for r in self._free if id(r) not in taken]
+                return run
+        return None
+
     def pin_if_mapped(self, nodeid: int, foffset: int) -> DaxRange | None:
         """Pin the range holding `foffset` if it is mapped now (a hit), or return None:
         never a round trip (READ-BOUND's probe looks only where a mapping already is)."""

@@ -287,3 +287,39 @@ def test_window_reads_ask_no_size_yet_see_every_host_change_at_once(
         asked = counted.getattrs
         assert data.pread(f.nodeid, f.fh, 4096, 4096) == b"a" * 1904 + b"b" * 2192
         assert counted.getattrs == asked  # the page past the read loads: no GETATTR
+
+
+class CountedMappings:
+    """The FUSE client, counting SETUPMAPPING requests."""
+
+    def __init__(self, client) -> None:
+        self._client = client
+        self.setups: list[int] = []
+
+    def setupmapping(self, nodeid, fh, foffset, length, writable, moffset):
+        self.setups.append(length)
+        return self._client.setupmapping(nodeid, fh, foffset, length, writable, moffset)
+
+    def __getattr__(self, name: str):
+        return getattr(self._client, name)
+
+
+def test_a_mapping_of_several_ranges_is_one_setupmapping(host, export: Path) -> None:
+    """Several ranges side by side in the window go in one SETUPMAPPING (one SHMEM_MAP
+    round trip); each range is then the window's own: reclaimed, forgotten and
+    removed one by one, on both sides' books."""
+    data = os.urandom(3 * RANGE)
+    (export / "f").write_bytes(data)
+    with connect(host.socket_path, window_size=4 * RANGE) as share, share.open("f") as f:
+        counted = CountedMappings(share.window.requests)
+        share.window.requests = counted
+        with share.mmap(f, 0, 3 * RANGE) as m:
+            assert counted.setups == [3 * RANGE]
+            assert m.read(RANGE - 10, 20) == data[RANGE - 10:RANGE + 10]
+            assert m.read(2 * RANGE, RANGE) == data[2 * RANGE:]
+        assert share.window.reclaim(1) == 1  # one range of the three, on its own
+        with share.mmap(f, 0, 3 * RANGE) as m:  # two still mapped: one by one
+            assert m.read(0, 3 * RANGE) == data
+        assert counted.setups == [3 * RANGE, RANGE]
+        assert share.window.reclaim(4) == 3
+        assert share.requests.window.mapped_bytes() == 0
