@@ -177,7 +177,8 @@ def markdown(records: dict[str, Record], drawn: dict[str, str], seconds: int | N
         parts += [f"![{what}]({name})", ""]
     missing = [c for c in COMMANDS if c not in records]
     if missing:
-        parts += [f"Not in this report (not run): {', '.join(missing)}.", ""]
+        parts += [f"Not in this report (not run, or failed: see its output): "
+                  f"{', '.join(missing)}.", ""]
     for name, record in records.items():
         commit = f", commit {record['commit']}" if record.get("commit") else ""
         parts += [f"## {name}", "",

@@ -88,7 +88,8 @@ def test_report_tables_and_charts(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert "`make bench` took 12 min 34 s." in text
     assert "load average (1/5/15 min) 1.00 1.00 1.00 at the start" in text
     assert "**Noisy run**" not in text  # load 1-2 on 2 cores
-    assert "Not in this report (not run): bench-guest, bench-mount." in text
+    assert ("Not in this report (not run, or failed: see its output): bench-guest, "
+            "bench-mount.") in text
     assert "![latency distribution per request kind](latency.png)" in text
     assert "throughput-file.png" not in text  # no sweep recorded: no chart, no link
     for name in ("latency.png", "scaling.png"):
