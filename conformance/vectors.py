@@ -10,6 +10,10 @@ writes one case per file:
      "steps": [{"op": "LOOKUP", "args": {"guest": 0, "parent": 1, "name": {"hex": "61"}},
                 "allowed": [{"type": "Ok", "value": {...}}, ...], "freed": [3]}, ...]}
 
+A config with `callers` says who each guest's requests act as (uid, gid, umask: the
+ownership family's user): a runner sends them in every request (capability
+`credentials`) and compares owners (an `Attr`'s `uid` and `gid`) only in such cases.
+
 A step passes when the target's answer is one of `allowed`. Identifiers in the vectors
 are the spec's (nodeids from 2 and handles from 1 per guest, inodes from 2, root 1): a
 runner keeps a bijection from its own, binds a new pair at the first answer naming it,

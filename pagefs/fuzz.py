@@ -176,14 +176,15 @@ def vhost_session(rng: random.Random, path: str) -> None:
                 break
 
 
-def run(messages: int, seconds: float, seed: int) -> Figures:
+def run(messages: int, seconds: float, seed: int, sandbox: str | None = None) -> Figures:
     figures = Figures()
     rng = random.Random(seed)
     with tempfile.TemporaryDirectory(prefix="pagefs-fuzz-") as export:
         subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "fuzz", export], check=True)
         try:
             _prepare(export)
-            with host_daemon(export, log_level="err") as host:
+            options = ("--sandbox", sandbox) if sandbox else ()
+            with host_daemon(export, log_level="err", options=options) as host:
                 _fuzz(host, export, figures, rng, messages, seconds)
         finally:
             subprocess.run(["umount", "-l", export], check=False)
@@ -253,13 +254,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=3600.0)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--report", metavar="FILE", help="write the figures as JSON here")
+    parser.add_argument("--sandbox", metavar="MODE",
+                        help="pagefs-host's --sandbox (default: the daemon's own default)")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         print("pagefs-fuzz: error: needs root (it mounts a tmpfs for the export)",
               file=sys.stderr)
         return 2
     try:
-        figures = run(args.messages, args.seconds, args.seed)
+        figures = run(args.messages, args.seconds, args.seed, args.sandbox)
     except HostDaemonError as err:
         print(f"pagefs-fuzz: the daemon died: {err}", file=sys.stderr)
         return 1
