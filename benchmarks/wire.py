@@ -3,8 +3,10 @@
 Through our front-end and FUSE client (`FuseClient`, the path every guest request takes),
 one request at a time unless said, to pagefs-host and to QEMU's C virtiofsd (cache=none),
 each in its own process, beside the same operation on the host directory (native):
-- GETATTR, OPEN+RELEASE, LOOKUP, FORGET (a round trip of its own: the front-end waits
-  for the used buffer), CREATE+RELEASE+UNLINK; GETATTR with 64 in flight;
+- GETATTR, OPEN+RELEASE, LOOKUP, FORGET (FUSE gives it no reply: the client queues it
+  and returns, so its row is the submission; its completion, reaped by the front-end's
+  background thread, is in the front-end CPU of LOOKUP+FORGET), CREATE+RELEASE+UNLINK;
+  GETATTR with 64 in flight;
 - references: two processes ping-ponging on a shared word (the polling floor) and by
   eventfd (one wake-up each way), both in C and pinned to two cores; a bare chain to an
   echo back-end of ours through the same `call` path (the transport alone);
@@ -15,7 +17,8 @@ each in its own process, beside the same operation on the host directory (native
   `Share.stat`, `Handle.pread` and `Handle.pread_into` of 4 KiB, on pagefs-host (with its
   DAX window) and virtiofsd, against the same system calls on the host directory;
 - CPU per GETATTR of the daemon (every thread and child) and of the front-end (this
-  process), and the daemon's CPU while its guest idles.
+  process), the front-end's per LOOKUP+FORGET and per bare chain to the echo back-end,
+  and the daemon's CPU while its guest idles.
 Ratios are taken within a run; the tables show medians and ranges over runs.
 
     .venv/bin/python benchmarks/wire.py [--runs 7] [--calls 2000] [--idle-seconds 2]
@@ -82,6 +85,7 @@ BACKENDS = (VIRTIOFSD, PAGEFS)
 POLL_FLOOR = "shared-word ping-pong, 2 pinned processes (polling floor)"
 EVENTFD = "eventfd ping-pong, 2 pinned processes (one wake-up each way)"
 KINDS = ("GETATTR", "OPEN+RELEASE", "LOOKUP", "FORGET", "CREATE+RELEASE+UNLINK")
+ECHO_CPU = "front-end CPU per 56-byte chain -> echo back-end of ours"
 CLEANUP = "cleanup"  # untimed steps that undo a timed one (a created node's FORGET)
 
 
@@ -288,10 +292,17 @@ def cpu_per_request(backend: str, pid: int, client: FuseClient, calls: int
         daemon, front = tree_cpu_ns(pid), time.process_time_ns()
         for _ in range(calls):
             client.getattr(FUSE_ROOT_ID)
-        return {f"daemon CPU per GETATTR -> {backend}":
-                    (tree_cpu_ns(pid) - daemon) / calls / 1000,
-                f"front-end CPU per GETATTR -> {backend}":
-                    (time.process_time_ns() - front) / calls / 1000}
+        out = {f"daemon CPU per GETATTR -> {backend}":
+                   (tree_cpu_ns(pid) - daemon) / calls / 1000,
+               f"front-end CPU per GETATTR -> {backend}":
+                   (time.process_time_ns() - front) / calls / 1000}
+        front = time.process_time_ns()
+        for _ in range(calls):
+            client.forget(client.lookup(FUSE_ROOT_ID, FILE).nodeid, 1)
+        client.settle()  # every FORGET's completion is counted, in whichever thread
+        out[f"front-end CPU per LOOKUP+FORGET -> {backend}"] = (
+            (time.process_time_ns() - front) / calls / 1000)
+        return out
 
     return measure
 
@@ -379,16 +390,30 @@ def bench(runs: int, calls: int, idle_seconds: float) -> None:
         print_table("Mapping set-up and reclaim, pagefs-host (2 MiB ranges; median call)",
                     mapping, "us", "x native")
 
+        def echo_cpu() -> dict[str, float]:
+            front = time.process_time_ns()
+            for _ in range(calls):
+                echo.call(REQUEST_QUEUE, request, 256)
+            return {ECHO_CPU: (time.process_time_ns() - front) / calls / 1000}
+
         cpu = compare_groups([cpu_per_request(name, pids[name], clients[name], calls)
-                              for name in BACKENDS], runs,
+                              for name in BACKENDS] + [echo_cpu], runs,
                              baseline=f"daemon CPU per GETATTR -> {VIRTIOFSD}")
         print_table(f"CPU per GETATTR, one at a time ({calls} per run; daemon: every thread "
                     f"and child; front-end: this process), each side vs virtiofsd's",
                     paired(cpu, [(f"{side} CPU per GETATTR -> {backend}",
                                   f"{side} CPU per GETATTR -> {backend}",
                                   f"{side} CPU per GETATTR -> {VIRTIOFSD}")
-                                 for side in ("daemon", "front-end") for backend in BACKENDS]),
+                                 for side in ("daemon", "front-end") for backend in BACKENDS]
+                           + [(f"front-end CPU per LOOKUP+FORGET -> {backend}",
+                               f"front-end CPU per LOOKUP+FORGET -> {backend}",
+                               f"front-end CPU per LOOKUP+FORGET -> {VIRTIOFSD}")
+                              for backend in BACKENDS]),
                     "us CPU", "x virtiofsd", digits=2)
+        print_table("Front-end CPU per bare chain to the echo back-end (the transport alone, "
+                    "through the same `call` path; the goal is <= 5 us)",
+                    [row for row in cpu if row.name == ECHO_CPU], "us CPU", "x vfsd daemon",
+                    digits=2)
         idle = compare_groups([idle_cpu(pids, idle_seconds)], max(1, runs // 2),
                               baseline=f"idle daemon CPU, % of a core -> {VIRTIOFSD}")
         print_table(f"Idle: daemon CPU while its one connected guest sends nothing "

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Protocol
 
 POLL_SECONDS = 0.01
@@ -80,3 +81,10 @@ def assert_child_dies_with_holder(script: str, *args: str) -> None:
         holder.stdout.close()
         if daemon_pid is not None and not exited(daemon_pid):
             os.kill(daemon_pid, signal.SIGKILL)  # the orphan this test caught
+
+
+def all_stopped(pid: int) -> bool:
+    """Every thread of `pid` has stopped (SIGSTOP reaches them one by one)."""
+    tasks = Path(f"/proc/{pid}/task")
+    states = [(task / "stat").read_text().rpartition(")")[2].split()[0] for task in tasks.iterdir()]
+    return all(state in ("T", "t") for state in states)

@@ -124,6 +124,7 @@ class ApiGuest(Guest):
         """Send the FORGETs that waited for their nodeid's last user."""
         for nodeid in [n for n in self._deferred if not self._in_use(n)]:
             self.requests.forget(nodeid, self._deferred.pop(nodeid))
+        self.requests.settle()  # FORGET has no reply: the suite's next step must follow it
 
     def _pressure(self) -> None:
         """Memory pressure: every window range no Mapping pins is reclaimed now."""
@@ -143,6 +144,7 @@ class ApiGuest(Guest):
             self._deferred[nodeid] = self._deferred.get(nodeid, 0) + nlookup
             return
         self.requests.forget(nodeid, nlookup)
+        self.requests.settle()
 
     def getattr(self, nodeid: int, fh: int | None = None) -> os.stat_result:
         if fh is not None:

@@ -55,6 +55,7 @@ class FuseGuest(Guest):
 
     def forget(self, nodeid: int, nlookup: int) -> None:
         self.client.forget(nodeid, nlookup)
+        self.client.settle()  # FORGET has no reply: the suite's next step must follow it
 
     def getattr(self, nodeid: int, fh: int | None = None) -> os.stat_result:
         return stat_of(self.client.getattr(nodeid, fh).attr)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import errno
 import operator
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import ClassVar, Self
 
 from .errors import ProtocolError
@@ -106,7 +106,12 @@ class FixedLayout:
     @classmethod
     def decode(cls, body: Buffer) -> Self:
         expect_size(body, cls.LAYOUT.size, cls.__name__)
-        values = cls.LAYOUT.unpack(body)
+        return cls.from_values(cls.LAYOUT.unpack(body))
+
+    @classmethod
+    def from_values(cls, values: Sequence[int]) -> Self:
+        """The body of these field values (as LAYOUT unpacks them), judged as `decode`
+        judges them: for a caller that unpacked them with more in one call."""
         for index, known, what in cls._bit_checks:
             known_bits(values[index], known, what)
         for index, what in cls._nsec_checks:

@@ -13,6 +13,10 @@
 #define GROW_START_NS 2000u
 /* Loads of the ring between two looks at the clock while spinning. */
 #define SPINS_PER_CLOCK 32u
+/* Below this score (of 256) spinning has not paid lately: the budget shrinks. */
+#define SCORE_FLOOR 32u
+/* With no budget left, one wait in this many spins again, to notice that it pays again. */
+#define RETRY_EVERY 64u
 
 static inline void cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -33,19 +37,37 @@ int64_t poller_now_ns(void) {
 void poller_init(struct poller *p, uint32_t max_ns) {
     p->max_ns = max_ns;
     p->budget_ns = max_ns < GROW_START_NS ? max_ns : GROW_START_NS;
+    p->score = 128;
+    p->idle_waits = 0;
     p->waits = p->spun = p->slept = 0;
 }
 
-/* After a wait that had to sleep: had it lasted no longer than the ceiling, a longer
- * spin would have met it (grow, doubling); a longer wait means spinning was wasted on
- * it (shrink, halving, down to nothing). The same rule as KVM's halt polling. */
-static void adapt_after_sleep(struct poller *p, int64_t waited_ns) {
-    if (waited_ns <= (int64_t)p->max_ns) {
-        uint32_t grown = p->budget_ns ? p->budget_ns * 2 : GROW_START_NS;
-        p->budget_ns = grown > p->max_ns || grown < p->budget_ns ? p->max_ns : grown;
-    } else {
-        p->budget_ns = p->budget_ns / 2 < GROW_START_NS / 2 ? 0 : p->budget_ns / 2;
-    }
+static void paid(struct poller *p) { p->score += (256 - p->score + 7) / 8; }
+
+static void grow(struct poller *p) {
+    uint32_t grown = p->budget_ns ? p->budget_ns * 2 : GROW_START_NS;
+    p->budget_ns = grown > p->max_ns || grown < p->budget_ns ? p->max_ns : grown;
+}
+
+static void shrink(struct poller *p) {
+    p->budget_ns = p->budget_ns / 2 < GROW_START_NS / 2 ? 0 : p->budget_ns / 2;
+    if (p->budget_ns == 0 && p->max_ns && ++p->idle_waits % RETRY_EVERY == 0)
+        p->budget_ns = p->max_ns < GROW_START_NS ? p->max_ns : GROW_START_NS;
+}
+
+/* After a wait the spin did not meet. Had it lasted no longer than the ceiling, a longer
+ * spin would have met it (grow, doubling: KVM's halt-polling rule), unless spins have
+ * kept failing lately; a longer wait means spinning was wasted on it (shrink, halving,
+ * down to nothing). just_missed: the answer came between the spin and the sleep. */
+static void adapt_after_sleep(struct poller *p, int64_t waited_ns, int just_missed) {
+    if (just_missed)
+        paid(p);
+    else
+        p->score -= (p->score + 7) / 8;
+    if (waited_ns <= (int64_t)p->max_ns && (just_missed || p->score >= SCORE_FLOOR))
+        grow(p);
+    else
+        shrink(p);
 }
 
 static void drain(int fd) {
@@ -71,6 +93,7 @@ int poller_wait(struct poller *p, const struct poller_ring *ring, int notify_fd,
         for (unsigned i = 1;; i++) {
             if (ring->ready(ring->ctx)) {
                 p->spun++;
+                paid(p);
                 return POLLER_READY;
             }
             cpu_relax();
@@ -79,7 +102,7 @@ int poller_wait(struct poller *p, const struct poller_ring *ring, int notify_fd,
         }
     }
     if (ring->arm(ring->ctx)) {
-        adapt_after_sleep(p, poller_now_ns() - start); /* just missed: spin longer */
+        adapt_after_sleep(p, poller_now_ns() - start, 1); /* just missed: spin longer */
         return POLLER_READY;
     }
     p->slept++;
@@ -94,7 +117,7 @@ int poller_wait(struct poller *p, const struct poller_ring *ring, int notify_fd,
     for (;;) {
         int64_t now = poller_now_ns();
         if (now >= deadline) {
-            adapt_after_sleep(p, now - start);
+            adapt_after_sleep(p, now - start, 0);
             return POLLER_TIMEOUT;
         }
         struct timespec left, *limit = NULL;
@@ -112,7 +135,7 @@ int poller_wait(struct poller *p, const struct poller_ring *ring, int notify_fd,
         if (n && fds[0].revents)
             drain(notify_fd);
         if (ring->ready(ring->ctx)) { /* before any hang-up: what came first counts */
-            adapt_after_sleep(p, poller_now_ns() - start);
+            adapt_after_sleep(p, poller_now_ns() - start, 0);
             return POLLER_READY;
         }
         int event = 0;

@@ -8,7 +8,9 @@
  * enable, full fence, look once more) and sleep on its eventfd. The budget adapts to what
  * the waits needed: it grows when an answer came soon after the spin gave up, shrinks when
  * the spin was wasted on a long wait, so a side that idles spins at most once, briefly,
- * before sleeping, and burns no CPU while idle.
+ * before sleeping, and burns no CPU while idle. It also shrinks while spins keep failing
+ * (on a machine with fewer free CPUs than spinners, a spin takes the CPU the other side
+ * needs to answer), and is tried again, briefly, every so often.
  */
 #ifndef PAGEFS_POLLER_H
 #define PAGEFS_POLLER_H
@@ -23,6 +25,8 @@
 struct poller {
     uint32_t budget_ns; /* the next wait spins this long before it sleeps */
     uint32_t max_ns;    /* the budget's ceiling: 0 never spins */
+    uint32_t score;     /* 0..256: how often spinning has paid lately (a moving average) */
+    uint32_t idle_waits; /* waits since the budget fell to nothing (it is tried again) */
     uint64_t waits;     /* waits that found nothing ready at once */
     uint64_t spun;      /* ... of which were met while spinning */
     uint64_t slept;     /* ... of which needed a sleep on the notification fd */

@@ -10,19 +10,12 @@ import signal
 from pathlib import Path
 
 import pytest
-from pagefs_waits import wait_until
+from pagefs_waits import all_stopped, wait_until
 
 from pagefs.impl import protocol as p
 from pagefs.impl.client.fuse_client import FuseClient
 from pagefs.impl.client.host_daemon import host_daemon
 from pagefs.impl.protocol.constants import FUSE_ROOT_ID
-
-
-def all_stopped(pid: int) -> bool:
-    """Every thread of `pid` has stopped (SIGSTOP reaches them one by one)."""
-    tasks = Path(f"/proc/{pid}/task")
-    states = [(task / "stat").read_text().rpartition(")")[2].split()[0] for task in tasks.iterdir()]
-    return all(state in ("T", "t") for state in states)
 
 
 def test_a_per_call_timeout_is_etimedout_and_the_late_reply_is_dropped(tmp_path: Path) -> None:

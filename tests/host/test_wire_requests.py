@@ -37,6 +37,7 @@ def test_lookup_getattr_forget(area) -> None:
     (host / "file").write_bytes(b"grown by the host")
     assert client.getattr(entry.nodeid).attr.size == 17  # COH-META: nothing cached
     client.forget(entry.nodeid, 2)
+    client.settle()  # no reply to wait for: wait until the back-end has taken it
     expect_errno(errno.ESTALE, client.getattr, entry.nodeid)
     assert client.lookup(top, b"file").nodeid > entry.nodeid  # NODEID: never reused
     expect_errno(errno.ENOENT, client.lookup, top, b"missing")
@@ -59,6 +60,7 @@ def test_batch_forget(area) -> None:
     client, top, _ = area
     a, b = client.lookup(top, b"file"), client.lookup(top, b"dir")
     client.batch_forget([(a.nodeid, 1), (b.nodeid, 1)])
+    client.settle()
     expect_errno(errno.ESTALE, client.getattr, a.nodeid)
     expect_errno(errno.ESTALE, client.getattr, b.nodeid)
 

@@ -1,0 +1,155 @@
+"""The client's hot path: the requests `impl.protocol.hot` encodes are byte for byte
+those of the generic codec, their replies decode to the same bodies (anything else falls
+back to the generic decoder), FORGET is queued and not waited for, and the C request path
+keeps its promises to callers of several threads and to callers of a back-end that dies.
+The back-end is the real pagefs-host."""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import threading
+from pathlib import Path
+
+import pytest
+from pagefs_waits import all_stopped, wait_until
+
+from pagefs.impl import protocol as p
+from pagefs.impl.client.fuse_client import FuseClient
+from pagefs.impl.client.host_daemon import HostDaemonError, host_daemon
+from pagefs.impl.protocol import hot
+from pagefs.impl.protocol.constants import FUSE_GETATTR_FH, FUSE_ROOT_ID
+
+IDS = (1000, 1000, 4242)
+
+
+def generic(opcode: p.Opcode, nodeid: int, body: p.RequestBody) -> bytes:
+    return p.encode_request(p.Request(opcode, 77, nodeid, body, *IDS))
+
+
+def test_hot_requests_are_the_generic_codec_s_bytes() -> None:
+    assert hot.GETATTR.encode(77, 5, IDS, FUSE_GETATTR_FH, 9) == generic(
+        p.Opcode.GETATTR, 5, p.GetattrIn(FUSE_GETATTR_FH, 9))
+    assert hot.FORGET.encode(77, 5, IDS, 3) == generic(p.Opcode.FORGET, 5, p.ForgetIn(3))
+    assert hot.OPEN.encode(77, 5, IDS, os.O_RDWR, 0) == generic(
+        p.Opcode.OPEN, 5, p.OpenIn(os.O_RDWR))
+    assert hot.RELEASE.encode(77, 5, IDS, 8, os.O_RDONLY, 0, 0) == generic(
+        p.Opcode.RELEASE, 5, p.ReleaseIn(8, os.O_RDONLY))
+    assert hot.FLUSH.encode(77, 5, IDS, 8, 0) == generic(p.Opcode.FLUSH, 5, p.FlushIn(8))
+    assert hot.READ.encode(77, 5, IDS, 8, 4096, 512, 0, 0, 0) == generic(
+        p.Opcode.READ, 5, p.ReadIn(8, 4096, 512))
+    assert hot.encode_lookup(77, 5, IDS, b"name") == generic(p.Opcode.LOOKUP, 5, p.Name(b"name"))
+    assert hot.encode_write(77, 5, IDS, 8, 4096, b"data") == generic(
+        p.Opcode.WRITE, 5, p.WriteIn(8, 4096, b"data"))
+    with pytest.raises(p.ProtocolError):  # judged as the codec judges it
+        hot.encode_lookup(77, 5, IDS, b"a\0b")
+
+
+ATTR = p.Attr(7, 10, 1, 2, 3, 4, 5, 6, 7, 0o100644, 1, 0, 0, 0, 4096)
+
+
+@pytest.mark.parametrize("opcode, body, parse", [
+    (p.Opcode.GETATTR, p.AttrOut(ATTR, 1, 2), hot.parse_attr),
+    (p.Opcode.LOOKUP, p.EntryOut(9, 1, ATTR, 3, 4, 5, 6), hot.parse_entry),
+    (p.Opcode.OPEN, p.OpenOut(12, 1), hot.parse_open),
+    (p.Opcode.WRITE, p.WriteOut(4096), hot.parse_write),
+    (p.Opcode.RELEASE, p.EMPTY, hot.parse_empty),
+    (p.Opcode.READ, p.Data(b"bytes read"), hot.parse_data),
+])
+def test_hot_replies_decode_as_the_codec_does_or_not_at_all(opcode, body, parse) -> None:
+    reply = p.encode_reply(77, body)
+    assert parse(memoryview(reply), 77) == p.decode_reply(reply, opcode).body == body
+    assert parse(reply, 78) is None  # another request's: the generic decoder says so
+    assert parse(p.encode_error(77, errno.ENOENT), 77) is None
+    assert parse(reply + b"x", 77) is None
+
+
+def test_a_bad_field_in_a_hot_reply_is_refused_as_the_codec_refuses_it() -> None:
+    bad = p.encode_attr_reply(77, (7, 10, 1, 2, 3, 4, 10**9, 0, 0, 0o100644, 1, 0, 0, 0, 4096, 0))
+    with pytest.raises(p.ProtocolError):
+        hot.parse_attr(bad, 77)
+    with pytest.raises(p.ProtocolError):
+        p.decode_reply(bad, p.Opcode.GETATTR)
+
+
+@pytest.fixture
+def host(tmp_path: Path):
+    (tmp_path / "file").write_bytes(b"0123456789")
+    with host_daemon(str(tmp_path)) as daemon:
+        yield daemon
+
+
+def test_forget_is_not_waited_for_and_settle_waits_until_it_is_taken(host) -> None:
+    with FuseClient.connect(host.socket_path, window_size=0) as client:
+        nodeid = client.lookup(FUSE_ROOT_ID, b"file").nodeid
+        os.kill(host.pid, signal.SIGSTOP)
+        wait_until(lambda: all_stopped(host.pid), "pagefs-host to stop")
+        try:
+            client.forget(nodeid, 1)  # returns though nobody on the other side is running
+            with pytest.raises(OSError) as err:
+                client.settle(timeout=0.2)
+            assert err.value.errno == errno.ETIMEDOUT
+        finally:
+            os.kill(host.pid, signal.SIGCONT)
+        client.settle()
+        with pytest.raises(OSError) as gone:
+            client.getattr(nodeid)
+        assert gone.value.errno == errno.ESTALE
+
+
+def test_callers_in_several_threads_each_get_their_own_replies(host, tmp_path: Path) -> None:
+    with FuseClient.connect(host.socket_path, window_size=0) as client:
+        names = [f"t{t}".encode() for t in range(4)]
+        for name in names:
+            (tmp_path / name.decode()).write_bytes(name * 100)
+        failures: list[BaseException] = []
+
+        def work(name: bytes) -> None:
+            try:
+                for _ in range(150):
+                    entry = client.lookup(FUSE_ROOT_ID, name)
+                    assert client.getattr(entry.nodeid).attr.size == len(name) * 100
+                    fh = client.open(entry.nodeid, os.O_RDONLY).fh
+                    assert client.read(entry.nodeid, fh, 0, 4) == name * 2
+                    client.release(entry.nodeid, fh)
+                    client.forget(entry.nodeid, 1)
+            except BaseException as e:  # noqa: BLE001 - reported by the main thread
+                failures.append(e)
+
+        threads = [threading.Thread(target=work, args=(name,)) for name in names]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
+        assert not failures and not any(t.is_alive() for t in threads)
+        stats = client.frontend.poll_stats(1)
+        assert stats["spun"] + stats["slept"] <= stats["waits"]  # each counted wait, once
+
+
+def test_a_back_end_that_dies_mid_request_gives_connection_error_not_a_hang(
+        tmp_path: Path) -> None:
+    # the daemon's end is reported when its context ends: killed, as this test means it to be
+    with pytest.raises(HostDaemonError), host_daemon(str(tmp_path)) as host, \
+            FuseClient.connect(host.socket_path, window_size=0) as client:
+        client.getattr(FUSE_ROOT_ID)
+        os.kill(host.pid, signal.SIGSTOP)
+        wait_until(lambda: all_stopped(host.pid), "pagefs-host to stop")
+        outcome: list[BaseException | None] = []
+
+        def blocked() -> None:
+            try:
+                client.getattr(FUSE_ROOT_ID)
+                outcome.append(None)
+            except BaseException as e:  # noqa: BLE001 - judged by the main thread
+                outcome.append(e)
+
+        waiter = threading.Thread(target=blocked)
+        waiter.start()
+        os.kill(host.pid, signal.SIGKILL)
+        os.kill(host.pid, signal.SIGCONT)
+        waiter.join(30)
+        assert not waiter.is_alive(), "a caller hung on a dead back-end"
+        assert isinstance(outcome[0], ConnectionError)
+        with pytest.raises(ConnectionError):
+            client.getattr(FUSE_ROOT_ID)
