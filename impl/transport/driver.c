@@ -52,7 +52,8 @@ struct fe_queue {
     int reaping;     /* a thread polls the used ring and the call eventfd */
     int bg_watching; /* the background thread polls the call eventfd */
     unsigned bg_need; /* async requests in flight: the background must watch */
-    unsigned inflight; /* requests not yet used */
+    unsigned inflight; /* requests not yet used, less the detached ones */
+    unsigned detached; /* detached requests not yet used */
     unsigned inside;  /* threads in this queue's calls */
     struct fe_entry *entries; /* by head */
     int64_t *ready;           /* used async requests for the background, as tokens */
@@ -225,10 +226,17 @@ static int reap(struct fe_queue *q) {
                 head = -EIO;
                 break;
             }
+            taken++;
+            if (e->async == FE_DETACHED) { /* nobody waits: recycled here and now */
+                vq_driver_free_chain(&q->vq, (uint16_t)head);
+                e->state = FREE;
+                e->gen++;
+                q->detached--;
+                continue;
+            }
             e->written = len < e->cap ? len : e->cap;
             e->state = USED;
             q->inflight--;
-            taken++;
             if (e->async) {
                 q->bg_need--;
                 if (e->waiters == 0) {
@@ -262,6 +270,8 @@ int64_t fe_submit(struct fe_queue *q, const char *req, uint32_t len, uint32_t ca
     unsigned n = cap ? 2 : 1;
     if (heap_gpa == 0 && (uint64_t)room + cap > q->slot_size)
         return -EMSGSIZE;
+    if (async == FE_DETACHED && heap_gpa)
+        return -EINVAL; /* recycled in C: only a slot can be */
     if (heap_gpa && (heap_gpa > q->mem_size || (uint64_t)room + cap > q->mem_size - heap_gpa))
         return -EINVAL;
     int err = enter(q);
@@ -273,7 +283,12 @@ int64_t fe_submit(struct fe_queue *q, const char *req, uint32_t len, uint32_t ca
             leave(q);
             return -dead(q->sh);
         }
-        if (wait_changed(q, deadline) == ETIMEDOUT) {
+        if (!q->reaping && reap(q) > 0)
+            continue;
+        /* Detached requests are reaped by nobody in particular: look again soon. */
+        int64_t soon = q->detached ? poller_now_ns() + 1000000 : INT64_MAX;
+        if (wait_changed(q, soon < deadline ? soon : deadline) == ETIMEDOUT &&
+            poller_now_ns() >= deadline) {
             leave(q);
             return -ETIMEDOUT;
         }
@@ -301,12 +316,15 @@ int64_t fe_submit(struct fe_queue *q, const char *req, uint32_t len, uint32_t ca
     e->written = 0;
     e->waiters = 0;
     e->queued = 0;
-    e->async = (uint8_t)(async != 0);
+    e->async = (uint8_t)async;
     e->cookie = cookie;
     e->state = INFLIGHT;
-    q->inflight++;
     int64_t token = token_of(q, head);
-    if (async) {
+    if (async == FE_DETACHED)
+        q->detached++;
+    else
+        q->inflight++;
+    if (async == 1) {
         q->bg_need++;
         if (!q->reaping && !q->bg_watching)
             signal_fd(q->sh->wake_fd);
@@ -323,10 +341,16 @@ struct spin_ctx {
     struct fe_entry *e;
 };
 
+/* What a reaper waits for: its request used, or (e NULL) every detached request. */
+static int waited_done(struct fe_queue *q, struct fe_entry *e) {
+    if (e == NULL)
+        return __atomic_load_n(&q->detached, __ATOMIC_ACQUIRE) == 0;
+    return __atomic_load_n(&e->state, __ATOMIC_ACQUIRE) != INFLIGHT;
+}
+
 static int spin_ready(void *ctx) {
     struct spin_ctx *c = ctx;
-    return dead(c->q->sh) || __atomic_load_n(&c->e->state, __ATOMIC_ACQUIRE) != INFLIGHT ||
-           vq_driver_used_pending(&c->q->vq);
+    return dead(c->q->sh) || waited_done(c->q, c->e) || vq_driver_used_pending(&c->q->vq);
 }
 
 static void spin_quiet(void *ctx) { vq_driver_disable_calls(&((struct spin_ctx *)ctx)->q->vq); }
@@ -336,7 +360,8 @@ static int spin_arm(void *ctx) {
     return vq_driver_enable_calls(&c->q->vq) || spin_ready(ctx);
 }
 
-/* As the queue's reaper, polls until e is used (lock held on entry and return). */
+/* As the queue's reaper, polls until e is used, or (e NULL) until every detached
+ * request is (lock held on entry and return). */
 static int reap_until_used(struct fe_queue *q, struct fe_entry *e, int64_t deadline) {
     struct spin_ctx ctx = {q, e};
     struct poller_ring ring = {spin_ready, spin_quiet, spin_arm, &ctx};
@@ -345,7 +370,7 @@ static int reap_until_used(struct fe_queue *q, struct fe_entry *e, int64_t deadl
     q->reaping = 1;
     if (q->bg_watching)
         signal_fd(q->sh->wake_fd); /* the call eventfd is ours now */
-    while (e->state == INFLIGHT && !err) {
+    while (!waited_done(q, e) && !err) {
         if (dead(q->sh)) {
             err = -dead(q->sh);
             break;
@@ -362,7 +387,7 @@ static int reap_until_used(struct fe_queue *q, struct fe_entry *e, int64_t deadl
             err = -EIO;
         else if (r == POLLER_EVENT)
             set_dead(q->sh, EPIPE); /* the back-end hung up: what it pushed was reaped */
-        else if (r == POLLER_TIMEOUT && e->state == INFLIGHT)
+        else if (r == POLLER_TIMEOUT && !waited_done(q, e))
             err = -ETIMEDOUT;
         else if (r < 0)
             err = r;
@@ -373,7 +398,24 @@ static int reap_until_used(struct fe_queue *q, struct fe_entry *e, int64_t deadl
     pthread_cond_broadcast(&q->changed);
     if (q->bg_need || q->nready)
         signal_fd(q->sh->wake_fd);
-    return e->state != INFLIGHT ? 0 : err;
+    return waited_done(q, e) ? 0 : err;
+}
+
+int fe_drain(struct fe_queue *q, int64_t timeout_ns) {
+    int err = enter(q);
+    if (err)
+        return err;
+    int64_t deadline = timeout_ns < 0 ? INT64_MAX : poller_now_ns() + timeout_ns;
+    while (q->detached && !err) {
+        if (dead(q->sh))
+            err = -dead(q->sh);
+        else if (!q->reaping)
+            err = reap_until_used(q, NULL, deadline);
+        else if (wait_changed(q, deadline) == ETIMEDOUT)
+            err = -ETIMEDOUT;
+    }
+    leave(q);
+    return err;
 }
 
 /* Waits (lock held) until the entry is used; see fe_wait. */

@@ -40,10 +40,18 @@ void fe_queue_free(struct fe_queue *q);
  * -EPIPE (connection dead), -ETIMEDOUT, -EMSGSIZE (no heap_gpa and the slot is too small),
  * -EINVAL. async: its completion goes to the background unless a thread waits for it;
  * the background names it by `cookie` too (the caller's key for it, known before it is
- * submitted, so the caller can file it under that key without a lock held across here). */
+ * submitted, so the caller can file it under that key without a lock held across here).
+ * FE_DETACHED (a request without a reply nobody waits for, FUSE's FORGET): its slot is
+ * recycled in C whenever the used ring is next reaped, and the device is not asked to
+ * call for it; fe_drain waits until every detached request was used. */
 int64_t fe_submit(struct fe_queue *q, const char *req, uint32_t len, uint32_t cap,
                   uint64_t heap_gpa, int async, int64_t timeout_ns,
                   uint64_t cookie);
+
+#define FE_DETACHED 2
+
+/* Waits until every detached request of q was used: 0, -ETIMEDOUT, -EPIPE, -EIO. */
+int fe_drain(struct fe_queue *q, int64_t timeout_ns);
 
 /* Waits until the request is used: 0, or -ETIMEDOUT, -EPIPE, -EIO (the device broke the
  * ring), -EALREADY (the token's request was claimed already). */

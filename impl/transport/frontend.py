@@ -317,6 +317,22 @@ class VhostUserFrontend:
         self._check_open()
         return self._requests.call(queue, request, reply_capacity, parse, timeout)
 
+    def send(self, queue: int, request: bytes) -> Future[bytes] | None:
+        """Queues a request that has no reply and that nobody waits for (FUSE's FORGET):
+        nothing is waited for and no thread is woken when the device uses it; its buffer
+        is recycled when the used ring is next reaped. None, or (for a request too large
+        for a head's slot) the Future of a `submit`."""
+        self._check_open()
+        if self._requests.send(queue, request):
+            return None
+        return self._requests.submit(queue, request, 0, None)
+
+    def drain(self, queue: int, timeout: float | None = None) -> None:
+        """Returns once the device has used every request `send` put on `queue`
+        (TimeoutError after `timeout`)."""
+        self._check_open()
+        self._requests.drain(queue, timeout)
+
     def _check_open(self) -> None:
         if self._closed:
             raise ConnectionError("front-end closed")

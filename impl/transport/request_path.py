@@ -171,6 +171,24 @@ class RequestPath:
         future._token = token
         return future
 
+    def send(self, queue: int, request: bytes) -> bool:
+        """Publishes a request that has no reply and that nobody waits for (FUSE's
+        FORGET): its slot is recycled in C once used, with no thread woken for it. False
+        when it does not fit a slot (the caller then submits it)."""
+        got = lib.fe_submit(self._queues[queue], request, len(request), 0, 0, lib.FE_DETACHED,
+                            -1, 0)
+        if got == -errno.EMSGSIZE:
+            return False
+        if got < 0:
+            raise self._failure(-got)
+        return True
+
+    def drain(self, queue: int, timeout: float | None) -> None:
+        """Returns once the device has used every request `send` put on `queue`."""
+        got = lib.fe_drain(self._queues[queue], _ns(timeout))
+        if got < 0:
+            raise self._failure(-got)
+
     def _alloc(self, request: bytes, reply_capacity: int) -> int:
         length = -(-len(request) // 64) * 64 + reply_capacity
         if length > self.memory.size // 2:

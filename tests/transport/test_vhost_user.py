@@ -454,3 +454,31 @@ def test_a_reply_callback_may_wait_for_another_reply(thread_backend, sock_path) 
         first.add_done_callback(chain_another)
         assert first.result(10) == b"echo:first"
         wait_until(lambda: inner == [b"echo:second"], "the second echo")
+
+
+def test_sent_requests_are_not_waited_for_and_drain_waits_for_them(thread_backend,
+                                                                     sock_path) -> None:
+    """send(): a request without a reply (FUSE's FORGET) is queued and not waited for; its
+    slot is recycled in C (more are sent than the queue holds), and drain() returns once
+    the device has used them all."""
+    gate = threading.Event()
+    seen = []
+
+    def handle(request: bytes) -> bytes | None:
+        if request.startswith(b"forget"):
+            gate.wait(10)
+            seen.append(request)
+            return None
+        return b"echo:" + request
+
+    thread_backend(handle)
+    with VhostUserFrontend.connect(sock_path) as fe:
+        assert fe.send(0, b"forget-first") is None  # returns though the back-end holds it
+        with pytest.raises(FutureTimeout):
+            fe.drain(0, timeout=0.05)
+        gate.set()
+        for i in range(300):  # more than the queue's 128 entries: recycled as they are used
+            assert fe.send(0, b"forget-%d" % i) is None
+        fe.drain(0, timeout=30)
+        assert len(seen) == 301
+        assert fe.call(REQUEST_QUEUE, b"after", 64, timeout=10) == b"echo:after"
