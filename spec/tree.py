@@ -177,15 +177,9 @@ def rename_errors(state: State, sdir: int, sname: bytes, ddir: int, dname: bytes
     errors = set(_two_names_errors(state, sdir, sname, ddir, dname))
     if flags & ~RENAME_NOREPLACE or flags < 0:
         errors.add(Errno.EINVAL)
-    source_valid = not (dir_errors(state, sdir) or is_dot(sname)
-                        or name_errors(sname, state.config.name_max))
-    source = child(state, sdir, sname) if source_valid else None
     if errors:
-        # Which check comes first is the server's choice: Linux looks the source up
-        # before it judges the new name, so a missing source may be ENOENT as well.
-        if source_valid and source is None:
-            errors.add(Errno.ENOENT)
-        return frozenset(errors)
+        return frozenset(errors | _missing_source(state, sdir, sname))
+    source = child(state, sdir, sname)
     if source is None:
         return frozenset({Errno.ENOENT})
     target = child(state, ddir, dname)
@@ -206,6 +200,16 @@ def rename_errors(state: State, sdir: int, sname: bytes, ddir: int, dname: bytes
     return frozenset(errors)
 
 
+def _missing_source(state: State, sdir: int, sname: bytes) -> frozenset[Errno]:
+    """Which check comes first is the server's choice: Linux looks the source up before
+    it judges the new name (for RENAME and RENAME_EXCHANGE alike), so beside the other
+    errors, a valid source name that is absent may be ENOENT as well."""
+    valid = not (dir_errors(state, sdir) or is_dot(sname)
+                 or name_errors(sname, state.config.name_max))
+    return frozenset({Errno.ENOENT}) if valid and child(state, sdir, sname) is None \
+        else frozenset()
+
+
 def exchange_errors(state: State, sdir: int, sname: bytes, ddir: int,
                     dname: bytes) -> frozenset[Errno]:
     """RENAME_EXCHANGE swaps two existing names atomically: ENOENT unless both exist, EINVAL
@@ -217,7 +221,7 @@ def exchange_errors(state: State, sdir: int, sname: bytes, ddir: int,
     """
     errors = set(_two_names_errors(state, sdir, sname, ddir, dname))
     if errors:
-        return frozenset(errors)
+        return frozenset(errors | _missing_source(state, sdir, sname))
     source, target = child(state, sdir, sname), child(state, ddir, dname)
     if source is None or target is None:
         return frozenset({Errno.ENOENT})
