@@ -30,7 +30,8 @@ from pagefs.conformance.faults import FAULTS, inject
 from pagefs.conformance.report import Report, combine, matrix_markdown, seeds_markdown
 from pagefs.conformance.runner import ALL, run
 
-MATRIX = ("pagefs", "pagefs-api", "local", "bindfs", "virtiofsd:cache=none", "virtiofsd:cache=auto",
+MATRIX = ("pagefs", "pagefs:python", "pagefs-api", "local", "bindfs", "virtiofsd:cache=none",
+          "virtiofsd:cache=auto",
           "virtiofsd:cache=always", "pagefs-mount", "pagefs-mount:relay",
           "virtiofsd-rust:cache=never", "virtiofsd-rust:cache=auto",
           "virtiofsd-rust:cache=always", "virtiofsd-rust:cache=metadata")

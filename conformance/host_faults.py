@@ -102,8 +102,10 @@ def broken_host(fault: str) -> DaemonFactory:
         raise ValueError(f"unknown host fault {fault!r}; known: {', '.join(HOST_FAULTS)}")
     program = (sys.executable, "-m", "pagefs.conformance.host_faults", fault)
 
+    # The bug is seeded in the Python reference (short-read, forget-ignored and
+    # release-leaks are in requests the C fast path would otherwise answer itself).
     def serve(export: str, read_only: bool, stack: contextlib.ExitStack) -> Served:
-        return serve_pagefs(export, read_only, stack, program)
+        return serve_pagefs(export, read_only, stack, program, dispatch="python")
 
     return DaemonFactory(f"pagefs+host:{fault}", pagefs_capabilities(), serve, {},
                          PAGEFS_WINDOW)

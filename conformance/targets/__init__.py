@@ -3,7 +3,8 @@
     local                          host and guest are one kernel view (the coherent ideal)
     mount:HOSTDIR:GUESTDIR[:G2]    any mounted guest view beside its host directory
     bindfs                         a bindfs FUSE mount this suite makes and removes
-    pagefs                         the pagefs daemon and guest, separate processes
+    pagefs[:python]                the pagefs daemon and guest, separate processes (python:
+                                   the daemon's Python dispatcher alone, no C fast path)
     pagefs-api                     the pagefs daemon judged through the guest driver's API
     virtiofsd[:cache=MODE]         QEMU's virtiofsd through the pagefs front-end
     virtiofsd-rust[:cache=MODE]    the Rust virtiofsd (make virtiofsd-rust), likewise
@@ -28,7 +29,7 @@ _BUILTIN: dict[str, tuple[str, str]] = {
     "local": ("local", "LocalFactory"),
     "mount": ("mount", "parse"),
     "bindfs": ("bindfs", "BindfsFactory"),
-    "pagefs": ("daemon", "PagefsFactory"),
+    "pagefs": ("daemon", "parse_pagefs"),
     "pagefs-api": ("api", "ApiFactory"),
     "virtiofsd": ("daemon", "parse_virtiofsd"),
     "virtiofsd-rust": ("daemon", "parse_virtiofsd_rust"),

@@ -149,10 +149,12 @@ class DaemonFactory(TargetFactory):
 
 
 def serve_pagefs(export: str, read_only: bool, stack: contextlib.ExitStack,
-                 program: tuple[str, ...] | None = None) -> Served:
-    """pagefs-host on `export` (or `program`, a pagefs-host with a seeded bug)."""
+                 program: tuple[str, ...] | None = None, dispatch: str = "fast") -> Served:
+    """pagefs-host on `export` (or `program`, a pagefs-host with a seeded bug), serving
+    with its C fast path (`dispatch` fast, its default) or the Python dispatcher alone."""
     from pagefs.impl.client.host_daemon import PAGEFS_HOST, host_daemon
     daemon = stack.enter_context(host_daemon(export, read_only=read_only,
+                                             options=("--dispatch", dispatch),
                                              program=program or PAGEFS_HOST))
     return Served(daemon.socket_path, daemon.open_fds, daemon.process, daemon.log)
 
@@ -164,6 +166,21 @@ def pagefs_capabilities() -> frozenset[str]:
 
 def PagefsFactory() -> DaemonFactory:  # noqa: N802 (a factory of factories, named as a type)
     return DaemonFactory("pagefs", pagefs_capabilities(), serve_pagefs, {}, WINDOW_SIZE)
+
+
+def parse_pagefs(spec: str) -> DaemonFactory:
+    """`pagefs` (the daemon's C fast path, its default) or `pagefs:python` (every request
+    through the Python dispatcher, the fast path's reference): both are judged."""
+    _, _, dispatch = spec.partition(":")
+    if dispatch in ("", "fast"):
+        return PagefsFactory()
+    if dispatch != "python":
+        raise ValueError(f"pagefs takes 'python' or 'fast', not {dispatch!r}")
+
+    def serve(export: str, read_only: bool, stack: contextlib.ExitStack) -> Served:
+        return serve_pagefs(export, read_only, stack, dispatch="python")
+
+    return DaemonFactory("pagefs:python", pagefs_capabilities(), serve, {}, WINDOW_SIZE)
 
 
 def virtiofsd_factory(cache: str = "auto") -> DaemonFactory:

@@ -2,7 +2,7 @@
 
     pagefs-host --socket-path PATH --shared-dir DIR [--read-only] [--max-guests N]
                 [--window-size SIZE] [--handshake-timeout SECONDS] [--tag TAG]
-                [--cache never|auto|always]
+                [--cache never|auto|always] [--dispatch fast|python]
                 [--log-level LEVEL]
     pagefs-host --fd FD --shared-dir DIR ...     (an inherited listening socket: libvirt)
     pagefs-host --print-capabilities
@@ -31,6 +31,7 @@ from pagefs.impl.host import cache_policy, sandbox
 from pagefs.impl.host.cache_policy import CachePolicy
 from pagefs.impl.host.credentials import Credentials, drop_supplementary_groups
 from pagefs.impl.host.dispatch import Dispatcher, guest_log
+from pagefs.impl.host.fastpath import FastPath
 from pagefs.impl.host.listener import adopt_listener, bind_listener
 from pagefs.impl.host.options import (
     CAPABILITIES,
@@ -62,8 +63,9 @@ class Daemon:
                  max_guests: int | None, window_size: int,
                  handshake_timeout: float = HANDSHAKE_SECONDS,
                  device_config: bytes = b"", cache: CachePolicy = cache_policy.DEFAULT,
-                 credentials: Credentials | None = None) -> None:
+                 credentials: Credentials | None = None, fast: bool = True) -> None:
         self._fs = fs
+        self._fast = fast
         self._listener = listener
         self._socket_name = socket_name
         self._max_guests = max_guests
@@ -160,7 +162,13 @@ class Daemon:
                     backend.stop()
             dispatcher = Dispatcher(session, mapper=backend, cache=self._cache,
                                     credentials=self._credentials)
-            backend.serve(dispatcher.handle)
+            fast = None
+            if self._fast:
+                path = FastPath(session.tables, cache=self._cache,
+                                credentials=self._credentials)
+                dispatcher.gates.append(path.gate)
+                fast = path.serve
+            backend.serve(dispatcher.handle, fast)
             if not dispatcher.greeted:
                 why += " (never sent FUSE INIT)"
             if backend.broken:
@@ -311,11 +319,13 @@ def main(argv: list[str] | None = None) -> int:
     daemon = Daemon(fs, listener, socket_name, max_guests=args.max_guests,
                     window_size=args.window_size, handshake_timeout=args.handshake_timeout,
                     device_config=_device_config(args.tag),
-                    cache=cache_policy.CACHE_POLICIES[args.cache], credentials=credentials)
+                    cache=cache_policy.CACHE_POLICIES[args.cache], credentials=credentials,
+                    fast=args.dispatch == "fast")
     daemon.handle_stop_signals()
-    log.info("exporting %s%s on %s, --cache %s, --fds-per-guest %d; %s", fs.root,
-             " read-only" if fs.read_only else "",
+    log.info("exporting %s%s on %s, --cache %s, --fds-per-guest %d, --dispatch %s; %s",
+             fs.root, " read-only" if fs.read_only else "",
              args.socket_path or f"inherited socket {args.fd}", args.cache, fds_per_guest,
+             args.dispatch,
              credentials.describe())
     log.info("sandbox %s", fs.roots.how)
     daemon.run()

@@ -89,7 +89,9 @@ class Dispatcher:
         # FUSE_HANDLE_KILLPRIV_V2 negotiated: requests may ask for set-id bits killed
         self._killpriv = False
         entry_reply = self._entry_reply
-        self.initialized = False
+        # Told of every change of `initialized` (the C fast path keeps its own copy).
+        self.gates: list[Callable[[bool], None]] = []
+        self._initialized = False
         # The guest has completed FUSE INIT once on this connection; requests before INIT
         # are EIO and do not count.
         self.greeted = False
@@ -151,6 +153,17 @@ class Dispatcher:
                 b.fh, b.offset, b.length, b.mode)),
             c.Opcode.SYNCFS: _done(p.SyncfsIn, lambda n, b: session.syncfs(n)),
         }
+
+    @property
+    def initialized(self) -> bool:
+        """FUSE INIT is done: requests other than INIT are served."""
+        return self._initialized
+
+    @initialized.setter
+    def initialized(self, value: bool) -> None:
+        self._initialized = value
+        for gate in self.gates:
+            gate(value)
 
     # -- the one entry point -------------------------------------------------------
 

@@ -27,6 +27,7 @@ FDS_SHARE = 4
 # What the daemon raises its own descriptor limit to when it may (virtiofsd's default).
 RLIMIT_NOFILE_WANTED = 1_000_000
 EXIT_FAILURE = 1
+DISPATCH_MODES = ("fast", "python")
 EXIT_USAGE = 2
 # What libvirt and QEMU read from --print-capabilities (vhost-user.rst, "Backend program
 # conventions"): a virtio-fs back-end taking its options as separate arguments.
@@ -68,6 +69,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "size or mtime changes, attributes re-asked every time; always = "
                         f"page cache and names kept (default {DEFAULT.name}); DAX mappings are "
                         "the host's pages in every mode")
+    parser.add_argument("--dispatch", choices=DISPATCH_MODES, default="fast",
+                        help="fast: the frequent requests (GETATTR, LOOKUP, FORGET, OPEN, "
+                        "RELEASE, FLUSH, READ, WRITE) are answered in C by each queue's "
+                        "thread without the GIL, the rest by the Python dispatcher; "
+                        "python: every request by the Python dispatcher (default fast)")
     parser.add_argument("--read-only", action="store_true",
                         help="refuse every write path with EROFS; donate read-only fds only")
     parser.add_argument("--writable-map-fds", action="store_true",

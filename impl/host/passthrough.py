@@ -23,7 +23,6 @@ import os
 import stat
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import wraps
 from typing import Concatenate, ParamSpec, TypeVar
 
@@ -36,6 +35,7 @@ from pagefs.impl.transport.ratelog import RateLog
 
 from . import confine, syscalls, xattrs
 from .sandbox import open_roots, reopen_read_only
+from .tables import Export, Handle, Node, SessionTables
 
 log = logging.getLogger("pagefs.host")
 refusal_log = RateLog(log)
@@ -51,24 +51,6 @@ _FALLOC_KEEP_SIZE = 0x01
 _FALLOC_PUNCH_HOLE = 0x02
 _FALLOC_ZERO_RANGE = 0x10
 _FALLOCATE_MODES = _FALLOC_KEEP_SIZE | _FALLOC_PUNCH_HOLE | _FALLOC_ZERO_RANGE
-
-
-@dataclass
-class _Node:
-    fd: int  # O_PATH, pins the inode
-    key: tuple[int, int]
-    generation: int
-    nlookup: int
-    kind: int  # stat.S_IFMT of the pinned inode, which never changes: no fstat to learn it
-
-
-@dataclass
-class _Handle(open_flags.OpenAccess):
-    fd: int
-    key: tuple[int, int]
-    flags: int
-    is_dir: bool
-    listing: list[DirEntry] | None = None
 
 
 def _key(st: os.stat_result) -> tuple[int, int]:
@@ -100,8 +82,8 @@ class PassthroughFS:
         self.roots = open_roots(self.root, sandbox, read_only=read_only)
         self._root_fd = self.roots.served
         # FUSE asks that (nodeid, generation) never repeats; nodeids are not reused
-        # either, so an export-wide counter is more than enough.
-        self._generations = itertools.count(1)
+        # either, so an export-wide counter (in C, shared with the fast path) is enough.
+        self.export = Export(read_only=read_only, fds_per_guest=fds_per_guest)
         self._guests = itertools.count(1)
         self._lock = threading.Lock()
         self._sessions: set[GuestSession] = set()
@@ -114,7 +96,7 @@ class PassthroughFS:
         return session
 
     def next_generation(self) -> int:
-        return next(self._generations)
+        return self.export.next_generation()
 
     def _forget_session(self, session: GuestSession) -> None:
         with self._lock:
@@ -161,7 +143,7 @@ def _serialized(method: Callable[Concatenate[GuestSession, Params], Result],
 
     @wraps(method)
     def run(self: GuestSession, *args: Params.args, **kwargs: Params.kwargs) -> Result:
-        with self._lock:
+        with self.tables.locked():
             try:
                 if self._closed:
                     raise OSError(errno.ENOTCONN, "guest session closed")
@@ -179,16 +161,11 @@ class GuestSession:
     def __init__(self, fs: PassthroughFS, root_fd: int, name: str) -> None:
         self.name = name
         self._fs = fs
-        self._lock = threading.RLock()
         self._closed = False
-        root_st = os.fstat(root_fd)
-        self._nodes: dict[int, _Node] = {
-            FUSE_ROOT_ID: _Node(root_fd, _key(root_st), fs.next_generation(), 1,
-                           stat.S_IFMT(root_st.st_mode))}
-        self._by_key: dict[tuple[int, int], int] = {_key(root_st): FUSE_ROOT_ID}
-        self._next_nodeid = itertools.count(FUSE_ROOT_ID + 1)
-        self._handles: dict[int, _Handle] = {}
-        self._next_fh = itertools.count(1)
+        # nodeids and handles: C tables (tables.py), shared with the fast path
+        self.tables = SessionTables(fs.export, root_fd)
+        # a directory handle's listing, from the READDIR at offset 0 on
+        self._listings: dict[int, list[DirEntry]] = {}
         self._window: WindowBook[tuple[int, int]] = WindowBook()  # owner: (st_dev, st_ino)
         # The last mapping granted and what it replaced, until the front-end has it.
         self._last_added: tuple[_Mapped, list[_Mapped]] | None = None
@@ -203,14 +180,14 @@ class GuestSession:
         if self._fs.read_only:
             raise OSError(errno.EROFS, "read-only export")
 
-    def _node(self, nodeid: int) -> _Node:
-        node = self._nodes.get(nodeid)
+    def _node(self, nodeid: int) -> Node:
+        node = self.tables.node(nodeid)
         if node is None:
             raise OSError(errno.ESTALE, f"unknown nodeid {nodeid}")
         return node
 
-    def _handle(self, fh: int, *, is_dir: bool | None = False) -> _Handle:
-        handle = self._handles.get(fh)
+    def _handle(self, fh: int, *, is_dir: bool | None = False) -> Handle:
+        handle = self.tables.handle(fh)
         if handle is None or (is_dir is not None and handle.is_dir != is_dir):
             raise OSError(errno.EBADF, f"unknown handle {fh}")
         return handle
@@ -218,38 +195,37 @@ class GuestSession:
     def _reserve(self, fds: int) -> None:
         """EMFILE when `fds` more descriptors would take this guest past its cap."""
         limit = self._fs.fds_per_guest
-        if limit is not None and len(self._nodes) + len(self._handles) + fds > limit:
+        if limit is not None and self.tables.over_cap(fds):
             raise OSError(errno.EMFILE, f"guest holds {limit} host descriptors already")
 
     def _new_handle(self, fd: int, key: tuple[int, int], flags: int, is_dir: bool) -> int:
         """Record `fd`, opened on the inode known by `key` (from the node it was opened
         through, so no fstat is needed to learn it)."""
-        fh = next(self._next_fh)
-        self._handles[fh] = _Handle(fd, key, flags, is_dir)
-        return fh
+        return self.tables.add_handle(fd, key, flags, is_dir)
 
     def _enter(self, path_fd: int) -> Entry:
         """Count one lookup of the inode behind `path_fd` (which this call owns)."""
         st = os.fstat(path_fd)
         key = _key(st)
-        nodeid = self._by_key.get(key)
+        nodeid = self.tables.nodeid_of(key)
         if nodeid is not None:
             os.close(path_fd)
-            node = self._nodes[nodeid]
-            node.nlookup += 1
+            self.tables.looked_up(nodeid)
         else:
             try:
                 self._reserve(1)
             except OSError:
                 os.close(path_fd)
                 raise
-            nodeid = next(self._next_nodeid)
-            node = _Node(path_fd, key, self._fs.next_generation(), 1, stat.S_IFMT(st.st_mode))
-            self._nodes[nodeid] = node
-            self._by_key[key] = nodeid
+            try:
+                nodeid = self.tables.add_node(path_fd, key, stat.S_IFMT(st.st_mode))
+            except OSError:
+                os.close(path_fd)
+                raise
+        node = self._node(nodeid)
         return Entry(nodeid, node.generation, st)
 
-    def _dir_to_change(self, parent: int, name: bytes) -> _Node:
+    def _dir_to_change(self, parent: int, name: bytes) -> Node:
         """The directory in which `name` is to be made or removed, after the checks every
         such request makes, in the same order: stale parent, read-only export, the name."""
         node = self._node(parent)
@@ -271,14 +247,7 @@ class GuestSession:
     @_serialized
     def forget(self, nodeid: int, nlookup: int) -> None:
         """Drop `nlookup` lookups; at zero the nodeid is gone for good (never reissued)."""
-        node = self._nodes.get(nodeid)
-        if node is None or nodeid == FUSE_ROOT_ID:
-            return
-        node.nlookup -= nlookup
-        if node.nlookup <= 0:
-            del self._nodes[nodeid]
-            del self._by_key[node.key]
-            os.close(node.fd)
+        self.tables.forget(nodeid, nlookup)
 
     @_serialized
     def getattr(self, nodeid: int, fh: int | None = None) -> os.stat_result:
@@ -451,8 +420,8 @@ class GuestSession:
 
     @_serialized
     def release(self, fh: int) -> None:
-        os.close(self._handle(fh).fd)
-        del self._handles[fh]
+        self._handle(fh)
+        self.tables.remove_handle(fh)
 
     # -- directories -----------------------------------------------------------
 
@@ -471,15 +440,17 @@ class GuestSession:
         handle = self._handle(fh, is_dir=True)
         if offset < 0:
             raise OSError(errno.EINVAL, "negative offset")
-        if offset == 0 or handle.listing is None:
-            handle.listing = self._dots(handle) + _list_directory(handle.fd, first_offset=3)
-        return handle.listing[offset:]
+        listing = self._listings.get(fh)
+        if offset == 0 or listing is None:
+            listing = self._dots(handle) + _list_directory(handle.fd, first_offset=3)
+            self._listings[fh] = listing
+        return listing[offset:]
 
-    def _dots(self, handle: _Handle) -> list[DirEntry]:
+    def _dots(self, handle: Handle) -> list[DirEntry]:
         """'.' and '..' as a Linux guest expects them from the server (it does not make them
         up). The export root's '..' is the root itself: nothing above it is shown."""
         here = os.fstat(handle.fd).st_ino
-        if handle.key == self._nodes[FUSE_ROOT_ID].key:
+        if handle.key == self._node(FUSE_ROOT_ID).key:
             parent = here
         else:
             parent = os.stat("..", dir_fd=handle.fd, follow_symlinks=False).st_ino
@@ -488,8 +459,9 @@ class GuestSession:
 
     @_serialized
     def releasedir(self, fh: int) -> None:
-        os.close(self._handle(fh, is_dir=True).fd)
-        del self._handles[fh]
+        self._handle(fh, is_dir=True)
+        self.tables.remove_handle(fh)
+        self._listings.pop(fh, None)
 
     @_serialized
     def statfs(self, nodeid: int) -> os.statvfs_result:
@@ -527,11 +499,11 @@ class GuestSession:
             raise OSError(errno.ENODEV, "only regular files can be mapped")
         fh = self.open(nodeid, os.O_RDWR if writable else os.O_RDONLY)
         try:
-            return self._grant(self._handles[fh], foffset, length, writable, moffset)
+            return self._grant(self._handle(fh), foffset, length, writable, moffset)
         finally:
             self.release(fh)
 
-    def _grant(self, handle: _Handle, foffset: int, length: int, writable: bool,
+    def _grant(self, handle: Handle, foffset: int, length: int, writable: bool,
                moffset: int) -> MapGrant:
         if writable:
             self._refuse_write()
@@ -579,7 +551,7 @@ class GuestSession:
     @property
     def mappings(self) -> list[_Mapped]:
         """The window ranges this guest has mapped, in window order."""
-        with self._lock:
+        with self.tables.locked():
             return list(self._window)
 
     # -- links, special files, extended attributes, space ------------------------
@@ -611,7 +583,7 @@ class GuestSession:
         os.mknod(name, kind | stat.S_IMODE(mode), 0, dir_fd=directory.fd)
         return self._lookup_name(parent, name)
 
-    def _xattr_target(self, node: _Node) -> str | None:
+    def _xattr_target(self, node: Node) -> str | None:
         """The path the xattr calls take to the pinned inode (they never open it); None for
         a symlink, whose user.* attributes Linux refuses anyway."""
         return None if stat.S_ISLNK(node.kind) else confine.proc_path(node.fd)
@@ -674,7 +646,7 @@ class GuestSession:
     def syncfs(self, nodeid: int) -> None:
         """Write back the filesystem that holds the export (not a write: served read-only too)."""
         self._node(nodeid)  # the guest's kernel names its root; any live nodeid will do
-        fd = confine.reopen(self._nodes[FUSE_ROOT_ID].fd, os.O_RDONLY, stat.S_IFDIR)
+        fd = confine.reopen(self._node(FUSE_ROOT_ID).fd, os.O_RDONLY, stat.S_IFDIR)
         try:
             syscalls.syncfs(fd)
         finally:
@@ -688,12 +660,11 @@ class GuestSession:
 
     def close(self) -> None:
         """RECLAIM: release every nodeid, handle and mapping record this guest held."""
-        with self._lock:
+        with self.tables.locked():
             if self._closed:
                 return
             self._closed = True
-            self._release_all()
-            self._by_key.clear()
+            self._release_all(keep_root=False)
         self._fs._forget_session(self)
 
     def reset(self) -> dict[str, int]:
@@ -702,32 +673,25 @@ class GuestSession:
         the guest starts again knowing only the root. Nodeids and handles keep counting,
         so the old session's numbers stay unknown (ESTALE, EBADF) for good. Returns what
         was released. The caller unmaps the window's mappings from the front-end first."""
-        with self._lock:
+        with self.tables.locked():
             released = self.stats()
-            root = self._nodes.pop(FUSE_ROOT_ID)
-            self._release_all()
-            root.nlookup = 1
-            self._nodes = {FUSE_ROOT_ID: root}
-            self._by_key = {root.key: FUSE_ROOT_ID}
+            self._release_all(keep_root=True)
         released["nodes"] -= 1  # the root is the new session's too
         return released
 
-    def _release_all(self) -> None:
-        """Close the descriptor of every handle and nodeid held, and forget the window's
-        mappings (the lock held)."""
-        for handle in self._handles.values():
-            os.close(handle.fd)
-        for node in self._nodes.values():
-            os.close(node.fd)
-        self._handles.clear()
-        self._nodes.clear()
+    def _release_all(self, *, keep_root: bool) -> None:
+        """Close the descriptor of every handle and nodeid held (the root's too unless
+        `keep_root`, whose lookup count goes back to 1), and forget the window's mappings
+        (the lock held)."""
+        self.tables.release_all(keep_root=keep_root)
+        self._listings.clear()
         self._window.clear()
 
     def stats(self) -> dict[str, int]:
         """Counts of what this guest holds (for logs and tests)."""
-        with self._lock:
-            return {"nodes": len(self._nodes), "handles": len(self._handles),
-                    "mappings": len(self._window)}
+        with self.tables.locked():
+            nodes, handles = self.tables.counts()
+            return {"nodes": nodes, "handles": handles, "mappings": len(self._window)}
 
 
 def _path_fd_of(fd: int) -> int:

@@ -1,0 +1,32 @@
+"""cffi build script for the guest session's tables (session.c: the one home of nodeids
+and handles, used by passthrough.py and the fast path) and the C fast path that serves
+the frequent FUSE requests from the queue loop without the GIL (fastpath.c)."""
+
+from pathlib import Path
+
+from cffi import FFI
+
+HERE = Path(__file__).parent
+TRANSPORT = HERE.parent / "transport"
+HEADERS = ("session.h", "fastpath.h")
+
+
+def _declarations(header: Path) -> str:
+    """The header as cdef takes it: no guards or includes."""
+    skip = ("#if", "#endif", "#include", f"#define PAGEFS_{header.stem.upper()}_H")
+    return "\n".join(line for line in header.read_text().splitlines()
+                     if not line.startswith(skip))
+
+
+ffibuilder = FFI()
+ffibuilder.cdef("\n".join(_declarations(HERE / h) for h in HEADERS))
+ffibuilder.set_source(
+    "pagefs.impl.host._session",
+    "".join(f'#include "{h}"\n' for h in HEADERS),
+    sources=[str(HERE / "session.c"), str(HERE / "fastpath.c")],
+    include_dirs=[str(HERE), str(TRANSPORT)],
+    extra_compile_args=["-O2", "-std=gnu11", "-Wall", "-Wextra"],
+)
+
+if __name__ == "__main__":
+    ffibuilder.compile(verbose=True)

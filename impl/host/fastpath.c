@@ -1,0 +1,501 @@
+/* The host's C fast path; see fastpath.h. The Python reference for every rule here is
+ * dispatch.py and passthrough.py; what they would refuse is theirs to refuse. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/fsuid.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "device_loop.h"
+#include "session_private.h"
+
+#define PASS 0
+#define DONE 1
+
+enum {
+    OP_LOOKUP = 1, OP_FORGET = 2, OP_GETATTR = 3, OP_OPEN = 14, OP_READ = 15, OP_WRITE = 16,
+    OP_RELEASE = 18, OP_FLUSH = 25, OP_BATCH_FORGET = 42,
+};
+
+#define IN_HEADER 40
+#define OUT_HEADER 16
+#define ATTR_SIZE 88
+#define MAX_TRANSFER (1u << 20)
+#define MAX_FILE_OFFSET 0x7FFFFFFFFFFFFFFFull
+#define NAME_MAX_BYTES 255
+#define NO_ID 0xFFFFFFFFu
+#define GETATTR_FH 1u
+#define RELEASE_FLUSH 1u
+#define RELEASE_FLOCK_UNLOCK 2u
+#define READ_LOCKOWNER 2u
+#define WRITE_CACHE 1u
+#define WRITE_LOCKOWNER 2u
+#define GUEST_OPEN_FLAGS (O_ACCMODE | O_APPEND | O_TRUNC | O_SYNC | O_DSYNC)
+
+struct pf_rules *pf_rules(struct pf_session *s) { return &s->rules; }
+
+/* ---- little-endian wire values ------------------------------------------------------ */
+
+static uint32_t u32(const uint8_t *p) { uint32_t v; memcpy(&v, p, 4); return v; }
+static uint64_t u64(const uint8_t *p) { uint64_t v; memcpy(&v, p, 8); return v; }
+static void put32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
+static void put64(uint8_t *p, uint64_t v) { memcpy(p, &v, 8); }
+
+/* Where the reply goes: the chain's writable buffers (or one plain buffer). */
+struct dst {
+    struct iovec iov[64];
+    unsigned n;
+    size_t cap;
+};
+
+static void dst_write(const struct dst *d, size_t at, const uint8_t *src, size_t len) {
+    for (unsigned k = 0; k < d->n && len; k++) {
+        size_t seg = d->iov[k].iov_len;
+        if (at >= seg) {
+            at -= seg;
+            continue;
+        }
+        size_t put = seg - at < len ? seg - at : len;
+        memcpy((uint8_t *)d->iov[k].iov_base + at, src, put);
+        src += put;
+        len -= put;
+        at = 0;
+    }
+}
+
+/* The part of d from byte `at` on, as iovecs (for preadv). */
+static unsigned dst_tail(const struct dst *d, size_t at, struct iovec *out) {
+    unsigned m = 0;
+    for (unsigned k = 0; k < d->n; k++) {
+        size_t seg = d->iov[k].iov_len;
+        if (at >= seg) {
+            at -= seg;
+            continue;
+        }
+        out[m].iov_base = (uint8_t *)d->iov[k].iov_base + at;
+        out[m].iov_len = seg - at;
+        m++;
+        at = 0;
+    }
+    return m;
+}
+
+static size_t out_header(uint8_t *buf, size_t len, uint64_t unique) {
+    put32(buf, (uint32_t)len);
+    put32(buf + 4, 0);
+    put64(buf + 8, unique);
+    return len;
+}
+
+/* fuse_attr from a host stat, as dispatch.attr_values packs it. */
+static void put_attr(uint8_t *p, const struct stat *st) {
+    put64(p, st->st_ino);
+    put64(p + 8, (uint64_t)st->st_size);
+    put64(p + 16, (uint64_t)st->st_blocks);
+    put64(p + 24, (uint64_t)st->st_atim.tv_sec);
+    put64(p + 32, (uint64_t)st->st_mtim.tv_sec);
+    put64(p + 40, (uint64_t)st->st_ctim.tv_sec);
+    put32(p + 48, (uint32_t)st->st_atim.tv_nsec);
+    put32(p + 52, (uint32_t)st->st_mtim.tv_nsec);
+    put32(p + 56, (uint32_t)st->st_ctim.tv_nsec);
+    put32(p + 60, st->st_mode);
+    put32(p + 64, st->st_nlink > 0xFFFFFFFFu ? 0xFFFFFFFFu : (uint32_t)st->st_nlink);
+    put32(p + 68, st->st_uid);
+    put32(p + 72, st->st_gid);
+    uint32_t dev = 0;
+    if (st->st_rdev) {
+        uint32_t ma = major(st->st_rdev), mi = minor(st->st_rdev);
+        dev = (mi & 0xFF) | (ma & 0xFFF) << 8 | (mi & ~0xFFu) << 12;
+    }
+    put32(p + 76, dev);
+    put32(p + 80, (uint32_t)st->st_blksize);
+    put32(p + 84, 0);
+}
+
+/* ---- credentials (credentials.py's acting_as, without CAP_FSETID changes) ----------- */
+
+static int set_id(int (*call)(uid_t), uint32_t value) {
+    call(value);
+    return (uint32_t)call(value) == value ? 0 : -1;
+}
+
+/* 0 and acting as the request's user, or -1 (nothing changed): the request is Python's. */
+static int act_as(const struct pf_rules *r, uint32_t uid, uint32_t gid) {
+    if (uid == NO_ID || gid == NO_ID)
+        return -1; /* Python refuses it (EINVAL) when switching; either way, its call */
+    if (!r->switching)
+        return 0;
+    if (r->squash_uid >= 0)
+        uid = (uint32_t)r->squash_uid;
+    if (r->squash_gid >= 0)
+        gid = (uint32_t)r->squash_gid;
+    if (set_id((int (*)(uid_t))setfsgid, gid) != 0) {
+        set_id((int (*)(uid_t))setfsgid, 0);
+        return -1;
+    }
+    if (set_id((int (*)(uid_t))setfsuid, uid) != 0) {
+        set_id((int (*)(uid_t))setfsuid, 0);
+        set_id((int (*)(uid_t))setfsgid, 0);
+        return -1;
+    }
+    return 0;
+}
+
+static void act_as_daemon(const struct pf_rules *r) {
+    if (r->switching) {
+        set_id((int (*)(uid_t))setfsuid, 0);
+        set_id((int (*)(uid_t))setfsgid, 0);
+    }
+}
+
+/* ---- the requests ------------------------------------------------------------------- */
+
+struct req {
+    uint32_t opcode;
+    uint64_t unique;
+    uint64_t nodeid;
+    uint32_t uid, gid;
+    const uint8_t *body;  /* the guest's memory: fixed fields are copied before use */
+    size_t body_len;
+};
+
+static int serve_getattr(struct pf_session *s, const struct req *q, const struct dst *d,
+                         size_t *out) {
+    uint8_t in[16];
+    if (q->body_len != 16)
+        return PASS;
+    memcpy(in, q->body, 16);
+    uint32_t flags = u32(in);
+    if (flags & ~GETATTR_FH)
+        return PASS;
+    if (d->cap < OUT_HEADER + 16 + ATTR_SIZE || q->uid == NO_ID || q->gid == NO_ID)
+        return PASS;
+    struct pf_node *n = pf_node_get(s, q->nodeid);
+    if (n == NULL)
+        return PASS;
+    int fd = n->fd;
+    if (flags & GETATTR_FH) {
+        struct pf_handle *h = pf_handle_get(s, u64(in + 8));
+        if (h == NULL || h->dev != n->dev || h->ino != n->ino)
+            return PASS;
+        fd = h->fd;
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0)
+        return PASS;
+    uint8_t reply[OUT_HEADER + 16 + ATTR_SIZE];
+    memset(reply, 0, sizeof reply);
+    out_header(reply, sizeof reply, q->unique);
+    put64(reply + 16, s->rules.attr_timeout);
+    put_attr(reply + 32, &st);
+    dst_write(d, 0, reply, sizeof reply);
+    *out = sizeof reply;
+    return DONE;
+}
+
+static int check_name(const uint8_t *name, size_t len) {
+    if (len == 0 || len > NAME_MAX_BYTES || memchr(name, '/', len) != NULL)
+        return -1;
+    if ((len == 1 && name[0] == '.') || (len == 2 && name[0] == '.' && name[1] == '.'))
+        return -1;
+    return 0;
+}
+
+static int serve_lookup(struct pf_session *s, const struct req *q, const struct dst *d,
+                        size_t *out) {
+    char name[NAME_MAX_BYTES + 2];
+    if (q->body_len < 2 || q->body_len > NAME_MAX_BYTES + 1)
+        return PASS;
+    memcpy(name, q->body, q->body_len);
+    size_t len = q->body_len - 1;
+    if (name[len] != 0 || memchr(name, 0, len) != NULL || check_name((uint8_t *)name, len))
+        return PASS;
+    if (d->cap < OUT_HEADER + 40 + ATTR_SIZE)
+        return PASS;
+    struct pf_node *parent = pf_node_get(s, q->nodeid);
+    if (parent == NULL)
+        return PASS;
+    if (act_as(&s->rules, q->uid, q->gid) != 0)
+        return PASS;
+    struct open_how how = {
+        .flags = O_PATH | O_NOFOLLOW | O_CLOEXEC,
+        .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
+    };
+    int fd = (int)syscall(SYS_openat2, parent->fd, name, &how, sizeof how);
+    act_as_daemon(&s->rules);
+    if (fd < 0)
+        return PASS;
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        close(fd);
+        return PASS;
+    }
+    uint64_t nodeid = pf_node_by_key(s, st.st_dev, st.st_ino);
+    struct pf_node *n;
+    if (nodeid != 0) {
+        close(fd);
+        n = pf_node_get(s, nodeid);
+        n->nlookup++;
+    } else {
+        if (pf_over_cap(s, 1)) {
+            close(fd);
+            return PASS;
+        }
+        nodeid = pf_node_add(s, fd, st.st_dev, st.st_ino, st.st_mode & S_IFMT);
+        if (nodeid == 0) {
+            close(fd);
+            return PASS;
+        }
+        n = pf_node_get(s, nodeid);
+    }
+    uint8_t reply[OUT_HEADER + 40 + ATTR_SIZE];
+    memset(reply, 0, sizeof reply);
+    out_header(reply, sizeof reply, q->unique);
+    put64(reply + 16, nodeid);
+    put64(reply + 24, n->generation);
+    put64(reply + 32, s->rules.entry_timeout);
+    put64(reply + 40, s->rules.attr_timeout);
+    put_attr(reply + 56, &st);
+    dst_write(d, 0, reply, sizeof reply);
+    *out = sizeof reply;
+    return DONE;
+}
+
+static int serve_forget(struct pf_session *s, const struct req *q, size_t *out) {
+    if (q->opcode == OP_FORGET) {
+        if (q->body_len != 8)
+            return PASS;
+        pf_node_forget(s, q->nodeid, u64(q->body));
+    } else {
+        if (q->body_len < 8)
+            return PASS;
+        uint32_t count = u32(q->body);
+        if ((uint64_t)count * 16 != q->body_len - 8)
+            return PASS;
+        for (uint32_t k = 0; k < count; k++) {
+            const uint8_t *e = q->body + 8 + 16 * (size_t)k;
+            pf_node_forget(s, u64(e), u64(e + 8));
+        }
+    }
+    *out = 0;
+    return DONE;
+}
+
+static int serve_open(struct pf_session *s, const struct req *q, const struct dst *d,
+                      size_t *out) {
+    if (q->body_len != 8 || d->cap < OUT_HEADER + 16)
+        return PASS;
+    uint8_t in[8];
+    memcpy(in, q->body, 8);
+    uint32_t flags = u32(in), open_flags = u32(in + 4);
+    if (open_flags != 0) /* OPEN_KILL_SUIDGID (or bits the decoder refuses): Python's */
+        return PASS;
+    struct pf_node *n = pf_node_get(s, q->nodeid);
+    if (n == NULL || n->kind != S_IFREG)
+        return PASS;
+    int writable = (flags & O_ACCMODE) == O_WRONLY || (flags & O_ACCMODE) == O_RDWR;
+    if ((flags & O_ACCMODE) == O_ACCMODE)
+        return PASS;
+    if (s->export->read_only && (writable || flags & O_TRUNC))
+        return PASS;
+    if (pf_over_cap(s, 1))
+        return PASS;
+    char path[40];
+    snprintf(path, sizeof path, "/proc/self/fd/%d", n->fd);
+    if (act_as(&s->rules, q->uid, q->gid) != 0)
+        return PASS;
+    int fd = open(path, (int)(flags & GUEST_OPEN_FLAGS) | O_CLOEXEC);
+    act_as_daemon(&s->rules);
+    if (fd < 0)
+        return PASS;
+    uint64_t fh = pf_handle_add(s, fd, n->dev, n->ino, (int)(flags & GUEST_OPEN_FLAGS), 0);
+    if (fh == 0) {
+        close(fd);
+        return PASS;
+    }
+    uint8_t reply[OUT_HEADER + 16];
+    memset(reply, 0, sizeof reply);
+    out_header(reply, sizeof reply, q->unique);
+    put64(reply + 16, fh);
+    put32(reply + 24, s->rules.open_flags);
+    dst_write(d, 0, reply, sizeof reply);
+    *out = sizeof reply;
+    return DONE;
+}
+
+static int handle_writable(const struct pf_handle *h) {
+    return (h->flags & O_ACCMODE) == O_WRONLY || (h->flags & O_ACCMODE) == O_RDWR;
+}
+
+static int handle_readable(const struct pf_handle *h) {
+    return (h->flags & O_ACCMODE) == O_RDONLY || (h->flags & O_ACCMODE) == O_RDWR;
+}
+
+/* RELEASE and FLUSH: a file handle (never a directory's), fsync'd if writable. */
+static int serve_close(struct pf_session *s, const struct req *q, const struct dst *d,
+                       size_t *out) {
+    if (q->body_len != 24 || d->cap < OUT_HEADER)
+        return PASS;
+    uint8_t in[24];
+    memcpy(in, q->body, 24);
+    uint64_t fh = u64(in);
+    int flush = q->opcode == OP_FLUSH;
+    if (q->opcode == OP_RELEASE) {
+        uint32_t release_flags = u32(in + 12);
+        if (release_flags & ~(RELEASE_FLUSH | RELEASE_FLOCK_UNLOCK))
+            return PASS;
+        flush = release_flags & RELEASE_FLUSH;
+    }
+    struct pf_handle *h = pf_handle_get(s, fh);
+    if (h == NULL || h->is_dir)
+        return PASS;
+    if (act_as(&s->rules, q->uid, q->gid) != 0)
+        return PASS;
+    int failed = flush && handle_writable(h) && fsync(h->fd) != 0;
+    act_as_daemon(&s->rules);
+    if (failed)
+        return PASS;
+    if (q->opcode == OP_RELEASE)
+        pf_handle_remove(s, fh);
+    uint8_t reply[OUT_HEADER];
+    out_header(reply, sizeof reply, q->unique);
+    dst_write(d, 0, reply, sizeof reply);
+    *out = sizeof reply;
+    return DONE;
+}
+
+static int serve_read(struct pf_session *s, const struct req *q, const struct dst *d,
+                      size_t *out) {
+    if (q->body_len != 40)
+        return PASS;
+    uint8_t in[40];
+    memcpy(in, q->body, 40);
+    uint64_t fh = u64(in), offset = u64(in + 8);
+    uint32_t size = u32(in + 16), read_flags = u32(in + 20);
+    if (read_flags & ~READ_LOCKOWNER || offset > MAX_FILE_OFFSET || size > MAX_TRANSFER)
+        return PASS;
+    if (d->cap < OUT_HEADER + (size_t)size)
+        return PASS;
+    struct pf_handle *h = pf_handle_get(s, fh);
+    if (h == NULL || h->is_dir || !handle_readable(h))
+        return PASS;
+    if (q->uid == NO_ID || q->gid == NO_ID)
+        return PASS;
+    struct iovec tail[64];
+    unsigned m = dst_tail(d, OUT_HEADER, tail);
+    /* at most `size` bytes: trim the iovecs to it */
+    size_t left = size;
+    unsigned used = 0;
+    for (; used < m && left; used++) {
+        if (tail[used].iov_len > left)
+            tail[used].iov_len = left;
+        left -= tail[used].iov_len;
+    }
+    ssize_t got = size ? preadv(h->fd, tail, (int)used, (off_t)offset) : 0;
+    if (got < 0)
+        return PASS;
+    uint8_t head[OUT_HEADER];
+    out_header(head, OUT_HEADER + (size_t)got, q->unique);
+    dst_write(d, 0, head, OUT_HEADER);
+    *out = OUT_HEADER + (size_t)got;
+    return DONE;
+}
+
+static int serve_write(struct pf_session *s, const struct req *q, const struct dst *d,
+                       size_t *out) {
+    if (q->body_len < 40 || d->cap < OUT_HEADER + 8)
+        return PASS;
+    uint8_t in[40];
+    memcpy(in, q->body, 40);
+    uint64_t fh = u64(in), offset = u64(in + 8);
+    uint32_t size = u32(in + 16), write_flags = u32(in + 20);
+    if (write_flags & ~(WRITE_CACHE | WRITE_LOCKOWNER)) /* KILL_SUIDGID: Python's */
+        return PASS;
+    if (q->body_len != 40 + (size_t)size || offset > MAX_FILE_OFFSET ||
+        offset + size > MAX_FILE_OFFSET)
+        return PASS;
+    if (s->export->read_only)
+        return PASS;
+    struct pf_handle *h = pf_handle_get(s, fh);
+    if (h == NULL || h->is_dir || !handle_writable(h))
+        return PASS;
+    if (act_as(&s->rules, q->uid, q->gid) != 0)
+        return PASS;
+    ssize_t put = pwrite(h->fd, q->body + 40, size, (off_t)offset);
+    act_as_daemon(&s->rules);
+    if (put < 0)
+        return PASS;
+    uint8_t reply[OUT_HEADER + 8];
+    memset(reply, 0, sizeof reply);
+    out_header(reply, sizeof reply, q->unique);
+    put32(reply + 16, (uint32_t)put);
+    dst_write(d, 0, reply, sizeof reply);
+    *out = sizeof reply;
+    return DONE;
+}
+
+static int serve(struct pf_session *s, const uint8_t *buf, size_t len, const struct dst *d,
+                 size_t *out) {
+    if (len < IN_HEADER)
+        return PASS;
+    uint8_t head[IN_HEADER];
+    memcpy(head, buf, IN_HEADER);
+    struct req q = {
+        .opcode = u32(head + 4), .unique = u64(head + 8), .nodeid = u64(head + 16),
+        .uid = u32(head + 24), .gid = u32(head + 28),
+        .body = buf + IN_HEADER, .body_len = len - IN_HEADER,
+    };
+    if (u32(head) != len || (head[36] | head[37]) != 0) /* length, extension headers */
+        return PASS;
+    pf_lock(s);
+    int r = PASS;
+    if (s->rules.enabled && s->rules.initialized) {
+        switch (q.opcode) {
+        case OP_GETATTR: r = serve_getattr(s, &q, d, out); break;
+        case OP_LOOKUP: r = serve_lookup(s, &q, d, out); break;
+        case OP_FORGET:
+        case OP_BATCH_FORGET: r = serve_forget(s, &q, out); break;
+        case OP_OPEN: r = serve_open(s, &q, d, out); break;
+        case OP_RELEASE:
+        case OP_FLUSH: r = serve_close(s, &q, d, out); break;
+        case OP_READ: r = serve_read(s, &q, d, out); break;
+        case OP_WRITE: r = serve_write(s, &q, d, out); break;
+        default: break;
+        }
+    }
+    if (r == DONE)
+        s->rules.served++;
+    pf_unlock(s);
+    return r;
+}
+
+int pf_serve_chain(void *ctx, const struct vq_seg *segs, unsigned n_out, unsigned n_all,
+                   uint64_t bytes_out, uint64_t bytes_in, uint32_t *written) {
+    if (n_out != 1 || n_all - n_out > 64)
+        return VQ_SERVE_PASS;
+    struct dst d = {.n = n_all - n_out, .cap = bytes_in};
+    for (unsigned k = 0; k < d.n; k++) {
+        d.iov[k].iov_base = segs[n_out + k].ptr;
+        d.iov[k].iov_len = segs[n_out + k].len;
+    }
+    size_t out = 0;
+    if (serve(ctx, segs[0].ptr, bytes_out, &d, &out) != DONE)
+        return VQ_SERVE_PASS;
+    *written = (uint32_t)out;
+    return VQ_SERVE_DONE;
+}
+
+int pf_serve_buffer(struct pf_session *s, const uint8_t *req, size_t len, uint8_t *reply,
+                    size_t cap, size_t *reply_len) {
+    struct dst d = {.n = 1, .cap = cap};
+    d.iov[0].iov_base = reply;
+    d.iov[0].iov_len = cap;
+    return serve(s, req, len, &d, reply_len) == DONE;
+}
