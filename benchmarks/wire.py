@@ -1,7 +1,8 @@
 """make bench-wire: request round trips, mapping set-up and CPU on the real wire, as ratios.
 
 Through our front-end and FUSE client (`FuseClient`, the path every guest request takes),
-one request at a time unless said, to pagefs-host and to QEMU's C virtiofsd (cache=none),
+one request at a time unless said, to pagefs-host (its C fast path, and with --dispatch
+python) and to QEMU's C virtiofsd (cache=none),
 each in its own process, beside the same operation on the host directory (native):
 - GETATTR, OPEN+RELEASE, LOOKUP, FORGET (FUSE gives it no reply: the client queues it
   and returns, so its row is the submission; its completion, reaped by the front-end's
@@ -81,7 +82,9 @@ MAPPED = "mapped"  # a sparse file for the mapping rows
 RANGE = 2 * MiB  # one window range
 RECLAIM_BATCH = 10  # ranges per reclaim (the window's REMOVEMAPPING batch)
 NATIVE, VIRTIOFSD, PAGEFS = "native", "virtiofsd", "pagefs-host"
-BACKENDS = (VIRTIOFSD, PAGEFS)
+# pagefs-host without its C fast path: every request through the Python dispatcher
+PAGEFS_PY = "pagefs-host --dispatch python"
+BACKENDS = (VIRTIOFSD, PAGEFS, PAGEFS_PY)
 POLL_FLOOR = "shared-word ping-pong, 2 pinned processes (polling floor)"
 EVENTFD = "eventfd ping-pong, 2 pinned processes (one wake-up each way)"
 KINDS = ("GETATTR", "OPEN+RELEASE", "LOOKUP", "FORGET", "CREATE+RELEASE+UNLINK")
@@ -345,6 +348,8 @@ def bench(runs: int, calls: int, idle_seconds: float) -> None:
         daemons = {
             VIRTIOFSD: stack.enter_context(Virtiofsd(shared, cache="none")),
             PAGEFS: stack.enter_context(host_daemon(shared, log_level="warn")),
+            PAGEFS_PY: stack.enter_context(host_daemon(shared, log_level="warn",
+                                                       options=("--dispatch", "python"))),
         }
         pids = {name: d.process.pid for name, d in daemons.items() if d.process is not None}
         clients = {name: stack.enter_context(FuseClient.connect(d.socket_path, window_size=0))
@@ -366,11 +371,14 @@ def bench(runs: int, calls: int, idle_seconds: float) -> None:
         rows = compare_groups(measures, runs, baseline=POLL_FLOOR)
         print_table(f"Round trips, one at a time unless said (median call of {calls}; "
                     f"medians over {runs} runs)", rows, "us", "x polling")
-        pairs = [(kind, f"{kind} -> {PAGEFS}", f"{kind} -> {VIRTIOFSD}")
-                 for kind in KINDS]
-        pairs.append((f"GETATTR x{BURST} in flight", f"GETATTR x{BURST} in flight, per "
-                       f"request -> {PAGEFS}", f"GETATTR x{BURST} in flight, per request -> "
-                       f"{VIRTIOFSD}"))
+        pairs = []
+        for ours in (PAGEFS, PAGEFS_PY):
+            tag = "" if ours == PAGEFS else " (--dispatch python)"
+            pairs += [(kind + tag, f"{kind} -> {ours}", f"{kind} -> {VIRTIOFSD}")
+                      for kind in KINDS]
+            pairs.append((f"GETATTR x{BURST} in flight{tag}", f"GETATTR x{BURST} in flight, "
+                          f"per request -> {ours}", f"GETATTR x{BURST} in flight, per request "
+                          f"-> {VIRTIOFSD}"))
         print_table("pagefs-host vs virtiofsd, same front-end (time ratio; below 1 is faster)",
                     paired(rows, pairs), "us pagefs", "x virtiofsd")
         print_table("vs native (the same operation by system calls on the host directory)",

@@ -46,6 +46,7 @@ from pagefs.impl.host.options import (
 from pagefs.impl.host.passthrough import GuestSession, PassthroughFS, refusal_log
 from pagefs.impl.protocol.virtio_fs import VirtioFsConfig
 from pagefs.impl.transport.backend import VhostUserBackend, peer_log
+from pagefs.impl.transport.virtqueue import SPIN_MAX_NS
 
 log = logging.getLogger("pagefs.host")
 
@@ -63,9 +64,11 @@ class Daemon:
                  max_guests: int | None, window_size: int,
                  handshake_timeout: float = HANDSHAKE_SECONDS,
                  device_config: bytes = b"", cache: CachePolicy = cache_policy.DEFAULT,
-                 credentials: Credentials | None = None, fast: bool = True) -> None:
+                 credentials: Credentials | None = None, fast: bool = True,
+                 spin_max_ns: int = SPIN_MAX_NS) -> None:
         self._fs = fs
         self._fast = fast
+        self._spin_max_ns = spin_max_ns
         self._listener = listener
         self._socket_name = socket_name
         self._max_guests = max_guests
@@ -148,11 +151,13 @@ class Daemon:
         me = threading.current_thread()
         log.info("%s connected (pid %s)", session.name, peer)
         why = "disconnected"
+        path: FastPath | None = None
         try:
             try:
                 backend = VhostUserBackend(conn, window_size=self._window_size,
                                            config=self._device_config,
-                                           handshake_timeout=self._handshake_timeout)
+                                           handshake_timeout=self._handshake_timeout,
+                                           spin_max_ns=self._spin_max_ns)
             except BaseException:
                 conn.close()
                 raise
@@ -163,7 +168,7 @@ class Daemon:
             dispatcher = Dispatcher(session, mapper=backend, cache=self._cache,
                                     credentials=self._credentials)
             fast = None
-            if self._fast:
+            if self._fast:  # the frequent requests answered in C by the queue threads
                 path = FastPath(session.tables, cache=self._cache,
                                 credentials=self._credentials)
                 dispatcher.gates.append(path.gate)
@@ -178,11 +183,13 @@ class Daemon:
             log.exception("%s: connection failed", session.name)
         finally:
             held = session.stats()
+            served = path.served if path is not None else 0
             session.close()
             with self._lock:
                 self._guests.pop(me, None)
-            log.info("%s %s; released %d nodeids, %d handles, %d mappings", session.name,
-                     why, held["nodes"], held["handles"], held["mappings"])
+            log.info("%s %s; released %d nodeids, %d handles, %d mappings; %d requests "
+                     "answered by the C fast path", session.name, why, held["nodes"],
+                     held["handles"], held["mappings"], served)
 
     def _shutdown(self) -> None:
         self._listener.close()
@@ -320,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
                     window_size=args.window_size, handshake_timeout=args.handshake_timeout,
                     device_config=_device_config(args.tag),
                     cache=cache_policy.CACHE_POLICIES[args.cache], credentials=credentials,
-                    fast=args.dispatch == "fast")
+                    fast=args.dispatch == "fast", spin_max_ns=args.spin_us * 1000)
     daemon.handle_stop_signals()
     log.info("exporting %s%s on %s, --cache %s, --fds-per-guest %d, --dispatch %s; %s",
              fs.root, " read-only" if fs.read_only else "",

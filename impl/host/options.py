@@ -12,6 +12,7 @@ from pagefs.impl.host.sandbox import MODES as SANDBOX_MODES
 from pagefs.impl.protocol.virtio_fs import TAG_SIZE
 from pagefs.impl.transport.backend import DEFAULT_WINDOW_SIZE
 from pagefs.impl.transport.sizes import SIZE_SYNTAX, WINDOW_ALIGNMENT, parse_window_size
+from pagefs.impl.transport.virtqueue import SPIN_MAX_NS
 
 PROG = "pagefs-host"
 # How long a new connection has to finish the vhost-user handshake (until the VMM has taken
@@ -48,6 +49,12 @@ def _window_size(text: str) -> int:
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
+def _spin(text: str) -> int:
+    if not text.isdigit() or int(text) > 1_000_000:
+        raise argparse.ArgumentTypeError(f"not a number of microseconds up to 1000000: {text!r}")
+    return int(text)
+
+
 def _positive(text: str) -> int:
     if not text.isdigit() or int(text) == 0:
         raise argparse.ArgumentTypeError(f"not a positive number: {text!r}")
@@ -74,6 +81,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "RELEASE, FLUSH, READ, WRITE) are answered in C by each queue's "
                         "thread without the GIL, the rest by the Python dispatcher; "
                         "python: every request by the Python dispatcher (default fast)")
+    parser.add_argument("--spin-us", type=_spin, default=SPIN_MAX_NS // 1000, metavar="US",
+                        help="after each request a queue spins on its ring for at most US "
+                        "microseconds (adaptive below that) before it re-arms kicks and "
+                        f"sleeps; 0 never spins (default {SPIN_MAX_NS // 1000})")
     parser.add_argument("--read-only", action="store_true",
                         help="refuse every write path with EROFS; donate read-only fds only")
     parser.add_argument("--writable-map-fds", action="store_true",
