@@ -200,8 +200,11 @@ def _opcodes_sent() -> dict[str, set[Op]]:
         if isinstance(method, ast.FunctionDef):
             sent[method.name] = {
                 Op[node.attr] for node in ast.walk(method)
-                if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute)
-                and node.value.attr == "Opcode"}
+                if isinstance(node, ast.Attribute) and (
+                    isinstance(node.value, ast.Attribute) and node.value.attr == "Opcode"
+                    # the hot path's prebuilt encoders are named by opcode: hot.FORGET
+                    or isinstance(node.value, ast.Name) and node.value.id == "hot"
+                    and node.attr in Op.__members__)}
     return {name: ops for name, ops in sent.items() if ops}
 
 
