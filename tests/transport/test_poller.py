@@ -81,19 +81,26 @@ def test_nothing_comes_times_out_armed_and_shrinks_the_budget() -> None:
         ring.close()
 
 
+def _late_answers(poller: object, ring: Ring, rounds: int) -> list[int]:
+    """`rounds` waits each answered 20 ms after it began (a timer publishes); the spin
+    budget after each."""
+    budgets = []
+    for _ in range(rounds):
+        ring.items = 0
+        timer = threading.Timer(0.02, ring.publish)
+        timer.start()
+        assert wait(poller, ring, 10**10) == lib.POLLER_READY
+        timer.join()
+        budgets.append(poller.budget_ns)
+    return budgets
+
+
 def test_a_notification_wakes_the_sleeper_and_short_waits_grow_the_budget() -> None:
     poller = ffi.new("struct poller *")
     lib.poller_init(poller, 10**9)  # a ceiling no wait here passes
     ring = Ring()
     try:
-        budgets = []
-        for _ in range(3):
-            ring.items = 0
-            timer = threading.Timer(0.02, ring.publish)
-            timer.start()
-            assert wait(poller, ring, 10**10) == lib.POLLER_READY
-            timer.join()
-            budgets.append(poller.budget_ns)
+        budgets = _late_answers(poller, ring, 3)
         assert budgets[0] < budgets[1] < budgets[2]  # each sleep that was short doubled it
         assert poller.slept >= 1
     finally:
@@ -126,14 +133,7 @@ def test_spins_that_keep_failing_give_the_budget_up_though_waits_are_short() -> 
     lib.poller_init(poller, 10**9)
     ring = Ring()
     try:
-        budgets = []
-        for _ in range(40):
-            ring.items = 0
-            timer = threading.Timer(0.02, ring.publish)
-            timer.start()
-            assert wait(poller, ring, 10**10) == lib.POLLER_READY
-            timer.join()
-            budgets.append(poller.budget_ns)
+        budgets = _late_answers(poller, ring, 40)
         assert budgets[1] > budgets[0]
         assert budgets[-1] < max(budgets) // 8
         assert poller.spun < poller.slept
