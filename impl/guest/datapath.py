@@ -39,9 +39,9 @@ from pagefs.impl.protocol import AttrOut
 # A read larger than this asks the size first: one round trip is small against such a
 # copy, and its buffer is then never larger than what the file holds.
 PROBED_READ_MAX = 4 << 20
-# A read this small, not sequential, whose range is not mapped while mapping one would
-# evict a busy range, goes by READ: one round trip, where a mapping costs SETUPMAPPING,
-# a REMOVEMAPPING of what it evicts, and the next miss on the evicted range.
+# A read this small and not sequential, whose range is not mapped, maps it only into a
+# free range; with none free it goes by READ: one round trip, where a mapping would cost
+# SETUPMAPPING, a REMOVEMAPPING of what it evicts, and the next miss on the evicted range.
 SMALL_READ = 64 * 1024
 
 
@@ -186,9 +186,12 @@ class DataPath:
                 self._map_ahead(nodeid, fh, offset + quick)
             self._last_end[nodeid] = offset + quick
             return quick
-        if (view and not sequential and len(view) <= SMALL_READ
-                and window.under_pressure() and not self._mapped(nodeid, offset, len(view))):
-            return self._read_messages(nodeid, fh, view, offset)  # never loses to READ
+        # A small random read maps only into a free range: when none is free, mapping
+        # would evict a busy range, and it goes by READ instead (never loses to READ).
+        evict = sequential or len(view) > SMALL_READ
+        if (view and not evict and window.free_count() == 0
+                and not self._mapped(nodeid, offset, len(view))):
+            return self._read_messages(nodeid, fh, view, offset)
         view = view[: self._within(nodeid, fh, offset, len(view))] if view else view
         if not view:
             return 0
@@ -199,11 +202,11 @@ class DataPath:
         if sequential:
             self._map_ahead(nodeid, fh, end)
         try:
-            done = self._through_window(nodeid, fh, offset, view, store=False)
+            done = self._through_window(nodeid, fh, offset, view, store=False, evict=evict)
         except OSError as err:
             if err.errno != errno.ENOMEM:
                 raise
-            return self._read_messages(nodeid, fh, view, offset)  # every range pinned
+            return self._read_messages(nodeid, fh, view, offset)  # no range to be had
         if done < len(view):
             # EOF-FAULT: the file shrank under the copy; what lies before the new end
             # was copied (faults are page-exact and pages before the end are there).
@@ -211,26 +214,17 @@ class DataPath:
         return done
 
     def _within_one_range(self, nodeid: int, view: memoryview, offset: int) -> int | None:
-        """The common read, in one pin: the read and its probe lie in one range that is
-        mapped already, and the probe loads; then the copy. None when it is not that
-        case (the general path decides, asking the size if it must)."""
+        """The common read, in one step of the window: the read and its probe lie in one
+        range that is mapped already, and the probe loads; then the copy. None when it is
+        not that case (the general path decides, asking the size if it must)."""
         window = self.window
         assert window is not None
         probe = self.probe_at(offset + len(view))
-        step = window.range_size
-        if not view or offset // step != probe // step:
+        if not view or offset // window.range_size != probe // window.range_size:
             return None
-        rng = window.pin_if_mapped(nodeid, offset)
-        if rng is None:
-            return None
-        try:
-            base = window.address(rng, rng.foffset) - rng.foffset
-            if not safemem.loads(base + probe):
-                return None
-            done = safemem.read_into(base + offset, view)
-        finally:
-            window.release(rng)
-        if done < len(view):  # EOF-FAULT after the probe: the host truncated meanwhile
+        done = window.load_if_mapped(nodeid, offset, probe, view)
+        if done is not None and done < len(view):
+            # EOF-FAULT after the probe: the host truncated meanwhile
             done = min(done, max(0, self.size(nodeid) - offset))
         return done
 
@@ -305,13 +299,15 @@ class DataPath:
         return done + self._write_messages(nodeid, fh, view[done:], offset + done)
 
     def _through_window(
-        self, nodeid: int, fh: int, offset: int, buffer: memoryview, store: bool
+        self, nodeid: int, fh: int, offset: int, buffer: memoryview, store: bool,
+        evict: bool = True,
     ) -> int:
         window = self.window
         assert window is not None
         return window_copy(
             window,
-            lambda position: window.acquire(nodeid, fh, position, writable=store),
+            lambda position: window.acquire(nodeid, fh, position, writable=store,
+                                            evict=evict),
             window.release,
             offset,
             buffer,

@@ -38,6 +38,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from pagefs.impl.guest import safemem
 from pagefs.impl.machine import PAGE_SIZE
 from pagefs.impl.protocol.constants import FUSE_REMOVEMAPPING_MAX_ENTRY
 
@@ -148,9 +149,11 @@ class DaxWindow:
         with inode.lock:
             return {i * self.range_size: r for i, r in inode.ranges.items()}
 
-    def acquire(self, nodeid: int, fh: int, foffset: int, writable: bool) -> DaxRange:
+    def acquire(self, nodeid: int, fh: int, foffset: int, writable: bool, *,
+                evict: bool = True) -> DaxRange:
         """Pin the range that maps `foffset` of `nodeid`, mapping or upgrading it
-        through handle `fh` as needed. Raises OSError (ENOMEM: every range pinned;
+        through handle `fh` as needed. `evict` False: a miss takes a free range or fails
+        with ENOMEM, never reclaiming a mapped one. Raises OSError (ENOMEM: every range pinned;
         or the daemon's errno, e.g. EACCES/EBADF/EROFS for a writable mapping)."""
         index = foffset // self.range_size
         while True:
@@ -173,7 +176,7 @@ class DaxWindow:
                     self._upgrade(rng, nodeid, fh)
                 return rng
             if waiting is None:
-                return self._map(inode, nodeid, fh, index, writable, done)
+                return self._map(inode, nodeid, fh, index, writable, done, evict)
             waiting.wait()  # another thread's SETUPMAPPING of this range: then look again
 
     def acquire_run(self, nodeid: int, fh: int, foffset: int, count: int,
@@ -231,6 +234,30 @@ class DaxWindow:
                 self._free = [r for r in self._free if id(r) not in taken]
                 return run
         return None
+
+    def load_if_mapped(self, nodeid: int, foffset: int, probe: int,
+                       buffer: memoryview) -> int | None:
+        """A hit's read in one step: if the range holding `foffset` is mapped and the
+        byte at file offset `probe` (in the same range) loads, copy from `foffset` into
+        `buffer` (which must not cross the range) and return the count; None otherwise,
+        with nothing copied. The inode's lock is held across the probe and the copy in
+        place of a pin (memory copies only, never a round trip): reclaim and forget take
+        that lock before they take a range off the books."""
+        inode = self._inodes.get(nodeid)  # one dict lookup: atomic, the lock is below
+        if inode is None:
+            return None
+        with inode.lock:
+            rng = inode.ranges.get(foffset // self.range_size)
+            if rng is None or inode.dead:
+                return None
+            with self._lock:
+                if self._closed:
+                    return None
+                self._busy.move_to_end(rng)
+            shift = self.base + rng.moffset - rng.foffset
+            if not safemem.loads(shift + probe):
+                return None
+            return safemem.read_into(shift + foffset, buffer)
 
     def pin_if_mapped(self, nodeid: int, foffset: int) -> DaxRange | None:
         """Pin the range holding `foffset` if it is mapped now (a hit), or return None:
@@ -307,12 +334,12 @@ class DaxWindow:
         self._busy.move_to_end(rng)
 
     def _map(self, inode: _Inode, nodeid: int, fh: int, index: int, writable: bool,
-             done: threading.Event) -> DaxRange:
+             done: threading.Event, evict: bool = True) -> DaxRange:
         """A miss: take a free range and SETUPMAPPING it, no lock held meanwhile; the
         in-flight mark on `index` keeps a second miss on it waiting."""
         rng: DaxRange | None = None
         try:
-            rng = self._take_free_range()
+            rng = self._take_free_range(evict)
             self.requests.setupmapping(nodeid, fh, index * self.range_size, self.range_size,
                                        writable, rng.moffset)
             with inode.lock, self._lock:
@@ -343,10 +370,10 @@ class DaxWindow:
             raise
         rng.writable = True
 
-    def _take_free_range(self) -> DaxRange:
+    def _take_free_range(self, evict: bool = True) -> DaxRange:
         with self._lock:
             self._check_open()
-        if self.under_pressure():
+        if evict and self.under_pressure():
             # Inline reclaim; dax.c does it in a worker, we have none to wake.
             self._reclaim(self.reclaim_chunk)
         with self._lock:
