@@ -109,10 +109,11 @@ def test_under_chroot_the_daemons_root_is_the_export_and_nothing_escapes(
     export = tmp_path / "export"
     export.mkdir()
     (export / "file").write_bytes(b"C" * PAGE)
+    (export / "decoy").write_bytes(b"D" * PAGE)
     decoys = export / "proc" / "self" / "fd"
     decoys.mkdir(parents=True)
-    for n in range(256):
-        os.symlink(outside / "secret", decoys / str(n))
+    for n in range(256):  # inside the chroot, /decoy is the export's own other file
+        os.symlink("/decoy", decoys / str(n))
     with host_daemon(str(export), options=("--sandbox", "chroot")) as host, \
             FuseClient.connect(host.socket_path, window_size=16 << 20) as guest:
         wait_until(lambda: "sandbox chroot" in host.log(), "the sandbox line", process=host)
@@ -121,14 +122,16 @@ def test_under_chroot_the_daemons_root_is_the_export_and_nothing_escapes(
         expect_errno(errno.EINVAL, guest.lookup, 1, b"../outside")
         nodeid = guest.lookup(1, b"file").nodeid
         guest.setattr(nodeid, None, size=PAGE // 2, mode=0o600)
-        fh = guest.open(nodeid, os.O_RDONLY).fh
-        assert guest.read(nodeid, fh, 0, PAGE) == b"C" * (PAGE // 2)
+        for flags in (os.O_RDONLY, os.O_RDWR):
+            fh = guest.open(nodeid, flags).fh
+            assert guest.read(nodeid, fh, 0, PAGE) == b"C" * (PAGE // 2)
         guest.setupmapping(nodeid, NO_FH, 0, PAGE, False, 0)
         assert len(kept) == 1
         expect_errno(errno.ENOTDIR, os.open, "..", os.O_RDONLY, dir_fd=kept[0])
         assert os.fstat(kept[0]).st_ino == (export / "file").stat().st_ino
     assert stat.S_IMODE((export / "file").stat().st_mode) == 0o600
     assert (outside / "secret").read_bytes() == b"host secret"
+    assert (export / "decoy").read_bytes() == b"D" * PAGE
 
 
 def _without(*capabilities: str) -> tuple[str, ...]:
