@@ -43,6 +43,10 @@ class MapGrant:
     fd_offset: int
     length: int
     writable: bool
+    # (moffset, length) of each earlier mapping the new one covers whole: the caller takes
+    # them out of the front-end's window first, since a front-end may refuse a mapping
+    # over a live one (QEMU 11.1 does: "VIRTIO Shared Memory mapping overlap")
+    replaces: tuple[tuple[int, int], ...] = ()
 
 
 class MappedRange(Protocol):

@@ -3,9 +3,13 @@
  * fallocate on one file, every result checked against an in-memory model of what the
  * file must hold. The first departure prints the ops that led to it and exits 1.
  *
- *   fsx [-N ops] [-S seed] [-l max_size] [-o max_op_len] [-L log_len] [-M] [-F] [-q] FILE
+ *   fsx [-N ops] [-S seed] [-l max_size] [-o max_op_len] [-L log_len] [-A align] [-M] [-F]
+ *       [-q] FILE
  *
  *   -M  no mmap reads or writes     -F  no fallocate (punch hole, zero range, allocate)
+ *   -A  every size the file takes is a multiple of align: an op that would end the file
+ *       elsewhere first extends it to the next multiple (for a mapper that cannot map a
+ *       range past EOF, as QEMU 11.1's DAX window cannot); max_size a multiple of align
  *   -q  print only the summary line and any failure
  *
  * Exit status: 0 all ops held, 1 the file departed from the model (or a syscall the
@@ -65,7 +69,7 @@ struct logged {
 static struct {
     const char *path;
     int fd;
-    uint64_t ops, seed, max_size, max_op_len, log_len;
+    uint64_t ops, seed, max_size, max_op_len, log_len, align;
     int use_mmap, use_falloc, quiet;
     int can_punch, can_zero, can_allocate;
     uint8_t *model;            /* max_size bytes; bytes past size are zero */
@@ -229,8 +233,21 @@ static void fill(uint64_t offset, uint64_t length)
     memcpy(s.model + offset, s.scratch, length);
 }
 
+/* With -A: extend the file to the multiple of align at or after `end` before an op
+ * would end it at `end` (the model's bytes past the size are already zero). */
+static void grow_aligned(uint64_t end, const char *what)
+{
+    if (!s.align || end <= s.size)
+        return;
+    uint64_t size = (end + s.align - 1) / s.align * s.align;
+    if (ftruncate(s.fd, (off_t)size) < 0)
+        fail("%s: ftruncate to %#" PRIx64 ": %s", what, size, strerror(errno));
+    s.size = size;
+}
+
 static void do_write(uint64_t offset, uint64_t length)
 {
+    grow_aligned(offset + length, "WRITE");
     fill(offset, length);
     uint64_t done = 0;
     while (done < length) {
@@ -300,6 +317,7 @@ static void do_mapread(uint64_t offset, uint64_t want_length)
 static void do_mapwrite(uint64_t offset, uint64_t length)
 {
     uint64_t before = s.size;
+    grow_aligned(offset + length, "MAPWRITE");
     if (offset + length > s.size) {
         if (ftruncate(s.fd, (off_t)(offset + length)) < 0)
             fail("MAPWRITE: ftruncate to %#" PRIx64 ": %s", offset + length, strerror(errno));
@@ -354,6 +372,7 @@ static void do_punch(uint64_t offset, uint64_t length)
 
 static void do_zero(uint64_t offset, uint64_t length)
 {
+    grow_aligned(offset + length, "ZERO_RANGE");
     if (!falloc(FALLOC_FL_ZERO_RANGE, offset, length, &s.can_zero))
         return;
     memset(s.model + offset, 0, length);
@@ -363,6 +382,7 @@ static void do_zero(uint64_t offset, uint64_t length)
 
 static void do_allocate(uint64_t offset, uint64_t length)
 {
+    grow_aligned(offset + length, "ALLOCATE");
     if (!falloc(0, offset, length, &s.can_allocate))
         return;
     if (offset + length > s.size)
@@ -437,7 +457,7 @@ static uint64_t number_arg(const char *text, const char *what)
 static void usage(void)
 {
     fprintf(stderr, "usage: fsx [-N ops] [-S seed] [-l max_size] [-o max_op_len] "
-            "[-L log_len] [-M] [-F] [-q] FILE\n");
+            "[-L log_len] [-A align] [-M] [-F] [-q] FILE\n");
     exit(2);
 }
 
@@ -450,13 +470,14 @@ int main(int argc, char **argv)
     s.log_len = 64;
     s.use_mmap = s.use_falloc = 1;
     int c;
-    while ((c = getopt(argc, argv, "N:S:l:o:L:MFqh")) != -1) {
+    while ((c = getopt(argc, argv, "N:S:l:o:L:A:MFqh")) != -1) {
         switch (c) {
         case 'N': s.ops = number_arg(optarg, "-N ops"); break;
         case 'S': s.seed = number_arg(optarg, "-S seed"); break;
         case 'l': s.max_size = number_arg(optarg, "-l max_size"); break;
         case 'o': s.max_op_len = number_arg(optarg, "-o max_op_len"); break;
         case 'L': s.log_len = number_arg(optarg, "-L log_len"); break;
+        case 'A': s.align = number_arg(optarg, "-A align"); break;
         case 'M': s.use_mmap = 0; break;
         case 'F': s.use_falloc = 0; break;
         case 'q': s.quiet = 1; break;
@@ -467,6 +488,10 @@ int main(int argc, char **argv)
         usage();
     if (s.max_size == 0 || s.max_op_len == 0 || s.log_len == 0) {
         fprintf(stderr, "fsx: -l, -o and -L must be above 0\n");
+        exit(2);
+    }
+    if (s.align && s.max_size % s.align) {
+        fprintf(stderr, "fsx: -l max_size must be a multiple of -A align\n");
         exit(2);
     }
     if (s.max_op_len > s.max_size)
@@ -495,7 +520,8 @@ int main(int argc, char **argv)
             length = s.max_size - offset;
         uint64_t before = s.size;
         if (op == OP_TRUNCATE)
-            offset = below(s.max_size + 1);
+            offset = s.align ? below(s.max_size / s.align + 1) * s.align
+                             : below(s.max_size + 1);
         record(op, offset, length, before);
         switch (op) {
         case OP_READ: do_read(offset, length); break;
@@ -528,8 +554,9 @@ int main(int argc, char **argv)
     do_checkall();
     if (close(s.fd) < 0)
         fail("final close: %s", strerror(errno));
-    printf("fsx: %" PRIu64 " ops held (seed %" PRIu64 ", max size %#" PRIx64 ", mmap %s,"
-           " fallocate %s):", s.ops, s.seed, s.max_size, s.use_mmap ? "on" : "off",
+    printf("fsx: %" PRIu64 " ops held (seed %" PRIu64 ", max size %#" PRIx64 ",%s mmap %s,"
+           " fallocate %s):", s.ops, s.seed, s.max_size, s.align ? " sizes aligned," : "",
+           s.use_mmap ? "on" : "off",
            !s.use_falloc ? "off" : (s.can_punch || s.can_zero || s.can_allocate)
            ? "on" : "not offered");
     for (int i = 0; i < OP_COUNT; i++)

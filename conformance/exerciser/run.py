@@ -33,9 +33,12 @@ def run(path: str, *, ops: int = 10_000, seed: int = 1, max_size: int = 256 << 1
 
 def arguments(path: str, *, ops: int = 10_000, seed: int = 1, max_size: int = 256 << 10,
               max_op_len: int = 64 << 10, mmap: bool = True,
-              fallocate: bool = True) -> list[str]:
-    """The exerciser's arguments for one run (a guest runs its own copy with these)."""
+              fallocate: bool = True, align: int = 0) -> list[str]:
+    """The exerciser's arguments for one run (a guest runs its own copy with these);
+    `align` keeps every size the file takes a multiple of it (0: any size)."""
     args = ["-q", "-N", str(ops), "-S", str(seed), "-l", str(max_size), "-o", str(max_op_len)]
+    if align:
+        args += ["-A", str(align)]
     if not mmap:
         args.append("-M")
     if not fallocate:

@@ -75,7 +75,7 @@ class Agent:
         """The next message, within `timeout` seconds (AgentTimeout if not)."""
         if self.lost:
             raise AgentLost(f"the guest agent is out of reach: {self.lost}")
-        what = f"{what or 'a message'} within {timeout:.0f} s"
+        what = f"{what or 'a message'} within {timeout:g} s"
         deadline = time.monotonic() + timeout
         (count,) = _U32.unpack(self._exactly(4, deadline, what))
         return [self._exactly(_U32.unpack(self._exactly(4, deadline, what))[0], deadline, what)

@@ -8,22 +8,32 @@ Each experiment prints what it did and what it saw; nothing here is a benchmark:
     coherence     MAP_SHARED loads and stores in the guest against host processes' pread
                   and pwrite on the same file, with no fsync, msync or invalidation
     peers         two guests on one daemon storing into one file, each seeing the other
-    exerciser     the project's exerciser with mmap on the DAX mount
-    single-copy   guest and host memory figures after the guest reads a 64 MiB file:
-                  DAX (QEMU 11.1) beside the same read without DAX (QEMU 7.2, pagefs-host)
+    exerciser     the project's exerciser with mmap on the DAX mount: random sizes, and
+                  sizes kept to whole 2 MiB ranges
+    single-copy   guest and host memory figures after the guest reads a 64 MiB file (and
+                  sha256 on both sides): DAX (QEMU 11.1) beside the same read without DAX
+                  (QEMU 7.2, pagefs-host)
     truncation    the host truncates a file a guest process has mapped, then that process
-                  loads from it: who faults, and whether the guest survives
+                  loads from it: who faults, whether the guest survives, and whether a
+                  lease could have held the truncation back
 
 The Linux guest maps files in 2 MiB ranges, and QEMU 11.1 refuses to map a range that
-goes past the file's end, so the files here are whole multiples of 2 MiB.
+goes past the file's end (it maps a donated file as a RAM block, which must lie inside
+the file), so the files here are whole multiples of 2 MiB but for the exerciser's first
+run, which shows what a file of any other size meets.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
+import errno
+import fcntl
 import hashlib
+import mmap
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -34,16 +44,18 @@ from pagefs.conformance.vm import backends
 from pagefs.conformance.vm.agent import AT_FDCWD, Agent, AgentLost, AgentTimeout
 from pagefs.conformance.vm.exercise import exercise
 from pagefs.conformance.vm.image import Image
-from pagefs.conformance.vm.machine import Machine, boot
+from pagefs.conformance.vm.machine import STOP_WAIT, Machine, boot
 from pagefs.conformance.vm.qemu11 import qemu
 from pagefs.conformance.vm.stack import RW_TAG, stack
-from pagefs.impl.client.child import rss_kib
+from pagefs.impl.client.child import status_kib
 
 MIB = 1 << 20
 FILE_SIZE = 4 * MIB
 READ_SIZE = 64 * MIB
 GUEST = f"/mnt/{RW_TAG}"
 FSX_OPS = 1000
+FSX_OPS_ALIGNED = 20000
+ALIGNED_MAX = 8 * MIB
 TRUNCATION_WAIT = 60.0  # seconds the guest's load may take before it counts as hung
 
 
@@ -114,34 +126,101 @@ def single_copy_baseline(hostdir: str) -> Finding:
         return _single_copy(vm, hostdir, "no DAX, QEMU 7.2, pagefs-host defaults")
 
 
-def _meminfo(agent: Agent) -> dict[str, int]:
+def _meminfo(text: str) -> dict[str, int]:
+    """/proc/meminfo's fields in KiB."""
     fields = {}
-    for line in agent.check("cat /proc/meminfo").splitlines():
+    for line in text.splitlines():
         name, _, value = line.partition(":")
-        fields[name] = int(value.split()[0])  # KiB
+        if value.strip():
+            fields[name] = int(value.split()[0])
     return fields
 
 
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.mmap.restype = ctypes.c_void_p
+_libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                       ctypes.c_int, ctypes.c_long]
+_libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+_libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
+
+
+def host_cached_kib(path: str) -> int:
+    """How much of `path` the host's page cache holds: mincore over a fresh read-only
+    mapping, which faults nothing in."""
+    size = os.path.getsize(path)
+    pages = (size + mmap.PAGESIZE - 1) // mmap.PAGESIZE
+    vec = (ctypes.c_ubyte * pages)()
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        address = _libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
+        if address in (None, ctypes.c_void_p(-1).value):
+            raise OSError(ctypes.get_errno(), "mmap")
+        try:
+            if _libc.mincore(address, size, vec):
+                raise OSError(ctypes.get_errno(), "mincore")
+        finally:
+            _libc.munmap(address, size)
+    finally:
+        os.close(fd)
+    return sum(b & 1 for b in vec) * mmap.PAGESIZE >> 10
+
+
+def _guest_memory(pid: int) -> dict[str, int]:
+    """QEMU's resident memory by kind: RssShmem is guest RAM (the memfd), RssFile counts
+    mapped files, the DAX window's host page-cache pages among them."""
+    return status_kib(pid, "RssShmem", "RssFile")
+
+
 def _single_copy(vm: Machine, hostdir: str, label: str) -> Finding:
+    """The guest reads a READ_SIZE file while its agent holds it open (a guest with zero
+    entry timeouts evicts an unused file's inode at its last close, and its page-cache
+    pages and DAX mappings with it), checked by sha256 on both sides; memory figures from
+    the guest and the host before the read and after it, the file still open."""
     found = Finding(f"single-copy ({label})", None)
     path = _host_file(hostdir, "big", READ_SIZE)
     with open(path, "rb") as f:
-        digest = hashlib.md5(f.read()).hexdigest()
+        digest = hashlib.sha256(f.read()).hexdigest()
     a = vm.agent
     assert vm.process is not None
     a.check("sync; echo 3 > /proc/sys/vm/drop_caches")
-    before, rss_before = _meminfo(a), rss_kib(vm.process.pid)
-    # md5sum reads every byte through a buffer (cat to /dev/null may splice, reading none)
-    seen = a.check(f"md5sum {GUEST}/big").split()[0]
-    after, rss_after = _meminfo(a), rss_kib(vm.process.pid)
-    found.say(f"the guest read all {READ_SIZE >> 20} MiB: md5 "
-              f"{'equal to' if seen == digest else 'DIFFERENT from'} the host's")
+    fd = int(a.call("open", AT_FDCWD, f"{GUEST}/big", os.O_RDONLY, 0)[0])
+    try:
+        before, rss_before = _meminfo(a.check("cat /proc/meminfo")), _guest_memory(vm.process.pid)
+        # sha256sum reads every byte through a buffer (cat to /dev/null may splice)
+        seen = a.check(f"sha256sum {GUEST}/big").split()[0]
+        after, rss_after = _meminfo(a.check("cat /proc/meminfo")), _guest_memory(vm.process.pid)
+        window = _mapped_kib(vm.process.pid, "/big")
+    finally:
+        a.call("close", fd)
+    found.held = seen == digest
+    found.say(f"the guest read all {READ_SIZE >> 20} MiB: sha256 "
+              f"{'equal to' if found.held else 'DIFFERENT from'} the host's ({digest[:16]}…)")
     for key in ("Cached", "MemFree"):
         found.say(f"guest {key}: {before[key] >> 10} -> {after[key] >> 10} MiB "
                   f"({(after[key] - before[key]) / 1024:+.1f} MiB)")
-    found.say(f"QEMU's resident memory: {rss_before >> 10} -> {rss_after >> 10} MiB "
-              f"({(rss_after - rss_before) / 1024:+.1f} MiB) for a {READ_SIZE >> 20} MiB read")
+    for key, what in (("RssShmem", "guest RAM resident (memfd)"),
+                      ("RssFile", "mapped files resident")):
+        found.say(f"QEMU {key}, {what}: {rss_before[key] >> 10} -> {rss_after[key] >> 10} MiB "
+                  f"({(rss_after[key] - rss_before[key]) / 1024:+.1f} MiB)")
+    found.say(f"QEMU maps the host file itself: {window >> 10} MiB of it resident in QEMU "
+              "(the host's page-cache pages, not a copy)" if window else
+              "QEMU does not map the host file")
+    found.say(f"host page cache holds {host_cached_kib(path) >> 10} MiB of the "
+              f"{READ_SIZE >> 20} MiB file")
     return found
+
+
+def _mapped_kib(pid: int, suffix: str) -> int:
+    """Resident KiB of the mappings of files whose name ends with `suffix` in PID."""
+    total, name = 0, ""
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            head = line.split(None, 5)
+            if "-" in head[0] and len(head) >= 5 and ":" in head[3]:  # a mapping's first line
+                name = head[5].strip() if len(head) > 5 else ""
+            elif head[0] == "Rss:" and name.endswith(suffix):
+                total += int(head[1])
+    return total
 
 
 def peers(hostdir: str) -> Finding:
@@ -174,14 +253,44 @@ def peers(hostdir: str) -> Finding:
     return found
 
 
-def exerciser(vm: Machine) -> Finding:
-    """The project's exerciser on the DAX mount, with mmap: sizes are random, so most of
-    its files end inside a 2 MiB range, which QEMU 11.1 will not map."""
-    outcome = exercise(vm, f"{GUEST}/fsx-dax", ops=FSX_OPS, seed=2, mmap=True)
-    found = Finding(f"exerciser, {FSX_OPS} ops with mmap, on the DAX mount", outcome.held)
-    found.say(outcome.output.splitlines()[0] if outcome.held else
-              " / ".join(outcome.output.splitlines()[:3])[:400])
+def exerciser(vm: Machine, align: int = 0) -> Finding:
+    """The project's exerciser with mmap on the DAX mount. With random sizes most files
+    end inside a 2 MiB range, which QEMU 11.1 will not map; with `align` (2 MiB) every
+    size the file takes is a whole number of ranges, so each range the guest maps lies
+    inside the file."""
+    before = vm.qemu_log().count("is too small for")
+    if align:
+        outcome = exercise(vm, f"{GUEST}/fsx-dax-aligned", ops=FSX_OPS_ALIGNED, seed=2,
+                           mmap=True, max_size=ALIGNED_MAX, max_op_len=ALIGNED_MAX // 8,
+                           align=align)
+        name = (f"exerciser, {FSX_OPS_ALIGNED} ops with mmap, on the DAX mount, sizes in "
+                f"whole {align >> 20} MiB units")
+    else:
+        outcome = exercise(vm, f"{GUEST}/fsx-dax", ops=FSX_OPS, seed=2, mmap=True)
+        name = f"exerciser, {FSX_OPS} ops with mmap, on the DAX mount, random sizes"
+    found = Finding(name, outcome.held)
+    lines = outcome.output.splitlines()
+    found.say(lines[-1] if outcome.held else " / ".join(lines[:3])[:400])
+    refusals = [line for line in vm.qemu_log().splitlines() if "is too small for" in line]
+    if len(refusals) > before:
+        found.say(f"QEMU refused {len(refusals) - before} SHMEM_MAP requests, e.g. "
+                  f"`{refusals[-1].strip()}`: QEMU 11.1 maps a donated file as a RAM block "
+                  "(qemu_ram_alloc_from_fd), which must lie inside the file, and the guest "
+                  "maps whole 2 MiB ranges; the guest's read gets EPERM")
     return found
+
+
+def _read_lease(path: str) -> str:
+    """Whether this process (root, as pagefs-host) is granted a read lease on `path`."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_RDLCK)
+        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
+        return "granted"
+    except OSError as e:
+        return f"refused, {errno.errorcode.get(e.errno or 0, e.errno)}"
+    finally:
+        os.close(fd)
 
 
 def truncation(vm: Machine, hostdir: str) -> Finding:
@@ -190,8 +299,13 @@ def truncation(vm: Machine, hostdir: str) -> Finding:
     path = _host_file(hostdir, "truncated", FILE_SIZE)
     a = vm.agent
     assert vm.process is not None
+    found.say(f"a read lease on the file before the guest maps it: {_read_lease(path)}")
     with mapped(a, f"{GUEST}/truncated", FILE_SIZE, writable=False):
         a.call("load", 0, 16)
+        found.say(f"a read lease while the guest has it mapped: {_read_lease(path)} (a lease "
+                  "would make the host's truncate wait until pagefs-host took the ranges out "
+                  "of the window; Linux grants none while any writable open exists, and QEMU "
+                  "11.1 maps every donated descriptor read-write)")
         found.say("the guest process loaded from its mapping; the host truncates the file "
                   "to 0 bytes")
         os.truncate(path, 0)
@@ -206,6 +320,9 @@ def truncation(vm: Machine, hostdir: str) -> Finding:
             found.say(f"the agent's channel closed: {e}")
         except OSError as e:
             found.say(f"the guest's load failed after {time.monotonic() - begun:.1f} s: {e}")
+        if vm.agent.lost:  # the channel closes as QEMU dies: let it finish dying
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                vm.process.wait(STOP_WAIT)
         status = vm.process.poll()
         found.say("QEMU is still running" if status is None else
                   f"QEMU exited with status {status}")
@@ -239,7 +356,7 @@ def experiments() -> list[Finding]:
                 f"DAX mount after {vm.timings.mounted:.1f} s"]))
             findings.append(coherence(vm, hostdir))
             single = single_copy_dax(vm, hostdir)
-            findings += [single, exerciser(vm)]
+            findings += [single, exerciser(vm), exerciser(vm, align=2 * MIB)]
             regions = vm.qemu_log().count("vhost_set_mem_table failed")
             if regions:
                 single.say(f"QEMU logged {regions} failed vhost memory-table updates "

@@ -57,8 +57,16 @@ def reaped(processes: list[subprocess.Popen[str]]) -> Iterator[list[subprocess.P
 def rss_kib(pid: int) -> int:
     """A process's resident memory in KiB, as its /proc status says (VmRSS); 0 for one that
     has exited but is not yet reaped (a zombie holds none)."""
+    return status_kib(pid, "VmRSS")["VmRSS"]
+
+
+def status_kib(pid: int, *fields: str) -> dict[str, int]:
+    """The named KiB fields of a process's /proc status (VmRSS, RssFile, RssShmem, ...);
+    0 for a field it does not show (a zombie shows none of the memory fields)."""
+    found = dict.fromkeys(fields, 0)
     with open(f"/proc/{pid}/status") as status:
         for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
+            name, _, value = line.partition(":")
+            if name in found:
+                found[name] = int(value.split()[0])
+    return found

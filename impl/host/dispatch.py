@@ -409,13 +409,20 @@ class Dispatcher:
                 grant = self.session.setupmapping_by_node(
                     nodeid, body.foffset, body.length, body.writable, body.moffset
                 )
+            unmapped: list[tuple[int, int]] = []
             try:
+                for moffset, length in grant.replaces:  # a remap: read-only to writable
+                    self.mapper.shmem_unmap(moffset, length)
+                    unmapped.append((moffset, length))
                 self.mapper.shmem_map(
                     grant.fd, grant.fd_offset, body.moffset, grant.length, grant.writable
                 )
             except BaseException:
-                # The front-end did not map it, so the host must not believe it is mapped.
+                # The front-end did not map it, so the host must not believe it is mapped;
+                # nor the mappings it replaced that were already taken out of the window.
                 self.session.cancel_mapping(body.moffset)
+                for moffset, length in unmapped:
+                    self.session.removemapping(moffset, length)
                 raise
             finally:
                 os.close(grant.fd)

@@ -127,10 +127,12 @@ class PassthroughFS:
 
 def _note_refusal(guest: str, operation: str, err: OSError) -> None:
     """A refused request, logged once per (operation, errno) per interval with a count.
-    A name that is not there is the answer to most of a real guest's LOOKUPs: debug."""
+    A name that is not there is the answer to most of a real guest's LOOKUPs, and an
+    attribute that is not there to the GETXATTR of security.capability a Linux guest sends
+    before every write: debug."""
     name = errno.errorcode.get(err.errno or 0, str(err.errno))
-    if err.errno == errno.ENOENT and operation == "lookup":
-        log.debug("%s: lookup refused: ENOENT", guest)
+    if (err.errno, operation) in ((errno.ENOENT, "lookup"), (errno.ENODATA, "getxattr")):
+        log.debug("%s: %s refused: %s", guest, operation, name)
         return
     refusal_log.note(logging.INFO, f"{operation} {name}", "%s: %s refused: %s (%s)",
                      guest, operation, name, err.strerror)
@@ -526,11 +528,13 @@ class GuestSession:
             if not stat.S_ISREG(os.fstat(fd).st_mode):  # what crosses, checked on itself
                 raise OSError(errno.ENODEV, "only regular files can be mapped")
             added = Mapped(moffset, length, handle.key, foffset, writable)
-            self._last_added = (added, self._window.add(added))
+            touched = self._window.add(added)
+            self._last_added = (added, touched)
         except BaseException:
             os.close(fd)
             raise
-        return MapGrant(fd, foffset, length, writable)
+        return MapGrant(fd, foffset, length, writable, tuple(
+            (t.moffset, t.length) for t in touched if moffset <= t.moffset and t.end <= added.end))
 
     @_serialized
     def cancel_mapping(self, moffset: int) -> None:

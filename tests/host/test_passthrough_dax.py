@@ -130,6 +130,22 @@ def test_a_new_mapping_replaces_what_it_overlaps(guest: GuestSession, big) -> No
     assert guest.mappings == []
 
 
+def test_a_grant_names_the_mappings_it_replaces_whole(guest: GuestSession, big) -> None:
+    """A Linux guest upgrades a read mapping by mapping the same range writable; the grant
+    names the old one, which the daemon takes out of the front-end's window first (QEMU
+    11.1 refuses a mapping over a live one). One it covers in part is not named."""
+    fh = open_big(guest, os.O_RDWR)
+    first = guest.setupmapping(fh, 0, 2 * PAGE_SIZE, False, 0)
+    os.close(first.fd)
+    assert first.replaces == ()
+    upgrade = guest.setupmapping(fh, 0, 2 * PAGE_SIZE, True, 0)
+    os.close(upgrade.fd)
+    assert upgrade.replaces == ((0, 2 * PAGE_SIZE),)
+    part = guest.setupmapping(fh, 0, PAGE_SIZE, False, PAGE_SIZE)
+    os.close(part.fd)
+    assert part.replaces == ()
+
+
 READ_ONLY_REFUSALS = {
     "setattr": lambda g, n, fh: g.setattr(n, None, size=0),
     "setattr-mode": lambda g, n, fh: g.setattr(n, None, mode=0o777),
