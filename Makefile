@@ -48,7 +48,7 @@ qemu11: $(STAMP)
 
 ## make test-vm: real guests (make vm, make qemu11) on pagefs-host, QEMU's virtiofsd and 9p:
 ## the step list with the exerciser, conformance of vm:*, DAX under QEMU 11.1; writes
-## reports/vm.md and the vm:* columns of reports/matrix.md (~15 min under TCG on 2 cores)
+## reports/vm.md and the vm:* columns of reports/matrix.md (12-23 min under TCG on 2 shared cores)
 test-vm: vm qemu11
 	$(PY) -m pagefs.conformance.vm.suite --out reports
 
