@@ -170,5 +170,6 @@ def written_by(state: State, guest: int, ino: int) -> State:
     inode = state.inodes[ino]
     if inode.kind is not FileKind.REG:
         return state
-    return put(state, ino, replace(inode, mode=killed_by_write(caller(state, guest).uid,
+    who = caller(state, guest)
+    return put(state, ino, replace(inode, mode=killed_by_write(who.uid, who.gid, inode.gid,
                                                                 inode.mode)))

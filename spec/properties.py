@@ -273,7 +273,8 @@ def ownership(step: Step) -> bool:
     directory's group when that is set-gid, with none of the umask's bits, set-gid when it
     is a directory made in a set-gid directory, and not set-gid when it is a file whose
     group the caller is not in (unless root); a user's change of a file's data leaves it
-    neither set-uid nor set-gid and group-executable; only the owner or root changes a
+    neither set-uid nor set-gid and group-executable, nor set-gid of a group not the
+    caller's; only the owner or root changes a
     mode; no step changes an existing inode's owner or group."""
     if not _guest_op(step) or step.op in ("LOAD", "STORE") or not isinstance(step.result,
                                                                                Ok):
@@ -301,8 +302,8 @@ def ownership(step: Step) -> bool:
             return False
     changed = _data_changed_ino(step)
     if who.uid != 0 and changed is not None and after[changed].kind is FileKind.REG:
-        mode = after[changed].mode
-        if mode & 0o4000 or mode & 0o2010 == 0o2010:
+        mode, stranger = after[changed].mode, who.gid != after[changed].gid
+        if mode & 0o4000 or mode & 0o2010 == 0o2010 or (stranger and mode & 0o2000):
             return False
     if step.op == "SETATTR" and step.arg(3) is not None:
         node = step.state.guests[step.arg(0)].nodes[step.arg(1)]

@@ -278,19 +278,20 @@ def new_modes(uid: int, gid: int, mode: int, umask: int, directory: bool,
     return frozenset(outcomes)
 
 
-def killed_by_write(uid: int, mode: int) -> int:
+def killed_by_write(uid: int, gid: int, group: int, mode: int) -> int:
     """A write or truncation of a file by anyone but root clears set-uid, and set-gid
-    where it means set-gid (group-executable; without it, it marks mandatory locking):
-    a program changed by a user must not keep running as its owner. Root keeps them.
+    where it means set-gid (group-executable) or where the caller is not of the file's
+    group (Linux 6's setattr_should_drop_sgid): a program changed by a user must not
+    keep running as its owner or group. Root keeps them.
 
     post: uid == 0 or not __return__ & 0o4000
-    post: uid == 0 or not (__return__ & 0o2000 and __return__ & 0o010)
+    post: uid == 0 or not (__return__ & 0o2000 and (__return__ & 0o010 or gid != group))
     post: uid != 0 or __return__ == mode
     post: __return__ & 0o1777 == mode & 0o1777
     """
     if uid == ROOT_UID:
         return mode
-    kill = S_ISUID | (S_ISGID if mode & S_IXGRP else 0)
+    kill = S_ISUID | (S_ISGID if mode & S_IXGRP or gid != group else 0)
     return mode & ~kill
 
 

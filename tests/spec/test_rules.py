@@ -134,9 +134,10 @@ def test_set_gid_is_stripped_from_a_file_of_a_group_not_the_callers() -> None:
 
 
 def test_a_users_write_clears_set_id_and_roots_does_not() -> None:
-    assert killed_by_write(1000, 0o6755) == 0o0755
-    assert killed_by_write(1000, 0o6745) == 0o2745  # set-gid without g+x stays
-    assert killed_by_write(0, 0o6755) == 0o6755
+    assert killed_by_write(1000, 1000, 1000, 0o6755) == 0o0755
+    assert killed_by_write(1000, 1000, 1000, 0o6745) == 0o2745  # in group, no g+x: stays
+    assert killed_by_write(1000, 1000, 0, 0o6745) == 0o0745  # not of its group: goes
+    assert killed_by_write(0, 0, 1000, 0o6755) == 0o6755
 
 
 def test_chmod_by_an_owner_outside_the_group_drops_set_gid() -> None:
