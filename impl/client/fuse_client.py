@@ -239,7 +239,8 @@ class FuseClient:
     def forget(self, nodeid: int, nlookup: int) -> None:
         """Queues a FORGET and returns: FUSE gives it no reply, so nothing is waited for.
         Its buffer is recycled once the back-end has taken it (`settle` waits for that)."""
-        request = hot.FORGET.encode(next(self._unique), nodeid, self._ids, nlookup)
+        forget = hot.FIXED[p.Opcode.FORGET]
+        request = forget.encode(next(self._unique), nodeid, self._ids, nlookup)
         self._forgotten(self.frontend.send(HIPRIO_QUEUE, request))
 
     def batch_forget(self, entries: list[tuple[int, int]]) -> None:

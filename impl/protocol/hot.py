@@ -47,6 +47,9 @@ OPEN = FixedRequest(Opcode.OPEN, rq.OpenIn)
 RELEASE = FixedRequest(Opcode.RELEASE, rq.ReleaseIn)
 FLUSH = FixedRequest(Opcode.FLUSH, rq.FlushIn)
 READ = FixedRequest(Opcode.READ, rq.ReadIn)
+# by opcode, for a caller that names the opcode it sends
+FIXED = {Opcode.GETATTR: GETATTR, Opcode.FORGET: FORGET, Opcode.OPEN: OPEN,
+         Opcode.RELEASE: RELEASE, Opcode.FLUSH: FLUSH, Opcode.READ: READ}
 _WRITE_HEAD = Struct(IN_HEADER.format + rq.ReadIn.LAYOUT.format[1:])  # fuse_write_in's too
 
 
