@@ -63,10 +63,12 @@ HIPRIO_QUEUE = 0
 REQUEST_QUEUE = 1
 DEFAULT_MEM_SIZE = 64 << 20
 DEFAULT_QUEUE_SIZE = 128
-# The ceiling of a waiter's adaptive spin on the used ring before it sleeps: about one
-# cross-CPU wake-up on this kind of machine, so a spin never costs more than the sleep
-# it replaces would add to the reply's latency.
-DEFAULT_SPIN_NS = 50_000
+# The ceiling of a waiter's adaptive spin on the used ring before it sleeps; 0 by default:
+# measured on the 2-core machine pagefs is built on, spinning never met a reply (neither
+# pagefs-host's nor virtiofsd's) and made OPEN+RELEASE and LOOKUP+FORGET several times
+# slower (the spinner holds the CPU the woken back-end needs). Give it (about one
+# cross-CPU wake-up, 50_000) where the back-end polls on cores of its own.
+DEFAULT_SPIN_NS = 0
 
 
 class _Queue:
