@@ -479,9 +479,24 @@ static int64_t claim_locked(struct fe_entry *e, uint64_t *reply_gpa) {
     return e->written;
 }
 
+/* Drops a released entry's token from the ready list: a waiter may have claimed it
+ * after it was queued for the background, and a stale token left there would let the
+ * list hold more than `num` tokens once the head is reused (a heap overflow). */
+static void unqueue(struct fe_queue *q, struct fe_entry *e, uint16_t head) {
+    if (!e->queued)
+        return;
+    e->queued = 0;
+    unsigned kept = 0;
+    for (unsigned k = 0; k < q->nready; k++)
+        if ((uint16_t)(q->ready[k] & 0xFFFF) != head)
+            q->ready[kept++] = q->ready[k];
+    q->nready = kept;
+}
+
 static uint64_t release_locked(struct fe_queue *q, struct fe_entry *e) {
     uint16_t head = (uint16_t)(e - q->entries);
     uint64_t heap = e->heap;
+    unqueue(q, e, head);
     vq_driver_free_chain(&q->vq, head);
     e->state = FREE;
     e->gen++;

@@ -9,6 +9,8 @@ from __future__ import annotations
 import errno
 import os
 import signal
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -153,3 +155,30 @@ def test_a_back_end_that_dies_mid_request_gives_connection_error_not_a_hang(
         assert isinstance(outcome[0], ConnectionError)
         with pytest.raises(ConnectionError):
             client.getattr(FUSE_ROOT_ID)
+
+
+BURSTS = """
+import sys, tempfile
+from pagefs.impl import protocol as p
+from pagefs.impl.client.fuse_client import FuseClient
+from pagefs.impl.client.host_daemon import host_daemon
+with tempfile.TemporaryDirectory() as shared, host_daemon(shared) as host:
+    with FuseClient.connect(host.socket_path) as client:
+        for _ in range(1000):
+            futures = [client.submit(p.Opcode.GETATTR, 1, p.GetattrIn()) for _ in range(64)]
+            for future in futures:
+                future.result(30)
+            for _ in range(20):
+                client.getattr(1)
+print("held")
+"""
+
+
+def test_bursts_of_futures_between_calls_keep_the_front_end_s_heap_whole() -> None:
+    """Futures a waiter claims after they were queued for the background thread used to
+    leave stale tokens in the ready list; once their heads were reused the list outgrew
+    its array and glibc aborted the process ("double free or corruption"). A process of
+    its own, so that an abort fails this test instead of ending the run."""
+    done = subprocess.run([sys.executable, "-c", BURSTS], capture_output=True, text=True,
+                          timeout=240)
+    assert (done.returncode, done.stdout.strip()) == (0, "held"), done.stderr[-2000:]
