@@ -9,10 +9,12 @@ tests/conftest.py puts this folder on sys.path, so any test folder imports it as
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -63,9 +65,13 @@ def exited(pid: int) -> bool:
 
 def assert_child_dies_with_holder(script: str, *args: str) -> None:
     """Run `script` (Python) in a process of its own; it starts a daemon, prints the
-    daemon's pid, and waits. Kill that process with SIGTERM: the daemon must go too."""
+    daemon's pid, and waits. Kill that process with SIGTERM: the daemon must go too.
+    The holder's temporary directories go into one of ours (its TMPDIR, short enough for
+    a socket path): killed, it never runs the cleanup that would remove them."""
+    scratch = tempfile.mkdtemp(prefix="pagefs-holder-")
     holder = subprocess.Popen([sys.executable, "-c", script, *args], stdout=subprocess.PIPE,
-                              stdin=subprocess.DEVNULL, text=True)
+                              stdin=subprocess.DEVNULL, text=True,
+                              env={**os.environ, "TMPDIR": scratch})
     daemon_pid = None
     try:
         line = holder.stdout.readline()
@@ -81,6 +87,7 @@ def assert_child_dies_with_holder(script: str, *args: str) -> None:
         holder.stdout.close()
         if daemon_pid is not None and not exited(daemon_pid):
             os.kill(daemon_pid, signal.SIGKILL)  # the orphan this test caught
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def all_stopped(pid: int) -> bool:
