@@ -82,9 +82,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "thread without the GIL, the rest by the Python dispatcher; "
                         "python: every request by the Python dispatcher (default fast)")
     parser.add_argument("--spin-us", type=_spin, default=SPIN_MAX_NS // 1000, metavar="US",
-                        help="after each request a queue spins on its ring for at most US "
-                        "microseconds (adaptive below that) before it re-arms kicks and "
-                        f"sleeps; 0 never spins (default {SPIN_MAX_NS // 1000})")
+                        help="after each request a queue spins on its ring for the next "
+                        "one, at most US microseconds, before it re-arms kicks and sleeps; "
+                        "the spin adapts below that to the guest's request rate, falls to "
+                        "nothing while the guest idles, and is skipped while every CPU is "
+                        f"taken; 0 never spins (default {SPIN_MAX_NS // 1000})")
     parser.add_argument("--read-only", action="store_true",
                         help="refuse every write path with EROFS; donate read-only fds only")
     parser.add_argument("--writable-map-fds", action="store_true",

@@ -506,9 +506,13 @@ class VhostUserBackend:
         # The poller drains the kick eventfd until empty: it must not block (the
         # front-end's file description; O_NONBLOCK changes nothing for its writes).
         os.set_blocking(vring.kick_fd, False)
+        # Queue 0 (virtio-fs's hiprio queue) never spins: what goes there (FORGET,
+        # INTERRUPT) has no reply anybody waits on, and a spinner of its own would take
+        # the CPU the request queue's spinner and the guest need.
+        spin = 0 if index == 0 else self._spin_max_ns
         loop = DeviceLoop(device, kick_fd=vring.kick_fd, stop_fd=vring.stop_fd,
                           call_fd=vring.call_fd, max_request=MAX_REQUEST_BYTES,
-                          serve=serve, ctx=ctx, spin_max_ns=self._spin_max_ns)
+                          serve=serve, ctx=ctx, spin_max_ns=spin)
         try:
             # The loop (C, without the GIL) serves what `fast` takes and hands the rest here.
             while (chain := loop.run()) is not None:
@@ -517,6 +521,7 @@ class VhostUserBackend:
             self._break(f"queue {index}: {e}")
         finally:
             vring.stats = loop.stats()
+            log.info("queue %d stopped: %s", index, vring.stats)
 
     def _serve_chain(self, loop: DeviceLoop, chain: Chain) -> None:
         request = chain.read()

@@ -640,11 +640,13 @@ void fe_quiesce(struct fe_queue *q) {
     pthread_mutex_unlock(&q->lock);
 }
 
-void fe_poll_stats(struct fe_queue *q, uint64_t *out4) {
+void fe_poll_stats(struct fe_queue *q, uint64_t *out6) {
     pthread_mutex_lock(&q->lock);
-    out4[0] = q->poller.budget_ns;
-    out4[1] = q->poller.waits;
-    out4[2] = q->poller.spun;
-    out4[3] = q->poller.slept;
+    out6[0] = q->poller.budget_ns;
+    out6[1] = q->poller.waits;
+    out6[2] = q->poller.spun;
+    out6[3] = q->poller.slept;
+    out6[4] = q->poller.contended;
+    out6[5] = q->poller.spin_ns;
     pthread_mutex_unlock(&q->lock);
 }

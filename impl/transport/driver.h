@@ -84,7 +84,8 @@ void fe_kill(struct fe_shared *sh, struct fe_queue *const *qs, unsigned nq);
 /* After fe_kill: waits until no thread is inside q's calls (its fds may then be closed). */
 void fe_quiesce(struct fe_queue *q);
 
-/* Adaptive polling figures: spin budget (ns), waits, met while spinning, slept. */
-void fe_poll_stats(struct fe_queue *q, uint64_t *out4);
+/* Adaptive polling figures: spin budget (ns), waits, met while spinning, slept, could
+ * not spin for want of a CPU, time spent spinning (ns). */
+void fe_poll_stats(struct fe_queue *q, uint64_t *out6);
 
 #endif

@@ -63,12 +63,13 @@ HIPRIO_QUEUE = 0
 REQUEST_QUEUE = 1
 DEFAULT_MEM_SIZE = 64 << 20
 DEFAULT_QUEUE_SIZE = 128
-# The ceiling of a waiter's adaptive spin on the used ring before it sleeps; 0 by default:
-# measured on the 2-core machine pagefs is built on, spinning never met a reply (neither
-# pagefs-host's nor virtiofsd's) and made OPEN+RELEASE and LOOKUP+FORGET several times
-# slower (the spinner holds the CPU the woken back-end needs). Give it (about one
-# cross-CPU wake-up, 50_000) where the back-end polls on cores of its own.
-DEFAULT_SPIN_NS = 0
+# The ceiling of a waiter's adaptive spin on the used ring before it sleeps: it covers
+# the back-end's service time of a frequent request (a few us in pagefs-host's C path)
+# and a back-end's own wake-up when that one slept (tens of us on a VM), so the waiter
+# is not woken a second time. Below it the budget adapts (poller.h), and no waiter spins
+# while every CPU is taken: on a busy machine the spinner would hold the CPU the woken
+# back-end needs (measured: OPEN+RELEASE several times slower without that gate).
+DEFAULT_SPIN_NS = 50_000
 
 
 class _Queue:

@@ -1,6 +1,7 @@
 /* Adaptive spin-then-sleep waiting; see poller.h for the contract. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdint.h>
 #include <time.h>
@@ -13,10 +14,6 @@
 #define GROW_START_NS 2000u
 /* Loads of the ring between two looks at the clock while spinning. */
 #define SPINS_PER_CLOCK 32u
-/* Below this score (of 256) spinning has not paid lately: the budget shrinks. */
-#define SCORE_FLOOR 32u
-/* With no budget left, one wait in this many spins again, to notice that it pays again. */
-#define RETRY_EVERY 64u
 
 static inline void cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -34,15 +31,62 @@ int64_t poller_now_ns(void) {
     return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
 }
 
+/* The runnable-thread count, process-wide: /proc/loadavg opened when the library loads
+ * (before a daemon confines itself: a chroot has no /proc), its last sample cached. Races
+ * between threads only sample twice. */
+static int loadavg_fd = -1;
+static long cpus = 1; /* what spinning may count on */
+static int64_t sampled_at = INT64_MIN / 2;
+static long last_runnable = -1;
+
+__attribute__((constructor)) static void open_loadavg(void) {
+    loadavg_fd = open("/proc/loadavg", O_RDONLY | O_CLOEXEC);
+    cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    if (cpus < 1)
+        cpus = 1;
+}
+
+void poller_count_on_cpus(long n) {
+    __atomic_store_n(&cpus, n > 0 ? n : sysconf(_SC_NPROCESSORS_ONLN), __ATOMIC_RELAXED);
+}
+
+/* "0.52 0.58 0.59 3/156 4242": the fourth field's first number counts the threads
+ * runnable now, the caller among them. -1 when unreadable. */
+static long runnable(void) {
+    char text[128];
+    ssize_t n = loadavg_fd < 0 ? -1 : pread(loadavg_fd, text, sizeof text - 1, 0);
+    if (n <= 0)
+        return -1;
+    text[n] = 0;
+    const char *s = text;
+    for (int fields = 0; fields < 3; s++) {
+        if (*s == 0)
+            return -1;
+        if (*s == ' ')
+            fields++;
+    }
+    long count = 0;
+    for (; *s >= '0' && *s <= '9'; s++)
+        count = count * 10 + (*s - '0');
+    return *s == '/' ? count : -1;
+}
+
+static int cpus_taken(int64_t now) {
+    if (now - __atomic_load_n(&sampled_at, __ATOMIC_RELAXED) >= POLLER_SAMPLE_NS) {
+        __atomic_store_n(&sampled_at, now, __ATOMIC_RELAXED);
+        __atomic_store_n(&last_runnable, runnable(), __ATOMIC_RELAXED);
+    }
+    return __atomic_load_n(&last_runnable, __ATOMIC_RELAXED) >
+           __atomic_load_n(&cpus, __ATOMIC_RELAXED);
+}
+
+int poller_cpus_taken(void) { return cpus_taken(poller_now_ns()); }
+
 void poller_init(struct poller *p, uint32_t max_ns) {
     p->max_ns = max_ns;
     p->budget_ns = max_ns < GROW_START_NS ? max_ns : GROW_START_NS;
-    p->score = 128;
-    p->idle_waits = 0;
-    p->waits = p->spun = p->slept = 0;
+    p->waits = p->spun = p->slept = p->contended = p->spin_ns = 0;
 }
-
-static void paid(struct poller *p) { p->score += (256 - p->score + 7) / 8; }
 
 static void grow(struct poller *p) {
     uint32_t grown = p->budget_ns ? p->budget_ns * 2 : GROW_START_NS;
@@ -51,29 +95,58 @@ static void grow(struct poller *p) {
 
 static void shrink(struct poller *p) {
     p->budget_ns = p->budget_ns / 2 < GROW_START_NS / 2 ? 0 : p->budget_ns / 2;
-    if (p->budget_ns == 0 && p->max_ns && ++p->idle_waits % RETRY_EVERY == 0)
-        p->budget_ns = p->max_ns < GROW_START_NS ? p->max_ns : GROW_START_NS;
 }
 
-/* After a wait the spin did not meet. Had it lasted no longer than the ceiling, a longer
- * spin would have met it (grow, doubling: KVM's halt-polling rule), unless spins have
- * kept failing lately; a longer wait means spinning was wasted on it (shrink, halving,
- * down to nothing). just_missed: the answer came between the spin and the sleep. */
-static void adapt_after_sleep(struct poller *p, int64_t waited_ns, int just_missed) {
-    if (just_missed)
-        paid(p);
-    else
-        p->score -= (p->score + 7) / 8;
-    if (waited_ns <= (int64_t)p->max_ns && (just_missed || p->score >= SCORE_FLOOR))
-        grow(p);
-    else
+/* After a wait the spin did not meet (KVM's halt-polling rule): one no longer than the
+ * ceiling would have been met by a longer spin (grow, doubling), unless no CPU was free
+ * to spin on; a longer one was idle time, on which a spin is wasted (shrink, halving,
+ * down to nothing). */
+static void adapt_after_sleep(struct poller *p, int64_t waited_ns, int contended) {
+    if (waited_ns > (int64_t)p->max_ns)
         shrink(p);
+    else if (!contended)
+        grow(p);
 }
 
 static void drain(int fd) {
     uint64_t count;
     while (read(fd, &count, sizeof count) == (ssize_t)sizeof count)
         ;
+}
+
+/* Spins until ring->ready(), the budget's end or the deadline, or until no CPU is free.
+ * 1 when met; *contended set when it stopped (or never began) for want of a CPU. */
+static int spin(struct poller *p, const struct poller_ring *ring, int64_t start,
+                int64_t deadline, int *contended) {
+    if (p->budget_ns == 0)
+        return 0;
+    if (cpus_taken(start)) {
+        *contended = 1;
+        return 0;
+    }
+    int64_t spin_end = start + p->budget_ns, now = start;
+    if (spin_end > deadline)
+        spin_end = deadline;
+    ring->quiet(ring->ctx);
+    int met = 0;
+    for (unsigned i = 1;; i++) {
+        if (ring->ready(ring->ctx)) {
+            met = 1;
+            break;
+        }
+        cpu_relax();
+        if (i % SPINS_PER_CLOCK == 0) {
+            now = poller_now_ns();
+            if (now >= spin_end)
+                break;
+            if (cpus_taken(now)) {
+                *contended = 1;
+                break;
+            }
+        }
+    }
+    p->spin_ns += (uint64_t)((met ? poller_now_ns() : now) - start);
+    return met;
 }
 
 int poller_wait(struct poller *p, const struct poller_ring *ring, int notify_fd,
@@ -84,25 +157,16 @@ int poller_wait(struct poller *p, const struct poller_ring *ring, int notify_fd,
         return -EINVAL;
     int64_t start = poller_now_ns();
     int64_t deadline = timeout_ns < 0 ? INT64_MAX : start + timeout_ns;
+    int contended = 0;
     p->waits++;
-    if (p->budget_ns) {
-        int64_t spin_end = start + p->budget_ns;
-        if (spin_end > deadline)
-            spin_end = deadline;
-        ring->quiet(ring->ctx);
-        for (unsigned i = 1;; i++) {
-            if (ring->ready(ring->ctx)) {
-                p->spun++;
-                paid(p);
-                return POLLER_READY;
-            }
-            cpu_relax();
-            if (i % SPINS_PER_CLOCK == 0 && poller_now_ns() >= spin_end)
-                break;
-        }
+    int met = spin(p, ring, start, deadline, &contended);
+    p->contended += (uint64_t)contended;
+    if (met) {
+        p->spun++;
+        return POLLER_READY;
     }
-    if (ring->arm(ring->ctx)) {
-        adapt_after_sleep(p, poller_now_ns() - start, 1); /* just missed: spin longer */
+    if (ring->arm(ring->ctx)) { /* came between the spin and the sleep: spin longer */
+        adapt_after_sleep(p, poller_now_ns() - start, contended);
         return POLLER_READY;
     }
     p->slept++;
@@ -117,7 +181,7 @@ int poller_wait(struct poller *p, const struct poller_ring *ring, int notify_fd,
     for (;;) {
         int64_t now = poller_now_ns();
         if (now >= deadline) {
-            adapt_after_sleep(p, now - start, 0);
+            adapt_after_sleep(p, now - start, contended);
             return POLLER_TIMEOUT;
         }
         struct timespec left, *limit = NULL;
@@ -135,7 +199,7 @@ int poller_wait(struct poller *p, const struct poller_ring *ring, int notify_fd,
         if (n && fds[0].revents)
             drain(notify_fd);
         if (ring->ready(ring->ctx)) { /* before any hang-up: what came first counts */
-            adapt_after_sleep(p, poller_now_ns() - start, 0);
+            adapt_after_sleep(p, poller_now_ns() - start, contended);
             return POLLER_READY;
         }
         int event = 0;

@@ -2,15 +2,23 @@
  *
  * After a side has handed work to the other (the driver published a request, the device
  * pushed a reply), the answer often comes within microseconds, far sooner than a sleeping
- * thread could be woken (a cross-CPU eventfd wake-up costs tens of microseconds). So a
- * waiter first spins on the ring, with the other side's notifications suppressed, for a
- * bounded budget; only then does it re-enable notifications (virtio's EVENT_IDX rules:
- * enable, full fence, look once more) and sleep on its eventfd. The budget adapts to what
- * the waits needed: it grows when an answer came soon after the spin gave up, shrinks when
- * the spin was wasted on a long wait, so a side that idles spins at most once, briefly,
- * before sleeping, and burns no CPU while idle. It also shrinks while spins keep failing
- * (on a machine with fewer free CPUs than spinners, a spin takes the CPU the other side
- * needs to answer), and is tried again, briefly, every so often.
+ * thread could be woken (a cross-CPU eventfd wake-up costs tens of microseconds on a VM,
+ * where an idle vCPU halts). So a waiter first spins on the ring, with the other side's
+ * notifications suppressed, for a bounded budget; only then does it re-enable
+ * notifications (virtio's EVENT_IDX rules: enable, full fence, look once more) and sleep
+ * on its eventfd.
+ *
+ * The budget follows the request rate, by KVM's halt-polling rule: a wait that outlasted
+ * the spin but not the ceiling doubles the budget (a longer spin would have met it), a
+ * wait past the ceiling halves it, down to nothing, so a side whose peer idles spins a
+ * few times, ever more briefly, and then burns no CPU at all. A device's ceiling should
+ * cover the driver's think time between requests, a driver's the device's service time.
+ *
+ * Spinning pays only while a CPU is free for the spinner: on a machine where every CPU
+ * is taken, a spin steals the time the other side (or anything else) needs. So a wait
+ * does not spin, and a spin stops, while more threads are runnable than there are CPUs
+ * (the kernel's instantaneous count, /proc/loadavg's fourth field, sampled at most every
+ * POLLER_SAMPLE_NS); such waits count as `contended` and do not grow the budget.
  */
 #ifndef PAGEFS_POLLER_H
 #define PAGEFS_POLLER_H
@@ -25,12 +33,15 @@
 struct poller {
     uint32_t budget_ns; /* the next wait spins this long before it sleeps */
     uint32_t max_ns;    /* the budget's ceiling: 0 never spins */
-    uint32_t score;     /* 0..256: how often spinning has paid lately (a moving average) */
-    uint32_t idle_waits; /* waits since the budget fell to nothing (it is tried again) */
     uint64_t waits;     /* waits that found nothing ready at once */
     uint64_t spun;      /* ... of which were met while spinning */
     uint64_t slept;     /* ... of which needed a sleep on the notification fd */
+    uint64_t contended; /* ... of which did not spin, or stopped, as no CPU was free */
+    uint64_t spin_ns;   /* time spent spinning, in all */
 };
+
+/* How often the count of runnable threads is sampled (process-wide). */
+#define POLLER_SAMPLE_NS 1000000
 
 /* What is waited for, as the ring's side sees it. */
 struct poller_ring {
@@ -59,5 +70,15 @@ int poller_wait(struct poller *p, const struct poller_ring *ring, int notify_fd,
                 struct poller_watch *watch, unsigned nwatch, int64_t timeout_ns);
 
 int64_t poller_now_ns(void);
+
+/* Whether more threads are runnable than there are CPUs to count on, as last sampled
+ * (or sampled now, when the sample is older than POLLER_SAMPLE_NS): 1, 0, or 0 when
+ * unknown. */
+int poller_cpus_taken(void);
+
+/* How many CPUs spinning counts on, process-wide (n <= 0: the CPUs online, the default).
+ * A machine's other load is counted against them; a larger n lets sides with cores of
+ * their own spin whatever else runs. */
+void poller_count_on_cpus(long n);
 
 #endif

@@ -297,6 +297,7 @@ class RequestPath:
 
     def poll_stats(self, queue: int) -> dict[str, int]:
         """The adaptive poller's figures for one queue."""
-        out = ffi.new("uint64_t[4]")
+        out = ffi.new("uint64_t[6]")
         lib.fe_poll_stats(self._queues[queue], out)
-        return dict(zip(("budget_ns", "waits", "spun", "slept"), out, strict=True))
+        return dict(zip(("budget_ns", "waits", "spun", "slept", "contended", "spin_ns"), out,
+                        strict=True))

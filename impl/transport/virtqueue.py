@@ -217,11 +217,11 @@ class DeviceQueue:
         return bool(lib.vq_device_enable_kicks(self._vq))
 
 
-# Spin-then-sleep (poller.h), at most this long. A wake-up costs 23-56 us on this kind of
-# VM, but on a loaded 2-core machine a 40 us ceiling made GETATTR round trips 3x slower
-# (46 us against 14 us with 10 us or none; measured through the same front-end): a
-# spinning daemon takes the core its own guest needs. 10 us loses nothing measured there.
-SPIN_MAX_NS = 10_000
+# Spin-then-sleep (poller.h), at most this long: the device's ceiling has to cover the
+# driver's think time between requests (a Python guest's 10-40 us per request), or the
+# device always sleeps and every request pays a wake-up (tens of us on a VM). The budget
+# below it adapts, to nothing when the guest idles or no CPU is free (poller.h).
+SPIN_MAX_NS = 200_000
 
 
 class DeviceLoop:
@@ -269,8 +269,10 @@ class DeviceLoop:
         return int(lib.vq_loop_complete(self._loop, reply, len(reply)))
 
     def stats(self) -> dict[str, int]:
-        """Chains served in C and handed back; waits for a request, those met spinning,
-        those that slept."""
+        """Chains served in C and handed back; the poller's budget now, its waits for a
+        request, those met spinning, those that slept, those that could not spin for want
+        of a free CPU, and the time spent spinning (ns)."""
         loop, poller = self._loop, self._loop.poller
-        return {"served": loop.served, "passed": loop.passed, "waits": poller.waits,
-                "spun": poller.spun, "slept": poller.slept}
+        return {"served": loop.served, "passed": loop.passed, "budget_ns": poller.budget_ns,
+                "waits": poller.waits, "spun": poller.spun, "slept": poller.slept,
+                "contended": poller.contended, "spin_ns": poller.spin_ns}
