@@ -227,6 +227,11 @@ class VhostUserBackend:
         """Why the connection was dropped, if it was dropped for a protocol violation."""
         return self._broken
 
+    def queue_stats(self, index: int) -> dict[str, int]:
+        """Queue `index`'s loop counters (DeviceLoop.stats) as of when it last stopped;
+        empty before."""
+        return dict(self._vrings[index].stats)
+
     def shmem_map(
         self, fd: int, fd_offset: int, shm_offset: int, length: int, writable: bool
     ) -> None:

@@ -14,10 +14,12 @@ from pathlib import Path
 
 import pytest
 
+from pagefs.impl.transport._vring import lib
 from pagefs.impl.transport.backend import VhostUserBackend
 
 HERE = Path(__file__).parent
 WINDOW_SIZE = 16 << 20
+ANY_LOAD = 1 << 20  # CPUs for spinning to count on: more than any machine's runnable threads
 
 
 def open_fds() -> set[int]:
@@ -25,10 +27,13 @@ def open_fds() -> set[int]:
 
 
 class ThreadBackend:
-    """A VhostUserBackend serving one connection on a thread, with `handle` as handler."""
+    """A VhostUserBackend serving one connection on a thread, with `handle` as handler
+    (`options` go to VhostUserBackend)."""
 
-    def __init__(self, path: str, handle: Callable[[bytes], bytes | None], window_size: int):
+    def __init__(self, path: str, handle: Callable[[bytes], bytes | None], window_size: int,
+                 **options: object):
         self.path = path
+        self._options = options
         self.backend: VhostUserBackend | None = None
         self.ready = threading.Event()
         self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -40,7 +45,8 @@ class ThreadBackend:
     def _run(self, handle, window_size) -> None:
         conn, _ = self._listener.accept()
         self._listener.close()
-        self.backend = VhostUserBackend(conn, window_size=window_size)
+        self.backend = VhostUserBackend(conn, window_size=window_size,
+                                        **self._options)  # type: ignore[arg-type]
         self.ready.set()
         self.backend.serve(handle)
 
@@ -68,8 +74,8 @@ def sock_path(tmp_path: Path) -> str:
 def thread_backend(sock_path: str) -> Iterator[Callable[..., ThreadBackend]]:
     started: list[ThreadBackend] = []
 
-    def start(handle=lambda request: b"echo:" + request, window_size=WINDOW_SIZE):
-        tb = ThreadBackend(sock_path, handle, window_size)
+    def start(handle=lambda request: b"echo:" + request, window_size=WINDOW_SIZE, **options):
+        tb = ThreadBackend(sock_path, handle, window_size, **options)
         started.append(tb)
         return tb
 
@@ -103,3 +109,12 @@ def process_backend(sock_path: str) -> Iterator[subprocess.Popen]:
     ) as proc:
         yield proc
         proc.wait(10)
+
+
+@pytest.fixture
+def spin_whatever_else_runs() -> Iterator[None]:
+    """The adaptive poller's budget rules, apart from its load gate (the test machine may
+    be busy): spinning counts on more CPUs than anything could take, then on the default."""
+    lib.poller_count_on_cpus(ANY_LOAD)
+    yield
+    lib.poller_count_on_cpus(0)

@@ -17,16 +17,8 @@ import pytest
 from pagefs.impl.transport._vring import ffi, lib
 
 MAX_NS = 200_000
-ANY_LOAD = 1 << 20  # CPUs to count on: more than any machine's runnable threads
 
-
-@pytest.fixture(autouse=True)
-def spin_whatever_else_runs() -> Iterator[None]:
-    """The budget rules are tested apart from the load gate (the test machine may be
-    busy): spinning counts on more CPUs than anything could take, then on the default."""
-    lib.poller_count_on_cpus(ANY_LOAD)
-    yield
-    lib.poller_count_on_cpus(0)
+pytestmark = pytest.mark.usefixtures("spin_whatever_else_runs")
 
 
 class Ring:
