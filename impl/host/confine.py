@@ -107,7 +107,7 @@ def reopen(path_fd: int, flags: int, kind: int | None = None) -> int:
         raise OSError(errno.ENXIO, "socket opened")
     if not stat.S_ISREG(mode):
         raise OSError(errno.EACCES, "device node or FIFO opened")
-    return os.open(procfd.path(path_fd), (flags & GUEST_OPEN_FLAGS) | os.O_CLOEXEC)
+    return procfd.reopen(path_fd, flags & GUEST_OPEN_FLAGS)
 
 
 def proc_path(path_fd: int) -> str:

@@ -323,21 +323,16 @@ def main(argv: list[str] | None = None) -> int:
     os.umask(0)
     drop_supplementary_groups()
     credentials = Credentials(squash_uid=args.squash_uid, squash_gid=args.squash_gid)
-    # The C fast path reopens inodes by the absolute /proc/self/fd/N: under chroot that
-    # path would resolve inside the export, where a planted proc/self/fd tree could
-    # redirect an OPEN to another file. There, every request takes the Python path
-    # (procfd.path, relative to the daemon's own fd directory).
-    dispatch = "python" if fs.roots.mode == "chroot" else args.dispatch
     daemon = Daemon(fs, listener, socket_name, max_guests=args.max_guests,
                     window_size=args.window_size, handshake_timeout=args.handshake_timeout,
                     device_config=_device_config(args.tag),
                     cache=cache_policy.CACHE_POLICIES[args.cache], credentials=credentials,
-                    fast=dispatch == "fast", spin_max_ns=args.spin_us * 1000)
+                    fast=args.dispatch == "fast", spin_max_ns=args.spin_us * 1000)
     daemon.handle_stop_signals()
     log.info("exporting %s%s on %s, --cache %s, --fds-per-guest %d, --dispatch %s; %s",
              fs.root, " read-only" if fs.read_only else "",
              args.socket_path or f"inherited socket {args.fd}", args.cache, fds_per_guest,
-             dispatch + (" (chroot)" if dispatch != args.dispatch else ""),
+             args.dispatch,
              credentials.describe())
     log.info("sandbox %s", fs.roots.how)
     daemon.run()

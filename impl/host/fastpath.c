@@ -307,11 +307,13 @@ static int serve_open(struct pf_session *s, const struct req *q, const struct ds
         return PASS;
     if (pf_over_cap(s, 1))
         return PASS;
-    char path[40];
-    snprintf(path, sizeof path, "/proc/self/fd/%d", n->fd);
+    char name[16];
+    snprintf(name, sizeof name, "%d", n->fd);
     if (act_as(&s->rules, q->uid, q->gid) != 0)
         return PASS;
-    int fd = open(path, (int)(flags & GUEST_OPEN_FLAGS) | O_CLOEXEC);
+    /* relative to the process's fd directory (procfd.py), as the Python reopen: never a
+     * path from the root, which under --sandbox chroot is the export */
+    int fd = openat(s->export->proc_dir, name, (int)(flags & GUEST_OPEN_FLAGS) | O_CLOEXEC);
     act_as_daemon(&s->rules);
     if (fd < 0)
         return PASS;
@@ -328,6 +330,20 @@ static int serve_open(struct pf_session *s, const struct req *q, const struct ds
     dst_write(d, 0, reply, sizeof reply);
     *out = sizeof reply;
     return DONE;
+}
+
+/* I/O on a handle (preadv, pwrite, fsync) runs without the session's lock, so one big
+ * READ or WRITE never holds up the guest's other queue or the dispatcher: the handle is
+ * held instead, its fd open and its number not reused whatever a RELEASE or a reset does
+ * meanwhile. Whatever was read from the tables before must be read again after. */
+static void unlock_holding(struct pf_session *s, uint64_t fh) {
+    pf_handle_hold(s, fh);
+    pf_unlock(s);
+}
+
+static void relock_putting(struct pf_session *s, struct pf_handle *h) {
+    pf_lock(s);
+    pf_handle_put(s, h);
 }
 
 static int handle_writable(const struct pf_handle *h) {
@@ -356,14 +372,21 @@ static int serve_close(struct pf_session *s, const struct req *q, const struct d
     struct pf_handle *h = pf_handle_get(s, fh);
     if (h == NULL || h->is_dir)
         return PASS;
-    if (act_as(&s->rules, q->uid, q->gid) != 0)
+    struct pf_rules rules = s->rules; /* as they were when the request was taken */
+    if (act_as(&rules, q->uid, q->gid) != 0)
         return PASS;
-    int failed = flush && handle_writable(h) && fsync(h->fd) != 0;
-    act_as_daemon(&s->rules);
+    int failed = 0;
+    if (flush && handle_writable(h)) {
+        unlock_holding(s, fh);
+        failed = fsync(h->fd) != 0;
+        relock_putting(s, h);
+    }
+    act_as_daemon(&rules);
     if (failed)
         return PASS;
-    if (q->opcode == OP_RELEASE)
-        pf_handle_remove(s, fh);
+    /* a RELEASE of the same handle that came first meanwhile: the dispatcher's EBADF */
+    if (q->opcode == OP_RELEASE && pf_handle_remove(s, fh) != 0)
+        return PASS;
     uint8_t reply[OUT_HEADER];
     out_header(reply, sizeof reply, q->unique);
     dst_write(d, 0, reply, sizeof reply);
@@ -398,7 +421,12 @@ static int serve_read(struct pf_session *s, const struct req *q, const struct ds
             tail[used].iov_len = left;
         left -= tail[used].iov_len;
     }
-    ssize_t got = size ? preadv(h->fd, tail, (int)used, (off_t)offset) : 0;
+    ssize_t got = 0;
+    if (size) {
+        unlock_holding(s, fh);
+        got = preadv(h->fd, tail, (int)used, (off_t)offset);
+        relock_putting(s, h);
+    }
     if (got < 0)
         return PASS;
     uint8_t head[OUT_HEADER];
@@ -426,10 +454,13 @@ static int serve_write(struct pf_session *s, const struct req *q, const struct d
     struct pf_handle *h = pf_handle_get(s, fh);
     if (h == NULL || h->is_dir || !handle_writable(h))
         return PASS;
-    if (act_as(&s->rules, q->uid, q->gid) != 0)
+    struct pf_rules rules = s->rules; /* as they were when the request was taken */
+    if (act_as(&rules, q->uid, q->gid) != 0)
         return PASS;
+    unlock_holding(s, fh);
     ssize_t put = pwrite(h->fd, q->body + 40, size, (off_t)offset);
-    act_as_daemon(&s->rules);
+    relock_putting(s, h);
+    act_as_daemon(&rules);
     if (put < 0)
         return PASS;
     uint8_t reply[OUT_HEADER + 8];

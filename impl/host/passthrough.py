@@ -30,6 +30,7 @@ from pagefs.impl.filesystem import DirEntry, Entry, MapGrant
 from pagefs.impl.machine import MAX_FILE_OFFSET, PAGE_SIZE, whole_pages
 from pagefs.impl.protocol import open_flags
 from pagefs.impl.protocol.constants import FUSE_ROOT_ID
+from pagefs.impl.transport import procfd
 from pagefs.impl.transport.ranges import Mapped, WindowBook
 from pagefs.impl.transport.ratelog import RateLog
 
@@ -521,7 +522,7 @@ class GuestSession:
         if moffset + length > _MAX_WINDOW_OFFSET:
             raise OSError(errno.EINVAL, "window range overflows")
         if writable or self._fs.writable_map_fds:
-            fd = os.open(confine.proc_path(handle.fd), os.O_RDWR | os.O_CLOEXEC)
+            fd = procfd.reopen(handle.fd, os.O_RDWR)
         else:  # from the read-only view: a front-end cannot reopen it for writing
             fd = reopen_read_only(handle.fd, self._fs.roots)
         try:

@@ -122,7 +122,7 @@ def _open_roots(export: str, mode: str, read_only: bool) -> ExportRoots:
 def reopen_read_only(fd: int, roots: ExportRoots) -> int:
     """The inode open at `fd`, opened O_RDONLY through the read-only view."""
     if roots.read_only == roots.served:
-        return os.open(procfd.path(fd), os.O_RDONLY | os.O_CLOEXEC)
+        return procfd.reopen(fd, os.O_RDONLY)
     opened = lib.pagefs_reopen_through(fd, roots.read_only, os.O_RDONLY | os.O_CLOEXEC)
     if opened < 0:
         err = ffi.errno

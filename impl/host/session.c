@@ -108,11 +108,12 @@ static void map_free(struct pf_map *m) {
 
 /* ---- export and session ----------------------------------------------------------- */
 
-struct pf_export *pf_export_new(int read_only, int64_t fds_per_guest) {
+struct pf_export *pf_export_new(int read_only, int64_t fds_per_guest, int proc_dir) {
     struct pf_export *e = calloc(1, sizeof *e);
     if (e != NULL) {
         e->read_only = read_only;
         e->fds_per_guest = fds_per_guest;
+        e->proc_dir = proc_dir;
     }
     return e;
 }
@@ -123,8 +124,8 @@ uint64_t pf_next_generation(struct pf_export *e) {
     return __atomic_add_fetch(&e->generation, 1, __ATOMIC_RELAXED);
 }
 
-struct pf_session *pf_session_new(struct pf_export *e, int root_fd, uint64_t dev, uint64_t ino,
-                                  uint32_t kind) {
+struct pf_session *pf_session_new(struct pf_export *e, uint64_t root, int root_fd, uint64_t dev,
+                                  uint64_t ino, uint32_t kind) {
     struct pf_session *s = calloc(1, sizeof *s);
     if (s == NULL)
         return NULL;
@@ -134,9 +135,10 @@ struct pf_session *pf_session_new(struct pf_export *e, int root_fd, uint64_t dev
     pthread_mutex_init(&s->lock, &attr);
     pthread_mutexattr_destroy(&attr);
     s->export = e;
-    s->next_nodeid = 1;
+    s->root = root;
+    s->next_nodeid = root; /* the root is the first nodeid; every later one counts up */
     s->next_fh = 1;
-    if (pf_node_add(s, root_fd, dev, ino, kind) != 1) {
+    if (root == 0 || pf_node_add(s, root_fd, dev, ino, kind) != root) {
         pf_session_free(s);
         return NULL;
     }
@@ -198,7 +200,7 @@ static void node_drop(struct pf_session *s, struct pf_node *n) {
 
 void pf_node_forget(struct pf_session *s, uint64_t nodeid, uint64_t nlookup) {
     struct pf_node *n = pf_node_get(s, nodeid);
-    if (n == NULL || nodeid == 1)
+    if (n == NULL || nodeid == s->root)
         return;
     if (nlookup >= n->nlookup)
         node_drop(s, n);
@@ -229,14 +231,37 @@ uint64_t pf_handle_add(struct pf_session *s, int fd, uint64_t dev, uint64_t ino,
     return h->fh;
 }
 
+/* A handle out of the table: closed now, or by the last I/O that holds it. */
+static void handle_drop(struct pf_handle *h) {
+    if (h->holds > 0) {
+        h->removed = 1;
+        return;
+    }
+    close(h->fd);
+    free(h);
+}
+
 int pf_handle_remove(struct pf_session *s, uint64_t fh) {
     struct pf_handle *h = pf_handle_get(s, fh);
     if (h == NULL)
         return -EBADF;
     map_del(&s->handles, fh, 0);
-    close(h->fd);
-    free(h);
+    handle_drop(h);
     return 0;
+}
+
+struct pf_handle *pf_handle_hold(struct pf_session *s, uint64_t fh) {
+    struct pf_handle *h = pf_handle_get(s, fh);
+    if (h != NULL)
+        h->holds++;
+    return h;
+}
+
+void pf_handle_put(struct pf_session *s, struct pf_handle *h) {
+    pf_lock(s);
+    if (--h->holds == 0 && h->removed)
+        handle_drop(h);
+    pf_unlock(s);
 }
 
 uint64_t pf_nodes(struct pf_session *s) { return s->nodes.len; }
@@ -250,10 +275,8 @@ int pf_over_cap(struct pf_session *s, uint64_t n) {
 void pf_release_all(struct pf_session *s, int keep_root) {
     for (uint64_t i = 0; i < s->handles.cap; i++) {
         struct pf_handle *h = s->handles.vals[i];
-        if (h != NULL) {
-            close(h->fd);
-            free(h);
-        }
+        if (h != NULL)
+            handle_drop(h);
     }
     map_free(&s->handles);
     struct pf_node *root = NULL;
@@ -261,7 +284,7 @@ void pf_release_all(struct pf_session *s, int keep_root) {
         struct pf_node *n = s->nodes.vals[i];
         if (n == NULL)
             continue;
-        if (keep_root && n->nodeid == 1) {
+        if (keep_root && n->nodeid == s->root) {
             root = n;
             continue;
         }
@@ -272,7 +295,7 @@ void pf_release_all(struct pf_session *s, int keep_root) {
     map_free(&s->by_key);
     if (root != NULL) {
         root->nlookup = 1;
-        map_put(&s->nodes, 1, 0, root);
+        map_put(&s->nodes, root->nodeid, 0, root);
         map_put(&s->by_key, root->dev + 1, root->ino, root);
     }
 }

@@ -28,6 +28,8 @@ struct pf_handle {
     int fd;
     int flags;       /* the guest's open flags as kept (GUEST_OPEN_FLAGS) */
     int is_dir;
+    uint32_t holds;  /* I/O in progress on fd without the lock (pf_handle_hold) */
+    int removed;     /* out of the table: the last pf_handle_put closes fd */
 };
 
 struct pf_map {
@@ -43,17 +45,21 @@ struct pf_export {
     uint64_t generation;
     int read_only;
     int64_t fds_per_guest;   /* < 0: no cap */
+    int proc_dir;            /* the process's fd directory (procfd.directory()): inodes are
+                                reopened by openat(proc_dir, "N"), never by a path from the
+                                root, which under --sandbox chroot is the export */
 };
 
 struct pf_session;
 
-struct pf_export *pf_export_new(int read_only, int64_t fds_per_guest);
+struct pf_export *pf_export_new(int read_only, int64_t fds_per_guest, int proc_dir);
 void pf_export_free(struct pf_export *e);
 uint64_t pf_next_generation(struct pf_export *e);
 
-/* A session knowing only the root (nodeid 1) on root_fd, which it then owns. */
-struct pf_session *pf_session_new(struct pf_export *e, int root_fd, uint64_t dev, uint64_t ino,
-                                  uint32_t kind);
+/* A session knowing only the root, nodeid `root` (the wire's FUSE_ROOT_ID, passed in by
+ * its one home, impl/protocol/constants.py), on root_fd, which it then owns. */
+struct pf_session *pf_session_new(struct pf_export *e, uint64_t root, int root_fd, uint64_t dev,
+                                  uint64_t ino, uint32_t kind);
 /* Closes every descriptor held and frees the session. */
 void pf_session_free(struct pf_session *s);
 void pf_lock(struct pf_session *s);
@@ -68,8 +74,13 @@ void pf_node_forget(struct pf_session *s, uint64_t nodeid, uint64_t nlookup);
 struct pf_handle *pf_handle_get(struct pf_session *s, uint64_t fh);
 uint64_t pf_handle_add(struct pf_session *s, int fd, uint64_t dev, uint64_t ino, int flags,
                        int is_dir);
-/* Removes the handle and closes its fd; 0, or -EBADF when unknown. */
+/* Removes the handle and closes its fd (once no I/O holds it); 0, or -EBADF when unknown. */
 int pf_handle_remove(struct pf_session *s, uint64_t fh);
+/* The handle, kept open for I/O done without the lock (under the lock; NULL when
+ * unknown): its fd is neither closed nor its number reused, whatever a RELEASE or a reset
+ * does meanwhile, until pf_handle_put (which takes the lock itself). */
+struct pf_handle *pf_handle_hold(struct pf_session *s, uint64_t fh);
+void pf_handle_put(struct pf_session *s, struct pf_handle *h);
 uint64_t pf_nodes(struct pf_session *s);
 uint64_t pf_handles(struct pf_session *s);
 /* Would n more descriptors pass the export's per-guest cap? */

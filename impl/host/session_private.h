@@ -13,6 +13,7 @@ struct pf_session {
     struct pf_map nodes;
     struct pf_map by_key;
     struct pf_map handles;
+    uint64_t root;  /* the root's nodeid: never forgotten, kept by a reset */
     uint64_t next_nodeid;
     uint64_t next_fh;
     struct pf_rules rules;

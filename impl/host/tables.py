@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from pagefs.impl.protocol import open_flags
+from pagefs.impl.protocol.constants import FUSE_ROOT_ID
+from pagefs.impl.transport import procfd
 
 from ._session import ffi, lib
 
@@ -41,7 +43,8 @@ class Export:
     per-guest descriptor cap."""
 
     def __init__(self, *, read_only: bool, fds_per_guest: int | None) -> None:
-        ptr = lib.pf_export_new(int(read_only), -1 if fds_per_guest is None else fds_per_guest)
+        ptr = lib.pf_export_new(int(read_only), -1 if fds_per_guest is None else fds_per_guest,
+                                procfd.directory())
         if ptr == ffi.NULL:
             raise MemoryError("export tables")
         self.ptr = ffi.gc(ptr, lib.pf_export_free)
@@ -51,11 +54,12 @@ class Export:
 
 
 class SessionTables:
-    """One guest's nodeids and handles; nodeid 1 is the root on `root_fd` (owned)."""
+    """One guest's nodeids and handles; nodeid FUSE_ROOT_ID is the root on `root_fd`
+    (owned)."""
 
     def __init__(self, export: Export, root_fd: int) -> None:
         st = os.fstat(root_fd)
-        ptr = lib.pf_session_new(export.ptr, root_fd, st.st_dev, st.st_ino,
+        ptr = lib.pf_session_new(export.ptr, FUSE_ROOT_ID, root_fd, st.st_dev, st.st_ino,
                                  stat.S_IFMT(st.st_mode))
         if ptr == ffi.NULL:
             raise MemoryError("session tables")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import errno
 import mmap
 import os
+import re
 import stat
 import subprocess
 from collections.abc import Iterator
@@ -102,8 +103,11 @@ def test_under_chroot_the_daemons_root_is_the_export_and_nothing_escapes(
         tmp_path: Path, kept: list[int], outside: Path) -> None:
     """The daemon's root is the export; '..' by name and through a donated fd reach
     nothing above it; and a tree the host placed at export/proc/self/fd, its links all
-    pointing out, does not redirect the calls the daemon makes through /proc (procfd):
-    a SETATTR and a read act on the guest's own file, nothing outside changes."""
+    pointing at the export's other file, does not redirect the calls the daemon makes
+    through /proc (procfd): a SETATTR and reads act on the guest's own file, nothing
+    outside changes. The OPENs and READs are the C fast path's (its count in the
+    disconnect line), so its reopen is the one judged: by the absolute /proc/self/fd/N it
+    would open the decoy (b"D") under the chroot."""
     if os.geteuid() != 0:
         pytest.fail("needs root: chroot")
     export = tmp_path / "export"
@@ -114,21 +118,29 @@ def test_under_chroot_the_daemons_root_is_the_export_and_nothing_escapes(
     decoys.mkdir(parents=True)
     for n in range(256):  # inside the chroot, /decoy is the export's own other file
         os.symlink("/decoy", decoys / str(n))
-    with host_daemon(str(export), options=("--sandbox", "chroot")) as host, \
-            FuseClient.connect(host.socket_path, window_size=16 << 20) as guest:
-        wait_until(lambda: "sandbox chroot" in host.log(), "the sandbox line", process=host)
-        assert os.readlink(f"/proc/{host.pid}/root") == str(export)
-        expect_errno(errno.EINVAL, guest.lookup, 1, b"..")
-        expect_errno(errno.EINVAL, guest.lookup, 1, b"../outside")
-        nodeid = guest.lookup(1, b"file").nodeid
-        guest.setattr(nodeid, None, size=PAGE // 2, mode=0o600)
-        for flags in (os.O_RDONLY, os.O_RDWR):
-            fh = guest.open(nodeid, flags).fh
-            assert guest.read(nodeid, fh, 0, PAGE) == b"C" * (PAGE // 2)
-        guest.setupmapping(nodeid, NO_FH, 0, PAGE, False, 0)
-        assert len(kept) == 1
-        expect_errno(errno.ENOTDIR, os.open, "..", os.O_RDONLY, dir_fd=kept[0])
-        assert os.fstat(kept[0]).st_ino == (export / "file").stat().st_ino
+    with host_daemon(str(export), options=("--sandbox", "chroot")) as host:
+        with FuseClient.connect(host.socket_path, window_size=16 << 20) as guest:
+            wait_until(lambda: "sandbox chroot" in host.log(), "the sandbox line",
+                       process=host)
+            assert os.readlink(f"/proc/{host.pid}/root") == str(export)
+            expect_errno(errno.EINVAL, guest.lookup, 1, b"..")
+            expect_errno(errno.EINVAL, guest.lookup, 1, b"../outside")
+            nodeid = guest.lookup(1, b"file").nodeid
+            guest.setattr(nodeid, None, size=PAGE // 2, mode=0o600)
+            for flags in (os.O_RDONLY, os.O_RDWR):
+                fh = guest.open(nodeid, flags).fh
+                assert guest.read(nodeid, fh, 0, PAGE) == b"C" * (PAGE // 2)
+            guest.setupmapping(nodeid, NO_FH, 0, PAGE, False, 0)
+            assert len(kept) == 1
+            expect_errno(errno.ENOTDIR, os.open, "..", os.O_RDONLY, dir_fd=kept[0])
+            assert os.fstat(kept[0]).st_ino == (export / "file").stat().st_ino
+        served = re.compile(r"(\d+) requests answered by the C fast path")
+        wait_until(lambda: served.search(host.log()), "the disconnect line", process=host)
+        found = served.search(host.log())
+        assert found is not None
+        # LOOKUP of "file", two OPENs and two READs; the rest ('..', SETATTR,
+        # SETUPMAPPING, INIT) are the dispatcher's
+        assert int(found.group(1)) == 5
     assert stat.S_IMODE((export / "file").stat().st_mode) == 0o600
     assert (outside / "secret").read_bytes() == b"host secret"
     assert (export / "decoy").read_bytes() == b"D" * PAGE
