@@ -85,27 +85,43 @@ int poller_cpus_taken(void) { return cpus_taken(poller_now_ns()); }
 void poller_init(struct poller *p, uint32_t max_ns) {
     p->max_ns = max_ns;
     p->budget_ns = max_ns < GROW_START_NS ? max_ns : GROW_START_NS;
+    p->met_ns = 0;
     p->waits = p->spun = p->slept = p->contended = p->spin_ns = 0;
 }
 
-static void grow(struct poller *p) {
-    uint32_t grown = p->budget_ns ? p->budget_ns * 2 : GROW_START_NS;
-    p->budget_ns = grown > p->max_ns || grown < p->budget_ns ? p->max_ns : grown;
+/* Doubles the budget, or makes it the whole wait that was just slept through if that is
+ * more (at most the ceiling): a budget that only doubled would never catch up in a mix
+ * where slow answers halve it as often as quick ones double it. */
+static void grow(struct poller *p, int64_t waited_ns) {
+    uint64_t grown = p->budget_ns ? 2 * (uint64_t)p->budget_ns : GROW_START_NS;
+    if (grown < (uint64_t)waited_ns)
+        grown = (uint64_t)waited_ns;
+    p->budget_ns = grown > p->max_ns ? p->max_ns : (uint32_t)grown;
 }
 
+/* Halves the budget, but not below twice what spins that met took lately (met_ns, which
+ * decays here by a quarter): in a mix of quick answers and slow ones (a request the C path
+ * serves and one it hands to Python), the slow ones do not take away the spin the quick
+ * ones need; only a run of long waits does. */
 static void shrink(struct poller *p) {
-    p->budget_ns = p->budget_ns / 2 < GROW_START_NS / 2 ? 0 : p->budget_ns / 2;
+    p->met_ns -= (p->met_ns + 3) / 4;
+    uint64_t keep = 2 * (uint64_t)p->met_ns, half = p->budget_ns / 2;
+    if (half < keep)
+        half = keep;
+    if (half > p->max_ns)
+        half = p->max_ns;
+    p->budget_ns = half < GROW_START_NS / 2 ? 0 : (uint32_t)half;
 }
 
 /* After a wait the spin did not meet (KVM's halt-polling rule): one no longer than the
- * ceiling would have been met by a longer spin (grow, doubling), unless no CPU was free
+ * ceiling would have been met by a longer spin (grow), unless no CPU was free
  * to spin on; a longer one was idle time, on which a spin is wasted (shrink, halving,
- * down to nothing). */
+ * down to nothing once met spins are a while ago). */
 static void adapt_after_sleep(struct poller *p, int64_t waited_ns, int contended) {
     if (waited_ns > (int64_t)p->max_ns)
         shrink(p);
     else if (!contended)
-        grow(p);
+        grow(p, waited_ns);
 }
 
 static void drain(int fd) {
@@ -145,7 +161,12 @@ static int spin(struct poller *p, const struct poller_ring *ring, int64_t start,
             }
         }
     }
-    p->spin_ns += (uint64_t)((met ? poller_now_ns() : now) - start);
+    if (met) {
+        now = poller_now_ns();
+        if (now - start > (int64_t)p->met_ns)
+            p->met_ns = (uint32_t)(now - start);
+    }
+    p->spin_ns += (uint64_t)(now - start);
     return met;
 }
 

@@ -9,9 +9,12 @@
  * on its eventfd.
  *
  * The budget follows the request rate, by KVM's halt-polling rule: a wait that outlasted
- * the spin but not the ceiling doubles the budget (a longer spin would have met it), a
+ * the spin but not the ceiling doubles the budget, or raises it to that wait if longer
+ * (a longer spin would have met it), a
  * wait past the ceiling halves it, down to nothing, so a side whose peer idles spins a
- * few times, ever more briefly, and then burns no CPU at all. A device's ceiling should
+ * few times, ever more briefly, and then burns no CPU at all. A halving keeps twice the
+ * time spins that met took lately (forgotten by a quarter per long wait): slow answers
+ * mixed with quick ones leave the quick ones their spin. A device's ceiling should
  * cover the driver's think time between requests, a driver's the device's service time.
  *
  * Spinning pays only while a CPU is free for the spinner: on a machine where every CPU
@@ -33,6 +36,7 @@
 struct poller {
     uint32_t budget_ns; /* the next wait spins this long before it sleeps */
     uint32_t max_ns;    /* the budget's ceiling: 0 never spins */
+    uint32_t met_ns;    /* the longest a met spin took lately (decays as waits run long) */
     uint64_t waits;     /* waits that found nothing ready at once */
     uint64_t spun;      /* ... of which were met while spinning */
     uint64_t slept;     /* ... of which needed a sleep on the notification fd */

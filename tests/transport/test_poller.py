@@ -30,11 +30,15 @@ class Ring:
         self.armed = True
         self.quieted = 0
         self.fd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
-        self._ready = ffi.callback("int(void *)", lambda _: int(self.items > 0))
+        self.due = 0  # monotonic ns at which an answer appears by itself (0: none)
+        self._ready = ffi.callback("int(void *)", lambda _: int(self._has()))
         self._quiet = ffi.callback("void(void *)", self._on_quiet)
         self._arm = ffi.callback("int(void *)", self._on_arm)
         self.ring = ffi.new("struct poller_ring *")
         self.ring.ready, self.ring.quiet, self.ring.arm = self._ready, self._quiet, self._arm
+
+    def _has(self) -> bool:
+        return self.items > 0 or 0 < self.due <= time.monotonic_ns()
 
     def _on_quiet(self, _: object) -> None:
         self.armed = False
@@ -42,7 +46,7 @@ class Ring:
 
     def _on_arm(self, _: object) -> int:
         self.armed = True
-        return int(self.items > 0)
+        return int(self._has())
 
     def publish(self) -> None:
         """The other side: publish an entry, and notify if asked to."""
@@ -90,13 +94,13 @@ def test_nothing_comes_times_out_armed_and_shrinks_the_budget() -> None:
         ring.close()
 
 
-def _late_answers(poller: object, ring: Ring, rounds: int) -> list[int]:
-    """`rounds` waits each answered 20 ms after it began (a timer publishes); the spin
-    budget after each."""
+def _late_answers(poller: object, ring: Ring, rounds: int, after: float = 0.02) -> list[int]:
+    """`rounds` waits each answered `after` seconds after it began (a timer publishes);
+    the spin budget after each."""
     budgets = []
     for _ in range(rounds):
         ring.items = 0
-        timer = threading.Timer(0.02, ring.publish)
+        timer = threading.Timer(after, ring.publish)
         timer.start()
         assert wait(poller, ring, 10**10) == lib.POLLER_READY
         timer.join()
@@ -104,14 +108,14 @@ def _late_answers(poller: object, ring: Ring, rounds: int) -> list[int]:
     return budgets
 
 
-def test_a_notification_wakes_the_sleeper_and_short_waits_grow_the_budget() -> None:
+def test_a_notification_wakes_the_sleeper_and_a_short_wait_grows_the_budget() -> None:
     poller = ffi.new("struct poller *")
     lib.poller_init(poller, 10**9)  # a ceiling no wait here passes
     ring = Ring()
     try:
-        budgets = _late_answers(poller, ring, 3)
-        assert budgets[0] < budgets[1] < budgets[2]  # each sleep that was short doubled it
-        assert poller.slept >= 1
+        before = poller.budget_ns
+        budgets = _late_answers(poller, ring, 1)
+        assert poller.slept == 1 and budgets[0] > before
     finally:
         ring.close()
 
@@ -135,36 +139,67 @@ def test_a_watched_fd_ends_the_wait_with_its_events() -> None:
         ring.close()
 
 
-def test_waits_within_the_ceiling_grow_the_budget_until_the_spin_meets_them() -> None:
-    """Every answer comes 20 ms after the wait began, within the ceiling: the budget
-    doubles from a few microseconds (KVM's rule) until a spin covers the wait, and from
-    then on the waits are met spinning, with no sleep."""
+def _answered_in(poller: object, ring: Ring, ns: int, timeout_ns: int) -> int:
+    """One wait whose answer appears `ns` after it begins (never, if 0), given up after
+    `timeout_ns`; how many of the poller's spins met (0 or 1)."""
+    spun = poller.spun
+    ring.items = 0
+    ring.due = time.monotonic_ns() + ns if ns else 0
+    wait(poller, ring, timeout_ns)
+    ring.due = 0
+    return poller.spun - spun
+
+
+def test_a_wait_within_the_ceiling_grows_the_budget_to_meet_the_next_spinning() -> None:
+    """KVM's rule: a wait that outlasted the spin but not the ceiling grows the budget (to
+    the whole wait, past a doubling), so the next answer as late is met spinning."""
     poller = ffi.new("struct poller *")
     lib.poller_init(poller, 10**9)
     ring = Ring()
     try:
-        budgets = _late_answers(poller, ring, 20)
-        assert budgets[1] > budgets[0]
-        assert poller.spun >= 1
-        met_from = budgets.index(max(budgets))
-        assert max(budgets) < 10**9  # it stopped growing once spins met the answers
-        assert poller.spun >= len(budgets) - met_from - 2
-        assert poller.spin_ns >= poller.spun * 10_000_000  # each met spin lasted ~20 ms
+        assert _answered_in(poller, ring, 5_000_000, 6_000_000) == 0  # slept, timed out
+        assert poller.slept == 1 and poller.budget_ns >= 6_000_000
+        assert _answered_in(poller, ring, 5_000_000, 10**9) == 1
+        assert poller.spin_ns >= 4_000_000 and poller.met_ns >= 4_000_000
     finally:
         ring.close()
 
 
-def test_waits_past_the_ceiling_halve_the_budget_to_nothing() -> None:
+def test_waits_past_the_ceiling_take_the_budget_to_nothing() -> None:
+    """Once waits run past the ceiling (idle time), the budget falls with each one, first
+    to twice what met spins took lately, then, as that is forgotten (by a quarter a
+    wait), to nothing."""
     poller = ffi.new("struct poller *")
-    lib.poller_init(poller, 10**9)
+    lib.poller_init(poller, 10_000_000)
     ring = Ring()
     try:
-        _late_answers(poller, ring, 12)  # grown, spinning for ~20 ms
-        grown = poller.budget_ns
-        poller.max_ns = 1_000_000  # now every 20 ms answer is idle time
-        budgets = _late_answers(poller, ring, 30)
-        assert budgets[0] == grown // 2 and budgets == sorted(budgets, reverse=True)
+        _answered_in(poller, ring, 2_000_000, 3_000_000)
+        assert _answered_in(poller, ring, 2_000_000, 10**9) == 1
+        poller.max_ns = 1_000_000
+        budgets = [poller.budget_ns]
+        while budgets[-1] and len(budgets) < 100:
+            _answered_in(poller, ring, 0, 2_000_000)  # nothing comes
+            budgets.append(poller.budget_ns)
+        assert budgets == sorted(budgets, reverse=True)
+        assert budgets[1] == 1_000_000  # twice the 2 ms a spin met in, within the ceiling
         assert budgets[-1] == 0
+    finally:
+        ring.close()
+
+
+def test_slow_answers_mixed_with_quick_ones_leave_the_quick_ones_their_spin() -> None:
+    """Quick answers (0.2 ms) take turns with waits past the 5 ms ceiling: a slow wait
+    halves the budget no lower than twice what the quick ones took, so once met, the
+    quick ones go on being met spinning rather than after a sleep."""
+    poller = ffi.new("struct poller *")
+    lib.poller_init(poller, 5_000_000)
+    ring = Ring()
+    try:
+        met = []
+        for _ in range(12):
+            met.append(_answered_in(poller, ring, 200_000, 1_000_000))
+            _answered_in(poller, ring, 0, 8_000_000)
+        assert met[0] == 0 and met[2:] == [1] * 10, met
     finally:
         ring.close()
 
