@@ -164,8 +164,8 @@ class _Window:
                   writable: bool) -> None:
         self.window.map(fd, fd_offset, shm_offset, length, writable)
 
-    def shmem_unmap(self, shm_offset: int, length: int) -> None:
-        self.window.unmap(shm_offset, length)
+    def shmem_unmap(self, ranges: list[tuple[int, int]]) -> None:
+        self.window.unmap_each(ranges)
 
 
 def test_the_dispatcher_routes_each_served_opcode_with_the_codecs_layout(

@@ -18,7 +18,6 @@ import errno
 import logging
 import os
 import stat
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -73,7 +72,9 @@ class Mapper(Protocol):
         self, fd: int, fd_offset: int, shm_offset: int, length: int, writable: bool
     ) -> None: ...
 
-    def shmem_unmap(self, shm_offset: int, length: int) -> None: ...
+    def shmem_unmap(self, ranges: list[tuple[int, int]]) -> None:
+        """Every (shm_offset, length) range is asked for, whatever the answers (pipelined
+        on the wire); raises for the first refused."""
 
 
 class Dispatcher:
@@ -97,8 +98,9 @@ class Dispatcher:
         self.greeted = False
         self._unsupported_logged: set[int] = set()
         # Requests arrive on several queues at once; the session's record of the window and
-        # the front-end's window must change together, one mapping request at a time.
-        self._window_lock = threading.Lock()
+        # the front-end's window must change together, one mapping request at a time (the
+        # C fast path's too: the session's window lock).
+        self._window_lock = session.window_locked
         # Each handler answers (unique, nodeid, body) with the whole reply's bytes. Most build
         # the typed reply body (`_typed`); the frequent attribute and entry replies are
         # packed straight from the host's stat, with no dataclass on the way.
@@ -296,14 +298,12 @@ class Dispatcher:
         """Releases everything the session held (RECLAIM, without a disconnect): its window
         mappings are taken out of the front-end's window first, then its handles and
         nodeids. Until the next INIT every request is refused."""
-        with self._window_lock:
+        with self._window_lock():
             self.initialized = False
-            for mapping in self.session.mappings:
-                try:
-                    self.mapper.shmem_unmap(mapping.moffset, mapping.length)
-                except OSError as err:  # a front-end that reset its window already
-                    log.debug("%s: unmap of %#x+%#x at reset: %s", self._name,
-                              mapping.moffset, mapping.length, err)
+            try:
+                self.mapper.shmem_unmap([(m.moffset, m.length) for m in self.session.mappings])
+            except OSError as err:  # a front-end that reset its window already
+                log.debug("%s: unmap of the window at reset: %s", self._name, err)
             released = self.session.reset()
         log.info("%s: new FUSE session after %s; released %d nodeids, %d handles, "
                  "%d mappings", self._name, why, released["nodes"], released["handles"],
@@ -400,7 +400,7 @@ class Dispatcher:
     # -- DAX window ----------------------------------------------------------------------
 
     def _setupmapping(self, nodeid: int, body: p.SetupmappingIn) -> p.Empty:
-        with self._window_lock:
+        with self._window_lock():
             if body.fh != c.FUSE_SETUPMAPPING_NO_FH:
                 grant = self.session.setupmapping(
                     body.fh, body.foffset, body.length, body.writable, body.moffset
@@ -411,9 +411,9 @@ class Dispatcher:
                 )
             unmapped: list[tuple[int, int]] = []
             try:
-                for moffset, length in grant.replaces:  # a remap: read-only to writable
-                    self.mapper.shmem_unmap(moffset, length)
-                    unmapped.append((moffset, length))
+                if grant.replaces:  # a remap: read-only to writable
+                    unmapped.extend(grant.replaces)
+                    self.mapper.shmem_unmap(list(grant.replaces))
                 self.mapper.shmem_map(
                     grant.fd, grant.fd_offset, body.moffset, grant.length, grant.writable
                 )
@@ -429,10 +429,19 @@ class Dispatcher:
         return p.EMPTY
 
     def _removemapping(self, nodeid: int, body: p.RemovemappingIn) -> p.Empty:
-        with self._window_lock:
-            for one in body.entries:
-                self.session.removemapping(one.moffset, one.length)
-                self.mapper.shmem_unmap(one.moffset, one.length)
+        with self._window_lock():
+            removed: list[tuple[int, int]] = []
+            refused: OSError | None = None
+            for one in body.entries:  # out of the book, up to the first it refuses
+                try:
+                    self.session.removemapping(one.moffset, one.length)
+                except OSError as err:
+                    refused = err
+                    break
+                removed.append((one.moffset, one.length))
+            self.mapper.shmem_unmap(removed)  # then out of the window, in one go
+            if refused is not None:
+                raise refused
         return p.EMPTY
 
 

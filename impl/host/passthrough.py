@@ -23,6 +23,7 @@ import os
 import stat
 import threading
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from functools import wraps
 from typing import Concatenate, ParamSpec, TypeVar
 
@@ -45,7 +46,7 @@ Result = TypeVar("Result")
 
 _MAX_WINDOW_OFFSET = (1 << 64) - 1
 # One mapping of a guest's window, its file named by the host's (st_dev, st_ino).
-_Mapped = Mapped[tuple[int, int]]
+_Mapped = Mapped
 _RENAME_NOREPLACE = 1
 _RENAME_EXCHANGE = 2
 _FALLOC_KEEP_SIZE = 0x01
@@ -169,7 +170,8 @@ class GuestSession:
         self.tables = SessionTables(fs.export, root_fd)
         # a directory handle's listing, from the READDIR at offset 0 on
         self._listings: dict[int, list[DirEntry]] = {}
-        self._window: WindowBook[tuple[int, int]] = WindowBook()  # owner: (st_dev, st_ino)
+        # owner: (st_dev, st_ino); the book is the session's, in C (the fast path's too)
+        self._window = WindowBook(self.tables.window_address)
         # The last mapping granted and what it replaced, until the front-end has it.
         self._last_added: tuple[_Mapped, list[_Mapped]] | None = None
 
@@ -546,6 +548,9 @@ class GuestSession:
         added, touched = self._last_added
         self._last_added = None
         self._window.undo(added, touched)
+
+    def window_locked(self) -> AbstractContextManager[None]:
+        return self.tables.window_locked()
 
     @_serialized
     def removemapping(self, moffset: int, length: int) -> None:

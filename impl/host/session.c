@@ -134,6 +134,7 @@ struct pf_session *pf_session_new(struct pf_export *e, uint64_t root, int root_f
     pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_RECURSIVE);
     pthread_mutex_init(&s->lock, &attr);
     pthread_mutexattr_destroy(&attr);
+    pthread_mutex_init(&s->window_lock, NULL);
     s->export = e;
     s->root = root;
     s->next_nodeid = root; /* the root is the first nodeid; every later one counts up */
@@ -150,9 +151,15 @@ void pf_session_free(struct pf_session *s) {
     map_free(&s->nodes);
     map_free(&s->by_key);
     map_free(&s->handles);
+    wb_clear(&s->window);
     pthread_mutex_destroy(&s->lock);
+    pthread_mutex_destroy(&s->window_lock);
     free(s);
 }
+
+struct wb_book *pf_window(struct pf_session *s) { return &s->window; }
+void pf_window_lock(struct pf_session *s) { pthread_mutex_lock(&s->window_lock); }
+void pf_window_unlock(struct pf_session *s) { pthread_mutex_unlock(&s->window_lock); }
 
 void pf_lock(struct pf_session *s) { pthread_mutex_lock(&s->lock); }
 void pf_unlock(struct pf_session *s) { pthread_mutex_unlock(&s->lock); }

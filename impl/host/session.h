@@ -88,6 +88,13 @@ int pf_over_cap(struct pf_session *s, uint64_t n);
 /* Releases every handle and every nodeid but the root (nlookup back to 1); keep_root = 0
  * releases the root too. */
 void pf_release_all(struct pf_session *s, int keep_root);
+/* The guest's DAX window as granted (window_book.h), changed under the session lock. */
+struct wb_book;
+struct wb_book *pf_window(struct pf_session *s);
+/* One mapping request at a time (the Python dispatcher's and the fast path's): the book
+ * and the front-end's window change together. Taken before the session lock. */
+void pf_window_lock(struct pf_session *s);
+void pf_window_unlock(struct pf_session *s);
 /* The n-th live handle's fh (0..pf_handles-1), for listings; 0 past the end. */
 uint64_t pf_handle_at(struct pf_session *s, uint64_t n);
 

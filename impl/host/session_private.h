@@ -6,6 +6,7 @@
 
 #include "fastpath.h"
 #include "session.h"
+#include "window_book.h"
 
 struct pf_session {
     pthread_mutex_t lock;
@@ -17,6 +18,8 @@ struct pf_session {
     uint64_t next_nodeid;
     uint64_t next_fh;
     struct pf_rules rules;
+    struct wb_book window;          /* what the guest was granted, under `lock` */
+    pthread_mutex_t window_lock;    /* one mapping request at a time; taken before `lock` */
 };
 
 #endif

@@ -76,6 +76,21 @@ class SessionTables:
         finally:
             lib.pf_unlock(self.ptr)
 
+    @contextmanager
+    def window_locked(self) -> Iterator[None]:
+        """One mapping request at a time (the fast path's too): the window book and the
+        front-end's window change together. Taken before `locked`."""
+        lib.pf_window_lock(self.ptr)
+        try:
+            yield
+        finally:
+            lib.pf_window_unlock(self.ptr)
+
+    @property
+    def window_address(self) -> int:
+        """The session's window book (struct wb_book *), for ranges.WindowBook's view."""
+        return int(ffi.cast("uintptr_t", lib.pf_window(self.ptr)))
+
     def node(self, nodeid: int) -> Node | None:
         n = lib.pf_node_get(self.ptr, nodeid) if 0 < nodeid < 1 << 64 else ffi.NULL
         if n == ffi.NULL:

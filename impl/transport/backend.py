@@ -20,6 +20,7 @@ import fcntl
 import logging
 import os
 import socket
+import stat
 import threading
 import time
 from collections.abc import Callable
@@ -27,15 +28,13 @@ from dataclasses import dataclass
 
 from pagefs.impl.machine import PAGE_SIZE
 from pagefs.impl.transport import mapping, procfd
+from pagefs.impl.transport._vring import ffi, lib
 from pagefs.impl.transport.ratelog import RateLog
 from pagefs.impl.transport.vhost_user import (
     CONFIG_HEAD,
-    FLAG_NEED_REPLY,
     MAX_MEM_REGIONS,
     MEM_REGION,
     MEM_TABLE_HEAD,
-    MMAP,
-    MMAP_FLAG_RW,
     PROTOCOL_FEATURES,
     SHMEM_CONFIG,
     SHMEM_MAX_REGIONS,
@@ -48,7 +47,6 @@ from pagefs.impl.transport.vhost_user import (
     VRING_IDX_MASK,
     VRING_NOFD,
     VRING_STATE,
-    BackendRequest,
     Channel,
     Message,
     ProtocolError,
@@ -154,11 +152,13 @@ class VhostUserBackend:
         self._protocol_features = 0
         self._regions: list[_Region] = []
         self._vrings = [_Vring() for _ in range(self._num_queues)]
-        self._backend_chan: Channel | None = None
-        self._backend_lock = threading.Lock()
-        # (st_dev, st_ino) of every file donated by SHMEM_MAP: a VMM whose window mappings
-        # are guest RAM to it (QEMU 11.1) lists them in SET_MEM_TABLE too.
-        self._donated: set[tuple[int, int]] = set()
+        # The backend channel (C, backend_channel.c): this object and the host's C fast
+        # path both send SHMEM_MAP/_UNMAP on it; it also keeps the files ever donated, which
+        # a VMM whose window mappings are guest RAM to it (QEMU 11.1) lists in SET_MEM_TABLE.
+        chan = lib.vu_chan_new(int(BACKEND_REPLY_TIMEOUT * 1000))
+        if chan == ffi.NULL:
+            raise MemoryError("backend channel")
+        self._backend = ffi.gc(chan, lib.vu_chan_free)
         self._stopping = False
         self._wake_fd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
         self._wake_lock = threading.Lock()
@@ -232,47 +232,30 @@ class VhostUserBackend:
         empty before."""
         return dict(self._vrings[index].stats)
 
+    @property
+    def backend_channel(self) -> int:
+        """The backend channel's address (struct vu_backend_chan *), for the host's C
+        fast path; valid while this back-end lives."""
+        return int(ffi.cast("uintptr_t", self._backend))
+
     def shmem_map(
         self, fd: int, fd_offset: int, shm_offset: int, length: int, writable: bool
     ) -> None:
         """Asks the front-end to map fd into its DAX window; raises OSError on refusal."""
-        payload = MMAP.pack(0, fd_offset, shm_offset, length, MMAP_FLAG_RW if writable else 0)
-        st = os.fstat(fd)
-        self._donated.add((st.st_dev, st.st_ino))
-        self._backend_request(BackendRequest.SHMEM_MAP, payload, [fd])
+        _raise_for(lib.vu_shmem_map(self._backend, fd, fd_offset, shm_offset, length,
+                                    int(writable)), "SHMEM_MAP")
 
-    def shmem_unmap(self, shm_offset: int, length: int) -> None:
-        """Asks the front-end to put its inaccessible reservation back over the range."""
-        self._backend_request(BackendRequest.SHMEM_UNMAP, MMAP.pack(0, 0, shm_offset, length, 0))
-
-    # ---- backend channel ---------------------------------------------------------
-
-    def _backend_request(self, request: int, payload: bytes, fds: list[int] | None = None) -> None:
-        if not self._protocol_features & bit(ProtocolFeature.SHMEM):
-            raise OSError(errno.EOPNOTSUPP, "front-end did not negotiate SHMEM (no DAX window)")
-        with self._backend_lock:
-            chan = self._backend_chan
-            if chan is None:
-                raise OSError(errno.ENOTCONN, "no backend channel")
-            try:
-                reply = chan.call(
-                    request, payload, fds or (), flags=FLAG_NEED_REPLY,
-                    timeout=BACKEND_REPLY_TIMEOUT,
-                )  # fmt: skip
-                (status,) = reply.unpack(U64)
-            except (OSError, ProtocolError) as e:
-                # a late or stray reply would be taken for the next request's: the channel
-                # is unusable from here on (requests needing it fail with ENOTCONN)
-                chan.close()
-                self._backend_chan = None
-                if isinstance(e, TimeoutError):
-                    raise OSError(errno.ETIMEDOUT, "front-end did not answer in time") from e
-                if isinstance(e, ProtocolError):
-                    raise OSError(errno.EPROTO, str(e)) from e
-                raise
-        if status:
-            code = status if 0 < status < 4096 else errno.EIO
-            raise OSError(code, f"front-end refused {BackendRequest(request).name}")
+    def shmem_unmap(self, ranges: list[tuple[int, int]]) -> None:
+        """Asks the front-end to put its inaccessible reservation back over each
+        (shm_offset, length) range: one SHMEM_UNMAP each, pipelined (every request sent
+        before the acks are read). Every range is asked for whatever the answers; raises
+        OSError for the first range the front-end refused or when the exchange failed."""
+        if not ranges:
+            return
+        flat = ffi.new("uint64_t[]", [v for r in ranges for v in r])
+        status = ffi.new("int[]", len(ranges))
+        failed = lib.vu_shmem_unmap(self._backend, flat, len(ranges), status)
+        _raise_for(failed or next((s for s in status if s), 0), "SHMEM_UNMAP")
 
     # ---- main-socket messages ----------------------------------------------------
 
@@ -309,6 +292,7 @@ class VhostUserBackend:
         if features & ~self._offered_protocol_features:
             raise ProtocolError(f"protocol features {features:#x} not offered")
         self._protocol_features = features
+        lib.vu_chan_set_shmem(self._backend, int(bool(features & bit(ProtocolFeature.SHMEM))))
 
     def _on_set_owner(self, msg: Message) -> None:
         self.ready = True
@@ -342,15 +326,10 @@ class VhostUserBackend:
 
     def _on_set_backend_req_fd(self, msg: Message) -> None:
         fd = msg.take_fd()
-        try:
-            chan = Channel(socket.socket(fileno=fd))
-        except OSError:
+        if not stat.S_ISSOCK(os.fstat(fd).st_mode):
             os.close(fd)
-            raise ProtocolError("backend channel fd is not a socket") from None
-        with self._backend_lock:
-            if self._backend_chan is not None:
-                self._backend_chan.close()
-            self._backend_chan = chan
+            raise ProtocolError("backend channel fd is not a socket")
+        lib.vu_chan_set(self._backend, fd)
 
     def _on_set_mem_table(self, msg: Message) -> None:
         nregions, _ = msg.unpack(MEM_TABLE_HEAD)
@@ -366,7 +345,7 @@ class VhostUserBackend:
             if size == 0 or offset % PAGE_SIZE:
                 raise ProtocolError(f"memory region {k}: size {size}, mmap_offset {offset}")
             st = os.fstat(msg.fds[k])
-            if (st.st_dev, st.st_ino) in self._donated:
+            if lib.vu_chan_donated(self._backend, st.st_dev, st.st_ino):
                 # A host file this back-end put in the window, echoed back as guest RAM:
                 # not mapped here (a host truncation would SIGBUS the daemon); a descriptor
                 # pointing into it is outside guest memory, an error for that request.
@@ -559,22 +538,33 @@ class VhostUserBackend:
 
     def _teardown(self) -> None:
         self._stopping = True
-        backend_chan = self._backend_chan
-        if backend_chan is not None:
-            backend_chan.shutdown()  # a handler waiting for a SHMEM reply returns at once
+        lib.vu_chan_shutdown(self._backend)  # a handler waiting for a SHMEM ack returns at once
         self._stop_all_queues()
         for vring in self._vrings:
             for name in ("kick_fd", "call_fd", "err_fd"):
                 _close_attr(vring, name)
         self._unmap_regions()
-        with self._backend_lock:
-            if self._backend_chan is not None:
-                self._backend_chan.close()
-                self._backend_chan = None
+        lib.vu_chan_set(self._backend, -1)
         self._chan.close()
         with self._wake_lock:
             os.close(self._wake_fd)
             self._wake_fd = -1
+
+
+_CHANNEL_ERRORS = {
+    errno.EOPNOTSUPP: "front-end did not negotiate SHMEM (no DAX window)",
+    errno.ENOTCONN: "no backend channel",
+    errno.ETIMEDOUT: "front-end did not answer in time",
+    errno.EPROTO: "front-end's answer is not the REPLY_ACK asked for",
+}
+
+
+def _raise_for(code: int, request: str) -> None:
+    """backend_channel.c's answer as Python's: 0, a refusal (> 0), a failure (< 0)."""
+    if code > 0:
+        raise OSError(code, f"front-end refused {request}")
+    if code < 0:
+        raise OSError(-code, _CHANNEL_ERRORS.get(-code, os.strerror(-code)))
 
 
 def _check_guest_memory_fd(fd: int, length: int) -> None:

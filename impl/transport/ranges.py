@@ -1,113 +1,34 @@
-"""An interval map, and the DAX window's book built on it.
-
-`RangeMap`: disjoint ranges [start, end) of an address space, each with a value.
+"""The DAX window's book: which file range each window range maps, the one record type
+both sides of the wire keep their record of a window in (the host per guest, the guest's
+front-end once). The book itself is C (window_book.c), so that the host's fast path and
+the front-end's backend channel change it without Python; this is Python's view of it.
 
 Setting a range replaces whatever it overlaps and splits what it covers only in part, as
-a new mmap(MAP_FIXED) over part of an older one does; both pieces of a split keep the old
-value. Removing needs the range wholly set. One entry per range set, whatever its length:
-the record of a window grows with the number of mappings, not with their size.
-
-`WindowBook`: which file range each window range maps, the one type both sides of the
-wire keep their record of a window in (the host per guest, the guest's front-end once).
+a new mmap(MAP_FIXED) over part of an older one does; both pieces of a split keep their
+file offsets. Removing needs the range wholly set. One entry per range set, whatever its
+length: the record of a window grows with the number of mappings, not with their size.
 """
 
 from __future__ import annotations
 
-import bisect
 import errno
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any
 
-V = TypeVar("V")
+from pagefs.impl.transport._vring import ffi, lib
 
-
-class RangeMap(Generic[V]):
-    """Disjoint [start, end) ranges, sorted by start, each with a value. Not thread-safe."""
-
-    def __init__(self) -> None:
-        self._starts: list[int] = []
-        self._ends: list[int] = []
-        self._values: list[V] = []
-
-    def __len__(self) -> int:
-        return len(self._starts)
-
-    def __iter__(self) -> Iterator[tuple[int, int, V]]:
-        """(start, end, value) of every range, in address order (a snapshot)."""
-        return iter(list(zip(self._starts, self._ends, self._values, strict=True)))
-
-    def total(self) -> int:
-        """How many addresses are set."""
-        return sum(self._ends) - sum(self._starts)
-
-    def _overlapping(self, start: int, end: int) -> range:
-        """Indexes of the ranges that share an address with [start, end)."""
-        first = bisect.bisect_right(self._starts, start)
-        if first > 0 and self._ends[first - 1] > start:
-            first -= 1
-        return range(first, bisect.bisect_left(self._starts, end))
-
-    def _carve(self, start: int, end: int) -> int:
-        """Unsets [start, end), keeping the parts of ranges outside it; returns the index
-        where a range starting at `start` now belongs."""
-        span = self._overlapping(start, end)
-        kept = []
-        for i in span:
-            if self._starts[i] < start:
-                kept.append((self._starts[i], start, self._values[i]))
-            if self._ends[i] > end:
-                kept.append((end, self._ends[i], self._values[i]))
-        self._starts[span.start : span.stop] = [s for s, _, _ in kept]
-        self._ends[span.start : span.stop] = [e for _, e, _ in kept]
-        self._values[span.start : span.stop] = [v for _, _, v in kept]
-        return span.start + (1 if kept and kept[0][0] < start else 0)
-
-    def set(self, start: int, end: int, value: V) -> None:
-        """Sets [start, end) to `value`, replacing or splitting what it overlaps."""
-        if start >= end:
-            raise ValueError(f"empty range [{start}, {end})")
-        i = self._carve(start, end)
-        self._starts.insert(i, start)
-        self._ends.insert(i, end)
-        self._values.insert(i, value)
-
-    def overlapping(self, start: int, end: int) -> list[tuple[int, int, V]]:
-        """(start, end, value) of every range sharing an address with [start, end), whole."""
-        return [(self._starts[i], self._ends[i], self._values[i])
-                for i in self._overlapping(start, end)]
-
-    def covers(self, start: int, end: int) -> bool:
-        """True when every address of [start, end) is set."""
-        at = start
-        for i in self._overlapping(start, end):
-            if self._starts[i] > at:
-                return False
-            at = self._ends[i]
-        return at >= end
-
-    def remove(self, start: int, end: int) -> None:
-        """Unsets [start, end); all of it must be set (OSError EINVAL otherwise)."""
-        if not self.covers(start, end):
-            raise OSError(errno.EINVAL, "range is not mapped")
-        self._carve(start, end)
-
-    def clear(self) -> None:
-        self._starts.clear()
-        self._ends.clear()
-        self._values.clear()
-
-
-K = TypeVar("K")
+_MASK = (1 << 64) - 1
+Owner = tuple[int, int]  # which file: the host's (st_dev, st_ino) of it on either side
 
 
 @dataclass(frozen=True)
-class Mapped(Generic[K]):
+class Mapped:
     """Window bytes [moffset, moffset + length) show file `owner` from `foffset`."""
 
     moffset: int
     length: int
-    owner: K  # which file: the host's (st_dev, st_ino) of it on either side
+    owner: Owner
     foffset: int
     writable: bool
 
@@ -116,55 +37,80 @@ class Mapped(Generic[K]):
         return self.moffset + self.length
 
 
-class WindowBook(Generic[K]):
-    """What each byte of a DAX window maps: the one record type of a window, kept once
-    by the host (per guest: what it granted) and once by the front-end (what is mapped in
-    its memory). FUSE's and mmap's rule for overlaps holds: a new mapping replaces what
-    it overlaps and splits what it covers in part. Not thread-safe."""
+def _check(code: int, what: str) -> None:
+    if code == -errno.ENOMEM:
+        raise MemoryError(what)
+    if code < 0:
+        raise OSError(-code, what)
 
-    def __init__(self) -> None:
-        # value: (owner, foffset - moffset, writable); the file offset less the window
-        # offset stays the same for both pieces when a mapping is split
-        self._ranges: RangeMap[tuple[K, int, bool]] = RangeMap()
+
+class WindowBook:
+    """What each byte of a DAX window maps. Not thread-safe: its owner locks. Given
+    `address`, the view of a book another C structure owns (the host session's), which
+    must outlive this view; otherwise a book of its own."""
+
+    def __init__(self, address: int | None = None) -> None:
+        if address is None:
+            ptr = lib.wb_new()
+            if ptr == ffi.NULL:
+                raise MemoryError("window book")
+            self._ptr: Any = ffi.gc(ptr, lib.wb_free)
+        else:
+            self._ptr = ffi.cast("struct wb_book *", address)
+        self._touched: Any = ffi.gc(lib.wb_new(), lib.wb_free)
+
+    @property
+    def address(self) -> int:
+        return int(ffi.cast("uintptr_t", self._ptr))
 
     def __len__(self) -> int:
-        return len(self._ranges)
+        return int(self._ptr.len)
 
-    def __iter__(self) -> Iterator[Mapped[K]]:
+    def __iter__(self) -> Iterator[Mapped]:
         """Every mapping, in window order (a snapshot)."""
-        return iter(self._whole(self._ranges))
+        return iter(self._whole(self._ptr))
 
     @staticmethod
-    def _whole(ranges: Iterable[tuple[int, int, tuple[K, int, bool]]]) -> list[Mapped[K]]:
-        return [Mapped(start, end - start, owner, start + shift, writable)
-                for start, end, (owner, shift, writable) in ranges]
+    def _whole(book: Any) -> list[Mapped]:
+        out = []
+        for i in range(book.len):
+            r = book.r[i]
+            out.append(Mapped(r.start, r.end - r.start, (r.dev, r.ino),
+                              (r.start + r.shift) & _MASK, bool(r.writable)))
+        return out
+
+    @staticmethod
+    def _range(m: Mapped) -> Any:
+        return ffi.new("struct wb_range *", {
+            "start": m.moffset, "end": m.end, "dev": m.owner[0], "ino": m.owner[1],
+            "shift": (m.foffset - m.moffset) & _MASK, "writable": int(m.writable)})
 
     def total(self) -> int:
         """How many window bytes are mapped."""
-        return self._ranges.total()
+        return int(lib.wb_total(self._ptr))
 
-    def add(self, mapping: Mapped[K]) -> list[Mapped[K]]:
+    def add(self, mapping: Mapped) -> list[Mapped]:
         """Map a range, replacing or splitting what it overlaps; returns the mappings it
         touched, whole, so that `undo` can take the add back."""
-        touched = self._whole(self._ranges.overlapping(mapping.moffset, mapping.end))
-        value = (mapping.owner, mapping.foffset - mapping.moffset, mapping.writable)
-        self._ranges.set(mapping.moffset, mapping.end, value)
-        return touched
+        if mapping.length <= 0:
+            raise ValueError(f"empty range at {mapping.moffset}")
+        _check(lib.wb_add(self._ptr, self._range(mapping), self._touched), "window book add")
+        return self._whole(self._touched)
 
-    def undo(self, mapping: Mapped[K], touched: list[Mapped[K]]) -> None:
+    def undo(self, mapping: Mapped, touched: list[Mapped]) -> None:
         """Take back an `add` of `mapping` that returned `touched`: the book is as before."""
-        self._ranges.remove(mapping.moffset, mapping.end)
+        _check(lib.wb_remove(self._ptr, mapping.moffset, mapping.end), "undo of no mapping")
         for old in touched:
-            self._ranges.set(old.moffset, old.end, (old.owner, old.foffset - old.moffset,
-                                                    old.writable))
+            _check(lib.wb_add(self._ptr, self._range(old), ffi.NULL), "window book undo")
 
     def covers(self, start: int, end: int) -> bool:
         """True when every byte of [start, end) is mapped."""
-        return self._ranges.covers(start, end)
+        return bool(lib.wb_covers(self._ptr, start, end))
 
     def remove(self, start: int, end: int) -> None:
         """Unmap [start, end); all of it must be mapped (OSError EINVAL otherwise)."""
-        self._ranges.remove(start, end)
+        if lib.wb_remove(self._ptr, start, end) != 0:
+            raise OSError(errno.EINVAL, "range is not mapped")
 
     def clear(self) -> None:
-        self._ranges.clear()
+        lib.wb_clear(self._ptr)

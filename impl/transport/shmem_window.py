@@ -27,7 +27,7 @@ class ShmemWindow:
         self.base = mapping.reserve(size)
         self._lock = threading.Lock()
         # owner: the donated file's (st_dev, st_ino), as the host names it
-        self._book: WindowBook[tuple[int, int]] = WindowBook()
+        self._book = WindowBook()
 
     def map(self, fd: int, fd_offset: int, shm_offset: int, length: int, writable: bool) -> None:
         """Maps fd[fd_offset:+length] at shm_offset, replacing what was there."""
@@ -51,7 +51,19 @@ class ShmemWindow:
             mapping.reserve_fixed(self.base + shm_offset, length)
             self._book.remove(shm_offset, shm_offset + length)
 
-    def mappings(self) -> list[Mapped[tuple[int, int]]]:
+    def unmap_each(self, ranges: list[tuple[int, int]]) -> None:
+        """`unmap` of every (shm_offset, length) range, whatever the others' answers, as
+        the back-end's pipelined SHMEM_UNMAPs are answered; raises the first refusal."""
+        refusals = []
+        for shm_offset, length in ranges:
+            try:
+                self.unmap(shm_offset, length)
+            except OSError as e:
+                refusals.append(e)
+        if refusals:
+            raise refusals[0]
+
+    def mappings(self) -> list[Mapped]:
         """What is mapped, in window order (a snapshot)."""
         with self._lock:
             return list(self._book)

@@ -44,8 +44,8 @@ class WindowMapper:
     ) -> None:
         self.window.map(fd, fd_offset, shm_offset, length, writable)
 
-    def shmem_unmap(self, shm_offset: int, length: int) -> None:
-        self.window.unmap(shm_offset, length)
+    def shmem_unmap(self, ranges: list[tuple[int, int]]) -> None:
+        self.window.unmap_each(ranges)
 
 
 class Guest:

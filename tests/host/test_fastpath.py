@@ -35,7 +35,7 @@ class _NoWindow:
                   writable: bool) -> None:
         raise OSError(95, "no window here")
 
-    def shmem_unmap(self, shm_offset: int, length: int) -> None:
+    def shmem_unmap(self, ranges: list[tuple[int, int]]) -> None:
         raise OSError(95, "no window here")
 
 

@@ -29,7 +29,7 @@ def answer(backend: VhostUserBackend, request: bytes) -> bytes:
                 os.close(fd)
             return b"ok"
         if words[:1] == [b"unmap"]:
-            backend.shmem_unmap(int(words[1]), int(words[2]))
+            backend.shmem_unmap([(int(words[1]), int(words[2]))])
             return b"ok"
     except OSError as e:
         return b"err %d" % e.errno

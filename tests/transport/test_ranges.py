@@ -1,5 +1,5 @@
-"""The interval map and the window book built on it (the one record type of a window,
-host and front-end alike), against page-by-page models; and the front-end's record of a
+"""The window book (window_book.c, the one record type of a window, host and front-end
+alike) against a page-by-page model; and the front-end's record of a
 large mapping staying a few objects, not one per page."""
 
 from __future__ import annotations
@@ -13,49 +13,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pagefs.impl.transport.ranges import Mapped, RangeMap, WindowBook
+from pagefs.impl.transport.ranges import Mapped, WindowBook
 from pagefs.impl.transport.shmem_window import ShmemWindow
 
 PAGES = 16
 span = st.tuples(st.integers(0, PAGES - 1), st.integers(1, PAGES)).map(
     lambda t: (t[0], min(t[0] + t[1], PAGES))
 )
-step = st.one_of(
-    st.tuples(st.just("set"), span, st.integers(0, 3)),
-    st.tuples(st.just("remove"), span, st.just(0)),
-)
-
-
-def pages_of(ranges: RangeMap[int]) -> dict[int, int]:
-    pages: dict[int, int] = {}
-    previous_end = -1
-    for start, end, value in ranges:
-        assert previous_end <= start < end, "ranges overlap, are empty or out of order"
-        previous_end = end
-        pages.update(dict.fromkeys(range(start, end), value))
-    return pages
-
-
-@given(st.lists(step, max_size=30))
-def test_range_map_matches_a_page_model(steps) -> None:
-    ranges: RangeMap[int] = RangeMap()
-    model: dict[int, int] = {}
-    for op, (start, end), value in steps:
-        wholly_set = all(p in model for p in range(start, end))
-        assert ranges.covers(start, end) == wholly_set
-        if op == "set":
-            ranges.set(start, end, value)
-            model.update(dict.fromkeys(range(start, end), value))
-        elif wholly_set:
-            ranges.remove(start, end)
-            for p in range(start, end):
-                del model[p]
-        else:
-            with pytest.raises(OSError) as refused:
-                ranges.remove(start, end)
-            assert refused.value.errno == errno.EINVAL
-        assert pages_of(ranges) == model
-        assert ranges.total() == len(model)
 
 
 book_step = st.one_of(
@@ -65,8 +29,8 @@ book_step = st.one_of(
 )
 
 
-def book_pages(book: WindowBook[int]) -> dict[int, tuple[int, int, bool]]:
-    pages: dict[int, tuple[int, int, bool]] = {}
+def book_pages(book: WindowBook) -> dict[int, tuple[tuple[int, int], int, bool]]:
+    pages: dict[int, tuple[tuple[int, int], int, bool]] = {}
     previous_end = -1
     for m in book:
         assert previous_end <= m.moffset < m.end, "mappings overlap, are empty or unordered"
@@ -80,14 +44,14 @@ def book_pages(book: WindowBook[int]) -> dict[int, tuple[int, int, bool]]:
 def test_window_book_matches_a_page_model(steps) -> None:
     """add replaces and splits (each piece keeps its file offsets), remove needs a wholly
     mapped range, undo puts back exactly what an add replaced."""
-    book: WindowBook[int] = WindowBook()
-    model: dict[int, tuple[int, int, bool]] = {}
+    book = WindowBook()
+    model: dict[int, tuple[tuple[int, int], int, bool]] = {}
     for op, (start, end), foffset, writable in steps:
         if op.startswith("add"):
-            mapping = Mapped(start, end - start, foffset % 3, foffset, writable)
+            mapping = Mapped(start, end - start, (1, foffset % 3), foffset, writable)
             touched = book.add(mapping)
             if op == "add":
-                model.update({p: (foffset % 3, foffset + p - start, writable)
+                model.update({p: ((1, foffset % 3), foffset + p - start, writable)
                               for p in range(start, end)})
             else:
                 book.undo(mapping, touched)
@@ -105,7 +69,7 @@ def test_window_book_matches_a_page_model(steps) -> None:
 
 def test_an_empty_range_is_refused() -> None:
     with pytest.raises(ValueError):
-        RangeMap().set(4, 4, 0)
+        WindowBook().add(Mapped(4, 0, (1, 1), 0, False))
 
 
 def test_a_large_mapping_is_recorded_in_a_few_objects(tmp_path: Path) -> None:

@@ -65,7 +65,7 @@ def test_map_store_load_unmap(connected, host_file: Path) -> None:
         f.write(b"host write")
     assert mapping.peek(at + 100, 10) == b"host write"
     assert fe.window.mapped_bytes() == 2 * MIB
-    backend.shmem_unmap(2 * MIB, 2 * MIB)
+    backend.shmem_unmap([(2 * MIB, 2 * MIB)])
     assert maps_entry(at) == ("---p", "")  # the inaccessible reservation is back
     assert fe.window.mapped_bytes() == 0
 
@@ -85,7 +85,7 @@ def test_read_only_map_and_replacement(connected, host_file: Path) -> None:
     finally:
         os.close(fd)
     assert maps_entry(fe.window.base) == ("rw-s", str(host_file))
-    backend.shmem_unmap(0, MIB)
+    backend.shmem_unmap([(0, MIB)])
 
 
 @pytest.mark.parametrize(
@@ -124,9 +124,33 @@ def test_unmap_of_unmapped_range_is_refused(connected, host_file: Path) -> None:
     finally:
         os.close(fd)
     with pytest.raises(OSError) as refused:
-        backend.shmem_unmap(0, 2 * MIB)  # half of it was never mapped
+        backend.shmem_unmap([(0, 2 * MIB)])  # half of it was never mapped
     assert refused.value.errno == errno.EINVAL
     assert fe.window.mapped_bytes() == MIB
+
+
+def test_pipelined_unmaps_are_each_answered(connected, host_file: Path) -> None:
+    """Several SHMEM_UNMAPs go out before their acks are read: every range is asked for,
+    the one the front-end refuses is reported, the others are unmapped all the same, and
+    the channel stays in step (the next request's ack is its own)."""
+    backend, fe = connected
+    fd = os.open(host_file, os.O_RDONLY)
+    try:
+        for k in (0, 2, 3):
+            backend.shmem_map(fd, 0, k * MIB, MIB, False)
+        with pytest.raises(OSError) as refused:
+            backend.shmem_unmap([(0, MIB), (MIB, MIB), (2 * MIB, MIB), (3 * MIB, MIB)])
+        assert refused.value.errno == errno.EINVAL
+        assert fe.window.mapped_bytes() == 0
+        # more than one batch in flight (VU_UNMAP_BATCH is 64), the last one mapped
+        backend.shmem_map(fd, 0, 3 * MIB, MIB, False)
+        with pytest.raises(OSError) as refused:
+            backend.shmem_unmap([(k * 4096, 4096) for k in range(100)] + [(3 * MIB, MIB)])
+        assert refused.value.errno == errno.EINVAL
+    finally:
+        os.close(fd)
+    assert fe.window.mapped_bytes() == 0
+    assert fe.submit(REQUEST_QUEUE, b"still", 64).result(10) == b"echo:still"
 
 
 def test_no_window_means_no_shmem(thread_backend, sock_path: str, host_file: Path) -> None:

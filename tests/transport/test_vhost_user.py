@@ -413,10 +413,10 @@ def test_front_end_that_never_answers_shmem(thread_backend, sock_path, monkeypat
         chan.send(Request.GET_QUEUE_NUM)
         assert chan.recv(timeout=10).unpack(U64) == (2,)  # both messages were taken
         with pytest.raises(OSError) as late:
-            tb.backend.shmem_unmap(0, 4096)
+            tb.backend.shmem_unmap([(0, 4096)])
         assert late.value.errno == errno.ETIMEDOUT
         with pytest.raises(OSError) as gone:
-            tb.backend.shmem_unmap(0, 4096)
+            tb.backend.shmem_unmap([(0, 4096)])
         assert gone.value.errno == errno.ENOTCONN
 
 
