@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 from pagefs.conformance.targets.api import ApiFactory, connect_share
 from pagefs.conformance.targets.daemon import DaemonFactory
-from pagefs.impl.guest import Share
+from pagefs.impl.guest import Share, safemem
 from pagefs.impl.guest.datapath import DataPath
 from pagefs.impl.guest.window import DaxRange, DaxWindow
 from pagefs.impl.machine import PAGE_SIZE
@@ -51,16 +51,18 @@ class NoUpgrade(DaxWindow):
 
 
 class PreadPastEof(DataPath):
-    def pread(self, nodeid: int, fh: int, size: int, offset: int) -> bytes:
+    def pread(self, nodeid: int, fh: int, size: int, offset: int,
+              reader: safemem.Reader | None = None) -> bytes:
         if self.window is None:
-            return super().pread(nodeid, fh, size, offset)
+            return super().pread(nodeid, fh, size, offset, reader)
         buffer = bytearray(size)  # the bug: not bounded by the file's size
         done = self._through_window(nodeid, fh, offset, memoryview(buffer), store=False)
         return bytes(buffer[:done])
 
 
 class InexactFaultCount(DataPath):
-    def _window_read(self, nodeid: int, fh: int, view: memoryview, offset: int) -> int:
+    def _window_read(self, nodeid: int, fh: int, view: memoryview, offset: int,
+                     reader: safemem.Reader) -> int:
         view = view[: self._within(nodeid, fh, offset, len(view))] if view else view
         if not view:
             return 0
@@ -70,6 +72,8 @@ class InexactFaultCount(DataPath):
 
 
 class ProbeLastByte(DataPath):
+    fast_reads = False  # the C fast read probes by its own rule: every read comes here
+
     @staticmethod
     def probe_at(end: int) -> int:
         # The bug: that page loads whenever the file reaches into it at all.

@@ -1,4 +1,5 @@
-"""cffi build script for the guest's fault-contained window copies (safemem.c)."""
+"""cffi build script for the guest's fault-contained window copies (safemem.c) and the
+fast read over the window's books (fastread.c, which uses safemem.c's copy)."""
 
 from pathlib import Path
 
@@ -14,11 +15,25 @@ ffibuilder.cdef(
     int safemem_unregister_window(uintptr_t base);
     size_t safemem_read(void *dst, uintptr_t window_src, size_t n);
     size_t safemem_write(uintptr_t window_dst, const void *src, size_t n);
+
+    struct safemem_books;
+    struct safemem_reader {
+        struct safemem_books *books;
+        uint64_t nodeid;
+        int64_t last_end;
+    };
+    struct safemem_books *safemem_books_new(uintptr_t base, uint32_t ranges, unsigned shift);
+    void safemem_books_free(struct safemem_books *b);
+    int safemem_books_map(struct safemem_books *b, uint32_t r, uint64_t owner,
+                          uint64_t index);
+    int safemem_books_unmap(struct safemem_books *b, uint32_t r);
+    uint32_t safemem_books_used(struct safemem_books *b, uint32_t *out, uint32_t max);
+    int64_t safemem_pread(struct safemem_reader *rd, char *dst, size_t n, int64_t offset);
     """
 )
 ffibuilder.set_source(
     "pagefs.impl.guest._safemem",
-    (HERE / "safemem.c").read_text(),
+    "\n".join((HERE / name).read_text() for name in ("safemem.c", "fastread.c")),
     extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
 )
 

@@ -14,6 +14,11 @@ already mapped. The host's kernel answers that load from the file's size at that
 whichever host process changed it, so nothing is cached and nothing goes stale; a probe
 that faults, or that finds no mapping there, asks the size (GETATTR) instead.
 
+The common read - every range it and its probe touch mapped already - is one C call
+(`safemem.pread`, fastread.c), through a per-handle reader of the window's books; it
+declines everything else (a miss, a probe or copy that faults, a sequential read entering
+a new range), which then takes the general path here.
+
 A fault in the middle of a window copy means the host truncated the file under us
 (EOF-FAULT). The size is then fetched again (GETATTR): a read ends short at the new
 end of file, a write sends everything from the new end on as WRITE, which is what a
@@ -95,6 +100,11 @@ def window_copy(
 class DataPath:
     """pread/pwrite for one connection: the window when it can, messages otherwise."""
 
+    # Whether readers use the C fast read. The seeded driver bugs of the conformance
+    # suite (conformance/driver_faults.py) break a method of the general path, and turn
+    # this off so that every read goes through it.
+    fast_reads = True
+
     def __init__(
         self, requests: DataRequests, window: DaxWindow | None, *, max_read: int, max_write: int
     ) -> None:
@@ -102,8 +112,6 @@ class DataPath:
         self.window = window
         self.max_read = max_read
         self.max_write = max_write
-        # nodeid -> where its last window read ended: a read starting there is sequential
-        self._last_end: dict[int, int] = {}
         self._ahead_lock = threading.Lock()
         self._ahead: set[tuple[int, int]] = set()  # (nodeid, range index) being mapped ahead
         self._mapper: ThreadPoolExecutor | None = None
@@ -118,8 +126,17 @@ class DataPath:
     def size(self, nodeid: int, fh: int | None = None) -> int:
         return self.requests.getattr(nodeid, fh).attr.size
 
-    def pread(self, nodeid: int, fh: int, size: int, offset: int) -> bytes:
-        """Up to `size` bytes at `offset` (a buffer no larger than the file holds)."""
+    def reader(self, nodeid: int) -> safemem.Reader:
+        """A reader of `nodeid` (one per handle): the fast read's key to the window's
+        books and the handle's sequential hint. NO_READER without a window."""
+        if self.window is None:
+            return safemem.NO_READER
+        return safemem.new_reader(self.window.books if self.fast_reads else None, nodeid)
+
+    def pread(self, nodeid: int, fh: int, size: int, offset: int,
+              reader: safemem.Reader | None = None) -> bytes:
+        """Up to `size` bytes at `offset` (a buffer no larger than the file holds).
+        `reader`: the handle's (see reader()); None, a new one."""
         if size < 0:
             raise OSError(errno.EINVAL, "negative size")
         check_offset(offset)
@@ -132,20 +149,27 @@ class DataPath:
                 offset += len(part)
                 size -= len(part)
             return b"".join(parts)
+        if reader is None:
+            reader = self.reader(nodeid)
         if size > PROBED_READ_MAX:
             size = max(0, min(size, self.size(nodeid, fh) - offset))
+        elif size >= 2 and (data := safemem.pread_bytes(reader, size, offset)) is not None:
+            return data
         buffer = bytearray(size)
-        del buffer[self._window_read(nodeid, fh, memoryview(buffer), offset) :]
+        del buffer[self._window_read(nodeid, fh, memoryview(buffer), offset, reader) :]
         return bytes(buffer)
 
-    def pread_into(self, nodeid: int, fh: int, buffer: bytearray | memoryview, offset: int) -> int:
+    def pread_into(self, nodeid: int, fh: int, buffer: bytearray | memoryview, offset: int,
+                   reader: safemem.Reader | None = None) -> int:
         """Fill `buffer` from file offset `offset`; return the bytes read (short at
-        the end of file). Through the window this is the only copy."""
+        the end of file). Through the window this is the only copy. The general path:
+        the caller has tried the fast read (`safemem.pread`) with `reader` already."""
         check_offset(offset)
         view = memoryview(buffer).cast("B")
         if self.window is None:
             return self._read_messages(nodeid, fh, view, offset)
-        return self._window_read(nodeid, fh, view, offset)
+        return self._window_read(nodeid, fh, view, offset,
+                                 self.reader(nodeid) if reader is None else reader)
 
     @staticmethod
     def probe_at(end: int) -> int:
@@ -176,29 +200,23 @@ class DataPath:
             return length
         return max(0, min(length, self.size(nodeid, fh) - offset))
 
-    def _window_read(self, nodeid: int, fh: int, view: memoryview, offset: int) -> int:
+    def _window_read(self, nodeid: int, fh: int, view: memoryview, offset: int,
+                     reader: safemem.Reader) -> int:
         window = self.window
         assert window is not None
-        sequential = self._last_end.get(nodeid) == offset
-        quick = self._within_one_range(nodeid, view, offset)
-        if quick is not None:
-            if sequential:
-                self._map_ahead(nodeid, fh, offset + quick)
-            self._last_end[nodeid] = offset + quick
-            return quick
-        # A small random read maps only into a free range: when none is free, mapping
-        # would evict a busy range, and it goes by READ instead (never loses to READ).
+        sequential = reader.last_end == offset
+        # A small random read here was declined by the fast read: its range is not mapped
+        # (or its probe or copy faulted). It maps only into a free range: when none is
+        # free, mapping would evict a busy range, and it goes by READ instead, one round
+        # trip, the least anything could cost it here (never loses to READ).
         evict = sequential or len(view) > SMALL_READ
-        if (view and not evict and window.free_count() == 0
-                and not self._mapped(nodeid, offset, len(view))):
+        if view and not evict and not window.has_free_range():
             return self._read_messages(nodeid, fh, view, offset)
         view = view[: self._within(nodeid, fh, offset, len(view))] if view else view
         if not view:
             return 0
         end = offset + len(view)
-        if len(self._last_end) > 4096:
-            self._last_end.clear()  # a bounded hint, not a record
-        self._last_end[nodeid] = end
+        reader.last_end = end
         if sequential:
             self._map_ahead(nodeid, fh, end)
         try:
@@ -211,21 +229,6 @@ class DataPath:
             # EOF-FAULT: the file shrank under the copy; what lies before the new end
             # was copied (faults are page-exact and pages before the end are there).
             done = min(done, max(0, self.size(nodeid, fh) - offset))
-        return done
-
-    def _within_one_range(self, nodeid: int, view: memoryview, offset: int) -> int | None:
-        """The common read, in one step of the window: the read and its probe lie in one
-        range that is mapped already, and the probe loads; then the copy. None when it is
-        not that case (the general path decides, asking the size if it must)."""
-        window = self.window
-        assert window is not None
-        probe = self.probe_at(offset + len(view))
-        if not view or offset // window.range_size != probe // window.range_size:
-            return None
-        done = window.load_if_mapped(nodeid, offset, probe, view)
-        if done is not None and done < len(view):
-            # EOF-FAULT after the probe: the host truncated meanwhile
-            done = min(done, max(0, self.size(nodeid) - offset))
         return done
 
     def _mapped(self, nodeid: int, offset: int, length: int) -> bool:

@@ -107,7 +107,16 @@ class Mapping:
         mapping ends, or if the host truncated the file under it; OSError(EFAULT) if
         not even the first byte could be loaded."""
         self._check(position, 0)
-        buffer = bytearray(max(0, min(size, self.length - position)))
+        size = max(0, min(size, self.length - position))
+        foffset = self.offset + position
+        within = foffset % self._range_size
+        if within + size <= self._range_size:
+            # Within one range, the common case: one copy, into the bytes returned.
+            data = safemem.read(
+                self._addresses[(foffset - self._first) // self._range_size] + within, size)
+            if len(data) == size:
+                return data
+        buffer = bytearray(size)  # across ranges, or a fault: the general copy says how much
         del buffer[self.read_into(position, buffer) :]
         return bytes(buffer)
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import errno
 import mmap
 import os
+from typing import Any
 
 from pagefs.impl.guest._safemem import ffi, lib
 
@@ -47,7 +48,7 @@ def unregister_window(base: int) -> None:
 def read_into(address: int, buffer: Buffer, length: int | None = None) -> int:
     """Copy `length` bytes (default: len(buffer)) from window memory at `address`
     into the writable `buffer`; return the count copied before any fault."""
-    dst = ffi.from_buffer(buffer, require_writable=True)
+    dst = ffi.from_buffer("char[]", buffer, True)  # positional: keywords cost a parse
     if length is None:
         length = len(dst)
     elif not 0 <= length <= len(dst):
@@ -72,10 +73,48 @@ def loads(address: int) -> bool:
 
 def read(address: int, length: int) -> bytes:
     """Read up to `length` bytes from window memory; short if a fault stopped it."""
-    buf = bytearray(length)
-    n = read_into(address, buf, length)
-    del buf[n:]
-    return bytes(buf)
+    if length < 2:  # bytes of 0 (and, by some constructors, 1) byte may be shared
+        buf = bytearray(length)
+        del buf[read_into(address, buf, length):]
+        return bytes(buf)
+    # One copy, straight into the result: a new bytes object nobody else has seen yet is
+    # filled in place, as C code fills PyBytes_FromStringAndSize(NULL, n). A bytearray
+    # and a bytes() of it would cost a second copy of every byte.
+    data = bytes(length)
+    n = lib.safemem_read(ffi.from_buffer(data), address, length)
+    return data if n == length else data[:n]
+
+
+# A reader (fastread.c's struct safemem_reader) of one inode through a window's books.
+Reader = Any
+
+NO_READER: Reader = ffi.new("struct safemem_reader *")  # no books: always the general path
+
+
+def new_reader(books: Any, nodeid: int) -> Reader:
+    """A reader of `nodeid` through `books` (a DaxWindow's; None: every read declines). It
+    remembers where its last read ended, the sequential hint. The caller keeps the books'
+    owner alive as long as the reader."""
+    return ffi.new("struct safemem_reader *",
+                   {"books": ffi.NULL if books is None else books, "nodeid": nodeid,
+                    "last_end": -1})
+
+
+def pread(reader: Reader, buffer: Buffer, offset: int) -> int:
+    """The fast read (fastread.c): fill the writable `buffer` from file offset `offset`
+    of the reader's inode if the window's books hold every range it and its READ-BOUND
+    probe touch and the probe loads; return the count, or -1 for "take the general
+    path" (nothing decided; the buffer may have been written)."""
+    dst = ffi.from_buffer("char[]", buffer, True)
+    return lib.safemem_pread(reader, dst, len(dst), offset)
+
+
+def pread_bytes(reader: Reader, size: int, offset: int) -> bytes | None:
+    """pread() into a new bytes of `size` (2 or more: see read()); None for the general
+    path."""
+    data = bytes(size)
+    return data if lib.safemem_pread(reader, ffi.from_buffer(data), size, offset) == size \
+        else None
 
 
 def buffer_address(buffer: Buffer) -> int:

@@ -29,6 +29,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pagefs.impl.client.fuse_client import FuseClient
+from pagefs.impl.guest import safemem
+from pagefs.impl.guest._safemem import ffi, lib
 from pagefs.impl.guest.datapath import DataPath, check_offset
 from pagefs.impl.guest.mapping import Mapping
 from pagefs.impl.guest.window import DaxWindow
@@ -59,6 +61,9 @@ class Handle(open_flags.OpenAccess):
     position: int = 0
     closed: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    # The fast read's key (DataPath.reader): NO_READER unless open, readable and through
+    # a window, so that the fast read needs no check of its own.
+    _reader: safemem.Reader = field(default=safemem.NO_READER, repr=False)
 
     @property
     def storable(self) -> bool:
@@ -79,7 +84,15 @@ class Handle(open_flags.OpenAccess):
         return self.share.pwrite(self, data, offset)
 
     def pread_into(self, buffer: bytearray | memoryview, offset: int) -> int:
-        return self.share.pread_into(self, buffer, offset)
+        """Share.pread_into. The common read (through the window, every range it touches
+        mapped) is this one frame and one C call (fastread.c); the rest, and every error,
+        goes the general way."""
+        try:
+            dst = _writable("char[]", buffer, True)
+            done = _fast_pread(self._reader, dst, len(dst), offset)
+        except (TypeError, ValueError, BufferError, OverflowError):
+            done = -1  # not a buffer or an offset C takes: the general path says why
+        return done if done >= 0 else self.share._pread_into(self, buffer, offset)
 
     def close(self) -> None:
         self.share.close(self)
@@ -90,6 +103,10 @@ class Handle(open_flags.OpenAccess):
     def __exit__(self, *exc: object) -> None:
         if not self.closed:
             self.close()
+
+
+_writable = ffi.from_buffer  # module globals: Handle.pread_into looks up no attribute
+_fast_pread = lib.safemem_pread
 
 
 def _encode(path: PathLike) -> bytes:
@@ -349,11 +366,15 @@ class Share:
                 raise OSError(errno.EISDIR, "is a directory")
             fh = self.requests.open(nodeid, flags).fh
         self._use(nodeid, +1)
-        return Handle(self, nodeid, fh, flags)
+        handle = Handle(self, nodeid, fh, flags)
+        if handle.readable:
+            handle._reader = self.data.reader(nodeid)
+        return handle
 
     def close(self, handle: Handle) -> None:
         self._check_open(handle)
         handle.closed = True
+        handle._reader = safemem.NO_READER
         self._use(handle.nodeid, -1)
         try:
             if handle.writable:
@@ -367,7 +388,8 @@ class Share:
         with handle._lock:
             if size < 0:
                 size = max(0, self.data.size(handle.nodeid, handle.fh) - handle.position)
-            data = self.data.pread(handle.nodeid, handle.fh, size, handle.position)
+            data = self.data.pread(handle.nodeid, handle.fh, size, handle.position,
+                                   handle._reader)
             handle.position += len(data)
             return data
 
@@ -385,13 +407,18 @@ class Share:
 
     def pread(self, handle: Handle, size: int, offset: int) -> bytes:
         self._check_readable(handle)
-        return self.data.pread(handle.nodeid, handle.fh, size, offset)
+        return self.data.pread(handle.nodeid, handle.fh, size, offset, handle._reader)
 
     def pread_into(self, handle: Handle, buffer: bytearray | memoryview, offset: int) -> int:
         """Fill `buffer` from `offset`; return the count (short at the end of file).
         Through the window this is the one and only copy of the data."""
         self._check_readable(handle)
-        return self.data.pread_into(handle.nodeid, handle.fh, buffer, offset)
+        return handle.pread_into(buffer, offset)
+
+    def _pread_into(self, handle: Handle, buffer: bytearray | memoryview, offset: int) -> int:
+        """pread_into's general path, when the fast read declined."""
+        self._check_readable(handle)
+        return self.data.pread_into(handle.nodeid, handle.fh, buffer, offset, handle._reader)
 
     def pwrite(self, handle: Handle, data: bytes, offset: int) -> int:
         self._check_writable(handle)

@@ -27,6 +27,12 @@ Lock order: an inode's lock, then the short one.
 A REMOVEMAPPING that fails leaves its ranges in an unknown state (the daemon may still
 map them): they are logged and kept aside as stale, neither free nor reachable, and
 sent again with the next reclaim.
+
+Every mapped range is also entered in the books C reads (fastread.c): published once its
+SETUPMAPPING is answered, withdrawn before its REMOVEMAPPING is sent. A read whose ranges
+are all there is served by one C call, without this module (`safemem.pread`); such a read
+marks its range used, and reclaim moves the marked ranges to the recent end of its LRU
+list before it picks victims.
 """
 
 from __future__ import annotations
@@ -38,7 +44,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from pagefs.impl.guest import safemem
+from pagefs.impl.guest._safemem import ffi, lib
 from pagefs.impl.machine import PAGE_SIZE
 from pagefs.impl.protocol.constants import FUSE_REMOVEMAPPING_MAX_ENTRY
 
@@ -111,6 +117,13 @@ class DaxWindow:
         self._stale: list[DaxRange] = []  # a REMOVEMAPPING failed: state unknown
         self._inodes: dict[int, _Inode] = {}
         self._closed = False
+        books = lib.safemem_books_new(base, len(self.ranges), range_size.bit_length() - 1)
+        if books == ffi.NULL:
+            raise MemoryError("no memory for the window's books")
+        # Freed with the window: a reader (below) is used only through a Handle or a
+        # DataPath, which keep the window alive.
+        self.books = ffi.gc(books, lib.safemem_books_free)
+        self._shift = range_size.bit_length() - 1
 
     @property
     def closed(self) -> bool:
@@ -125,6 +138,11 @@ class DaxWindow:
         delta = foffset - rng.foffset
         assert 0 <= delta < self.range_size
         return self.base + rng.moffset + delta
+
+    def has_free_range(self) -> bool:
+        """Whether a range is free now: a hint for a policy, read with no lock (the
+        answer may be stale by the time it is used)."""
+        return bool(self._free)
 
     def free_count(self) -> int:
         with self._lock:
@@ -211,6 +229,7 @@ class DaxWindow:
                     rng.nodeid, rng.foffset, rng.writable = nodeid, i * step, writable
                     inode.ranges[i] = rng
                     self._pin(rng)
+                    self._publish(rng)
             return run
         except BaseException:
             with self._lock:
@@ -234,30 +253,6 @@ class DaxWindow:
                 self._free = [r for r in self._free if id(r) not in taken]
                 return run
         return None
-
-    def load_if_mapped(self, nodeid: int, foffset: int, probe: int,
-                       buffer: memoryview) -> int | None:
-        """A hit's read in one step: if the range holding `foffset` is mapped and the
-        byte at file offset `probe` (in the same range) loads, copy from `foffset` into
-        `buffer` (which must not cross the range) and return the count; None otherwise,
-        with nothing copied. The inode's lock is held across the probe and the copy in
-        place of a pin (memory copies only, never a round trip): reclaim and forget take
-        that lock before they take a range off the books."""
-        inode = self._inodes.get(nodeid)  # one dict lookup: atomic, the lock is below
-        if inode is None:
-            return None
-        with inode.lock:
-            rng = inode.ranges.get(foffset // self.range_size)
-            if rng is None or inode.dead:
-                return None
-            with self._lock:
-                if self._closed:
-                    return None
-                self._busy.move_to_end(rng)
-            shift = self.base + rng.moffset - rng.foffset
-            if not safemem.loads(shift + probe):
-                return None
-            return safemem.read_into(shift + foffset, buffer)
 
     def pin_if_mapped(self, nodeid: int, foffset: int) -> DaxRange | None:
         """Pin the range holding `foffset` if it is mapped now (a hit), or return None:
@@ -304,6 +299,8 @@ class DaxWindow:
         with self._lock:
             if self._closed:
                 return
+            for rng in self._busy:
+                self._withdraw(rng)
             self._closed = True
             victims = [*self._busy, *self._stale]
             self._busy.clear()
@@ -347,6 +344,7 @@ class DaxWindow:
                 rng.nodeid, rng.foffset, rng.writable = nodeid, index * self.range_size, writable
                 inode.ranges[index] = rng
                 self._pin(rng)
+                self._publish(rng)
             return rng
         except BaseException:
             if rng is not None and rng.nodeid is None:
@@ -384,6 +382,7 @@ class DaxWindow:
 
     def _reclaim(self, count: int) -> int:
         with self._lock:
+            self._note_used()
             candidates = [r for r in self._busy if r.pins == 0][:count]
             stale, self._stale = self._stale, []
         victims: list[DaxRange] = []
@@ -404,11 +403,37 @@ class DaxWindow:
         """Out of the inode's map and the busy list (the inode's lock and the short lock
         held): nobody finds them any more, so they may be removed with no lock held."""
         for r in victims:
+            self._withdraw(r)
             del inode.ranges[r.foffset // self.range_size]
             del self._busy[r]
         if victims:
             assert victims[0].nodeid is not None
             self._drop_if_empty(victims[0].nodeid, inode)
+
+    def _publish(self, rng: DaxRange) -> None:
+        """Enter a range just mapped in the books (short lock held)."""
+        assert rng.nodeid is not None
+        rc = lib.safemem_books_map(self.books, rng.moffset >> self._shift, rng.nodeid,
+                                   rng.foffset >> self._shift)
+        assert rc == 0, "a range published twice"
+
+    def _withdraw(self, rng: DaxRange) -> None:
+        """Take a range out of the books (short lock held), before it is unmapped: no
+        fast read returns data copied from it after this. A closed window withdrew
+        them all."""
+        if self._closed:
+            return
+        rc = lib.safemem_books_unmap(self.books, rng.moffset >> self._shift)
+        assert rc == 0, "a range withdrawn that was not published"
+
+    def _note_used(self) -> None:
+        """Move the ranges fast reads used since the last look to the recent end of the
+        LRU list (short lock held)."""
+        used = ffi.new("uint32_t[]", len(self.ranges))
+        for i in range(lib.safemem_books_used(self.books, used, len(self.ranges))):
+            rng = self.ranges[used[i]]
+            if rng in self._busy:
+                self._busy.move_to_end(rng)
 
     def _drop_if_empty(self, nodeid: int, inode: _Inode) -> None:
         """An inode with nothing mapped or in flight leaves the table (both locks held),

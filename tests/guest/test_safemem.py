@@ -37,6 +37,18 @@ def test_read_beyond_truncated_end_is_short_and_page_exact(tmp_path: Path) -> No
     os.close(fd)
 
 
+def test_read_returns_a_bytes_of_its_own_each_time(tmp_path: Path) -> None:
+    """read() fills a new bytes object in place: never one another caller holds."""
+    fd, m = _mapped_file(tmp_path / "f", 2)
+    address = safemem.buffer_address(m)
+    first = safemem.read(address, 2 * PAGE)
+    m[0:4] = b"NEW!"
+    assert first[:4] == bytes(range(4)) and safemem.read(address, 2 * PAGE)[:4] == b"NEW!"
+    assert safemem.read(address, 1) == b"N" and safemem.read(address, 0) == b""
+    assert safemem.read(address, 2) == b"NE" and bytes(2) == b"\0\0" and bytes(1) == b"\0"
+    os.close(fd)
+
+
 def test_write_beyond_truncated_end_is_short_and_file_unchanged(tmp_path: Path) -> None:
     fd, m = _mapped_file(tmp_path / "f", 3)
     address = safemem.buffer_address(m)

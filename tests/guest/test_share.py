@@ -323,3 +323,61 @@ def test_a_mapping_of_several_ranges_is_one_setupmapping(host, export: Path) -> 
         assert counted.setups == [3 * RANGE, RANGE]
         assert share.window.reclaim(4) == 3
         assert share.requests.window.mapped_bytes() == 0
+
+
+class Refusing:
+    """A FUSE client for the data path that fails the test on any request: the fast read
+    of ranges already mapped needs none."""
+
+    def __getattr__(self, name: str):
+        raise AssertionError(f"the fast read sent {name}")
+
+
+def test_the_fast_read_sends_nothing_yet_sees_every_host_change(share: Share, export: Path):
+    """Handle.pread_into and pread of mapped ranges are one C call (fastread.c): no
+    request, and still COH-READ, and EOF-FAULT's exact count when the host truncates."""
+    path = export / "f"
+    data = os.urandom(3 * RANGE)
+    path.write_bytes(data)
+    with share.open("f") as f:
+        buffer = bytearray(8192)
+        for offset in (0, RANGE):  # maps ranges 0 and 1
+            assert f.pread_into(buffer, offset) == 8192
+        requests, share.data.requests = share.data.requests, Refusing()
+        try:
+            # Inside a range; across two; with the probe in the next range.
+            for offset in (4096, RANGE - 4096, RANGE - 8192, RANGE + 100):
+                assert f.pread_into(buffer, offset) == 8192
+                assert buffer == data[offset : offset + 8192]
+            assert f.pread(8192, 100) == data[100:8292]
+            with open(path, "r+b") as host_file:  # another host process writes
+                host_file.seek(5000)
+                host_file.write(b"HOST")
+            assert f.pread_into(buffer, 4096) == 8192 and buffer[904:908] == b"HOST"
+        finally:
+            share.data.requests = requests
+        os.truncate(path, RANGE + 5000)  # inside the next read: exactly what remains
+        assert f.pread_into(buffer, RANGE) == 5000
+        assert buffer[:5000] == data[RANGE : RANGE + 5000]
+        os.truncate(path, RANGE - 10)
+        assert f.pread_into(buffer, RANGE) == 0
+        assert f.pread_into(buffer, RANGE - 8192) == 8182
+        with open(path, "ab") as host_file:  # grown again, by write(2)
+            host_file.write(b"z" * 20000)
+        assert f.pread_into(buffer, RANGE) == 8192 and buffer == b"z" * 8192
+
+
+def test_the_fast_read_keeps_every_check(share: Share, export: Path) -> None:
+    (export / "f").write_bytes(b"x" * 8192)
+    f = share.open("f")
+    buffer = bytearray(100)
+    assert f.pread_into(buffer, 0) == 100  # mapped: the next reads could be fast
+    with pytest.raises(BufferError):  # as the general path says it
+        f.pread_into(b"immutable", 0)  # type: ignore[arg-type]
+    assert errno_of(f.pread_into, buffer, -1) == errno.EINVAL
+    assert errno_of(f.pread_into, buffer, 1 << 63) == errno.EFBIG
+    assert share.pread_into(f, memoryview(buffer)[10:20], 5) == 10
+    f.close()
+    assert errno_of(f.pread_into, buffer, 0) == errno.EBADF
+    with share.open("f", os.O_WRONLY) as w:
+        assert errno_of(w.pread_into, buffer, 0) == errno.EBADF

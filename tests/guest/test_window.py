@@ -6,7 +6,9 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -257,3 +259,135 @@ def test_a_failed_removemapping_is_logged_and_its_range_kept_accounted(
     window.reclaim()
     assert window.stale_count() == 0 and window.free_count() == RANGES
     assert frontend.sent[-1] == ("remove", [rng.moffset])
+
+
+# -- the books the fast read uses (fastread.c) ------------------------------------------
+
+def _pattern(offset: int, size: int) -> bytes:
+    return bytes((offset + i) % 251 for i in range(size))
+
+
+def test_the_fast_read_serves_mapped_ranges_and_declines_the_rest(setup) -> None:
+    window, _, nodeid, ro, _ = setup
+    reader = safemem.new_reader(window.books, nodeid)
+    buffer = bytearray(3000)
+    assert safemem.pread(reader, buffer, 100) == -1  # nothing mapped
+    window.release(window.acquire(nodeid, ro, 0, writable=False))
+    assert safemem.pread(reader, buffer, 100) == 3000 and buffer == _pattern(100, 3000)
+    # Its READ-BOUND probe lies in the next range, not mapped: declined.
+    assert safemem.pread(reader, buffer, RANGE - 3000) == -1
+    window.release(window.acquire(nodeid, ro, RANGE, writable=False))
+    assert safemem.pread(reader, buffer, RANGE - 3000) == 3000
+    assert buffer == _pattern(RANGE - 3000, 3000)
+    assert safemem.pread(reader, buffer, RANGE - 1000) == 3000  # across two ranges
+    assert buffer == _pattern(RANGE - 1000, 3000)
+    assert safemem.pread(safemem.new_reader(window.books, nodeid + 1), buffer, 100) == -1
+    assert safemem.pread(safemem.NO_READER, buffer, 100) == -1
+    assert safemem.pread(reader, bytearray(), 100) == -1
+    assert safemem.pread(reader, buffer, -1) == -1
+
+
+def test_the_fast_read_declines_where_the_file_ends_before_its_probe(setup, export) -> None:
+    window, _, nodeid, ro, _ = setup
+    window.release(window.acquire(nodeid, ro, 0, writable=False))
+    reader = safemem.new_reader(window.books, nodeid)
+    buffer = bytearray(3000)
+    os.truncate(export / "data", 4096)  # the read fits, but the file ends at its probe
+    assert safemem.pread(reader, buffer, 100) == -1
+    os.truncate(export / "data", 4097)  # the probe's page is file data again
+    assert safemem.pread(reader, buffer, 100) == 3000 and buffer == _pattern(100, 3000)
+    os.truncate(export / "data", 2000)  # ends inside the read
+    assert safemem.pread(reader, buffer, 100) == -1
+
+
+def test_a_sequential_read_entering_a_new_range_is_left_to_the_general_path(setup) -> None:
+    window, _, nodeid, ro, _ = setup
+    for i in range(2):
+        window.release(window.acquire(nodeid, ro, i * RANGE, writable=False))
+    reader = safemem.new_reader(window.books, nodeid)
+    buffer = bytearray(RANGE // 2)
+    assert safemem.pread(reader, buffer, 0) == RANGE // 2
+    assert safemem.pread(reader, buffer, RANGE // 2) == RANGE // 2  # sequential, same range
+    assert safemem.pread(reader, buffer, RANGE) == -1  # sequential into range 1: map ahead
+    assert safemem.pread(reader, buffer, RANGE + 4096) == RANGE // 2  # not sequential
+
+
+def test_a_range_withdrawn_or_handed_to_another_file_range_is_not_read(setup) -> None:
+    window, _, nodeid, ro, _ = setup
+    first = window.acquire(nodeid, ro, 0, writable=False)
+    window.release(first)
+    reader = safemem.new_reader(window.books, nodeid)
+    buffer = bytearray(4096)
+    assert safemem.pread(reader, buffer, 0) == 4096
+    window.forget(nodeid)
+    assert safemem.pread(reader, buffer, 0) == -1  # withdrawn before its REMOVEMAPPING
+    again = window.acquire(nodeid, ro, 2 * RANGE, writable=False)
+    window.release(again)
+    assert again.moffset == first.moffset  # the same window memory, another file range
+    assert safemem.pread(reader, buffer, 0) == -1
+    assert safemem.pread(reader, buffer, 2 * RANGE) == 4096
+    assert buffer == _pattern(2 * RANGE, 4096)
+
+
+def test_fast_reads_racing_removal_and_reuse_return_only_their_own_bytes(export) -> None:
+    """A reader copies three ranges with no lock while another thread removes the third
+    and maps another file range into its window memory, back and forth: every read it
+    returns holds its own bytes (a range changed under the copy fails the generation
+    check after it). Ranges of 2 MiB, so that a copy lasts longer than a remapping."""
+    step = 2 << 20
+    (export / "big").write_bytes(bytes(i % 251 for i in range(6 * step)))
+    fs = PassthroughFS(str(export))
+    session = fs.session()
+    nodeid = session.lookup(1, b"big").nodeid
+    ro = session.open(nodeid, os.O_RDONLY)
+    frontend = InProcessWindow(session, 4 * step)
+    window = DaxWindow(frontend.base, frontend.size, frontend, range_size=step)
+    for i in range(2):  # pinned: reclaim never takes them
+        window.acquire(nodeid, ro, i * step, writable=False)
+    third = window.acquire(nodeid, ro, 2 * step, writable=False)
+    window.release(third)
+    reader = safemem.new_reader(window.books, nodeid)
+    size = 3 * step - 8192  # its probe, too, lies in the third range
+    want = _pattern(0, size)
+    done = threading.Event()
+    results = {"served": 0, "declined": 0, "wrong": 0}
+
+    def read() -> None:
+        buffer = bytearray(size)
+        while not done.is_set():
+            n = safemem.pread(reader, buffer, 0)
+            key = "declined" if n < 0 else "served" if buffer == want else "wrong"
+            results[key] += 1
+
+    thread = threading.Thread(target=read)
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)  # the two threads interleave finely, between C calls too
+    thread.start()
+    try:
+        for _ in range(200):
+            for foffset in (5 * step, 2 * step):  # the only unpinned range goes, and its
+                assert window.reclaim(1) == 1  # window memory maps the other file range
+                rng = window.acquire(nodeid, ro, foffset, writable=False)
+                window.release(rng)
+                assert rng.moffset == third.moffset
+            time.sleep(0.001)  # the reader's copies start while the third range is its own
+    finally:
+        done.set()
+        thread.join()
+        sys.setswitchinterval(interval)
+        window.close()
+        frontend.close()
+        session.close()
+        fs.close()
+    assert results["wrong"] == 0, results
+    assert results["served"] > 0, results
+
+
+def test_ranges_fast_reads_use_are_the_last_reclaim_takes(setup) -> None:
+    window, _, nodeid, ro, _ = setup
+    for i in range(RANGES):  # least recently used first: range 0
+        window.release(window.acquire(nodeid, ro, i * RANGE, writable=False))
+    reader = safemem.new_reader(window.books, nodeid)
+    assert safemem.pread(reader, bytearray(100), 10) == 100  # range 0, with no lock taken
+    assert window.reclaim(1) == 1
+    assert set(window.mapped(nodeid)) == {i * RANGE for i in range(RANGES)} - {RANGE}
