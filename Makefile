@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.pagefs-installed
 NATIVE := $(wildcard impl/*/_*_build.py impl/*/*.c impl/*/*.h)
 
-.PHONY: fuzz programs virtiofsd-rust setup test test-all verify conformance bench bench-wire bench-guest bench-scaling bench-mount bench-report test-bench lint docs clean vm qemu11 test-vm
+.PHONY: fuzz programs virtiofsd-rust setup test test-all verify conformance bench bench-wire bench-guest bench-scaling bench-mount bench-frontend-cpu bench-report test-bench lint docs clean vm qemu11 test-vm
 
 # One install at a time: two make targets started together must not both pip-install at once.
 $(STAMP): pyproject.toml constraints.txt setup.py scripts/install-system-deps $(NATIVE)
@@ -82,6 +82,11 @@ bench-guest: $(STAMP)
 ## make bench-scaling: aggregate GETATTR/s of 1, 2, 4 and 8 guests vs virtiofsd
 bench-scaling: $(STAMP)
 	$(PY) benchmarks/scaling.py $(BENCH_SCALING) --out $(BENCH_OUT)
+
+## make bench-frontend-cpu: the guest's CPU per hot FUSE request; BASELINE_PY=another
+## checkout's .venv/bin/python compares with that tree's client, run by run (not in make bench)
+bench-frontend-cpu: $(STAMP)
+	$(PY) benchmarks/frontend_cpu.py $(if $(BASELINE_PY),--baseline $(BASELINE_PY)) $(BENCH_FRONTEND_CPU)
 
 ## make bench-mount: reads, mmap, stat/open latency and SINGLE-COPY on pagefs-mount
 bench-mount: $(STAMP) virtiofsd-rust

@@ -5,9 +5,10 @@ largest reply their opcode can have; replies are decoded with `impl.protocol` an
 checked against the request they answer. `submit` returns a Future, so any number of
 requests may be in flight from any number of threads; the typed methods wait for theirs,
 each in one round trip of the front-end's C path, the hot ones (GETATTR, LOOKUP, OPEN,
-RELEASE, FLUSH, READ, WRITE) encoded and decoded in one struct call each way
-(`impl.protocol.hot`). FORGET and BATCH_FORGET have no reply in FUSE: they are queued
-and not waited for (`settle` waits until the back-end has taken them).
+RELEASE, FLUSH, READ, WRITE, CREATE, UNLINK) encoded and decoded in one struct call each
+way (`impl.protocol.hot`), their replies parsed in the front-end's reply buffer.
+FORGET and BATCH_FORGET have no reply in FUSE: they are queued and not waited for
+(`settle` waits until the back-end has taken them).
 An error reply raises OSError(errno); a back-end that goes away raises ConnectionError.
 
 Requests have no deadline by default: a slow FSYNC or a large WRITE is still in flight,
@@ -69,6 +70,7 @@ class FuseClient:
         self._ids = (os.getuid(), os.getgid(), os.getpid())  # fuse_in_header uid, gid, pid
         self.umask = 0  # the umask of the guest process whose requests this client sends
         self._forgets: list[Future[Any]] = []  # FORGETs the back-end may not have taken yet
+        self._call_parsed = frontend.call_parsed  # looked up once: the hot path's one call
 
     @classmethod
     def connect(
@@ -195,18 +197,15 @@ class FuseClient:
     def _hot(self, reply: type[Reply], opcode: p.Opcode, request: bytes, unique: int,
              parse: hot.HotParser, room: int = _ROOM) -> Reply:
         """One round trip of a request encoded by `hot`: its plain successful reply is
-        parsed by `parse` straight from the front-end's reply buffer; anything else goes
-        through the generic decoder (errors, malformed or misdirected replies)."""
-
-        def parse_reply(data: memoryview) -> Any:
-            out = parse(data, unique)
-            return out if out is not None else _decode(data, opcode, unique, True)
-
+        parsed by `parse` straight from the front-end's reply buffer; anything else comes
+        back as bytes for the generic decoder (errors, malformed or misdirected replies)."""
         try:
-            out = self.frontend.call_view(_REQUESTS, request, room, parse_reply, self.timeout)
+            out = self._call_parsed(_REQUESTS, request, room, parse, unique, self.timeout)
         except TimeoutError:
             raise OSError(errno.ETIMEDOUT,
                           f"{opcode.name}: no reply within {self.timeout} s") from None
+        if isinstance(out, bytes):  # declined by `parse`: the generic decoder judges it
+            out = _decode(out, opcode, unique, True)
         if not isinstance(out, reply):
             raise OSError(errno.EPROTO, f"{opcode.name}: a {type(out).__name__} reply "
                                         f"where {reply.__name__} belongs")
@@ -315,7 +314,9 @@ class FuseClient:
                             p.MkdirIn(self._masked(mode), name, self.umask))
 
     def unlink(self, parent: int, name: bytes) -> None:
-        self.call(p.Opcode.UNLINK, parent, p.Name(name))
+        unique = next(self._unique)
+        request = hot.encode_name(p.Opcode.UNLINK, unique, parent, self._ids, name)
+        self._hot(p.Empty, p.Opcode.UNLINK, request, unique, hot.parse_empty)
 
     def rmdir(self, parent: int, name: bytes) -> None:
         self.call(p.Opcode.RMDIR, parent, p.Name(name))
@@ -334,8 +335,10 @@ class FuseClient:
         return self._hot(p.OpenOut, p.Opcode.OPEN, request, unique, hot.parse_open)
 
     def create(self, parent: int, name: bytes, flags: int, mode: int = 0o644) -> p.CreateOut:
-        return self._expect(p.CreateOut, p.Opcode.CREATE, parent,
-                            p.CreateIn(flags, self._masked(mode), name, self.umask))
+        unique = next(self._unique)
+        request = hot.encode_create(unique, parent, self._ids, flags, self._masked(mode),
+                                    self.umask, name)
+        return self._hot(p.CreateOut, p.Opcode.CREATE, request, unique, hot.parse_create)
 
     def read(self, nodeid: int, fh: int, offset: int, size: int) -> bytes:
         size = min(size, MAX_TRANSFER)

@@ -11,7 +11,7 @@ import errno
 import operator
 import struct
 from collections.abc import Callable, Sequence
-from typing import ClassVar, Self
+from typing import Any, ClassVar, Self, TypeVar
 
 from .errors import ProtocolError
 
@@ -19,6 +19,7 @@ Buffer = bytes | bytearray | memoryview
 
 NSEC_PER_SEC = 1_000_000_000
 U32 = 0xFFFF_FFFF
+T = TypeVar("T")
 
 
 def pack(layout: struct.Struct, *values: int | bytes) -> bytes:
@@ -69,6 +70,32 @@ def cstring(value: bytes, what: str) -> bytes:
     return value + b"\0"
 
 
+def frozen_builder(cls: type[T]) -> Callable[..., T]:
+    """`cls(*fields)`, every field given in order, for a frozen slotted dataclass whose
+    __init__ only stores its fields, in a tenth of the time.
+
+    A frozen __init__ stores each field through object.__setattr__ by name (about 0.1 us
+    a field here: 1.8 us for fuse_attr's 16), because the class's own __setattr__ refuses.
+    This stores them with plain slot stores into an instance of a twin class, one with the
+    same base and the same slots, then makes that instance a `cls` by __class__ assignment
+    (which Python allows between classes of one layout). The result is indistinguishable
+    from `cls(*fields)`: the same type, slots, equality, hash and repr, and frozen.
+    """
+    names: tuple[str, ...] = cls.__dict__["__slots__"]
+    params = getattr(cls, "__dataclass_params__", None)
+    if params is None or not params.frozen or hasattr(cls, "__post_init__"):
+        raise TypeError(f"{cls.__name__}: not a frozen dataclass that only stores its fields")
+    twin = type(f"_{cls.__name__}Fields", cls.__bases__, {"__slots__": names},
+                **({"twin": True} if issubclass(cls, FixedLayout) else {}))
+    scope: dict[str, Any] = {"new": object.__new__, "twin": twin, "cls": cls}
+    stores = "".join(f"    o.{name} = {name}\n" for name in names)
+    exec(f"def build({', '.join(names)}):\n    o = new(twin)\n{stores}"  # noqa: S102
+         "    o.__class__ = cls\n    return o\n", scope)
+    build: Callable[..., T] = scope["build"]
+    build.__qualname__ = f"{cls.__name__}.build"
+    return build
+
+
 class FixedLayout:
     """A body that is exactly one fuse.h struct whose fields are the dataclass's, in order.
 
@@ -84,12 +111,17 @@ class FixedLayout:
     # Worked out once per class, so a message on the hot path costs one unpack and one
     # construction: the fields' values in order, and which positions decode must judge.
     _values: ClassVar[Callable[..., tuple[int, ...]]]
+    build: ClassVar[Callable[..., Any]]  # cls(*fields), fast (frozen_builder)
     _bit_checks: ClassVar[tuple[tuple[int, int, str], ...]]
     _nsec_checks: ClassVar[tuple[tuple[int, str], ...]]
 
-    def __init_subclass__(cls, **kwargs: object) -> None:
+    def __init_subclass__(cls, twin: bool = False, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
-        # @dataclass(slots=True) builds a second class, and that one lists the fields.
+        if twin:  # frozen_builder's: holds the fields of one being built, nothing more
+            return
+        # @dataclass(slots=True) builds a second class, and that one lists the fields
+        # (and is the finished dataclass: its builder can be made).
+        slotted = "__slots__" in cls.__dict__
         names = cls.__dict__.get("__slots__") or tuple(cls.__dict__.get("__annotations__", ()))
         getter = operator.attrgetter(*names)
         # attrgetter of one name gives the value itself, not a 1-tuple
@@ -99,6 +131,7 @@ class FixedLayout:
             (names.index(f), known, f"{cls.__name__}.{f}") for f, known in cls.KNOWN_BITS.items()
         )
         cls._nsec_checks = tuple((names.index(f), f"{cls.__name__}.{f}") for f in cls.NSEC_FIELDS)
+        cls.build = frozen_builder(cls) if slotted else cls
 
     def encode(self) -> bytes:
         return pack(self.LAYOUT, *self._values(self))
@@ -116,4 +149,4 @@ class FixedLayout:
             known_bits(values[index], known, what)
         for index, what in cls._nsec_checks:
             nanoseconds(values[index], what)
-        return cls(*values)
+        return cls.build(*values)

@@ -35,7 +35,7 @@ _BATCH_FORGET_IN = Struct("<I4x")  # count, dummy
 _FORGET_ONE = Struct("<QQ")
 _MKDIR_IN = Struct("<II")
 _RENAME2_IN = Struct("<QI4x")
-_CREATE_IN = Struct("<IIII")
+CREATE_IN = Struct("<IIII")
 _RW_IN = Struct("<QQIIQI4x")  # fuse_read_in; fuse_write_in has the same layout
 _REMOVEMAPPING_IN = Struct("<I")
 _REMOVEMAPPING_ONE = Struct("<QQ")
@@ -249,12 +249,12 @@ class CreateIn:
     open_flags: int = 0
 
     def encode(self) -> bytes:
-        head = pack(_CREATE_IN, self.flags, self.mode, self.umask, self.open_flags)
+        head = pack(CREATE_IN, self.flags, self.mode, self.umask, self.open_flags)
         return head + cstring(self.name, "name")
 
     @classmethod
     def decode(cls, body: Buffer) -> Self:
-        head, (name,) = _head_and_names(body, _CREATE_IN, 1, "fuse_create_in")
+        head, (name,) = _head_and_names(body, CREATE_IN, 1, "fuse_create_in")
         flags, mode, umask, open_flags = head
         known_bits(open_flags, _OPEN_FLAGS, "open_flags")
         return cls(flags, mode, name, umask, open_flags)

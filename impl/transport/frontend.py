@@ -308,17 +308,18 @@ class VhostUserFrontend:
         """`submit`, then wait for the Future's result here (TimeoutError after `timeout`),
         in one C call: this thread reaps its own reply, spinning briefly before it sleeps."""
         self._check_open()
-        if decode is None:
-            return self._requests.call(queue, request, reply_capacity, bytes, timeout)
-        return decode(self._requests.call(queue, request, reply_capacity, bytes, timeout))
+        reply = self._requests.call(queue, request, reply_capacity, None, None, timeout)
+        return reply if decode is None else decode(reply)
 
-    def call_view(self, queue: int, request: bytes, reply_capacity: int,
-                  parse: Callable[[memoryview], Result], timeout: float | None = None) -> Result:
-        """`call`, with `parse` given the reply as a view of this thread's reply buffer,
-        valid only while `parse` runs (it must copy what it keeps): no bytes object is
-        made for a reply that is parsed at once."""
+    def call_parsed(self, queue: int, request: bytes, reply_capacity: int,
+                    parse: Callable[[bytearray, int, Any], Result | None], arg: Any,
+                    timeout: float | None = None) -> Result | bytes:
+        """`call`, with `parse(buffer, length, arg)` reading the reply straight from this
+        thread's reply buffer (its first `length` bytes, valid only while `parse` runs): no
+        bytes object is made for a reply that is parsed at once. A reply `parse` declines
+        (None) comes back as bytes."""
         self._check_open()
-        return self._requests.call(queue, request, reply_capacity, parse, timeout)
+        return self._requests.call(queue, request, reply_capacity, parse, arg, timeout)
 
     def send(self, queue: int, request: bytes) -> Future[bytes] | None:
         """Queues a request that has no reply and that nobody waits for (FUSE's FORGET):

@@ -118,37 +118,60 @@ class RequestPath:
     # ---- requests ----------------------------------------------------------------
 
     def call(self, queue: int, request: bytes, reply_capacity: int,
-             parse: Callable[[memoryview], Any], timeout: float | None) -> Any:
-        """One round trip: `parse` gets the reply as a view valid only while it runs.
+             parse: Callable[[bytearray, int, Any], Any] | None, arg: Any,
+             timeout: float | None) -> Any:
+        """One round trip: `parse(buffer, length, arg)` reads the reply, the first `length`
+        bytes of `buffer`, valid only while it runs (it must copy what it keeps), and its
+        result is the call's. A parse may decline a reply with None (one it does not
+        handle); the call then returns the reply's bytes, as it does with no parse.
         TimeoutError when `timeout` passes (the late reply is then dropped)."""
         reply = self._reply
-        own = not reply.busy  # a parse that itself calls gets a buffer of its own
-        if own:
-            if len(reply.data) < reply_capacity:
-                reply.data = bytearray(max(reply_capacity, 4096))
-                reply.c = ffi.from_buffer(reply.data)
-            data, out = reply.data, reply.c
-        else:
+        if reply.busy or len(reply.data) < reply_capacity:
+            return self._call_elsewhere(queue, request, reply_capacity, parse, arg, timeout)
+        data = reply.data
+        got = lib.fe_call(self._queues[queue], request, len(request), reply_capacity, 0,
+                          reply.c, reply_capacity, -1 if timeout is None else _ns(timeout))
+        if got < 0:
+            got = self._call_heap(queue, request, reply_capacity, reply.c, got, timeout)
+        reply.busy = True  # a parse that itself calls gets a buffer of its own
+        try:
+            out = None if parse is None else parse(data, got, arg)
+            return bytes(memoryview(data)[:got]) if out is None else out
+        finally:
+            reply.busy = False
+
+    def _call_elsewhere(self, queue: int, request: bytes, reply_capacity: int,
+                        parse: Callable[[bytearray, int, Any], Any] | None, arg: Any,
+                        timeout: float | None) -> Any:
+        """`call` into a buffer other than this thread's: a larger one, or one of its own
+        for a call made while the thread's is being parsed."""
+        reply = self._reply
+        if reply.busy:
             data = bytearray(reply_capacity)
             out = ffi.from_buffer(data)
-        q = self._queues[queue]
-        heap = 0
-        got = lib.fe_call(q, request, len(request), reply_capacity, 0, out, reply_capacity,
-                          _ns(timeout))
-        if got == -errno.EMSGSIZE:  # larger than a slot: a buffer from the heap
+        else:
+            reply.data = data = bytearray(max(reply_capacity, 4096))
+            reply.c = out = ffi.from_buffer(data)
+        got = lib.fe_call(self._queues[queue], request, len(request), reply_capacity, 0, out,
+                          reply_capacity, _ns(timeout))
+        if got < 0:
+            got = self._call_heap(queue, request, reply_capacity, out, got, timeout)
+        parsed = None if parse is None else parse(data, got, arg)
+        return bytes(memoryview(data)[:got]) if parsed is None else parsed
+
+    def _call_heap(self, queue: int, request: bytes, reply_capacity: int, out: Any, got: int,
+                   timeout: float | None) -> int:
+        """The reply's length after `fe_call` failed with `got`: a request and reply too
+        large for a slot go again in a buffer from the heap; any other failure raises."""
+        if got == -errno.EMSGSIZE:
             heap = self._alloc(request, reply_capacity)
-            got = lib.fe_call(q, request, len(request), reply_capacity, heap, out,
-                              reply_capacity, _ns(timeout))
-        if heap and got != -errno.ETIMEDOUT:  # timed out: recycled with its late reply
-            self._free(heap)
+            got = lib.fe_call(self._queues[queue], request, len(request), reply_capacity,
+                              heap, out, reply_capacity, _ns(timeout))
+            if got != -errno.ETIMEDOUT:  # timed out: recycled with its late reply
+                self._free(heap)
         if got < 0:
             raise self._failure(-got)
-        reply.busy = reply.busy or own
-        try:
-            return parse(memoryview(data)[:got])
-        finally:
-            if own:
-                reply.busy = False
+        return got
 
     def submit(self, queue: int, request: bytes, reply_capacity: int,
                decode: Callable[[bytes], Any] | None) -> Completion:

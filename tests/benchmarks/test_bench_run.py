@@ -21,6 +21,7 @@ SMALL = {
                  "--random-reads", "50", "--rounds", "100", "--sweep-runs", "1",
                  "--sweep-sizes", "8,16"],
     "scaling.py": ["--runs", "1", "--guests", "1,2", "--seconds", "0.3"],
+    "frontend_cpu.py": ["--runs", "1", "--calls", "20", "--baseline", sys.executable],
 }
 
 pytestmark = pytest.mark.slow

@@ -6,6 +6,7 @@ The back-end is the real pagefs-host."""
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import os
 import signal
@@ -44,6 +45,10 @@ def test_hot_requests_are_the_generic_codec_s_bytes() -> None:
     assert hot.encode_lookup(77, 5, IDS, b"name") == generic(p.Opcode.LOOKUP, 5, p.Name(b"name"))
     assert hot.encode_write(77, 5, IDS, 8, 4096, b"data") == generic(
         p.Opcode.WRITE, 5, p.WriteIn(8, 4096, b"data"))
+    assert hot.encode_name(p.Opcode.UNLINK, 77, 5, IDS, b"name") == generic(
+        p.Opcode.UNLINK, 5, p.Name(b"name"))
+    assert hot.encode_create(77, 5, IDS, os.O_RDWR | os.O_CREAT, 0o640, 0o22, b"new") == generic(
+        p.Opcode.CREATE, 5, p.CreateIn(os.O_RDWR | os.O_CREAT, 0o640, b"new", 0o22))
     with pytest.raises(p.ProtocolError):  # judged as the codec judges it
         hot.encode_lookup(77, 5, IDS, b"a\0b")
 
@@ -54,6 +59,8 @@ ATTR = p.Attr(7, 10, 1, 2, 3, 4, 5, 6, 7, 0o100644, 1, 0, 0, 0, 4096)
 @pytest.mark.parametrize("opcode, body, parse", [
     (p.Opcode.GETATTR, p.AttrOut(ATTR, 1, 2), hot.parse_attr),
     (p.Opcode.LOOKUP, p.EntryOut(9, 1, ATTR, 3, 4, 5, 6), hot.parse_entry),
+    (p.Opcode.CREATE, p.CreateOut(p.EntryOut(9, 1, ATTR, 3, 4, 5, 6), p.OpenOut(12, 1, -1)),
+     hot.parse_create),
     (p.Opcode.OPEN, p.OpenOut(12, 1), hot.parse_open),
     (p.Opcode.WRITE, p.WriteOut(4096), hot.parse_write),
     (p.Opcode.RELEASE, p.EMPTY, hot.parse_empty),
@@ -61,18 +68,43 @@ ATTR = p.Attr(7, 10, 1, 2, 3, 4, 5, 6, 7, 0o100644, 1, 0, 0, 0, 4096)
 ])
 def test_hot_replies_decode_as_the_codec_does_or_not_at_all(opcode, body, parse) -> None:
     reply = p.encode_reply(77, body)
-    assert parse(memoryview(reply), 77) == p.decode_reply(reply, opcode).body == body
-    assert parse(reply, 78) is None  # another request's: the generic decoder says so
-    assert parse(p.encode_error(77, errno.ENOENT), 77) is None
-    assert parse(reply + b"x", 77) is None
+    buffer = bytearray(reply + b"stale bytes of an earlier, longer reply")
+    parsed = parse(buffer, len(reply), 77)
+    assert parsed == p.decode_reply(reply, opcode).body == body
+    assert type(parsed) is type(body) and repr(parsed) == repr(body)
+    assert hash(parsed) == hash(body)
+    assert parse(reply, len(reply), 78) is None  # another request's: the generic decoder says so
+    error = p.encode_error(77, errno.ENOENT)
+    assert parse(error, len(error), 77) is None
+    assert parse(reply + b"x", len(reply) + 1, 77) is None
 
 
-def test_a_bad_field_in_a_hot_reply_is_refused_as_the_codec_refuses_it() -> None:
-    bad = p.encode_attr_reply(77, (7, 10, 1, 2, 3, 4, 10**9, 0, 0, 0o100644, 1, 0, 0, 0, 4096, 0))
-    with pytest.raises(p.ProtocolError):
-        hot.parse_attr(bad, 77)
-    with pytest.raises(p.ProtocolError):
-        p.decode_reply(bad, p.Opcode.GETATTR)
+def test_hot_replies_are_frozen_as_the_codec_s_are() -> None:
+    reply = p.encode_reply(77, p.EntryOut(9, 1, ATTR, 3, 4, 5, 6))
+    entry = hot.parse_entry(reply, len(reply), 77)
+    assert entry is not None
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        entry.nodeid = 10  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        entry.attr.size = 0  # type: ignore[misc]
+    assert dataclasses.replace(entry, entry_valid=0) == p.EntryOut(9, 1, ATTR, 0, 4, 5, 6)
+
+
+@pytest.mark.parametrize("nsec_field", ["atimensec", "mtimensec", "ctimensec"])
+def test_a_bad_field_in_a_hot_reply_is_left_to_the_codec_which_refuses_it(nsec_field) -> None:
+    attr = dataclasses.replace(ATTR, **{nsec_field: 10**9})
+    for opcode, reply, parse in [
+        (p.Opcode.GETATTR, p.encode_reply(77, p.AttrOut(attr)), hot.parse_attr),
+        (p.Opcode.GETATTR, p.encode_reply(77, p.AttrOut(ATTR, 0, 10**9)), hot.parse_attr),
+        (p.Opcode.LOOKUP, p.encode_reply(77, p.EntryOut(9, 1, attr)), hot.parse_entry),
+        (p.Opcode.LOOKUP, p.encode_reply(77, p.EntryOut(9, 1, ATTR, 0, 0, 10**9)),
+         hot.parse_entry),
+        (p.Opcode.LOOKUP, p.encode_reply(77, p.EntryOut(9, 1, ATTR, 0, 0, 0, 10**9)),
+         hot.parse_entry),
+    ]:
+        assert parse(reply, len(reply), 77) is None
+        with pytest.raises(p.ProtocolError):
+            p.decode_reply(reply, opcode)
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from pagefs.impl import protocol as p
 from pagefs.impl.protocol import constants as c
+from pagefs.impl.protocol import hot
 from pagefs.impl.protocol.codec import IN_HEADER, LAYOUTS, OUT_HEADER
 
 u16 = st.integers(0, 2**16 - 1)
@@ -401,3 +402,59 @@ def test_bad_dirent_names_are_refused_both_ways(bad: bytes) -> None:
     record = struct.pack("<QQII", 1, 1, len(bad), 8) + bad
     record += bytes(-len(record) % 8)
     rejects(p.decode_reply, OUT_HEADER.pack(16 + len(record), 0, 1) + record, c.Opcode.READDIR)
+
+
+HOT_PARSERS = {
+    c.Opcode.GETATTR: hot.parse_attr, c.Opcode.LOOKUP: hot.parse_entry,
+    c.Opcode.CREATE: hot.parse_create, c.Opcode.OPEN: hot.parse_open,
+    c.Opcode.WRITE: hot.parse_write, c.Opcode.READ: hot.parse_data,
+    c.Opcode.RELEASE: hot.parse_empty, c.Opcode.FLUSH: hot.parse_empty,
+    c.Opcode.UNLINK: hot.parse_empty,
+}
+
+
+# fuse_attr and its timeouts with nanoseconds past a second too: only decode judges them
+any_nsec = st.one_of(nsec, st.integers(10**9, 2**32 - 1))
+wide_attr = st.builds(p.Attr, u64, u64, u64, u64, u64, u64, any_nsec, any_nsec, any_nsec, u32,
+                      u32, u32, u32, u32, u32, u32)
+wide_entry = st.builds(p.EntryOut, u64, u64, wide_attr, u64, u64, any_nsec, any_nsec)
+WIDE_BODIES = {**REPLY_BODIES, p.AttrOut: st.builds(p.AttrOut, wide_attr, u64, any_nsec),
+               p.EntryOut: wide_entry, p.CreateOut: st.builds(p.CreateOut, wide_entry, open_out)}
+
+
+@st.composite
+def hot_replies(draw: st.DrawFn, bodies: dict[type, st.SearchStrategy] = REPLY_BODIES
+                ) -> tuple[int, int, bytes]:
+    opcode = draw(st.sampled_from(sorted(HOT_PARSERS)))
+    unique = draw(u64)
+    return opcode, unique, p.encode_reply(unique, draw(bodies[LAYOUTS[opcode][1]]))
+
+
+@given(hot_replies(), st.binary(max_size=16))
+def test_hot_parsers_give_the_codec_s_body(case: tuple[int, int, bytes], after: bytes) -> None:
+    opcode, unique, wire = case
+    parsed = HOT_PARSERS[opcode](bytearray(wire + after), len(wire), unique)
+    body = p.decode_reply(wire, opcode).body
+    assert parsed == body and type(parsed) is type(body) and repr(parsed) == repr(body)
+
+
+@given(hot_replies(WIDE_BODIES), st.integers(0, 2**16), st.integers(0, 255),
+       st.sampled_from([0, -errno.ENOENT, errno.EIO, -600]), u64, st.integers(-1, 1))
+def test_hot_parsers_take_only_what_the_codec_takes_as_success(
+    case: tuple[int, int, bytes], at: int, value: int, error: int, asked: int, resize: int
+) -> None:
+    """Any reply (bad nanoseconds, an error, a byte changed, another size, another
+    request's): a hot parser gives the codec's successful body for this request, or
+    declines (None), and never raises."""
+    opcode, unique, wire = case
+    changed = bytearray(wire)
+    changed[at % len(changed)] = value
+    errored = bytearray(wire)
+    struct.pack_into("<i", errored, 4, error)
+    resized = struct.pack("<I", len(wire) + resize) + wire[4:] if resize >= 0 else wire[:-1]
+    for reply, wanted in ((wire, unique), (bytes(changed), unique), (bytes(errored), unique),
+                          (resized, unique), (wire, asked)):
+        parsed = HOT_PARSERS[opcode](reply, len(reply), wanted)
+        if parsed is not None:
+            decoded = p.decode_reply(reply, opcode)
+            assert (decoded.unique, decoded.error, decoded.body) == (wanted, 0, parsed)
