@@ -177,15 +177,22 @@ class DataPath:
         or after it (`pagefs.spec.rules.read_probe`)."""
         return -(-end // PAGE_SIZE) * PAGE_SIZE
 
-    def reaches(self, nodeid: int, end: int) -> bool:
+    def reaches(self, nodeid: int, end: int, map_through: int | None = None) -> bool:
         """READ-BOUND: True when the file reaches `end` now, learned with no round trip:
         the page at the first page boundary at or after `end` loads (so the size is past
         it). False means only "ask the size": that page faulted, or no range of this
-        inode maps it."""
+        inode maps it. `map_through`: a handle to map the probe's range through when it
+        is not mapped (a sequential read: the next read needs that range anyway, and its
+        mapping ahead is often in flight already), rather than ask the size."""
         window = self.window
         assert window is not None
         probe = self.probe_at(end)
         rng = window.pin_if_mapped(nodeid, probe)
+        if rng is None and map_through is not None:
+            try:
+                rng = window.acquire(nodeid, map_through, probe, False)
+            except OSError:
+                return False  # no range to be had: the size tells
         if rng is None:
             return False
         try:
@@ -193,10 +200,12 @@ class DataPath:
         finally:
             window.release(rng)
 
-    def _within(self, nodeid: int, fh: int, offset: int, length: int) -> int:
+    def _within(self, nodeid: int, fh: int, offset: int, length: int,
+                sequential: bool = False) -> int:
         """How many of `length` bytes from `offset` are file data now (READ-BOUND: all,
-        if the probe says so; else by the size GETATTR gives)."""
-        if length and self.reaches(nodeid, offset + length):
+        if the probe says so; else by the size GETATTR gives). `sequential`: map the
+        probe's range if it must (see reaches())."""
+        if length and self.reaches(nodeid, offset + length, fh if sequential else None):
             return length
         return max(0, min(length, self.size(nodeid, fh) - offset))
 
@@ -212,7 +221,8 @@ class DataPath:
         evict = sequential or len(view) > SMALL_READ
         if view and not evict and not window.has_free_range():
             return self._read_messages(nodeid, fh, view, offset)
-        view = view[: self._within(nodeid, fh, offset, len(view))] if view else view
+        view = view[: self._within(nodeid, fh, offset, len(view), sequential)] if view \
+            else view
         if not view:
             return 0
         end = offset + len(view)

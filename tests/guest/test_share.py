@@ -381,3 +381,25 @@ def test_the_fast_read_keeps_every_check(share: Share, export: Path) -> None:
     assert errno_of(f.pread_into, buffer, 0) == errno.EBADF
     with share.open("f", os.O_WRONLY) as w:
         assert errno_of(w.pread_into, buffer, 0) == errno.EBADF
+
+
+def test_sequential_reads_map_the_next_range_rather_than_ask_the_size(share: Share,
+                                                                    export: Path) -> None:
+    """A sequential read whose READ-BOUND probe lies in a range not mapped yet maps it (or
+    waits for its mapping ahead): the next reads need it, a GETATTR would be a round trip
+    for nothing."""
+    data = os.urandom(4 * RANGE)
+    (export / "f").write_bytes(data)
+    with share.open("f") as f:
+        counted = StaleFirstSize(share.requests, 0)
+        counted._stale = None  # answers the truth: only counts
+        requests, share.data.requests = share.data.requests, counted
+        try:
+            buffer = bytearray(RANGE // 2)
+            for offset in range(0, 4 * RANGE, RANGE // 2):
+                assert f.pread_into(buffer, offset) == RANGE // 2
+                assert buffer == data[offset : offset + RANGE // 2]
+        finally:
+            share.data.requests = requests
+        # The first read (nothing mapped) and the last (its probe lies past the end).
+        assert counted.getattrs <= 2
