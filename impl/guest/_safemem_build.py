@@ -29,6 +29,16 @@ ffibuilder.cdef(
     int safemem_books_unmap(struct safemem_books *b, uint32_t r);
     uint32_t safemem_books_used(struct safemem_books *b, uint32_t *out, uint32_t max);
     int64_t safemem_pread(struct safemem_reader *rd, char *dst, size_t n, int64_t offset);
+    void safemem_books_close(struct safemem_books *b);
+    struct safemem_span {
+        const struct safemem_books *books;
+        uint64_t length;
+        uint64_t first_within;
+        const uintptr_t *addresses;
+        uint32_t count;
+    };
+    int64_t safemem_span_read(const struct safemem_span *s, char *dst, size_t n,
+                              int64_t position);
     """
 )
 ffibuilder.set_source(

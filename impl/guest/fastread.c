@@ -43,6 +43,7 @@ struct safemem_books {
     uint64_t *index;           /* per range: the file range index */
     uint8_t *used;             /* per range: read by a fast read since reclaim looked */
     uint32_t *slots;           /* range + 1, or 0 for none */
+    uint32_t closed;           /* the window is closed: its memory may be gone */
 };
 
 struct safemem_reader {
@@ -129,6 +130,12 @@ int safemem_books_unmap(struct safemem_books *b, uint32_t r)
     return 0;
 }
 
+/* The window is closing: from here on no read through these books touches its memory. */
+void safemem_books_close(struct safemem_books *b)
+{
+    __atomic_store_n(&b->closed, 1, __ATOMIC_SEQ_CST);
+}
+
 /* The ranges read by fast reads since the last call, into out[0..max); their marks are
  * cleared. Returns how many. */
 uint32_t safemem_books_used(struct safemem_books *b, uint32_t *out, uint32_t max)
@@ -212,5 +219,39 @@ int64_t safemem_pread(struct safemem_reader *rd, char *dst, size_t n, int64_t of
     for (uint32_t i = 0; i < count; i++)
         STORE_RLX(&b->used[range[i]], 1);
     STORE_RLX(&rd->last_end, (int64_t)end);
+    return (int64_t)n;
+}
+
+/* A user's Mapping: the window ranges it pins (never reclaimed while it is open), so its
+ * reads need no lookup and no generation check. */
+struct safemem_span {
+    const struct safemem_books *books;  /* for `closed` */
+    uint64_t length;            /* bytes mapped */
+    uint64_t first_within;      /* where the mapping starts in its first range */
+    const uintptr_t *addresses; /* the window address of each pinned range */
+    uint32_t count;             /* how many; 0 once the mapping is closed */
+};
+
+/* Copy n bytes from `position` of the mapping into dst: returns n, or -1 when it is not
+ * that simple (closed, out of bounds, a fault: the host truncated), and the caller's
+ * general path says what happened. */
+int64_t safemem_span_read(const struct safemem_span *s, char *dst, size_t n, int64_t position)
+{
+    if (LOAD_RLX(&s->count) == 0 || LOAD_ACQ(&s->books->closed) || position < 0 ||
+        (uint64_t)position > s->length || n > s->length - (uint64_t)position)
+        return -1;
+    const unsigned shift = s->books->shift;
+    const uint64_t range_mask = ((uint64_t)1 << shift) - 1;
+    uint64_t at = s->first_within + (uint64_t)position, done = 0;
+    while (done < n) {
+        size_t piece = (size_t)((range_mask + 1) - (at & range_mask));
+        if (piece > n - done)
+            piece = (size_t)(n - done);
+        const char *src = (const char *)(s->addresses[at >> shift] + (at & range_mask));
+        if (safe_copy(dst + done, src, piece, 1) != piece)
+            return -1;
+        done += piece;
+        at += piece;
+    }
     return (int64_t)n;
 }

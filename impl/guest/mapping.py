@@ -23,9 +23,12 @@ import errno
 from collections.abc import Callable
 
 from pagefs.impl.guest import safemem
-from pagefs.impl.guest._safemem import ffi
+from pagefs.impl.guest._safemem import ffi, lib
 from pagefs.impl.guest.datapath import window_copy
 from pagefs.impl.guest.window import DaxRange, DaxWindow
+
+_pointer = ffi.from_buffer  # module globals: the fast reads look up no attribute
+_span_read = lib.safemem_span_read
 
 
 class Mapping:
@@ -69,6 +72,11 @@ class Mapping:
             raise
         # Where each range starts in memory: the pinned ranges never move.
         self._addresses = [window.address(r, r.foffset) for r in self._pins]
+        # The same, for reads in one C call (fastread.c's safemem_span_read).
+        self._span_addresses = ffi.new("uintptr_t[]", self._addresses)
+        self._span = ffi.new("struct safemem_span *", {
+            "books": window.books, "length": length, "first_within": offset - self._first,
+            "addresses": self._span_addresses, "count": len(self._addresses)})
 
     @property
     def size(self) -> int:
@@ -88,6 +96,7 @@ class Mapping:
     def close(self) -> None:
         """Unpin the ranges; the window may reclaim them from now on."""
         if self._pins is not None:
+            self._span.count = 0  # the C reads see it closed from here on
             self._release_pins()
             self._on_close()
 
@@ -106,22 +115,32 @@ class Mapping:
         """Up to `size` bytes at `position` (relative to the mapping). Short if the
         mapping ends, or if the host truncated the file under it; OSError(EFAULT) if
         not even the first byte could be loaded."""
+        if 2 <= size <= self.length - position:
+            # The common case in one C call and one copy, into the bytes returned (a new
+            # object nobody else has seen, filled in place: see safemem.read).
+            data = bytes(size)
+            try:
+                if _span_read(self._span, _pointer(data), size, position) == size:
+                    return data
+            except (TypeError, OverflowError):
+                pass  # not an index C takes: the general path says why
         self._check(position, 0)
-        size = max(0, min(size, self.length - position))
-        foffset = self.offset + position
-        within = foffset % self._range_size
-        if within + size <= self._range_size:
-            # Within one range, the common case: one copy, into the bytes returned.
-            data = safemem.read(
-                self._addresses[(foffset - self._first) // self._range_size] + within, size)
-            if len(data) == size:
-                return data
-        buffer = bytearray(size)  # across ranges, or a fault: the general copy says how much
-        del buffer[self.read_into(position, buffer) :]
+        buffer = bytearray(max(0, min(size, self.length - position)))
+        del buffer[self._read_into(position, buffer) :]
         return bytes(buffer)
 
     def read_into(self, position: int, buffer: bytearray | memoryview) -> int:
         """Like read(), into `buffer` (up to its length): the one copy; return the count."""
+        try:
+            dst = _pointer("char[]", buffer, True)
+            n = min(len(dst), self.length - position)
+            done = _span_read(self._span, dst, n, position) if n >= 0 else -1
+        except (TypeError, ValueError, BufferError, OverflowError):
+            done = -1  # not a buffer or a position C takes: the general path says why
+        return done if done >= 0 else self._read_into(position, buffer)
+
+    def _read_into(self, position: int, buffer: bytearray | memoryview) -> int:
+        """read_into()'s general path: every check, and a fault's consequences."""
         view = memoryview(buffer).cast("B")
         self._check(position, 0)
         view = view[: max(0, self.length - position)]

@@ -113,8 +113,11 @@ def pread_bytes(reader: Reader, size: int, offset: int) -> bytes | None:
     """pread() into a new bytes of `size` (2 or more: see read()); None for the general
     path."""
     data = bytes(size)
-    return data if lib.safemem_pread(reader, ffi.from_buffer(data), size, offset) == size \
-        else None
+    try:
+        done = lib.safemem_pread(reader, ffi.from_buffer(data), size, offset)
+    except OverflowError:
+        return None  # an offset no file reaches: the general path says so
+    return data if done == size else None
 
 
 def buffer_address(buffer: Buffer) -> int:

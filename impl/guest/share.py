@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pagefs.impl.client.fuse_client import FuseClient
 from pagefs.impl.guest import safemem
 from pagefs.impl.guest._safemem import ffi, lib
-from pagefs.impl.guest.datapath import DataPath, check_offset
+from pagefs.impl.guest.datapath import PROBED_READ_MAX, DataPath, check_offset
 from pagefs.impl.guest.mapping import Mapping
 from pagefs.impl.guest.window import DaxWindow
 from pagefs.impl.machine import PAGE_SIZE
@@ -78,6 +78,10 @@ class Handle(open_flags.OpenAccess):
         return self.share.write(self, data)
 
     def pread(self, size: int, offset: int) -> bytes:
+        """Share.pread; the common read is one C call, as in pread_into()."""
+        if 2 <= size <= PROBED_READ_MAX and (
+                data := safemem.pread_bytes(self._reader, size, offset)) is not None:
+            return data
         return self.share.pread(self, size, offset)
 
     def pwrite(self, data: bytes, offset: int) -> int:

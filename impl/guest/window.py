@@ -301,6 +301,7 @@ class DaxWindow:
                 return
             for rng in self._busy:
                 self._withdraw(rng)
+            lib.safemem_books_close(self.books)  # and Mappings' reads (safemem_span_read)
             self._closed = True
             victims = [*self._busy, *self._stale]
             self._busy.clear()

@@ -134,6 +134,13 @@ def test_mapping_is_coherent_with_the_host_and_contains_truncation(
     with m:  # LIFETIME: the mapping outlives its handle
         m[RANGE - 2 : RANGE + 2] = b"WXYZ"  # a store across two window ranges
         assert (root / "f").read_bytes()[RANGE - 2 : RANGE + 2] == b"WXYZ"
+        assert m.read(RANGE - 2, 4) == b"WXYZ"  # loads across them, in one C call
+        buffer = bytearray(6)
+        assert m.read_into(RANGE - 3, buffer) == 6 and buffer == b"aWXYZa"
+        assert m.read_into(3 * RANGE - 2, buffer) == 2 and buffer[:2] == b"aa"
+        assert m.read(3 * RANGE - 2, 10) == b"aa"  # the mapping ends
+        with pytest.raises(IndexError):
+            m.read_into(-1, buffer)
         os.truncate(root / "f", 3 * RANGE)
         fd = os.open(root / "f", os.O_RDWR)
         os.pwrite(fd, b"HOST", 0)
@@ -149,8 +156,10 @@ def test_mapping_is_coherent_with_the_host_and_contains_truncation(
         views = m.unsafe_views()
         assert [len(v) for v in views] == [RANGE] * 3 and bytes(views[0][:4]) == b"HOST"
     assert m.closed
-    with pytest.raises(ValueError):
-        m.read(0, 1)
+    for access in (lambda: m.read(0, 1), lambda: m.read(0, 100),
+                   lambda: m.read_into(0, bytearray(100))):
+        with pytest.raises(ValueError):
+            access()
 
 
 def test_window_exhaustion_falls_back_to_read(host, export: Path) -> None:

@@ -242,7 +242,8 @@ def test_a_mapping_used_after_disconnect_fails_cleanly(host: HostDaemon, export:
     share = connect(host.socket_path, window_size=4 * MiB)
     m = share.mmap(share.open("after"), 0, 8192)
     share.disconnect()
-    for access in (lambda: m.read(0, 10), lambda: m[0], m.unsafe_views):
+    for access in (lambda: m.read(0, 10), lambda: m.read_into(0, bytearray(10)),
+                   lambda: m[0], m.unsafe_views):
         with pytest.raises(OSError) as err:
             access()
         assert err.value.errno == errno.ENOTCONN
