@@ -26,7 +26,7 @@
  * The fast read also sets the range's "used" byte, the reference bit that reclaim
  * reads in place of a move to the end of its LRU list (a CLOCK's second chance), and
  * records where the reader's read ended, so that a sequential read entering a new range
- * is left to the general path, which maps the next range ahead.
+ * is left to the general path, which maps the next range ahead (unless it is mapped).
  */
 #include <stdlib.h>
 
@@ -174,7 +174,8 @@ static int books_find(const struct safemem_books *b, uint64_t owner, uint64_t in
  * general path (which asks the size, maps, or goes by READ): a miss, a probe that
  * faults (the file ends before it), a fault during the copy (the host truncated), a
  * range withdrawn meanwhile, an empty or negative request, or a sequential read that
- * enters a new range. */
+ * enters a new range while the range after is not mapped (the general path maps it
+ * ahead). */
 int64_t safemem_pread(struct safemem_reader *rd, char *dst, size_t n, int64_t offset)
 {
     const struct safemem_books *b = rd->books;
@@ -190,10 +191,13 @@ int64_t safemem_pread(struct safemem_reader *rd, char *dst, size_t n, int64_t of
     const uint64_t first = start >> shift, last = probe >> shift;
     if (last - first >= BOOKS_READ_RANGES)
         return -1;
-    if (offset == LOAD_RLX(&rd->last_end) && ((start - 1) >> shift) != ((end - 1) >> shift))
-        return -1;
     uint32_t range[BOOKS_READ_RANGES];
     uint64_t gen[BOOKS_READ_RANGES];
+    /* A sequential read entering a new range, when the range the general path would map
+     * ahead (DataPath._map_ahead: the one after the range holding `end`) is not mapped. */
+    if (offset == LOAD_RLX(&rd->last_end) && ((start - 1) >> shift) != ((end - 1) >> shift) &&
+        !books_find(b, rd->nodeid, (end >> shift) + 1, &range[0], &gen[0]))
+        return -1;
     const uint32_t count = (uint32_t)(last - first + 1);
     for (uint32_t i = 0; i < count; i++)
         if (!books_find(b, rd->nodeid, first + i, &range[i], &gen[i]))
