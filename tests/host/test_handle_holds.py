@@ -130,7 +130,7 @@ def test_a_release_racing_reads_never_lets_them_reach_a_reused_fd(tmp_path: Path
                 opened = _on_hiprio(guest, hot.OPEN.encode(unique + 1, b, (0, 0, 0),
                                                            os.O_RDONLY, 0))
                 assert _error(opened) == 0
-                fh_b = hot.parse_open(memoryview(opened), unique + 1).fh
+                fh_b = hot.parse_open(opened, len(opened), unique + 1).fh
                 for _ in range(3):  # READs of A's handle after B is open
                     try:
                         guest.read(a, fh, 0, SIZE)
