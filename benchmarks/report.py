@@ -136,7 +136,7 @@ def charts(records: dict[str, Record], directory: Path) -> dict[str, str]:
     scaling = records.get("bench-scaling", {}).get("series", {})
     if _line_chart(scaling, [("scaling-getattr", "GETATTR, one at a time per guest")],
                    "guests", "aggregate requests/s (median; bars: range)",
-                   "Scaling with guests: pagefs-host (one daemon) vs virtiofsd (one per guest)",
+                   "Scaling with guests: pagefs-host (a worker per guest) vs virtiofsd (one each)",
                    directory / "scaling.png"):
         drawn["scaling.png"] = "aggregate GETATTR/s against the number of guests"
     return drawn

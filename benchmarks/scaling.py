@@ -1,14 +1,18 @@
 """make bench-scaling: aggregate GETATTR/s of N guests, pagefs-host vs virtiofsd.
 
     .venv/bin/python benchmarks/scaling.py [--guests 1,2,4,8] [--runs 3] [--seconds 2]
-        [--out DIR]
+        [--dispatch fast|python] [--out DIR]
 
 Each guest is a process of its own with its own connection (our front-end and FUSE
 client, as in bench-wire), sending GETATTRs one at a time for the same stretch of
 monotonic time as every other guest. pagefs-host runs as it is deployed: one daemon
-serving every guest; virtiofsd as it is: one process per guest (per VM). The figure is
-the sum of the guests' requests over the stretch, per second; the ratio is pagefs-host
-over virtiofsd at the same N, in the same run (above 1 is faster).
+serving every guest, each in a worker process of its own (--workers process), and beside
+it with every guest on a thread of the daemon's one process (--workers thread);
+virtiofsd as it is deployed: one process per guest (per VM). The figure is the sum of the
+guests' requests over the stretch, per second; the ratio is each row over virtiofsd at
+the same N, in the same run (above 1 is faster). `--dispatch python` serves every
+request by the Python dispatcher, as the requests the C fast path hands back are: there
+the worker processes' GILs are what scales.
 
 As a guest process: python benchmarks/scaling.py --guest SOCKET; it prints "ready",
 then for each "go START END" line (CLOCK_MONOTONIC seconds) the GETATTRs it completed
@@ -33,7 +37,8 @@ from pagefs.impl.client.virtiofsd import Virtiofsd
 from pagefs.impl.protocol.constants import FUSE_ROOT_ID
 
 START_DELAY = 0.3  # seconds between "go" and the stretch: every guest has read its line
-PAGEFS, VIRTIOFSD = "pagefs-host (one daemon)", "virtiofsd (one per guest)"
+PAGEFS, VIRTIOFSD = "pagefs-host (a worker per guest)", "virtiofsd (one per guest)"
+THREADS = "pagefs-host --workers thread"
 
 
 def guest(socket_path: str) -> int:
@@ -101,24 +106,31 @@ def guests(sockets: list[str]) -> Iterator[Callable[[float], float]]:
                 proc.stdout.close()
 
 
-def bench(counts: list[int], runs: int, seconds: float) -> None:
+def bench(counts: list[int], runs: int, seconds: float, dispatch: str = "fast") -> None:
+    series = "scaling-getattr" + ("" if dispatch == "fast" else f"-{dispatch}")
     with tempfile.TemporaryDirectory(prefix="pagefs-bench-scaling-") as shared:
         for n in counts:
             with ExitStack() as stack:
-                host = stack.enter_context(host_daemon(shared, log_level="warn"))
+                options = ("--dispatch", dispatch)
+                host = stack.enter_context(host_daemon(shared, log_level="warn",
+                                                       options=options))
+                threaded = stack.enter_context(host_daemon(
+                    shared, log_level="warn", options=(*options, "--workers", "thread")))
                 virtiofsds = [stack.enter_context(Virtiofsd(shared, cache="none"))
                               for _ in range(n)]
                 runners = {
                     VIRTIOFSD: stack.enter_context(guests([v.socket_path for v in virtiofsds])),
                     PAGEFS: stack.enter_context(guests([host.socket_path] * n)),
+                    THREADS: stack.enter_context(guests([threaded.socket_path] * n)),
                 }
                 rows = compare([Case(name, lambda r=run: r(seconds))
                                 for name, run in runners.items()], runs, baseline=VIRTIOFSD)
                 print_table(f"{n} guest{'s' if n > 1 else ''}: aggregate GETATTR/s, one at a "
-                            f"time per guest ({seconds:g} s stretches)", rows, "req/s",
+                            f"time per guest ({seconds:g} s stretches, --dispatch {dispatch})",
+                            rows, "req/s",
                             "x virtiofsd", digits=0)
                 for row in rows:
-                    record_series("scaling-getattr", row.name, n, row.values)
+                    record_series(series, row.name, n, row.values)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -128,12 +140,15 @@ def main(argv: list[str] | None = None) -> int:
                         type=lambda s: [int(x) for x in s.split(",")])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=2.0)
+    parser.add_argument("--dispatch", choices=("fast", "python"), default="fast",
+                        help="pagefs-host's --dispatch (python: every request as a "
+                        "fallback is served)")
     add_output_argument(parser)
     args = parser.parse_args(argv)
     if args.guest:
         return guest(args.guest)
     return run_command("bench-scaling", args.runs,
-                       lambda: bench(args.guests, args.runs, args.seconds), args.out)
+                       lambda: bench(args.guests, args.runs, args.seconds, args.dispatch), args.out)
 
 
 if __name__ == "__main__":

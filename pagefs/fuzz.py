@@ -7,8 +7,8 @@ FUSE: valid requests of every served opcode, built on live nodeids and handles, 
 mutated (bytes flipped, integer fields set to edge values, truncated, extended, opcode
 or length changed) and sent on a connected guest's request queue. vhost-user: every
 `VHOST_EVERY` messages a fresh connection sends a mutated handshake. Counted: messages,
-replies, errno replies, crashes (the daemon died: restarted, the input kept), hangs (no
-reply within HANG_SECONDS), and at the end the daemon's descriptor and RSS drift
+replies, errno replies, crashes (the daemon or a guest's worker process died, the input
+kept), hangs (no reply within HANG_SECONDS), and at the end the daemon's descriptor and RSS drift
 between the start and the end with no guest connected. The export is a 64 MiB tmpfs, so
 a mutated FALLOCATE or WRITE cannot fill the host's disk. Exit 0 only with no crash, no
 hang and no fd drift.
@@ -38,6 +38,8 @@ from pagefs.impl.protocol.virtio_fs import request_queue
 from pagefs.impl.transport.vhost_user import HEADER, Request
 
 HANG_SECONDS = 10.0
+# how pagefs-host logs a guest's worker process that died rather than ended (workers.py)
+WORKER_DIED = "dropped: its worker (pid"
 VHOST_EVERY = 2000
 RESEED_EVERY = 400
 REPLY_ROOM = 1 << 16
@@ -226,6 +228,11 @@ def _fuzz(host: HostDaemon, export: str, figures: Figures, rng: random.Random,
                     figures.crashes += 1
                     figures.crash_inputs.append(request.hex())
                     raise HostDaemonError("pagefs-host died") from None
+                if host.log().count(WORKER_DIED) > figures.crashes:
+                    # the guest's worker process died (a signal, a failed exit), not the
+                    # daemon: a crash all the same, the next guest gets a new worker
+                    figures.crashes += 1
+                    figures.crash_inputs.append(request.hex())
                 figures.guests_dropped += 1
                 guest.close()  # the daemon dropped this guest: a new one carries on
                 guest = FuseClient.connect(host.socket_path, window_size=64 << 20,

@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from contextlib import suppress
 from pathlib import Path
 from typing import Protocol
 
@@ -90,8 +91,39 @@ def assert_child_dies_with_holder(script: str, *args: str) -> None:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
+def children(pid: int) -> list[int]:
+    """The child processes of `pid` (pagefs-host's guest workers), as every thread of it
+    lists them."""
+    found: list[int] = []
+    with suppress(FileNotFoundError):  # gone meanwhile: no children
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with suppress(FileNotFoundError):
+                found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
+def tree_fds(pid: int) -> int:
+    """Descriptors held by `pid` and its children: pagefs-host and its guests' workers,
+    where a guest's nodeids and handles are."""
+    total = 0
+    for process in [pid, *children(pid)]:
+        with suppress(FileNotFoundError):
+            total += len(os.listdir(f"/proc/{process}/fd"))
+    return total
+
+
+def signal_tree(pid: int, signum: int) -> None:
+    """`signum` to `pid` and to its children: a daemon and its guests' workers."""
+    for target in [pid, *children(pid)]:
+        with suppress(ProcessLookupError):
+            os.kill(target, signum)
+
+
 def all_stopped(pid: int) -> bool:
-    """Every thread of `pid` has stopped (SIGSTOP reaches them one by one)."""
-    tasks = Path(f"/proc/{pid}/task")
-    states = [(task / "stat").read_text().rpartition(")")[2].split()[0] for task in tasks.iterdir()]
+    """Every thread of `pid` and of its children has stopped (SIGSTOP reaches them one by
+    one)."""
+    states = []
+    for process in [pid, *children(pid)]:
+        for task in Path(f"/proc/{process}/task").iterdir():
+            states.append((task / "stat").read_text().rpartition(")")[2].split()[0])
     return all(state in ("T", "t") for state in states)

@@ -1,5 +1,6 @@
 """cffi build script for the few Linux calls the os module lacks (openat2, renameat2,
-utimensat with UTIME_OMIT, fallocate with a mode, syncfs): direct calls, with none of
+utimensat with UTIME_OMIT, fallocate with a mode, syncfs, prctl's parent-death signal):
+direct calls, with none of
 ctypes' per-call argument objects on the LOOKUP path."""
 
 from cffi import FFI
@@ -17,6 +18,7 @@ ffibuilder.cdef(
     int utimensat(int dirfd, const char *path, const struct timespec times[2], int flags);
     int fallocate(int fd, int mode, int64_t offset, int64_t len);
     int syncfs(int fd);
+    int pagefs_pdeathsig(int signum);
     """
 )
 ffibuilder.set_source(
@@ -29,6 +31,7 @@ ffibuilder.set_source(
     #include <linux/openat2.h>
     #include <stdint.h>
     #include <stdio.h>
+    #include <sys/prctl.h>
     #include <sys/stat.h>
     #include <sys/syscall.h>
     #include <unistd.h>
@@ -38,6 +41,11 @@ ffibuilder.set_source(
                               uint64_t resolve) {
         struct open_how how = {.flags = flags, .mode = mode, .resolve = resolve};
         return (int)syscall(SYS_openat2, dirfd, path, &how, sizeof how);
+    }
+
+    /* prctl is variadic: the one option used, at fixed arity. */
+    static int pagefs_pdeathsig(int signum) {
+        return prctl(PR_SET_PDEATHSIG, (unsigned long)signum, 0UL, 0UL, 0UL);
     }
     """,
     extra_compile_args=["-O2", "-std=gnu11", "-Wall", "-Wextra"],

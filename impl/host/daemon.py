@@ -3,15 +3,17 @@
     pagefs-host --socket-path PATH --shared-dir DIR [--read-only] [--max-guests N]
                 [--window-size SIZE] [--handshake-timeout SECONDS] [--tag TAG]
                 [--cache never|auto|always] [--dispatch fast|python]
+                [--workers process|thread]
                 [--log-level LEVEL]
     pagefs-host --fd FD --shared-dir DIR ...     (an inherited listening socket: libvirt)
     pagefs-host --print-capabilities
 
 One listening unix socket; each guest connects to it with its own vhost-user
-connection, served on its own thread (transport back-end -> FUSE dispatch -> passthrough
-session). When a guest disconnects or dies, its session is closed: every nodeid, handle
-and mapping record it held is released (RECLAIM). SIGTERM or SIGINT stops the daemon:
-the socket is removed and every guest's connection closed.
+connection, served in a worker process of its own (workers.py; with `--workers thread`,
+on a thread of the daemon's): transport back-end -> FUSE dispatch -> passthrough session.
+When a guest disconnects or dies, its session is closed: every nodeid, handle and mapping
+record it held is released (RECLAIM). SIGTERM or SIGINT stops the daemon: the socket is
+removed and every guest's connection closed.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from pagefs.impl.host.options import (
     parse_args,
 )
 from pagefs.impl.host.passthrough import GuestSession, PassthroughFS, refusal_log
+from pagefs.impl.host.workers import Workers
 from pagefs.impl.protocol.virtio_fs import VirtioFsConfig
 from pagefs.impl.transport.backend import VhostUserBackend, peer_log
 from pagefs.impl.transport.virtqueue import SPIN_MAX_NS
@@ -65,8 +68,11 @@ class Daemon:
                  handshake_timeout: float = HANDSHAKE_SECONDS,
                  device_config: bytes = b"", cache: CachePolicy = cache_policy.DEFAULT,
                  credentials: Credentials | None = None, fast: bool = True,
-                 spin_max_ns: int = SPIN_MAX_NS) -> None:
+                 spin_max_ns: int = SPIN_MAX_NS, workers: str = "process") -> None:
         self._fs = fs
+        # a process per guest (None: a thread per guest, in this process)
+        self._workers = Workers() if workers == "process" else None
+        self._in_worker = False
         self._fast = fast
         self._spin_max_ns = spin_max_ns
         self._listener = listener
@@ -88,6 +94,8 @@ class Daemon:
         when the kernel delivers the signal to a guest's thread rather than the main one."""
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: self.request_stop())
+        if self._workers is not None:  # a worker's exit wakes the accept loop to reap it
+            signal.signal(signal.SIGCHLD, lambda *_: None)
         signal.set_wakeup_fd(self._stop_w, warn_on_full_buffer=False)
         self._signals_handled = True
 
@@ -107,9 +115,16 @@ class Daemon:
 
     def _accept_loop(self) -> None:
         while True:
-            ready, _, _ = select.select([self._listener.fileno(), self._stop_r], [], [])
-            if self._stop_r in ready:
+            slots = self._workers.slots if self._workers is not None else []
+            ready, _, _ = select.select([self._listener.fileno(), self._stop_r, *slots],
+                                        [], [])
+            if self._stop_r in ready and self._stop_asked():
                 return
+            for fd in set(ready) & set(slots):
+                assert self._workers is not None
+                self._workers.slot_freed(fd)
+            if self._listener.fileno() not in ready:
+                continue
             try:
                 conn, _ = self._listener.accept()
             except (BlockingIOError, InterruptedError):
@@ -125,18 +140,59 @@ class Daemon:
                 log.warning("refused connection: %s", _reason(err))
                 conn.close()
 
+    def _stop_asked(self) -> bool:
+        """Drain the stop pipe: a stop request or signal, or only SIGCHLD (the wakeup
+        fd's byte for it: a worker exited, reaped here)?"""
+        try:
+            woken = os.read(self._stop_r, 512)
+        except BlockingIOError:
+            woken = b""
+        if self._workers is not None:
+            self._workers.reap()
+        return any(byte != signal.SIGCHLD for byte in woken)
+
     def _admit(self, conn: socket.socket) -> None:
         peer = _peer_pid(conn)
+        if self._workers is not None:
+            self._workers.reap()
         with self._lock:
-            live = len(self._guests)
-            if self._max_guests is not None and live >= self._max_guests:
-                log.warning("refused connection from pid %s: %d guests connected "
-                            "(--max-guests %d)", peer, live, self._max_guests)
+            live = len(self._guests) if self._workers is None else len(self._workers)
+        if self._max_guests is not None and live >= self._max_guests:
+            log.warning("refused connection from pid %s: %d guests connected "
+                        "(--max-guests %d)", peer, live, self._max_guests)
+            conn.close()
+        elif self._workers is None:
+            self._start_thread(conn, self._fs.session(), peer)
+        else:  # forked from this single-threaded process, which keeps no part of it
+            name = self._fs.guest_name()
+            try:
+                self._workers.start(name, lambda: self._work(conn, name, peer))
+            finally:
                 conn.close()
-                return
-            session = self._fs.session()
-            thread = threading.Thread(target=self._serve, args=(conn, session, peer),
-                                      name=session.name, daemon=True)
+
+    def _work(self, conn: socket.socket, name: str, peer: int | None) -> None:
+        """In a guest's worker: serve it on a thread of its own, as a daemon of one guest,
+        until it goes or a stop signal comes."""
+        self._in_worker = True
+        self._listener.close()
+        os.close(self._stop_r)  # the parent's pipe: this process gets its own
+        os.close(self._stop_w)
+        self._stop_r, self._stop_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        if self._signals_handled:
+            signal.set_wakeup_fd(self._stop_w, warn_on_full_buffer=False)
+        if self._start_thread(conn, self._fs.session(name), peer):
+            select.select([self._stop_r], [], [])  # the guest gone (its thread wrote), or a signal
+        self._stop_guests()
+        for held_back in (guest_log, refusal_log, peer_log):
+            held_back.flush()
+
+    def _start_thread(self, conn: socket.socket, session: GuestSession,
+                      peer: int | None) -> bool:
+        """Serve the guest on a thread of this process; False if none could start."""
+        thread = threading.Thread(target=self._serve, args=(conn, session, peer),
+                                  name=session.name, daemon=True)
+        with self._lock:
             self._guests[thread] = None
         try:
             thread.start()
@@ -146,6 +202,8 @@ class Daemon:
             session.close()
             conn.close()
             log.warning("refused connection from pid %s: %s", peer, err)
+            return False
+        return True
 
     def _serve(self, conn: socket.socket, session: GuestSession, peer: int | None) -> None:
         me = threading.current_thread()
@@ -187,14 +245,32 @@ class Daemon:
             session.close()
             with self._lock:
                 self._guests.pop(me, None)
+            if self._workers is not None:
+                self._workers.release_slot()
             log.info("%s %s; released %d nodeids, %d handles, %d mappings; %d requests "
                      "answered by the C fast path", session.name, why, held["nodes"],
                      held["handles"], held["mappings"], served)
+            if self._in_worker:  # the worker's one guest is gone: it ends
+                self.request_stop()
 
     def _shutdown(self) -> None:
         self._listener.close()
         if self._socket_name is not None:  # an inherited socket is its owner's to remove
             self._socket_name.unlink()
+        if self._workers is not None:
+            self._workers.stop(STOP_GRACE_SECONDS)
+        self._stop_guests()
+        self._fs.close()
+        for held_back in (guest_log, refusal_log, peer_log):
+            held_back.flush()
+        if self._signals_handled:
+            signal.set_wakeup_fd(-1)
+        os.close(self._stop_r)
+        os.close(self._stop_w)
+        log.info("stopped")
+
+    def _stop_guests(self) -> None:
+        """Stop every guest served on a thread of this process and wait for each."""
         with self._lock:
             self._stopping = True
             guests = dict(self._guests)
@@ -205,14 +281,6 @@ class Daemon:
             thread.join(STOP_GRACE_SECONDS)
             if thread.is_alive():
                 log.warning("%s did not stop within %.0f s", thread.name, STOP_GRACE_SECONDS)
-        self._fs.close()
-        for held_back in (guest_log, refusal_log, peer_log):
-            held_back.flush()
-        if self._signals_handled:
-            signal.set_wakeup_fd(-1)
-        os.close(self._stop_r)
-        os.close(self._stop_w)
-        log.info("stopped")
 
 
 def _device_config(tag: str | None) -> bytes:
@@ -327,12 +395,13 @@ def main(argv: list[str] | None = None) -> int:
                     window_size=args.window_size, handshake_timeout=args.handshake_timeout,
                     device_config=_device_config(args.tag),
                     cache=cache_policy.CACHE_POLICIES[args.cache], credentials=credentials,
-                    fast=args.dispatch == "fast", spin_max_ns=args.spin_us * 1000)
+                    fast=args.dispatch == "fast", spin_max_ns=args.spin_us * 1000,
+                    workers=args.workers)
     daemon.handle_stop_signals()
-    log.info("exporting %s%s on %s, --cache %s, --fds-per-guest %d, --dispatch %s; %s",
-             fs.root, " read-only" if fs.read_only else "",
+    log.info("exporting %s%s on %s, --cache %s, --fds-per-guest %d, --dispatch %s, "
+             "--workers %s; %s", fs.root, " read-only" if fs.read_only else "",
              args.socket_path or f"inherited socket {args.fd}", args.cache, fds_per_guest,
-             args.dispatch,
+             args.dispatch, args.workers,
              credentials.describe())
     log.info("sandbox %s", fs.roots.how)
     daemon.run()

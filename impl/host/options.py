@@ -9,6 +9,7 @@ from typing import NoReturn
 
 from pagefs.impl.host.cache_policy import CACHE_POLICIES, DEFAULT
 from pagefs.impl.host.sandbox import MODES as SANDBOX_MODES
+from pagefs.impl.host.workers import WORKER_MODES
 from pagefs.impl.protocol.virtio_fs import TAG_SIZE
 from pagefs.impl.transport.backend import DEFAULT_WINDOW_SIZE
 from pagefs.impl.transport.sizes import SIZE_SYNTAX, WINDOW_ALIGNMENT, parse_window_size
@@ -81,6 +82,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "RELEASE, FLUSH, READ, WRITE) are answered in C by each queue's "
                         "thread without the GIL, the rest by the Python dispatcher; "
                         "python: every request by the Python dispatcher (default fast)")
+    parser.add_argument("--workers", choices=WORKER_MODES, default="process",
+                        help="process: each guest is served by a worker process of its own, "
+                        "forked from the sandboxed daemon (guests scale across cores; one "
+                        "guest's crash drops that guest alone); thread: by threads of the "
+                        "daemon's one process (default process)")
     parser.add_argument("--spin-us", type=_spin, default=SPIN_MAX_NS // 1000, metavar="US",
                         help="after each request a queue spins on its ring for the next "
                         "one, at most US microseconds, before it re-arms kicks and sleeps; "

@@ -90,10 +90,15 @@ class PassthroughFS:
         self._lock = threading.Lock()
         self._sessions: set[GuestSession] = set()
 
-    def session(self) -> GuestSession:
-        """A new guest connected: it starts knowing only the root, nodeid 1."""
+    def guest_name(self) -> str:
+        """The next guest's name, "guest N", counted over the export's life."""
+        return f"guest {next(self._guests)}"
+
+    def session(self, name: str | None = None) -> GuestSession:
+        """A new guest connected (named `name`, else the next guest_name()): it starts
+        knowing only the root, nodeid 1."""
         with self._lock:
-            session = GuestSession(self, os.dup(self._root_fd), f"guest {next(self._guests)}")
+            session = GuestSession(self, os.dup(self._root_fd), name or self.guest_name())
             self._sessions.add(session)
         return session
 

@@ -1,6 +1,6 @@
 """The few Linux calls the os module lacks: openat2, renameat2, utimensat with
-UTIME_OMIT, fallocate with a mode, syncfs (C via cffi, _syscalls_build.py). Each raises
-OSError(errno) like the os module does."""
+UTIME_OMIT, fallocate with a mode, syncfs, the parent-death signal (C via cffi,
+_syscalls_build.py). Each raises OSError(errno) like the os module does."""
 
 from __future__ import annotations
 
@@ -51,3 +51,12 @@ def syncfs(fd: int) -> None:
     """syncfs(2): write back the whole filesystem that holds `fd` (an open, not O_PATH, fd)."""
     if lib.syncfs(fd) != 0:
         _raise_errno()
+
+
+def die_with_parent(signum: int, parent: int) -> None:
+    """This process (a child of `parent`) gets `signum` when its parent dies, at once if
+    it already has."""
+    if lib.pagefs_pdeathsig(signum) != 0:
+        _raise_errno()
+    if os.getppid() != parent:  # the parent died before the prctl took
+        os.kill(os.getpid(), signum)

@@ -10,7 +10,7 @@ import signal
 from pathlib import Path
 
 import pytest
-from pagefs_waits import all_stopped, wait_until
+from pagefs_waits import all_stopped, signal_tree, wait_until
 
 from pagefs.impl import protocol as p
 from pagefs.impl.client.fuse_client import FuseClient
@@ -23,12 +23,12 @@ def test_a_per_call_timeout_is_etimedout_and_the_late_reply_is_dropped(tmp_path:
         host.socket_path, window_size=0
     ) as client:
         assert client.timeout is None  # a slow FSYNC is in flight, not failed
-        os.kill(host.pid, signal.SIGSTOP)
+        signal_tree(host.pid, signal.SIGSTOP)
         wait_until(lambda: all_stopped(host.pid), "pagefs-host to stop")
         try:
             with pytest.raises(OSError) as err:
                 client.call(p.Opcode.GETATTR, FUSE_ROOT_ID, p.GetattrIn(), timeout=0.2)
             assert err.value.errno == errno.ETIMEDOUT
         finally:
-            os.kill(host.pid, signal.SIGCONT)
+            signal_tree(host.pid, signal.SIGCONT)
         assert client.getattr(FUSE_ROOT_ID).attr.ino == os.stat(tmp_path).st_ino

@@ -16,7 +16,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from pagefs_waits import all_stopped, wait_until
+from pagefs_waits import all_stopped, signal_tree, wait_until
 
 from pagefs.impl import protocol as p
 from pagefs.impl.client.fuse_client import FuseClient
@@ -117,7 +117,7 @@ def host(tmp_path: Path):
 def test_forget_is_not_waited_for_and_settle_waits_until_it_is_taken(host) -> None:
     with FuseClient.connect(host.socket_path, window_size=0) as client:
         nodeid = client.lookup(FUSE_ROOT_ID, b"file").nodeid
-        os.kill(host.pid, signal.SIGSTOP)
+        signal_tree(host.pid, signal.SIGSTOP)
         wait_until(lambda: all_stopped(host.pid), "pagefs-host to stop")
         try:
             client.forget(nodeid, 1)  # returns though nobody on the other side is running
@@ -125,7 +125,7 @@ def test_forget_is_not_waited_for_and_settle_waits_until_it_is_taken(host) -> No
                 client.settle(timeout=0.2)
             assert err.value.errno == errno.ETIMEDOUT
         finally:
-            os.kill(host.pid, signal.SIGCONT)
+            signal_tree(host.pid, signal.SIGCONT)
         client.settle()
         with pytest.raises(OSError) as gone:
             client.getattr(nodeid)
@@ -167,7 +167,7 @@ def test_a_back_end_that_dies_mid_request_gives_connection_error_not_a_hang(
     with pytest.raises(HostDaemonError), host_daemon(str(tmp_path)) as host, \
             FuseClient.connect(host.socket_path, window_size=0) as client:
         client.getattr(FUSE_ROOT_ID)
-        os.kill(host.pid, signal.SIGSTOP)
+        signal_tree(host.pid, signal.SIGSTOP)
         wait_until(lambda: all_stopped(host.pid), "pagefs-host to stop")
         outcome: list[BaseException | None] = []
 
@@ -180,8 +180,7 @@ def test_a_back_end_that_dies_mid_request_gives_connection_error_not_a_hang(
 
         waiter = threading.Thread(target=blocked)
         waiter.start()
-        os.kill(host.pid, signal.SIGKILL)
-        os.kill(host.pid, signal.SIGCONT)
+        signal_tree(host.pid, signal.SIGKILL)  # the daemon and the guest's worker
         waiter.join(30)
         assert not waiter.is_alive(), "a caller hung on a dead back-end"
         assert isinstance(outcome[0], ConnectionError)

@@ -97,6 +97,7 @@ def test_a_killed_pagefs_daemon_is_shown_on_the_step_and_the_case_still_closes()
             assert session.step("CREATE", (0, ROOT_NODEID, b"a", O_RDWR, 0o644)).ok
             daemon = session.target._served.process  # the harness's own handle on it
             daemon.kill()
+            daemon.wait()  # dead: its guest's worker got its parent-death signal as it died
             died = session.step("READ", (0, 1, 0, 4))
         finally:
             session.close()  # the death was shown: closing must not raise it again

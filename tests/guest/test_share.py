@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from pagefs_waits import children, tree_fds, wait_until
 
 from pagefs.impl.guest.connect import connect
 from pagefs.impl.guest.datapath import DataPath
@@ -245,18 +246,20 @@ def test_unused_nodeids_are_handed_back(host, export: Path) -> None:
     for i in range(40):
         (export / f"f{i}").write_bytes(b"x")
     with connect(host.socket_path, window_size=0, forget_threshold=8) as share:
-        baseline = host.open_fds()  # the daemon holds a descriptor per nodeid
+        baseline = tree_fds(host.pid)  # the daemon holds a descriptor per nodeid
         with share.open("f0") as held:
             for _ in range(2):
                 for i in range(40):
                     assert share.stat(f"f{i}").st_size == 1
-            assert host.open_fds() - baseline < 20
+            assert tree_fds(host.pid) - baseline < 20
             assert held.pread(1, 0) == b"x"  # an open handle's nodeid is kept
     with connect(host.socket_path, window_size=0) as share:
-        baseline = host.open_fds()
+        # the first guest's worker gone (its descriptors with it): this guest's alone
+        wait_until(lambda: len(children(host.pid)) == 1, "the first guest's worker to go")
+        baseline = tree_fds(host.pid)
         for i in range(40):
             share.stat(f"f{i}")
-        assert host.open_fds() - baseline >= 40
+        assert tree_fds(host.pid) - baseline >= 40
 
 
 def test_a_huge_read_size_allocates_only_what_the_file_holds(any_share: Share, export: Path):

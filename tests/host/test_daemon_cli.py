@@ -234,9 +234,10 @@ def test_cache_modes_reach_the_guest(tmp_path: Path, mode: str | None, open_flag
 
 
 def test_sigterm_delivered_to_a_guest_thread_still_stops_the_daemon(tmp_path: Path) -> None:
-    """The kernel may hand a process-directed signal to any thread; aim it at a guest's."""
+    """The kernel may hand a process-directed signal to any thread; aim it at a guest's
+    (--workers thread: the guests' threads are the daemon's own)."""
     tgkill = ctypes.CDLL(None, use_errno=True).tgkill
-    with host_daemon(str(tmp_path)) as host:
+    with host_daemon(str(tmp_path), options=("--workers", "thread")) as host:
         with FuseClient.connect(host.socket_path, window_size=WINDOW_SIZE):
             threads = {int(t) for t in os.listdir(f"/proc/{host.pid}/task")} - {host.pid}
             assert threads  # the guest's connection and queue threads

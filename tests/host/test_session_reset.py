@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 import pytest
+from pagefs_waits import tree_fds
 
 from pagefs.impl.client.fuse_client import FuseClient
 from pagefs.impl.client.host_daemon import host_daemon
@@ -35,14 +36,14 @@ def test_a_new_session_releases_the_old_one(tmp_path: Path, ending: str) -> None
     (tmp_path / "file").write_bytes(b"x" * PAGE)
     with host_daemon(str(tmp_path)) as host:
         with FuseClient.connect(host.socket_path, window_size=WINDOW_SIZE) as guest:
-            baseline = host.open_fds()
+            baseline = tree_fds(host.pid)
             file_id, fh, dh = hold_everything(guest)
-            assert host.open_fds() == baseline + 3  # the nodeid's and both handles' fds
+            assert tree_fds(host.pid) == baseline + 3  # the nodeid's and both handles' fds
             if ending == "DESTROY then INIT":
                 guest.destroy()
                 expect_errno(errno.EIO, guest.getattr, 1)  # no session until INIT
             guest.init()
-            assert host.open_fds() == baseline
+            assert tree_fds(host.pid) == baseline
             assert guest.window.mapped_bytes() == 0  # unmapped through the back-end
             expect_errno(errno.EBADF, guest.read, file_id, fh, 0, 1)
             expect_errno(errno.EBADF, guest.readdir, 1, dh)
@@ -67,12 +68,12 @@ def test_reset_in_a_read_only_export_and_without_a_window(tmp_path: Path) -> Non
     (tmp_path / "file").write_bytes(b"data")
     with host_daemon(str(tmp_path), options=("--read-only",)) as host:
         with FuseClient.connect(host.socket_path, window_size=0) as guest:
-            baseline = host.open_fds()
+            baseline = tree_fds(host.pid)
             file_id = guest.lookup(1, b"file").nodeid
             fh = guest.open(file_id, os.O_RDONLY).fh
             for _ in range(3):
                 guest.init()
-                assert host.open_fds() == baseline
+                assert tree_fds(host.pid) == baseline
                 expect_errno(errno.EBADF, guest.read, file_id, fh, 0, 4)
             file_id = guest.lookup(1, b"file").nodeid
             fh = guest.open(file_id, os.O_RDONLY).fh
