@@ -12,6 +12,8 @@ method); everything else is the real driver on the real daemon:
                         access asks for it
     probe-last-byte     READ-BOUND's probe loads the page of the access's last byte, not
                         the first page boundary at or after its end
+    books-off-by-one    the window's books (what the C fast read finds ranges by) enter
+                        each mapped range as holding the file range after its own
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from collections.abc import Callable
 from pagefs.conformance.targets.api import ApiFactory, connect_share
 from pagefs.conformance.targets.daemon import DaemonFactory
 from pagefs.impl.guest import Share, safemem
+from pagefs.impl.guest._safemem import lib
 from pagefs.impl.guest.datapath import DataPath
 from pagefs.impl.guest.window import DaxRange, DaxWindow
 from pagefs.impl.machine import PAGE_SIZE
@@ -43,6 +46,14 @@ class ReclaimPinned(DaxWindow):
     def release(self, rng: DaxRange) -> None:
         if rng.pins:  # a range reclaimed under its user has no pin left to drop
             super().release(rng)
+
+
+class BooksOffByOne(DaxWindow):
+    def _publish(self, rng: DaxRange) -> None:
+        assert rng.nodeid is not None
+        # The bug: the books say the range holds the next file range.
+        lib.safemem_books_map(self.books, rng.moffset // self.range_size, rng.nodeid,
+                              rng.foffset // self.range_size + 1)
 
 
 class NoUpgrade(DaxWindow):
@@ -86,6 +97,7 @@ _SWAPS: dict[str, tuple[str, type]] = {
     "inexact-fault-count": ("data", InexactFaultCount),
     "no-upgrade": ("window", NoUpgrade),
     "probe-last-byte": ("data", ProbeLastByte),
+    "books-off-by-one": ("window", BooksOffByOne),
 }
 DRIVER_FAULTS = tuple(_SWAPS)
 

@@ -65,6 +65,10 @@ class Handle(open_flags.OpenAccess):
     # a window, so that the fast read needs no check of its own.
     _reader: safemem.Reader = field(default=safemem.NO_READER, repr=False)
 
+    def __post_init__(self) -> None:
+        if self.readable and not self.closed:
+            self._reader = self.share.data.reader(self.nodeid)
+
     @property
     def storable(self) -> bool:
         """Whether a writable mapping can be made through this handle (O_RDWR, no
@@ -370,10 +374,7 @@ class Share:
                 raise OSError(errno.EISDIR, "is a directory")
             fh = self.requests.open(nodeid, flags).fh
         self._use(nodeid, +1)
-        handle = Handle(self, nodeid, fh, flags)
-        if handle.readable:
-            handle._reader = self.data.reader(nodeid)
-        return handle
+        return Handle(self, nodeid, fh, flags)
 
     def close(self, handle: Handle) -> None:
         self._check_open(handle)

@@ -13,10 +13,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from pagefs.impl.guest import safemem
 from pagefs.impl.guest.window import DaxWindow
 from pagefs.impl.host.passthrough import PassthroughFS
+from pagefs.impl.machine import PAGE_SIZE
+from pagefs.spec.rules import probe_bounds_read, read_probe
 
 from .inprocess import InProcessWindow
 
@@ -394,3 +398,28 @@ def test_ranges_fast_reads_use_are_the_last_reclaim_takes(setup) -> None:
     assert safemem.pread(reader, bytearray(100), 10) == 100  # range 0, with no lock taken
     assert window.reclaim(1) == 1
     assert set(window.mapped(nodeid)) == {i * RANGE for i in range(RANGES)} - {RANGE}
+
+
+@settings(max_examples=80, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(size=st.integers(0, RANGES * RANGE), offset=st.integers(0, RANGES * RANGE),
+       length=st.integers(1, 3 * PAGE_SIZE))
+def test_the_fast_read_serves_exactly_what_read_bound_proves(setup, export, size, offset,
+                                                             length) -> None:
+    """Tied to the spec on concrete states: with every range mapped, the C fast read
+    returns the whole read (and its bytes) iff the spec's probe (read_probe) lies in the
+    window and proves the read inside the file (probe_bounds_read) at the host's size."""
+    window, _, nodeid, ro, _ = setup
+    for i in range(RANGES):
+        window.release(window.acquire(nodeid, ro, i * RANGE, writable=False))
+    with open(export / "data", "r+b") as f:  # the pattern, up to `size`
+        f.write(_pattern(0, RANGES * RANGE))
+        f.truncate(size)
+    end = offset + length
+    probe = read_probe(end, PAGE_SIZE)
+    proves = probe < RANGES * RANGE and probe_bounds_read(probe, end, size)
+    buffer = bytearray(length)
+    done = safemem.pread(safemem.new_reader(window.books, nodeid), buffer, offset)
+    assert done == (length if proves else -1)
+    if proves:
+        assert buffer == _pattern(offset, length)
