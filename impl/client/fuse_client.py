@@ -70,7 +70,7 @@ class FuseClient:
         self._ids = (os.getuid(), os.getgid(), os.getpid())  # fuse_in_header uid, gid, pid
         self.umask = 0  # the umask of the guest process whose requests this client sends
         self._forgets: list[Future[Any]] = []  # FORGETs the back-end may not have taken yet
-        self._call_parsed = frontend.call_parsed  # looked up once: the hot path's one call
+        self._round_trip = frontend.request_path.call  # the hot path's one call
 
     @classmethod
     def connect(
@@ -200,10 +200,12 @@ class FuseClient:
         parsed by `parse` straight from the front-end's reply buffer; anything else comes
         back as bytes for the generic decoder (errors, malformed or misdirected replies)."""
         try:
-            out = self._call_parsed(_REQUESTS, request, room, parse, unique, self.timeout)
+            out = self._round_trip(_REQUESTS, request, room, parse, unique, self.timeout)
         except TimeoutError:
             raise OSError(errno.ETIMEDOUT,
                           f"{opcode.name}: no reply within {self.timeout} s") from None
+        if isinstance(out, reply):
+            return out
         if isinstance(out, bytes):  # declined by `parse`: the generic decoder judges it
             out = _decode(out, opcode, unique, True)
         if not isinstance(out, reply):
@@ -232,7 +234,7 @@ class FuseClient:
 
     def lookup(self, parent: int, name: bytes) -> p.EntryOut:
         unique = next(self._unique)
-        request = hot.encode_lookup(unique, parent, self._ids, name)
+        request = hot.encode_name(p.Opcode.LOOKUP, unique, parent, self._ids, name)
         return self._hot(p.EntryOut, p.Opcode.LOOKUP, request, unique, hot.parse_entry)
 
     def forget(self, nodeid: int, nlookup: int) -> None:

@@ -70,9 +70,10 @@ def cstring(value: bytes, what: str) -> bytes:
     return value + b"\0"
 
 
-def frozen_builder(cls: type[T]) -> Callable[..., T]:
+def frozen_builder(cls: type[T], at: int | None = None) -> Callable[..., T]:
     """`cls(*fields)`, every field given in order, for a frozen slotted dataclass whose
-    __init__ only stores its fields, in a tenth of the time.
+    __init__ only stores its fields, in a tenth of the time. With `at`, the builder takes
+    one sequence instead, the fields at `at`, `at + 1`, ... of it (a whole reply's unpack).
 
     A frozen __init__ stores each field through object.__setattr__ by name (about 0.1 us
     a field here: 1.8 us for fuse_attr's 16), because the class's own __setattr__ refuses.
@@ -88,8 +89,13 @@ def frozen_builder(cls: type[T]) -> Callable[..., T]:
     twin = type(f"_{cls.__name__}Fields", cls.__bases__, {"__slots__": names},
                 **({"twin": True} if issubclass(cls, FixedLayout) else {}))
     scope: dict[str, Any] = {"new": object.__new__, "twin": twin, "cls": cls}
-    stores = "".join(f"    o.{name} = {name}\n" for name in names)
-    exec(f"def build({', '.join(names)}):\n    o = new(twin)\n{stores}"  # noqa: S102
+    if at is None:
+        params_text, values = ", ".join(names), names
+    else:
+        params_text, values = "v", tuple(f"v[{at + i}]" for i in range(len(names)))
+    stores = "".join(f"    o.{name} = {value}\n" for name, value in zip(names, values,
+                                                                          strict=True))
+    exec(f"def build({params_text}):\n    o = new(twin)\n{stores}"  # noqa: S102
          "    o.__class__ = cls\n    return o\n", scope)
     build: Callable[..., T] = scope["build"]
     build.__qualname__ = f"{cls.__name__}.build"

@@ -14,8 +14,8 @@ request's, a field decode_reply refuses) gives None: the caller then decodes it 
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable
-from operator import itemgetter
 from struct import Struct
 
 from . import replies as rp
@@ -32,16 +32,21 @@ HotParser = Callable[[Buffer, int, int], object]
 class FixedRequest:
     """A request whose body is one fixed layout: header and body packed together."""
 
-    __slots__ = ("_opcode", "_layout")
+    __slots__ = ("_opcode", "_layout", "_pack", "_size")
 
     def __init__(self, opcode: Opcode, body: type[FixedLayout]) -> None:
         self._opcode = int(opcode)
         self._layout = Struct(IN_HEADER.format + body.LAYOUT.format[1:])
+        self._pack = self._layout.pack
+        self._size = self._layout.size
 
     def encode(self, unique: int, nodeid: int, ids: Ids, *fields: int) -> bytes:
         """`fields` are the body's, in its dataclass's order, all of them."""
-        layout = self._layout
-        return pack(layout, layout.size, self._opcode, unique, nodeid, *ids, 0, *fields)
+        try:
+            return self._pack(self._size, self._opcode, unique, nodeid, *ids, 0, *fields)
+        except struct.error:  # a field out of range: the checked pack says which
+            return pack(self._layout, self._size, self._opcode, unique, nodeid, *ids, 0,
+                        *fields)
 
 
 GETATTR = FixedRequest(Opcode.GETATTR, rq.GetattrIn)
@@ -55,16 +60,18 @@ FIXED = {Opcode.GETATTR: GETATTR, Opcode.FORGET: FORGET, Opcode.OPEN: OPEN,
          Opcode.RELEASE: RELEASE, Opcode.FLUSH: FLUSH, Opcode.READ: READ}
 _WRITE_HEAD = Struct(IN_HEADER.format + rq.ReadIn.LAYOUT.format[1:])  # fuse_write_in's too
 _CREATE_HEAD = Struct(IN_HEADER.format + rq.CREATE_IN.format[1:])
+_IN_HEADER = IN_HEADER.pack
 
 
 def encode_name(opcode: Opcode, unique: int, nodeid: int, ids: Ids, name: bytes) -> bytes:
     """A request whose body is one name: LOOKUP, UNLINK, RMDIR."""
-    body = cstring(name, "name")
-    return pack(IN_HEADER, IN_HEADER.size + len(body), opcode, unique, nodeid, *ids, 0) + body
-
-
-def encode_lookup(unique: int, nodeid: int, ids: Ids, name: bytes) -> bytes:
-    return encode_name(Opcode.LOOKUP, unique, nodeid, ids, name)
+    if b"\0" in name:
+        cstring(name, "name")  # says why
+    try:
+        head = _IN_HEADER(IN_HEADER.size + len(name) + 1, opcode, unique, nodeid, *ids, 0)
+    except struct.error:
+        head = pack(IN_HEADER, IN_HEADER.size + len(name) + 1, opcode, unique, nodeid, *ids, 0)
+    return head + name + b"\0"
 
 
 def encode_create(unique: int, nodeid: int, ids: Ids, flags: int, mode: int, umask: int,
@@ -87,7 +94,6 @@ def encode_write(unique: int, nodeid: int, ids: Ids, fh: int, offset: int, data:
 # decode_reply checks: the exact length, error 0, the unique, every nanosecond field
 # below a second. Nothing here raises: a reply it cannot take, decode_reply judges.
 
-_ATTR = rp.Attr.build
 _ATTR_OUT = frozen_builder(rp.AttrOut)
 _ENTRY_OUT = frozen_builder(rp.EntryOut)
 _CREATE_OUT = frozen_builder(rp.CreateOut)
@@ -105,18 +111,25 @@ def _count(layout: Struct) -> int:
 _HEAD = _count(OUT_HEADER)  # fields before the body's
 _AT = _HEAD + _count(ATTR_OUT)  # where fuse_attr starts in ATTR_REPLY
 _ET = _HEAD + _count(ENTRY_OUT)  # ... in ENTRY_REPLY
-_AT_END = _AT + len(rp.Attr.__slots__)
-_ET_END = _ET + len(rp.Attr.__slots__)
+_ET_END = _ET + len(rp.Attr.__slots__)  # where fuse_open_out starts in CREATE's reply
+_ATTR_AT = frozen_builder(rp.Attr, _AT)  # the fuse_attr of an unpacked ATTR_REPLY
+_ATTR_ET = frozen_builder(rp.Attr, _ET)  # ... of an unpacked ENTRY_REPLY
+_OPEN_ET = frozen_builder(rp.OpenOut, _ET_END)  # the fuse_open_out of CREATE's
 
 
 def _attr_nsecs(at: int) -> tuple[int, ...]:
     return tuple(at + rp.Attr.__slots__.index(f) for f in rp.Attr.NSEC_FIELDS)
 
 
-# ATTR_REPLY: header, attr_valid, attr_valid_nsec, fuse_attr;  ENTRY_REPLY: header,
-# nodeid, generation, entry_valid, attr_valid, entry_valid_nsec, attr_valid_nsec, fuse_attr
-_ATTR_NSECS = itemgetter(_HEAD + 1, *_attr_nsecs(_AT))
-_ENTRY_NSECS = itemgetter(_HEAD + 4, _HEAD + 5, *_attr_nsecs(_ET))
+# The nanosecond fields' positions in the unpacked replies, which the parsers below check
+# by plain subscripts (an itemgetter and max cost three times as much). ATTR_REPLY:
+# header, attr_valid, attr_valid_nsec (4), fuse_attr (its nsecs 11-13). ENTRY_REPLY:
+# header, nodeid, generation, entry_valid, attr_valid, entry_valid_nsec (7),
+# attr_valid_nsec (8), fuse_attr (15-17). Derived from the layouts here, so a layout
+# that moves them stops the import rather than unchecking a field.
+if ((_HEAD + 1, *_attr_nsecs(_AT)) != (4, 11, 12, 13)
+        or (_HEAD + 4, _HEAD + 5, *_attr_nsecs(_ET)) != (7, 8, 15, 16, 17)):
+    raise ImportError("fuse_attr_out or fuse_entry_out moved: update hot.py's positions")
 _ATTR_VALUES = ATTR_REPLY.unpack_from
 _ENTRY_VALUES = ENTRY_REPLY.unpack_from
 _OPEN_REPLY = Struct(OUT_HEADER.format + rp.OpenOut.LAYOUT.format[1:])
@@ -128,31 +141,31 @@ def parse_attr(reply: Buffer, length: int, unique: int) -> rp.AttrOut | None:
     if length != ATTR_REPLY.size:
         return None
     v = _ATTR_VALUES(reply)
-    if v[0] != length or v[1] or v[2] != unique or max(_ATTR_NSECS(v)) >= NSEC_PER_SEC:
+    if (v[0] != length or v[1] or v[2] != unique or v[4] >= NSEC_PER_SEC
+            or v[11] >= NSEC_PER_SEC or v[12] >= NSEC_PER_SEC or v[13] >= NSEC_PER_SEC):
         return None
-    return _ATTR_OUT(_ATTR(*v[_AT:_AT_END]), v[3], v[4])
+    return _ATTR_OUT(_ATTR_AT(v), v[3], v[4])
 
 
-def _entry(v: tuple[int, ...]) -> rp.EntryOut:
-    return _ENTRY_OUT(v[3], v[4], _ATTR(*v[_ET:_ET_END]), v[5], v[6], v[7], v[8])
+def _entry(v: tuple[int, ...], length: int, unique: int) -> rp.EntryOut | None:
+    """The EntryOut of an unpacked fuse_entry_out reply (alone, or CREATE's), if plain."""
+    if (v[0] != length or v[1] or v[2] != unique or v[7] >= NSEC_PER_SEC
+            or v[8] >= NSEC_PER_SEC or v[15] >= NSEC_PER_SEC or v[16] >= NSEC_PER_SEC
+            or v[17] >= NSEC_PER_SEC):
+        return None
+    return _ENTRY_OUT(v[3], v[4], _ATTR_ET(v), v[5], v[6], v[7], v[8])
 
 
 def parse_entry(reply: Buffer, length: int, unique: int) -> rp.EntryOut | None:
-    if length != ENTRY_REPLY.size:
-        return None
-    v = _ENTRY_VALUES(reply)
-    if v[0] != length or v[1] or v[2] != unique or max(_ENTRY_NSECS(v)) >= NSEC_PER_SEC:
-        return None
-    return _entry(v)
+    return _entry(_ENTRY_VALUES(reply), length, unique) if length == ENTRY_REPLY.size else None
 
 
 def parse_create(reply: Buffer, length: int, unique: int) -> rp.CreateOut | None:
     if length != _CREATE_REPLY.size:
         return None
     v = _CREATE_REPLY.unpack_from(reply)
-    if v[0] != length or v[1] or v[2] != unique or max(_ENTRY_NSECS(v)) >= NSEC_PER_SEC:
-        return None
-    return _CREATE_OUT(_entry(v), _OPEN(*v[_ET_END:]))
+    entry = _entry(v, length, unique)
+    return None if entry is None else _CREATE_OUT(entry, _OPEN_ET(v))
 
 
 def _plain(reply: Buffer, length: int, layout: Struct, unique: int) -> tuple[int, ...] | None:

@@ -254,6 +254,13 @@ class VhostUserFrontend:
         return self._path
 
     @property
+    def request_path(self) -> RequestPath:
+        """The request path, for a caller whose every request counts: its `call` parses
+        the reply in place (see RequestPath.call). After `close` its calls raise
+        ConnectionError, as the front-end's do."""
+        return self._requests
+
+    @property
     def alive(self) -> bool:
         """False once closed or once the back-end has gone (pending requests then failed)."""
         return not self._closed and (self._path is None or self._path.dead is None)
@@ -310,16 +317,6 @@ class VhostUserFrontend:
         self._check_open()
         reply = self._requests.call(queue, request, reply_capacity, None, None, timeout)
         return reply if decode is None else decode(reply)
-
-    def call_parsed(self, queue: int, request: bytes, reply_capacity: int,
-                    parse: Callable[[bytearray, int, Any], Result | None], arg: Any,
-                    timeout: float | None = None) -> Result | bytes:
-        """`call`, with `parse(buffer, length, arg)` reading the reply straight from this
-        thread's reply buffer (its first `length` bytes, valid only while `parse` runs): no
-        bytes object is made for a reply that is parsed at once. A reply `parse` declines
-        (None) comes back as bytes."""
-        self._check_open()
-        return self._requests.call(queue, request, reply_capacity, parse, arg, timeout)
 
     def send(self, queue: int, request: bytes) -> Future[bytes] | None:
         """Queues a request that has no reply and that nobody waits for (FUSE's FORGET):

@@ -33,6 +33,9 @@ _QUEUE_BITS = 48  # fe_background's words: queue index << 48 | token
 _WAIT_SLICE = 0.5  # how often a thread waiting for heap memory re-checks the connection
 
 
+_fe_call = lib.fe_call  # the synchronous round trip, looked up once
+
+
 def _ns(timeout: float | None) -> int:
     return -1 if timeout is None else max(0, int(timeout * 1e9))
 
@@ -62,12 +65,17 @@ class Completion(Future):
 
 
 class _ReplyBuffer(threading.local):
-    """Each thread's buffer a synchronous reply is copied into."""
+    """Each thread's buffer a synchronous reply is copied into, with its C pointer: None
+    while a call of this thread parses the reply in it (a call made meanwhile, by the
+    parse, takes another)."""
 
     def __init__(self) -> None:
-        self.data = bytearray(0)
-        self.c: Any = ffi.NULL
-        self.busy = False
+        self.slot: tuple[bytearray, Any] | None = _reply_slot(4096)
+
+
+def _reply_slot(size: int) -> tuple[bytearray, Any]:
+    data = bytearray(size)
+    return data, ffi.from_buffer(data)
 
 
 class RequestPath:
@@ -125,39 +133,28 @@ class RequestPath:
         result is the call's. A parse may decline a reply with None (one it does not
         handle); the call then returns the reply's bytes, as it does with no parse.
         TimeoutError when `timeout` passes (the late reply is then dropped)."""
-        reply = self._reply
-        if reply.busy or len(reply.data) < reply_capacity:
-            return self._call_elsewhere(queue, request, reply_capacity, parse, arg, timeout)
-        data = reply.data
-        got = lib.fe_call(self._queues[queue], request, len(request), reply_capacity, 0,
-                          reply.c, reply_capacity, -1 if timeout is None else _ns(timeout))
-        if got < 0:
-            got = self._call_heap(queue, request, reply_capacity, reply.c, got, timeout)
-        reply.busy = True  # a parse that itself calls gets a buffer of its own
-        try:
-            out = None if parse is None else parse(data, got, arg)
-            return bytes(memoryview(data)[:got]) if out is None else out
-        finally:
-            reply.busy = False
-
-    def _call_elsewhere(self, queue: int, request: bytes, reply_capacity: int,
-                        parse: Callable[[bytearray, int, Any], Any] | None, arg: Any,
-                        timeout: float | None) -> Any:
-        """`call` into a buffer other than this thread's: a larger one, or one of its own
-        for a call made while the thread's is being parsed."""
-        reply = self._reply
-        if reply.busy:
-            data = bytearray(reply_capacity)
-            out = ffi.from_buffer(data)
+        local = self._reply
+        own = local.slot  # None while this thread's is being parsed
+        if own is not None and len(own[0]) >= reply_capacity:
+            data, out = own
         else:
-            reply.data = data = bytearray(max(reply_capacity, 4096))
-            reply.c = out = ffi.from_buffer(data)
-        got = lib.fe_call(self._queues[queue], request, len(request), reply_capacity, 0, out,
-                          reply_capacity, _ns(timeout))
-        if got < 0:
-            got = self._call_heap(queue, request, reply_capacity, out, got, timeout)
-        parsed = None if parse is None else parse(data, got, arg)
-        return bytes(memoryview(data)[:got]) if parsed is None else parsed
+            data, out = _reply_slot(max(reply_capacity, 4096))
+            if own is not None:  # this thread's was too small: the larger one from now on
+                own = (data, out)
+        local.slot = None
+        try:
+            got = _fe_call(self._queues[queue], request, len(request), reply_capacity, 0, out,
+                           reply_capacity, -1 if timeout is None else _ns(timeout))
+            if got < 0:
+                got = self._call_heap(queue, request, reply_capacity, out, got, timeout)
+            if parse is not None:
+                parsed = parse(data, got, arg)
+                if parsed is not None:
+                    return parsed
+            return bytes(memoryview(data)[:got])
+        finally:
+            if own is not None:
+                local.slot = own
 
     def _call_heap(self, queue: int, request: bytes, reply_capacity: int, out: Any, got: int,
                    timeout: float | None) -> int:

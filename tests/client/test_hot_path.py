@@ -42,7 +42,8 @@ def test_hot_requests_are_the_generic_codec_s_bytes() -> None:
     assert hot.FLUSH.encode(77, 5, IDS, 8, 0) == generic(p.Opcode.FLUSH, 5, p.FlushIn(8))
     assert hot.READ.encode(77, 5, IDS, 8, 4096, 512, 0, 0, 0) == generic(
         p.Opcode.READ, 5, p.ReadIn(8, 4096, 512))
-    assert hot.encode_lookup(77, 5, IDS, b"name") == generic(p.Opcode.LOOKUP, 5, p.Name(b"name"))
+    assert hot.encode_name(p.Opcode.LOOKUP, 77, 5, IDS, b"name") == generic(
+        p.Opcode.LOOKUP, 5, p.Name(b"name"))
     assert hot.encode_write(77, 5, IDS, 8, 4096, b"data") == generic(
         p.Opcode.WRITE, 5, p.WriteIn(8, 4096, b"data"))
     assert hot.encode_name(p.Opcode.UNLINK, 77, 5, IDS, b"name") == generic(
@@ -50,7 +51,7 @@ def test_hot_requests_are_the_generic_codec_s_bytes() -> None:
     assert hot.encode_create(77, 5, IDS, os.O_RDWR | os.O_CREAT, 0o640, 0o22, b"new") == generic(
         p.Opcode.CREATE, 5, p.CreateIn(os.O_RDWR | os.O_CREAT, 0o640, b"new", 0o22))
     with pytest.raises(p.ProtocolError):  # judged as the codec judges it
-        hot.encode_lookup(77, 5, IDS, b"a\0b")
+        hot.encode_name(p.Opcode.LOOKUP, 77, 5, IDS, b"a\0b")
 
 
 ATTR = p.Attr(7, 10, 1, 2, 3, 4, 5, 6, 7, 0o100644, 1, 0, 0, 0, 4096)
@@ -213,3 +214,33 @@ def test_bursts_of_futures_between_calls_keep_the_front_end_s_heap_whole() -> No
     done = subprocess.run([sys.executable, "-c", BURSTS], capture_output=True, text=True,
                           timeout=240)
     assert (done.returncode, done.stdout.strip()) == (0, "held"), done.stderr[-2000:]
+
+
+def test_a_parse_that_calls_again_gets_a_buffer_of_its_own(host) -> None:
+    """The request path parses a reply in this thread's buffer: a call made by the parse
+    itself (or one needing a larger buffer) must not overwrite the reply being parsed."""
+    with FuseClient.connect(host.socket_path, window_size=0) as client:
+        path = client.frontend.request_path
+        file = client.lookup(FUSE_ROOT_ID, b"file").nodeid
+
+        def getattr_bytes(nodeid: int, unique: int) -> bytes:
+            request = hot.GETATTR.encode(unique, nodeid, IDS, 0, 0)
+            return path.call(1, request, 4096 + 16, None, None, 10)
+
+        def nested(buffer: bytearray, length: int, unique: int) -> tuple[p.AttrOut, bytes]:
+            inner = getattr_bytes(file, unique + 1)  # while the outer reply is in `buffer`
+            big = path.call(1, hot.GETATTR.encode(unique + 2, file, IDS, 0, 0), 1 << 16,
+                            None, None, 10)  # one larger than any buffer so far
+            outer = hot.parse_attr(buffer, length, unique)
+            assert outer is not None and big == inner[:8] + struct_unique(unique + 2) + inner[16:]
+            return outer, inner
+
+        request = hot.GETATTR.encode(900, FUSE_ROOT_ID, IDS, 0, 0)
+        outer, inner = path.call(1, request, 4096 + 16, nested, 900, 10)
+        assert outer == client.getattr(FUSE_ROOT_ID)
+        assert p.decode_reply(inner, p.Opcode.GETATTR).body == client.getattr(file)
+        assert outer != client.getattr(file)  # the two replies differ, so neither was lost
+
+
+def struct_unique(unique: int) -> bytes:
+    return unique.to_bytes(8, "little")
