@@ -71,6 +71,7 @@ class FuseClient:
         self.umask = 0  # the umask of the guest process whose requests this client sends
         self._forgets: list[Future[Any]] = []  # FORGETs the back-end may not have taken yet
         self._round_trip = frontend.request_path.call  # the hot path's one call
+        self._send = frontend.request_path.send  # and FORGET's
 
     @classmethod
     def connect(
@@ -240,9 +241,9 @@ class FuseClient:
     def forget(self, nodeid: int, nlookup: int) -> None:
         """Queues a FORGET and returns: FUSE gives it no reply, so nothing is waited for.
         Its buffer is recycled once the back-end has taken it (`settle` waits for that)."""
-        forget = hot.FIXED[p.Opcode.FORGET]
-        request = forget.encode(next(self._unique), nodeid, self._ids, nlookup)
-        self._forgotten(self.frontend.send(HIPRIO_QUEUE, request))
+        request = hot.FORGET.encode(next(self._unique), nodeid, self._ids, nlookup)
+        if not self._send(HIPRIO_QUEUE, request):  # larger than a slot: submitted instead
+            self._forgotten(self.frontend.send(HIPRIO_QUEUE, request))
 
     def batch_forget(self, entries: list[tuple[int, int]]) -> None:
         """`forget` for many nodeids in one message."""

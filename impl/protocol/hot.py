@@ -55,9 +55,6 @@ OPEN = FixedRequest(Opcode.OPEN, rq.OpenIn)
 RELEASE = FixedRequest(Opcode.RELEASE, rq.ReleaseIn)
 FLUSH = FixedRequest(Opcode.FLUSH, rq.FlushIn)
 READ = FixedRequest(Opcode.READ, rq.ReadIn)
-# by opcode, for a caller that names the opcode it sends
-FIXED = {Opcode.GETATTR: GETATTR, Opcode.FORGET: FORGET, Opcode.OPEN: OPEN,
-         Opcode.RELEASE: RELEASE, Opcode.FLUSH: FLUSH, Opcode.READ: READ}
 _WRITE_HEAD = Struct(IN_HEADER.format + rq.ReadIn.LAYOUT.format[1:])  # fuse_write_in's too
 _CREATE_HEAD = Struct(IN_HEADER.format + rq.CREATE_IN.format[1:])
 _IN_HEADER = IN_HEADER.pack
