@@ -55,6 +55,10 @@ log = logging.getLogger("pagefs.host")
 
 # How long a guest's connection gets to wind down at shutdown before the daemon leaves.
 STOP_GRACE_SECONDS = 5.0
+# How long a new guest at --max-guests waits for a slot a going guest is letting go, and
+# how often a thread-mode daemon looks (a worker's slot wakes the wait itself).
+SLOT_GRACE_SECONDS = 1.0
+SLOT_POLL_SECONDS = 0.01
 # How long to back off when accept() fails for want of descriptors.
 ACCEPT_RETRY_SECONDS = 0.1
 
@@ -153,10 +157,7 @@ class Daemon:
 
     def _admit(self, conn: socket.socket) -> None:
         peer = _peer_pid(conn)
-        if self._workers is not None:
-            self._workers.reap()
-        with self._lock:
-            live = len(self._guests) if self._workers is None else len(self._workers)
+        live = self._live_after_grace()
         if self._max_guests is not None and live >= self._max_guests:
             log.warning("refused connection from pid %s: %d guests connected "
                         "(--max-guests %d)", peer, live, self._max_guests)
@@ -169,6 +170,35 @@ class Daemon:
                 self._workers.start(name, lambda: self._work(conn, name, peer))
             finally:
                 conn.close()
+
+    def _live(self) -> int:
+        """Guests holding a --max-guests slot."""
+        if self._workers is not None:
+            self._workers.reap()
+            return len(self._workers)
+        with self._lock:
+            return len(self._guests)
+
+    def _live_after_grace(self) -> int:
+        """Guests holding a slot, once any that is going has let it go: a guest's
+        connection closes a moment before its session is released and its slot freed
+        (milliseconds; more on a loaded machine), and a guest that came in that moment
+        must not be refused for it. Waits up to SLOT_GRACE_SECONDS, only when all are
+        taken."""
+        deadline = time.monotonic() + SLOT_GRACE_SECONDS
+        live = self._live()
+        while self._max_guests is not None and live >= self._max_guests:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            if self._workers is not None:
+                ready, _, _ = select.select(self._workers.slots, [], [], left)
+                for fd in ready:
+                    self._workers.slot_freed(fd)
+            else:
+                time.sleep(min(left, SLOT_POLL_SECONDS))
+            live = self._live()
+        return live
 
     def _work(self, conn: socket.socket, name: str, peer: int | None) -> None:
         """In a guest's worker: serve it on a thread of its own, as a daemon of one guest,

@@ -22,10 +22,10 @@ import logging
 import os
 import stat
 import threading
-from collections.abc import Callable
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from functools import wraps
-from typing import Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from pagefs.impl.filesystem import DirEntry, Entry, MapGrant
 from pagefs.impl.machine import MAX_FILE_OFFSET, PAGE_SIZE, whole_pages
@@ -148,7 +148,9 @@ def _note_refusal(guest: str, operation: str, err: OSError) -> None:
 def _serialized(method: Callable[Concatenate[GuestSession, Params], Result],
                 ) -> Callable[Concatenate[GuestSession, Params], Result]:
     """One request at a time per guest: a descriptor in use is never closed under it.
-    Refusals are logged rate-limited, by kind (`_note_refusal`)."""
+    Refusals are logged rate-limited, by kind (`_note_refusal`), under the request's
+    name (a READ's checks, `_hold_for_read`, as "read")."""
+    operation = method.__name__.removeprefix("_hold_for_")
 
     @wraps(method)
     def run(self: GuestSession, *args: Params.args, **kwargs: Params.kwargs) -> Result:
@@ -158,7 +160,7 @@ def _serialized(method: Callable[Concatenate[GuestSession, Params], Result],
                     raise OSError(errno.ENOTCONN, "guest session closed")
                 return method(self, *args, **kwargs)
             except OSError as err:
-                _note_refusal(self.name, method.__name__, err)
+                _note_refusal(self.name, operation, err)
                 raise
 
     return run
@@ -395,25 +397,49 @@ class GuestSession:
         return entry, self._new_handle(fd, _key(entry.attr), guest_flags, is_dir=False)
 
     @_serialized
-    def read(self, fh: int, offset: int, size: int) -> bytes:
+    def _hold_for_read(self, fh: int, offset: int, size: int) -> tuple[int, Any]:
         handle = self._handle(fh)
         if not handle.readable:
             raise OSError(errno.EBADF, "handle not open for reading")
         if offset < 0 or size < 0:
             raise OSError(errno.EINVAL, "negative offset or size")
-        return os.pread(handle.fd, size, offset)
+        return handle.fd, self.tables.hold(fh)
+
+    def read(self, fh: int, offset: int, size: int) -> bytes:
+        fd, held = self._hold_for_read(fh, offset, size)
+        with self._unlocked_io("read", held):
+            return os.pread(fd, size, offset)
 
     @_serialized
-    def write(self, fh: int, offset: int, data: bytes) -> int:
+    def _hold_for_write(self, fh: int, offset: int, length: int) -> tuple[int, Any]:
         handle = self._handle(fh)
         self._refuse_write()
         if not handle.writable:
             raise OSError(errno.EBADF, "handle not open for writing")
         if offset < 0:
             raise OSError(errno.EINVAL, "negative offset")
-        if offset + len(data) > MAX_FILE_OFFSET:
+        if offset + length > MAX_FILE_OFFSET:
             raise OSError(errno.EFBIG, "write beyond the largest file offset")
-        return os.pwrite(handle.fd, data, offset)
+        return handle.fd, self.tables.hold(fh)
+
+    def write(self, fh: int, offset: int, data: bytes) -> int:
+        fd, held = self._hold_for_write(fh, offset, len(data))
+        with self._unlocked_io("write", held):
+            return os.pwrite(fd, data, offset)
+
+    @contextmanager
+    def _unlocked_io(self, operation: str, held: Any) -> Iterator[None]:
+        """A handle's READ or WRITE without the session's lock, as the C fast path does
+        it: the handle held (checked under the lock first) keeps its fd open and its number
+        unused whatever a RELEASE or a reset does meanwhile. Refusals logged as
+        `_serialized` logs them."""
+        try:
+            yield
+        except OSError as err:
+            _note_refusal(self.name, operation, err)
+            raise
+        finally:
+            self.tables.put(held)
 
     @_serialized
     def flush(self, fh: int) -> None:

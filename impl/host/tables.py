@@ -125,6 +125,16 @@ class SessionTables:
             raise OSError(errno.ENOMEM, "no memory for a handle")
         return fh
 
+    def hold(self, fh: int) -> Any:
+        """Keep handle `fh` (known: checked under the lock, which must be held) open for
+        I/O done without the lock: its descriptor is closed, whatever a RELEASE or a reset
+        does meanwhile, only after `put` (session.c's pf_handle_hold)."""
+        return lib.pf_handle_hold(self.ptr, fh)
+
+    def put(self, held: Any) -> None:
+        """The I/O on a held handle is done (takes the lock itself)."""
+        lib.pf_handle_put(self.ptr, held)
+
     def remove_handle(self, fh: int) -> None:
         """Forget the handle and close its descriptor."""
         lib.pf_handle_remove(self.ptr, fh)
