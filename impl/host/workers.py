@@ -54,7 +54,12 @@ class Workers:
         Call it from a single-threaded process."""
         read_end, write_end = os.pipe2(os.O_CLOEXEC)
         parent = os.getpid()
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError:  # EAGAIN at the process limit: the daemon serves on, with no pipe lost
+            os.close(read_end)
+            os.close(write_end)
+            raise
         if pid == 0:  # the worker: never returns
             status = 0
             try:
