@@ -59,11 +59,17 @@ def _in_child() -> None:
     name the parent's fd table; point both at this process's own, by the same number."""
     if _directory < 0:
         return
-    own = os.open(f"{os.getpid()}/fd", _DIRECTORY_FLAGS, dir_fd=_proc)
-    os.dup2(own, _directory, inheritable=False)
-    os.close(own)
-    if _base == "":
-        os.fchdir(_directory)
+    try:
+        own = os.open(f"{os.getpid()}/fd", _DIRECTORY_FLAGS, dir_fd=_proc)
+        os.dup2(own, _directory, inheritable=False)
+        os.close(own)
+        if _base == "":
+            os.fchdir(_directory)
+    except OSError as err:
+        # An at-fork hook's exception is only printed, and this child would then reopen
+        # its own descriptor numbers in the parent's fd table: it ends instead.
+        os.write(2, f"pagefs: a child cannot reach its own fd directory: {err}\n".encode())
+        os._exit(1)
 
 
 os.register_at_fork(after_in_child=_in_child)
