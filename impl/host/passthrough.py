@@ -737,7 +737,7 @@ class GuestSession:
 
 def _path_fd_of(fd: int) -> int:
     """An O_PATH descriptor for the inode behind an open descriptor (no name involved)."""
-    return os.open(confine.proc_path(fd), os.O_PATH | os.O_CLOEXEC)
+    return procfd.reopen(fd, os.O_PATH)
 
 
 def _list_directory(fd: int, first_offset: int = 1) -> list[DirEntry]:
