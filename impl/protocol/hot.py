@@ -99,6 +99,8 @@ _OPEN = rp.OpenOut.build
 _WRITE_OUT = rp.WriteOut.build
 if any(cls.KNOWN_BITS or cls.NSEC_FIELDS for cls in (rp.OpenOut, rp.WriteOut)):
     raise TypeError("a field of OpenOut or WriteOut is judged: parse it with from_values")
+if rp.Attr.KNOWN_BITS:  # the parsers below check fuse_attr's nanoseconds only
+    raise TypeError("a field of Attr has known bits: check them in the hot parsers")
 
 
 def _count(layout: Struct) -> int:
