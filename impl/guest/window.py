@@ -117,13 +117,14 @@ class DaxWindow:
         self._stale: list[DaxRange] = []  # a REMOVEMAPPING failed: state unknown
         self._inodes: dict[int, _Inode] = {}
         self._closed = False
-        books = lib.safemem_books_new(base, len(self.ranges), range_size.bit_length() - 1)
+        self._shift = range_size.bit_length() - 1
+        books = lib.safemem_books_new(base, len(self.ranges), self._shift)
         if books == ffi.NULL:
             raise MemoryError("no memory for the window's books")
         # Freed with the window: a reader (below) is used only through a Handle or a
         # DataPath, which keep the window alive.
         self.books = ffi.gc(books, lib.safemem_books_free)
-        self._shift = range_size.bit_length() - 1
+        self._used = ffi.new("uint32_t[]", len(self.ranges))  # _note_used's, short lock
 
     @property
     def closed(self) -> bool:
@@ -430,7 +431,7 @@ class DaxWindow:
     def _note_used(self) -> None:
         """Move the ranges fast reads used since the last look to the recent end of the
         LRU list (short lock held)."""
-        used = ffi.new("uint32_t[]", len(self.ranges))
+        used = self._used
         for i in range(lib.safemem_books_used(self.books, used, len(self.ranges))):
             rng = self.ranges[used[i]]
             if rng in self._busy:
