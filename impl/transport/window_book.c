@@ -119,7 +119,8 @@ int wb_covers(const struct wb_book *b, uint64_t start, uint64_t end) {
 }
 
 int wb_remove(struct wb_book *b, uint64_t start, uint64_t end) {
-    if (!wb_covers(b, start, end))
+    /* a reversed range would carve pieces that overlap (wb_covers holds for it) */
+    if (end < start || !wb_covers(b, start, end))
         return -EINVAL;
     return carve(b, start, end, NULL);
 }

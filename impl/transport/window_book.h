@@ -35,7 +35,8 @@ int wb_add(struct wb_book *b, const struct wb_range *m, struct wb_book *touched)
 int wb_undo(struct wb_book *b, const struct wb_range *m, const struct wb_book *touched);
 /* 1 when every byte of [start, end) is mapped. */
 int wb_covers(const struct wb_book *b, uint64_t start, uint64_t end);
-/* Unmaps [start, end): 0, or -EINVAL when not all of it is mapped (nothing changed). */
+/* Unmaps [start, end): 0, or -EINVAL when not all of it is mapped or end < start (nothing
+ * changed). */
 int wb_remove(struct wb_book *b, uint64_t start, uint64_t end);
 /* Forgets every range (and the memory held). */
 void wb_clear(struct wb_book *b);

@@ -72,6 +72,16 @@ def test_an_empty_range_is_refused() -> None:
         WindowBook().add(Mapped(4, 0, (1, 1), 0, False))
 
 
+def test_a_reversed_range_is_not_removed() -> None:
+    """end < start is refused, not carved into overlapping pieces."""
+    book = WindowBook()
+    book.add(Mapped(0, 100, (1, 1), 0, False))
+    with pytest.raises(OSError) as refused:
+        book.remove(50, 10)
+    assert refused.value.errno == errno.EINVAL
+    assert list(book) == [Mapped(0, 100, (1, 1), 0, False)]
+
+
 def test_a_large_mapping_is_recorded_in_a_few_objects(tmp_path: Path) -> None:
     """SINGLE-COPY: what the front-end keeps per mapping does not grow with its length
     (a per-page record of 256 MiB was megabytes of guest-private memory)."""
