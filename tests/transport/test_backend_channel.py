@@ -1,0 +1,89 @@
+"""backend_channel.c's reading of the front-end's REPLY_ACKs, the front-end (the VMM)
+being untrusted: a reply to another request, an oversized or short one, a status outside
+the errno range and fds sent along are each handled without trusting them. The front-end
+is played on the other end of a socket pair, its answers written before the request."""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+from collections.abc import Iterator
+
+import pytest
+
+from pagefs.impl.transport._vring import ffi, lib
+from pagefs.impl.transport.vhost_user import HEADER, U64
+
+FLAG_VERSION, FLAG_REPLY = 0x1, 0x4
+
+
+@pytest.fixture
+def channel() -> Iterator[tuple[object, socket.socket]]:
+    """A channel that negotiated SHMEM, and the front-end's end of its socket."""
+    ours, theirs = socket.socketpair()
+    chan = ffi.gc(lib.vu_chan_new(5000), lib.vu_chan_free)
+    lib.vu_chan_set(chan, ours.detach())
+    lib.vu_chan_set_shmem(chan, 1)
+    yield chan, theirs
+    theirs.close()
+
+
+def ack(request: int, status: int, flags: int = FLAG_VERSION | FLAG_REPLY) -> bytes:
+    return HEADER.pack(request, flags, U64.size) + U64.pack(status)
+
+
+def unmap(chan: object) -> tuple[int, int]:
+    """One SHMEM_UNMAP: (the call's result, the range's status)."""
+    status = ffi.new("int[]", 1)
+    return lib.vu_shmem_unmap(chan, ffi.new("uint64_t[]", [0, 4096]), 1, status), status[0]
+
+
+def test_an_ack_and_a_refusal_keep_the_channel(channel) -> None:
+    chan, theirs = channel
+    theirs.sendall(ack(lib.VU_BACKEND_SHMEM_UNMAP, 0) + ack(lib.VU_BACKEND_SHMEM_UNMAP, 22))
+    assert unmap(chan) == (0, 0)
+    assert unmap(chan) == (0, errno.EINVAL)
+    assert lib.vu_chan_usable(chan) == 1
+
+
+def test_a_status_outside_the_errno_range_is_eio(channel) -> None:
+    chan, theirs = channel
+    theirs.sendall(ack(lib.VU_BACKEND_SHMEM_UNMAP, 1 << 40))
+    assert unmap(chan) == (0, errno.EIO)
+
+
+@pytest.mark.parametrize("reply", [
+    ack(lib.VU_BACKEND_SHMEM_MAP, 0),  # the answer to another request
+    ack(lib.VU_BACKEND_SHMEM_UNMAP, 0, flags=FLAG_VERSION),  # not a reply
+    ack(lib.VU_BACKEND_SHMEM_UNMAP, 0, flags=FLAG_REPLY | 0x2),  # another version
+    HEADER.pack(lib.VU_BACKEND_SHMEM_UNMAP, FLAG_VERSION | FLAG_REPLY, 4) + b"\0" * 4,
+    HEADER.pack(lib.VU_BACKEND_SHMEM_UNMAP, FLAG_VERSION | FLAG_REPLY, 4097),  # oversized
+], ids=["other-request", "no-reply-flag", "bad-version", "short", "oversized"])
+def test_a_reply_that_is_not_the_ack_breaks_the_channel(channel, reply: bytes) -> None:
+    """EPROTO, and every later request ENOTCONN: a reply out of step could otherwise be
+    taken for the next request's."""
+    chan, theirs = channel
+    theirs.sendall(reply + ack(lib.VU_BACKEND_SHMEM_UNMAP, 0))
+    assert unmap(chan) == (-errno.EPROTO, -errno.EPROTO)
+    assert lib.vu_chan_usable(chan) == 0
+    assert unmap(chan) == (-errno.ENOTCONN, -errno.ENOTCONN)
+
+
+def test_fds_sent_with_an_ack_are_closed(channel) -> None:
+    chan, theirs = channel
+    r, w = os.pipe()
+    try:
+        socket.send_fds(theirs, [ack(lib.VU_BACKEND_SHMEM_UNMAP, 0)], [w, w])
+        os.close(w)
+        assert unmap(chan) == (0, 0)
+        os.set_blocking(r, False)
+        assert os.read(r, 1) == b""  # no write end is left open in this process
+    finally:
+        os.close(r)
+
+
+def test_the_front_end_closing_the_channel_is_enotconn(channel) -> None:
+    chan, theirs = channel
+    theirs.shutdown(socket.SHUT_WR)
+    assert unmap(chan) == (-errno.ENOTCONN, -errno.ENOTCONN)
