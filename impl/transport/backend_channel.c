@@ -107,9 +107,12 @@ void vu_chan_free(struct vu_backend_chan *c) {
 
 void vu_chan_set(struct vu_backend_chan *c, int fd) {
     pthread_mutex_lock(&c->lock);
-    if (c->fd >= 0)
-        close(c->fd);
-    c->fd = fd;
+    int old = c->fd;
+    /* vu_chan_shutdown reads it without the lock: the new one is there before the old
+     * number is closed (and can be another file's) */
+    __atomic_store_n(&c->fd, fd, __ATOMIC_RELEASE);
+    if (old >= 0)
+        close(old);
     c->broken = 0;
     pthread_mutex_unlock(&c->lock);
 }
