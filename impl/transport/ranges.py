@@ -104,12 +104,13 @@ class WindowBook:
             _check(lib.wb_add(self._ptr, self._range(old), ffi.NULL), "window book undo")
 
     def covers(self, start: int, end: int) -> bool:
-        """True when every byte of [start, end) is mapped."""
-        return bool(lib.wb_covers(self._ptr, start, end))
+        """True when every byte of [start, end) is mapped (none past the book's 64 bits is:
+        a guest's range that overflows them is no mapping, not an OverflowError)."""
+        return end <= _MASK and bool(lib.wb_covers(self._ptr, start, end))
 
     def remove(self, start: int, end: int) -> None:
         """Unmap [start, end); all of it must be mapped (OSError EINVAL otherwise)."""
-        if lib.wb_remove(self._ptr, start, end) != 0:
+        if end > _MASK or lib.wb_remove(self._ptr, start, end) != 0:
             raise OSError(errno.EINVAL, "range is not mapped")
 
     def clear(self) -> None:

@@ -82,6 +82,19 @@ def test_a_reversed_range_is_not_removed() -> None:
     assert list(book) == [Mapped(0, 100, (1, 1), 0, False)]
 
 
+def test_a_range_past_64_bits_is_not_mapped() -> None:
+    """A guest's REMOVEMAPPING whose offset + length overflows the book's 64 bits: EINVAL
+    (nothing is mapped there), as for any range not mapped, not an OverflowError."""
+    book = WindowBook()
+    book.add(Mapped(0, 4096, (1, 1), 0, False))
+    start = (1 << 64) - 4096
+    assert not book.covers(start, start + 8192)
+    with pytest.raises(OSError) as refused:
+        book.remove(start, start + 8192)
+    assert refused.value.errno == errno.EINVAL
+    assert book.total() == 4096
+
+
 def test_a_large_mapping_is_recorded_in_a_few_objects(tmp_path: Path) -> None:
     """SINGLE-COPY: what the front-end keeps per mapping does not grow with its length
     (a per-page record of 256 MiB was megabytes of guest-private memory)."""
