@@ -13,13 +13,17 @@
 #include "backend_channel.h"
 
 struct vu_backend_chan {
-    pthread_mutex_t lock;
+    pthread_mutex_t lock; /* held across a request and the wait for its ack */
     int fd;         /* the socket, -1: none (owned: closed by vu_chan_set and vu_chan_free) */
     int shmem;      /* the front-end negotiated SHMEM: the channel carries these requests */
     int broken;     /* a failed exchange: nothing more is sent */
     int timeout_ms; /* how long an ack may take */
     /* (st_dev, st_ino) of every file donated by SHMEM_MAP, an open-addressing set: a VMM
-     * whose window mappings are guest RAM to it (QEMU 11.1) lists them in SET_MEM_TABLE */
+     * whose window mappings are guest RAM to it (QEMU 11.1) lists them in SET_MEM_TABLE.
+     * Its own lock, never held across I/O: QEMU sends that SET_MEM_TABLE, and waits for
+     * its answer, before it acks the next of our pipelined requests; were the set under
+     * `lock`, the handler asking about it would wait for that ack, and the ack for it. */
+    pthread_mutex_t donated_lock;
     uint64_t *donated; /* 2 words a slot; dev + 1 in the first (0: empty) */
     uint64_t donated_cap, donated_len;
 };
@@ -47,8 +51,8 @@ static void donated_put(uint64_t *set, uint64_t cap, uint64_t a, uint64_t b) {
     set[2 * j + 1] = b;
 }
 
-/* Records a donated file (under the lock); -ENOMEM leaves the set as it was. */
-static int donated_add(struct vu_backend_chan *c, uint64_t dev, uint64_t ino) {
+/* Records a donated file (under donated_lock); -ENOMEM leaves the set as it was. */
+static int donated_add_locked(struct vu_backend_chan *c, uint64_t dev, uint64_t ino) {
     uint64_t a = dev + 1;
     if (donated_find(c, a, ino))
         return 0;
@@ -69,10 +73,17 @@ static int donated_add(struct vu_backend_chan *c, uint64_t dev, uint64_t ino) {
     return 0;
 }
 
+static int donated_add(struct vu_backend_chan *c, uint64_t dev, uint64_t ino) {
+    pthread_mutex_lock(&c->donated_lock);
+    int r = donated_add_locked(c, dev, ino);
+    pthread_mutex_unlock(&c->donated_lock);
+    return r;
+}
+
 int vu_chan_donated(struct vu_backend_chan *c, uint64_t dev, uint64_t ino) {
-    pthread_mutex_lock(&c->lock);
+    pthread_mutex_lock(&c->donated_lock);
     int found = donated_find(c, dev + 1, ino);
-    pthread_mutex_unlock(&c->lock);
+    pthread_mutex_unlock(&c->donated_lock);
     return found;
 }
 
@@ -90,6 +101,7 @@ struct vu_backend_chan *vu_chan_new(int timeout_ms) {
     if (c == NULL)
         return NULL;
     pthread_mutex_init(&c->lock, NULL);
+    pthread_mutex_init(&c->donated_lock, NULL);
     c->fd = -1;
     c->timeout_ms = timeout_ms;
     return c;
@@ -101,6 +113,7 @@ void vu_chan_free(struct vu_backend_chan *c) {
     if (c->fd >= 0)
         close(c->fd);
     pthread_mutex_destroy(&c->lock);
+    pthread_mutex_destroy(&c->donated_lock);
     free(c->donated);
     free(c);
 }

@@ -8,6 +8,7 @@ from __future__ import annotations
 import errno
 import os
 import socket
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -87,3 +88,30 @@ def test_the_front_end_closing_the_channel_is_enotconn(channel) -> None:
     chan, theirs = channel
     theirs.shutdown(socket.SHUT_WR)
     assert unmap(chan) == (-errno.ENOTCONN, -errno.ENOTCONN)
+
+
+def test_the_donated_set_answers_while_a_request_awaits_its_ack(channel, tmp_path) -> None:
+    """QEMU 11.1 sends SET_MEM_TABLE, listing the files we donated, and waits for our
+    answer before it acks the next of our pipelined SHMEM requests. Asking whether a file
+    was donated must not wait for that ack: it did, the channel timed out and broke, and
+    a real guest's every later DAX read was ENOTCONN."""
+    chan, theirs = channel
+    path = tmp_path / "donated"
+    path.write_bytes(b"x" * 4096)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        theirs.sendall(ack(lib.VU_BACKEND_SHMEM_MAP, 0))
+        assert lib.vu_shmem_map(chan, fd, 0, 0, 4096, 0) == 0
+        st = os.fstat(fd)
+    finally:
+        os.close(fd)
+    theirs.recv(4096)  # the SHMEM_MAP, with the fd that came along
+    result: list[tuple[int, int]] = []
+    waiting = threading.Thread(target=lambda: result.append(unmap(chan)))
+    waiting.start()
+    theirs.recv(HEADER.size)  # the SHMEM_UNMAP was sent: its ack is now awaited
+    assert lib.vu_chan_donated(chan, st.st_dev, st.st_ino) == 1
+    assert waiting.is_alive()  # answered before the ack came (or the wait timed out)
+    theirs.sendall(ack(lib.VU_BACKEND_SHMEM_UNMAP, 0))
+    waiting.join()
+    assert result == [(0, 0)]
