@@ -1,7 +1,8 @@
 """pagefs-host: export a host directory to guests over vhost-user, with DAX by fd donation.
 
     pagefs-host --socket-path PATH --shared-dir DIR [--read-only] [--max-guests N]
-                [--window-size SIZE] [--handshake-timeout SECONDS] [--tag TAG]
+                [--window-size SIZE] [--handshake-timeout SECONDS]
+                [--slot-grace SECONDS] [--tag TAG]
                 [--cache never|auto|always] [--dispatch fast|python]
                 [--workers process|thread]
                 [--log-level LEVEL]
@@ -42,6 +43,7 @@ from pagefs.impl.host.options import (
     LOG_LEVELS,
     PROG,
     RLIMIT_NOFILE_WANTED,
+    SLOT_GRACE_SECONDS,
     default_fds_per_guest,
     parse_args,
 )
@@ -55,9 +57,8 @@ log = logging.getLogger("pagefs.host")
 
 # How long a guest's connection gets to wind down at shutdown before the daemon leaves.
 STOP_GRACE_SECONDS = 5.0
-# How long a new guest at --max-guests waits for a slot a going guest is letting go, and
-# how often a thread-mode daemon looks (a worker's slot wakes the wait itself).
-SLOT_GRACE_SECONDS = 1.0
+# How often a thread-mode daemon waiting for a --max-guests slot looks (a worker's slot
+# wakes the wait itself).
 SLOT_POLL_SECONDS = 0.01
 # How long to back off when accept() fails for want of descriptors.
 ACCEPT_RETRY_SECONDS = 0.1
@@ -70,7 +71,8 @@ class Daemon:
                  socket_name: _SocketName | None, *,
                  max_guests: int | None, window_size: int,
                  handshake_timeout: float = HANDSHAKE_SECONDS,
-                 device_config: bytes = b"", cache: CachePolicy = cache_policy.DEFAULT,
+                 slot_grace: float = SLOT_GRACE_SECONDS, device_config: bytes = b"",
+                 cache: CachePolicy = cache_policy.DEFAULT,
                  credentials: Credentials | None = None, fast: bool = True,
                  spin_max_ns: int = SPIN_MAX_NS, workers: str = "process") -> None:
         self._fs = fs
@@ -84,12 +86,14 @@ class Daemon:
         self._max_guests = max_guests
         self._window_size = window_size
         self._handshake_timeout = handshake_timeout
+        self._slot_grace = slot_grace
         self._device_config = device_config
         self._cache = cache
         self._credentials = credentials or Credentials()
         self._lock = threading.Lock()
         self._guests: dict[threading.Thread, VhostUserBackend | None] = {}
         self._stopping = False
+        self._stop_seen = False  # a stop drained from the pipe while waiting for a slot
         self._signals_handled = False
         self._stop_r, self._stop_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
 
@@ -118,7 +122,7 @@ class Daemon:
             self._shutdown()
 
     def _accept_loop(self) -> None:
-        while True:
+        while not self._stop_seen:
             slots = self._workers.slots if self._workers is not None else []
             ready, _, _ = select.select([self._listener.fileno(), self._stop_r, *slots],
                                         [], [])
@@ -145,20 +149,23 @@ class Daemon:
                 conn.close()
 
     def _stop_asked(self) -> bool:
-        """Drain the stop pipe: a stop request or signal, or only SIGCHLD (the wakeup
-        fd's byte for it: a worker exited, reaped here)?"""
+        """Drain the stop pipe: a stop request or signal, now or drained before, or only
+        SIGCHLD (the wakeup fd's byte for it: a worker exited, reaped here)?"""
         try:
             woken = os.read(self._stop_r, 512)
         except BlockingIOError:
             woken = b""
         if self._workers is not None:
             self._workers.reap()
-        return any(byte != signal.SIGCHLD for byte in woken)
+        self._stop_seen |= any(byte != signal.SIGCHLD for byte in woken)
+        return self._stop_seen
 
     def _admit(self, conn: socket.socket) -> None:
         peer = _peer_pid(conn)
         live = self._live_after_grace()
-        if self._max_guests is not None and live >= self._max_guests:
+        if self._stop_seen:  # stopping: the daemon takes no one in
+            conn.close()
+        elif self._max_guests is not None and live >= self._max_guests:
             log.warning("refused connection from pid %s: %d guests connected "
                         "(--max-guests %d)", peer, live, self._max_guests)
             conn.close()
@@ -183,20 +190,28 @@ class Daemon:
         """Guests holding a slot, once any that is going has let it go: a guest's
         connection closes a moment before its session is released and its slot freed
         (milliseconds; more on a loaded machine), and a guest that came in that moment
-        must not be refused for it. Waits up to SLOT_GRACE_SECONDS, only when all are
-        taken."""
-        deadline = time.monotonic() + SLOT_GRACE_SECONDS
+        must not be refused for it. Waits up to the slot grace, only when all are taken,
+        and no longer once a stop is asked: the accept loop waits here, and a stop must
+        end the daemon at once."""
+        deadline = time.monotonic() + self._slot_grace
         live = self._live()
+        if self._max_guests is not None and live >= self._max_guests:
+            log.debug("a new connection waits up to %g s for a --max-guests slot",
+                      self._slot_grace)
         while self._max_guests is not None and live >= self._max_guests:
             left = deadline - time.monotonic()
             if left <= 0:
                 break
             if self._workers is not None:
-                ready, _, _ = select.select(self._workers.slots, [], [], left)
-                for fd in ready:
+                slots = self._workers.slots
+                ready, _, _ = select.select([self._stop_r, *slots], [], [], left)
+                for fd in set(ready) & set(slots):
                     self._workers.slot_freed(fd)
             else:
-                time.sleep(min(left, SLOT_POLL_SECONDS))
+                ready, _, _ = select.select([self._stop_r], [], [],
+                                            min(left, SLOT_POLL_SECONDS))
+            if self._stop_r in ready and self._stop_asked():
+                break
             live = self._live()
         return live
 
@@ -423,6 +438,7 @@ def main(argv: list[str] | None = None) -> int:
     credentials = Credentials(squash_uid=args.squash_uid, squash_gid=args.squash_gid)
     daemon = Daemon(fs, listener, socket_name, max_guests=args.max_guests,
                     window_size=args.window_size, handshake_timeout=args.handshake_timeout,
+                    slot_grace=args.slot_grace,
                     device_config=_device_config(args.tag),
                     cache=cache_policy.CACHE_POLICIES[args.cache], credentials=credentials,
                     fast=args.dispatch == "fast", spin_max_ns=args.spin_us * 1000,

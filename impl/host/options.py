@@ -21,6 +21,10 @@ PROG = "pagefs-host"
 # sets them up when its guest's driver starts the device, a minute into a slow boot; nor has
 # FUSE INIT: a guest mounts when it wants, maybe hours later.
 HANDSHAKE_SECONDS = 10.0
+# How long a new guest at --max-guests waits for a slot a going guest is letting go: its
+# connection closes a moment before its session is released (milliseconds; more on a
+# loaded machine).
+SLOT_GRACE_SECONDS = 1.0
 # Host descriptors one guest may hold by default: FDS_PER_GUEST, far above what a guest's
 # dentry cache keeps looked up in ordinary use, but never more than a quarter of the
 # daemon's descriptor limit (FDS_SHARE), so one guest at its cap leaves the others room.
@@ -129,6 +133,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "the vhost-user handshake (SET_OWNER) by then, bytes trickled "
                         "or not, so it holds no --max-guests slot; FUSE INIT has no "
                         f"deadline, a guest mounts when it will (default {HANDSHAKE_SECONDS:g})")
+    parser.add_argument("--slot-grace", type=_seconds, default=SLOT_GRACE_SECONDS,
+                        metavar="SECONDS", help="how long a connection that finds every "
+                        "--max-guests slot taken waits for a going guest to free one "
+                        f"before it is refused (default {SLOT_GRACE_SECONDS:g})")
     parser.add_argument("--tag", type=_tag, metavar="TAG",
                         help="the mount tag a guest sees: offers the virtio-fs config space "
                         "(VHOST_USER_PROTOCOL_F_CONFIG), which a VMM's generic vhost-user "

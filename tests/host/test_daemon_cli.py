@@ -144,6 +144,26 @@ def test_max_guests_refuses_extra_connections(tmp_path: Path) -> None:
             guest.close()
 
 
+@pytest.mark.parametrize("workers", ["process", "thread"])
+def test_a_stop_ends_a_wait_for_a_max_guests_slot(tmp_path: Path, workers: str) -> None:
+    """A connection that finds every slot taken waits --slot-grace for one in the accept
+    loop; a SIGTERM meanwhile stops the daemon then, not when the wait is over (an hour
+    here: without the stop pipe watched, stop() gives up and kills it), and the waiting
+    connection is closed, not refused for want of a slot."""
+    options = ("--workers", workers, "--slot-grace", "3600", "--handshake-timeout", "3600")
+    with host_daemon(str(tmp_path), max_guests=1, log_level="debug",
+                     options=options) as host, \
+            socket.socket(socket.AF_UNIX) as holder, socket.socket(socket.AF_UNIX) as waiter:
+        holder.connect(host.socket_path)
+        wait_until(lambda: "guest 1 connected" in host.log(), "guest 1 connected", process=host)
+        waiter.connect(host.socket_path)
+        wait_until(lambda: "waits up to 3600 s for a --max-guests slot" in host.log(),
+                   "the wait for a slot", process=host)
+        assert host.stop(timeout=60) == 0
+        assert waiter.recv(1) == b""
+        assert "refused connection" not in host.log()
+
+
 def test_a_silent_connection_loses_its_slot_at_the_handshake_deadline(tmp_path: Path) -> None:
     """A connection that never speaks would hold the only --max-guests slot forever;
     after --handshake-timeout it is closed, with a log line, and a real guest gets in."""
