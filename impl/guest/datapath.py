@@ -128,9 +128,9 @@ class DataPath:
 
     def reader(self, nodeid: int) -> safemem.Reader:
         """A reader of `nodeid` (one per handle): the fast read's key to the window's
-        books and the handle's sequential hint. NO_READER without a window."""
+        books and the handle's sequential hint. One without books without a window."""
         if self.window is None:
-            return safemem.NO_READER
+            return safemem.no_reader()
         return safemem.new_reader(self.window.books if self.fast_reads else None, nodeid)
 
     def pread(self, nodeid: int, fh: int, size: int, offset: int,

@@ -88,7 +88,11 @@ def read(address: int, length: int) -> bytes:
 # A reader (fastread.c's struct safemem_reader) of one inode through a window's books.
 Reader = Any
 
-NO_READER: Reader = ffi.new("struct safemem_reader *")  # no books: always the general path
+
+def no_reader() -> Reader:
+    """A reader with no books: its every read declines (the general path). A new one per
+    caller, so that no reader is module state any holder could change for the others."""
+    return ffi.new("struct safemem_reader *", {"books": ffi.NULL, "last_end": -1})
 
 
 def new_reader(books: Any, nodeid: int) -> Reader:

@@ -61,9 +61,9 @@ class Handle(open_flags.OpenAccess):
     position: int = 0
     closed: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    # The fast read's key (DataPath.reader): NO_READER unless open, readable and through
-    # a window, so that the fast read needs no check of its own.
-    _reader: safemem.Reader = field(default=safemem.NO_READER, repr=False)
+    # The fast read's key (DataPath.reader): one without books unless open, readable and
+    # through a window, so that the fast read needs no check of its own.
+    _reader: safemem.Reader = field(default_factory=safemem.no_reader, repr=False)
 
     def __post_init__(self) -> None:
         if self.readable and not self.closed:
@@ -379,7 +379,7 @@ class Share:
     def close(self, handle: Handle) -> None:
         self._check_open(handle)
         handle.closed = True
-        handle._reader = safemem.NO_READER
+        handle._reader = safemem.no_reader()
         self._use(handle.nodeid, -1)
         try:
             if handle.writable:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from pagefs_waits import children, tree_fds, wait_until
 
+from pagefs.impl.guest import safemem
 from pagefs.impl.guest.connect import connect
 from pagefs.impl.guest.datapath import DataPath
 from pagefs.impl.guest.share import Share
@@ -393,6 +394,18 @@ def test_the_fast_read_keeps_every_check(share: Share, export: Path) -> None:
     assert errno_of(f.pread_into, buffer, 0) == errno.EBADF
     with share.open("f", os.O_WRONLY) as w:
         assert errno_of(w.pread_into, buffer, 0) == errno.EBADF
+
+
+def test_handles_share_no_reader(any_share: Share, export: Path) -> None:
+    """Each handle's fast-read key is its own, with or without a window, open or closed:
+    no reader is state one handle could change under another."""
+    (export / "f").write_bytes(b"x" * 100)
+    first, second = any_share.open("f"), any_share.open("f")
+    assert first._reader != second._reader
+    first.close()
+    second.close()
+    assert first._reader != second._reader
+    assert safemem.no_reader() != safemem.no_reader()
 
 
 def test_sequential_reads_map_the_next_range_rather_than_ask_the_size(share: Share,

@@ -286,7 +286,7 @@ def test_the_fast_read_serves_mapped_ranges_and_declines_the_rest(setup) -> None
     assert safemem.pread(reader, buffer, RANGE - 1000) == 3000  # across two ranges
     assert buffer == _pattern(RANGE - 1000, 3000)
     assert safemem.pread(safemem.new_reader(window.books, nodeid + 1), buffer, 100) == -1
-    assert safemem.pread(safemem.NO_READER, buffer, 100) == -1
+    assert safemem.pread(safemem.no_reader(), buffer, 100) == -1
     assert safemem.pread(reader, bytearray(), 100) == -1
     assert safemem.pread(reader, buffer, -1) == -1
 
