@@ -63,9 +63,9 @@ class NoUpgrade(DaxWindow):
 
 class PreadPastEof(DataPath):
     def pread(self, nodeid: int, fh: int, size: int, offset: int,
-              reader: safemem.Reader | None = None) -> bytes:
+              reader: safemem.Reader | None = None, fast: bool = True) -> bytes:
         if self.window is None:
-            return super().pread(nodeid, fh, size, offset, reader)
+            return super().pread(nodeid, fh, size, offset, reader, fast)
         buffer = bytearray(size)  # the bug: not bounded by the file's size
         done = self._through_window(nodeid, fh, offset, memoryview(buffer), store=False)
         return bytes(buffer[:done])

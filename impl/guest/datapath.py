@@ -134,9 +134,10 @@ class DataPath:
         return safemem.new_reader(self.window.books if self.fast_reads else None, nodeid)
 
     def pread(self, nodeid: int, fh: int, size: int, offset: int,
-              reader: safemem.Reader | None = None) -> bytes:
+              reader: safemem.Reader | None = None, fast: bool = True) -> bytes:
         """Up to `size` bytes at `offset` (a buffer no larger than the file holds).
-        `reader`: the handle's (see reader()); None, a new one."""
+        `reader`: the handle's (see reader()); None, a new one. `fast`: False when the
+        caller has tried the fast read already (it would decline again)."""
         if size < 0:
             raise OSError(errno.EINVAL, "negative size")
         check_offset(offset)
@@ -153,7 +154,7 @@ class DataPath:
             reader = self.reader(nodeid)
         if size > PROBED_READ_MAX:
             size = max(0, min(size, self.size(nodeid, fh) - offset))
-        elif size >= 2 and (data := safemem.pread_bytes(reader, size, offset)) is not None:
+        elif fast and size >= 2 and (data := safemem.pread_bytes(reader, size, offset)) is not None:
             return data
         buffer = bytearray(size)
         del buffer[self._window_read(nodeid, fh, memoryview(buffer), offset, reader) :]

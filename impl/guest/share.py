@@ -86,7 +86,7 @@ class Handle(open_flags.OpenAccess):
         if 2 <= size <= PROBED_READ_MAX and (
                 data := safemem.pread_bytes(self._reader, size, offset)) is not None:
             return data
-        return self.share.pread(self, size, offset)
+        return self.share._pread(self, size, offset)
 
     def pwrite(self, data: bytes, offset: int) -> int:
         return self.share.pwrite(self, data, offset)
@@ -413,6 +413,12 @@ class Share:
     def pread(self, handle: Handle, size: int, offset: int) -> bytes:
         self._check_readable(handle)
         return self.data.pread(handle.nodeid, handle.fh, size, offset, handle._reader)
+
+    def _pread(self, handle: Handle, size: int, offset: int) -> bytes:
+        """pread's general path, when Handle.pread's fast read declined: not tried again."""
+        self._check_readable(handle)
+        return self.data.pread(handle.nodeid, handle.fh, size, offset, handle._reader,
+                               fast=False)
 
     def pread_into(self, handle: Handle, buffer: bytearray | memoryview, offset: int) -> int:
         """Fill `buffer` from `offset`; return the count (short at the end of file).

@@ -396,6 +396,27 @@ def test_the_fast_read_keeps_every_check(share: Share, export: Path) -> None:
         assert errno_of(w.pread_into, buffer, 0) == errno.EBADF
 
 
+def test_handle_pread_tries_the_fast_read_once_then_the_general_path(
+        share: Share, export: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A declined fast read is not tried again by the general path: nothing changed
+    between the two tries. The real C read runs; only its calls are counted."""
+    data = os.urandom(2 * RANGE)
+    (export / "f").write_bytes(data)
+    calls = []
+    real = safemem.pread_bytes
+
+    def counted(reader: safemem.Reader, size: int, offset: int) -> bytes | None:
+        calls.append(offset)
+        return real(reader, size, offset)
+
+    monkeypatch.setattr(safemem, "pread_bytes", counted)
+    with share.open("f") as f:
+        assert f.pread(8192, 100) == data[100:8292]  # nothing mapped: declined, then READ
+        assert calls == [100]
+        assert f.pread(8192, 200) == data[200:8392]  # mapped now: the fast read serves it
+        assert calls == [100, 200]
+
+
 def test_handles_share_no_reader(any_share: Share, export: Path) -> None:
     """Each handle's fast-read key is its own, with or without a window, open or closed:
     no reader is state one handle could change under another."""
