@@ -45,8 +45,6 @@ Params = ParamSpec("Params")
 Result = TypeVar("Result")
 
 _MAX_WINDOW_OFFSET = (1 << 64) - 1
-# One mapping of a guest's window, its file named by the host's (st_dev, st_ino).
-_Mapped = Mapped
 _RENAME_NOREPLACE = 1
 _RENAME_EXCHANGE = 2
 _FALLOC_KEEP_SIZE = 0x01
@@ -180,7 +178,7 @@ class GuestSession:
         # owner: (st_dev, st_ino); the book is the session's, in C (the fast path's too)
         self._window = WindowBook(self.tables.window_address)
         # The last mapping granted and what it replaced, until the front-end has it.
-        self._last_added: tuple[_Mapped, list[_Mapped]] | None = None
+        self._last_added: tuple[Mapped, list[Mapped]] | None = None
 
     # -- bookkeeping ---------------------------------------------------------
 
@@ -590,7 +588,7 @@ class GuestSession:
         self._window.remove(moffset, moffset + length)
 
     @property
-    def mappings(self) -> list[_Mapped]:
+    def mappings(self) -> list[Mapped]:
         """The window ranges this guest has mapped, in window order."""
         with self.tables.locked():
             return list(self._window)
