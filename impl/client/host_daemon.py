@@ -53,7 +53,9 @@ class HostDaemon:
             return f.read()
 
     def open_fds(self) -> int:
-        """How many descriptors the daemon holds now (RECLAIM is measured with it)."""
+        """How many descriptors the daemon's main process holds now. Its guests' workers
+        (child processes) hold their own and are not counted: the fuzzer compares this at
+        start and end, when no worker is left; tests count the whole tree (tree_fds)."""
         return len(os.listdir(f"/proc/{self.pid}/fd"))
 
     def alive(self) -> bool:
