@@ -18,11 +18,13 @@ from pagefs.conformance.target import (
     MAPPINGS,
     OWN_HANDLES,
     PEERS,
+    RACES,
     READ_ONLY,
 )
 from pagefs.spec.datatypes import Caller
 
-__all__ = ["DIR_NAMES", "FAMILIES", "FILE_NAMES", "NOT_EXERCISED", "Family", "family_of"]
+__all__ = ["DIR_NAMES", "FAMILIES", "FILE_NAMES", "NOT_EXERCISED", "PARTS", "Family",
+           "family_of"]
 
 FILE_NAMES = (b"a", b"b", b"c")
 
@@ -113,6 +115,12 @@ FAMILIES: tuple[Family, ...] = (
     Family("confinement", {"CONFINE": frozenset({CONFINED})}, _CONFINE_OPERATIONS,
            bad_args=True, loose=frozenset({ATTRS, BYTES}), scene="traps"),
 )
+
+# Parts of a property that need a capability of their own: on a target without it, the
+# property is judged on the rest and its verdict says which part was n/a, and why.
+PARTS: dict[str, tuple[tuple[str, str], ...]] = {
+    "EOF-FAULT": ((RACES, "a read the host truncates mid-copy (its fault count)"),),
+}
 
 NOT_EXERCISED = {
     "SINGLE-COPY": "a memory measurement (guest-private memory per guest), made by the "

@@ -32,8 +32,8 @@ from pagefs.conformance.operations import (
     Need,
     Operation,
 )
-from pagefs.conformance.session import Check, Session
-from pagefs.conformance.target import MAPPINGS, PEERS, RAW_NAMES, TargetFactory
+from pagefs.conformance.session import Bindings, Check, Session
+from pagefs.conformance.target import MAPPINGS, PEERS, RACES, RAW_NAMES, TargetFactory
 from pagefs.spec import Config, State
 from pagefs.spec.datatypes import O_RDONLY, O_RDWR, FileKind, HandleKind
 
@@ -147,7 +147,12 @@ class SpecMachine(RuleBasedStateMachine):
             self.look_first(state, args)
             state, bindings = self.session.branches[0]
             judging = not self.diverged
-        check = self.session.step(op, args)
+        return self.judge(self.session.step(op, args), state, bindings, judging, op, args)
+
+    def judge(self, check: Check, state: State, bindings: Bindings, judging: bool, op: str,
+              args: tuple, blame: set[str] | None = None) -> Check:
+        """Trace a step taken from `state`, probe what it changed (as `op(*args)`), or
+        attribute its departure: to `blame` if given, else by what the step was."""
         self.trace.append(f"{len(self.trace) + 1:3}. {check.line()}")
         if getattr(self.session, "finished", False):
             self.diverged = True  # the spec alone has no single next state to follow
@@ -164,7 +169,7 @@ class SpecMachine(RuleBasedStateMachine):
             return check
         if not judging:
             return check  # this case stopped judging at an earlier departure
-        props = attribute(state, bindings, check, self.history)
+        props = blame or attribute(state, bindings, check, self.history)
         if self.focus in props:
             type(self).on_judged()
             departure = Departure(self.focus, self.trace)
@@ -404,6 +409,46 @@ for _op in OPERATIONS:
     setattr(SpecMachine, _op.rule_name, _rule_for(_op))
 
 
+class RacingMachine(SpecMachine):
+    """The data family's machine on a target that can time a host truncate inside a
+    read's copy (capability RACES): one rule more. (Its own class, so that the cases
+    drawn for every other target and family stay what the seed gave them.)"""
+
+    def race_candidates(self) -> list[tuple[int, int, bytes]]:
+        """(guest, readable handle, its file's name in the root) a race may use."""
+        state = self.state
+        names = {ino: name for name, ino in state.inodes[1].entries.items()}
+        return [(g, fh, names[h.ino]) for g, session in enumerate(state.guests)
+                if session.connected for fh, h in sorted(session.handles.items())
+                if h.kind is HandleKind.FILE and h.access.can_read and h.ino in names
+                and state.inodes[h.ino].kind is FileKind.REG]
+
+    def races(self) -> bool:
+        return not self.diverged and bool(self.race_candidates())
+
+    @precondition(races)
+    @rule(data=st.data())
+    def read_across_truncate(self, data: st.DataObject) -> None:
+        """EOF-FAULT's count: a read of three pages from within the first two, whose
+        copy the host truncates mid-way, returns exactly the bytes before the new end
+        (or all, had it copied first): never the rest of a page it copied whole."""
+        g, fh, name = data.draw(st.sampled_from(self.race_candidates()), label="race")
+        ino = self.state.inodes[1].entries[name]
+        if self.state.inodes[ino].size < 3 * PAGE:  # the file must reach past the read
+            self.step("host.write", name, 2 * PAGE, SCENE_DATA[:PAGE + 500])
+            if self.diverged or fh not in self.state.guests[g].handles:
+                return
+        offset = data.draw(st.one_of(st.sampled_from([0, 1, 7, PAGE - 1, PAGE, PAGE + 3]),
+                                     st.integers(0, 2 * PAGE - 1)), label="offset")
+        # Mostly an end inside a page the read crosses, so the page after it faults.
+        end = max(0, offset + data.draw(st.one_of(st.sampled_from([1, 100, PAGE - 1, PAGE + 1]),
+                                                  st.integers(-PAGE, 2 * PAGE)), label="end"))
+        state, bindings = self.session.branches[0]
+        self.trace.append(f"     the host truncates {name!r} to {end} during this READ:")
+        check = self.session.step_across_truncate((g, fh, offset, 3 * PAGE), (name, end))
+        self.judge(check, state, bindings, True, "host.truncate", (name, end), {"EOF-FAULT"})
+
+
 def machine_for(factory: TargetFactory, family: Family, focus: str, *,
                 on_example: Callable[[], None] = lambda: None,
                 on_departure: Callable[[Departure], None] = lambda d: None,
@@ -411,7 +456,9 @@ def machine_for(factory: TargetFactory, family: Family, focus: str, *,
                 on_judged: Callable[[], None] = lambda: None,
                 ) -> type[SpecMachine]:
     """A machine class bound to one target factory, family and focus property."""
-    return type(f"{family.name.title().replace(' ', '')}_{focus}", (SpecMachine,), {
+    races = RACES in factory.capabilities and "EOF-FAULT" in family.needs
+    base = RacingMachine if races else SpecMachine
+    return type(f"{family.name.title().replace(' ', '')}_{focus}", (base,), {
         "factory": factory, "family": family, "focus": focus,
         "on_example": staticmethod(on_example), "on_departure": staticmethod(on_departure),
         "on_diverge": staticmethod(on_diverge), "on_judged": staticmethod(on_judged),

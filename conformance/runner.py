@@ -30,7 +30,7 @@ from hypothesis.internal.conjecture import providers
 from hypothesis.internal.constants_ast import Constants
 from hypothesis.stateful import get_state_machine_test
 
-from pagefs.conformance.families import NOT_EXERCISED, family_of
+from pagefs.conformance.families import NOT_EXERCISED, PARTS, family_of
 from pagefs.conformance.machines import Departure, machine_for
 from pagefs.conformance.progress import Progress
 from pagefs.conformance.report import (
@@ -167,6 +167,10 @@ def judge(factory: TargetFactory, prop: str, *, examples: int, steps: int, seed:
                               f"; e.g. {first_line[common[0][0]]}")
         else:
             verdict.detail = "no step judged it"
+    for capability, part in PARTS.get(prop, ()):
+        if capability not in factory.capabilities:
+            note = f"not judged here: {part}: n/a ({factory.why_not(capability)})"
+            verdict.detail = f"{verdict.detail}; {note}" if verdict.detail else note
     verdict.seconds = round(time.monotonic() - start, 2)
     return verdict
 

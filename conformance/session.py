@@ -17,7 +17,7 @@ from __future__ import annotations
 import errno as errnos
 import os
 import stat
-from collections.abc import Container, Iterator
+from collections.abc import Callable, Container, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -381,9 +381,14 @@ class Session:
         """Run `op(*args)` (spec ids, translated through `bindings`) on the target only."""
         operation = REGISTRY[op]
         targs = self._target_args(op, args, bindings)
+        return self._observe(lambda: self._execute(op, operation.kind, args, targs),
+                             operation.kind)
+
+    def _observe(self, call: Callable[[], Observed], kind: str) -> Observed:
+        """What the target answered to `call`, its errors included."""
         try:
             with exact_modes():
-                return self._execute(op, operation.kind, args, targs)
+                return call()
         except ConnectionError:
             # The back-end hung up (it died, or dropped us for this request): the guest
             # sees ENOTCONN from here on, which no rule of the spec allows. The target
@@ -392,7 +397,7 @@ class Session:
         except OSError as exc:
             if exc.errno is None:  # a harness or set-up failure, not an answer
                 raise
-            if operation.kind == "memory" and exc.errno == errnos.EFAULT:
+            if kind == "memory" and exc.errno == errnos.EFAULT:
                 return Observed("fault")
             return Observed("err", exc.errno)
 
@@ -444,3 +449,32 @@ class Session:
             self.branches = list(survivors)
         return check
 
+    def step_across_truncate(self, read: tuple, truncate: tuple) -> Check:
+        """READ `read` (spec ids) while the host truncates (`truncate`: host.truncate's
+        arguments) under its copy (capability RACES). A truncate racing an access is seen
+        whole or not at all (spec/memory.py): the read is explained by the spec's READ
+        before host.truncate or after it, and the run goes on from that truncate."""
+        guest = self.guests[read[0]]
+        assert guest is not None, "a read across a truncate needs a connected guest"
+        host = self.target.host
+        targs = self._target_args("READ", read, self.branches[0][1])
+        observed = self._observe(lambda: Observed("ok", guest.read_across_truncate(
+            *targs, lambda: host.truncate(*truncate))), "request")
+        calls = (("READ", read), ("host.truncate", truncate))
+        allowed: list[object] = []
+        survivors: dict[tuple[State, Bindings], None] = {}
+        for state, b in self.branches:
+            for first, second in (calls, calls[::-1]):
+                for one in REGISTRY[first[0]](state, *first[1]):
+                    for two in REGISTRY[second[0]](one.state, *second[1]):
+                        result = (one if first[0] == "READ" else two).result
+                        if result not in allowed:
+                            allowed.append(result)
+                        bound = match(b, "READ", read[0], result, observed, self.loose)
+                        if bound is not None:
+                            survivors.setdefault(
+                                (two.state, bound.forget_inodes(two.state.inodes)), None)
+        check = Check("READ", tuple(read), observed, tuple(allowed), bool(survivors))
+        if survivors:
+            self.branches = list(survivors)
+        return check

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 
 from pagefs.impl.filesystem import DirEntry, Entry
 from pagefs.impl.protocol.constants import FUSE_ROOT_ID
@@ -39,9 +40,10 @@ CONFINED = "confined"  # host and guest resolve names in separate worlds (CONFIN
 SPECIAL = "special"  # LINK, MKNOD, the xattr requests, FALLOCATE, SYNCFS (Guest's optional part)
 RESET = "reset"  # INIT again on a live connection: a guest kernel reset without unmount
 CREDENTIALS = "credentials"  # requests as a chosen uid/gid with a umask (Guest.act_as)
+RACES = "races"  # the host truncates a file while a guest's read copies it (read_across_truncate)
 
 ALL_CAPABILITIES = frozenset({MAPPINGS, PEERS, READ_ONLY, OWN_HANDLES, RAW_NAMES, CONFINED,
-                              SPECIAL, RESET, CREDENTIALS})
+                              SPECIAL, RESET, CREDENTIALS, RACES})
 
 ROOT_NODEID = FUSE_ROOT_ID  # the export root's nodeid, as FUSE numbers it
 
@@ -182,6 +184,13 @@ class Guest(ABC):
         """INIT on this guest's live connection, as a guest kernel that was reset without
         unmounting sends it (capability RESET): a new session on the same connection."""
         raise NotImplementedError(f"{type(self).__name__} does not offer {RESET}")
+
+    def read_across_truncate(self, fh: int, offset: int, size: int,
+                             truncate: Callable[[], None]) -> bytes:
+        """READ, with `truncate` (a real truncate by the host) called exactly once: while
+        the read's copy is under way where the target can time it (capability RACES), so
+        that the copy meets the new end of file mid-way; otherwise after the read."""
+        raise NotImplementedError(f"{type(self).__name__} does not offer {RACES}")
 
     def _not_special(self) -> NotImplementedError:
         return NotImplementedError(f"{type(self).__name__} does not offer {SPECIAL}")

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import errno
 import os
+import threading
 from collections.abc import Callable
 
 from pagefs.conformance.target import (
@@ -38,6 +39,7 @@ from pagefs.conformance.target import (
     MAPPINGS,
     OWN_HANDLES,
     PEERS,
+    RACES,
     RAW_NAMES,
     READ_ONLY,
     ROOT_NODEID,
@@ -48,7 +50,8 @@ from pagefs.conformance.target import (
 )
 from pagefs.conformance.targets.daemon import DaemonFactory, serve_pagefs
 from pagefs.conformance.targets.fuseguest import entry_of, stat_of
-from pagefs.impl.guest import Handle, Mapping, Share, connect
+from pagefs.impl.guest import Handle, Mapping, Share, connect, safemem
+from pagefs.impl.guest.window import DaxRange
 from pagefs.impl.protocol import EntryOut
 
 SUITE_RANGE = 2 << 20  # the spec's window range: what the suite's offsets count in
@@ -220,6 +223,38 @@ class ApiGuest(Guest):
         finally:
             self._pressure()
 
+    def read_across_truncate(self, fh: int, offset: int, size: int,
+                             truncate: Callable[[], None]) -> bytes:
+        """Handle.pread's general path (the C fast read hands it every copy that
+        faults), with the host's truncate made when the copy enters its second window
+        range: the pages the first range gave are copied, the rest lie past the new end
+        of file and fault, and the read must end exactly there (EOF-FAULT). Only this
+        thread's acquisitions count: mapping ahead runs on another."""
+        handle = self._handle(fh)
+        window = self.share.window
+        assert window is not None
+        acquire, me, pending = window.acquire, threading.get_ident(), [truncate]
+
+        def acquire_then_truncate(nodeid: int, fh: int, foffset: int, writable: bool,
+                                  **how: bool) -> DaxRange:
+            if pending and threading.get_ident() == me and \
+                    foffset // window.range_size > offset // window.range_size:
+                pending.pop()()
+            return acquire(nodeid, fh, foffset, writable, **how)
+
+        # The handle's reader for this read: no books (so no fast read) and no
+        # sequential hint (so no range is mapped ahead of the copy).
+        reader, handle._reader = handle._reader, safemem.new_reader(None, handle.nodeid)
+        window.acquire = acquire_then_truncate  # type: ignore[method-assign]
+        try:
+            return self.share.pread(handle, size, offset)
+        finally:
+            del window.acquire
+            handle._reader = reader
+            if pending:  # the copy never entered a second range: the host truncates now
+                pending.pop()()
+            self._pressure()
+
     def write(self, fh: int, offset: int, data: bytes) -> int:
         try:
             return self._handle(fh).pwrite(data, offset)
@@ -321,6 +356,6 @@ def ApiFactory(connect_share: Callable[[str], Share] = connect_share,  # noqa: N
                name: str = "pagefs-api") -> DaemonFactory:
     """pagefs-host per case, each guest a Share made by `connect_share` (a seeded bug
     swaps in a broken driver)."""
-    return DaemonFactory(name, frozenset({MAPPINGS, PEERS, READ_ONLY}), serve_pagefs, REASONS,
-                         WINDOW_SIZE, lambda socket_path, _size: ApiGuest(socket_path,
-                                                                          connect_share))
+    return DaemonFactory(name, frozenset({MAPPINGS, PEERS, READ_ONLY, RACES}), serve_pagefs,
+                         REASONS, WINDOW_SIZE,
+                         lambda socket_path, _size: ApiGuest(socket_path, connect_share))
