@@ -36,8 +36,12 @@ ffibuilder.cdef(
         uint64_t first_within;
         const uintptr_t *addresses;
         uint32_t count;
+        uint32_t users;
     };
-    int64_t safemem_span_read(const struct safemem_span *s, char *dst, size_t n,
+    int safemem_span_enter(struct safemem_span *s);
+    void safemem_span_leave(struct safemem_span *s);
+    void safemem_span_close(struct safemem_span *s);
+    int64_t safemem_span_read(struct safemem_span *s, char *dst, size_t n,
                               int64_t position);
     """
 )

@@ -28,7 +28,9 @@
  * records where the reader's read ended, so that a sequential read entering a new range
  * is left to the general path, which maps the next range ahead (unless it is mapped).
  */
+#include <sched.h>
 #include <stdlib.h>
+#include <time.h>
 
 #define BOOKS_STRETCH 8        /* slots a key may sit in, from its hash on */
 #define BOOKS_READ_RANGES 8    /* ranges one fast read may touch, its probe included */
@@ -227,26 +229,25 @@ int64_t safemem_pread(struct safemem_reader *rd, char *dst, size_t n, int64_t of
 }
 
 /* A user's Mapping: the window ranges it pins (never reclaimed while it is open), so its
- * reads need no lookup and no generation check. */
+ * reads need no lookup and no generation check. Every access to its memory, C's and
+ * the Python general path's, is made between safemem_span_enter and _leave; close
+ * waits for those in progress before the pins are released, since the range may then be
+ * unmapped or map another file at once. */
 struct safemem_span {
     const struct safemem_books *books;  /* for `closed` */
     uint64_t length;            /* bytes mapped */
     uint64_t first_within;      /* where the mapping starts in its first range */
     const uintptr_t *addresses; /* the window address of each pinned range */
     uint32_t count;             /* how many; 0 once the mapping is closed */
+    uint32_t users;             /* accesses in progress */
 };
 
-/* Copy n bytes from `position` of the mapping into dst: returns n, or -1 when it is not
- * that simple (closed, out of bounds, a fault: the host truncated), and the caller's
- * general path says what happened. */
-int64_t safemem_span_read(const struct safemem_span *s, char *dst, size_t n, int64_t position)
+/* safemem_span_read's copy, between enter and leave. */
+static int64_t span_copy(const struct safemem_span *s, char *dst, size_t n, uint64_t position)
 {
-    if (LOAD_RLX(&s->count) == 0 || LOAD_ACQ(&s->books->closed) || position < 0 ||
-        (uint64_t)position > s->length || n > s->length - (uint64_t)position)
-        return -1;
     const unsigned shift = s->books->shift;
     const uint64_t range_mask = ((uint64_t)1 << shift) - 1;
-    uint64_t at = s->first_within + (uint64_t)position, done = 0;
+    uint64_t at = s->first_within + position, done = 0;
     while (done < n) {
         size_t piece = (size_t)((range_mask + 1) - (at & range_mask));
         if (piece > n - done)
@@ -258,4 +259,54 @@ int64_t safemem_span_read(const struct safemem_span *s, char *dst, size_t n, int
         at += piece;
     }
     return (int64_t)n;
+}
+
+/* An access begins: 1, or 0 (none counted) if the mapping is closed. Sequentially
+ * consistent on both sides with safemem_span_close: either close sees this user, or this
+ * user sees the mapping closed. */
+int safemem_span_enter(struct safemem_span *s)
+{
+    __atomic_add_fetch(&s->users, 1, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&s->count, __ATOMIC_SEQ_CST) != 0)
+        return 1;
+    __atomic_sub_fetch(&s->users, 1, __ATOMIC_RELEASE);
+    return 0;
+}
+
+void safemem_span_leave(struct safemem_span *s)
+{
+    __atomic_sub_fetch(&s->users, 1, __ATOMIC_RELEASE);
+}
+
+/* Close the span: no access begins from here on, and those in progress have ended when
+ * this returns (each is one bounded copy, fault-contained, or a Python path that waits
+ * at most for one request; called without the GIL, so those can finish). */
+void safemem_span_close(struct safemem_span *s)
+{
+    __atomic_store_n(&s->count, 0, __ATOMIC_SEQ_CST);
+    for (unsigned spins = 0; __atomic_load_n(&s->users, __ATOMIC_SEQ_CST) != 0; spins++) {
+        if (spins < 64) {
+            sched_yield();
+        } else {
+            struct timespec pause = {0, 50 * 1000};
+            nanosleep(&pause, NULL);
+        }
+    }
+    __atomic_thread_fence(__ATOMIC_ACQUIRE);
+}
+
+/* Copy n bytes from `position` of the mapping into dst: returns n, or -1 when it is not
+ * that simple (closed, out of bounds, a fault: the host truncated), and the caller's
+ * general path says what happened. */
+int64_t safemem_span_read(struct safemem_span *s, char *dst, size_t n, int64_t position)
+{
+    if (position < 0 || (uint64_t)position > s->length || n > s->length - (uint64_t)position)
+        return -1;
+    if (!safemem_span_enter(s))
+        return -1;
+    int64_t done = -1;
+    if (!LOAD_ACQ(&s->books->closed))
+        done = span_copy(s, dst, n, (uint64_t)position);
+    safemem_span_leave(s);
+    return done;
 }

@@ -20,6 +20,7 @@ as a context manager, to unpin its ranges.
 from __future__ import annotations
 
 import errno
+import threading
 from collections.abc import Callable
 
 from pagefs.impl.guest import safemem
@@ -29,6 +30,8 @@ from pagefs.impl.guest.window import DaxRange, DaxWindow
 
 _pointer = ffi.from_buffer  # module globals: the fast reads look up no attribute
 _span_read = lib.safemem_span_read
+_span_enter = lib.safemem_span_enter
+_span_leave = lib.safemem_span_leave
 
 
 class Mapping:
@@ -52,6 +55,7 @@ class Mapping:
         self._refresh_size = refresh_size
         self._on_close = on_close
         self._size: int | None = None  # the file's size as last seen; asked only when needed
+        self._closing = threading.Lock()  # one close() releases the pins
         step = self._range_size = window.range_size
         self._first = offset - offset % step
         # The pins this mapping holds, one per window range in file order: not a record of
@@ -94,11 +98,16 @@ class Mapping:
         return self._pins is None
 
     def close(self) -> None:
-        """Unpin the ranges; the window may reclaim them from now on."""
-        if self._pins is not None:
-            self._span.count = 0  # the C reads see it closed from here on
+        """Unpin the ranges; the window may reclaim them from now on. A read or write on
+        another thread meanwhile completes before the pins go, or raises ValueError."""
+        with self._closing:
+            if self._pins is None:
+                return
+            # No access begins from here on, and those under way end first: an unpinned
+            # range may be unmapped, or map another file, at once.
+            lib.safemem_span_close(self._span)
             self._release_pins()
-            self._on_close()
+        self._on_close()
 
     def __enter__(self) -> Mapping:
         return self
@@ -142,9 +151,13 @@ class Mapping:
     def _read_into(self, position: int, buffer: bytearray | memoryview) -> int:
         """read_into()'s general path: every check, and a fault's consequences."""
         view = memoryview(buffer).cast("B")
-        self._check(position, 0)
-        view = view[: max(0, self.length - position)]
-        return self._copy(position, view, store=False)
+        self._enter()
+        try:
+            self._check(position, 0)
+            view = view[: max(0, self.length - position)]
+            return self._copy(position, view, store=False)
+        finally:
+            _span_leave(self._span)
 
     def write(self, position: int, data: bytes) -> int:
         """Store `data` at `position`; return the bytes stored (fewer only if the host
@@ -152,8 +165,12 @@ class Mapping:
         if not self.writable:
             raise OSError(errno.EACCES, "mapping is read-only")
         view = memoryview(data).cast("B")
-        self._check(position, len(view))
-        return self._copy(position, view, store=True)
+        self._enter()
+        try:
+            self._check(position, len(view))
+            return self._copy(position, view, store=True)
+        finally:
+            _span_leave(self._span)
 
     def __getitem__(self, index: int | slice) -> int | bytes:
         if isinstance(index, slice):
@@ -216,6 +233,11 @@ class Mapping:
         if len(data) != size:
             raise OSError(errno.EFAULT, "load beyond the end of the file")
         return data
+
+    def _enter(self) -> None:
+        """An access to the mapping's memory begins (close() waits for its end)."""
+        if not _span_enter(self._span):
+            raise ValueError("mapping is closed")
 
     def _check(self, position: int, size: int) -> None:
         if self._pins is None:
