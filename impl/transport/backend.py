@@ -504,6 +504,7 @@ class VhostUserBackend:
         except (VirtqueueError, OSError) as e:
             self._break(f"queue {index}: {e}")
         finally:
+            loop.close()
             vring.stats = loop.stats()
             log.info("queue %d stopped: %s", index, vring.stats)
 

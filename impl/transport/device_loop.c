@@ -24,9 +24,25 @@ static void notify(struct vq_loop *loop, int needed) {
     }
 }
 
+static int serve_until_stop(struct vq_loop *loop);
+
 int vq_loop_run(struct vq_loop *loop) {
+    int r = serve_until_stop(loop);
+    if (r != VQ_LOOP_CHAIN)
+        vq_loop_close(loop);
+    return r;
+}
+
+void vq_loop_close(struct vq_loop *loop) { poller_close(&loop->poller); }
+
+static int serve_until_stop(struct vq_loop *loop) {
     struct vq_device *vq = loop->vq;
     struct vq_chain *c = &loop->chain;
+    struct poller_watch stop = {loop->stop_fd, POLLIN, 0};
+    /* With every CPU taken the loop sleeps once per request: an epoll set makes that
+     * one system call (poller_use_epoll); should it fail, ppoll serves as well. */
+    if (loop->poller.epfd < 0)
+        (void)poller_use_epoll(&loop->poller, loop->kick_fd, &stop, 1);
     for (;;) {
         vq_device_suppress_kicks(vq);
         for (;;) {
@@ -54,7 +70,6 @@ int vq_loop_run(struct vq_loop *loop) {
         /* Kicks stay off while spinning (EVENT_IDX: avail_event is left behind, so the
          * driver does not kick; without it VRING_USED_F_NO_NOTIFY), re-armed before a sleep. */
         struct poller_ring ring = {ring_ready, ring_quiet, ring_arm, vq};
-        struct poller_watch stop = {loop->stop_fd, POLLIN, 0};
         int r = poller_wait(&loop->poller, &ring, loop->kick_fd, &stop, 1, -1);
         if (r < 0)
             return r;

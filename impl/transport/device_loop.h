@@ -51,7 +51,11 @@ struct vq_loop {
     uint64_t passed;      /* chains handed to the caller */
 };
 
+/* Serves until a chain is handed back (call it again after), stop_fd or a broken queue;
+ * the last two close what the loop holds open (vq_loop_close). */
 int vq_loop_run(struct vq_loop *loop);
+/* Closes the loop's epoll set (poller_use_epoll), if any; a later run opens it anew. */
+void vq_loop_close(struct vq_loop *loop);
 /* Answers the chain handed back by vq_loop_run (the caller's reply bytes) and notifies
  * the driver if it asked; returns the bytes that fitted. */
 uint32_t vq_loop_complete(struct vq_loop *loop, const char *reply, size_t len);

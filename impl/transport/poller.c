@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/epoll.h>
 #include <stdint.h>
 #include <time.h>
 #include <unistd.h>
@@ -87,6 +88,38 @@ void poller_init(struct poller *p, uint32_t max_ns) {
     p->budget_ns = max_ns < GROW_START_NS ? max_ns : GROW_START_NS;
     p->met_ns = 0;
     p->waits = p->spun = p->slept = p->contended = p->spin_ns = 0;
+    p->epfd = -1;
+}
+
+/* An epoll event's data: 0 is the notification fd, k + 1 watched fd k. */
+int poller_use_epoll(struct poller *p, int notify_fd, const struct poller_watch *watch,
+                     unsigned nwatch) {
+    if (nwatch > POLLER_MAX_WATCH)
+        return -EINVAL;
+    int epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (epfd < 0)
+        return -errno;
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLET, .data.u32 = 0};
+    int bad = epoll_ctl(epfd, EPOLL_CTL_ADD, notify_fd, &ev);
+    for (unsigned k = 0; k < nwatch && !bad; k++) {
+        ev.events = (uint32_t)watch[k].events;
+        ev.data.u32 = k + 1;
+        bad = epoll_ctl(epfd, EPOLL_CTL_ADD, watch[k].fd, &ev);
+    }
+    if (bad) {
+        int err = errno;
+        close(epfd);
+        return -err;
+    }
+    poller_close(p);
+    p->epfd = epfd;
+    return 0;
+}
+
+void poller_close(struct poller *p) {
+    if (p->epfd >= 0)
+        close(p->epfd);
+    p->epfd = -1;
 }
 
 /* Doubles the budget, or makes it the whole wait that was just slept through if that is
@@ -124,10 +157,44 @@ static void adapt_after_sleep(struct poller *p, int64_t waited_ns, int contended
         grow(p, waited_ns);
 }
 
-static void drain(int fd) {
-    uint64_t count;
-    while (read(fd, &count, sizeof count) == (ssize_t)sizeof count)
-        ;
+/* Sleeps in ppoll on fds[0] (the notification fd, drained here) and the nwatch after it,
+ * at most left_ns (INT64_MAX - now: no limit); the count of fds with events, or -errno. */
+static int sleep_ppoll(struct pollfd *fds, unsigned nwatch, int64_t left_ns) {
+    struct timespec left, *limit = NULL;
+    if (left_ns < INT64_MAX / 2) {
+        left.tv_sec = left_ns / 1000000000;
+        left.tv_nsec = left_ns % 1000000000;
+        limit = &left;
+    }
+    int n = ppoll(fds, 1 + nwatch, limit, NULL);
+    if (n < 0)
+        return -errno;
+    if (n && fds[0].revents) {
+        /* One read takes the whole count; a write after it leaves the fd readable, so
+         * at worst the next wait returns at once and finds the ring as it is. */
+        uint64_t count;
+        (void)!read(fds[0].fd, &count, sizeof count);
+    }
+    return n;
+}
+
+/* sleep_ppoll's contract, in the epoll set `epfd` (poller_use_epoll): the notification
+ * fd is not read, and the watched fds' events are put in fds[1..nwatch].revents. */
+static int sleep_epoll(int epfd, struct pollfd *fds, unsigned nwatch, int64_t left_ns) {
+    struct epoll_event evs[1 + POLLER_MAX_WATCH];
+    int ms = -1;
+    if (left_ns < INT64_MAX / 2)
+        ms = left_ns > (int64_t)INT32_MAX * 1000000 ? INT32_MAX
+                                                     : (int)((left_ns + 999999) / 1000000);
+    int n = epoll_wait(epfd, evs, (int)(1 + nwatch), ms);
+    if (n < 0)
+        return -errno;
+    for (unsigned k = 0; k <= nwatch; k++)
+        fds[k].revents = 0;
+    for (int i = 0; i < n; i++)
+        if (evs[i].data.u32 <= nwatch)
+            fds[evs[i].data.u32].revents = (short)evs[i].events;
+    return n;
 }
 
 /* Spins until ring->ready(), the budget's end or the deadline, or until no CPU is free.
@@ -205,20 +272,13 @@ int poller_wait(struct poller *p, const struct poller_ring *ring, int notify_fd,
             adapt_after_sleep(p, now - start, contended);
             return POLLER_TIMEOUT;
         }
-        struct timespec left, *limit = NULL;
-        if (deadline != INT64_MAX) {
-            left.tv_sec = (deadline - now) / 1000000000;
-            left.tv_nsec = (deadline - now) % 1000000000;
-            limit = &left;
-        }
-        int n = ppoll(fds, 1 + nwatch, limit, NULL);
+        int n = p->epfd >= 0 ? sleep_epoll(p->epfd, fds, nwatch, deadline - now)
+                             : sleep_ppoll(fds, nwatch, deadline - now);
         if (n < 0) {
-            if (errno == EINTR)
+            if (n == -EINTR)
                 continue;
-            return -errno;
+            return n;
         }
-        if (n && fds[0].revents)
-            drain(notify_fd);
         if (ring->ready(ring->ctx)) { /* before any hang-up: what came first counts */
             adapt_after_sleep(p, poller_now_ns() - start, contended);
             return POLLER_READY;

@@ -42,6 +42,7 @@ struct poller {
     uint64_t slept;     /* ... of which needed a sleep on the notification fd */
     uint64_t contended; /* ... of which did not spin, or stopped, as no CPU was free */
     uint64_t spin_ns;   /* time spent spinning, in all */
+    int epfd;           /* -1: sleeps in ppoll; else the epoll set of poller_use_epoll */
 };
 
 /* How often the count of runnable threads is sampled (process-wide). */
@@ -72,6 +73,19 @@ void poller_init(struct poller *p, uint32_t max_ns);
  * POLLER_EVENT, or a negative errno. */
 int poller_wait(struct poller *p, const struct poller_ring *ring, int notify_fd,
                 struct poller_watch *watch, unsigned nwatch, int64_t timeout_ns);
+
+/* From now on sleeps in a persistent epoll set holding notify_fd (edge-triggered) and
+ * the watched fds (level-triggered), instead of a ppoll of them per wait: a loop that
+ * sleeps once per request (every CPU taken, so nothing spins) then pays one system call
+ * per sleep, where ppoll registers on every fd's wait queue anew and the eventfd needs a
+ * read to be drained. An eventfd counts every write as an edge, so notify_fd is never
+ * read (its counter, 64 bits, cannot fill). Every later poller_wait must pass the same
+ * fds. 0, or -errno (the poller keeps sleeping in ppoll). */
+int poller_use_epoll(struct poller *p, int notify_fd, const struct poller_watch *watch,
+                     unsigned nwatch);
+
+/* Closes what poller_use_epoll opened (it may be called again after). */
+void poller_close(struct poller *p);
 
 int64_t poller_now_ns(void);
 

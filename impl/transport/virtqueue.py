@@ -268,6 +268,10 @@ class DeviceLoop:
         the bytes that fitted."""
         return int(lib.vq_loop_complete(self._loop, reply, len(reply)))
 
+    def close(self) -> None:
+        """Closes the fd the loop sleeps in (run() closes it too when it stops)."""
+        lib.vq_loop_close(self._loop)
+
     def stats(self) -> dict[str, int]:
         """Chains served in C and handed back; the poller's budget now, its waits for a
         request, those met spinning, those that slept, those that could not spin for want

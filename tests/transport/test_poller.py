@@ -120,7 +120,8 @@ def test_a_notification_wakes_the_sleeper_and_a_short_wait_grows_the_budget() ->
         ring.close()
 
 
-def test_a_watched_fd_ends_the_wait_with_its_events() -> None:
+@pytest.mark.parametrize("sleep_in", ["ppoll", "epoll"])
+def test_a_watched_fd_ends_the_wait_with_its_events(sleep_in: str) -> None:
     poller = ffi.new("struct poller *")
     lib.poller_init(poller, 0)
     ring = Ring()
@@ -129,14 +130,36 @@ def test_a_watched_fd_ends_the_wait_with_its_events() -> None:
         watch = ffi.new("struct poller_watch[1]")
         watch[0].fd = ours.fileno()
         watch[0].events = 0x2000  # POLLRDHUP
+        if sleep_in == "epoll":
+            assert lib.poller_use_epoll(poller, ring.fd, watch, 1) == 0
         theirs.close()
         assert wait(poller, ring, 10**10, watch, 1) == lib.POLLER_EVENT
         assert watch[0].revents
         ring.items = 1  # what is ready counts before a hang-up
         assert wait(poller, ring, 10**10, watch, 1) == lib.POLLER_READY
     finally:
+        lib.poller_close(poller)
         ours.close()
         ring.close()
+
+
+def test_in_an_epoll_set_every_notification_wakes_the_sleeper_none_read() -> None:
+    poller = ffi.new("struct poller *")
+    lib.poller_init(poller, 0)  # never spins: every wait sleeps
+    ring = Ring()
+    fds = len(os.listdir("/proc/self/fd"))
+    try:
+        assert lib.poller_use_epoll(poller, ring.fd, ffi.NULL, 0) == 0
+        assert poller.epfd >= 0 and len(os.listdir("/proc/self/fd")) == fds + 1
+        _late_answers(poller, ring, 3, after=0.005)
+        assert poller.slept == 3
+        ring.items = 0  # the notifications are not read, yet none wakes a later wait
+        assert wait(poller, ring, 20_000_000) == lib.POLLER_TIMEOUT
+        assert os.eventfd_read(ring.fd) == 3  # all three writes still counted: none read
+    finally:
+        lib.poller_close(poller)
+        ring.close()
+    assert poller.epfd == -1 and len(os.listdir("/proc/self/fd")) == fds - 1
 
 
 def _answered_in(poller: object, ring: Ring, ns: int, timeout_ns: int) -> int:
