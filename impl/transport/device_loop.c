@@ -43,6 +43,8 @@ static int serve_until_stop(struct vq_loop *loop) {
      * one system call (poller_use_epoll); should it fail, ppoll serves as well. */
     if (loop->poller.epfd < 0)
         (void)poller_use_epoll(&loop->poller, loop->kick_fd, &stop, 1);
+    /* A worker's spin gives way to a guest (or another worker) that wants its CPU. */
+    loop->poller.yields = 1;
     for (;;) {
         vq_device_suppress_kicks(vq);
         for (;;) {

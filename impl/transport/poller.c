@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <sys/epoll.h>
 #include <stdint.h>
 #include <time.h>
@@ -89,6 +90,7 @@ void poller_init(struct poller *p, uint32_t max_ns) {
     p->met_ns = 0;
     p->waits = p->spun = p->slept = p->contended = p->spin_ns = 0;
     p->epfd = -1;
+    p->yields = 0;
 }
 
 /* An epoll event's data: 0 is the notification fd, k + 1 watched fd k. */
@@ -207,7 +209,7 @@ static int spin(struct poller *p, const struct poller_ring *ring, int64_t start,
         *contended = 1;
         return 0;
     }
-    int64_t spin_end = start + p->budget_ns, now = start;
+    int64_t spin_end = start + p->budget_ns, now = start, yielded = start;
     if (spin_end > deadline)
         spin_end = deadline;
     ring->quiet(ring->ctx);
@@ -225,6 +227,15 @@ static int spin(struct poller *p, const struct poller_ring *ring, int64_t start,
             if (cpus_taken(now)) {
                 *contended = 1;
                 break;
+            }
+            if (p->yields && now - yielded >= POLLER_YIELD_EVERY_NS) {
+                sched_yield();
+                yielded = poller_now_ns();
+                if (yielded - now > POLLER_YIELD_TAKEN_NS) {
+                    now = yielded;
+                    *contended = 1;
+                    break;
+                }
             }
         }
     }

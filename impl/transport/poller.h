@@ -43,7 +43,15 @@ struct poller {
     uint64_t contended; /* ... of which did not spin, or stopped, as no CPU was free */
     uint64_t spin_ns;   /* time spent spinning, in all */
     int epfd;           /* -1: sleeps in ppoll; else the epoll set of poller_use_epoll */
+    int yields;         /* 1: a spin offers its CPU now and then, and ends once taken */
 };
+
+/* A yielding spin (yields = 1) calls sched_yield every POLLER_YIELD_EVERY_NS, and stops
+ * (as contended) when the call took longer than POLLER_YIELD_TAKEN_NS: another thread ran
+ * on this CPU meanwhile, so spinning steals from it (the sampled count of runnable
+ * threads sees that only every POLLER_SAMPLE_NS). */
+#define POLLER_YIELD_EVERY_NS 4000
+#define POLLER_YIELD_TAKEN_NS 5000
 
 /* How often the count of runnable threads is sampled (process-wide). */
 #define POLLER_SAMPLE_NS 1000000

@@ -261,3 +261,32 @@ def test_no_spin_while_every_cpu_is_taken(every_cpu_taken: None) -> None:
     finally:
         ring.close()
 
+
+
+@pytest.mark.parametrize("yields", [0, 1])
+def test_a_yielding_spin_ends_once_another_thread_takes_its_cpu(yields: int) -> None:
+    """The load gate samples the machine only now and then (and is counted out here: the
+    module's fixture); a yielding spin gives its CPU to a thread that wants it and stops,
+    as contended. A busy process shares this thread's one CPU: without yields the spin
+    runs its whole budget beside it, with them it ends at the first yield."""
+    here = os.sched_getaffinity(0)
+    cpu = min(here)
+    busy = subprocess.Popen([sys.executable, "-c", "import os, sys\n"
+                             f"os.sched_setaffinity(0, {{{cpu}}})\n"
+                             "print('ready', flush=True)\nwhile True: pass"],
+                            stdout=subprocess.PIPE, text=True)
+    poller = ffi.new("struct poller *")
+    lib.poller_init(poller, 10**9)
+    poller.budget_ns = 50_000_000  # a spin of 50 ms, unless it yields
+    poller.yields = yields
+    ring = Ring()
+    try:
+        assert busy.stdout is not None and busy.stdout.readline().strip() == "ready"
+        os.sched_setaffinity(0, {cpu})
+        assert wait(poller, ring, 100_000_000) == lib.POLLER_TIMEOUT
+        assert poller.contended == yields  # ended for the other thread, or not at all
+    finally:
+        os.sched_setaffinity(0, here)
+        busy.kill()
+        busy.wait()
+        ring.close()
