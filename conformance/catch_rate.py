@@ -12,6 +12,8 @@ Every seeded bug the project keeps, each run against the property family it belo
 A bug is caught when some property fails (its own, or another: both are counted).
 
     python -m pagefs.conformance.catch_rate [--out reports/catch-rate.md]
+    python -m pagefs.conformance.catch_rate --out reports/catch-rate.md --only BUG ...
+        (rerun those bugs; every other row is kept as the report has it)
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import argparse
 import contextlib
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Container, Iterator
 from dataclasses import dataclass
 
 from pagefs.conformance import concurrent, targets
@@ -37,6 +39,7 @@ BUDGET = {"examples": 20, "steps": 20, "seed": 0, "shrink_seconds": 5.0,
           "show_progress": False}
 DRIVER_DATA = ["COH-READ", "COH-WRITE", "EOF-FAULT", "ISOLATION", "COH-PEER", "LIFETIME"]
 ANY_DATA = "a data property"
+TORN_WRITES = "torn-writes"
 
 
 @dataclass
@@ -89,27 +92,55 @@ def _entering(factory: TargetFactory) -> Maker:
     return lambda stack: stack.enter_context(factory)
 
 
-def all_bugs() -> Iterator[Caught]:
+def all_bugs(only: Container[str] | None = None) -> Iterator[Caught]:
+    """Each seeded bug's row (of those named in `only`, if given), run in turn."""
+    def wanted(bug: str) -> bool:
+        return only is None or bug in only
+
     for fault in FAULTS:
-        prop = BREAKS[fault]
-        yield _stepped("target", fault, _target_fault(fault), prop, _family(prop))
+        if wanted(fault):
+            prop = BREAKS[fault]
+            yield _stepped("target", fault, _target_fault(fault), prop, _family(prop))
     for fault, prop in MEASURED_FAULTS.items():
-        start = time.monotonic()
-        v = measured_fault(fault)
-        yield Caught("measured", fault, "pagefs", prop, "its measurement",
-                     {prop} if v.result == FAIL else set(), time.monotonic() - start)
+        if wanted(fault):
+            start = time.monotonic()
+            v = measured_fault(fault)
+            yield Caught("measured", fault, "pagefs", prop, "its measurement",
+                         {prop} if v.result == FAIL else set(), time.monotonic() - start)
     for fault in DRIVER_FAULTS:
-        yield _stepped("guest driver", fault, _entering(broken_api(fault)),
-                       ANY_DATA, DRIVER_DATA)
+        if wanted(fault):
+            yield _stepped("guest driver", fault, _entering(broken_api(fault)),
+                           ANY_DATA, DRIVER_DATA)
     for fault, (_method, _broken, prop) in HOST_FAULTS.items():
-        yield _stepped("host daemon", fault, _entering(broken_host(fault)), prop,
-                       _family(prop))
-    start = time.monotonic()
-    with targets.factory("pagefs") as base:
-        result = concurrent.check(concurrent.torn_writes(base), rounds=20, seed=0)
-    yield Caught("concurrency", "torn-writes", result.target, "linearizability",
-                 "20 concurrent rounds", {"linearizability"} if result.violations else set(),
-                 time.monotonic() - start)
+        if wanted(fault):
+            yield _stepped("host daemon", fault, _entering(broken_host(fault)), prop,
+                           _family(prop))
+    if wanted(TORN_WRITES):
+        start = time.monotonic()
+        with targets.factory("pagefs") as base:
+            result = concurrent.check(concurrent.torn_writes(base), rounds=20, seed=0)
+        yield Caught("concurrency", TORN_WRITES, result.target, "linearizability",
+                     "20 concurrent rounds",
+                     {"linearizability"} if result.violations else set(),
+                     time.monotonic() - start)
+
+
+def bug_names() -> list[str]:
+    return [*FAULTS, *MEASURED_FAULTS, *DRIVER_FAULTS, *HOST_FAULTS, TORN_WRITES]
+
+
+def from_markdown(text: str) -> list[Caught]:
+    """The rows of a report to_markdown wrote (to rerun some bugs and keep the rest)."""
+    rows = []
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) != 8 or not cells[1].startswith("`"):
+            continue
+        layer, bug, target, expected, judged_by, failed, _caught, seconds = cells
+        rows.append(Caught(layer, bug.strip("`"), target.strip("`"), expected, judged_by,
+                           set() if failed == "-" else set(failed.split(", ")),
+                           float(seconds.removesuffix(" s"))))
+    return rows
 
 
 def to_markdown(rows: list[Caught]) -> str:
@@ -132,16 +163,38 @@ def to_markdown(rows: list[Caught]) -> str:
     return "\n".join(out) + "\n"
 
 
+def merged(kept: list[Caught], fresh: list[Caught]) -> list[Caught]:
+    """The report's rows with the rerun ones in their place, in the order a whole run
+    gives (layer by layer); rows of bugs the project no longer keeps are dropped."""
+    by_bug = {r.bug: r for r in kept} | {r.bug: r for r in fresh}
+    return [by_bug[bug] for bug in bug_names() if bug in by_bug]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pagefs.conformance.catch_rate",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--out", help="write the Markdown report here")
+    parser.add_argument("--only", action="append", metavar="BUG",
+                        help="run only this seeded bug (repeatable) and update its row in "
+                             "the report --out names, which must exist")
     args = parser.parse_args(argv)
+    kept: list[Caught] = []
+    if args.only:
+        unknown = sorted(set(args.only) - set(bug_names()))
+        if unknown or not args.out:
+            parser.error(f"unknown seeded bug {', '.join(unknown)}; known: "
+                         f"{', '.join(bug_names())}" if unknown else "--only needs --out")
+        try:
+            with open(args.out) as f:
+                kept = from_markdown(f.read())
+        except OSError as exc:
+            parser.error(f"cannot read the report to update: {exc}")
     rows = []
-    for row in all_bugs():
+    for row in all_bugs(set(args.only) if args.only else None):
         print(f"{row.layer:13} {row.bug:22} {'caught' if row.caught else 'MISSED':7} "
               f"{', '.join(sorted(row.failed))}", file=sys.stderr, flush=True)
         rows.append(row)
+    rows = merged(kept, rows)
     text = to_markdown(rows)
     if args.out:
         with open(args.out, "w") as f:
