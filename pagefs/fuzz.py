@@ -7,10 +7,11 @@ FUSE: valid requests of every served opcode, built on live nodeids and handles, 
 mutated (bytes flipped, integer fields set to edge values, truncated, extended, opcode
 or length changed) and sent on a connected guest's request queue. vhost-user: every
 `VHOST_EVERY` messages a fresh connection sends a mutated handshake. Counted: messages,
-replies, errno replies, crashes (the daemon or a guest's worker process died, the input
-kept), hangs (no reply within HANG_SECONDS), and at the end the daemon's descriptor and RSS drift
-between the start and the end with no guest connected. The export is a 64 MiB tmpfs, so
-a mutated FALLOCATE or WRITE cannot fill the host's disk. Exit 0 only with no crash, no
+replies, errno replies, crashes (the daemon or a guest's worker process died; kept: the
+input the fuzzed guest's own worker died on, or that a vhost-user session's did), hangs
+(no reply within HANG_SECONDS), and at the end the daemon's descriptor and RSS drift
+between the start and the end with no guest connected. The export is a 64 MiB tmpfs,
+so a mutated FALLOCATE or WRITE cannot fill the host's disk. Exit 0 only with no crash, no
 hang and no fd drift.
 """
 
@@ -30,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 from pagefs.impl import protocol as p
-from pagefs.impl.client.child import rss_kib
+from pagefs.impl.client.child import children, exited, rss_kib
 from pagefs.impl.client.fuse_client import FuseClient
 from pagefs.impl.client.host_daemon import HostDaemon, HostDaemonError, host_daemon
 from pagefs.impl.protocol import constants as c
@@ -38,8 +39,11 @@ from pagefs.impl.protocol.virtio_fs import request_queue
 from pagefs.impl.transport.vhost_user import HEADER, Request
 
 HANG_SECONDS = 10.0
+POLL_SECONDS = 0.01
 # how pagefs-host logs a guest's worker process that died rather than ended (workers.py)
 WORKER_DIED = "dropped: its worker (pid"
+# what a crash_inputs entry says of a worker death no FUSE input of ours explains
+VHOST_CRASH = "a vhost-user session's worker"
 VHOST_EVERY = 2000
 RESEED_EVERY = 400
 REPLY_ROOM = 1 << 16
@@ -199,55 +203,102 @@ def _prepare(export: str) -> None:
     os.mkdir(os.path.join(export, "dir"))
 
 
+class FuzzedGuest:
+    """The guest whose requests are fuzzed, and the daemon's worker process serving it
+    (None with --workers thread): a crash of that worker is told from a guest merely
+    dropped by the worker's own exit status, which the daemon logs when it reaps it."""
+
+    def __init__(self, host: HostDaemon) -> None:
+        self.host = host
+        self.client, self.worker = self._connect()
+        self.seeds = Seeds(self.client)
+        self.pool = self.seeds.requests()
+        self.crashed: set[int] = set()  # workers of ours whose death was counted
+
+    def _connect(self) -> tuple[FuseClient, int | None]:
+        before = set(children(self.host.pid))
+        client = FuseClient.connect(self.host.socket_path, window_size=64 << 20,
+                                    timeout=HANG_SECONDS)
+        # forked for this connection (a vhost-user session's, accepted meanwhile, ends
+        # at once: it has nobody to serve)
+        while len(new := [w for w in children(self.host.pid) if w not in before
+                          and not exited(w)]) > 1:
+            time.sleep(POLL_SECONDS)
+        return client, (new[0] if new else None)
+
+    def reseed(self) -> None:
+        self.seeds.refresh()
+        self.pool = self.seeds.requests()
+
+    def send(self, request: bytes, figures: Figures) -> None:
+        """One request, counted; a guest the daemon drops is replaced by a new one."""
+        figures.messages += 1
+        try:
+            reply = self.client.frontend.call(request_queue(0), request, REPLY_ROOM,
+                                              timeout=HANG_SECONDS)
+        except TimeoutError:
+            figures.hangs += 1
+            return
+        except (ConnectionError, OSError):
+            if not self.host.alive():
+                figures.crashes += 1
+                figures.crash_inputs.append(request.hex())
+                raise HostDaemonError("pagefs-host died") from None
+            figures.guests_dropped += 1
+            self._replace(request, figures)
+            return
+        if reply:
+            figures.replies += 1
+            if len(reply) >= 8 and struct.unpack_from("<i", reply, 4)[0] < 0:
+                figures.errno_replies += 1
+        else:
+            figures.no_reply += 1
+
+    def _replace(self, request: bytes, figures: Figures) -> None:
+        """The daemon dropped this guest on `request`: if its worker died rather than
+        ended, that is a crash on `request`; a new guest carries on."""
+        self.client.close()
+        gone = self.worker
+        deadline = time.monotonic() + HANG_SECONDS
+        while gone in children(self.host.pid) and time.monotonic() < deadline:
+            time.sleep(POLL_SECONDS)  # until the daemon has reaped it (and logged how)
+        if gone in children(self.host.pid):
+            figures.hangs += 1  # its guest gone, the worker serves on
+        # The daemon's one thread logs a death as it reaps; it took the new connection
+        # after that, so the line, if any, is in the log now.
+        self.client, self.worker = self._connect()
+        if gone is not None and f"{WORKER_DIED} {gone})" in self.host.log():
+            self.crashed.add(gone)
+            figures.crashes += 1
+            figures.crash_inputs.append(request.hex())
+        self.seeds = Seeds(self.client)
+        self.pool = self.seeds.requests()
+
+    def close(self, figures: Figures) -> None:
+        """Disconnect; count every worker death in the log no input of ours explains
+        (a vhost-user session's worker: its input is not kept)."""
+        self.client.close()
+        others = self.host.log().count(WORKER_DIED) - len(self.crashed)
+        figures.crashes += others
+        figures.crash_inputs += [VHOST_CRASH] * others
+
+
 def _fuzz(host: HostDaemon, export: str, figures: Figures, rng: random.Random,
           messages: int, seconds: float) -> None:
     time.sleep(0.2)
     figures.fds_start, figures.rss_kib_start = host.open_fds(), rss_kib(host.pid)
     started = time.monotonic()
-    guest = FuseClient.connect(host.socket_path, window_size=64 << 20, timeout=HANG_SECONDS)
-    seeds = Seeds(guest)
-    pool = seeds.requests()
+    guest = FuzzedGuest(host)
     try:
         while figures.messages < messages and time.monotonic() - started < seconds:
             if figures.messages % RESEED_EVERY == 0:
-                seeds.refresh()
-                pool = seeds.requests()
+                guest.reseed()
             if figures.messages % VHOST_EVERY == VHOST_EVERY - 1:
                 vhost_session(rng, host.socket_path)
                 figures.vhost_sessions += 1
-            request = mutate(rng, rng.choice(pool))
-            figures.messages += 1
-            try:
-                reply = guest.frontend.call(request_queue(0), request, REPLY_ROOM,
-                                            timeout=HANG_SECONDS)
-            except TimeoutError:
-                figures.hangs += 1
-                continue
-            except (ConnectionError, OSError):
-                if not host.alive():
-                    figures.crashes += 1
-                    figures.crash_inputs.append(request.hex())
-                    raise HostDaemonError("pagefs-host died") from None
-                if host.log().count(WORKER_DIED) > figures.crashes:
-                    # the guest's worker process died (a signal, a failed exit), not the
-                    # daemon: a crash all the same, the next guest gets a new worker
-                    figures.crashes += 1
-                    figures.crash_inputs.append(request.hex())
-                figures.guests_dropped += 1
-                guest.close()  # the daemon dropped this guest: a new one carries on
-                guest = FuseClient.connect(host.socket_path, window_size=64 << 20,
-                                           timeout=HANG_SECONDS)
-                seeds = Seeds(guest)
-                pool = seeds.requests()
-                continue
-            if reply:
-                figures.replies += 1
-                if len(reply) >= 8 and struct.unpack_from("<i", reply, 4)[0] < 0:
-                    figures.errno_replies += 1
-            else:
-                figures.no_reply += 1
+            guest.send(mutate(rng, rng.choice(guest.pool)), figures)
     finally:
-        guest.close()
+        guest.close(figures)
         figures.seconds = round(time.monotonic() - started, 1)
     deadline = time.monotonic() + 10
     while host.open_fds() != figures.fds_start and time.monotonic() < deadline:

@@ -21,6 +21,10 @@ from contextlib import suppress
 from pathlib import Path
 from typing import Protocol
 
+# the tests take these from here, with the waits
+from pagefs.impl.client.child import children as children
+from pagefs.impl.client.child import exited as exited
+
 POLL_SECONDS = 0.01
 
 
@@ -54,16 +58,6 @@ def assert_next_guest_taken(host: Watched, socket_path: str, number: int) -> Non
     assert "refused connection" not in host.log()
 
 
-def exited(pid: int) -> bool:
-    """`pid` is not running (gone, or a zombie nobody has reaped yet)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            state = f.read().rpartition(")")[2].split()[0]
-    except FileNotFoundError:
-        return True
-    return state in ("Z", "X")
-
-
 def assert_child_dies_with_holder(script: str, *args: str) -> None:
     """Run `script` (Python) in a process of its own; it starts a daemon, prints the
     daemon's pid, and waits. Kill that process with SIGTERM: the daemon must go too.
@@ -89,17 +83,6 @@ def assert_child_dies_with_holder(script: str, *args: str) -> None:
         if daemon_pid is not None and not exited(daemon_pid):
             os.kill(daemon_pid, signal.SIGKILL)  # the orphan this test caught
         shutil.rmtree(scratch, ignore_errors=True)
-
-
-def children(pid: int) -> list[int]:
-    """The child processes of `pid` (pagefs-host's guest workers), as every thread of it
-    lists them."""
-    found: list[int] = []
-    with suppress(FileNotFoundError):  # gone meanwhile: no children
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            with suppress(FileNotFoundError):
-                found += [int(c) for c in (task / "children").read_text().split()]
-    return found
 
 
 def tree_fds(pid: int) -> int:

@@ -18,7 +18,8 @@ import os
 import signal
 import subprocess
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
+from pathlib import Path
 
 # Imported before any fork: the child runs only the prctl call itself.
 from pagefs.impl.client._child import ffi, lib
@@ -70,3 +71,24 @@ def status_kib(pid: int, *fields: str) -> dict[str, int]:
             if name in found:
                 found[name] = int(value.split()[0])
     return found
+
+
+def children(pid: int) -> list[int]:
+    """The child processes of `pid` (pagefs-host's guest workers), as every thread of it
+    lists them; a child exited but not yet reaped is still one."""
+    found: list[int] = []
+    with suppress(FileNotFoundError):  # gone meanwhile: no children
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with suppress(FileNotFoundError):
+                found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
+def exited(pid: int) -> bool:
+    """`pid` is not running (gone, or a zombie nobody has reaped yet)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rpartition(")")[2].split()[0]
+    except FileNotFoundError:
+        return True
+    return state in ("Z", "X")
