@@ -152,9 +152,9 @@ class VhostUserBackend:
         self._protocol_features = 0
         self._regions: list[_Region] = []
         self._vrings = [_Vring() for _ in range(self._num_queues)]
-        # The backend channel (C, backend_channel.c): this object and the host's C fast
-        # path both send SHMEM_MAP/_UNMAP on it; it also keeps the files ever donated, which
-        # a VMM whose window mappings are guest RAM to it (QEMU 11.1) lists in SET_MEM_TABLE.
+        # The backend channel (C, backend_channel.c): SHMEM_MAP/_UNMAP go out on it from
+        # any queue's thread; it also keeps the files ever donated, which a VMM whose
+        # window mappings are guest RAM to it (QEMU 11.1) lists in SET_MEM_TABLE.
         chan = lib.vu_chan_new(int(BACKEND_REPLY_TIMEOUT * 1000))
         if chan == ffi.NULL:
             raise MemoryError("backend channel")
@@ -234,8 +234,8 @@ class VhostUserBackend:
 
     @property
     def backend_channel(self) -> int:
-        """The backend channel's address (struct vu_backend_chan *), for the host's C
-        fast path; valid while this back-end lives."""
+        """The backend channel's address (struct vu_backend_chan *), for C code that
+        sends on it; valid while this back-end lives."""
         return int(ffi.cast("uintptr_t", self._backend))
 
     def shmem_map(

@@ -1,7 +1,7 @@
 /* The back-end's end of the vhost-user backend channel (VHOST_USER_BACKEND_SHMEM_MAP and
- * _UNMAP, each with NEED_REPLY, answered by a REPLY_ACK), in C so that both the Python
- * back-end (backend.py) and the host's C fast path (fastpath.c) send on it, one request
- * at a time under its lock, without Python's lock.
+ * _UNMAP, each with NEED_REPLY, answered by a REPLY_ACK), in C so that the back-end's
+ * threads (backend.py: every queue's dispatch may map or unmap) send on it without the
+ * GIL, one request at a time under the channel's own lock.
  *
  * Several UNMAPs go out before their acks are read (pipelined): the front-end answers each
  * in turn, as vhost-user lets a back-end send requests and read the REPLY_ACKs after.
