@@ -1,7 +1,10 @@
 """cffi build script for the guest session's tables (session.c: the one home of nodeids
 and handles, used by passthrough.py and the fast path) and the C fast path that serves
-the frequent FUSE requests from the queue loop without the GIL (fastpath.c), with the
-window book it shares with the transport (window_book.c: the session holds the guest's)."""
+the frequent FUSE requests from the queue loop without the GIL (fastpath.c), with what it
+shares with the transport: the window book (window_book.c: the session holds the guest's)
+and the backend channel that SETUPMAPPING and REMOVEMAPPING send SHMEM_MAP/_UNMAP on
+(backend_channel.c: the channel is made by the transport's module, the same code sends on
+it here), and the reopen through the read-only view (reopen.c) read mappings use."""
 
 from pathlib import Path
 
@@ -24,8 +27,8 @@ ffibuilder.cdef("\n".join(_declarations(HERE / h) for h in HEADERS))
 ffibuilder.set_source(
     "pagefs.impl.host._session",
     "".join(f'#include "{h}"\n' for h in HEADERS),
-    sources=[str(HERE / "session.c"), str(HERE / "fastpath.c"),
-             str(TRANSPORT / "window_book.c")],
+    sources=[str(HERE / "session.c"), str(HERE / "fastpath.c"), str(HERE / "reopen.c"),
+             str(TRANSPORT / "window_book.c"), str(TRANSPORT / "backend_channel.c")],
     include_dirs=[str(HERE), str(TRANSPORT)],
     extra_compile_args=["-O2", "-std=gnu11", "-Wall", "-Wextra"],
 )

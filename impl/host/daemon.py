@@ -273,7 +273,9 @@ class Daemon:
             fast = None
             if self._fast:  # the frequent requests answered in C by the queue threads
                 path = FastPath(session.tables, cache=self._cache,
-                                credentials=self._credentials)
+                                credentials=self._credentials,
+                                backend_channel=backend.backend_channel,
+                                map_sources=session.map_sources())
                 dispatcher.gates.append(path.gate)
                 fast = path.serve
             backend.serve(dispatcher.handle, fast)

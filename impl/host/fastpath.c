@@ -13,7 +13,9 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "backend_channel.h"
 #include "device_loop.h"
+#include "reopen.h"
 #include "session_private.h"
 
 #define PASS 0
@@ -486,6 +488,260 @@ static int serve_write(struct pf_session *s, const struct req *q, const struct d
     return DONE;
 }
 
+/* ---- the DAX window: SETUPMAPPING and REMOVEMAPPING --------------------------------- */
+
+/* These change the window book and the front-end's window together (the SHMEM_MAP or
+ * _UNMAP exchange on the backend channel), under the session's window lock, taken
+ * before the session lock as the dispatcher takes them (dispatch.py's _setupmapping and
+ * _removemapping, the reference). Before anything changes, whatever the dispatcher would
+ * refuse is handed to it; afterwards a front-end's refusal of the SHMEM_MAP takes the
+ * book back and hands the request to the dispatcher, which asks again and answers. */
+
+#define OP_SETUPMAPPING 48
+#define OP_REMOVEMAPPING 49
+#define MAP_WRITE 1u
+#define MAP_READ 2u
+#define NO_FH 0xFFFFFFFFFFFFFFFFull
+#define MAX_REMOVE 256 /* FUSE_REMOVEMAPPING_MAX_ENTRY: a page of entries */
+#define PAGE 4096u
+
+static int whole_pages(uint64_t offset, uint64_t length) {
+    return length > 0 && offset % PAGE == 0 && length % PAGE == 0;
+}
+
+static size_t error_reply(const struct req *q, const struct dst *d, int err) {
+    uint8_t reply[OUT_HEADER];
+    out_header(reply, sizeof reply, q->unique);
+    put32(reply + 4, (uint32_t)-err);
+    dst_write(d, 0, reply, sizeof reply);
+    return sizeof reply;
+}
+
+static size_t empty_reply(const struct req *q, const struct dst *d) {
+    uint8_t reply[OUT_HEADER];
+    out_header(reply, sizeof reply, q->unique);
+    dst_write(d, 0, reply, sizeof reply);
+    return sizeof reply;
+}
+
+/* The inode open at `fd` opened again with `flags` through the process's fd directory
+ * (procfd.py), as the caller, already acting as the request's user: -1 on failure. */
+static int reopen_as(struct pf_session *s, int fd, int flags) {
+    char name[16];
+    snprintf(name, sizeof name, "%d", fd);
+    return openat(s->export->proc_dir, name, flags | O_CLOEXEC);
+}
+
+/* The descriptor to donate for a mapping of the inode open at `src` (passthrough.py's
+ * _grant): read-write for a writable mapping (or with writable_map_fds), else read-only
+ * from the export's read-only view, so the front-end can never write a read mapping's
+ * file (RO-EXPORT); only a regular file (ONLY-REGULAR). -1: the dispatcher's case. */
+static int grant_fd(struct pf_session *s, int src, int writable) {
+    int fd;
+    if (writable || s->rules.writable_map_fds)
+        fd = reopen_as(s, src, O_RDWR);
+    else if (s->rules.read_only_root < 0)
+        fd = reopen_as(s, src, O_RDONLY);
+    else
+        fd = pagefs_reopen_through(src, s->rules.read_only_root, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* Under both locks: the descriptor to donate, its file recorded in the book at
+ * `added` (`touched`: what it replaced, whole), or -1 and nothing changed. */
+static int grant_mapping(struct pf_session *s, const struct req *q, uint64_t fh, int writable,
+                         struct wb_range *added, struct wb_book *touched) {
+    int src = -1, temporary = -1;
+    uint64_t dev, ino;
+    if (act_as(&s->rules, q->uid, q->gid) != 0)
+        return -1;
+    if (fh != NO_FH) {
+        struct pf_handle *h = pf_handle_get(s, fh);
+        if (h != NULL && !h->is_dir && handle_readable(h) &&
+            (!writable || (handle_writable(h) && !(h->flags & O_APPEND)))) {
+            src = h->fd;
+            dev = h->dev;
+            ino = h->ino;
+        }
+    } else {
+        /* a Linux guest maps by nodeid: as through a handle opened for it and released
+         * (its number used up, as the dispatcher's open and release use one) */
+        struct pf_node *n = pf_node_get(s, q->nodeid);
+        if (n != NULL && n->kind == S_IFREG && !pf_over_cap(s, 1)) {
+            temporary = reopen_as(s, n->fd, writable ? O_RDWR : O_RDONLY);
+            src = temporary;
+            dev = n->dev;
+            ino = n->ino;
+        }
+    }
+    int fd = src >= 0 ? grant_fd(s, src, writable) : -1;
+    act_as_daemon(&s->rules);
+    if (fd >= 0) {
+        added->dev = dev;
+        added->ino = ino;
+        if (wb_add(&s->window, added, touched) != 0) {
+            close(fd);
+            fd = -1;
+        }
+    }
+    if (temporary >= 0) {
+        if (fd < 0) {
+            close(temporary);
+        } else {
+            uint64_t used = pf_handle_add(s, temporary, dev, ino, writable ? O_RDWR : O_RDONLY, 0);
+            if (used != 0)
+                pf_handle_remove(s, used);
+            else
+                close(temporary);
+        }
+    }
+    return fd;
+}
+
+static int serve_setupmapping(struct pf_session *s, const struct req *q, const struct dst *d,
+                              size_t *out) {
+    uint8_t in[40];
+    if (q->body_len != sizeof in || d->cap < OUT_HEADER)
+        return PASS;
+    memcpy(in, q->body, sizeof in);
+    uint64_t fh = u64(in), foffset = u64(in + 8), length = u64(in + 16), moffset = u64(in + 32);
+    uint64_t flags = u64(in + 24);
+    int writable = (flags & MAP_WRITE) != 0;
+    if (flags & ~(uint64_t)(MAP_READ | MAP_WRITE) || q->uid == NO_ID || q->gid == NO_ID)
+        return PASS;
+    if (!whole_pages(foffset, length) || !whole_pages(moffset, length) ||
+        foffset > MAX_FILE_OFFSET || length > MAX_FILE_OFFSET - foffset ||
+        moffset > UINT64_MAX - length)
+        return PASS;
+    if (s->export->read_only && writable)
+        return PASS;
+    struct vu_backend_chan *chan = s->rules.backend;
+    if (chan == NULL || !vu_chan_usable(chan))
+        return PASS;
+    struct wb_range added = {.start = moffset, .end = moffset + length,
+                             .shift = foffset - moffset, .writable = writable};
+    struct wb_book touched = {0};
+    pf_window_lock(s);
+    pf_lock(s);
+    int fd = -1;
+    if (s->rules.enabled && s->rules.initialized)
+        fd = grant_mapping(s, q, fh, writable, &added, &touched);
+    pf_unlock(s);
+    if (fd < 0) {
+        pf_window_unlock(s);
+        wb_clear(&touched);
+        return PASS;
+    }
+    /* a remap (read-only to writable) unmaps first what it replaces whole: a VMM keeps
+     * one mapping per range and refuses one over another */
+    uint64_t replaces[2 * MAX_REMOVE];
+    int status[MAX_REMOVE];
+    unsigned n = 0;
+    for (uint64_t k = 0; k < touched.len; k++) {
+        const struct wb_range *t = &touched.r[k];
+        if (moffset <= t->start && t->end <= added.end && n < MAX_REMOVE) {
+            replaces[2 * n] = t->start;
+            replaces[2 * n + 1] = t->end - t->start;
+            n++;
+        }
+    }
+    int r = 0;
+    if (n > 0) {
+        r = vu_shmem_unmap(chan, replaces, n, status);
+        for (unsigned k = 0; r == 0 && k < n; k++)
+            r = status[k];
+    }
+    if (r == 0)
+        r = vu_shmem_map(chan, fd, foffset, moffset, length, writable);
+    close(fd);
+    if (r != 0) {
+        /* the front-end did not map it: the book goes back, less what was unmapped */
+        pf_lock(s);
+        wb_undo(&s->window, &added, &touched);
+        for (unsigned k = 0; k < n; k++)
+            wb_remove(&s->window, replaces[2 * k], replaces[2 * k] + replaces[2 * k + 1]);
+        pf_unlock(s);
+    }
+    pf_window_unlock(s);
+    wb_clear(&touched);
+    if (r > 0) /* refused: the dispatcher asks again and answers as it would */
+        return PASS;
+    *out = r < 0 ? error_reply(q, d, r) : empty_reply(q, d);
+    return DONE;
+}
+
+static int disjoint(const uint64_t *ranges, unsigned k) {
+    for (unsigned j = 0; j < k; j++)
+        if (ranges[2 * j] < ranges[2 * k] + ranges[2 * k + 1] &&
+            ranges[2 * k] < ranges[2 * j] + ranges[2 * j + 1])
+            return 0;
+    return 1;
+}
+
+static int serve_removemapping(struct pf_session *s, const struct req *q, const struct dst *d,
+                               size_t *out) {
+    if (q->body_len < 4 || d->cap < OUT_HEADER || q->uid == NO_ID || q->gid == NO_ID)
+        return PASS;
+    uint8_t head[4];
+    memcpy(head, q->body, 4);
+    uint32_t count = u32(head);
+    if (count < 1 || count > MAX_REMOVE || q->body_len != 4 + 16 * (size_t)count)
+        return PASS;
+    uint64_t ranges[2 * MAX_REMOVE];
+    memcpy(ranges, q->body + 4, 16 * (size_t)count);
+    struct vu_backend_chan *chan = s->rules.backend;
+    if (chan == NULL || !vu_chan_usable(chan))
+        return PASS;
+    pf_window_lock(s);
+    pf_lock(s);
+    /* only what the dispatcher would remove whole: every range mapped, none twice */
+    int ok = s->rules.enabled && s->rules.initialized;
+    for (unsigned k = 0; ok && k < count; k++)
+        ok = whole_pages(ranges[2 * k], ranges[2 * k + 1]) &&
+             ranges[2 * k] <= UINT64_MAX - ranges[2 * k + 1] &&
+             wb_covers(&s->window, ranges[2 * k], ranges[2 * k] + ranges[2 * k + 1]) &&
+             disjoint(ranges, k);
+    for (unsigned k = 0; ok && k < count; k++)
+        wb_remove(&s->window, ranges[2 * k], ranges[2 * k] + ranges[2 * k + 1]);
+    pf_unlock(s);
+    if (!ok) {
+        pf_window_unlock(s);
+        return PASS;
+    }
+    int status[MAX_REMOVE];
+    int r = vu_shmem_unmap(chan, ranges, count, status);
+    pf_window_unlock(s);
+    for (unsigned k = 0; r == 0 && k < count; k++)
+        r = status[k] > 0 ? -status[k] : status[k];
+    *out = r != 0 ? error_reply(q, d, r) : empty_reply(q, d);
+    return DONE;
+}
+
+/* SETUPMAPPING and REMOVEMAPPING: outside the session lock (they take the window lock
+ * first); 1 when the opcode is one of them. */
+static int serve_mapping(struct pf_session *s, const struct req *q, const struct dst *d,
+                         size_t *out, int *r) {
+    if (q->opcode == OP_SETUPMAPPING)
+        *r = serve_setupmapping(s, q, d, out);
+    else if (q->opcode == OP_REMOVEMAPPING)
+        *r = serve_removemapping(s, q, d, out);
+    else
+        return 0;
+    if (*r == DONE) {
+        pf_lock(s);
+        s->rules.served++;
+        pf_unlock(s);
+    }
+    return 1;
+}
+
 static int serve(struct pf_session *s, const uint8_t *buf, size_t len, const struct dst *d,
                  size_t *out) {
     if (len < IN_HEADER)
@@ -499,8 +755,10 @@ static int serve(struct pf_session *s, const uint8_t *buf, size_t len, const str
     };
     if (u32(head) != len || (head[36] | head[37]) != 0) /* length, extension headers */
         return PASS;
-    pf_lock(s);
     int r = PASS;
+    if (serve_mapping(s, &q, d, out, &r))
+        return r;
+    pf_lock(s);
     if (s->rules.enabled && s->rules.initialized) {
         switch (q.opcode) {
         case OP_GETATTR: r = serve_getattr(s, &q, d, out); break;

@@ -1,6 +1,7 @@
 /* The host's C fast path: the frequent FUSE requests (GETATTR, LOOKUP, FORGET,
- * BATCH_FORGET, OPEN, RELEASE, FLUSH, READ, WRITE) served from a popped chain straight
- * against the session's tables, without Python. It serves only what it can answer
+ * BATCH_FORGET, OPEN, RELEASE, FLUSH, READ, WRITE, SETUPMAPPING, REMOVEMAPPING) served
+ * from a popped chain straight against the session's tables (and, for the mappings, the
+ * backend channel to the front-end's window), without Python. It serves only what it can answer
  * exactly as the Python dispatcher (dispatch.py, the reference) would: anything else, a
  * malformed request, an unusual flag, every failure (so errnos and their rate-limited
  * log lines stay the dispatcher's), goes back to Python untouched (VQ_SERVE_PASS).
@@ -12,6 +13,7 @@
 #include <stdint.h>
 
 struct pf_session;
+struct vu_backend_chan;
 
 /* What the dispatcher decided that the fast path must follow; written under the lock. */
 struct pf_rules {
@@ -24,6 +26,13 @@ struct pf_rules {
     uint64_t entry_timeout;
     uint32_t open_flags; /* FOPEN_* of the cache policy */
     uint64_t served;     /* requests answered here */
+    /* SETUPMAPPING and REMOVEMAPPING: the backend channel to the front-end's window
+     * (backend_channel.h; NULL: they are Python's), the read-only view read mappings are
+     * reopened through (-1: the export's own mount), and whether read mappings get
+     * read-write descriptors (--writable-map-fds) */
+    struct vu_backend_chan *backend;
+    int read_only_root;
+    int writable_map_fds;
 };
 
 struct pf_rules *pf_rules(struct pf_session *s);

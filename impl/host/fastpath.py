@@ -1,6 +1,7 @@
 """The host's C fast path (fastpath.c) for one guest: GETATTR, LOOKUP, FORGET,
-BATCH_FORGET, OPEN, RELEASE, FLUSH, READ and WRITE answered from the transport's queue
-loop against the session's tables, without the GIL. The Python dispatcher stays the
+BATCH_FORGET, OPEN, RELEASE, FLUSH, READ, WRITE, SETUPMAPPING and REMOVEMAPPING answered
+from the transport's queue loop against the session's tables (the mappings on the
+back-end's channel to the front-end's window), without the GIL. The Python dispatcher stays the
 reference: the fast path answers only what it can answer exactly as the dispatcher
 would and hands every other request (other opcodes, unusual flags, malformed bytes, any
 failure) to it untouched. What the dispatcher decides per connection (INIT done, the
@@ -24,7 +25,12 @@ class FastPath:
     """The C rules and serve function for one session's tables."""
 
     def __init__(self, tables: SessionTables, *, cache: CachePolicy,
-                 credentials: Credentials) -> None:
+                 credentials: Credentials, backend_channel: int | None = None,
+                 map_sources: tuple[int, bool] = (-1, False)) -> None:
+        """`backend_channel`: the back-end's channel to the front-end's window
+        (VhostUserBackend.backend_channel), which SETUPMAPPING and REMOVEMAPPING are
+        served on (None: they are the dispatcher's); `map_sources`: where donated
+        descriptors come from (GuestSession.map_sources)."""
         self._tables = tables
         self._rules = lib.pf_rules(tables.ptr)
         with tables.locked():
@@ -35,6 +41,9 @@ class FastPath:
             rules.attr_timeout = cache.attr_timeout
             rules.entry_timeout = cache.entry_timeout
             rules.open_flags = cache.open_flags
+            rules.backend = ffi.cast("struct vu_backend_chan *", backend_channel or 0)
+            rules.read_only_root, writable_map_fds = map_sources
+            rules.writable_map_fds = int(writable_map_fds)
             rules.enabled = 1
         self._reply = ffi.new("uint8_t[]", _REPLY_ROOM)
         self._reply_len = ffi.new("size_t *")

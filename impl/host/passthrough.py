@@ -578,6 +578,13 @@ class GuestSession:
         self._last_added = None
         self._window.undo(added, touched)
 
+    def map_sources(self) -> tuple[int, bool]:
+        """Where `_grant` takes a donated descriptor from, for the C fast path: the
+        read-only view's root fd (-1: the export's own mount) and writable_map_fds."""
+        roots = self._fs.roots
+        return (-1 if roots.read_only == roots.served else roots.read_only,
+                self._fs.writable_map_fds)
+
     def window_locked(self) -> AbstractContextManager[None]:
         return self.tables.window_locked()
 

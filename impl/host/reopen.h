@@ -1,5 +1,5 @@
 /* The reopen of an inode through another mount of its file system: the sandbox's
- * read-only view (sandbox.py) uses it. */
+ * read-only view (sandbox.py) and the fast path's read mappings (fastpath.c) use it. */
 #ifndef PAGEFS_REOPEN_H
 #define PAGEFS_REOPEN_H
 

@@ -116,6 +116,62 @@ class _Vring:
         self.stats: dict[str, int] = {}  # the queue loop's counters when it last stopped
 
 
+class BackendChannel:
+    """The back-end's end of the backend channel (C, backend_channel.c): this object and
+    the host's C fast path both send SHMEM_MAP/_UNMAP on it, one exchange at a time. It
+    also keeps the files ever donated, which a VMM whose window mappings are guest RAM to
+    it (QEMU 11.1) lists in SET_MEM_TABLE."""
+
+    def __init__(self, timeout: float = BACKEND_REPLY_TIMEOUT) -> None:
+        chan = lib.vu_chan_new(int(timeout * 1000))
+        if chan == ffi.NULL:
+            raise MemoryError("backend channel")
+        self._chan = ffi.gc(chan, lib.vu_chan_free)
+
+    @property
+    def address(self) -> int:
+        """struct vu_backend_chan *, for the host's C fast path; valid while this lives."""
+        return int(ffi.cast("uintptr_t", self._chan))
+
+    def attach(self, fd: int) -> None:
+        """The channel's socket from now on (owned; the old one closed; -1: none)."""
+        lib.vu_chan_set(self._chan, fd)
+
+    def negotiated(self, shmem: bool) -> None:
+        """Whether the front-end took SHMEM: without it every request is EOPNOTSUPP."""
+        lib.vu_chan_set_shmem(self._chan, int(shmem))
+
+    def shutdown(self) -> None:
+        """Wakes a thread waiting for an ack, from any thread."""
+        lib.vu_chan_shutdown(self._chan)
+
+    def fileno(self) -> int:
+        return int(lib.vu_chan_fd(self._chan))
+
+    def donated(self, key: tuple[int, int]) -> bool:
+        """Whether SHMEM_MAP ever donated the file (st_dev, st_ino) here."""
+        return bool(lib.vu_chan_donated(self._chan, key[0], key[1]))
+
+    def shmem_map(
+        self, fd: int, fd_offset: int, shm_offset: int, length: int, writable: bool
+    ) -> None:
+        """Asks the front-end to map fd into its DAX window; raises OSError on refusal."""
+        _raise_for(lib.vu_shmem_map(self._chan, fd, fd_offset, shm_offset, length,
+                                    int(writable)), "SHMEM_MAP")
+
+    def shmem_unmap(self, ranges: list[tuple[int, int]]) -> None:
+        """Asks the front-end to put its inaccessible reservation back over each
+        (shm_offset, length) range: one SHMEM_UNMAP each, pipelined (every request sent
+        before the acks are read). Every range is asked for whatever the answers; raises
+        OSError for the first range the front-end refused or when the exchange failed."""
+        if not ranges:
+            return
+        flat = ffi.new("uint64_t[]", [v for r in ranges for v in r])
+        status = ffi.new("int[]", len(ranges))
+        failed = lib.vu_shmem_unmap(self._chan, flat, len(ranges), status)
+        _raise_for(failed or next((s for s in status if s), 0), "SHMEM_UNMAP")
+
+
 class VhostUserBackend:
     """Serves one front-end connected on `sock`: call `serve` once; it owns the socket and
     every fd it receives, and closes them all before it returns."""
@@ -152,13 +208,7 @@ class VhostUserBackend:
         self._protocol_features = 0
         self._regions: list[_Region] = []
         self._vrings = [_Vring() for _ in range(self._num_queues)]
-        # The backend channel (C, backend_channel.c): SHMEM_MAP/_UNMAP go out on it from
-        # any queue's thread; it also keeps the files ever donated, which a VMM whose
-        # window mappings are guest RAM to it (QEMU 11.1) lists in SET_MEM_TABLE.
-        chan = lib.vu_chan_new(int(BACKEND_REPLY_TIMEOUT * 1000))
-        if chan == ffi.NULL:
-            raise MemoryError("backend channel")
-        self._backend = ffi.gc(chan, lib.vu_chan_free)
+        self.backend = BackendChannel()
         self._stopping = False
         self._wake_fd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
         self._wake_lock = threading.Lock()
@@ -234,28 +284,19 @@ class VhostUserBackend:
 
     @property
     def backend_channel(self) -> int:
-        """The backend channel's address (struct vu_backend_chan *), for C code that
-        sends on it; valid while this back-end lives."""
-        return int(ffi.cast("uintptr_t", self._backend))
+        """The backend channel's address (struct vu_backend_chan *), for the host's C
+        fast path; valid while this back-end lives."""
+        return self.backend.address
 
     def shmem_map(
         self, fd: int, fd_offset: int, shm_offset: int, length: int, writable: bool
     ) -> None:
         """Asks the front-end to map fd into its DAX window; raises OSError on refusal."""
-        _raise_for(lib.vu_shmem_map(self._backend, fd, fd_offset, shm_offset, length,
-                                    int(writable)), "SHMEM_MAP")
+        self.backend.shmem_map(fd, fd_offset, shm_offset, length, writable)
 
     def shmem_unmap(self, ranges: list[tuple[int, int]]) -> None:
-        """Asks the front-end to put its inaccessible reservation back over each
-        (shm_offset, length) range: one SHMEM_UNMAP each, pipelined (every request sent
-        before the acks are read). Every range is asked for whatever the answers; raises
-        OSError for the first range the front-end refused or when the exchange failed."""
-        if not ranges:
-            return
-        flat = ffi.new("uint64_t[]", [v for r in ranges for v in r])
-        status = ffi.new("int[]", len(ranges))
-        failed = lib.vu_shmem_unmap(self._backend, flat, len(ranges), status)
-        _raise_for(failed or next((s for s in status if s), 0), "SHMEM_UNMAP")
+        """BackendChannel.shmem_unmap: each range asked for, pipelined."""
+        self.backend.shmem_unmap(ranges)
 
     # ---- main-socket messages ----------------------------------------------------
 
@@ -292,7 +333,7 @@ class VhostUserBackend:
         if features & ~self._offered_protocol_features:
             raise ProtocolError(f"protocol features {features:#x} not offered")
         self._protocol_features = features
-        lib.vu_chan_set_shmem(self._backend, int(bool(features & bit(ProtocolFeature.SHMEM))))
+        self.backend.negotiated(bool(features & bit(ProtocolFeature.SHMEM)))
 
     def _on_set_owner(self, msg: Message) -> None:
         self.ready = True
@@ -329,7 +370,7 @@ class VhostUserBackend:
         if not stat.S_ISSOCK(os.fstat(fd).st_mode):
             os.close(fd)
             raise ProtocolError("backend channel fd is not a socket")
-        lib.vu_chan_set(self._backend, fd)
+        self.backend.attach(fd)
 
     def _on_set_mem_table(self, msg: Message) -> None:
         nregions, _ = msg.unpack(MEM_TABLE_HEAD)
@@ -345,7 +386,7 @@ class VhostUserBackend:
             if size == 0 or offset % PAGE_SIZE:
                 raise ProtocolError(f"memory region {k}: size {size}, mmap_offset {offset}")
             st = os.fstat(msg.fds[k])
-            if lib.vu_chan_donated(self._backend, st.st_dev, st.st_ino):
+            if self.backend.donated((st.st_dev, st.st_ino)):
                 # A host file this back-end put in the window, echoed back as guest RAM:
                 # not mapped here (a host truncation would SIGBUS the daemon); a descriptor
                 # pointing into it is outside guest memory, an error for that request.
@@ -539,13 +580,13 @@ class VhostUserBackend:
 
     def _teardown(self) -> None:
         self._stopping = True
-        lib.vu_chan_shutdown(self._backend)  # a handler waiting for a SHMEM ack returns at once
+        self.backend.shutdown()  # a handler waiting for a SHMEM ack returns at once
         self._stop_all_queues()
         for vring in self._vrings:
             for name in ("kick_fd", "call_fd", "err_fd"):
                 _close_attr(vring, name)
         self._unmap_regions()
-        lib.vu_chan_set(self._backend, -1)
+        self.backend.attach(-1)
         self._chan.close()
         with self._wake_lock:
             os.close(self._wake_fd)

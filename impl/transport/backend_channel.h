@@ -1,7 +1,8 @@
 /* The back-end's end of the vhost-user backend channel (VHOST_USER_BACKEND_SHMEM_MAP and
  * _UNMAP, each with NEED_REPLY, answered by a REPLY_ACK), in C so that the back-end's
- * threads (backend.py: every queue's dispatch may map or unmap) send on it without the
- * GIL, one request at a time under the channel's own lock.
+ * threads (backend.py: every queue's dispatch may map or unmap) and the host's C fast
+ * path (fastpath.c: SETUPMAPPING, REMOVEMAPPING) send on it without the GIL, one request
+ * at a time under the channel's own lock.
  *
  * Several UNMAPs go out before their acks are read (pipelined): the front-end answers each
  * in turn, as vhost-user lets a back-end send requests and read the REPLY_ACKs after.

@@ -11,7 +11,7 @@ import struct
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pagefs.impl.transport._vring import ffi, lib
+from pagefs.impl.transport._vring import ffi
 from pagefs.impl.transport.frontend import REQUEST_QUEUE, VhostUserFrontend
 from pagefs.impl.transport.guest_memory import GuestMemory
 from pagefs.impl.transport.vhost_user import (
@@ -144,7 +144,7 @@ def test_front_end_window_survives_any_backend_request(
     try:
         with VhostUserFrontend.connect(path) as fe:
             tb.ready.wait(10)
-            chan = Channel(socket.socket(fileno=os.dup(lib.vu_chan_fd(tb.backend._backend))))
+            chan = Channel(socket.socket(fileno=os.dup(tb.backend.backend.fileno())))
             payload = MMAP.pack(shmid, fd_offset, shm_offset, length, flags)
             chan.send(request, payload[:10] if short else payload, [fd], flags=8)
             reply = chan.recv(timeout=10)
