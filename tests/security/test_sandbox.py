@@ -106,8 +106,8 @@ def test_under_chroot_the_daemons_root_is_the_export_and_nothing_escapes(
     pointing at the export's other file, does not redirect the calls the daemon makes
     through /proc (procfd): a SETATTR and reads act on the guest's own file, nothing
     outside changes. The OPENs, READs and the SETUPMAPPING are the C fast path's (its
-    count in the disconnect line), so its reopen is the one judged: by the absolute /proc/self/fd/N it
-    would open the decoy (b"D") under the chroot."""
+    count in the disconnect line), so its reopen is the one judged: by the absolute
+    /proc/self/fd/N it would open the decoy (b"D") under the chroot."""
     if os.geteuid() != 0:
         pytest.fail("needs root: chroot")
     export = tmp_path / "export"
