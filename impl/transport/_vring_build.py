@@ -1,8 +1,9 @@
 """cffi build script for the split-virtqueue hot path (vring.c), the adaptive poller both
 ends wait with (poller.c), the front-end's request path (driver.c), the back-end's queue
-loop (device_loop.c), the DAX window's book (window_book.c), the back-end's end of the backend
-channel (backend_channel.c), and the few mapping calls the transport needs at fixed addresses
-(Python's mmap module cannot map MAP_FIXED). Every call runs without the GIL (cffi's API
+loop (device_loop.c), the DAX window's book (window_book.c), the back-end's end of the
+backend channel (backend_channel.c), the front-end's DAX window (shmem_window.c), and the
+few mapping calls the transport needs at fixed addresses (Python's mmap module cannot map
+MAP_FIXED). Every call runs without the GIL (cffi's API
 mode releases it)."""
 
 import sys
@@ -15,7 +16,7 @@ if sys.byteorder != "little":
 
 HERE = Path(__file__).parent
 HEADERS = ("vring.h", "poller.h", "driver.h", "device_loop.h", "window_book.h",
-           "backend_channel.h")
+           "backend_channel.h", "shmem_window.h")
 
 
 def _declarations(header: Path) -> str:

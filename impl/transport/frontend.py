@@ -7,7 +7,7 @@ puts one chain on a queue and returns a Future of the bytes the device wrote bac
 may be in flight; `call` makes one round trip in one C call (request_path.py). A caller
 waiting on its Future reaps used chains itself; a completion thread completes the Futures
 nobody waits for and notices a back-end that went away (pending futures then fail with
-ConnectionError); a third thread serves SHMEM_MAP/_UNMAP into the DAX window (`window`),
+ConnectionError); a third thread serves SHMEM_MAP/_UNMAP into the DAX window (`window`, in C),
 so a mapping is answered whatever the other threads are doing. `close()` stops the queues
 (GET_VRING_BASE) and releases every thread, fd and mapping.
 """
@@ -97,9 +97,20 @@ class VhostUserFrontend:
         self._stop_fd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
         self._threads: list[threading.Thread] = []
         self._closed = False
-        # Told of each donated fd (fd, fd_offset, shm_offset, length, writable) before it is
-        # mapped; the fd is closed after, so an observer that keeps it dups it.
-        self.on_shmem_map: Callable[[int, int, int, int, bool], None] | None = None
+        self._on_shmem_map: Callable[[int, int, int, int, bool], None] | None = None
+
+    @property
+    def on_shmem_map(self) -> Callable[[int, int, int, int, bool], None] | None:
+        """Told of each donated fd (fd, fd_offset, shm_offset, length, writable) before it
+        is mapped; the fd is closed after, so an observer that keeps it dups it. While one
+        is set, SHMEM_MAPs are carried out in Python, which calls it."""
+        return self._on_shmem_map
+
+    @on_shmem_map.setter
+    def on_shmem_map(self, observer: Callable[[int, int, int, int, bool], None] | None) -> None:
+        self._on_shmem_map = observer
+        if self.window is not None:
+            self.window.observe(observer is not None)
 
     # ---- set-up ------------------------------------------------------------------
 
@@ -339,15 +350,22 @@ class VhostUserFrontend:
             raise ConnectionError("front-end closed")
 
     def _run_backend_channel(self) -> None:
-        """Serves SHMEM_MAP/_UNMAP until stopped or the channel goes."""
+        """Serves SHMEM_MAP/_UNMAP until stopped or the channel goes: in C, without the
+        GIL (ShmemWindow.serve), but for what it leaves here (other requests, and each
+        SHMEM_MAP while someone observes donated descriptors)."""
         chan = self._backend_chan
         assert chan is not None, "started once the channel exists"
         poller = select.poll()
         poller.register(chan.fileno(), select.POLLIN)
         poller.register(self._stop_fd, select.POLLIN)
-        while all(fd != self._stop_fd for fd, _ in poller.poll()):
+        while True:
             try:
-                msg = chan.recv()
+                if self.window is not None:
+                    msg = self.window.serve(chan.fileno(), self._stop_fd)
+                elif any(fd == self._stop_fd for fd, _ in poller.poll()):
+                    return
+                else:
+                    msg = chan.recv()
             except (ProtocolError, OSError) as e:
                 log.warning("backend channel dropped: %s", e)
                 return
@@ -378,8 +396,8 @@ class VhostUserFrontend:
             if msg.request == BackendRequest.SHMEM_MAP:
                 if flags & ~MMAP_FLAG_RW or len(msg.fds) != 1:
                     return errno.EINVAL
-                if self.on_shmem_map is not None:
-                    self.on_shmem_map(msg.fds[0], fd_offset, shm_offset, length, bool(flags))
+                if self._on_shmem_map is not None:
+                    self._on_shmem_map(msg.fds[0], fd_offset, shm_offset, length, bool(flags))
                 self.window.map(msg.fds[0], fd_offset, shm_offset, length, bool(flags))
             elif msg.request == BackendRequest.SHMEM_UNMAP:
                 self.window.unmap(shm_offset, length)

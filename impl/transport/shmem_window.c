@@ -1,0 +1,267 @@
+/* The front-end's DAX window; see shmem_window.h. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "shmem_window.h"
+#include "window_book.h"
+
+#define PAGE 4096u
+#define MAX_FILE_OFFSET 0x7FFFFFFFFFFFFFFFull
+#define HEADER 12
+#define FLAG_VERSION 0x1u
+#define FLAG_VERSION_MASK 0x3u
+#define FLAG_REPLY 0x4u
+#define FLAG_NEED_REPLY 0x8u
+#define SHMEM_MAP 9
+#define SHMEM_UNMAP 10
+#define MMAP_PAYLOAD 40
+#define MMAP_FLAG_RW 1u
+
+struct shm_window {
+    uint8_t *base;
+    uint64_t size;
+    pthread_mutex_t lock;
+    struct wb_book book;
+    int observe;
+};
+
+static const int RESERVE_FLAGS = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE;
+
+struct shm_window *shm_window_new(uint64_t size) {
+    if (size == 0 || size % PAGE) {
+        errno = EINVAL;
+        return NULL;
+    }
+    struct shm_window *w = calloc(1, sizeof *w);
+    if (w == NULL)
+        return NULL;
+    void *base = mmap(NULL, size, PROT_NONE, RESERVE_FLAGS, -1, 0);
+    if (base == MAP_FAILED) {
+        free(w);
+        return NULL;
+    }
+    w->base = base;
+    w->size = size;
+    pthread_mutex_init(&w->lock, NULL);
+    return w;
+}
+
+void shm_window_free(struct shm_window *w) {
+    if (w == NULL)
+        return;
+    munmap(w->base, w->size);
+    wb_clear(&w->book);
+    pthread_mutex_destroy(&w->lock);
+    free(w);
+}
+
+uintptr_t shm_window_base(struct shm_window *w) { return (uintptr_t)w->base; }
+void shm_window_lock(struct shm_window *w) { pthread_mutex_lock(&w->lock); }
+void shm_window_unlock(struct shm_window *w) { pthread_mutex_unlock(&w->lock); }
+struct wb_book *shm_window_book(struct shm_window *w) { return &w->book; }
+
+void shm_window_observe(struct shm_window *w, int observe) {
+    __atomic_store_n(&w->observe, observe, __ATOMIC_RELEASE);
+}
+
+static int check(const struct shm_window *w, uint64_t shm_offset, uint64_t length) {
+    if (length == 0 || shm_offset > w->size || length > w->size - shm_offset)
+        return -EINVAL; /* outside the window */
+    if (shm_offset % PAGE || length % PAGE)
+        return -EINVAL; /* not page aligned */
+    return 0;
+}
+
+int shm_window_map(struct shm_window *w, int fd, uint64_t fd_offset, uint64_t shm_offset,
+                   uint64_t length, int writable) {
+    int r = check(w, shm_offset, length);
+    if (r < 0)
+        return r;
+    if (fd_offset % PAGE)
+        return -EINVAL;
+    if (fd_offset > MAX_FILE_OFFSET || length > MAX_FILE_OFFSET - fd_offset)
+        return -EOVERFLOW;
+    struct stat st;
+    if (fstat(fd, &st) != 0)
+        return -errno;
+    struct wb_range m = {.start = shm_offset, .end = shm_offset + length, .dev = st.st_dev,
+                         .ino = st.st_ino, .shift = fd_offset - shm_offset,
+                         .writable = writable};
+    pthread_mutex_lock(&w->lock);
+    int prot = PROT_READ | (writable ? PROT_WRITE : 0);
+    if (mmap(w->base + shm_offset, length, prot, MAP_SHARED | MAP_FIXED, fd,
+             (off_t)fd_offset) == MAP_FAILED)
+        r = -errno;
+    else
+        r = wb_add(&w->book, &m, NULL);
+    pthread_mutex_unlock(&w->lock);
+    return r;
+}
+
+int shm_window_unmap(struct shm_window *w, uint64_t shm_offset, uint64_t length) {
+    int r = check(w, shm_offset, length);
+    if (r < 0)
+        return r;
+    pthread_mutex_lock(&w->lock);
+    if (!wb_covers(&w->book, shm_offset, shm_offset + length))
+        r = -EINVAL; /* an unmap of a range that is not wholly mapped */
+    else if (mmap(w->base + shm_offset, length, PROT_NONE, RESERVE_FLAGS | MAP_FIXED, -1, 0) ==
+             MAP_FAILED)
+        r = -errno;
+    else
+        r = wb_remove(&w->book, shm_offset, shm_offset + length);
+    pthread_mutex_unlock(&w->lock);
+    return r;
+}
+
+/* ---- the backend channel ------------------------------------------------------------ */
+
+static void close_fds(struct vu_msg *m) {
+    for (int k = 0; k < m->nfds; k++)
+        close(m->fds[k]);
+    m->nfds = 0;
+}
+
+/* Waits for `sock` (1) or `stop_fd` (0); -errno. */
+static int wait_readable(int sock, int stop_fd) {
+    for (;;) {
+        struct pollfd p[2] = {{sock, POLLIN, 0}, {stop_fd, POLLIN, 0}};
+        int r = poll(p, 2, -1);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return -errno;
+        if (p[1].revents)
+            return 0;
+        if (p[0].revents)
+            return 1;
+    }
+}
+
+/* Exactly `len` bytes into buf (fds that come along kept in m): 1, 0 at the end of the
+ * stream before any byte, or -errno (-EPROTO: the stream ended inside a message). */
+static int recv_exact(int sock, int stop_fd, uint8_t *buf, size_t len, struct vu_msg *m,
+                      int first) {
+    size_t got = 0;
+    while (got < len) {
+        int r = wait_readable(sock, stop_fd);
+        if (r <= 0)
+            return r;
+        struct iovec iov = {buf + got, len - got};
+        union {
+            struct cmsghdr align;
+            char room[CMSG_SPACE(VU_MSG_MAX_FDS * sizeof(int))];
+        } control;
+        struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.room,
+                            .msg_controllen = sizeof control.room};
+        ssize_t n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+        if (n < 0 && (errno == EINTR || errno == EAGAIN))
+            continue;
+        if (n < 0)
+            return -errno;
+        for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
+            if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+                continue;
+            size_t nfd = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+            for (size_t k = 0; k < nfd; k++) {
+                int fd;
+                memcpy(&fd, CMSG_DATA(cm) + k * sizeof(int), sizeof fd);
+                if (m->nfds < VU_MSG_MAX_FDS)
+                    m->fds[m->nfds++] = fd;
+                else
+                    close(fd);
+            }
+        }
+        if (mh.msg_flags & MSG_CTRUNC)
+            return -EPROTO; /* more than VU_MSG_MAX_FDS fds in one message */
+        if (n == 0)
+            return first && got == 0 ? 0 : -EPROTO;
+        got += (size_t)n;
+    }
+    return 1;
+}
+
+/* 1 and a whole message in m, 0 (stopped or the end of the stream), or -errno. */
+static int recv_message(int sock, int stop_fd, struct vu_msg *m) {
+    uint8_t head[HEADER];
+    m->nfds = 0;
+    int r = recv_exact(sock, stop_fd, head, HEADER, m, 1);
+    if (r <= 0)
+        goto out;
+    memcpy(&m->request, head, 4);
+    memcpy(&m->flags, head + 4, 4);
+    memcpy(&m->size, head + 8, 4);
+    if ((m->flags & FLAG_VERSION_MASK) != FLAG_VERSION || m->size > VU_MSG_MAX_PAYLOAD) {
+        r = -EPROTO;
+        goto out;
+    }
+    r = recv_exact(sock, stop_fd, m->payload, m->size, m, 0);
+out:
+    if (r <= 0)
+        close_fds(m);
+    return r;
+}
+
+static int reply(int sock, const struct vu_msg *m, uint64_t status) {
+    uint8_t out[HEADER + 8];
+    uint32_t flags = FLAG_VERSION | FLAG_REPLY, size = 8;
+    memcpy(out, &m->request, 4);
+    memcpy(out + 4, &flags, 4);
+    memcpy(out + 8, &size, 4);
+    memcpy(out + HEADER, &status, 8);
+    size_t done = 0;
+    while (done < sizeof out) {
+        ssize_t n = send(sock, out + done, sizeof out - done, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -errno;
+        done += (size_t)n;
+    }
+    return 0;
+}
+
+/* The answer to a SHMEM_MAP/_UNMAP (frontend.py's _shmem_request, the reference). */
+static uint64_t carry_out(struct shm_window *w, const struct vu_msg *m) {
+    if (m->size < MMAP_PAYLOAD)
+        return EINVAL;
+    uint64_t v[4];
+    memcpy(v, m->payload + 8, sizeof v); /* fd_offset, shm_offset, len, flags */
+    uint8_t shmid = m->payload[0];
+    uint64_t fd_offset = v[0], shm_offset = v[1], length = v[2], flags = v[3];
+    if (shmid != 0)
+        return EINVAL;
+    int r;
+    if (m->request == SHMEM_MAP) {
+        if (flags & ~(uint64_t)MMAP_FLAG_RW || m->nfds != 1)
+            return EINVAL;
+        r = shm_window_map(w, m->fds[0], fd_offset, shm_offset, length, (int)flags);
+    } else {
+        r = shm_window_unmap(w, shm_offset, length);
+    }
+    return r < 0 ? (uint64_t)-r : 0;
+}
+
+int shm_window_serve(struct shm_window *w, int sock, int stop_fd, struct vu_msg *msg) {
+    for (;;) {
+        int r = recv_message(sock, stop_fd, msg);
+        if (r <= 0)
+            return r;
+        int ours = msg->request == SHMEM_UNMAP ||
+                   (msg->request == SHMEM_MAP && !__atomic_load_n(&w->observe, __ATOMIC_ACQUIRE));
+        if (!ours || msg->flags & FLAG_REPLY)
+            return SHM_SERVE_MESSAGE;
+        uint64_t status = carry_out(w, msg);
+        close_fds(msg);
+        if (msg->flags & FLAG_NEED_REPLY && (r = reply(sock, msg, status)) < 0)
+            return r;
+    }
+}

@@ -1,0 +1,59 @@
+/* The front-end's DAX window in C (shmem_window.py is Python's view of it): an
+ * inaccessible (PROT_NONE) reservation that VHOST_USER_BACKEND_SHMEM_MAP maps a donated
+ * fd over (MAP_FIXED|MAP_SHARED) and _UNMAP puts back, so a stray access to an unmapped
+ * part always faults; with its book (window_book.h) of what is mapped where.
+ *
+ * shm_window_serve answers the back-end's requests on the backend channel without
+ * Python: it carries out SHMEM_MAP/_UNMAP itself and hands any other message (and every
+ * SHMEM_MAP while `observe` is set) to its caller.
+ */
+#ifndef PAGEFS_SHMEM_WINDOW_H
+#define PAGEFS_SHMEM_WINDOW_H
+
+#include <stdint.h>
+
+struct shm_window;
+struct wb_book;
+
+/* A reservation of `size` bytes (a multiple of the page), or NULL and errno. */
+struct shm_window *shm_window_new(uint64_t size);
+/* Unmaps everything and frees the window. */
+void shm_window_free(struct shm_window *w);
+uintptr_t shm_window_base(struct shm_window *w);
+/* The window's lock, held while its book is read (shm_window_book). */
+void shm_window_lock(struct shm_window *w);
+void shm_window_unlock(struct shm_window *w);
+struct wb_book *shm_window_book(struct shm_window *w);
+/* Each 0 or -errno: -EINVAL for a range outside the window or not in whole pages (and
+ * for an unmap of a range not wholly mapped), -EOVERFLOW for a file range past the
+ * largest offset, or mmap's error. */
+int shm_window_map(struct shm_window *w, int fd, uint64_t fd_offset, uint64_t shm_offset,
+                   uint64_t length, int writable);
+int shm_window_unmap(struct shm_window *w, uint64_t shm_offset, uint64_t length);
+/* While set, every SHMEM_MAP goes to shm_window_serve's caller (an observer of donated
+ * descriptors). */
+void shm_window_observe(struct shm_window *w, int observe);
+
+#define VU_MSG_MAX_PAYLOAD 4096
+#define VU_MSG_MAX_FDS 8
+
+/* One whole message as read from the backend channel, with its fds (owned by the caller
+ * once handed over). */
+struct vu_msg {
+    uint32_t request;
+    uint32_t flags;
+    uint32_t size;
+    int nfds;
+    int fds[8];
+    uint8_t payload[4096];
+};
+
+#define SHM_SERVE_STOP 0    /* stop_fd became readable, or the back-end closed */
+#define SHM_SERVE_MESSAGE 1 /* a message for the caller is in *msg */
+/* negative: -errno, the channel is unusable (a malformed message: -EPROTO) */
+
+/* Serves SHMEM_MAP/_UNMAP on `sock` (answering each that asks for a reply) until one of
+ * the answers above. */
+int shm_window_serve(struct shm_window *w, int sock, int stop_fd, struct vu_msg *msg);
+
+#endif
