@@ -14,15 +14,16 @@ import stat
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from donations import observing
 from pagefs_waits import tree_fds
 
 from pagefs.impl.client.fuse_client import FuseClient
 from pagefs.impl.client.host_daemon import host_daemon
-from pagefs.impl.transport import mapping
 
 from .conftest import WINDOW_SIZE, expect_errno, wait_until
 
@@ -43,13 +44,12 @@ def window_perms(client: FuseClient, moffset: int) -> str:
 
 
 @pytest.fixture
-def donated(monkeypatch) -> list[tuple[int, bool]]:
+def donated() -> Iterator[list[tuple[int, bool]]]:
     """Every fd the daemon donates to this process's windows: (access mode, writable
-    shared mapping possible). Records, then maps as the front-end always does."""
+    shared mapping possible), recorded on arrival; the front-end then maps it as always."""
     seen: list[tuple[int, bool]] = []
-    real_map_fixed = mapping.map_fixed
 
-    def recording(addr: int, length: int, fd: int, offset: int, *, writable: bool) -> None:
+    def recording(fd: int, offset: int, *_: object) -> None:
         try:
             mmap.mmap(fd, PAGE, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE,
                       offset=offset).close()
@@ -57,10 +57,9 @@ def donated(monkeypatch) -> list[tuple[int, bool]]:
         except PermissionError:
             can_write = False
         seen.append((fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE, can_write))
-        real_map_fixed(addr, length, fd, offset, writable=writable)
 
-    monkeypatch.setattr(mapping, "map_fixed", recording)
-    return seen
+    with observing(recording):
+        yield seen
 
 
 # -- read-only export -----------------------------------------------------------------
@@ -148,7 +147,7 @@ def test_read_only_export_still_sees_host_changes(ro_daemon, ro_export) -> None:
     (ro_export / "late").unlink()
 
 
-def test_read_mappings_get_read_only_fds_in_a_writable_export(area, donated) -> None:
+def test_read_mappings_get_read_only_fds_in_a_writable_export(donated, area) -> None:
     client, top, host = area
     (host / "big").write_bytes(b"x" * PAGE)
     nodeid = client.lookup(top, b"big").nodeid

@@ -19,12 +19,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from donations import observing
+
 from pagefs.impl import protocol as p
 from pagefs.impl.client.fuse_client import FuseClient
 from pagefs.impl.client.host_daemon import host_daemon
 from pagefs.impl.client.virtiofsd import Virtiofsd
 from pagefs.impl.protocol.virtio_fs import request_queue
-from pagefs.impl.transport import mapping
 
 PAGE = mmap.PAGESIZE
 NO_FH = (1 << 64) - 1
@@ -434,22 +435,15 @@ def run_attack(name: str, backend: str, tmp: Path, read_only: bool) -> str:
     outside_before = snapshot(outside)
     export_before = snapshot(export) if read_only else None
     donated: list[int] = []
-    real_map_fixed = mapping.map_fixed
-
-    def keeping(addr: int, length: int, fd: int, offset: int, *, writable: bool) -> None:
-        donated.append(os.dup(fd))
-        real_map_fixed(addr, length, fd, offset, writable=writable)
-
-    mapping.map_fixed = keeping
     try:
         if read_only and backend == "virtiofsd":
             return "n/a: no read-only export"
-        with serving(backend, export, read_only) as connect:
+        with observing(lambda fd, *_: donated.append(os.dup(fd))), \
+                serving(backend, export, read_only) as connect:
             scene = Scene(export, outside, backend, connect, read_only, donated)
             with connect() as guest:
                 result = ATTACKS[name](scene, guest)
     finally:
-        mapping.map_fixed = real_map_fixed
         for fd in donated:
             os.close(fd)
     assert snapshot(outside) == outside_before, "something outside the export changed"

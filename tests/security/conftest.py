@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from donations import observing
 
 from pagefs.impl.transport import vhost_user
 
@@ -31,23 +32,28 @@ class Received:
 
 
 @pytest.fixture
-def received(monkeypatch) -> list[Received]:
-    """Every fd any message brings into this process (all of them front-end channels:
-    the daemon is another process), fstat()ed the moment recvmsg hands it over."""
+def received(monkeypatch) -> Iterator[list[Received]]:
+    """Every fd the daemon's messages bring into this process (all of them front-end
+    channels: the daemon is another process), fstat()ed on arrival: each SHMEM_MAP's by
+    the front-end's observer, any other's as a Python channel's recvmsg hands it over."""
     seen: list[Received] = []
     real_recv = vhost_user.Channel.recv
+
+    def record(fd: int, *_: object) -> None:
+        st = os.fstat(fd)
+        access = int(open(f"/proc/self/fdinfo/{fd}").read().split("flags:")[1].split()[0], 8)
+        seen.append(Received(st.st_mode, access & os.O_ACCMODE,
+                             os.readlink(f"/proc/self/fd/{fd}")))
 
     def recording(self, timeout: float | None = None):
         msg = real_recv(self, timeout)
         for fd in msg.fds if msg is not None else ():
-            st = os.fstat(fd)
-            access = int(open(f"/proc/self/fdinfo/{fd}").read().split("flags:")[1].split()[0], 8)
-            seen.append(Received(st.st_mode, access & os.O_ACCMODE,
-                                 os.readlink(f"/proc/self/fd/{fd}")))
+            record(fd)
         return msg
 
     monkeypatch.setattr(vhost_user.Channel, "recv", recording)
-    return seen
+    with observing(record):
+        yield seen
 
 
 def tree(root: Path) -> dict[str, tuple[int, int, int, bytes | None]]:

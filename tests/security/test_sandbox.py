@@ -15,12 +15,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from donations import observing
 from pagefs_waits import wait_until
 
 from pagefs.impl.client import host_daemon as host_daemon_module
 from pagefs.impl.client.fuse_client import FuseClient
 from pagefs.impl.client.host_daemon import host_daemon
-from pagefs.impl.transport import mapping
 
 from .conftest import expect_errno
 
@@ -29,17 +29,11 @@ NO_FH = (1 << 64) - 1
 
 
 @pytest.fixture
-def kept(monkeypatch) -> Iterator[list[int]]:
+def kept() -> Iterator[list[int]]:
     """The front-end keeps a copy of every fd it is donated, as a hostile VMM would."""
     copies: list[int] = []
-    real_map_fixed = mapping.map_fixed
-
-    def keeping(addr: int, length: int, fd: int, offset: int, *, writable: bool) -> None:
-        copies.append(os.dup(fd))
-        real_map_fixed(addr, length, fd, offset, writable=writable)
-
-    monkeypatch.setattr(mapping, "map_fixed", keeping)
-    yield copies
+    with observing(lambda fd, *_: copies.append(os.dup(fd))):
+        yield copies
     for fd in copies:
         os.close(fd)
 
