@@ -126,11 +126,13 @@ class Daemon:
             slots = self._workers.slots if self._workers is not None else []
             ready, _, _ = select.select([self._listener.fileno(), self._stop_r, *slots],
                                         [], [])
-            if self._stop_r in ready and self._stop_asked():
-                return
+            # slots first: a worker frees its slot before it exits, so once it is reaped
+            # (its SIGCHLD read below) the parent holds nothing of its guest
             for fd in set(ready) & set(slots):
                 assert self._workers is not None
                 self._workers.slot_freed(fd)
+            if self._stop_r in ready and self._stop_asked():
+                return
             if self._listener.fileno() not in ready:
                 continue
             try:

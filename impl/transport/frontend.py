@@ -417,6 +417,11 @@ class VhostUserFrontend:
         os.eventfd_write(self._stop_fd, 1)  # never drained: wakes every thread of ours
         for thread in self._threads:
             thread.join()
+        if self._backend_chan is not None:
+            # nobody answers the back-end's SHMEM requests any more: one awaiting its ack
+            # (a mapping still in flight) fails now, not at its timeout, and the queue it
+            # is served on stops at our GET_VRING_BASE without waiting for it
+            self._backend_chan.shutdown()
         if self._path is not None and self._path.dead is None:
             try:
                 for index in range(len(self._queues)):
