@@ -61,15 +61,34 @@ def _apply(share: Share, handles: list, call: tuple) -> None:
         getattr(share, name)(*args)
 
 
+def _is(path: Path, kind: str) -> bool:
+    if path.is_symlink():
+        return kind == "symlink"
+    return path.is_dir() if kind == "dir" else path.is_file() and kind == "file"
+
+
+def _remove(path: Path) -> None:
+    """Whatever is at `path`, if anything."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.is_symlink() or path.exists():
+        path.unlink()
+
+
 @settings(max_examples=60, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(st.lists(calls, min_size=1, max_size=8))
 def test_malformed_calls_end_in_oserror(share: Share, export: Path, program: list) -> None:
-    (export / "a").mkdir(exist_ok=True)
-    if (export / "b").is_dir() and not (export / "b").is_symlink():
-        shutil.rmtree(export / "b")  # an earlier example's rename or mkdir made it one
+    # an earlier example's renames, mkdirs and unlinks may have left any kind of file
+    # at each name: each is made what it starts as again
+    if not _is(export / "a", "dir"):
+        _remove(export / "a")
+        (export / "a").mkdir()
+    if not _is(export / "b", "file"):
+        _remove(export / "b")
     (export / "b").write_bytes(b"b" * 10000)
-    if not (export / "l").is_symlink():
+    if not _is(export / "l", "symlink"):
+        _remove(export / "l")
         (export / "l").symlink_to("a")
     handles: list = []
     try:
