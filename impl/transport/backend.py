@@ -64,6 +64,7 @@ from pagefs.impl.transport.virtqueue import (
     RingLayout,
     VirtqueueError,
     check_queue_size,
+    poller_figures,
 )
 
 log = logging.getLogger(__name__)
@@ -122,8 +123,11 @@ class BackendChannel:
     also keeps the files ever donated, which a VMM whose window mappings are guest RAM to
     it (QEMU 11.1) lists in SET_MEM_TABLE."""
 
-    def __init__(self, timeout: float = BACKEND_REPLY_TIMEOUT) -> None:
-        chan = lib.vu_chan_new(int(timeout * 1000))
+    def __init__(self, timeout: float = BACKEND_REPLY_TIMEOUT,
+                 spin_max_ns: int = SPIN_MAX_NS) -> None:
+        """`timeout`: how long an ack may take; `spin_max_ns`: the ceiling of the adaptive
+        spin on the socket before an ack wait sleeps (0: it never spins)."""
+        chan = lib.vu_chan_new(int(timeout * 1000), spin_max_ns)
         if chan == ffi.NULL:
             raise MemoryError("backend channel")
         self._chan = ffi.gc(chan, lib.vu_chan_free)
@@ -147,6 +151,10 @@ class BackendChannel:
 
     def fileno(self) -> int:
         return int(lib.vu_chan_fd(self._chan))
+
+    def poll_stats(self) -> dict[str, int]:
+        """The ack waits' poller (DeviceLoop.stats's figures)."""
+        return poller_figures(lib.vu_chan_poller(self._chan))
 
     def donated(self, key: tuple[int, int]) -> bool:
         """Whether SHMEM_MAP ever donated the file (st_dev, st_ino) here."""
@@ -208,7 +216,7 @@ class VhostUserBackend:
         self._protocol_features = 0
         self._regions: list[_Region] = []
         self._vrings = [_Vring() for _ in range(self._num_queues)]
-        self.backend = BackendChannel()
+        self.backend = BackendChannel(spin_max_ns=spin_max_ns)
         self._stopping = False
         self._wake_fd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
         self._wake_lock = threading.Lock()

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "backend_channel.h"
+#include "poller.h"
 
 struct vu_backend_chan {
     pthread_mutex_t lock; /* held across a request and the wait for its ack */
@@ -18,6 +19,9 @@ struct vu_backend_chan {
     int shmem;      /* the front-end negotiated SHMEM: the channel carries these requests */
     int broken;     /* a failed exchange: nothing more is sent */
     int timeout_ms; /* how long an ack may take */
+    /* the wait for an ack spins on the socket first (adaptive, load-gated: poller.h),
+     * under `lock`: a front-end that answers at once is not slept over */
+    struct poller ack_poller;
     /* (st_dev, st_ino) of every file donated by SHMEM_MAP, an open-addressing set: a VMM
      * whose window mappings are guest RAM to it (QEMU 11.1) lists them in SET_MEM_TABLE.
      * Its own lock, never held across I/O: QEMU sends that SET_MEM_TABLE, and waits for
@@ -96,7 +100,7 @@ int vu_chan_donated(struct vu_backend_chan *c, uint64_t dev, uint64_t ino) {
 #define MAX_PAYLOAD 4096
 #define MAX_FDS 8
 
-struct vu_backend_chan *vu_chan_new(int timeout_ms) {
+struct vu_backend_chan *vu_chan_new(int timeout_ms, uint32_t spin_max_ns) {
     struct vu_backend_chan *c = calloc(1, sizeof *c);
     if (c == NULL)
         return NULL;
@@ -104,8 +108,11 @@ struct vu_backend_chan *vu_chan_new(int timeout_ms) {
     pthread_mutex_init(&c->donated_lock, NULL);
     c->fd = -1;
     c->timeout_ms = timeout_ms;
+    poller_init(&c->ack_poller, spin_max_ns);
     return c;
 }
+
+const struct poller *vu_chan_poller(struct vu_backend_chan *c) { return &c->ack_poller; }
 
 void vu_chan_free(struct vu_backend_chan *c) {
     if (c == NULL)
@@ -252,9 +259,30 @@ static int recv_exact(int sock, uint8_t *buf, size_t len, int64_t deadline) {
     return 0;
 }
 
+/* Something to read on the socket (or its end, or an error): what an ack wait awaits. */
+static int readable(void *ctx) {
+    uint8_t byte;
+    ssize_t n = recv(*(int *)ctx, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n >= 0 || (errno != EAGAIN && errno != EINTR);
+}
+
+static void stay_quiet(void *ctx) { (void)ctx; } /* a socket has no notifications to mute */
+
+/* Until the socket has something to read, the deadline, or an error: spins for the
+ * poller's budget first, then sleeps in poll (recv_exact's), so an ack sent at once
+ * costs no wake-up of this thread. */
+static void await_readable(struct poller *p, int sock, int64_t deadline) {
+    struct poller_ring ring = {readable, stay_quiet, readable, &sock};
+    struct poller_watch w = {sock, POLLIN, 0};
+    int64_t left = (deadline - now_ms()) * 1000000;
+    poller_wait(p, &ring, -1, &w, 1, left > 0 ? left : 0);
+}
+
 /* The REPLY_ACK to `request`: its status (>= 0), or -errno. */
-static int64_t recv_ack(int sock, uint32_t request, int64_t deadline) {
+static int64_t recv_ack(struct vu_backend_chan *c, uint32_t request, int64_t deadline) {
+    int sock = c->fd;
     uint8_t head[HEADER], payload[MAX_PAYLOAD];
+    await_readable(&c->ack_poller, sock, deadline);
     int r = recv_exact(sock, head, HEADER, deadline);
     if (r < 0)
         return r;
@@ -307,7 +335,7 @@ int vu_shmem_map(struct vu_backend_chan *c, int fd, uint64_t fd_offset, uint64_t
                      writable ? 1 : 0, fd);
     if (r < 0)
         return fail(c, r);
-    int64_t status = recv_ack(c->fd, VU_BACKEND_SHMEM_MAP, now_ms() + c->timeout_ms);
+    int64_t status = recv_ack(c, VU_BACKEND_SHMEM_MAP, now_ms() + c->timeout_ms);
     if (status < 0)
         return fail(c, (int)status);
     pthread_mutex_unlock(&c->lock);
@@ -330,8 +358,7 @@ int vu_shmem_unmap(struct vu_backend_chan *c, const uint64_t *ranges, unsigned c
                              ranges[2 * (at + sent) + 1], 0, -1);
         int64_t deadline = now_ms() + c->timeout_ms;
         for (unsigned k = 0; k < n; k++) {
-            int64_t s = r == 0 && k < sent ? recv_ack(c->fd, VU_BACKEND_SHMEM_UNMAP, deadline)
-                                           : r;
+            int64_t s = r == 0 && k < sent ? recv_ack(c, VU_BACKEND_SHMEM_UNMAP, deadline) : r;
             if (s < 0 && r == 0)
                 r = (int)s;
             status[at + k] = (int)s;

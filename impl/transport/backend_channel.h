@@ -19,8 +19,11 @@
 #define VU_UNMAP_BATCH 64  /* UNMAPs in flight at once */
 
 struct vu_backend_chan;
+struct poller;
 
-struct vu_backend_chan *vu_chan_new(int timeout_ms);
+/* `spin_max_ns`: the ceiling of the adaptive spin on the socket before an ack wait
+ * sleeps (poller.h; 0: it always sleeps at once). */
+struct vu_backend_chan *vu_chan_new(int timeout_ms, uint32_t spin_max_ns);
 void vu_chan_free(struct vu_backend_chan *c);
 /* The channel's socket from now on (the old one closed; -1: none). */
 void vu_chan_set(struct vu_backend_chan *c, int fd);
@@ -31,6 +34,9 @@ void vu_chan_shutdown(struct vu_backend_chan *c);
 int vu_chan_fd(struct vu_backend_chan *c);
 /* 1 when a request could be sent now (SHMEM negotiated, a socket, not broken). */
 int vu_chan_usable(struct vu_backend_chan *c);
+
+/* The ack waits' poller (its figures; written under the channel's lock). */
+const struct poller *vu_chan_poller(struct vu_backend_chan *c);
 
 /* Whether SHMEM_MAP ever donated the file (st_dev, st_ino) on this channel. */
 int vu_chan_donated(struct vu_backend_chan *c, uint64_t dev, uint64_t ino);

@@ -276,7 +276,13 @@ class DeviceLoop:
         """Chains served in C and handed back; the poller's budget now, its waits for a
         request, those met spinning, those that slept, those that could not spin for want
         of a free CPU, and the time spent spinning (ns)."""
-        loop, poller = self._loop, self._loop.poller
-        return {"served": loop.served, "passed": loop.passed, "budget_ns": poller.budget_ns,
-                "waits": poller.waits, "spun": poller.spun, "slept": poller.slept,
-                "contended": poller.contended, "spin_ns": poller.spin_ns}
+        loop = self._loop
+        return {"served": loop.served, "passed": loop.passed,
+                **poller_figures(loop.poller)}
+
+
+def poller_figures(poller: Any) -> dict[str, int]:
+    """A struct poller's budget now, its waits, those met spinning, those that slept,
+    those that could not spin for want of a free CPU, and the time spent spinning (ns)."""
+    return {"budget_ns": poller.budget_ns, "waits": poller.waits, "spun": poller.spun,
+            "slept": poller.slept, "contended": poller.contended, "spin_ns": poller.spin_ns}

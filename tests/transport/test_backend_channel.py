@@ -23,7 +23,7 @@ FLAG_VERSION, FLAG_REPLY = 0x1, 0x4
 def channel() -> Iterator[tuple[object, socket.socket]]:
     """A channel that negotiated SHMEM, and the front-end's end of its socket."""
     ours, theirs = socket.socketpair()
-    chan = ffi.gc(lib.vu_chan_new(5000), lib.vu_chan_free)
+    chan = ffi.gc(lib.vu_chan_new(5000, 0), lib.vu_chan_free)
     lib.vu_chan_set(chan, ours.detach())
     lib.vu_chan_set_shmem(chan, 1)
     yield chan, theirs
