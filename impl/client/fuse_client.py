@@ -72,6 +72,7 @@ class FuseClient:
         self._forgets: list[Future[Any]] = []  # FORGETs the back-end may not have taken yet
         self._round_trip = frontend.request_path.call  # the hot path's one call
         self._send = frontend.request_path.send  # and FORGET's
+        self._expecting_backend = frontend.request_path.expecting_backend
 
     @classmethod
     def connect(
@@ -422,11 +423,13 @@ class FuseClient:
     ) -> None:
         flags = FUSE_SETUPMAPPING_FLAG_READ | (FUSE_SETUPMAPPING_FLAG_WRITE if writable else 0)
         body = p.SetupmappingIn(fh, foffset, length, flags, moffset)
-        self.call(p.Opcode.SETUPMAPPING, nodeid, body)
+        with self._expecting_backend():  # its SHMEM_MAP comes while we wait
+            self.call(p.Opcode.SETUPMAPPING, nodeid, body)
 
     def removemapping(self, ranges: list[tuple[int, int]]) -> None:
         body = p.RemovemappingIn(tuple(p.RemovemappingOne(m, n) for m, n in ranges))
-        self.call(p.Opcode.REMOVEMAPPING, 0, body)
+        with self._expecting_backend():  # and its SHMEM_UNMAPs
+            self.call(p.Opcode.REMOVEMAPPING, 0, body)
 
 
 def _decode(data: bytes | memoryview, opcode: p.Opcode, unique: int, wants_reply: bool

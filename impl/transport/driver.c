@@ -11,6 +11,7 @@
 
 #include "driver.h"
 #include "poller.h"
+#include "shmem_window.h"
 #include "vring.h"
 
 #define ALIGN 64u /* a request's reply starts on its own cache line */
@@ -36,6 +37,11 @@ struct fe_shared {
     int chan_fd;
     int stop_fd;
     int wake_fd; /* the background thread re-reads what to watch */
+    /* The DAX window and its backend channel, which a waiter whose request makes the
+     * back-end send SHMEM_MAP/_UNMAP serves while it spins (fe_expect_backend) */
+    struct shm_window *window;
+    int backend_fd;
+    int expecting; /* atomic: calls in flight that expect backend requests */
 };
 
 struct fe_queue {
@@ -104,6 +110,21 @@ struct fe_shared *fe_shared_new(int chan_fd, int stop_fd) {
     sh->chan_fd = chan_fd;
     sh->stop_fd = stop_fd;
     return sh;
+}
+
+void fe_shared_window(struct fe_shared *sh, struct shm_window *w, int backend_fd) {
+    sh->window = w;
+    sh->backend_fd = backend_fd;
+}
+
+void fe_expect_backend(struct fe_shared *sh, int delta) {
+    __atomic_add_fetch(&sh->expecting, delta, __ATOMIC_RELEASE);
+}
+
+/* A backend request this thread could answer now, while it waits for its reply. */
+static int backend_pending(struct fe_shared *sh) {
+    return sh->window != NULL && __atomic_load_n(&sh->expecting, __ATOMIC_ACQUIRE) > 0 &&
+           shm_window_pending(sh->window, sh->backend_fd);
 }
 
 void fe_shared_close(struct fe_shared *sh) {
@@ -350,7 +371,8 @@ static int waited_done(struct fe_queue *q, struct fe_entry *e) {
 
 static int spin_ready(void *ctx) {
     struct spin_ctx *c = ctx;
-    return dead(c->q->sh) || waited_done(c->q, c->e) || vq_driver_used_pending(&c->q->vq);
+    return dead(c->q->sh) || waited_done(c->q, c->e) || vq_driver_used_pending(&c->q->vq) ||
+           backend_pending(c->q->sh);
 }
 
 static void spin_quiet(void *ctx) { vq_driver_disable_calls(&((struct spin_ctx *)ctx)->q->vq); }
@@ -382,6 +404,8 @@ static int reap_until_used(struct fe_queue *q, struct fe_entry *e, int64_t deadl
         }
         pthread_mutex_unlock(&q->lock);
         int r = poller_wait(&q->poller, &ring, q->call_fd, &hangup, 1, left);
+        if (r == POLLER_READY && backend_pending(q->sh)) /* the serve thread sleeps */
+            shm_window_try_serve(q->sh->window, q->sh->backend_fd);
         pthread_mutex_lock(&q->lock);
         if (reap(q) < 0)
             err = -EIO;

@@ -19,11 +19,18 @@
 
 struct fe_shared; /* what a front-end's queues share: the connection's life, fds */
 struct fe_queue;  /* one virtqueue's driver end */
+struct shm_window;
 
 struct fe_shared *fe_shared_new(int chan_fd, int stop_fd);
 void fe_shared_free(struct fe_shared *sh);
 /* Closes the fd the shared part opened; only once every queue is killed and quiesced. */
 void fe_shared_close(struct fe_shared *sh);
+/* The DAX window and the backend channel's socket (shmem_window.h): while a call that
+ * expects backend requests is in flight (fe_expect_backend, +1 before and -1 after), a
+ * thread spinning for its reply also answers the SHMEM_MAP/_UNMAP it finds there, so
+ * neither the backend-channel thread's wake-up nor the reply's waits on the other. */
+void fe_shared_window(struct fe_shared *sh, struct shm_window *w, int backend_fd);
+void fe_expect_backend(struct fe_shared *sh, int delta);
 
 /* The queue's rings start at guest address ring_gpa of `mem` (mem_size bytes); slot_size
  * bytes per head from slots_gpa (0: every request brings its own buffer). */

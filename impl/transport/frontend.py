@@ -251,6 +251,9 @@ class VhostUserFrontend:
             event_idx=bool(self.features & bit(VIRTIO_RING_F_EVENT_IDX)),
             chan_fd=self._chan.fileno(), stop_fd=self._stop_fd, spin_ns=self.spin_ns,
         )  # fmt: skip
+        if self.window is not None and self._backend_chan is not None:
+            # a waiter for a mapping's reply answers its SHMEM_MAP itself when it can
+            self._path.serve_window_while_waiting(self.window.ptr, self._backend_chan.fileno())
         if self.features & bit(VHOST_USER_F_PROTOCOL_FEATURES):
             for index in range(num_queues):
                 self._set(Request.SET_VRING_ENABLE, VRING_STATE.pack(index, 1))

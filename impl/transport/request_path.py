@@ -18,8 +18,9 @@ from __future__ import annotations
 import errno
 import itertools
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
+from contextlib import contextmanager
 from typing import Any
 
 from pagefs.impl.transport._vring import ffi, lib
@@ -190,6 +191,23 @@ class RequestPath:
             raise self._failure(-token)
         future._token = token
         return future
+
+    def serve_window_while_waiting(self, window: Any, backend_fd: int) -> None:
+        """`window` (struct shm_window *, ShmemWindow's) and the backend channel's socket:
+        a `call` inside `expecting_backend` answers the SHMEM_MAP/_UNMAP it finds there
+        while it spins for its reply (driver.h's fe_shared_window). Set before any call;
+        both must outlive every call."""
+        lib.fe_shared_window(self._shared, window, backend_fd)
+
+    @contextmanager
+    def expecting_backend(self) -> Iterator[None]:
+        """Calls made inside make the back-end send backend requests (SETUPMAPPING,
+        REMOVEMAPPING): their waiters look for them while they spin."""
+        lib.fe_expect_backend(self._shared, 1)
+        try:
+            yield
+        finally:
+            lib.fe_expect_backend(self._shared, -1)
 
     def send(self, queue: int, request: bytes) -> bool:
         """Publishes a request that has no reply and that nobody waits for (FUSE's

@@ -31,6 +31,12 @@ struct shm_window {
     pthread_mutex_t lock;
     struct wb_book book;
     int observe;
+    /* Held while one message is taken off the backend channel and answered: by the
+     * serve thread, or by a thread waiting for its reply (shm_window_try_serve), so the
+     * acks go out in the order of the requests. */
+    pthread_mutex_t serve_lock;
+    int handed_out; /* a message is with the serve loop's caller, not answered yet */
+    int failed;     /* -errno: shm_window_try_serve broke the channel (serve reports it) */
 };
 
 static const int RESERVE_FLAGS = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE;
@@ -51,6 +57,7 @@ struct shm_window *shm_window_new(uint64_t size) {
     w->base = base;
     w->size = size;
     pthread_mutex_init(&w->lock, NULL);
+    pthread_mutex_init(&w->serve_lock, NULL);
     return w;
 }
 
@@ -60,6 +67,7 @@ void shm_window_free(struct shm_window *w) {
     munmap(w->base, w->size);
     wb_clear(&w->book);
     pthread_mutex_destroy(&w->lock);
+    pthread_mutex_destroy(&w->serve_lock);
     free(w);
 }
 
@@ -250,18 +258,91 @@ static uint64_t carry_out(struct shm_window *w, const struct vu_msg *m) {
     return r < 0 ? (uint64_t)-r : 0;
 }
 
+static int ours(struct shm_window *w, uint32_t request, uint32_t flags) {
+    if (flags & FLAG_REPLY)
+        return 0;
+    return request == SHMEM_UNMAP ||
+           (request == SHMEM_MAP && !__atomic_load_n(&w->observe, __ATOMIC_ACQUIRE));
+}
+
+/* Carries out the message in msg (ours) and answers it if asked: 0 or -errno. */
+static int answer(struct shm_window *w, int sock, struct vu_msg *msg) {
+    uint64_t status = carry_out(w, msg);
+    close_fds(msg);
+    return msg->flags & FLAG_NEED_REPLY ? reply(sock, msg, status) : 0;
+}
+
+/* Whether the socket has something to read (or its end, or an error), without waiting. */
+static int has_data(int sock) {
+    uint8_t byte;
+    ssize_t n = recv(sock, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n >= 0 || (errno != EAGAIN && errno != EINTR);
+}
+
 int shm_window_serve(struct shm_window *w, int sock, int stop_fd, struct vu_msg *msg) {
+    pthread_mutex_lock(&w->serve_lock);
+    w->handed_out = 0; /* the caller answered the message it was handed, if any */
+    pthread_mutex_unlock(&w->serve_lock);
     for (;;) {
-        int r = recv_message(sock, stop_fd, msg);
+        int r = wait_readable(sock, stop_fd);
         if (r <= 0)
             return r;
-        int ours = msg->request == SHMEM_UNMAP ||
-                   (msg->request == SHMEM_MAP && !__atomic_load_n(&w->observe, __ATOMIC_ACQUIRE));
-        if (!ours || msg->flags & FLAG_REPLY)
-            return SHM_SERVE_MESSAGE;
-        uint64_t status = carry_out(w, msg);
-        close_fds(msg);
-        if (msg->flags & FLAG_NEED_REPLY && (r = reply(sock, msg, status)) < 0)
+        pthread_mutex_lock(&w->serve_lock);
+        if (w->failed < 0) { /* a waiting thread's answer failed: the channel is done */
+            r = w->failed;
+            pthread_mutex_unlock(&w->serve_lock);
             return r;
+        }
+        if (!has_data(sock)) { /* a waiting thread took it (shm_window_try_serve) */
+            pthread_mutex_unlock(&w->serve_lock);
+            continue;
+        }
+        r = recv_message(sock, stop_fd, msg);
+        if (r > 0 && !ours(w, msg->request, msg->flags)) {
+            w->handed_out = 1; /* no one answers another until the caller has */
+            pthread_mutex_unlock(&w->serve_lock);
+            return SHM_SERVE_MESSAGE;
+        }
+        int answered = r > 0 ? answer(w, sock, msg) : r;
+        pthread_mutex_unlock(&w->serve_lock);
+        if (r <= 0 || answered < 0)
+            return r <= 0 ? r : answered; /* stopped, the end of the stream, or -errno */
     }
+}
+
+/* A whole message of ours is on the socket, nothing handed out: what try_serve takes. */
+static int ours_pending(struct shm_window *w, int sock) {
+    uint8_t head[HEADER + MMAP_PAYLOAD];
+    ssize_t n = recv(sock, head, sizeof head, MSG_PEEK | MSG_DONTWAIT);
+    if (n < HEADER || __atomic_load_n(&w->handed_out, __ATOMIC_ACQUIRE))
+        return 0;
+    uint32_t request, flags, size;
+    memcpy(&request, head, 4);
+    memcpy(&flags, head + 4, 4);
+    memcpy(&size, head + 8, 4);
+    return (flags & FLAG_VERSION_MASK) == FLAG_VERSION && size <= MMAP_PAYLOAD &&
+           n >= (ssize_t)(HEADER + size) && ours(w, request, flags);
+}
+
+int shm_window_pending(struct shm_window *w, int sock) { return ours_pending(w, sock); }
+
+int shm_window_try_serve(struct shm_window *w, int sock) {
+    if (pthread_mutex_trylock(&w->serve_lock) != 0)
+        return 0; /* the serve thread is at it */
+    int r = 0;
+    if (ours_pending(w, sock)) {
+        struct vu_msg msg;
+        /* whole, so no wait; a malformed one is the serve thread's to report */
+        r = recv_message(sock, -1, &msg);
+        if (r > 0)
+            r = answer(w, sock, &msg) < 0 ? -EPIPE : 1;
+        else if (r == 0)
+            r = -EPROTO; /* cannot be: the whole message was there */
+        if (r < 0) { /* the serve thread reports it, woken by the shutdown */
+            w->failed = r;
+            shutdown(sock, SHUT_RDWR);
+        }
+    }
+    pthread_mutex_unlock(&w->serve_lock);
+    return r;
 }

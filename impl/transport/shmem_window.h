@@ -56,4 +56,13 @@ struct vu_msg {
  * the answers above. */
 int shm_window_serve(struct shm_window *w, int sock, int stop_fd, struct vu_msg *msg);
 
+/* For a thread that waits for the reply to a request that makes the back-end send
+ * SHMEM_MAP/_UNMAP (SETUPMAPPING, REMOVEMAPPING), so the serve thread's wake-up is not
+ * on the way: whether a whole message that shm_window_serve would carry out itself is
+ * on `sock` (a look, nothing taken), and taking and answering it, as shm_window_serve
+ * would, unless the serve thread is at it: 1 done, 0 nothing done, -errno the channel
+ * broke (shm_window_serve then returns that). */
+int shm_window_pending(struct shm_window *w, int sock);
+int shm_window_try_serve(struct shm_window *w, int sock);
+
 #endif

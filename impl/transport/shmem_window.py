@@ -59,6 +59,11 @@ class ShmemWindow:
         if refusals:
             raise refusals[0]
 
+    @property
+    def ptr(self) -> Any:
+        """struct shm_window *, for the request path's waiters (valid until `close`)."""
+        return self._ptr
+
     def observe(self, observe: bool) -> None:
         """While set, `serve` hands every SHMEM_MAP to its caller (who observes donated
         descriptors) rather than carrying it out itself."""
