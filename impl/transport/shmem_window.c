@@ -37,6 +37,7 @@ struct shm_window {
     pthread_mutex_t serve_lock;
     int handed_out; /* a message is with the serve loop's caller, not answered yet */
     int failed;     /* -errno: shm_window_try_serve broke the channel (serve reports it) */
+    uint64_t waiter_served; /* messages shm_window_try_serve answered */
 };
 
 static const int RESERVE_FLAGS = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE;
@@ -334,8 +335,10 @@ int shm_window_try_serve(struct shm_window *w, int sock) {
         struct vu_msg msg;
         /* whole, so no wait; a malformed one is the serve thread's to report */
         r = recv_message(sock, -1, &msg);
-        if (r > 0)
+        if (r > 0) {
             r = answer(w, sock, &msg) < 0 ? -EPIPE : 1;
+            w->waiter_served++;
+        }
         else if (r == 0)
             r = -EPROTO; /* cannot be: the whole message was there */
         if (r < 0) { /* the serve thread reports it, woken by the shutdown */
@@ -345,4 +348,11 @@ int shm_window_try_serve(struct shm_window *w, int sock) {
     }
     pthread_mutex_unlock(&w->serve_lock);
     return r;
+}
+
+uint64_t shm_window_waiter_served(struct shm_window *w) {
+    pthread_mutex_lock(&w->serve_lock);
+    uint64_t n = w->waiter_served;
+    pthread_mutex_unlock(&w->serve_lock);
+    return n;
 }

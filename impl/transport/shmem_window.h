@@ -64,5 +64,7 @@ int shm_window_serve(struct shm_window *w, int sock, int stop_fd, struct vu_msg 
  * broke (shm_window_serve then returns that). */
 int shm_window_pending(struct shm_window *w, int sock);
 int shm_window_try_serve(struct shm_window *w, int sock);
+/* How many messages shm_window_try_serve answered (the rest: the serve thread). */
+uint64_t shm_window_waiter_served(struct shm_window *w);
 
 #endif

@@ -64,6 +64,12 @@ class ShmemWindow:
         """struct shm_window *, for the request path's waiters (valid until `close`)."""
         return self._ptr
 
+    @property
+    def waiter_served(self) -> int:
+        """SHMEM requests answered by a thread waiting for its reply rather than by the
+        backend-channel thread (RequestPath.expecting_backend)."""
+        return int(lib.shm_window_waiter_served(self._ptr))
+
     def observe(self, observe: bool) -> None:
         """While set, `serve` hands every SHMEM_MAP to its caller (who observes donated
         descriptors) rather than carrying it out itself."""

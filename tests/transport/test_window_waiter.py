@@ -75,6 +75,7 @@ def test_a_whole_map_and_unmap_are_answered_by_the_waiter(pair) -> None:
     assert try_serve(window, ours) == 1
     assert [(m.moffset, m.length) for m in window.mappings()] == [(MIB, MIB)]
     assert acks(theirs, 1) == [(BackendRequest.SHMEM_MAP, FLAG_VERSION | FLAG_REPLY, 0)]
+    assert window.waiter_served == 1
     theirs.send(request(BackendRequest.SHMEM_UNMAP, MIB, MIB))
     assert try_serve(window, ours) == 1
     assert window.mappings() == []
