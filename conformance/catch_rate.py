@@ -129,6 +129,12 @@ def bug_names() -> list[str]:
     return [*FAULTS, *MEASURED_FAULTS, *DRIVER_FAULTS, *HOST_FAULTS, TORN_WRITES]
 
 
+def rerun_in(text: str) -> list[str]:
+    """The bugs a report says were rerun alone after its whole run."""
+    line = next((x for x in text.splitlines() if x.startswith(RERUN)), "")
+    return [part.split("`")[1] for part in line.removeprefix(RERUN).split(", ") if "`" in part]
+
+
 def from_markdown(text: str) -> list[Caught]:
     """The rows of a report to_markdown wrote (to rerun some bugs and keep the rest)."""
     rows = []
@@ -143,7 +149,11 @@ def from_markdown(text: str) -> list[Caught]:
     return rows
 
 
-def to_markdown(rows: list[Caught]) -> str:
+RERUN = "Rerun alone after the last whole run (`--only`): "
+
+
+def to_markdown(rows: list[Caught], rerun: list[str] | None = None) -> str:
+    """The report; `rerun`: the bugs whose rows are newer than the last whole run."""
     caught = sum(r.caught for r in rows)
     own = sum(r.by_its_own for r in rows)
     out = ["# Catch rate of seeded implementation bugs", "",
@@ -151,6 +161,9 @@ def to_markdown(rows: list[Caught]) -> str:
            f"each run on a real target with that one bug, up to {BUDGET['examples']} cases "
            f"of {BUDGET['steps']} steps per property, seed {BUDGET['seed']} "
            "(`python -m pagefs.conformance.catch_rate`).", ""]
+    if rerun:
+        out += [RERUN + ", ".join(f"`{bug}`" for bug in rerun) + "; every other row is "
+                "as that run gave it.", ""]
     for layer in dict.fromkeys(r.layer for r in rows):
         mine = [r for r in rows if r.layer == layer]
         out.append(f"- {layer}: {sum(r.caught for r in mine)} of {len(mine)}")
@@ -179,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
                              "the report --out names, which must exist")
     args = parser.parse_args(argv)
     kept: list[Caught] = []
+    rerun: list[str] = []
     if args.only:
         unknown = sorted(set(args.only) - set(bug_names()))
         if unknown or not args.out:
@@ -186,7 +200,8 @@ def main(argv: list[str] | None = None) -> int:
                          f"{', '.join(bug_names())}" if unknown else "--only needs --out")
         try:
             with open(args.out) as f:
-                kept = from_markdown(f.read())
+                text = f.read()
+            kept, rerun = from_markdown(text), rerun_in(text)
         except OSError as exc:
             parser.error(f"cannot read the report to update: {exc}")
     rows = []
@@ -195,7 +210,9 @@ def main(argv: list[str] | None = None) -> int:
               f"{', '.join(sorted(row.failed))}", file=sys.stderr, flush=True)
         rows.append(row)
     rows = merged(kept, rows)
-    text = to_markdown(rows)
+    if args.only:
+        rerun = [bug for bug in bug_names() if bug in {*rerun, *args.only}]
+    text = to_markdown(rows, rerun)
     if args.out:
         with open(args.out, "w") as f:
             f.write(text)

@@ -2,7 +2,15 @@
 
 import pytest
 
-from pagefs.conformance.catch_rate import ANY_DATA, Caught, from_markdown, main, merged, to_markdown
+from pagefs.conformance.catch_rate import (
+    ANY_DATA,
+    Caught,
+    from_markdown,
+    main,
+    merged,
+    rerun_in,
+    to_markdown,
+)
 
 
 def test_the_report_counts_caught_own_and_missed():
@@ -30,7 +38,11 @@ def test_a_rerun_of_some_bugs_replaces_their_rows_and_keeps_the_others():
     # In a whole run's order; a bug no longer kept is dropped.
     assert [r.bug for r in rows] == ["stale-read", "no-upgrade", "short-read"]
     assert rows[1].failed == {"EOF-FAULT"}
-    assert "3 of 3 seeded bugs caught" in to_markdown(rows)
+    text = to_markdown(rows, ["stale-read", "no-upgrade"])
+    assert "3 of 3 seeded bugs caught" in text
+    assert rerun_in(text) == ["stale-read", "no-upgrade"]
+    assert from_markdown(text) == from_markdown(to_markdown(rows))
+    assert rerun_in(to_markdown(rows)) == []
 
 
 def test_only_refuses_an_unknown_bug_or_no_report_in_one_line(tmp_path, capsys):
