@@ -115,3 +115,17 @@ def test_the_donated_set_answers_while_a_request_awaits_its_ack(channel, tmp_pat
     theirs.sendall(ack(lib.VU_BACKEND_SHMEM_UNMAP, 0))
     waiting.join()
     assert result == [(0, 0)]
+
+
+def test_the_session_ending_ends_a_wait_for_an_ack(channel) -> None:
+    """The back-end tearing the guest down (vu_chan_shutdown, from another thread) ends a
+    wait for an ack at once, spinning or asleep: ENOTCONN, not the deadline's ETIMEDOUT,
+    so a front-end that never acks cannot hold a worker's queue thread past its session."""
+    chan, theirs = channel
+    result: list[tuple[int, int]] = []
+    waiting = threading.Thread(target=lambda: result.append(unmap(chan)))
+    waiting.start()
+    theirs.recv(HEADER.size)  # the SHMEM_UNMAP was sent: its ack is now awaited
+    lib.vu_chan_shutdown(chan)
+    waiting.join()
+    assert result == [(-errno.ENOTCONN, -errno.ENOTCONN)]
