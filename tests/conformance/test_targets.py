@@ -3,12 +3,15 @@
 import errno
 import os
 import signal
+import subprocess
+import sys
 
 import pytest
 
 from pagefs.conformance import targets
 from pagefs.conformance.session import Session
 from pagefs.conformance.target import MAPPINGS, PEERS, READ_ONLY, ROOT_NODEID
+from pagefs.conformance.targets import local as local_target
 from pagefs.spec import Config
 from pagefs.spec.datatypes import O_CREAT, O_RDWR
 
@@ -104,3 +107,39 @@ def test_a_killed_pagefs_daemon_is_shown_on_the_step_and_the_case_still_closes()
     assert not died.ok
     assert f"[back-end died (exit status {-signal.SIGKILL}): " in died.line()
     assert daemon.returncode == -signal.SIGKILL
+
+
+def _factory_in_child() -> tuple[subprocess.Popen, str]:
+    """A process holding a local factory open, and the factory's directory."""
+    child = subprocess.Popen(
+        [sys.executable, "-c",
+         "from pagefs.conformance import targets\n"
+         "import sys, time\n"
+         "with targets.factory('local') as f:\n"
+         "    print(f._base, flush=True)\n"
+         "    time.sleep(600)\n"],
+        stdout=subprocess.PIPE, text=True)
+    return child, child.stdout.readline().strip()
+
+
+def test_a_killed_local_factory_leaves_its_bind_mount_to_the_next_one():
+    """SIGKILL runs no cleanup: the next factory unmounts and removes what it left, and
+    leaves a live factory's directory alone."""
+    killed, killed_base = _factory_in_child()
+    alive, alive_base = _factory_in_child()
+    try:
+        killed.kill()
+        killed.wait()
+        ro = os.path.join(killed_base, "ro")
+        assert local_target._is_mount_point(ro) == (os.geteuid() == 0)
+        with targets.factory("local"):
+            assert not os.path.exists(killed_base)
+            assert not local_target._is_mount_point(ro)
+            assert os.path.isdir(alive_base)
+    finally:
+        for child in (killed, alive):
+            child.kill()
+            child.wait()
+            child.stdout.close()
+        local_target.sweep_abandoned()
+    assert not os.path.exists(alive_base)
