@@ -41,7 +41,6 @@ struct fe_shared {
      * back-end send SHMEM_MAP/_UNMAP serves while it spins (fe_expect_backend) */
     struct shm_window *window;
     int backend_fd;
-    int expecting; /* atomic: calls in flight that expect backend requests */
 };
 
 struct fe_queue {
@@ -118,13 +117,18 @@ void fe_shared_window(struct fe_shared *sh, struct shm_window *w, int backend_fd
 }
 
 void fe_expect_backend(struct fe_shared *sh, int delta) {
-    __atomic_add_fetch(&sh->expecting, delta, __ATOMIC_RELEASE);
+    if (sh->window != NULL)
+        shm_window_expect(sh->window, delta);
+}
+
+/* Whether a call in flight expects backend requests, which its waiters answer. */
+static int backend_expected(struct fe_shared *sh) {
+    return sh->window != NULL && shm_window_expecting(sh->window);
 }
 
 /* A backend request this thread could answer now, while it waits for its reply. */
 static int backend_pending(struct fe_shared *sh) {
-    return sh->window != NULL && __atomic_load_n(&sh->expecting, __ATOMIC_ACQUIRE) > 0 &&
-           shm_window_pending(sh->window, sh->backend_fd);
+    return backend_expected(sh) && shm_window_pending(sh->window, sh->backend_fd);
 }
 
 void fe_shared_close(struct fe_shared *sh) {
@@ -387,7 +391,11 @@ static int spin_arm(void *ctx) {
 static int reap_until_used(struct fe_queue *q, struct fe_entry *e, int64_t deadline) {
     struct spin_ctx ctx = {q, e};
     struct poller_ring ring = {spin_ready, spin_quiet, spin_arm, &ctx};
-    struct poller_watch hangup = {q->sh->chan_fd, POLLRDHUP, 0};
+    /* the hang-up, and the backend channel's socket while backend requests are expected:
+     * the serve thread is parked then (shmem_window.h), so a sleeping waiter answers them */
+    struct poller_watch watch[2] = {{q->sh->chan_fd, POLLRDHUP, 0},
+                                    {q->sh->backend_fd, POLLIN, 0}};
+    int watch_backend = 1; /* until a message not ours is left to the serve thread */
     int err = 0;
     q->reaping = 1;
     if (q->bg_watching)
@@ -403,13 +411,15 @@ static int reap_until_used(struct fe_queue *q, struct fe_entry *e, int64_t deadl
             break;
         }
         pthread_mutex_unlock(&q->lock);
-        int r = poller_wait(&q->poller, &ring, q->call_fd, &hangup, 1, left);
-        if (r == POLLER_READY && backend_pending(q->sh)) /* the serve thread sleeps */
-            shm_window_try_serve(q->sh->window, q->sh->backend_fd);
+        int backend = watch_backend && backend_expected(q->sh);
+        int r = poller_wait(&q->poller, &ring, q->call_fd, watch, backend ? 2 : 1, left);
+        if (backend && (r == POLLER_READY || (r == POLLER_EVENT && watch[1].revents)) &&
+            shm_window_waiter_turn(q->sh->window, q->sh->backend_fd) == SHM_WAITER_LEFT)
+            watch_backend = 0; /* the serve thread's: watching it would only spin */
         pthread_mutex_lock(&q->lock);
         if (reap(q) < 0)
             err = -EIO;
-        else if (r == POLLER_EVENT)
+        else if (r == POLLER_EVENT && watch[0].revents)
             set_dead(q->sh, EPIPE); /* the back-end hung up: what it pushed was reaped */
         else if (r == POLLER_TIMEOUT && !waited_done(q, e))
             err = -ETIMEDOUT;

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -24,6 +25,9 @@
 #define SHMEM_UNMAP 10
 #define MMAP_PAYLOAD 40
 #define MMAP_FLAG_RW 1u
+/* How often a parked serve thread looks whether calls stopped, or a message waits that
+ * no waiter took (one a waiter gave up on, or one for the caller of shm_window_serve) */
+#define PARK_TICK_MS 2
 
 struct shm_window {
     uint8_t *base;
@@ -38,6 +42,16 @@ struct shm_window {
     int handed_out; /* a message is with the serve loop's caller, not answered yet */
     int failed;     /* -errno: shm_window_try_serve broke the channel (serve reports it) */
     uint64_t waiter_served; /* messages shm_window_try_serve answered */
+    /* While calls that expect backend requests come (shm_window_expect), the serve thread
+     * parks off the socket (on park_fd and its stop fd): a message sent to a waiter that
+     * spins for it then wakes no one, where the serve thread's wake-up cost the sender
+     * about 10 us (an idle vCPU's wake-up) and made a third runnable thread on a 2-CPU
+     * machine, which stops every spin (poller.h). Atomics. */
+    int expecting;       /* calls in flight that expect backend requests */
+    uint64_t calls;      /* such calls ever begun */
+    uint64_t calls_seen; /* `calls` when the serve thread last went back to the socket */
+    int parked;
+    int park_fd;         /* an eventfd: written to send a parked serve thread to the socket */
 };
 
 static const int RESERVE_FLAGS = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE;
@@ -55,6 +69,12 @@ struct shm_window *shm_window_new(uint64_t size) {
         free(w);
         return NULL;
     }
+    w->park_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (w->park_fd < 0) {
+        munmap(base, size);
+        free(w);
+        return NULL;
+    }
     w->base = base;
     w->size = size;
     pthread_mutex_init(&w->lock, NULL);
@@ -66,6 +86,7 @@ void shm_window_free(struct shm_window *w) {
     if (w == NULL)
         return;
     munmap(w->base, w->size);
+    close(w->park_fd);
     wb_clear(&w->book);
     pthread_mutex_destroy(&w->lock);
     pthread_mutex_destroy(&w->serve_lock);
@@ -280,12 +301,67 @@ static int has_data(int sock) {
     return n >= 0 || (errno != EAGAIN && errno != EINTR);
 }
 
+void shm_window_expect(struct shm_window *w, int delta) {
+    if (delta > 0)
+        __atomic_add_fetch(&w->calls, 1, __ATOMIC_RELEASE);
+    __atomic_add_fetch(&w->expecting, delta, __ATOMIC_RELEASE);
+}
+
+int shm_window_expecting(struct shm_window *w) {
+    return __atomic_load_n(&w->expecting, __ATOMIC_ACQUIRE) > 0;
+}
+
+static void unpark(struct shm_window *w) {
+    if (__atomic_load_n(&w->parked, __ATOMIC_ACQUIRE)) {
+        uint64_t one = 1;
+        (void)!write(w->park_fd, &one, sizeof one);
+    }
+}
+
+/* Keeps the serve thread off the socket while calls that expect backend requests come
+ * (their waiters answer them), until the calls stop for a tick, a waiter sends it back
+ * (unpark), or a message waits at a tick: 1, or 0 when stop_fd fired. */
+static int park(struct shm_window *w, int sock, int stop_fd) {
+    uint64_t seen = __atomic_load_n(&w->calls, __ATOMIC_ACQUIRE);
+    if (!shm_window_expecting(w) && seen == __atomic_load_n(&w->calls_seen, __ATOMIC_ACQUIRE))
+        return 1; /* no such call since the last park: the socket is ours to watch */
+    __atomic_store_n(&w->parked, 1, __ATOMIC_SEQ_CST);
+    int r = 1;
+    for (;;) {
+        struct pollfd p[2] = {{w->park_fd, POLLIN, 0}, {stop_fd, POLLIN, 0}};
+        int n = poll(p, 2, PARK_TICK_MS);
+        if (n < 0 && errno != EINTR) {
+            r = -errno;
+            break;
+        }
+        if (n > 0 && p[1].revents) {
+            r = 0;
+            break;
+        }
+        if (n > 0 && p[0].revents) {
+            uint64_t count;
+            (void)!read(w->park_fd, &count, sizeof count);
+            break;
+        }
+        uint64_t now = __atomic_load_n(&w->calls, __ATOMIC_ACQUIRE);
+        if ((!shm_window_expecting(w) && now == seen) || has_data(sock))
+            break; /* the calls stopped, or a message no waiter took waits */
+        seen = now;
+    }
+    __atomic_store_n(&w->parked, 0, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&w->calls_seen, seen, __ATOMIC_RELEASE);
+    return r;
+}
+
 int shm_window_serve(struct shm_window *w, int sock, int stop_fd, struct vu_msg *msg) {
     pthread_mutex_lock(&w->serve_lock);
     w->handed_out = 0; /* the caller answered the message it was handed, if any */
     pthread_mutex_unlock(&w->serve_lock);
     for (;;) {
-        int r = wait_readable(sock, stop_fd);
+        int r = park(w, sock, stop_fd);
+        if (r <= 0)
+            return r;
+        r = wait_readable(sock, stop_fd);
         if (r <= 0)
             return r;
         pthread_mutex_lock(&w->serve_lock);
@@ -344,10 +420,20 @@ int shm_window_try_serve(struct shm_window *w, int sock) {
         if (r < 0) { /* the serve thread reports it, woken by the shutdown */
             w->failed = r;
             shutdown(sock, SHUT_RDWR);
+            unpark(w);
         }
     }
     pthread_mutex_unlock(&w->serve_lock);
     return r;
+}
+
+int shm_window_waiter_turn(struct shm_window *w, int sock) {
+    if (ours_pending(w, sock))
+        return shm_window_try_serve(w, sock);
+    if (!has_data(sock))
+        return 0;
+    unpark(w); /* not a waiter's to answer: the serve thread's, parked or not */
+    return SHM_WAITER_LEFT;
 }
 
 uint64_t shm_window_waiter_served(struct shm_window *w) {

@@ -64,6 +64,22 @@ int shm_window_serve(struct shm_window *w, int sock, int stop_fd, struct vu_msg 
  * broke (shm_window_serve then returns that). */
 int shm_window_pending(struct shm_window *w, int sock);
 int shm_window_try_serve(struct shm_window *w, int sock);
+/* A call that expects backend requests begins (delta +1) or ends (-1). While such calls
+ * come, shm_window_serve parks off the socket, so a message for a waiter that spins wakes
+ * nobody: the waiters answer what is theirs (shm_window_waiter_turn), and a waiter that
+ * sleeps watches the socket itself. The parked thread goes back to the socket once the
+ * calls stop for a tick, or at once when a waiter finds a message that is not theirs. */
+void shm_window_expect(struct shm_window *w, int delta);
+/* Whether such a call is in flight. */
+int shm_window_expecting(struct shm_window *w);
+
+#define SHM_WAITER_LEFT 2 /* a message no waiter answers: left to the serve thread */
+/* For a waiter whose wait ended while such calls are in flight (the socket readable, or
+ * ready by shm_window_pending): answers a message of ours as shm_window_try_serve does
+ * (its result), or leaves any other message (or a partial one) to the serve thread,
+ * sending it back to the socket (SHM_WAITER_LEFT: the waiter stops watching the socket
+ * for this wait); 0 when the socket is empty. */
+int shm_window_waiter_turn(struct shm_window *w, int sock);
 /* How many messages shm_window_try_serve answered (the rest: the serve thread). */
 uint64_t shm_window_waiter_served(struct shm_window *w);
 

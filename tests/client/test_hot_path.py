@@ -244,3 +244,36 @@ def test_a_parse_that_calls_again_gets_a_buffer_of_its_own(host) -> None:
 
 def struct_unique(unique: int) -> bytes:
     return unique.to_bytes(8, "little")
+
+
+@pytest.mark.parametrize("spin_ns", [0, 50_000])
+def test_mappings_made_back_to_back_from_several_threads_are_each_made_once(
+        host, tmp_path: Path, spin_ns: int) -> None:
+    """Waiters answer their SHMEM_MAP/_UNMAPs while the backend-channel thread parks
+    (shmem_window.h): spinning, or (spin_ns 0) asleep on the channel's socket as well."""
+    mib = 1 << 20
+    (tmp_path / "big").write_bytes(bytes(8 * mib))
+    with FuseClient.connect(host.socket_path, spin_ns=spin_ns) as client:
+        nodeid = client.lookup(FUSE_ROOT_ID, b"big").nodeid
+        fh = client.open(nodeid, os.O_RDONLY).fh
+        failures: list[BaseException] = []
+
+        def work(slot: int) -> None:
+            try:
+                for _ in range(40):
+                    client.setupmapping(nodeid, fh, slot * mib, mib, False, slot * mib)
+                    client.removemapping([(slot * mib, mib)])
+                client.setupmapping(nodeid, fh, slot * mib, mib, False, slot * mib)
+            except BaseException as e:  # noqa: BLE001 - reported by the main thread
+                failures.append(e)
+
+        threads = [threading.Thread(target=work, args=(slot,)) for slot in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
+        assert not failures and not any(t.is_alive() for t in threads)
+        window = client.frontend.window
+        assert window is not None
+        assert [(m.moffset, m.length) for m in window.mappings()] == [
+            (slot * mib, mib) for slot in range(3)]

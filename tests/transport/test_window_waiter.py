@@ -8,6 +8,7 @@ from __future__ import annotations
 import errno
 import os
 import socket
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -129,3 +130,113 @@ def test_a_channel_the_waiter_broke_is_reported_by_the_serve_loop(pair) -> None:
     with pytest.raises(OSError) as broken:
         window.serve(ours.fileno(), -1)
     assert broken.value.errno == errno.EPIPE
+
+
+def waiter_turn(window: ShmemWindow, ours: socket.socket) -> int:
+    return int(lib.shm_window_waiter_turn(window.ptr, ours.fileno()))
+
+
+def test_a_waiters_turn_answers_ours_and_leaves_the_rest_to_the_serve_thread(pair) -> None:
+    window, ours, theirs, fd = pair
+    assert waiter_turn(window, ours) == 0  # nothing there
+    send_map(theirs, fd, MIB)
+    assert waiter_turn(window, ours) == 1
+    assert acks(theirs, 1)[0][2] == 0
+    theirs.send(HEADER.pack(99, ASK, 0))  # not a SHMEM request: the serve thread's
+    assert waiter_turn(window, ours) == lib.SHM_WAITER_LEFT
+    assert waiter_turn(window, ours) == lib.SHM_WAITER_LEFT  # and it stays there
+    handed = window.serve(ours.fileno(), -1)
+    assert handed is not None and handed.request == 99
+    whole = request(BackendRequest.SHMEM_UNMAP, MIB, MIB)
+    theirs.send(whole[:HEADER.size])  # a part: what comes of it is the serve thread's
+    assert waiter_turn(window, ours) == lib.SHM_WAITER_LEFT
+
+
+class ServeThread:
+    """window.serve on `ours` in a thread, as the front-end's backend-channel thread runs
+    it (in C, without the GIL); what it hands out is collected, and `stop` ends it."""
+
+    def __init__(self, window: ShmemWindow, ours: socket.socket) -> None:
+        self.window, self.ours = window, ours
+        self.stop_fd = os.eventfd(0, os.EFD_CLOEXEC)
+        self.handed: list[int] = []
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while (msg := self.window.serve(self.ours.fileno(), self.stop_fd)) is not None:
+            msg.close_fds()
+            self.handed.append(msg.request)
+
+    def stop(self) -> None:
+        os.eventfd_write(self.stop_fd, 1)
+        self.thread.join(LONG_ENOUGH)
+        os.close(self.stop_fd)
+        assert not self.thread.is_alive(), "the serve loop did not stop"
+
+
+LONG_ENOUGH = 60.0  # seconds: only a hang runs out of it (nothing here is timed)
+
+
+@pytest.fixture
+def expecting(pair):
+    """`pair`, with a call that expects backend requests in flight while the test runs."""
+    window = pair[0]
+    lib.shm_window_expect(window.ptr, 1)
+    assert lib.shm_window_expecting(window.ptr)
+    yield pair
+    lib.shm_window_expect(window.ptr, -1)
+    assert not lib.shm_window_expecting(window.ptr)
+
+
+def test_each_message_is_answered_once_by_the_waiter_or_the_parked_serve_thread(
+        expecting) -> None:
+    window, ours, theirs, fd = expecting
+    serving = ServeThread(window, ours)
+    try:
+        for k in range(50):
+            send_map(theirs, fd, (k % 4) * MIB)
+            while lib.shm_window_pending(window.ptr, ours.fileno()):
+                waiter_turn(window, ours)  # whichever takes it, it is answered once
+            assert acks(theirs, 1) == [(BackendRequest.SHMEM_MAP, FLAG_VERSION | FLAG_REPLY,
+                                        0)]
+        assert len(window.mappings()) == 4
+    finally:
+        serving.stop()
+    assert serving.handed == []
+    assert waiter_turn(window, ours) == 0  # no answer, nor message, left over
+
+
+def test_a_parked_serve_thread_stops_when_told(expecting) -> None:
+    window, ours, _, _ = expecting
+    serving = ServeThread(window, ours)  # parks: a call expects backend requests
+    serving.stop()
+
+
+def test_what_no_waiter_answers_reaches_the_serve_loops_caller(expecting) -> None:
+    window, ours, theirs, fd = expecting
+    serving = ServeThread(window, ours)
+    try:
+        theirs.send(HEADER.pack(99, ASK, 0))
+        assert waiter_turn(window, ours) in (0, lib.SHM_WAITER_LEFT)  # 0: already taken
+        window.observe(True)  # and a SHMEM_MAP while an observer looks: the caller's too
+        send_map(theirs, fd, 0)
+        while len(serving.handed) < 2:
+            serving.thread.join(0.01)
+    finally:
+        serving.stop()
+    assert serving.handed == [99, BackendRequest.SHMEM_MAP]
+
+
+def test_once_the_calls_end_the_serve_thread_answers_without_a_waiter(pair) -> None:
+    window, ours, theirs, fd = pair
+    lib.shm_window_expect(window.ptr, 1)
+    serving = ServeThread(window, ours)  # parked while the call is in flight
+    try:
+        lib.shm_window_expect(window.ptr, -1)
+        send_map(theirs, fd, MIB)  # nobody else takes it: the serve thread does
+        assert acks(theirs, 1)[0][2] == 0
+    finally:
+        serving.stop()
+    assert window.waiter_served == 0
+    assert [(m.moffset, m.length) for m in window.mappings()] == [(MIB, MIB)]
