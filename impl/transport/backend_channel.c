@@ -213,21 +213,24 @@ static int send_request(int sock, uint32_t request, uint64_t fd_offset, uint64_t
     return 0;
 }
 
-/* Exactly `len` bytes by `deadline`, closing any fds that come along. */
+/* Exactly `len` bytes by `deadline`, closing any fds that come along. Reads first and
+ * polls only when nothing is there: an ack wait has seen the socket readable. */
 static int recv_exact(int sock, uint8_t *buf, size_t len, int64_t deadline) {
     size_t got = 0;
-    while (got < len) {
+    for (int wait = 0; got < len;) {
         int64_t left = deadline - now_ms();
         if (left <= 0)
             return -ETIMEDOUT;
-        struct pollfd p = {sock, POLLIN, 0};
-        int r = poll(&p, 1, (int)(left > 1000000 ? 1000000 : left));
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0)
-            return -errno;
-        if (r == 0)
-            continue;
+        if (wait) {
+            struct pollfd p = {sock, POLLIN, 0};
+            int r = poll(&p, 1, (int)(left > 1000000 ? 1000000 : left));
+            if (r < 0 && errno == EINTR)
+                continue;
+            if (r < 0)
+                return -errno;
+            if (r == 0)
+                continue;
+        }
         struct iovec iov = {buf + got, len - got};
         union {
             struct cmsghdr align;
@@ -236,6 +239,7 @@ static int recv_exact(int sock, uint8_t *buf, size_t len, int64_t deadline) {
         struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.room,
                             .msg_controllen = sizeof control.room};
         ssize_t n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+        wait = n < 0 && errno == EAGAIN;
         if (n < 0 && (errno == EINTR || errno == EAGAIN))
             continue;
         if (n < 0)

@@ -177,14 +177,17 @@ static int wait_readable(int sock, int stop_fd) {
 }
 
 /* Exactly `len` bytes into buf (fds that come along kept in m): 1, 0 at the end of the
- * stream before any byte, or -errno (-EPROTO: the stream ended inside a message). */
+ * stream before any byte, or -errno (-EPROTO: the stream ended inside a message). Reads
+ * first and polls only when nothing is there: the caller usually knows something is. */
 static int recv_exact(int sock, int stop_fd, uint8_t *buf, size_t len, struct vu_msg *m,
                       int first) {
     size_t got = 0;
-    while (got < len) {
-        int r = wait_readable(sock, stop_fd);
-        if (r <= 0)
-            return r;
+    for (int wait = 0; got < len;) {
+        if (wait) {
+            int r = wait_readable(sock, stop_fd);
+            if (r <= 0)
+                return r;
+        }
         struct iovec iov = {buf + got, len - got};
         union {
             struct cmsghdr align;
@@ -193,6 +196,7 @@ static int recv_exact(int sock, int stop_fd, uint8_t *buf, size_t len, struct vu
         struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.room,
                             .msg_controllen = sizeof control.room};
         ssize_t n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+        wait = n < 0 && errno == EAGAIN;
         if (n < 0 && (errno == EINTR || errno == EAGAIN))
             continue;
         if (n < 0)
@@ -219,6 +223,12 @@ static int recv_exact(int sock, int stop_fd, uint8_t *buf, size_t len, struct vu
     return 1;
 }
 
+static void parse_header(const uint8_t *head, struct vu_msg *m) {
+    memcpy(&m->request, head, 4);
+    memcpy(&m->flags, head + 4, 4);
+    memcpy(&m->size, head + 8, 4);
+}
+
 /* 1 and a whole message in m, 0 (stopped or the end of the stream), or -errno. */
 static int recv_message(int sock, int stop_fd, struct vu_msg *m) {
     uint8_t head[HEADER];
@@ -226,9 +236,7 @@ static int recv_message(int sock, int stop_fd, struct vu_msg *m) {
     int r = recv_exact(sock, stop_fd, head, HEADER, m, 1);
     if (r <= 0)
         goto out;
-    memcpy(&m->request, head, 4);
-    memcpy(&m->flags, head + 4, 4);
-    memcpy(&m->size, head + 8, 4);
+    parse_header(head, m);
     if ((m->flags & FLAG_VERSION_MASK) != FLAG_VERSION || m->size > VU_MSG_MAX_PAYLOAD) {
         r = -EPROTO;
         goto out;
@@ -387,8 +395,9 @@ int shm_window_serve(struct shm_window *w, int sock, int stop_fd, struct vu_msg 
     }
 }
 
-/* A whole message of ours is on the socket, nothing handed out: what try_serve takes. */
-static int ours_pending(struct shm_window *w, int sock) {
+/* A whole message of ours is on the socket, nothing handed out: what try_serve takes.
+ * Its length with the header, or 0. */
+static size_t ours_pending(struct shm_window *w, int sock) {
     uint8_t head[HEADER + MMAP_PAYLOAD];
     ssize_t n = recv(sock, head, sizeof head, MSG_PEEK | MSG_DONTWAIT);
     if (n < HEADER || __atomic_load_n(&w->handed_out, __ATOMIC_ACQUIRE))
@@ -397,20 +406,30 @@ static int ours_pending(struct shm_window *w, int sock) {
     memcpy(&request, head, 4);
     memcpy(&flags, head + 4, 4);
     memcpy(&size, head + 8, 4);
-    return (flags & FLAG_VERSION_MASK) == FLAG_VERSION && size <= MMAP_PAYLOAD &&
-           n >= (ssize_t)(HEADER + size) && ours(w, request, flags);
+    int whole = (flags & FLAG_VERSION_MASK) == FLAG_VERSION && size <= MMAP_PAYLOAD &&
+                n >= (ssize_t)(HEADER + size) && ours(w, request, flags);
+    return whole ? HEADER + size : 0;
 }
 
-int shm_window_pending(struct shm_window *w, int sock) { return ours_pending(w, sock); }
+int shm_window_pending(struct shm_window *w, int sock) { return ours_pending(w, sock) > 0; }
 
 int shm_window_try_serve(struct shm_window *w, int sock) {
     if (pthread_mutex_trylock(&w->serve_lock) != 0)
         return 0; /* the serve thread is at it */
     int r = 0;
-    if (ours_pending(w, sock)) {
+    size_t len = ours_pending(w, sock);
+    if (len) {
         struct vu_msg msg;
-        /* whole, so no wait; a malformed one is the serve thread's to report */
-        r = recv_message(sock, -1, &msg);
+        uint8_t whole[HEADER + MMAP_PAYLOAD];
+        /* there whole, so one read and no wait */
+        msg.nfds = 0;
+        r = recv_exact(sock, -1, whole, len, &msg, 1);
+        if (r > 0) {
+            parse_header(whole, &msg);
+            memcpy(msg.payload, whole + HEADER, len - HEADER);
+        } else {
+            close_fds(&msg);
+        }
         if (r > 0) {
             r = answer(w, sock, &msg) < 0 ? -EPIPE : 1;
             w->waiter_served++;
@@ -428,10 +447,9 @@ int shm_window_try_serve(struct shm_window *w, int sock) {
 }
 
 int shm_window_waiter_turn(struct shm_window *w, int sock) {
-    if (ours_pending(w, sock))
-        return shm_window_try_serve(w, sock);
-    if (!has_data(sock))
-        return 0;
+    int r = shm_window_try_serve(w, sock);
+    if (r != 0 || !has_data(sock))
+        return r;
     unpark(w); /* not a waiter's to answer: the serve thread's, parked or not */
     return SHM_WAITER_LEFT;
 }
