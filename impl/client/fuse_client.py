@@ -422,9 +422,11 @@ class FuseClient:
         self, nodeid: int, fh: int, foffset: int, length: int, writable: bool, moffset: int
     ) -> None:
         flags = FUSE_SETUPMAPPING_FLAG_READ | (FUSE_SETUPMAPPING_FLAG_WRITE if writable else 0)
-        body = p.SetupmappingIn(fh, foffset, length, flags, moffset)
+        unique = next(self._unique)
+        request = hot.SETUPMAPPING.encode(unique, nodeid, self._ids, fh, foffset, length, flags,
+                                          moffset)
         with self._expecting_backend():  # its SHMEM_MAP comes while we wait
-            self.call(p.Opcode.SETUPMAPPING, nodeid, body)
+            self._hot(p.Empty, p.Opcode.SETUPMAPPING, request, unique, hot.parse_empty)
 
     def removemapping(self, ranges: list[tuple[int, int]]) -> None:
         body = p.RemovemappingIn(tuple(p.RemovemappingOne(m, n) for m, n in ranges))

@@ -55,6 +55,7 @@ OPEN = FixedRequest(Opcode.OPEN, rq.OpenIn)
 RELEASE = FixedRequest(Opcode.RELEASE, rq.ReleaseIn)
 FLUSH = FixedRequest(Opcode.FLUSH, rq.FlushIn)
 READ = FixedRequest(Opcode.READ, rq.ReadIn)
+SETUPMAPPING = FixedRequest(Opcode.SETUPMAPPING, rq.SetupmappingIn)
 _WRITE_HEAD = Struct(IN_HEADER.format + rq.ReadIn.LAYOUT.format[1:])  # fuse_write_in's too
 _CREATE_HEAD = Struct(IN_HEADER.format + rq.CREATE_IN.format[1:])
 _IN_HEADER = IN_HEADER.pack

@@ -18,9 +18,8 @@ from __future__ import annotations
 import errno
 import itertools
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Future
-from contextlib import contextmanager
 from typing import Any
 
 from pagefs.impl.transport._vring import ffi, lib
@@ -79,6 +78,22 @@ def _reply_slot(size: int) -> tuple[bytearray, Any]:
     return data, ffi.from_buffer(data)
 
 
+class _ExpectingBackend:
+    """RequestPath.expecting_backend's context (a class: a generator-based context cost a
+    microsecond per mapping call). Holds no state of its own: threads share it."""
+
+    __slots__ = ("_shared",)
+
+    def __init__(self, shared: Any) -> None:
+        self._shared = shared
+
+    def __enter__(self) -> None:
+        lib.fe_expect_backend(self._shared, 1)
+
+    def __exit__(self, *exc: object) -> None:
+        lib.fe_expect_backend(self._shared, -1)
+
+
 class RequestPath:
     """The driver ends of `num_queues` queues laid out from guest address 0 of `memory`,
     each with its kick and call eventfd; `chan_fd` is watched for the back-end's hang-up,
@@ -99,6 +114,7 @@ class RequestPath:
         self._shared = ffi.gc(lib.fe_shared_new(chan_fd, stop_fd), lib.fe_shared_free)
         if self._shared == ffi.NULL:
             raise OSError(errno.ENOMEM, "cannot set up the request path")
+        self._expecting = _ExpectingBackend(self._shared)
         slots_gpa = -(-len(fds) * layout.size // 4096) * 4096  # after the rings
         slot_size = next(
             (s for s in _SLOT_SIZES
@@ -199,15 +215,10 @@ class RequestPath:
         both must outlive every call."""
         lib.fe_shared_window(self._shared, window, backend_fd)
 
-    @contextmanager
-    def expecting_backend(self) -> Iterator[None]:
-        """Calls made inside make the back-end send backend requests (SETUPMAPPING,
-        REMOVEMAPPING): their waiters look for them while they spin."""
-        lib.fe_expect_backend(self._shared, 1)
-        try:
-            yield
-        finally:
-            lib.fe_expect_backend(self._shared, -1)
+    def expecting_backend(self) -> _ExpectingBackend:
+        """A context: calls made inside make the back-end send backend requests
+        (SETUPMAPPING, REMOVEMAPPING): their waiters look for them while they spin."""
+        return self._expecting
 
     def send(self, queue: int, request: bytes) -> bool:
         """Publishes a request that has no reply and that nobody waits for (FUSE's

@@ -40,6 +40,8 @@ def test_hot_requests_are_the_generic_codec_s_bytes() -> None:
     assert hot.RELEASE.encode(77, 5, IDS, 8, os.O_RDONLY, 0, 0) == generic(
         p.Opcode.RELEASE, 5, p.ReleaseIn(8, os.O_RDONLY))
     assert hot.FLUSH.encode(77, 5, IDS, 8, 0) == generic(p.Opcode.FLUSH, 5, p.FlushIn(8))
+    assert hot.SETUPMAPPING.encode(77, 5, IDS, 8, 1 << 21, 1 << 20, 3, 1 << 22) == generic(
+        p.Opcode.SETUPMAPPING, 5, p.SetupmappingIn(8, 1 << 21, 1 << 20, 3, 1 << 22))
     assert hot.READ.encode(77, 5, IDS, 8, 4096, 512, 0, 0, 0) == generic(
         p.Opcode.READ, 5, p.ReadIn(8, 4096, 512))
     assert hot.encode_name(p.Opcode.LOOKUP, 77, 5, IDS, b"name") == generic(
