@@ -413,7 +413,11 @@ static int reap_until_used(struct fe_queue *q, struct fe_entry *e, int64_t deadl
         pthread_mutex_unlock(&q->lock);
         int backend = watch_backend && backend_expected(q->sh);
         int r = poller_wait(&q->poller, &ring, q->call_fd, watch, backend ? 2 : 1, left);
-        if (backend && (r == POLLER_READY || (r == POLLER_EVENT && watch[1].revents)) &&
+        /* replies first: once its own is in, a waiter leaves the socket unlooked at (the
+         * back-end had every ack it asked for), sparing two system calls */
+        int replied = r == POLLER_READY && vq_driver_used_pending(&q->vq);
+        if (backend && ((r == POLLER_READY && !replied) ||
+                        (r == POLLER_EVENT && watch[1].revents)) &&
             shm_window_waiter_turn(q->sh->window, q->sh->backend_fd) == SHM_WAITER_LEFT)
             watch_backend = 0; /* the serve thread's: watching it would only spin */
         pthread_mutex_lock(&q->lock);
