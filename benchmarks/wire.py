@@ -90,6 +90,7 @@ EVENTFD = "eventfd ping-pong, 2 pinned processes (one wake-up each way)"
 KINDS = ("GETATTR", "OPEN+RELEASE", "LOOKUP", "FORGET", "CREATE+RELEASE+UNLINK")
 ECHO_CPU = "front-end CPU per 56-byte chain -> echo back-end of ours"
 CLEANUP = "cleanup"  # untimed steps that undo a timed one (a created node's FORGET)
+SLEPT = "front-end reply waits that slept, %"
 
 
 @contextmanager
@@ -174,6 +175,26 @@ def timed_kinds(target: str, kinds: dict[str, Callable[[], object]], calls: int
         return medians
 
     return measure
+
+
+def with_slept_share(backend: str, client: FuseClient,
+                     measure: Callable[[], dict[str, float]]) -> Callable[[], dict[str, float]]:
+    """`measure`, plus the share of the front-end's reply waits on the request queue that
+    slept during it (VhostUserFrontend.poll_stats), in %: the state the one-at-a-time rows
+    were taken in. A reply the spin met costs no wake-up; one slept for costs a vCPU's
+    wake-up, tens of us here, and a budget at nothing stays there while every wait sleeps
+    past the spin's ceiling (docs/BENCHMARKS.md), so a row can differ by that much from
+    one run of the same code to the next."""
+    def run() -> dict[str, float]:
+        before = client.frontend.poll_stats(REQUEST_QUEUE)
+        out = measure()
+        after = client.frontend.poll_stats(REQUEST_QUEUE)
+        waits = after["waits"] - before["waits"]
+        out[f"{SLEPT} -> {backend}"] = (
+            100 * (after["slept"] - before["slept"]) / waits if waits else 0.0)
+        return out
+
+    return run
 
 
 def mapping_rows(stack: ExitStack, shared: str, host_path: str, calls: int
@@ -364,13 +385,19 @@ def bench(runs: int, calls: int, idle_seconds: float) -> None:
             for _ in range(200):  # warm up both ends
                 for call in kinds.values():
                     call()
-            measures.append(timed_kinds(backend, kinds, calls))
+            measures.append(with_slept_share(backend, client,
+                                             timed_kinds(backend, kinds, calls)))
             measures.append(lambda c=client, b=backend: {
                 f"GETATTR x{BURST} in flight, per request -> {b}":
                     median_time_us(lambda: getattr_burst(c), max(3, calls // BURST)) / BURST})
-        rows = compare_groups(measures, runs, baseline=POLL_FLOOR)
+        measured = compare_groups(measures, runs, baseline=POLL_FLOOR)
+        rows = [row for row in measured if not row.name.startswith(SLEPT)]
         print_table(f"Round trips, one at a time unless said (median call of {calls}; "
                     f"medians over {runs} runs)", rows, "us", "x polling")
+        print_table("Front-end reply waits that slept during those round trips (% of waits "
+                    "not answered at once; the rest met spinning)",
+                    no_ratio([row for row in measured if row.name.startswith(SLEPT)]),
+                    "% slept", "", digits=0)
         pairs = []
         for ours in (PAGEFS, PAGEFS_PY):
             tag = "" if ours == PAGEFS else " (--dispatch python)"
@@ -425,7 +452,7 @@ def bench(runs: int, calls: int, idle_seconds: float) -> None:
         idle = compare_groups([idle_cpu(pids, idle_seconds)], max(1, runs // 2),
                               baseline=f"idle daemon CPU, % of a core -> {VIRTIOFSD}")
         print_table(f"Idle: daemon CPU while its one connected guest sends nothing "
-                    f"({idle_seconds:g} s per run)", idle_rows(idle), "% core", "")
+                    f"({idle_seconds:g} s per run)", no_ratio(idle), "% core", "")
 
 
 def vs_native(rows: list[Row]) -> list[tuple[str, str, str]]:
@@ -439,9 +466,9 @@ def vs_native(rows: list[Row]) -> list[tuple[str, str, str]]:
     return pairs
 
 
-def idle_rows(rows: list[Row]) -> list[Row]:
-    """Idle CPU has no meaningful ratio (virtiofsd idles at 0): the ratio column
-    repeats the value."""
+def no_ratio(rows: list[Row]) -> list[Row]:
+    """Rows with no meaningful ratio (idle CPU: virtiofsd idles at 0; a share of waits):
+    the ratio column repeats the value."""
     return [Row(row.name, row.values, list(row.values)) for row in rows]
 
 

@@ -61,7 +61,8 @@ def test_every_command_records_and_the_report_draws(tmp_path: Path) -> None:
     text = (tmp_path / "README.md").read_text()
     for heading in ("## bench-wire", "## bench-guest", "## bench-scaling",
                     "SETUPMAPPING 2 MiB", "README's API", "daemon CPU per GETATTR",
-                    "file larger than the window", "page tables (VmPTE)", "aggregate GETATTR/s"):
+                    "file larger than the window", "page tables (VmPTE)", "aggregate GETATTR/s",
+                    "reply waits that slept"):
         assert heading in text, heading
     for chart in ("latency.png", "throughput-file.png", "throughput-window.png", "scaling.png"):
         assert (tmp_path / chart).read_bytes().startswith(b"\x89PNG"), chart
