@@ -9,7 +9,7 @@ view, so a missing check is still EROFS from the kernel and no request can show 
 
     short-read        READ stops at the next page boundary (a short count inside the file)
     forget-ignored    FORGET drops nothing: a forgotten nodeid still answers
-    release-leaks     RELEASE forgets the handle but never closes its descriptor
+    release-leaks     RELEASE leaves a descriptor of the file open (run with --workers thread)
     chmod-ignored     SETATTR of a mode changes nothing (and says it did)
     rename-flags-lost RENAME drops its flags: NOREPLACE replaces, EXCHANGE moves one way
     map-ignores-mode  a writable mapping is granted through a read-only handle
@@ -50,8 +50,8 @@ def _forget_ignored(original: Callable[..., None]) -> Callable[..., None]:
 
 def _release_leaks(original: Callable[..., None]) -> Callable[..., None]:
     def release(self: Any, fh: int) -> None:
-        self._handle(fh)  # an unknown handle is still EBADF
-        del self._handles[fh]  # the bug: its descriptor stays open
+        os.dup(self._handle(fh).fd)  # the bug: the handle's file stays open, for good
+        original(self, fh)  # an unknown handle is still EBADF
     return release
 
 
@@ -96,6 +96,12 @@ def _patch(fault: str) -> None:
     setattr(GuestSession, method, broken(getattr(GuestSession, method)))
 
 
+# pagefs-host options a fault needs to show. A worker process's descriptors close when its
+# guest leaves, so a descriptor leak outlives its guest (RECLAIM) only where one process
+# serves every guest: the thread workers.
+FAULT_OPTIONS: dict[str, tuple[str, ...]] = {"release-leaks": ("--workers", "thread")}
+
+
 def broken_host(fault: str) -> DaemonFactory:
     """The pagefs target, with pagefs-host carrying one seeded bug."""
     if fault not in HOST_FAULTS:
@@ -105,7 +111,8 @@ def broken_host(fault: str) -> DaemonFactory:
     # The bug is seeded in the Python reference (short-read, forget-ignored and
     # release-leaks are in requests the C fast path would otherwise answer itself).
     def serve(export: str, read_only: bool, stack: contextlib.ExitStack) -> Served:
-        return serve_pagefs(export, read_only, stack, program, dispatch="python")
+        return serve_pagefs(export, read_only, stack, program, dispatch="python",
+                            options=FAULT_OPTIONS.get(fault, ()))
 
     return DaemonFactory(f"pagefs+host:{fault}", pagefs_capabilities(), serve, {},
                          PAGEFS_WINDOW)

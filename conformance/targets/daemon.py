@@ -149,12 +149,14 @@ class DaemonFactory(TargetFactory):
 
 
 def serve_pagefs(export: str, read_only: bool, stack: contextlib.ExitStack,
-                 program: tuple[str, ...] | None = None, dispatch: str = "fast") -> Served:
+                 program: tuple[str, ...] | None = None, dispatch: str = "fast",
+                 options: tuple[str, ...] = ()) -> Served:
     """pagefs-host on `export` (or `program`, a pagefs-host with a seeded bug), serving
-    with its C fast path (`dispatch` fast, its default) or the Python dispatcher alone."""
+    with its C fast path (`dispatch` fast, its default) or the Python dispatcher alone;
+    `options`: more pagefs-host options."""
     from pagefs.impl.client.host_daemon import PAGEFS_HOST, host_daemon
     daemon = stack.enter_context(host_daemon(export, read_only=read_only,
-                                             options=("--dispatch", dispatch),
+                                             options=("--dispatch", dispatch, *options),
                                              program=program or PAGEFS_HOST))
     return Served(daemon.socket_path, daemon.open_fds, daemon.process, daemon.log)
 

@@ -30,10 +30,8 @@ def test_a_daemon_that_ignores_chmod_fails_coh_meta():
     assert _failing("chmod-ignored", ["COH-META"], quick) == {"COH-META"}
 
 
-# rename-flags-lost is not caught at this budget (reports/catch-rate.md says so): a RENAME
-# with NOREPLACE or EXCHANGE over an existing name is rarely drawn.
 @pytest.mark.slow
-@pytest.mark.parametrize("fault", [f for f in HOST_FAULTS if f != "rename-flags-lost"])
+@pytest.mark.parametrize("fault", list(HOST_FAULTS))
 def test_a_seeded_host_bug_fails_its_property(fault):
     prop = HOST_FAULTS[fault][2]
     family = [p for p in family_of(prop).properties if p != "RECLAIM" or prop == "RECLAIM"]
