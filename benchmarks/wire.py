@@ -190,8 +190,9 @@ def with_slept_share(backend: str, client: FuseClient,
         out = measure()
         after = client.frontend.poll_stats(REQUEST_QUEUE)
         waits = after["waits"] - before["waits"]
+        # nan, not 0 %, when no wait was counted: nothing then says the waits spun
         out[f"{SLEPT} -> {backend}"] = (
-            100 * (after["slept"] - before["slept"]) / waits if waits else 0.0)
+            100 * (after["slept"] - before["slept"]) / waits if waits else float("nan"))
         return out
 
     return run

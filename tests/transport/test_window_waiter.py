@@ -9,6 +9,7 @@ import errno
 import os
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -221,7 +222,8 @@ def test_what_no_waiter_answers_reaches_the_serve_loops_caller(expecting) -> Non
         assert waiter_turn(window, ours) in (0, lib.SHM_WAITER_LEFT)  # 0: already taken
         window.observe(True)  # and a SHMEM_MAP while an observer looks: the caller's too
         send_map(theirs, fd, 0)
-        while len(serving.handed) < 2:
+        deadline = time.monotonic() + LONG_ENOUGH  # a hang fails, not waits for ever
+        while len(serving.handed) < 2 and time.monotonic() < deadline:
             serving.thread.join(0.01)
     finally:
         serving.stop()
